@@ -1,0 +1,40 @@
+// The master key (KEK): created by `phivault init`, loaded by the daemon from a file, a systemd
+// credential, or derived from a passphrase with Argon2id.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "crypto/secret.h"
+#include "crypto/status.h"
+
+namespace phivault::crypto {
+
+inline constexpr size_t kMasterKeyBytes = 32;
+
+// Writes 32 random bytes to `path`, created with O_EXCL and mode 0400, fsynced (file and
+// directory). AlreadyExists if anything is at `path`: a key file is never overwritten.
+[[nodiscard]] Status CreateMasterKeyFile(const std::string& path);
+
+// Reads a 32-byte key file. NotFound if missing; InvalidArgument "master key file must be
+// exactly 32 bytes"; PermissionDenied "master key file must not be readable by group or others"
+// if its mode allows group/other access.
+[[nodiscard]] StatusOr<SecretBytes> LoadMasterKeyFile(const std::string& path);
+
+// Reads credential `name` from $CREDENTIALS_DIRECTORY (systemd LoadCredential=/
+// LoadCredentialEncrypted=). FailedPrecondition if the variable is unset; otherwise as
+// LoadMasterKeyFile (the mode check is skipped: systemd owns that directory).
+[[nodiscard]] StatusOr<SecretBytes> LoadMasterKeyCredential(const std::string& name);
+
+struct PassphraseParams {
+  std::string salt;        // 16 raw bytes (crypto_pwhash_SALTBYTES)
+  uint64_t opslimit = 3;   // crypto_pwhash_OPSLIMIT_MODERATE
+  uint64_t memlimit = 268435456;  // 256 MiB, crypto_pwhash_MEMLIMIT_MODERATE
+};
+// Argon2id13. InvalidArgument if the salt is not 16 bytes, the passphrase is empty, or limits are
+// outside libsodium's bounds; ResourceExhausted if the derivation fails (out of memory).
+[[nodiscard]] StatusOr<SecretBytes> DeriveMasterKeyFromPassphrase(std::string_view passphrase,
+                                                                  const PassphraseParams& params);
+
+}  // namespace phivault::crypto

@@ -1,0 +1,80 @@
+// phivaultd's configuration: a TOML file, validated completely before use. A config that fails
+// validation never starts the daemon (and, on reload, never replaces the running one).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crypto/status.h"
+
+namespace phivault::daemon {
+
+struct MasterKeySource {
+  enum class Kind { kFile, kCredential, kPassphrase };
+  Kind kind = Kind::kFile;
+  std::string file;             // kFile: path (relative paths are relative to the config file)
+  std::string credential = "phivault-master-key";  // kCredential: name in $CREDENTIALS_DIRECTORY
+  std::string passphrase_env = "PHIVAULT_PASSPHRASE";  // kPassphrase: env var holding it
+  std::string passphrase_file;  // kPassphrase: alternatively a file holding it (first line)
+  std::string salt_base64;      // kPassphrase: 16 bytes
+  uint64_t opslimit = 3;
+  uint64_t memlimit = 268435456;
+};
+
+struct Limits {
+  uint64_t max_body_bytes = 96ull << 20;  // must exceed max_content_bytes * 4/3 (base64)
+  uint32_t max_header_bytes = 16384;
+  uint32_t max_connections = 64;
+  uint32_t idle_timeout_ms = 5000;
+  uint64_t disk_reserve_bytes = 256ull << 20;
+};
+
+// An application (EHR, practice-management software): a bearer token (only its SHA-256 is kept)
+// that is valid only from the listed peer uids.
+struct ApplicationConfig {
+  std::string name;
+  std::string token_sha256_hex;
+  std::vector<uint32_t> uids;
+  std::vector<std::string> actions;  // e.g. "record.create", "record.read", "status"
+};
+
+// A person using the CLI, recognised by the socket's peer credentials (uid, or a group the peer
+// is in); no token needed.
+struct OperatorConfig {
+  std::optional<uint32_t> uid;
+  std::string group;  // group name; matches the peer's primary or supplementary groups
+  std::string role;
+  std::vector<std::string> actions;
+};
+
+struct Config {
+  std::string config_path;  // where it was loaded from
+  std::string data_dir;     // RocksDB lives in <data_dir>/db, the keyring at <data_dir>/keyring
+  std::vector<std::string> keyring_mirrors;
+  std::string socket_path;
+  uint32_t socket_mode = 0660;
+  std::string socket_group;  // empty: the daemon's own group
+  uint32_t default_retention_years = 10;
+  uint64_t max_content_bytes = 64ull << 20;
+  std::vector<std::string> categories;  // default list if not given
+  std::vector<std::string> roles;       // default list if not given
+  MasterKeySource master_key;
+  Limits limits;
+  std::string log_level = "info";
+  std::string log_file;  // optional, in addition to stderr
+  std::vector<ApplicationConfig> applications;
+  std::vector<OperatorConfig> operators;
+};
+
+std::vector<std::string> DefaultCategories();
+std::vector<std::string> DefaultRoles();
+// Every action name the daemon knows.
+std::vector<std::string> KnownActions();
+
+// Parses and validates the file. InvalidArgument naming the file, the key and the violated
+// constraint ("phivault.toml: limits.max_connections must be between 1 and 4096").
+StatusOr<Config> LoadConfig(const std::string& path);
+
+}  // namespace phivault::daemon

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds (warnings are errors), runs every test,
+# then builds and runs them again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh --test
+
+jobs=$(nproc)
+run_suite() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 600
+}
+
+echo "== build and test (RelWithDebInfo)"
+run_suite build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+if [[ "${PHIVAULT_SKIP_SANITIZERS:-0}" != "1" ]]; then
+  echo "== build and test (AddressSanitizer + UndefinedBehaviorSanitizer)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    run_suite build/asan -DCMAKE_BUILD_TYPE=Debug -DPHIVAULT_SANITIZE=ON -DPHIVAULT_BUILD_BENCHMARKS=OFF
+fi

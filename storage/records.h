@@ -1,0 +1,83 @@
+// Records at rest: each record is an immutable chain of versions. A version is sealed with a
+// fresh random DEK; the DEK is stored only wrapped under the version's epoch key.
+//
+//   DEK wrap AAD       = "phivault/dek/v1" || record id || version (BE32) || epoch id
+//   metadata/content   = sealed under the DEK,
+//                        AAD = "phivault/meta/v1" | "phivault/content/v1" || record id ||
+//                              version (BE32) || patient blind id
+//
+// Storage keys hold only random ids, version numbers, blind ids and epoch ids: never PHI.
+//   kRecords  'm' id(16) ver(BE32) -> version header (epoch id, wrapped DEK, blind id, sealed meta)
+//   kRecords  'c' id(16) ver(BE32) -> sealed content (large values land in blob files)
+//   kIndexes  'p' blind id(32) id(16)            -> "" (a patient's records)
+//   kIndexes  'e' epoch id 0x00 id(16) ver(BE32) -> "" (what an epoch key protects)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crypto/keyring.h"
+#include "crypto/status.h"
+#include "storage/store.h"
+
+namespace phivault::storage {
+
+struct RecordMetadata {
+  std::string record_id;       // URL-safe base64 (no padding) of 16 random bytes: 22 characters
+  uint32_t version = 0;        // 1 for the original, +1 per amendment
+  std::string patient_id;      // opaque, from the application
+  std::string category;
+  std::string content_type;    // a MIME type
+  std::string encounter_date;  // YYYY-MM-DD
+  std::string author;
+  int64_t created_unix_us = 0;  // when this version was stored
+  uint64_t content_bytes = 0;
+  std::string amendment_reason;  // empty for version 1
+  std::string epoch_id;          // the epoch key protecting this version (not PHI)
+};
+
+struct Record {
+  RecordMetadata meta;
+  std::string content;  // empty when read without content
+};
+
+// A new random record id (16 bytes from the CSPRNG, URL-safe base64).
+std::string NewRecordId();
+// True if `id` has the form NewRecordId produces (22 URL-safe base64 characters).
+bool IsValidRecordId(std::string_view id);
+
+class RecordRepository {
+ public:
+  // Both must outlive the repository.
+  RecordRepository(Store& store, crypto::Keyring& keyring);
+
+  // Blind id (32 raw bytes) of a patient id, via the keyring's blind index key.
+  std::string PatientBlindId(std::string_view patient_id) const;
+
+  // Seals `record` (record.meta.epoch_id names the epoch key; created on demand) and appends its
+  // puts — both halves of the version and both index entries — to `batch`. Writes nothing itself.
+  // InvalidArgument for a malformed record id or version 0.
+  [[nodiscard]] Status StageVersion(const Record& record, WriteBatch& batch);
+
+  // Highest version of `record_id`. NotFound "no such record".
+  StatusOr<uint32_t> LatestVersion(std::string_view record_id);
+
+  // Opens one version. NotFound "no such record" / "no such version"; DataLoss "record failed
+  // integrity check" if any stored byte was changed; FailedPrecondition "record was
+  // crypto-shredded" if its epoch key was destroyed.
+  StatusOr<Record> ReadVersion(std::string_view record_id, uint32_t version, bool with_content);
+
+  // Metadata of the latest version of each of the patient's records, oldest record first.
+  // DataLoss as ReadVersion if any of them fails its integrity check.
+  StatusOr<std::vector<RecordMetadata>> ListPatient(std::string_view patient_id);
+
+ private:
+  Store& store_;
+  crypto::Keyring& keyring_;
+};
+
+}  // namespace phivault::storage

@@ -1,0 +1,112 @@
+// Store: the ordered key-value engine under the vault. Column families separate data by purpose;
+// a WriteBatch is applied atomically across them. RocksDB is the embedded engine
+// (storage/rocks_store.h); a second engine (e.g. Ceph RADOS) must pass tests/storage's
+// conformance suite.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crypto/status.h"
+
+namespace phivault::storage {
+
+enum class Cf : uint8_t {
+  kRecords = 0,  // record versions: sealed metadata, sealed content (blob files), wrapped DEK
+  kIndexes,      // patient blind id -> record ids; epoch -> record versions
+  kAudit,        // audit entries by sequence number
+  kAuditTree,    // Merkle tree nodes and checkpoints over the audit entries
+  kHolds,        // legal holds
+  kState,        // counters and small vault-wide state
+};
+inline constexpr int kNumCfs = 6;
+std::string_view CfName(Cf cf);
+
+// An engine-neutral list of puts and deletes, applied all-or-nothing by Store::Write.
+class WriteBatch {
+ public:
+  struct Op {
+    Cf cf;
+    bool is_delete;
+    std::string key;
+    std::string value;
+  };
+  void Put(Cf cf, std::string key, std::string value) {
+    bytes_ += key.size() + value.size();
+    ops_.push_back({cf, false, std::move(key), std::move(value)});
+  }
+  void Delete(Cf cf, std::string key) {
+    bytes_ += key.size();
+    ops_.push_back({cf, true, std::move(key), {}});
+  }
+  void Append(WriteBatch&& other) {
+    for (auto& op : other.ops_) ops_.push_back(std::move(op));
+    bytes_ += other.bytes_;
+    other.ops_.clear();
+    other.bytes_ = 0;
+  }
+  const std::vector<Op>& ops() const { return ops_; }
+  size_t bytes() const { return bytes_; }
+  bool empty() const { return ops_.empty(); }
+
+ private:
+  std::vector<Op> ops_;
+  size_t bytes_ = 0;
+};
+
+struct SpaceInfo {
+  uint64_t free_bytes = 0;     // available to the vault's user on the data filesystem
+  uint64_t reserve_bytes = 0;  // writes are refused when a write would leave less than this
+  uint64_t live_data_bytes = 0;  // the engine's own estimate of its size on disk
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // The value at `key`, std::nullopt if absent. Unavailable on an I/O error.
+  virtual StatusOr<std::optional<std::string>> Get(Cf cf, std::string_view key) = 0;
+
+  // Applies `batch` atomically. With `sync`, returns only once the batch is durable (synced
+  // WAL); concurrent synced writes share syncs. ResourceExhausted "disk space below reserve"
+  // (nothing written) when free space minus the batch would fall below the reserve: refusing is
+  // required because Debian's RocksDB aborts the process on ENOSPC.
+  [[nodiscard]] virtual Status Write(const WriteBatch& batch, bool sync) = 0;
+
+  // Calls `fn(key, value)` for every key in [begin, end) in key order (end empty = no bound),
+  // until `fn` returns false. The iteration does not outlive the call (no long-lived iterators:
+  // they would keep shredded values alive).
+  using ScanFn = std::function<bool(std::string_view key, std::string_view value)>;
+  [[nodiscard]] virtual Status Scan(Cf cf, std::string_view begin, std::string_view end,
+                                    const ScanFn& fn) = 0;
+  // Like Scan, from the last key below `end` downwards to `begin`.
+  [[nodiscard]] virtual Status ScanReverse(Cf cf, std::string_view begin, std::string_view end,
+                                           const ScanFn& fn) = 0;
+
+  // Flushes memtables to files.
+  [[nodiscard]] virtual Status Flush() = 0;
+  // Rewrites every file of every column family so that deleted values are gone from all live
+  // files (bottommost level compaction forced), and cuts the WAL.
+  [[nodiscard]] virtual Status CompactAll() = 0;
+
+  virtual StatusOr<SpaceInfo> Space() = 0;
+};
+
+struct RocksStoreOptions {
+  std::string path;                         // data directory, created if missing
+  uint64_t reserve_bytes = 256ull << 20;    // refuse writes below this much free space
+  uint64_t min_blob_size = 4096;            // values at least this big go to blob files
+  bool create_if_missing = true;
+};
+
+// Opens (or creates) the RocksDB store with every column family and the purge-safe options:
+// no WAL recycling, WAL_ttl_seconds = 0, WAL archive off, blob files for large records.
+// Unavailable with RocksDB's message if it cannot be opened (e.g. locked by another process).
+StatusOr<std::unique_ptr<Store>> OpenRocksStore(const RocksStoreOptions& options);
+
+}  // namespace phivault::storage
