@@ -49,7 +49,9 @@ class Aead {
 };
 
 // Seals `key` (a data-encryption key) under `kek` with `associated_data`; the result is what
-// gets stored ("wrapped DEK"). UnwrapKey is its inverse and fails with DataLoss on any change.
+// gets stored ("wrapped DEK"). UnwrapKey is its inverse and fails with DataLoss on any change,
+// InvalidArgument if `wrapped` is not longer than kOverhead. The key is unwrapped straight
+// into secret memory.
 std::string WrapKey(const Aead& kek, const SecretBytes& key, std::string_view associated_data);
 [[nodiscard]] StatusOr<SecretBytes> UnwrapKey(const Aead& kek, std::string_view wrapped,
                                               std::string_view associated_data);

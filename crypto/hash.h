@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,10 +42,11 @@ class BlindIndex {
 std::string HexEncode(std::string_view bytes);
 // InvalidArgument on odd length or a non-hex character.
 StatusOr<std::string> HexDecode(std::string_view hex);
-// Standard base64 with padding (RFC 4648 section 4).
+// Standard base64 with padding (RFC 4648 section 4). Decoding is strict: InvalidArgument on a
+// character outside the alphabet, missing or extra padding, or non-zero trailing bits.
 std::string Base64Encode(std::string_view bytes);
 StatusOr<std::string> Base64Decode(std::string_view text);
-// URL-safe base64 without padding (RFC 4648 section 5), used for record ids.
+// URL-safe base64 without padding (RFC 4648 section 5), used for record ids. Equally strict.
 std::string Base64UrlEncode(std::string_view bytes);
 StatusOr<std::string> Base64UrlDecode(std::string_view text);
 // `n` random bytes (not secret memory; for ids, salts, tokens).

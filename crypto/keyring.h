@@ -9,6 +9,22 @@
 //   blind index key (patient blind ids), audit key (PHI fields in audit entries),
 //   audit signing key (Ed25519, signs audit checkpoints).
 //
+// File format (little-endian; every slot has the same size so that a slot can be overwritten in
+// place):
+//   header   "PVKR" | u32 format version (1) | u32 slot count |
+//            sealed check (72) = Aead(master).Encrypt(constant, "phivault/keyring/check/v1")
+//   slot     id (48, zero-padded) | u32 state (1 live, 2 destroyed) | i64 created unix |
+//            i64 destroyed unix | sealed key (72) = nonce(24) || ct(32) || tag(16),
+//            AAD "phivault/keyring/slot/v1" || id; all zero once destroyed
+//   trailer  SHA-256 of everything before it with the sealed-key fields counted as zero
+//            (they carry their own tags), so zeroing a slot in place keeps the file valid
+// Service keys are slots with the reserved ids "svc:blind-index", "svc:audit",
+// "svc:audit-sign" (the Ed25519 seed). A live slot whose sealed key is all zero is a
+// destruction that was interrupted after its overwrite; Open completes it.
+// Every write scrubs destroyed slots in place in each existing copy (pwrite + fdatasync), then
+// replaces the primary, then each mirror (temp file, fsync, rename, fsync dir; mode 0600).
+// One process at a time may open a keyring.
+//
 // Thread-safe: all methods may be called concurrently.
 #pragma once
 
@@ -37,25 +53,34 @@ class Keyring {
   // Opens the keyring at options.path, or creates it (with fresh service keys) if no file
   // exists there. FailedPrecondition "master key does not match the keyring" if the sealed check
   // value does not open under `master_key` — the daemon must refuse to start. DataLoss if the
-  // file is truncated or malformed. A missing mirror is recreated from the primary.
+  // file is truncated or malformed. A missing or differing mirror is rewritten from the primary
+  // (Unavailable naming it if that fails). FailedPrecondition if the primary is missing but a
+  // mirror exists (restore it; a fresh keyring would orphan every key). InvalidArgument if the
+  // master key is not 32 bytes or the mirrors repeat a path.
   static StatusOr<std::unique_ptr<Keyring>> Open(const KeyringOptions& options,
                                                  SecretBytes master_key);
 
   // The key for `epoch_id`, creating and durably persisting it (primary and every mirror) first
   // if it does not exist. FailedPrecondition "epoch key was destroyed" for a destroyed epoch
-  // (a destroyed epoch is never recreated). InvalidArgument for a malformed id.
+  // (a destroyed epoch is never recreated). InvalidArgument for a malformed id (must match
+  // ^(d[0-9]{8}|h[A-Za-z0-9_-]{1,40})$). Unavailable naming the copy if a write failed; while a
+  // mirror is behind, every call retries it first.
   StatusOr<std::shared_ptr<const Aead>> GetOrCreateEpoch(std::string_view epoch_id);
-  // NotFound if the epoch never existed; FailedPrecondition if it was destroyed.
+  // NotFound if the epoch never existed; FailedPrecondition if it was destroyed;
+  // InvalidArgument for a malformed id. Never touches the disk.
   StatusOr<std::shared_ptr<const Aead>> GetEpoch(std::string_view epoch_id) const;
 
   // Crypto-shreds an epoch: overwrites its slot in the current file in place (fsynced), then
   // writes the new keyring to the primary and every mirror. OK only when every copy confirms;
   // otherwise Unavailable naming the copy that failed (the key is gone from memory either way).
-  // NotFound if the epoch never existed; OK (idempotent) if already destroyed.
+  // NotFound if the epoch never existed; OK (idempotent) if already destroyed and every copy
+  // already confirmed it (otherwise the copies are rewritten again).
   [[nodiscard]] Status DestroyEpoch(std::string_view epoch_id);
 
   // Re-seals every key under `new_master_key` (O(number of keys); no record is touched) and
-  // rewrites all copies.
+  // rewrites all copies. If the primary cannot be written nothing changes (Unavailable). If the
+  // primary was written but a mirror failed, the rotation has taken effect (Unavailable names
+  // the mirror; the next change or Open rewrites it). InvalidArgument if not 32 bytes.
   [[nodiscard]] Status Rotate(SecretBytes new_master_key);
 
   struct EpochInfo {
@@ -66,8 +91,8 @@ class Keyring {
   };
   std::vector<EpochInfo> ListEpochs() const;
 
-  const Aead& audit_key() const;          // seals PHI fields inside audit entries
-  const BlindIndex& blind_index() const;  // patient blind ids
+  const Aead& audit_key() const;              // seals PHI fields inside audit entries
+  const BlindIndex& blind_index() const;      // patient blind ids
   const Ed25519Signer& audit_signer() const;  // signs audit checkpoints
 
   ~Keyring();

@@ -28,8 +28,8 @@ inline constexpr size_t kMasterKeyBytes = 32;
 [[nodiscard]] StatusOr<SecretBytes> LoadMasterKeyCredential(const std::string& name);
 
 struct PassphraseParams {
-  std::string salt;        // 16 raw bytes (crypto_pwhash_SALTBYTES)
-  uint64_t opslimit = 3;   // crypto_pwhash_OPSLIMIT_MODERATE
+  std::string salt;               // 16 raw bytes (crypto_pwhash_SALTBYTES)
+  uint64_t opslimit = 3;          // crypto_pwhash_OPSLIMIT_MODERATE
   uint64_t memlimit = 268435456;  // 256 MiB, crypto_pwhash_MEMLIMIT_MODERATE
 };
 // Argon2id13. InvalidArgument if the salt is not 16 bytes, the passphrase is empty, or limits are

@@ -21,11 +21,14 @@ class InsecureSecretKeyAccess {
 
 // Fixed-size secret bytes in sodium_malloc'd memory: guard pages, mlock'd, wiped
 // (sodium_free) on destruction. Move-only. A moved-from SecretBytes is empty.
+// Locking is best effort: beyond RLIMIT_MEMLOCK the memory is still guarded and wiped.
 class SecretBytes {
  public:
   SecretBytes() = default;
-  // `size` random bytes from the OS CSPRNG. Aborts if the memory cannot be allocated/locked.
+  // `size` random bytes from the OS CSPRNG. Aborts if the memory cannot be allocated.
   static SecretBytes Random(size_t size);
+  // `size` zero bytes, to be filled in place (e.g. by a decryption).
+  static SecretBytes Zeros(size_t size);
   // Copies `bytes` into fresh secret memory. The caller remains responsible for wiping its copy.
   static SecretBytes CopyFrom(std::string_view bytes, InsecureSecretKeyAccess);
 

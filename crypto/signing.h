@@ -17,7 +17,7 @@ class Ed25519Signer {
   static constexpr size_t kSeedBytes = 32;
   // From a 32-byte seed. InvalidArgument "ed25519 seed must be 32 bytes".
   static StatusOr<std::unique_ptr<Ed25519Signer>> Create(SecretBytes seed);
-  std::string Sign(std::string_view message) const;  // 64-byte detached signature
+  std::string Sign(std::string_view message) const;              // 64-byte detached signature
   const std::string& public_key() const { return public_key_; }  // 32 bytes
 
  private:
@@ -39,16 +39,20 @@ struct NoteVerifier {
   std::string name;
   std::string public_key;  // 32 bytes
 };
-// Parses a verifier key string. InvalidArgument naming what is wrong.
+// Parses a verifier key string. InvalidArgument naming what is wrong (name, key id that does not
+// match name and key, algorithm other than Ed25519, key length, encoding).
 StatusOr<NoteVerifier> ParseNoteVerifierKey(std::string_view vkey);
 
-// Signs `text` (must end in "\n", may not contain a blank line) and returns the note:
-// text + "\n" + "— <name> <base64(key id || signature)>\n".
+// Signs `text` (must be non-empty UTF-8 ending in "\n", without a blank line or control
+// characters other than newline) and returns the note:
+// text + "\n" + "— <name> <base64(key id || signature)>\n". Key names are non-empty, without
+// "+" or whitespace. InvalidArgument naming the broken rule.
 StatusOr<std::string> SignNote(std::string_view text, std::string_view name,
                                const Ed25519Signer& signer);
-// Splits a note, and returns its text if a signature line by `verifier` verifies.
-// DataLoss "note signature does not verify" / NotFound "no signature by <name>" /
-// InvalidArgument for a malformed note.
+// Splits a note, and returns its text if a signature line by `verifier` verifies. Lines by
+// other keys are parsed but ignored. DataLoss "note signature does not verify" / NotFound
+// "no signature by <name>" / InvalidArgument for a malformed note (as golang.org/x/mod/sumdb/note
+// Open: at most 100 signature lines).
 StatusOr<std::string> VerifyNote(std::string_view note, const NoteVerifier& verifier);
 
 }  // namespace phivault::crypto

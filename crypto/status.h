@@ -48,10 +48,14 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
-inline Status Unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
+inline Status Unauthenticated(std::string m) {
+  return {StatusCode::kUnauthenticated, std::move(m)};
+}
 inline Status PermissionDenied(std::string m) {
   return {StatusCode::kPermissionDenied, std::move(m)};
 }
@@ -73,7 +77,7 @@ class [[nodiscard]] StatusOr {
   StatusOr(Status&& status) : v_(std::move(status)) {                    // NOLINT
     assert(!std::get<Status>(v_).ok());
   }
-  StatusOr(const T& value) : v_(value) {}       // NOLINT
+  StatusOr(const T& value) : v_(value) {}        // NOLINT
   StatusOr(T&& value) : v_(std::move(value)) {}  // NOLINT
 
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -95,16 +99,17 @@ class [[nodiscard]] StatusOr {
 }  // namespace phivault
 
 // Propagates a non-OK Status from an expression returning Status.
-#define PV_RETURN_IF_ERROR(expr)            \
-  do {                                      \
-    ::phivault::Status pv_status_ = (expr); \
+#define PV_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::phivault::Status pv_status_ = (expr);  \
     if (!pv_status_.ok()) return pv_status_; \
   } while (0)
 
 #define PV_CONCAT_INNER(a, b) a##b
 #define PV_CONCAT(a, b) PV_CONCAT_INNER(a, b)
 // PV_ASSIGN_OR_RETURN(auto x, MakeX()); assigns the value or returns the error.
-#define PV_ASSIGN_OR_RETURN(lhs, expr) PV_ASSIGN_OR_RETURN_IMPL(PV_CONCAT(pv_so_, __LINE__), lhs, expr)
+#define PV_ASSIGN_OR_RETURN(lhs, expr) \
+  PV_ASSIGN_OR_RETURN_IMPL(PV_CONCAT(pv_so_, __LINE__), lhs, expr)
 #define PV_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                             \
   if (!tmp.ok()) return tmp.status();            \
