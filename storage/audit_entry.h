@@ -24,22 +24,26 @@ struct AuditEntry {
 
   // Set by the service layer:
   std::string request_id;
-  std::string application;     // authenticated application name, or "cli:<uid>" for operators
-  std::string user;            // the acting user (workforce id, not PHI)
+  std::string application;  // authenticated application name, or "cli:<uid>" for operators
+  std::string user;         // the acting user (workforce id, not PHI)
   std::string role;
-  std::string action;          // e.g. "record.create", "record.read", "record.list"
-  std::string outcome;         // "success", "denied", "error"
-  std::string reason;          // the rule that decided, or the error type
-  std::string purpose;         // HL7 PurposeOfUse code, e.g. "TREAT"
-  std::string patient_bid;     // hex blind id of the patient, "" if none
+  std::string action;                // e.g. "record.create", "record.read", "record.list"
+  std::string outcome;               // "success", "denied", "error"
+  std::string reason;                // the rule that decided, or the error type
+  std::string purpose;               // HL7 PurposeOfUse code, e.g. "TREAT"
+  std::string patient_bid;           // hex blind id of the patient, "" if none
   std::vector<std::string> records;  // "<record id>" or "<record id>@<version>"
-  std::string sealed_phi;      // base64 of the audit-key-sealed JSON object of PHI fields
+  std::string sealed_phi;            // base64 of the audit-key-sealed JSON object of PHI fields
   bool break_glass = false;
 };
 
-// Canonical JSON bytes of `e` (all fields, including seq/time/prev).
-std::string EncodeAuditEntry(const AuditEntry& e);
-// Parses bytes produced by EncodeAuditEntry. DataLoss naming the problem if malformed.
+// Canonical JSON bytes of `e` (all fields, including seq/time/prev). Object keys, in the order
+// they appear: action, app, btg, outcome, patient_bid, phi, prev, purpose, reason, records,
+// request_id, role, seq, time_us, user. InvalidArgument naming the field if a string is not
+// valid UTF-8 (it could not be encoded deterministically).
+StatusOr<std::string> EncodeAuditEntry(const AuditEntry& e);
+// Parses bytes produced by EncodeAuditEntry. DataLoss naming the field if a field is missing,
+// has the wrong type, or is unknown, or if `bytes` is not exactly the canonical encoding.
 StatusOr<AuditEntry> DecodeAuditEntry(std::string_view bytes);
 
 }  // namespace phivault::storage

@@ -7,10 +7,18 @@
 //                              version (BE32) || patient blind id
 //
 // Storage keys hold only random ids, version numbers, blind ids and epoch ids: never PHI.
-//   kRecords  'm' id(16) ver(BE32) -> version header (epoch id, wrapped DEK, blind id, sealed meta)
+//   kRecords  'm' id(16) ver(BE32) -> version header (below)
 //   kRecords  'c' id(16) ver(BE32) -> sealed content (large values land in blob files)
-//   kIndexes  'p' blind id(32) id(16)            -> "" (a patient's records)
+//   kIndexes  'p' blind id(32) id(16)            -> BE64(created_unix_us of version 1)
+//                                                   (a patient's records; put by version 1 only)
 //   kIndexes  'e' epoch id 0x00 id(16) ver(BE32) -> "" (what an epoch key protects)
+// id(16) is the raw 16 bytes behind the 22-character record id.
+//
+// Version header: format byte 0x01, then four fields, each BE32 length || bytes:
+//   epoch id, wrapped DEK, patient blind id (32 raw bytes), sealed metadata.
+// The epoch id lives only in the header (authenticated by the DEK wrap AAD), not in the sealed
+// metadata, so moving a version to another epoch re-wraps its DEK without re-sealing anything.
+// The sealed metadata is a JSON object of the RecordMetadata fields other than epoch_id.
 #pragma once
 
 #include <cstdint>
@@ -27,9 +35,9 @@
 namespace phivault::storage {
 
 struct RecordMetadata {
-  std::string record_id;       // URL-safe base64 (no padding) of 16 random bytes: 22 characters
-  uint32_t version = 0;        // 1 for the original, +1 per amendment
-  std::string patient_id;      // opaque, from the application
+  std::string record_id;   // URL-safe base64 (no padding) of 16 random bytes: 22 characters
+  uint32_t version = 0;    // 1 for the original, +1 per amendment
+  std::string patient_id;  // opaque, from the application
   std::string category;
   std::string content_type;    // a MIME type
   std::string encounter_date;  // YYYY-MM-DD

@@ -1,7 +1,7 @@
 // Store: the ordered key-value engine under the vault. Column families separate data by purpose;
 // a WriteBatch is applied atomically across them. RocksDB is the embedded engine
-// (storage/rocks_store.h); a second engine (e.g. Ceph RADOS) must pass tests/storage's
-// conformance suite.
+// (OpenRocksStore below, storage/rocks_store.cc); a second engine (e.g. Ceph RADOS) must pass
+// tests/storage's conformance suite.
 #pragma once
 
 #include <cstdint>
@@ -60,8 +60,8 @@ class WriteBatch {
 };
 
 struct SpaceInfo {
-  uint64_t free_bytes = 0;     // available to the vault's user on the data filesystem
-  uint64_t reserve_bytes = 0;  // writes are refused when a write would leave less than this
+  uint64_t free_bytes = 0;       // available to the vault's user on the data filesystem
+  uint64_t reserve_bytes = 0;    // writes are refused when a write would leave less than this
   uint64_t live_data_bytes = 0;  // the engine's own estimate of its size on disk
 };
 
@@ -98,9 +98,9 @@ class Store {
 };
 
 struct RocksStoreOptions {
-  std::string path;                         // data directory, created if missing
-  uint64_t reserve_bytes = 256ull << 20;    // refuse writes below this much free space
-  uint64_t min_blob_size = 4096;            // values at least this big go to blob files
+  std::string path;                       // data directory, created if missing
+  uint64_t reserve_bytes = 256ull << 20;  // refuse writes below this much free space
+  uint64_t min_blob_size = 4096;          // values at least this big go to blob files
   bool create_if_missing = true;
 };
 

@@ -1,0 +1,92 @@
+// Offline verification of an audit log export (`phivault audit verify`), with nothing but the
+// export and the audit verifier key.
+//
+// Export format (JSON Lines, UTF-8, one JSON object per line; docs/audit-export.md):
+//   {"type":"entry","index":<i>,"leaf_hash":"<hex SHA-256(0x00 || entry)>","entry":"<bytes>"}
+//       one per audit entry, index 0, 1, 2, ... in order (entry seq = index + 1); "entry" is the
+//       exact canonical entry bytes (storage/audit_entry.h) as a JSON string.
+//   {"type":"checkpoint","note":"<C2SP signed note of a tlog-checkpoint>"}
+//       signed checkpoints (storage/checkpoint.h), oldest first, anywhere among the entries.
+// Blank lines are ignored; member order within an object does not matter.
+//
+// What is checked, in this order, stopping at the first problem:
+//   1. every line is a well-formed export line;
+//   2. each checkpoint, in file order: its signature by the given key, its origin (if one is
+//      expected), and that its size is not below the previous checkpoint's (equal sizes need
+//      equal roots);
+//   3. each entry, in order: its leaf hash recomputed, its index contiguous from 0, its "seq"
+//      equal to index + 1 and its "prev" equal to the hex SHA-256 of the previous entry's bytes
+//      (hash chain); and every checkpoint's root against the root recomputed from the leaves at
+//      its size, as soon as the entries reach that size;
+//   4. that no checkpoint covers more entries than the export holds.
+// Checks 2 and 3 together establish that consecutive checkpoints are consistent: both roots are
+// recomputed from one sequence of leaves, the older size being the smaller.
+// Entries beyond the last checkpoint are checked for structure but no signature covers them;
+// the report says how many entries are covered.
+#pragma once
+
+#include <cstdint>
+#include <istream>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "crypto/signing.h"
+#include "crypto/status.h"
+
+namespace phivault::storage {
+
+struct AuditProblem {
+  enum class Kind {
+    kMalformedLine,          // a line is not a valid export line
+    kBadCheckpoint,          // a checkpoint note or its text is malformed
+    kBadSignature,           // a checkpoint is not signed by the given key
+    kWrongOrigin,            // a checkpoint names another log
+    kReplayedCheckpoint,     // a checkpoint is older than the one before it
+    kConflictingCheckpoint,  // two checkpoints of one size with different roots (a fork)
+    kAltered,                // an entry's bytes or numbering were changed
+    kMissing,                // entries were removed from the middle of the log
+    kReordered,              // entries appear out of order
+    kInserted,               // an entry was added that is not part of the log
+    kRootMismatch,           // a checkpoint's root differs from the entries' root at its size
+    kTruncated,              // a checkpoint covers more entries than the export holds
+  };
+  Kind kind;
+  // For entry problems (kAltered .. kTruncated): the entry index (seq - 1) of the first bad or
+  // missing entry. For kMalformedLine: the 1-based line number.
+  uint64_t index = 0;
+  // For checkpoint problems: the 1-based position of the checkpoint among the export's
+  // checkpoints; 0 otherwise.
+  uint64_t checkpoint = 0;
+  // One sentence for people, e.g. "entry 17 was altered (leaf hash mismatch)".
+  std::string message;
+};
+
+struct AuditVerifyReport {
+  bool ok = false;
+  uint64_t entries_checked = 0;         // entries that passed every check before the first problem
+  uint64_t checkpoints_checked = 0;     // checkpoints whose signature and root verified
+  uint64_t entries_covered = 0;         // size of the largest verified checkpoint
+  std::optional<AuditProblem> problem;  // set iff !ok
+};
+
+struct AuditVerifyOptions {
+  // If non-empty, every checkpoint's origin must equal it.
+  std::string origin;
+};
+
+// Verifies the export read from `in`, which is read twice (checkpoints first, then entries) and
+// must therefore be seekable (a file, or stdin redirected from one). Problems with the log are
+// reported in the returned report; the Status is an error only when the input cannot be read
+// (InvalidArgument "the audit export must be seekable", Unavailable on a read error).
+StatusOr<AuditVerifyReport> VerifyAuditExport(std::istream& in,
+                                              const crypto::NoteVerifier& verifier,
+                                              const AuditVerifyOptions& options = {});
+
+// The export line (without its newline) for entry `index` with canonical bytes `entry_bytes`.
+// InvalidArgument if the bytes are not valid UTF-8 (canonical entries always are).
+StatusOr<std::string> AuditExportEntryLine(uint64_t index, std::string_view entry_bytes);
+// The export line (without its newline) for a signed checkpoint note.
+StatusOr<std::string> AuditExportCheckpointLine(std::string_view note);
+
+}  // namespace phivault::storage

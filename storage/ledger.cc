@@ -1,0 +1,258 @@
+#include "storage/ledger.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+#include "crypto/hash.h"
+#include "crypto/secret.h"
+
+namespace phivault::storage {
+namespace {
+
+// A group stops growing at this many requests or bytes of changes, so one huge group cannot
+// hold everybody's latency hostage; the first request always goes in.
+constexpr size_t kMaxGroupRequests = 1024;
+constexpr size_t kMaxGroupBytes = 32ull << 20;
+constexpr size_t kHeadBytes = 8 + 32;
+
+std::string BE64(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[static_cast<size_t>(i)] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+
+uint64_t ReadBE64(std::string_view b) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(b[i]);
+  return v;
+}
+
+int64_t NowUnixMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The index keys of one entry, or InvalidArgument if the entry cannot be indexed unambiguously.
+Status AppendIndexKeys(const AuditEntry& e, WriteBatch& batch) {
+  if (e.user.find('\0') != std::string::npos) {
+    return InvalidArgument("audit user must not contain NUL");
+  }
+  const std::string seq = BE64(e.seq);
+  if (!e.patient_bid.empty()) {
+    auto bid = crypto::HexDecode(e.patient_bid);
+    if (!bid.ok() || bid->size() != 32) {
+      return InvalidArgument("audit patient_bid must be 64 hex digits");
+    }
+    batch.Put(Cf::kIndexes, "ap" + *bid + seq, "");
+  }
+  batch.Put(Cf::kIndexes, "au" + e.user + std::string(1, '\0') + seq, "");
+  return Status::Ok();
+}
+
+struct Pending {
+  WriteBatch changes;
+  AuditEntry entry;
+  bool done = false;      // GUARDED_BY(LedgerImpl::mu_)
+  bool rejected = false;  // failed on its own (bad entry); the rest of its group went ahead
+  StatusOr<uint64_t> result = Internal("ledger request was not processed");
+  std::condition_variable cv;
+};
+
+class LedgerImpl final : public Ledger {
+ public:
+  LedgerImpl(Store& store, LedgerObserver* observer, uint64_t last_seq, std::string last_hash,
+             int64_t last_time_us)
+      : store_(store),
+        observer_(observer),
+        last_seq_(last_seq),
+        last_hash_(std::move(last_hash)),
+        last_time_us_(last_time_us),
+        size_(last_seq) {}
+
+  StatusOr<uint64_t> Commit(WriteBatch changes, AuditEntry entry) override {
+    Pending p;
+    p.changes = std::move(changes);
+    p.entry = std::move(entry);
+
+    std::unique_lock<std::mutex> lock(mu_);
+    queue_.push_back(&p);
+    while (!p.done && queue_.front() != &p) p.cv.wait(lock);
+    if (p.done) return std::move(p.result);
+
+    // This thread leads: it takes the requests queued so far and writes them as one group.
+    std::vector<Pending*> group;
+    size_t bytes = 0;
+    for (Pending* q : queue_) {
+      if (!group.empty() &&
+          (group.size() == kMaxGroupRequests || bytes + q->changes.bytes() > kMaxGroupBytes)) {
+        break;
+      }
+      bytes += q->changes.bytes();
+      group.push_back(q);
+    }
+    lock.unlock();
+    CommitGroup(group);
+    lock.lock();
+    for (size_t i = 0; i < group.size(); ++i) queue_.pop_front();
+    // Followers' Pending live on their stacks: notify while holding the lock, before they can
+    // wake up and return.
+    for (Pending* q : group) {
+      q->done = true;
+      if (q != &p) q->cv.notify_one();
+    }
+    if (!queue_.empty()) queue_.front()->cv.notify_one();
+    return std::move(p.result);
+  }
+
+  uint64_t size() const override { return size_.load(std::memory_order_acquire); }
+
+ private:
+  // Runs on the leader only, so last_* need no lock: leaders are serialised by the queue.
+  void CommitGroup(const std::vector<Pending*>& group) {
+    const int64_t now = std::max(NowUnixMicros(), last_time_us_);
+    uint64_t seq = last_seq_;
+    std::string hash = last_hash_;
+    WriteBatch batch;
+    std::vector<Pending*> included;
+    Status failure;
+    for (Pending* p : group) {
+      AuditEntry& e = p->entry;
+      e.seq = seq + 1;
+      e.time_unix_us = now;
+      e.prev_hash = seq == 0 ? "" : crypto::HexEncode(hash);
+      auto bytes = EncodeAuditEntry(e);
+      WriteBatch own;
+      Status indexed = bytes.ok() ? AppendIndexKeys(e, own) : bytes.status();
+      if (!indexed.ok()) {
+        p->result = indexed;  // only this request fails; its sequence number is reused
+        p->rejected = true;
+        continue;
+      }
+      if (observer_ != nullptr) {
+        failure = observer_->OnAppend(e.seq, *bytes, own);
+        if (!failure.ok()) break;
+      }
+      batch.Append(std::move(p->changes));
+      batch.Put(Cf::kAudit, AuditKey(e.seq), *bytes);
+      batch.Append(std::move(own));
+      hash = std::string(crypto::AsView(crypto::Sha256(*bytes)));
+      seq = e.seq;
+      included.push_back(p);
+    }
+
+    if (failure.ok() && !included.empty()) {
+      batch.Put(Cf::kState, std::string(kLedgerHeadKey), BE64(seq) + hash);
+      failure = store_.Write(batch, /*sync=*/true);
+    }
+    if (!failure.ok()) {
+      if (observer_ != nullptr) observer_->OnAborted();
+      for (Pending* p : group) {
+        if (!p->rejected) p->result = failure;
+      }
+      return;
+    }
+    if (included.empty()) return;
+    last_seq_ = seq;
+    last_hash_ = std::move(hash);
+    last_time_us_ = now;
+    size_.store(seq, std::memory_order_release);
+    if (observer_ != nullptr) observer_->OnCommitted(seq);
+    for (Pending* p : included) p->result = p->entry.seq;
+  }
+
+  Store& store_;
+  LedgerObserver* const observer_;
+  std::mutex mu_;
+  std::deque<Pending*> queue_;  // GUARDED_BY(mu_); front() is the leader
+  uint64_t last_seq_;
+  std::string last_hash_;  // raw SHA-256 of the last entry's bytes
+  int64_t last_time_us_;
+  std::atomic<uint64_t> size_;
+};
+
+Status DecodeAt(uint64_t seq, std::string_view bytes, AuditEntry& out) {
+  auto e = DecodeAuditEntry(bytes);
+  if (!e.ok()) return DataLoss("audit entry " + std::to_string(seq) + ": " + e.status().message());
+  if (e->seq != seq) {
+    return DataLoss("audit entry " + std::to_string(seq) + " carries another sequence number");
+  }
+  out = std::move(*e);
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string AuditKey(uint64_t seq) { return BE64(seq); }
+
+StatusOr<std::unique_ptr<Ledger>> Ledger::Open(Store& store, LedgerObserver* observer) {
+  PV_ASSIGN_OR_RETURN(auto head, store.Get(Cf::kState, kLedgerHeadKey));
+  if (!head) {
+    bool any = false;
+    PV_RETURN_IF_ERROR(store.Scan(Cf::kAudit, "", "", [&](std::string_view, std::string_view) {
+      any = true;
+      return false;
+    }));
+    if (any) return DataLoss("audit entries exist but the ledger head is missing");
+    return std::unique_ptr<Ledger>(new LedgerImpl(store, observer, 0, "", 0));
+  }
+  if (head->size() != kHeadBytes) return DataLoss("ledger head is malformed");
+  const uint64_t seq = ReadBE64(*head);
+  const std::string hash = head->substr(8);
+  if (seq == 0) return DataLoss("ledger head is malformed");
+
+  PV_ASSIGN_OR_RETURN(auto tail, store.Get(Cf::kAudit, AuditKey(seq)));
+  if (!tail) return DataLoss("audit log tail entry is missing");
+  if (!crypto::ConstantTimeEquals(crypto::AsView(crypto::Sha256(*tail)), hash)) {
+    return DataLoss("audit log tail does not match the ledger head");
+  }
+  AuditEntry e;
+  PV_RETURN_IF_ERROR(DecodeAt(seq, *tail, e));
+  PV_ASSIGN_OR_RETURN(auto beyond, store.Get(Cf::kAudit, AuditKey(seq + 1)));
+  if (beyond) return DataLoss("audit log has entries beyond the ledger head");
+  return std::unique_ptr<Ledger>(new LedgerImpl(store, observer, seq, hash, e.time_unix_us));
+}
+
+StatusOr<std::string> ReadAuditEntryBytes(Store& store, uint64_t seq) {
+  if (seq == 0) return NotFound("no such audit entry");
+  PV_ASSIGN_OR_RETURN(auto bytes, store.Get(Cf::kAudit, AuditKey(seq)));
+  if (!bytes) return NotFound("no such audit entry");
+  return std::move(*bytes);
+}
+
+StatusOr<AuditEntry> ReadAuditEntry(Store& store, uint64_t seq) {
+  PV_ASSIGN_OR_RETURN(std::string bytes, ReadAuditEntryBytes(store, seq));
+  AuditEntry e;
+  PV_RETURN_IF_ERROR(DecodeAt(seq, bytes, e));
+  return e;
+}
+
+Status ScanAuditEntries(Store& store, uint64_t from_seq, uint64_t to_seq, const AuditScanFn& fn) {
+  uint64_t expected = std::max<uint64_t>(from_seq, 1);
+  if (to_seq < expected) return Status::Ok();
+  const std::string end = to_seq == UINT64_MAX ? "" : AuditKey(to_seq + 1);
+  Status status;
+  PV_RETURN_IF_ERROR(store.Scan(
+      Cf::kAudit, AuditKey(expected), end, [&](std::string_view key, std::string_view value) {
+        if (key != AuditKey(expected)) {
+          status = DataLoss("audit log is missing entry " + std::to_string(expected));
+          return false;
+        }
+        AuditEntry e;
+        status = DecodeAt(expected, value, e);
+        if (!status.ok()) return false;
+        ++expected;
+        return fn(e, value);
+      }));
+  return status;
+}
+
+}  // namespace phivault::storage

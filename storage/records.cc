@@ -1,0 +1,338 @@
+#include "storage/records.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "crypto/aead.h"
+#include "crypto/hash.h"
+#include "crypto/secret.h"
+
+namespace phivault::storage {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr std::string_view kDekAad = "phivault/dek/v1";
+constexpr std::string_view kMetaAad = "phivault/meta/v1";
+constexpr std::string_view kContentAad = "phivault/content/v1";
+constexpr std::string_view kPatientDomain = "patient";
+constexpr char kHeaderFormat = 0x01;
+constexpr size_t kRawIdBytes = 16;
+constexpr size_t kRecordIdChars = 22;
+constexpr size_t kDekBytes = 32;
+
+// Deliberately the same message for every kind of damage: it must not hint at what was changed,
+// and never carries record content or patient data.
+Status IntegrityFailure() { return DataLoss("record failed integrity check"); }
+
+std::string BE32(uint32_t v) {
+  std::string out(4, '\0');
+  for (int i = 3; i >= 0; --i) {
+    out[static_cast<size_t>(i)] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+
+uint32_t ReadBE32(std::string_view b) {
+  uint32_t v = 0;
+  for (size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(b[i]);
+  return v;
+}
+
+std::string BE64(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    out[static_cast<size_t>(i)] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return out;
+}
+
+uint64_t ReadBE64(std::string_view b) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(b[i]);
+  return v;
+}
+
+// The smallest key greater than every key starting with `prefix` ("" if there is none).
+std::string PrefixEnd(std::string prefix) {
+  while (!prefix.empty()) {
+    auto& last = reinterpret_cast<unsigned char&>(prefix.back());
+    if (last != 0xff) {
+      ++last;
+      return prefix;
+    }
+    prefix.pop_back();
+  }
+  return prefix;
+}
+
+StatusOr<std::string> RawId(std::string_view record_id) {
+  if (!IsValidRecordId(record_id)) return InvalidArgument("record id is malformed");
+  auto raw = crypto::Base64UrlDecode(record_id);
+  if (!raw.ok() || raw->size() != kRawIdBytes) return InvalidArgument("record id is malformed");
+  return std::move(*raw);
+}
+
+std::string VersionKey(char kind, std::string_view raw_id, uint32_t version) {
+  std::string key(1, kind);
+  key.append(raw_id);
+  key += BE32(version);
+  return key;
+}
+
+std::string DekAad(std::string_view raw_id, uint32_t version, std::string_view epoch_id) {
+  std::string aad(kDekAad);
+  aad.append(raw_id);
+  aad += BE32(version);
+  aad.append(epoch_id);
+  return aad;
+}
+
+std::string SealAad(std::string_view domain, std::string_view raw_id, uint32_t version,
+                    std::string_view blind_id) {
+  std::string aad(domain);
+  aad.append(raw_id);
+  aad += BE32(version);
+  aad.append(blind_id);
+  return aad;
+}
+
+struct Header {
+  std::string epoch_id;
+  std::string wrapped_dek;
+  std::string blind_id;
+  std::string sealed_meta;
+};
+
+std::string EncodeHeader(const Header& h) {
+  std::string out(1, kHeaderFormat);
+  for (const std::string* field : {&h.epoch_id, &h.wrapped_dek, &h.blind_id, &h.sealed_meta}) {
+    out += BE32(static_cast<uint32_t>(field->size()));
+    out += *field;
+  }
+  return out;
+}
+
+std::optional<Header> DecodeHeader(std::string_view in) {
+  if (in.empty() || in[0] != kHeaderFormat) return std::nullopt;
+  in.remove_prefix(1);
+  Header h;
+  for (std::string* field : {&h.epoch_id, &h.wrapped_dek, &h.blind_id, &h.sealed_meta}) {
+    if (in.size() < 4) return std::nullopt;
+    const uint32_t n = ReadBE32(in);
+    in.remove_prefix(4);
+    if (in.size() < n) return std::nullopt;
+    field->assign(in.substr(0, n));
+    in.remove_prefix(n);
+  }
+  if (!in.empty() || h.blind_id.size() != crypto::BlindIndex::kOutputBytes) return std::nullopt;
+  return h;
+}
+
+StatusOr<std::string> MetadataToJson(const RecordMetadata& m) {
+  Json j = {
+      {"record_id", m.record_id},
+      {"version", m.version},
+      {"patient_id", m.patient_id},
+      {"category", m.category},
+      {"content_type", m.content_type},
+      {"encounter_date", m.encounter_date},
+      {"author", m.author},
+      {"created_us", m.created_unix_us},
+      {"content_bytes", m.content_bytes},
+      {"amendment_reason", m.amendment_reason},
+  };
+  try {
+    return j.dump(-1, ' ', false, Json::error_handler_t::strict);
+  } catch (const Json::exception&) {
+    return InvalidArgument("record metadata is not valid UTF-8");
+  }
+}
+
+std::optional<RecordMetadata> MetadataFromJson(std::string_view text) {
+  Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  RecordMetadata m;
+  for (auto [name, out] : {std::pair{"record_id", &m.record_id},
+                           {"patient_id", &m.patient_id},
+                           {"category", &m.category},
+                           {"content_type", &m.content_type},
+                           {"encounter_date", &m.encounter_date},
+                           {"author", &m.author},
+                           {"amendment_reason", &m.amendment_reason}}) {
+    auto it = j.find(name);
+    if (it == j.end() || !it->is_string()) return std::nullopt;
+    *out = it->get<std::string>();
+  }
+  auto version = j.find("version");
+  auto created = j.find("created_us");
+  auto bytes = j.find("content_bytes");
+  if (version == j.end() || !version->is_number_unsigned() ||
+      version->get<uint64_t>() > UINT32_MAX || created == j.end() ||
+      !created->is_number_integer() || bytes == j.end() || !bytes->is_number_unsigned()) {
+    return std::nullopt;
+  }
+  m.version = static_cast<uint32_t>(version->get<uint64_t>());
+  m.created_unix_us = created->get<int64_t>();
+  m.content_bytes = bytes->get<uint64_t>();
+  return m;
+}
+
+}  // namespace
+
+std::string NewRecordId() { return crypto::Base64UrlEncode(crypto::RandomBytes(kRawIdBytes)); }
+
+bool IsValidRecordId(std::string_view id) {
+  if (id.size() != kRecordIdChars) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  // 128 bits fill 21 characters and 2 bits of the 22nd; its other 4 bits must be zero.
+  const char last = id.back();
+  return last == 'A' || last == 'Q' || last == 'g' || last == 'w';
+}
+
+RecordRepository::RecordRepository(Store& store, crypto::Keyring& keyring)
+    : store_(store), keyring_(keyring) {}
+
+std::string RecordRepository::PatientBlindId(std::string_view patient_id) const {
+  return keyring_.blind_index().Compute(kPatientDomain, patient_id);
+}
+
+Status RecordRepository::StageVersion(const Record& record, WriteBatch& batch) {
+  const RecordMetadata& meta = record.meta;
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(meta.record_id));
+  if (meta.version == 0) return InvalidArgument("record version must be at least 1");
+  if (meta.content_bytes != record.content.size()) {
+    return InvalidArgument("content_bytes must equal the size of the content");
+  }
+  PV_ASSIGN_OR_RETURN(std::string meta_json, MetadataToJson(meta));
+  PV_ASSIGN_OR_RETURN(auto epoch_key, keyring_.GetOrCreateEpoch(meta.epoch_id));
+
+  Header h;
+  h.epoch_id = meta.epoch_id;
+  h.blind_id = PatientBlindId(meta.patient_id);
+  crypto::SecretBytes dek = crypto::SecretBytes::Random(kDekBytes);
+  h.wrapped_dek = crypto::WrapKey(*epoch_key, dek, DekAad(raw_id, meta.version, meta.epoch_id));
+  PV_ASSIGN_OR_RETURN(auto aead, crypto::Aead::Create(std::move(dek)));
+  h.sealed_meta = aead->Encrypt(meta_json, SealAad(kMetaAad, raw_id, meta.version, h.blind_id));
+  std::string sealed_content =
+      aead->Encrypt(record.content, SealAad(kContentAad, raw_id, meta.version, h.blind_id));
+
+  batch.Put(Cf::kRecords, VersionKey('m', raw_id, meta.version), EncodeHeader(h));
+  batch.Put(Cf::kRecords, VersionKey('c', raw_id, meta.version), std::move(sealed_content));
+  if (meta.version == 1) {
+    batch.Put(Cf::kIndexes, "p" + h.blind_id + raw_id,
+              BE64(static_cast<uint64_t>(meta.created_unix_us)));
+  }
+  std::string epoch_index = "e" + meta.epoch_id;
+  epoch_index += '\0';
+  epoch_index += raw_id;
+  epoch_index += BE32(meta.version);
+  batch.Put(Cf::kIndexes, std::move(epoch_index), "");
+  return Status::Ok();
+}
+
+StatusOr<uint32_t> RecordRepository::LatestVersion(std::string_view record_id) {
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
+  const std::string prefix = "m" + raw_id;
+  std::optional<std::string> last;
+  PV_RETURN_IF_ERROR(store_.ScanReverse(Cf::kRecords, prefix, PrefixEnd(prefix),
+                                        [&](std::string_view key, std::string_view) {
+                                          last.emplace(key);
+                                          return false;
+                                        }));
+  if (!last) return NotFound("no such record");
+  if (last->size() != prefix.size() + 4) return IntegrityFailure();
+  return ReadBE32(std::string_view(*last).substr(prefix.size()));
+}
+
+StatusOr<Record> RecordRepository::ReadVersion(std::string_view record_id, uint32_t version,
+                                               bool with_content) {
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
+  PV_ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kRecords, VersionKey('m', raw_id, version)));
+  if (!stored) {
+    auto latest = LatestVersion(record_id);
+    return latest.ok() ? NotFound("no such version") : latest.status();
+  }
+  auto header = DecodeHeader(*stored);
+  if (!header) return IntegrityFailure();
+
+  auto epoch_key = keyring_.GetEpoch(header->epoch_id);
+  if (!epoch_key.ok()) {
+    if (epoch_key.status().code() == StatusCode::kFailedPrecondition) {
+      return FailedPrecondition("record was crypto-shredded");
+    }
+    // A header naming an epoch that never existed (or a malformed one) was altered.
+    return IntegrityFailure();
+  }
+  auto dek = crypto::UnwrapKey(**epoch_key, header->wrapped_dek,
+                               DekAad(raw_id, version, header->epoch_id));
+  if (!dek.ok()) return IntegrityFailure();
+  auto aead = crypto::Aead::Create(std::move(*dek));
+  if (!aead.ok()) return IntegrityFailure();
+  auto meta_json =
+      (*aead)->Decrypt(header->sealed_meta, SealAad(kMetaAad, raw_id, version, header->blind_id));
+  if (!meta_json.ok()) return IntegrityFailure();
+  auto meta = MetadataFromJson(*meta_json);
+  if (!meta || meta->record_id != record_id || meta->version != version ||
+      !crypto::ConstantTimeEquals(PatientBlindId(meta->patient_id), header->blind_id)) {
+    return IntegrityFailure();
+  }
+  meta->epoch_id = header->epoch_id;
+
+  Record record;
+  record.meta = std::move(*meta);
+  if (with_content) {
+    PV_ASSIGN_OR_RETURN(auto sealed, store_.Get(Cf::kRecords, VersionKey('c', raw_id, version)));
+    if (!sealed) return IntegrityFailure();
+    auto content =
+        (*aead)->Decrypt(*sealed, SealAad(kContentAad, raw_id, version, header->blind_id));
+    if (!content.ok() || content->size() != record.meta.content_bytes) return IntegrityFailure();
+    record.content = std::move(*content);
+  }
+  return record;
+}
+
+StatusOr<std::vector<RecordMetadata>> RecordRepository::ListPatient(std::string_view patient_id) {
+  const std::string prefix = "p" + PatientBlindId(patient_id);
+  std::vector<std::pair<uint64_t, std::string>> found;  // (created_us of version 1, raw id)
+  bool malformed = false;
+  PV_RETURN_IF_ERROR(store_.Scan(
+      Cf::kIndexes, prefix, PrefixEnd(prefix), [&](std::string_view key, std::string_view value) {
+        if (key.size() != prefix.size() + kRawIdBytes || value.size() != 8) {
+          malformed = true;
+          return false;
+        }
+        found.emplace_back(ReadBE64(value), key.substr(prefix.size()));
+        return true;
+      }));
+  if (malformed) return IntegrityFailure();
+  std::sort(found.begin(), found.end());
+
+  std::vector<RecordMetadata> out;
+  out.reserve(found.size());
+  for (const auto& [created, raw_id] : found) {
+    const std::string id = crypto::Base64UrlEncode(raw_id);
+    auto latest = LatestVersion(id);
+    if (!latest.ok()) {
+      return latest.status().code() == StatusCode::kNotFound ? IntegrityFailure() : latest.status();
+    }
+    auto record = ReadVersion(id, *latest, /*with_content=*/false);
+    // Shredded records are gone for every reader; the retention sweep removes their index keys.
+    if (!record.ok() && record.status().code() == StatusCode::kFailedPrecondition) continue;
+    if (!record.ok()) return record.status();
+    // An index key pointing at another patient's record would leak it into this list.
+    if (record->meta.patient_id != patient_id) return IntegrityFailure();
+    out.push_back(std::move(record->meta));
+  }
+  return out;
+}
+
+}  // namespace phivault::storage

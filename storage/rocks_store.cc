@@ -1,0 +1,277 @@
+// The RocksDB engine behind Store.
+#include <sys/statvfs.h>
+
+#include <array>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include "storage/store.h"
+
+namespace phivault::storage {
+namespace {
+
+constexpr std::array<Cf, kNumCfs> kAllCfs = {Cf::kRecords,   Cf::kIndexes, Cf::kAudit,
+                                             Cf::kAuditTree, Cf::kHolds,   Cf::kState};
+
+// Free space is re-read from the filesystem at most this often, or sooner when this much was
+// written since, or always for a batch at least kLargeBatch big.
+constexpr auto kSpaceRefreshInterval = std::chrono::milliseconds(100);
+constexpr uint64_t kSpaceRefreshBytes = 8ull << 20;
+constexpr uint64_t kLargeBatch = 1ull << 20;
+
+Status FromRocks(const rocksdb::Status& s) {
+  if (s.ok()) return Status::Ok();
+  std::string msg = "rocksdb: " + s.ToString();
+  if (s.IsNoSpace()) return ResourceExhausted(std::move(msg));
+  if (s.IsCorruption()) return DataLoss(std::move(msg));
+  if (s.IsNotFound()) return NotFound(std::move(msg));
+  if (s.IsInvalidArgument()) return InvalidArgument(std::move(msg));
+  if (s.IsNotSupported()) return FailedPrecondition(std::move(msg));
+  if (s.IsIOError() || s.IsBusy() || s.IsTimedOut() || s.IsTryAgain() || s.IsAborted() ||
+      s.IsIncomplete() || s.IsShutdownInProgress()) {
+    return Unavailable(std::move(msg));
+  }
+  return Internal(std::move(msg));
+}
+
+StatusOr<uint64_t> FreeBytes(const std::string& path) {
+  struct statvfs st {};
+  if (statvfs(path.c_str(), &st) != 0) return Unavailable("cannot read free disk space");
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+rocksdb::Slice ToSlice(std::string_view v) { return {v.data(), v.size()}; }
+std::string_view ToView(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
+
+// Admits a write only if it leaves the reserve free. The filesystem is asked cheaply
+// often; in between, the bytes admitted since the last look count against the free space.
+class SpaceGuard {
+ public:
+  SpaceGuard(std::string path, uint64_t reserve) : path_(std::move(path)), reserve_(reserve) {}
+
+  Status Admit(uint64_t batch_bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (!have_free_ || now - refreshed_ >= kSpaceRefreshInterval ||
+        written_since_refresh_ >= kSpaceRefreshBytes || batch_bytes >= kLargeBatch) {
+      PV_ASSIGN_OR_RETURN(free_, FreeBytes(path_));
+      have_free_ = true;
+      refreshed_ = now;
+      written_since_refresh_ = 0;
+    }
+    // Each byte lands twice before compaction can reclaim anything: WAL, then SST/blob file.
+    const uint64_t used = 2 * (written_since_refresh_ + batch_bytes);
+    if (free_ < used || free_ - used < reserve_) {
+      return ResourceExhausted("disk space below reserve");
+    }
+    written_since_refresh_ += batch_bytes;
+    return Status::Ok();
+  }
+
+  uint64_t reserve() const { return reserve_; }
+
+ private:
+  const std::string path_;
+  const uint64_t reserve_;
+  std::mutex mu_;
+  bool have_free_ = false;                           // GUARDED_BY(mu_)
+  uint64_t free_ = 0;                                // GUARDED_BY(mu_)
+  uint64_t written_since_refresh_ = 0;               // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point refreshed_;  // GUARDED_BY(mu_)
+};
+
+rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const RocksStoreOptions& options,
+                                       const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions o;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  if (cf == Cf::kRecords) {
+    // Sealed values are random bytes: compression only costs CPU.
+    o.compression = rocksdb::kNoCompression;
+    o.bottommost_compression = rocksdb::kNoCompression;
+    o.enable_blob_files = true;
+    o.min_blob_size = options.min_blob_size;
+    o.blob_compression_type = rocksdb::kNoCompression;
+    // Compaction rewrites blob files too, so deleted content does not linger in old ones.
+    o.enable_blob_garbage_collection = true;
+  } else {
+    o.compression = rocksdb::kLZ4Compression;
+    o.bottommost_compression = rocksdb::kZSTD;
+  }
+  return o;
+}
+
+class RocksStore final : public Store {
+ public:
+  static StatusOr<std::unique_ptr<Store>> Open(const RocksStoreOptions& options) {
+    if (options.path.empty()) return InvalidArgument("store path must not be empty");
+    std::error_code ec;
+    if (options.create_if_missing) std::filesystem::create_directories(options.path, ec);
+    if (ec) return Unavailable("cannot create store directory: " + ec.message());
+
+    rocksdb::DBOptions db;
+    db.create_if_missing = options.create_if_missing;
+    db.create_missing_column_families = true;
+    db.paranoid_checks = true;
+    // Purge safety: a recycled or archived WAL keeps deleted values readable.
+    db.recycle_log_file_num = 0;
+    db.WAL_ttl_seconds = 0;
+    db.WAL_size_limit_MB = 0;
+    // A rarely written column family would otherwise pin old WAL files (and their values).
+    db.max_total_wal_size = 64ull << 20;
+    db.avoid_flush_during_shutdown = false;
+    db.max_background_jobs = 2;
+    db.keep_log_file_num = 4;
+    db.max_log_file_size = 4ull << 20;
+
+    auto cache = rocksdb::NewLRUCache(64ull << 20);
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+    for (Cf cf : kAllCfs) {
+      descriptors.emplace_back(std::string(CfName(cf)), CfOptions(cf, options, cache));
+    }
+
+    std::vector<std::string> existing;
+    if (rocksdb::DB::ListColumnFamilies(db, options.path, &existing).ok()) {
+      for (const auto& name : existing) {
+        bool known = false;
+        for (const auto& d : descriptors) known = known || d.name == name;
+        if (!known) return FailedPrecondition("store has an unknown column family: " + name);
+      }
+    }
+
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Status s = rocksdb::DB::Open(db, options.path, descriptors, &handles, &raw);
+    if (!s.ok()) {
+      Status st = FromRocks(s);
+      return st.code() == StatusCode::kDataLoss ? st : Unavailable(st.message());
+    }
+    return std::unique_ptr<Store>(
+        new RocksStore(options, std::unique_ptr<rocksdb::DB>(raw), std::move(handles)));
+  }
+
+  ~RocksStore() override {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+    db_->Close().PermitUncheckedError();
+  }
+
+  StatusOr<std::optional<std::string>> Get(Cf cf, std::string_view key) override {
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), Handle(cf), ToSlice(key), &value);
+    if (s.IsNotFound()) return std::optional<std::string>();
+    if (!s.ok()) return FromRocks(s);
+    return std::optional<std::string>(std::move(value));
+  }
+
+  Status Write(const WriteBatch& batch, bool sync) override {
+    if (batch.empty()) return Status::Ok();
+    PV_RETURN_IF_ERROR(space_.Admit(batch.bytes()));
+    rocksdb::WriteBatch wb;
+    for (const auto& op : batch.ops()) {
+      rocksdb::Status s =
+          op.is_delete ? wb.Delete(Handle(op.cf), op.key) : wb.Put(Handle(op.cf), op.key, op.value);
+      if (!s.ok()) return FromRocks(s);
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = sync;
+    return FromRocks(db_->Write(wo, &wb));
+  }
+
+  Status Scan(Cf cf, std::string_view begin, std::string_view end, const ScanFn& fn) override {
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice upper = ToSlice(end);
+    if (!end.empty()) ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, Handle(cf)));
+    for (it->Seek(ToSlice(begin)); it->Valid(); it->Next()) {
+      if (!fn(ToView(it->key()), ToView(it->value()))) break;
+    }
+    return FromRocks(it->status());
+  }
+
+  Status ScanReverse(Cf cf, std::string_view begin, std::string_view end,
+                     const ScanFn& fn) override {
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice lower = ToSlice(begin);
+    rocksdb::Slice upper = ToSlice(end);
+    ro.iterate_lower_bound = &lower;
+    if (!end.empty()) ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, Handle(cf)));
+    for (it->SeekToLast(); it->Valid(); it->Prev()) {
+      if (!fn(ToView(it->key()), ToView(it->value()))) break;
+    }
+    return FromRocks(it->status());
+  }
+
+  Status Flush() override {
+    rocksdb::FlushOptions fo;
+    fo.wait = true;
+    fo.allow_write_stall = true;
+    return FromRocks(db_->Flush(fo, handles_));
+  }
+
+  Status CompactAll() override {
+    // A full compaction may briefly need as much space again as the live data.
+    PV_ASSIGN_OR_RETURN(SpaceInfo space, Space());
+    if (space.free_bytes < space.live_data_bytes) {
+      return ResourceExhausted("not enough free disk space to compact");
+    }
+    // Flushing every column family at once lets every old WAL file become obsolete.
+    PV_RETURN_IF_ERROR(Flush());
+    for (auto* h : handles_) {
+      rocksdb::CompactRangeOptions cro;
+      cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+      cro.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kForce;
+      cro.blob_garbage_collection_age_cutoff = 1.0;
+      PV_RETURN_IF_ERROR(FromRocks(db_->CompactRange(cro, h, nullptr, nullptr)));
+    }
+    return FromRocks(db_->FlushWAL(/*sync=*/true));
+  }
+
+  StatusOr<SpaceInfo> Space() override {
+    SpaceInfo info;
+    PV_ASSIGN_OR_RETURN(info.free_bytes, FreeBytes(path_));
+    info.reserve_bytes = space_.reserve();
+    uint64_t sst = 0;
+    uint64_t blob = 0;
+    db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &sst);
+    db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kTotalBlobFileSize, &blob);
+    info.live_data_bytes = sst + blob;
+    return info;
+  }
+
+ private:
+  RocksStore(const RocksStoreOptions& options, std::unique_ptr<rocksdb::DB> db,
+             std::vector<rocksdb::ColumnFamilyHandle*> handles)
+      : path_(options.path),
+        db_(std::move(db)),
+        handles_(std::move(handles)),
+        space_(options.path, options.reserve_bytes) {}
+
+  // handles_[0] is the default column family; Cf values follow in declaration order.
+  rocksdb::ColumnFamilyHandle* Handle(Cf cf) const { return handles_[static_cast<size_t>(cf) + 1]; }
+
+  const std::string path_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  SpaceGuard space_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Store>> OpenRocksStore(const RocksStoreOptions& options) {
+  return RocksStore::Open(options);
+}
+
+}  // namespace phivault::storage

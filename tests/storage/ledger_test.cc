@@ -1,0 +1,2 @@
+#include "storage/ledger.h"
+#include <gtest/gtest.h>

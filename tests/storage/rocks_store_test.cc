@@ -1,0 +1,190 @@
+// RocksDB-specific guarantees: the disk reserve, blob files, and that purged values leave no
+// bytes behind in any file of the database directory.
+#include <sys/statvfs.h>
+
+#include <random>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include "storage/store.h"
+#include "tests/storage/file_search.h"
+#include "tests/testing/temp_dir.h"
+
+namespace phivault::storage {
+namespace {
+
+using testing::FilesContaining;
+using testing::FilesWithSuffix;
+
+// Incompressible bytes, so a value cannot hide from a byte search inside a compressed block.
+std::string RandomBytes(size_t n) {
+  static std::mt19937_64 rng(std::random_device{}());
+  std::string out(n, '\0');
+  for (auto& c : out) c = static_cast<char>(rng());
+  return out;
+}
+
+uint64_t FreeBytes(const std::string& path) {
+  struct statvfs st {};
+  EXPECT_EQ(statvfs(path.c_str(), &st), 0);
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+class RocksStoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Store> Open(RocksStoreOptions options = {}) {
+    options.path = path_;
+    if (options.reserve_bytes == RocksStoreOptions().reserve_bytes) options.reserve_bytes = 1 << 20;
+    auto store = OpenRocksStore(options);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+
+  phivault::testing::TempDir dir_;
+  const std::string path_ = dir_.Sub("db");
+};
+
+TEST_F(RocksStoreTest, RefusesWritesBelowReserveAndWritesNothing) {
+  RocksStoreOptions options;
+  options.reserve_bytes = uint64_t{1} << 62;  // more than any disk has
+  auto store = Open(options);
+  ASSERT_NE(store, nullptr);
+  WriteBatch b;
+  b.Put(Cf::kRecords, "r", "value");
+  b.Put(Cf::kAudit, "a", "entry");
+  Status s = store->Write(b, true);
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(s.message(), "disk space below reserve");
+  EXPECT_EQ(*store->Get(Cf::kRecords, "r"), std::nullopt);
+  EXPECT_EQ(*store->Get(Cf::kAudit, "a"), std::nullopt);
+  auto space = store->Space();
+  ASSERT_TRUE(space.ok());
+  EXPECT_EQ(space->reserve_bytes, options.reserve_bytes);
+}
+
+TEST_F(RocksStoreTest, CountsABatchTwiceAgainstTheReserve) {
+  // Leave 48 MiB above the reserve: a 32 MiB batch needs 64 MiB (WAL + table file) and is
+  // refused although it would fit once. The margin also absorbs other processes' disk use.
+  RocksStoreOptions options;
+  const uint64_t free = FreeBytes(dir_.path().string());
+  ASSERT_GT(free, uint64_t{1} << 30) << "test needs 1 GiB free";
+  options.reserve_bytes = free - (48ull << 20);
+  auto store = Open(options);
+  ASSERT_NE(store, nullptr);
+  WriteBatch big;
+  big.Put(Cf::kRecords, "big", std::string(32ull << 20, 'x'));
+  EXPECT_EQ(store->Write(big, true).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(*store->Get(Cf::kRecords, "big"), std::nullopt);
+}
+
+TEST_F(RocksStoreTest, LargeRecordValuesGoToBlobFiles) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  WriteBatch small;
+  small.Put(Cf::kRecords, "small", RandomBytes(100));
+  ASSERT_TRUE(store->Write(small, true).ok());
+  ASSERT_TRUE(store->Flush().ok());
+  EXPECT_TRUE(FilesWithSuffix(path_, ".blob").empty());
+
+  const std::string value = RandomBytes(64 << 10);
+  WriteBatch large;
+  large.Put(Cf::kRecords, "large", value);
+  ASSERT_TRUE(store->Write(large, true).ok());
+  ASSERT_TRUE(store->Flush().ok());
+  EXPECT_FALSE(FilesWithSuffix(path_, ".blob").empty());
+  EXPECT_EQ(*store->Get(Cf::kRecords, "large"), value);
+}
+
+TEST_F(RocksStoreTest, DeletedValuesLeaveNoBytesInAnyFileAfterCompactAll) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  const std::string blob_deleted = RandomBytes(100 << 10);
+  const std::string blob_kept = RandomBytes(100 << 10);
+  const std::string sst_deleted = RandomBytes(200);
+  const std::string audit_deleted = RandomBytes(300);
+  const std::string audit_kept = RandomBytes(300);
+  const std::string wal_only = RandomBytes(50 << 10);
+
+  // Deleted and kept blobs share one blob file, so that file must be rewritten, not just dropped.
+  WriteBatch b;
+  b.Put(Cf::kRecords, "blob-deleted", blob_deleted);
+  b.Put(Cf::kRecords, "blob-kept", blob_kept);
+  b.Put(Cf::kRecords, "sst-deleted", sst_deleted);
+  b.Put(Cf::kAudit, "audit-deleted", audit_deleted);
+  b.Put(Cf::kAudit, "audit-kept", audit_kept);
+  ASSERT_TRUE(store->Write(b, true).ok());
+  ASSERT_TRUE(store->Flush().ok());
+  WriteBatch w;
+  w.Put(Cf::kRecords, "wal-only", wal_only);
+  ASSERT_TRUE(store->Write(w, true).ok());
+  ASSERT_FALSE(FilesContaining(path_, blob_deleted).empty());  // the search finds stored bytes
+  ASSERT_FALSE(FilesContaining(path_, wal_only).empty());
+
+  WriteBatch del;
+  for (const char* k : {"blob-deleted", "sst-deleted", "wal-only"}) del.Delete(Cf::kRecords, k);
+  del.Delete(Cf::kAudit, "audit-deleted");
+  ASSERT_TRUE(store->Write(del, true).ok());
+  ASSERT_TRUE(store->CompactAll().ok());
+
+  for (const std::string* gone : {&blob_deleted, &sst_deleted, &audit_deleted, &wal_only}) {
+    EXPECT_EQ(FilesContaining(path_, *gone), std::vector<std::string>{});
+  }
+  EXPECT_FALSE(FilesContaining(path_, blob_kept).empty());
+  EXPECT_FALSE(FilesContaining(path_, audit_kept).empty());
+  EXPECT_EQ(*store->Get(Cf::kRecords, "blob-kept"), blob_kept);
+  EXPECT_LE(FilesWithSuffix(path_, ".log").size(), 1u) << "obsolete WAL files were kept";
+  EXPECT_FALSE(std::filesystem::exists(std::filesystem::path(path_) / "archive"));
+
+  store.reset();
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(*store->Get(Cf::kRecords, "blob-kept"), blob_kept);
+  EXPECT_EQ(*store->Get(Cf::kRecords, "blob-deleted"), std::nullopt);
+}
+
+TEST_F(RocksStoreTest, SecondOpenOfTheSameDirectoryIsUnavailable) {
+  auto first = Open();
+  ASSERT_NE(first, nullptr);
+  RocksStoreOptions options;
+  options.path = path_;
+  auto second = OpenRocksStore(options);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(RocksStoreTest, RefusesADatabaseWithAnUnknownColumnFamily) {
+  Open().reset();
+  {
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    std::vector<std::string> names;
+    ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), path_, &names).ok());
+    for (const auto& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), path_, cfs, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::ColumnFamilyHandle* extra = nullptr;
+    ASSERT_TRUE(db->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), "stranger", &extra).ok());
+    handles.push_back(extra);
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+  RocksStoreOptions options;
+  options.path = path_;
+  auto store = OpenRocksStore(options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RocksStoreTest, MissingDirectoryWithoutCreateIsUnavailable) {
+  RocksStoreOptions options;
+  options.path = path_;
+  options.create_if_missing = false;
+  auto store = OpenRocksStore(options);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace phivault::storage
