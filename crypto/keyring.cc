@@ -28,7 +28,8 @@ constexpr uint32_t kStateLive = 1;
 constexpr uint32_t kStateDestroyed = 2;
 
 constexpr std::string_view kCheckAad = "phivault/keyring/check/v1";
-constexpr std::string_view kCheckPlaintext = "phivault keyring check value v1";
+constexpr std::string_view kCheckPlaintext = "phivault keyring check value v01";
+static_assert(kCheckPlaintext.size() + Aead::kOverhead == kSealedBytes);
 constexpr std::string_view kSlotAadPrefix = "phivault/keyring/slot/v1";
 
 constexpr std::string_view kBlindIndexId = "svc:blind-index";

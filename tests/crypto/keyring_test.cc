@@ -1,0 +1,364 @@
+#include "crypto/keyring.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/crypto/test_util.h"
+
+namespace phivault::crypto {
+namespace {
+
+using testing::FileMode;
+using testing::ReadFileBytes;
+using testing::Secret;
+using testing::TempDir;
+using testing::WriteFileBytes;
+
+// Layout documented in crypto/keyring.h.
+constexpr size_t kHeaderBytes = 84;
+constexpr size_t kSlotBytes = 140;
+constexpr size_t kIdBytes = 48;
+constexpr size_t kSealedOffset = 68;
+constexpr size_t kSealedBytes = 72;
+
+// Offset of the sealed key of slot `id` in a keyring file, or npos.
+size_t SealedOffset(const std::string& file, std::string_view id) {
+  std::string field(id);
+  field.resize(kIdBytes, '\0');
+  for (size_t off = kHeaderBytes; off + kSlotBytes <= file.size(); off += kSlotBytes) {
+    if (file.compare(off, kIdBytes, field) == 0) return off + kSealedOffset;
+  }
+  return std::string::npos;
+}
+
+std::string SealedKey(const std::string& file, std::string_view id) {
+  const size_t off = SealedOffset(file, id);
+  return off == std::string::npos ? "" : file.substr(off, kSealedBytes);
+}
+
+class KeyringTest : public ::testing::Test {
+ protected:
+  KeyringTest()
+      : master_(RandomBytes(32)),
+        primary_(dir_.Join("keyring")),
+        mirror_dir_(dir_.Join("mirror")),
+        mirror_(mirror_dir_ + "/keyring") {
+    std::filesystem::create_directory(mirror_dir_);
+  }
+
+  KeyringOptions Options() const { return {primary_, {mirror_}}; }
+
+  std::unique_ptr<Keyring> OpenWith(const std::string& master) {
+    auto keyring = Keyring::Open(Options(), Secret(master));
+    EXPECT_TRUE(keyring.ok()) << keyring.status().ToString();
+    return keyring.ok() ? std::move(keyring).value() : nullptr;
+  }
+  std::unique_ptr<Keyring> OpenKeyring() { return OpenWith(master_); }
+
+  std::shared_ptr<const Aead> Epoch(Keyring& keyring, std::string_view id) {
+    auto key = keyring.GetOrCreateEpoch(id);
+    EXPECT_TRUE(key.ok()) << key.status().ToString();
+    return key.ok() ? *key : nullptr;
+  }
+
+  TempDir dir_;
+  std::string master_;
+  std::string primary_;
+  std::string mirror_dir_;
+  std::string mirror_;
+};
+
+TEST_F(KeyringTest, CreatesPrimaryAndMirrorOwnerOnly) {
+  auto keyring = OpenKeyring();
+  ASSERT_NE(keyring, nullptr);
+  EXPECT_EQ(FileMode(primary_), 0600u);
+  EXPECT_EQ(FileMode(mirror_), 0600u);
+  const std::string bytes = ReadFileBytes(primary_);
+  EXPECT_EQ(bytes.substr(0, 4), "PVKR");
+  EXPECT_EQ(bytes.size(), kHeaderBytes + 3 * kSlotBytes + 32);
+  EXPECT_EQ(ReadFileBytes(mirror_), bytes);
+  EXPECT_TRUE(keyring->ListEpochs().empty());
+  EXPECT_FALSE(std::filesystem::exists(primary_ + ".tmp"));
+}
+
+TEST_F(KeyringTest, ServiceKeysPersistAcrossReopen) {
+  std::string blind, sealed, public_key;
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    blind = keyring->blind_index().Compute("patient", "MRN-42");
+    sealed = keyring->audit_key().Encrypt("audit field", "entry-1");
+    public_key = keyring->audit_signer().public_key();
+  }
+  auto keyring = OpenKeyring();
+  ASSERT_NE(keyring, nullptr);
+  EXPECT_EQ(keyring->blind_index().Compute("patient", "MRN-42"), blind);
+  EXPECT_EQ(keyring->audit_key().Decrypt(sealed, "entry-1").value(), "audit field");
+  EXPECT_EQ(keyring->audit_signer().public_key(), public_key);
+  EXPECT_TRUE(Ed25519Verify(public_key, "cp", keyring->audit_signer().Sign("cp")));
+}
+
+TEST_F(KeyringTest, WrongMasterKeyIsFailedPreconditionAndChangesNothing) {
+  ASSERT_NE(OpenKeyring(), nullptr);
+  const std::string before = ReadFileBytes(primary_);
+  auto wrong = Keyring::Open(Options(), SecretBytes::Random(32));
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(wrong.status().message(), "master key does not match the keyring");
+  EXPECT_EQ(ReadFileBytes(primary_), before);
+  EXPECT_EQ(Keyring::Open(Options(), SecretBytes::Random(16)).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(KeyringTest, EpochKeysPersistAcrossReopen) {
+  std::string sealed;
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    auto key = Epoch(*keyring, "d20360101");
+    ASSERT_NE(key, nullptr);
+    EXPECT_EQ(Epoch(*keyring, "d20360101"), key);  // same object, no second slot
+    sealed = key->Encrypt("dek", "rec-1|1|d20360101");
+    ASSERT_NE(Epoch(*keyring, "hHOLD-7_x"), nullptr);
+    EXPECT_EQ(keyring->GetEpoch("d20360101").value(), key);
+  }
+  EXPECT_EQ(ReadFileBytes(mirror_), ReadFileBytes(primary_));
+  auto keyring = OpenKeyring();
+  ASSERT_NE(keyring, nullptr);
+  auto key = keyring->GetEpoch("d20360101");
+  ASSERT_TRUE(key.ok());
+  EXPECT_EQ((*key)->Decrypt(sealed, "rec-1|1|d20360101").value(), "dek");
+  const auto epochs = keyring->ListEpochs();
+  ASSERT_EQ(epochs.size(), 2u);
+  EXPECT_EQ(epochs[0].id, "d20360101");
+  EXPECT_FALSE(epochs[0].destroyed);
+  EXPECT_GT(epochs[0].created_unix, 0);
+  EXPECT_EQ(epochs[1].id, "hHOLD-7_x");
+}
+
+TEST_F(KeyringTest, EpochIdsAreValidated) {
+  auto keyring = OpenKeyring();
+  ASSERT_NE(keyring, nullptr);
+  for (std::string_view bad :
+       {"", "d", "d2036010", "d203601011", "d2036010a", "x20360101", "h", "hbad id", "h/x",
+        "svc:audit", "svc:blind-index", "H123", "h\xc3\xa9"}) {
+    EXPECT_EQ(keyring->GetOrCreateEpoch(bad).status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  const std::string longest = "h" + std::string(40, 'a');
+  EXPECT_TRUE(keyring->GetOrCreateEpoch(longest).ok());
+  EXPECT_EQ(keyring->GetOrCreateEpoch(longest + "a").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(keyring->GetEpoch("d20990101").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(keyring->DestroyEpoch("d20990101").code(), StatusCode::kNotFound);
+  EXPECT_EQ(keyring->DestroyEpoch("svc:audit").code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(KeyringTest, DestroyErasesKeyFromEveryCopyAndOldInodes) {
+  std::string kept_ct;
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    ASSERT_NE(Epoch(*keyring, "d20300101"), nullptr);
+    auto kept = Epoch(*keyring, "d20300102");
+    ASSERT_NE(kept, nullptr);
+    kept_ct = kept->Encrypt("dek", "aad");
+
+    const std::string sealed = SealedKey(ReadFileBytes(primary_), "d20300101");
+    ASSERT_EQ(sealed.size(), kSealedBytes);
+    ASSERT_NE(sealed, std::string(kSealedBytes, '\0'));
+    ASSERT_NE(ReadFileBytes(mirror_).find(sealed), std::string::npos);
+    // Hard links keep the pre-destruction inodes visible: the in-place overwrite must reach
+    // them, not just the replacement files.
+    ASSERT_EQ(::link(primary_.c_str(), (primary_ + ".old").c_str()), 0);
+    ASSERT_EQ(::link(mirror_.c_str(), (mirror_ + ".old").c_str()), 0);
+
+    ASSERT_TRUE(keyring->DestroyEpoch("d20300101").ok());
+
+    for (const std::string& path : {primary_, mirror_, primary_ + ".old", mirror_ + ".old"}) {
+      const std::string bytes = ReadFileBytes(path);
+      EXPECT_EQ(bytes.find(sealed), std::string::npos) << path;
+      EXPECT_EQ(SealedKey(bytes, "d20300101"), std::string(kSealedBytes, '\0')) << path;
+    }
+    EXPECT_EQ(keyring->GetEpoch("d20300101").status().code(), StatusCode::kFailedPrecondition);
+    auto recreate = keyring->GetOrCreateEpoch("d20300101");
+    EXPECT_EQ(recreate.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(recreate.status().message(), "epoch key was destroyed");
+    EXPECT_TRUE(keyring->DestroyEpoch("d20300101").ok());  // idempotent
+  }
+  auto keyring = OpenKeyring();
+  ASSERT_NE(keyring, nullptr);
+  EXPECT_EQ(keyring->GetEpoch("d20300101").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(keyring->GetOrCreateEpoch("d20300101").status().code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(keyring->GetEpoch("d20300102").value()->Decrypt(kept_ct, "aad").value(), "dek");
+  const auto epochs = keyring->ListEpochs();
+  ASSERT_EQ(epochs.size(), 2u);
+  EXPECT_TRUE(epochs[0].destroyed);
+  EXPECT_GT(epochs[0].destroyed_unix, 0);
+  EXPECT_FALSE(epochs[1].destroyed);
+}
+
+TEST_F(KeyringTest, InterruptedDestructionIsCompletedAtOpen) {
+  std::string sealed;
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    ASSERT_NE(Epoch(*keyring, "d20300101"), nullptr);
+  }
+  // A crash after the in-place overwrite of the primary, before anything else was written.
+  std::string bytes = ReadFileBytes(primary_);
+  const size_t off = SealedOffset(bytes, "d20300101");
+  ASSERT_NE(off, std::string::npos);
+  sealed = bytes.substr(off, kSealedBytes);
+  bytes.replace(off, kSealedBytes, std::string(kSealedBytes, '\0'));
+  WriteFileBytes(primary_, bytes, 0600);
+
+  auto keyring = OpenKeyring();
+  ASSERT_NE(keyring, nullptr);
+  EXPECT_EQ(keyring->GetEpoch("d20300101").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(keyring->ListEpochs().at(0).destroyed);
+  EXPECT_EQ(ReadFileBytes(mirror_).find(sealed), std::string::npos);
+  EXPECT_EQ(ReadFileBytes(mirror_), ReadFileBytes(primary_));
+}
+
+TEST_F(KeyringTest, FailedMirrorIsNamedAndRetried) {
+  auto keyring = OpenKeyring();
+  ASSERT_NE(keyring, nullptr);
+  ASSERT_NE(Epoch(*keyring, "d20300101"), nullptr);
+  std::filesystem::remove_all(mirror_dir_);
+
+  const Status destroyed = keyring->DestroyEpoch("d20300101");
+  EXPECT_EQ(destroyed.code(), StatusCode::kUnavailable);
+  EXPECT_NE(destroyed.message().find(mirror_), std::string::npos) << destroyed.message();
+  // The key is gone from memory and from the primary even though a mirror failed.
+  EXPECT_EQ(keyring->GetEpoch("d20300101").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(SealedKey(ReadFileBytes(primary_), "d20300101"), std::string(kSealedBytes, '\0'));
+  auto created = keyring->GetOrCreateEpoch("d20300102");
+  EXPECT_EQ(created.status().code(), StatusCode::kUnavailable);
+
+  std::filesystem::create_directory(mirror_dir_);
+  EXPECT_TRUE(keyring->DestroyEpoch("d20300101").ok());
+  EXPECT_EQ(ReadFileBytes(mirror_), ReadFileBytes(primary_));
+  EXPECT_TRUE(keyring->GetOrCreateEpoch("d20300102").ok());
+  EXPECT_EQ(ReadFileBytes(mirror_), ReadFileBytes(primary_));
+}
+
+TEST_F(KeyringTest, MissingOrStaleMirrorIsRewrittenAtOpen) {
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    ASSERT_NE(Epoch(*keyring, "d20300101"), nullptr);
+  }
+  std::filesystem::remove(mirror_);
+  ASSERT_NE(OpenKeyring(), nullptr);
+  EXPECT_EQ(ReadFileBytes(mirror_), ReadFileBytes(primary_));
+  EXPECT_EQ(FileMode(mirror_), 0600u);
+
+  WriteFileBytes(mirror_, "stale", 0600);
+  ASSERT_NE(OpenKeyring(), nullptr);
+  EXPECT_EQ(ReadFileBytes(mirror_), ReadFileBytes(primary_));
+}
+
+TEST_F(KeyringTest, MissingPrimaryWithExistingMirrorIsRefused) {
+  ASSERT_NE(OpenKeyring(), nullptr);
+  const std::string mirror_before = ReadFileBytes(mirror_);
+  std::filesystem::remove(primary_);
+  auto keyring = Keyring::Open(Options(), Secret(master_));
+  EXPECT_EQ(keyring.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadFileBytes(mirror_), mirror_before);
+  EXPECT_FALSE(std::filesystem::exists(primary_));
+}
+
+TEST_F(KeyringTest, RotationResealsUnderNewMasterKey) {
+  const std::string new_master = RandomBytes(32);
+  std::string sealed;
+  std::string blind;
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    auto key = Epoch(*keyring, "d20300101");
+    ASSERT_NE(key, nullptr);
+    ASSERT_NE(Epoch(*keyring, "d20300102"), nullptr);
+    ASSERT_TRUE(keyring->DestroyEpoch("d20300102").ok());
+    sealed = key->Encrypt("dek", "aad");
+    blind = keyring->blind_index().Compute("patient", "MRN-1");
+    ASSERT_TRUE(keyring->Rotate(Secret(new_master)).ok());
+    EXPECT_EQ(keyring->GetEpoch("d20300101").value(), key);  // in-memory keys unchanged
+  }
+  EXPECT_EQ(ReadFileBytes(mirror_), ReadFileBytes(primary_));
+  EXPECT_EQ(Keyring::Open(Options(), Secret(master_)).status().code(),
+            StatusCode::kFailedPrecondition);
+  auto keyring = OpenWith(new_master);
+  ASSERT_NE(keyring, nullptr);
+  EXPECT_EQ(keyring->GetEpoch("d20300101").value()->Decrypt(sealed, "aad").value(), "dek");
+  EXPECT_EQ(keyring->GetEpoch("d20300102").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(keyring->blind_index().Compute("patient", "MRN-1"), blind);
+  EXPECT_EQ(keyring->Rotate(SecretBytes::Random(31)).code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(KeyringTest, TruncatedFileIsDataLoss) {
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    ASSERT_NE(Epoch(*keyring, "d20300101"), nullptr);
+  }
+  const std::string good = ReadFileBytes(primary_);
+  for (size_t len : {size_t{0}, size_t{3}, kHeaderBytes, good.size() - 1, good.size() - 32,
+                     good.size() - kSlotBytes}) {
+    WriteFileBytes(primary_, good.substr(0, len), 0600);
+    auto keyring = Keyring::Open(Options(), Secret(master_));
+    ASSERT_FALSE(keyring.ok()) << len;
+    EXPECT_EQ(keyring.status().code(), StatusCode::kDataLoss) << len;
+  }
+  WriteFileBytes(primary_, good + "x", 0600);
+  EXPECT_EQ(Keyring::Open(Options(), Secret(master_)).status().code(), StatusCode::kDataLoss);
+}
+
+TEST_F(KeyringTest, EveryCorruptedByteIsDataLoss) {
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    ASSERT_NE(Epoch(*keyring, "d20300101"), nullptr);
+  }
+  const std::string good = ReadFileBytes(primary_);
+  for (size_t i = 0; i < good.size(); ++i) {
+    std::string bad = good;
+    bad[i] = static_cast<char>(bad[i] ^ 0x20);
+    WriteFileBytes(primary_, bad, 0600);
+    auto keyring = Keyring::Open(Options(), Secret(master_));
+    ASSERT_FALSE(keyring.ok()) << "byte " << i;
+    EXPECT_EQ(keyring.status().code(), StatusCode::kDataLoss) << "byte " << i;
+  }
+}
+
+TEST_F(KeyringTest, ConcurrentGetOrCreateYieldsOneKey) {
+  auto keyring = OpenKeyring();
+  ASSERT_NE(keyring, nullptr);
+  constexpr int kThreads = 8;
+  std::vector<std::shared_ptr<const Aead>> keys(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto key = keyring->GetOrCreateEpoch("d20991231");
+      if (key.ok()) keys[t] = *key;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const auto& key : keys) {
+    ASSERT_NE(key, nullptr);
+    EXPECT_EQ(key, keys[0]);
+  }
+  EXPECT_EQ(keyring->ListEpochs().size(), 1u);
+  auto reopened = OpenKeyring();
+  ASSERT_NE(reopened, nullptr);
+  const std::string ct = keys[0]->Encrypt("x", "");
+  EXPECT_EQ(reopened->GetEpoch("d20991231").value()->Decrypt(ct, "").value(), "x");
+}
+
+}  // namespace
+}  // namespace phivault::crypto
