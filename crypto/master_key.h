@@ -15,16 +15,19 @@ inline constexpr size_t kMasterKeyBytes = 32;
 
 // Writes 32 random bytes to `path`, created with O_EXCL and mode 0400, fsynced (file and
 // directory). AlreadyExists if anything is at `path`: a key file is never overwritten.
+// NotFound if the directory does not exist; Unavailable on an I/O failure (the partial file is
+// removed, so the call can be retried).
 [[nodiscard]] Status CreateMasterKeyFile(const std::string& path);
 
 // Reads a 32-byte key file. NotFound if missing; InvalidArgument "master key file must be
-// exactly 32 bytes"; PermissionDenied "master key file must not be readable by group or others"
-// if its mode allows group/other access.
+// exactly 32 bytes" (or if it is not a regular file); PermissionDenied "master key file must not be
+// readable by group or others" if its mode allows group/other access.
 [[nodiscard]] StatusOr<SecretBytes> LoadMasterKeyFile(const std::string& path);
 
 // Reads credential `name` from $CREDENTIALS_DIRECTORY (systemd LoadCredential=/
 // LoadCredentialEncrypted=). FailedPrecondition if the variable is unset; otherwise as
-// LoadMasterKeyFile (the mode check is skipped: systemd owns that directory).
+// LoadMasterKeyFile (the mode check is skipped: systemd owns that directory). InvalidArgument
+// if `name` is not a plain file name.
 [[nodiscard]] StatusOr<SecretBytes> LoadMasterKeyCredential(const std::string& name);
 
 struct PassphraseParams {

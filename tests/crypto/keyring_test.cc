@@ -114,6 +114,10 @@ TEST_F(KeyringTest, WrongMasterKeyIsFailedPreconditionAndChangesNothing) {
   EXPECT_EQ(ReadFileBytes(primary_), before);
   EXPECT_EQ(Keyring::Open(Options(), SecretBytes::Random(16)).status().code(),
             StatusCode::kInvalidArgument);
+  EXPECT_EQ(Keyring::Open({primary_, {mirror_, mirror_}}, Secret(master_)).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Keyring::Open({primary_, {primary_}}, Secret(master_)).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST_F(KeyringTest, EpochKeysPersistAcrossReopen) {
@@ -176,10 +180,14 @@ TEST_F(KeyringTest, DestroyErasesKeyFromEveryCopyAndOldInodes) {
     // them, not just the replacement files.
     ASSERT_EQ(::link(primary_.c_str(), (primary_ + ".old").c_str()), 0);
     ASSERT_EQ(::link(mirror_.c_str(), (mirror_ + ".old").c_str()), 0);
+    // A temp file left behind by a crash holds a full copy too.
+    WriteFileBytes(primary_ + ".tmp", ReadFileBytes(primary_), 0600);
+    ASSERT_EQ(::link((primary_ + ".tmp").c_str(), (primary_ + ".tmp.old").c_str()), 0);
 
     ASSERT_TRUE(keyring->DestroyEpoch("d20300101").ok());
 
-    for (const std::string& path : {primary_, mirror_, primary_ + ".old", mirror_ + ".old"}) {
+    for (const std::string& path :
+         {primary_, mirror_, primary_ + ".old", mirror_ + ".old", primary_ + ".tmp.old"}) {
       const std::string bytes = ReadFileBytes(path);
       EXPECT_EQ(bytes.find(sealed), std::string::npos) << path;
       EXPECT_EQ(SealedKey(bytes, "d20300101"), std::string(kSealedBytes, '\0')) << path;
