@@ -1,0 +1,238 @@
+#include "daemon/auth.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+
+#include "crypto/hash.h"
+#include "crypto/secret.h"
+
+namespace phivault::daemon {
+namespace {
+
+constexpr size_t kMaxTokenBytes = 512;
+constexpr size_t kMaxUserBytes = 256;
+
+// getpwuid_r/getgrnam_r want a caller-supplied buffer; grow it while they say ERANGE. `lookup`
+// must copy what it needs out of the entry: the buffer dies on return.
+template <typename Entry, typename Fn>
+bool LookupWithBuffer(Entry& entry, Fn lookup) {
+  std::vector<char> buf(1024);
+  for (;;) {
+    Entry* result = nullptr;
+    const int rc = lookup(&entry, buf.data(), buf.size(), &result);
+    if (rc == ERANGE && buf.size() < (1u << 20)) {
+      buf.resize(buf.size() * 2);
+      continue;
+    }
+    return rc == 0 && result != nullptr;
+  }
+}
+
+std::optional<uint32_t> GroupIdOf(const std::string& name) {
+  struct group gr {};
+  std::optional<uint32_t> gid;
+  LookupWithBuffer(gr, [&](struct group* e, char* b, size_t n, struct group** r) {
+    const int rc = getgrnam_r(name.c_str(), e, b, n, r);
+    if (rc == 0 && *r != nullptr) gid = (*r)->gr_gid;
+    return rc;
+  });
+  return gid;
+}
+
+bool IsPrintableAscii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+bool HasControlChar(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
+StatusOr<PeerCredentials> GetPeerCredentials(int fd) {
+  struct ucred cred {};
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof(cred)) {
+    return Unavailable(std::string("cannot read the peer credentials of the socket: ") +
+                       std::strerror(errno));
+  }
+  PeerCredentials p;
+  p.pid = cred.pid;
+  p.uid = cred.uid;
+  p.gid = cred.gid;
+  return p;
+}
+
+std::vector<uint32_t> SystemGroupsOf(uint32_t uid, uint32_t primary_gid) {
+  struct passwd pw {};
+  std::string name;
+  const bool found =
+      LookupWithBuffer(pw, [&](struct passwd* e, char* b, size_t n, struct passwd** r) {
+        const int rc = getpwuid_r(uid, e, b, n, r);
+        if (rc == 0 && *r != nullptr) name = (*r)->pw_name;
+        return rc;
+      });
+  if (!found) return {primary_gid};
+  int count = 32;
+  std::vector<gid_t> groups(static_cast<size_t>(count));
+  while (getgrouplist(name.c_str(), primary_gid, groups.data(), &count) < 0) {
+    groups.resize(static_cast<size_t>(count) + 1);
+    count = static_cast<int>(groups.size());
+  }
+  std::vector<uint32_t> out(groups.begin(), groups.begin() + count);
+  if (std::find(out.begin(), out.end(), primary_gid) == out.end()) out.push_back(primary_gid);
+  return out;
+}
+
+StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(const Config& config,
+                                                               GroupsOfFn groups_of) {
+  std::vector<Operator> ops;
+  for (size_t i = 0; i < config.operators.size(); ++i) {
+    Operator op{config.operators[i], std::nullopt};
+    if (!op.config.uid.has_value()) {
+      op.gid = GroupIdOf(op.config.group);
+      if (!op.gid.has_value()) {
+        return InvalidArgument(config.config_path + ": operators[" + std::to_string(i) +
+                               "].group names a group that does not exist on this system");
+      }
+    }
+    ops.push_back(std::move(op));
+  }
+  return std::unique_ptr<Authenticator>(
+      new Authenticator(config.applications, std::move(ops), std::move(groups_of)));
+}
+
+StatusOr<Principal> Authenticator::Authenticate(
+    const PeerCredentials& peer, std::optional<std::string_view> authorization) const {
+  if (authorization.has_value()) return AuthenticateApplication(peer, *authorization);
+  return AuthenticateOperator(peer);
+}
+
+StatusOr<Principal> Authenticator::AuthenticateApplication(const PeerCredentials& peer,
+                                                           std::string_view authorization) const {
+  constexpr std::string_view kScheme = "Bearer";
+  const size_t space = authorization.find(' ');
+  if (space == std::string_view::npos ||
+      !EqualsIgnoreCase(authorization.substr(0, space), kScheme)) {
+    return Unauthenticated("the Authorization header must use the Bearer scheme");
+  }
+  std::string_view token = authorization.substr(space + 1);
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  if (token.empty() || token.size() > kMaxTokenBytes || !IsPrintableAscii(token)) {
+    return Unauthenticated("the bearer token is malformed");
+  }
+  const std::string presented = crypto::HexEncode(crypto::AsView(crypto::Sha256(token)));
+  // Every application is compared, so the time taken does not depend on which one matched.
+  const ApplicationConfig* match = nullptr;
+  for (const auto& app : applications_) {
+    if (crypto::ConstantTimeEquals(presented, app.token_sha256_hex)) match = &app;
+  }
+  if (match == nullptr ||
+      std::find(match->uids.begin(), match->uids.end(), peer.uid) == match->uids.end()) {
+    return Unauthenticated("the bearer token is not valid for this peer");
+  }
+  Principal p;
+  p.kind = Principal::Kind::kApplication;
+  p.name = match->name;
+  p.uid = peer.uid;
+  p.actions = match->actions;
+  return p;
+}
+
+StatusOr<Principal> Authenticator::AuthenticateOperator(const PeerCredentials& peer) const {
+  const Operator* match = nullptr;
+  for (const auto& op : operators_) {
+    if (op.config.uid.has_value() && *op.config.uid == peer.uid) {
+      match = &op;
+      break;
+    }
+  }
+  if (match == nullptr) {
+    std::vector<uint32_t> groups;
+    for (const auto& op : operators_) {
+      if (!op.gid.has_value()) continue;
+      if (groups.empty()) groups = groups_of_(peer.uid, peer.gid);
+      if (std::find(groups.begin(), groups.end(), *op.gid) != groups.end()) {
+        match = &op;
+        break;
+      }
+    }
+  }
+  if (match == nullptr) {
+    return Unauthenticated("no bearer token, and peer uid " + std::to_string(peer.uid) +
+                           " is not a configured operator");
+  }
+  Principal p;
+  p.kind = Principal::Kind::kOperator;
+  p.name = "cli:" + std::to_string(peer.uid);
+  p.uid = peer.uid;
+  p.actions = match->config.actions;
+  p.operator_role = match->config.role;
+  return p;
+}
+
+const std::vector<std::string_view>& PurposeOfUseCodes() {
+  // The PurposeOfUse value set, http://terminology.hl7.org/ValueSet/v3-PurposeOfUse: every
+  // concept below the abstract "PurposeOfUse" in the v3 ActReason code system.
+  static const std::vector<std::string_view> kCodes = {
+      "HMARKT",   "HOPERAT",   "CAREMGT",   "DONAT",    "FRAUD",       "GOV",        "HACCRED",
+      "HCOMPL",   "HDECD",     "HDIRECT",   "HDM",      "HLEGAL",      "HOUTCOMS",   "HPRGRP",
+      "HQUALIMP", "HSYSADMIN", "LABELING",  "METAMGT",  "MEMADMIN",    "MILCDM",     "PATADMIN",
+      "PATSFTY",  "PERFMSR",   "RECORDMGT", "SYSDEV",   "HTEST",       "TRAIN",      "HPAYMT",
+      "CLMATTCH", "COVAUTH",   "COVERAGE",  "ELIGDTRM", "ELIGVER",     "ENROLLM",    "MILDCRG",
+      "REMITADV", "HRESCH",    "BIORCH",    "CLINTRCH", "CLINTRCHNPC", "CLINTRCHPC", "PRECLINTRCH",
+      "DSRCH",    "POARCH",    "TRANSRCH",  "PATRQT",   "FAMRQT",      "PWATRNY",    "SUPNWK",
+      "PUBHLTH",  "DISASTER",  "THREAT",    "TREAT",    "CLINTRL",     "COC",        "ETREAT",
+      "BTG",      "ERTREAT",   "POPHLTH",
+  };
+  return kCodes;
+}
+
+bool IsKnownPurposeOfUse(std::string_view code) {
+  const auto& codes = PurposeOfUseCodes();
+  return std::find(codes.begin(), codes.end(), code) != codes.end();
+}
+
+Status ValidateActingParty(const std::string* user, const std::string* role,
+                           const std::string* purpose, const std::vector<std::string>& roles) {
+  if (user == nullptr || user->empty()) {
+    return InvalidArgument("the X-Phivault-User header is required");
+  }
+  if (user->size() > kMaxUserBytes || HasControlChar(*user)) {
+    return InvalidArgument(
+        "the X-Phivault-User header must be 1 to 256 bytes without control "
+        "characters");
+  }
+  if (role == nullptr || role->empty()) {
+    return InvalidArgument("the X-Phivault-Role header is required");
+  }
+  if (purpose == nullptr || purpose->empty()) {
+    return InvalidArgument("the X-Phivault-Purpose header is required");
+  }
+  if (std::find(roles.begin(), roles.end(), *role) == roles.end()) {
+    return PermissionDenied("the X-Phivault-Role header names a role that is not configured");
+  }
+  if (!IsKnownPurposeOfUse(*purpose)) {
+    return PermissionDenied("the X-Phivault-Purpose header is not an HL7 PurposeOfUse code");
+  }
+  return Status::Ok();
+}
+
+}  // namespace phivault::daemon

@@ -1,0 +1,83 @@
+// Who is on the other end of the socket, and on whose behalf they act.
+//
+// Applications present a bearer token (the config keeps only its SHA-256) and must connect from
+// one of their configured uids (SO_PEERCRED). People using the CLI send no token and are
+// recognised by their peer uid, or by a group their uid belongs to. Each request also names the
+// acting user, role and HL7 PurposeOfUse; see ValidateActingParty.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "crypto/status.h"
+#include "daemon/config.h"
+#include "daemon/service.h"
+
+namespace phivault::daemon {
+
+// The credentials of the process at the other end of a Unix socket, as of connect().
+struct PeerCredentials {
+  pid_t pid = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+// getsockopt(SO_PEERCRED) on a connected Unix socket. Unavailable with the errno text on failure.
+StatusOr<PeerCredentials> GetPeerCredentials(int fd);
+
+// The groups `uid` belongs to: `primary_gid` plus the supplementary groups of its passwd entry
+// (getgrouplist). Just {primary_gid} if the uid has no passwd entry.
+std::vector<uint32_t> SystemGroupsOf(uint32_t uid, uint32_t primary_gid);
+
+class Authenticator {
+ public:
+  using GroupsOfFn = std::function<std::vector<uint32_t>(uint32_t uid, uint32_t primary_gid)>;
+
+  // Resolves every operator group name to its gid. InvalidArgument naming the config key if a
+  // group does not exist. `config` is copied; `groups_of` is how a peer's groups are found.
+  static StatusOr<std::unique_ptr<Authenticator>> Create(const Config& config,
+                                                         GroupsOfFn groups_of = SystemGroupsOf);
+
+  // `authorization` is the Authorization header, std::nullopt if the request had none.
+  // With a header: it must be "Bearer <token>", and SHA-256(token) must equal (constant time)
+  // the hash of an application that lists peer.uid. Without one: the first operator entry
+  // matching peer.uid, else the first whose group peer.uid is in. Unauthenticated otherwise;
+  // the message never contains the token.
+  StatusOr<Principal> Authenticate(const PeerCredentials& peer,
+                                   std::optional<std::string_view> authorization) const;
+
+ private:
+  struct Operator {
+    OperatorConfig config;
+    std::optional<uint32_t> gid;  // resolved group, for group entries
+  };
+  Authenticator(std::vector<ApplicationConfig> apps, std::vector<Operator> ops, GroupsOfFn fn)
+      : applications_(std::move(apps)), operators_(std::move(ops)), groups_of_(std::move(fn)) {}
+
+  StatusOr<Principal> AuthenticateApplication(const PeerCredentials& peer,
+                                              std::string_view authorization) const;
+  StatusOr<Principal> AuthenticateOperator(const PeerCredentials& peer) const;
+
+  std::vector<ApplicationConfig> applications_;
+  std::vector<Operator> operators_;
+  GroupsOfFn groups_of_;
+};
+
+// Every code of the HL7 v3 PurposeOfUse value set (OID 2.16.840.1.113883.1.11.20448).
+const std::vector<std::string_view>& PurposeOfUseCodes();
+bool IsKnownPurposeOfUse(std::string_view code);
+
+// Checks the acting party a request names (nullptr = header absent). InvalidArgument naming the
+// header if one is missing or malformed (user: 1..256 bytes, no control characters);
+// PermissionDenied if the role is not one of `roles` or the purpose is not a PurposeOfUse code.
+Status ValidateActingParty(const std::string* user, const std::string* role,
+                           const std::string* purpose, const std::vector<std::string>& roles);
+
+}  // namespace phivault::daemon

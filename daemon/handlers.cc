@@ -1,0 +1,460 @@
+#include "daemon/handlers.h"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <istream>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerRequestImpl.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/StreamSocket.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+#include "crypto/hash.h"
+#include "daemon/api_json.h"
+#include "daemon/logging.h"
+#include "daemon/problem.h"
+#include "daemon/router.h"
+#include "storage/records.h"
+
+namespace phivault::daemon {
+namespace {
+
+using nlohmann::json;
+using Poco::Net::HTTPServerRequest;
+using Poco::Net::HTTPServerResponse;
+
+constexpr size_t kReadChunk = 1 << 20;
+constexpr size_t kMaxRequestIdBytes = 64;
+
+// State of one request, for the response headers and the log line.
+struct Exchange {
+  std::string request_id;
+  std::string_view route = "-";
+  std::string principal = "-";
+  int status = 0;
+  std::string problem;
+  bool body_pending = false;  // the request has a body that has not been read
+};
+
+bool IsValidRequestId(std::string_view id) {
+  return !id.empty() && id.size() <= kMaxRequestIdBytes &&
+         std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+         });
+}
+
+std::string_view MethodForLog(const std::string& method) {
+  static constexpr std::string_view kKnown[] = {"GET",  "POST",    "PUT",   "DELETE",
+                                                "HEAD", "OPTIONS", "PATCH", "TRACE"};
+  for (auto m : kKnown) {
+    if (m == method) return m;
+  }
+  return "other";
+}
+
+// Acting-party values go into rejection audit entries only when they are well-formed text.
+std::string HeaderForAudit(const HTTPServerRequest& req, const std::string& name) {
+  if (!req.has(name)) return "";
+  const std::string& v = req.get(name);
+  const bool ok = v.size() <= 256 && IsValidUtf8(v) && std::none_of(v.begin(), v.end(), [](char c) {
+                    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+                  });
+  return ok ? v : "";
+}
+
+const std::string* HeaderOrNull(const HTTPServerRequest& req, const std::string& name) {
+  return req.has(name) ? &req.get(name) : nullptr;
+}
+
+bool IsSafeContentType(std::string_view ct) {
+  return !ct.empty() && ct.size() <= 127 && ct.find('/') != std::string_view::npos &&
+         std::all_of(ct.begin(), ct.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+}
+
+bool IsJsonContentType(std::string ct) {
+  std::transform(ct.begin(), ct.end(), ct.begin(), [](char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  });
+  ct.erase(std::remove(ct.begin(), ct.end(), ' '), ct.end());
+  return ct == "application/json" || ct == "application/json;charset=utf-8";
+}
+
+size_t HeaderBytes(const HTTPServerRequest& req) {
+  size_t n = req.getMethod().size() + req.getURI().size() + req.getVersion().size() + 4;
+  for (const auto& [name, value] : req) n += name.size() + value.size() + 4;
+  return n;
+}
+
+class ApiHandler final : public Poco::Net::HTTPRequestHandler {
+ public:
+  explicit ApiHandler(const ApiDeps& deps) : deps_(deps) {}
+
+  void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
+    const auto start = std::chrono::steady_clock::now();
+    Exchange ex;
+    const std::string id_header = req.get("X-Request-Id", "");
+    ex.request_id =
+        IsValidRequestId(id_header) ? id_header : crypto::HexEncode(crypto::RandomBytes(12));
+    try {
+      ex.body_pending = req.getChunkedTransferEncoding() ||
+                        (req.hasContentLength() && req.getContentLength64() != 0);
+      Serve(req, resp, ex);
+    } catch (const std::exception& e) {
+      // Poco (I/O, framing), nlohmann or std exceptions must not escape into Poco's connection
+      // loop. Their messages name the failure, not request data.
+      spdlog::error("request id={} failed with an exception: {}", ex.request_id, e.what());
+      ex.body_pending = true;
+      if (!resp.sent()) {
+        try {
+          SendProblem(resp, ex, MakeProblem(500, "internal", "the request failed unexpectedly"));
+        } catch (const std::exception&) {
+          ex.status = 500;
+        }
+      }
+    }
+    LogRequest({ex.request_id, MethodForLog(req.getMethod()), ex.route, ex.status,
+                std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now() - start),
+                ex.principal, ex.problem});
+  }
+
+ private:
+  void Serve(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex) {
+    if (HeaderBytes(req) > deps_.config->limits.max_header_bytes) {
+      return SendProblem(
+          resp, ex,
+          MakeProblem(431, "header-fields-too-large",
+                      "the request line and headers exceed " +
+                          std::to_string(deps_.config->limits.max_header_bytes) + " bytes"));
+    }
+    std::string_view target = req.getURI();
+    // Absolute-form targets ("http://localhost/v1/...") are allowed by HTTP/1.1.
+    if (const size_t scheme = target.find("://");
+        scheme != std::string_view::npos && target.front() != '/') {
+      const size_t path_start = target.find('/', scheme + 3);
+      target = path_start == std::string_view::npos ? "/" : target.substr(path_start);
+    }
+    if (target.empty() || target.front() != '/') {
+      return SendProblem(resp, ex, MakeProblem(400, "invalid-request", "malformed request target"));
+    }
+    const size_t qmark = target.find('?');
+    const std::string_view path = target.substr(0, qmark);
+    const std::string_view query =
+        qmark == std::string_view::npos ? std::string_view() : target.substr(qmark + 1);
+
+    const RouteMatch match = MatchRoute(req.getMethod(), path);
+    if (match.route == nullptr) {
+      if (!match.allowed_methods.empty()) {
+        std::string allow;
+        for (auto m : match.allowed_methods) allow += (allow.empty() ? "" : ", ") + std::string(m);
+        resp.set("Allow", allow);
+        return SendProblem(resp, ex,
+                           MakeProblem(405, "method-not-allowed", "this route allows " + allow));
+      }
+      return SendProblem(resp, ex, MakeProblem(404, "not-found", "no such route"));
+    }
+    const RouteSpec& route = *match.route;
+    ex.route = route.path;
+
+    if (route.access == RouteSpec::Access::kPublic) {
+      if (!CheckNoBodyOrQuery(resp, ex, query)) return;
+      return SendJson(resp, ex, 200, json{{"status", "ok"}});
+    }
+
+    RequestContext ctx;
+    ctx.request_id = ex.request_id;
+    if (!Authenticate(req, resp, ex, route, ctx)) return;
+    Dispatch(req, resp, ex, route, match.params, query, ctx);
+  }
+
+  bool Authenticate(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
+                    const RouteSpec& route, RequestContext& ctx) {
+    auto& impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl&>(req);
+    const auto peer = GetPeerCredentials(impl.socket().impl()->sockfd());
+    if (!peer.ok()) {
+      Reject(req, resp, ex, route, ctx, Unauthenticated("cannot identify the peer of the socket"));
+      return false;
+    }
+    ctx.principal.uid = peer->uid;
+    std::optional<std::string_view> authorization;
+    if (req.has("Authorization")) authorization = req.get("Authorization");
+    auto principal = deps_.authenticator->Authenticate(*peer, authorization);
+    if (!principal.ok()) {
+      resp.set("WWW-Authenticate", "Bearer realm=\"phivault\"");
+      Reject(req, resp, ex, route, ctx, principal.status());
+      return false;
+    }
+    ex.principal = principal->name;
+    ctx.principal = std::move(principal).value();
+
+    const std::string* user = HeaderOrNull(req, "X-Phivault-User");
+    const std::string* role = HeaderOrNull(req, "X-Phivault-Role");
+    const std::string* purpose = HeaderOrNull(req, "X-Phivault-Purpose");
+    if (Status s = ValidateActingParty(user, role, purpose, deps_.config->roles); !s.ok()) {
+      Reject(req, resp, ex, route, ctx, s);
+      return false;
+    }
+    ctx.user = *user;
+    ctx.role = *role;
+    ctx.purpose = *purpose;
+    return true;
+  }
+
+  // Answers a request refused before it reached the service; on PHI routes the refusal is
+  // audited (best effort: the request is refused either way).
+  void Reject(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
+              const RouteSpec& route, RequestContext& ctx, const Status& status) {
+    const Problem problem = ProblemFromStatus(status);
+    if (route.access == RouteSpec::Access::kPhi) {
+      if (ctx.user.empty()) ctx.user = HeaderForAudit(req, "X-Phivault-User");
+      if (ctx.role.empty()) ctx.role = HeaderForAudit(req, "X-Phivault-Role");
+      if (ctx.purpose.empty()) ctx.purpose = HeaderForAudit(req, "X-Phivault-Purpose");
+      const Status audited = deps_.service->AuditRejected(ctx, std::string(route.action),
+                                                          problem.type + ": " + status.message());
+      if (!audited.ok()) {
+        spdlog::error("request id={} rejection could not be audited: {}", ex.request_id,
+                      StatusCodeName(audited.code()));
+      }
+    }
+    SendProblem(resp, ex, problem);
+  }
+
+  void Dispatch(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
+                const RouteSpec& route, const std::vector<std::string>& params,
+                std::string_view query, const RequestContext& ctx) {
+    VaultService& service = *deps_.service;
+    const uint64_t max_content = deps_.config->max_content_bytes;
+    switch (route.id) {
+      case RouteId::kHealth:
+        break;
+      case RouteId::kStatus: {
+        if (!CheckNoBodyOrQuery(resp, ex, query)) return;
+        auto status = service.GetStatus(ctx);
+        if (!status.ok()) return SendProblem(resp, ex, ProblemFromStatus(status.status()));
+        return SendJson(resp, ex, 200, EncodeStatus(*status));
+      }
+      case RouteId::kCreateRecord: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodeCreateRecord(body, max_content);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto meta = service.CreateRecord(ctx, std::move(decoded).value());
+        if (!meta.ok()) return SendProblem(resp, ex, ProblemFromStatus(meta.status()));
+        resp.set("Location", "/v1/records/" + meta->record_id);
+        return SendJson(resp, ex, 201, EncodeMetadata(*meta));
+      }
+      case RouteId::kSearchRecords: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto patient_id = DecodeSearchRecords(body);
+        if (!patient_id.ok()) return SendProblem(resp, ex, ProblemFromStatus(patient_id.status()));
+        auto list = service.ListRecords(ctx, *patient_id);
+        if (!list.ok()) return SendProblem(resp, ex, ProblemFromStatus(list.status()));
+        json records = json::array();
+        for (const auto& m : *list) records.push_back(EncodeMetadata(m));
+        return SendJson(resp, ex, 200, json{{"records", std::move(records)}});
+      }
+      case RouteId::kReadRecord:
+      case RouteId::kReadContent:
+      case RouteId::kReadMetadata: {
+        std::optional<uint32_t> version;
+        if (!CheckRecordId(resp, ex, params) || !ParseVersionQuery(resp, ex, query, version) ||
+            !CheckNoBody(resp, ex)) {
+          return;
+        }
+        const bool with_content = route.id != RouteId::kReadMetadata;
+        auto record = service.ReadRecord(ctx, params[0], version, with_content);
+        if (!record.ok()) return SendProblem(resp, ex, ProblemFromStatus(record.status()));
+        if (route.id == RouteId::kReadContent) return SendContent(resp, ex, *record);
+        json j = EncodeMetadata(record->meta);
+        if (with_content) j["content_base64"] = crypto::Base64Encode(record->content);
+        return SendJson(resp, ex, 200, j);
+      }
+      case RouteId::kAmendRecord: {
+        std::string body;
+        if (!CheckRecordId(resp, ex, params) || !CheckNoQuery(resp, ex, query) ||
+            !ReadJsonBody(req, resp, ex, body)) {
+          return;
+        }
+        auto decoded = DecodeAmendRecord(body, max_content);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto meta = service.AmendRecord(ctx, params[0], std::move(decoded).value());
+        if (!meta.ok()) return SendProblem(resp, ex, ProblemFromStatus(meta.status()));
+        resp.set("Location",
+                 "/v1/records/" + meta->record_id + "?version=" + std::to_string(meta->version));
+        return SendJson(resp, ex, 201, EncodeMetadata(*meta));
+      }
+    }
+    SendProblem(resp, ex, MakeProblem(500, "internal", "unhandled route"));
+  }
+
+  bool CheckRecordId(HTTPServerResponse& resp, Exchange& ex,
+                     const std::vector<std::string>& params) {
+    if (params.size() == 1 && storage::IsValidRecordId(params[0])) return true;
+    SendProblem(
+        resp, ex,
+        MakeProblem(400, "invalid-request", "a record id is 22 characters from [A-Za-z0-9_-]"));
+    return false;
+  }
+
+  bool CheckNoQuery(HTTPServerResponse& resp, Exchange& ex, std::string_view query) {
+    if (query.empty()) return true;
+    SendProblem(resp, ex,
+                MakeProblem(400, "invalid-request", "this route takes no query parameters"));
+    return false;
+  }
+
+  bool CheckNoBody(HTTPServerResponse& resp, Exchange& ex) {
+    if (!ex.body_pending) return true;
+    SendProblem(resp, ex, MakeProblem(400, "invalid-request", "this route takes no body"));
+    return false;
+  }
+
+  bool CheckNoBodyOrQuery(HTTPServerResponse& resp, Exchange& ex, std::string_view query) {
+    return CheckNoQuery(resp, ex, query) && CheckNoBody(resp, ex);
+  }
+
+  // "version=N" (N in 1..4294967295) or nothing.
+  bool ParseVersionQuery(HTTPServerResponse& resp, Exchange& ex, std::string_view query,
+                         std::optional<uint32_t>& version) {
+    if (query.empty()) return true;
+    constexpr std::string_view kKey = "version=";
+    const auto bad = [&] {
+      SendProblem(resp, ex,
+                  MakeProblem(400, "invalid-request",
+                              "the only query parameter is version, a number from 1 to "
+                              "4294967295"));
+      return false;
+    };
+    if (query.substr(0, kKey.size()) != kKey) return bad();
+    const std::string_view digits = query.substr(kKey.size());
+    if (digits.empty() || digits.size() > 10 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      return bad();
+    }
+    uint64_t v = 0;
+    std::from_chars(digits.data(), digits.data() + digits.size(), v);
+    if (v < 1 || v > 4294967295ull) return bad();
+    version = static_cast<uint32_t>(v);
+    return true;
+  }
+
+  // Reads the whole body within limits.max_body_bytes. On failure the response is sent and the
+  // connection will be closed (the rest of the body is unread).
+  bool ReadJsonBody(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
+                    std::string& body) {
+    const uint64_t max = deps_.config->limits.max_body_bytes;
+    if (!IsJsonContentType(req.getContentType())) {
+      SendProblem(resp, ex,
+                  MakeProblem(415, "unsupported-media-type",
+                              "the body must be sent as Content-Type: application/json"));
+      return false;
+    }
+    const bool chunked = req.getChunkedTransferEncoding();
+    if (!chunked && !req.hasContentLength()) {
+      SendProblem(resp, ex,
+                  MakeProblem(411, "length-required",
+                              "a body needs Content-Length (or chunked transfer encoding)"));
+      return false;
+    }
+    const auto too_large = [&] {
+      SendProblem(resp, ex,
+                  MakeProblem(413, "payload-too-large",
+                              "the body exceeds limits.max_body_bytes (" + std::to_string(max) +
+                                  " bytes)"));
+      return false;
+    };
+    const int64_t declared = chunked ? -1 : req.getContentLength64();
+    if (!chunked && (declared < 0 || static_cast<uint64_t>(declared) > max)) return too_large();
+
+    std::istream& in = req.stream();
+    // Grows as bytes arrive, so a client that lies about Content-Length does not make us
+    // allocate what it never sends.
+    std::string chunk(kReadChunk, '\0');
+    for (;;) {
+      const uint64_t want =
+          chunked ? kReadChunk
+                  : std::min<uint64_t>(kReadChunk, static_cast<uint64_t>(declared) - body.size());
+      if (want == 0) break;
+      in.read(chunk.data(), static_cast<std::streamsize>(want));
+      const auto got = static_cast<size_t>(in.gcount());
+      if (got == 0) break;
+      if (body.size() + got > max) return too_large();
+      body.append(chunk.data(), got);
+    }
+    if (in.bad() || (!chunked && body.size() != static_cast<uint64_t>(declared))) {
+      SendProblem(resp, ex,
+                  MakeProblem(400, "invalid-request",
+                              chunked ? "the chunked body is malformed or incomplete"
+                                      : "the body ended before Content-Length bytes arrived"));
+      return false;
+    }
+    ex.body_pending = false;
+    return true;
+  }
+
+  void PrepareHeaders(HTTPServerResponse& resp, Exchange& ex, int status) {
+    ex.status = status;
+    resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+    resp.set("X-Request-Id", ex.request_id);
+    resp.set("Cache-Control", "no-store");
+    resp.set("X-Content-Type-Options", "nosniff");
+    // Unread body bytes would be taken for the next request: close instead.
+    if (ex.body_pending) resp.setKeepAlive(false);
+  }
+
+  void SendBytes(HTTPServerResponse& resp, Exchange& ex, int status, std::string_view type,
+                 const std::string& bytes) {
+    PrepareHeaders(resp, ex, status);
+    resp.setContentType(std::string(type));
+    resp.setContentLength64(static_cast<Poco::Int64>(bytes.size()));
+    resp.sendBuffer(bytes.data(), bytes.size());
+  }
+
+  void SendJson(HTTPServerResponse& resp, Exchange& ex, int status, const json& j) {
+    SendBytes(resp, ex, status, "application/json", DumpJson(j));
+  }
+
+  void SendProblem(HTTPServerResponse& resp, Exchange& ex, const Problem& p) {
+    ex.problem = p.type;
+    SendBytes(resp, ex, p.status, kProblemContentType, ProblemJson(p, ex.request_id));
+  }
+
+  void SendContent(HTTPServerResponse& resp, Exchange& ex, const storage::Record& record) {
+    resp.set("X-Phivault-Record-Id", record.meta.record_id);
+    resp.set("X-Phivault-Version", std::to_string(record.meta.version));
+    SendBytes(resp, ex, 200,
+              IsSafeContentType(record.meta.content_type) ? record.meta.content_type
+                                                          : "application/octet-stream",
+              record.content);
+  }
+
+  ApiDeps deps_;
+};
+
+class ApiHandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
+ public:
+  explicit ApiHandlerFactory(const ApiDeps& deps) : deps_(deps) {}
+  Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest&) override {
+    return new ApiHandler(deps_);
+  }
+
+ private:
+  ApiDeps deps_;
+};
+
+}  // namespace
+
+Poco::Net::HTTPRequestHandlerFactory::Ptr NewApiHandlerFactory(const ApiDeps& deps) {
+  return new ApiHandlerFactory(deps);
+}
+
+}  // namespace phivault::daemon

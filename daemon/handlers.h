@@ -1,0 +1,29 @@
+// The request handlers: turn each HTTP request on a route of daemon/router.h into one call of
+// the VaultService, and its result into a JSON or problem+json response.
+//
+// Order for every request: request id (X-Request-Id if well-formed, else a fresh one; always
+// echoed), header size limit, route (404/405), then for non-public routes: authentication (401),
+// the acting-party headers (400/403) — rejections on PHI routes are reported to
+// VaultService::AuditRejected — then path and query parameters, the body (411/413/415/400) and
+// the service call. No path or query text ever reaches the service unvalidated, and nothing is
+// called on the service for a malformed request. One log line per request (daemon/logging.h).
+#pragma once
+
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+
+#include "daemon/auth.h"
+#include "daemon/config.h"
+#include "daemon/service.h"
+
+namespace phivault::daemon {
+
+struct ApiDeps {
+  const Config* config;                // roles, limits, max_content_bytes
+  VaultService* service;               // thread-safe
+  const Authenticator* authenticator;  // thread-safe (const)
+};
+
+// All three must outlive every connection the factory serves.
+Poco::Net::HTTPRequestHandlerFactory::Ptr NewApiHandlerFactory(const ApiDeps& deps);
+
+}  // namespace phivault::daemon

@@ -1,0 +1,228 @@
+// phivaultd --config PATH [--check-config]
+//
+// Exit codes (also in docs/configuration.md):
+//   0  stopped cleanly on SIGTERM/SIGINT, or --check-config found the configuration valid
+//   1  could not start: master key, keyring, database, audit log or socket
+//   2  bad command line
+//   3  invalid configuration
+//   4  stopped, but requests were still running when the shutdown grace period ended
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+
+#include "crypto/hash.h"
+#include "crypto/keyring.h"
+#include "crypto/master_key.h"
+#include "crypto/secret.h"
+#include "daemon/auth.h"
+#include "daemon/config.h"
+#include "daemon/handlers.h"
+#include "daemon/http_server.h"
+#include "daemon/logging.h"
+#include "daemon/service.h"
+#include "daemon/systemd_integration.h"
+#include "storage/ledger.h"
+#include "storage/store.h"
+
+namespace phivault::daemon {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitStartFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitBadConfig = 3;
+constexpr int kExitUnfinishedRequests = 4;
+
+constexpr auto kShutdownGrace = std::chrono::seconds(30);
+
+int Fail(int code, const std::string& message) {
+  std::fprintf(stderr, "phivaultd: %s\n", message.c_str());
+  return code;
+}
+
+// The passphrase from its environment variable (wiped from the environment block afterwards) or
+// from the first line of its file.
+StatusOr<crypto::SecretBytes> ReadPassphrase(const MasterKeySource& mk) {
+  std::string passphrase;
+  if (!mk.passphrase_file.empty()) {
+    std::ifstream in(mk.passphrase_file);
+    if (!in.good()) return NotFound("cannot read master_key.passphrase_file " + mk.passphrase_file);
+    std::getline(in, passphrase);
+  } else {
+    char* value = std::getenv(mk.passphrase_env.c_str());
+    if (value == nullptr) {
+      return FailedPrecondition("the passphrase variable " + mk.passphrase_env + " is not set");
+    }
+    passphrase = value;
+    explicit_bzero(value, std::strlen(value));
+    unsetenv(mk.passphrase_env.c_str());
+  }
+  auto secret = crypto::SecretBytes::CopyFrom(passphrase, crypto::InsecureSecretKeyAccess::Get());
+  explicit_bzero(passphrase.data(), passphrase.size());
+  return secret;
+}
+
+StatusOr<crypto::SecretBytes> LoadMasterKey(const MasterKeySource& mk) {
+  switch (mk.kind) {
+    case MasterKeySource::Kind::kFile:
+      return crypto::LoadMasterKeyFile(mk.file);
+    case MasterKeySource::Kind::kCredential:
+      return crypto::LoadMasterKeyCredential(mk.credential);
+    case MasterKeySource::Kind::kPassphrase:
+      break;
+  }
+  PV_ASSIGN_OR_RETURN(crypto::SecretBytes passphrase, ReadPassphrase(mk));
+  PV_ASSIGN_OR_RETURN(std::string salt, crypto::Base64Decode(mk.salt_base64));
+  crypto::PassphraseParams params;
+  params.salt = std::move(salt);
+  params.opslimit = mk.opslimit;
+  params.memlimit = mk.memlimit;
+  return crypto::DeriveMasterKeyFromPassphrase(
+      passphrase.view(crypto::InsecureSecretKeyAccess::Get()), params);
+}
+
+Status EnsureDataDir(const std::string& dir) {
+  if (mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) return Status::Ok();
+  return Unavailable("cannot create data_dir " + dir + ": " + std::strerror(errno));
+}
+
+// Waits for a termination signal; SIGHUP is acknowledged and ignored.
+void WaitForTermination(const sigset_t& signals) {
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      spdlog::info(
+          "SIGHUP received; configuration reload is not supported, keeping the running "
+          "configuration");
+      continue;
+    }
+    spdlog::info("{} received; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    return;
+  }
+}
+
+int Run(int argc, char** argv) {
+  CLI::App app{"phivaultd: the phivault encrypted medical-records vault"};
+  std::string config_path;
+  bool check_only = false;
+  app.add_option("--config", config_path, "path of the TOML configuration file")->required();
+  app.add_flag("--check-config", check_only, "validate the configuration and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+
+  // Signals are handled by sigwait in this thread; every thread started later inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  if (Status s = crypto::InitAndHardenProcess(); !s.ok()) {
+    return Fail(kExitStartFailed, s.ToString());
+  }
+  auto config = LoadConfig(config_path);
+  if (!config.ok()) return Fail(kExitBadConfig, config.status().message());
+  auto authenticator = Authenticator::Create(*config);
+  if (!authenticator.ok()) return Fail(kExitBadConfig, authenticator.status().message());
+  if (check_only) {
+    std::printf("%s: configuration is valid\n", config_path.c_str());
+    return kExitOk;
+  }
+  if (Status s = SetupLogging(config->log_level, config->log_file); !s.ok()) {
+    return Fail(kExitBadConfig, s.message());
+  }
+
+  if (Status s = EnsureDataDir(config->data_dir); !s.ok()) {
+    return Fail(kExitStartFailed, s.message());
+  }
+  auto master_key = LoadMasterKey(config->master_key);
+  if (!master_key.ok()) {
+    return Fail(kExitStartFailed, "cannot load the master key: " + master_key.status().message());
+  }
+  crypto::KeyringOptions keyring_options;
+  keyring_options.path = (std::filesystem::path(config->data_dir) / "keyring").string();
+  keyring_options.mirrors = config->keyring_mirrors;
+  auto keyring = crypto::Keyring::Open(keyring_options, std::move(master_key).value());
+  if (!keyring.ok()) {
+    if (keyring.status().code() == StatusCode::kFailedPrecondition) {
+      return Fail(kExitStartFailed,
+                  "master key does not match the keyring at " + keyring_options.path);
+    }
+    return Fail(kExitStartFailed, "cannot open the keyring at " + keyring_options.path + ": " +
+                                      keyring.status().message());
+  }
+
+  storage::RocksStoreOptions store_options;
+  store_options.path = (std::filesystem::path(config->data_dir) / "db").string();
+  store_options.reserve_bytes = config->limits.disk_reserve_bytes;
+  auto store = storage::OpenRocksStore(store_options);
+  if (!store.ok()) {
+    return Fail(kExitStartFailed, "cannot open the database at " + store_options.path + ": " +
+                                      store.status().message());
+  }
+  auto ledger = storage::Ledger::Open(**store);
+  if (!ledger.ok()) {
+    return Fail(kExitStartFailed, "cannot open the audit log: " + ledger.status().message());
+  }
+  std::unique_ptr<VaultService> service =
+      NewVaultService(ServiceDeps{&*config, store->get(), ledger->get(), keyring->get()});
+
+  auto listen_fd = TakeListenFd();
+  if (!listen_fd.ok()) return Fail(kExitStartFailed, listen_fd.status().message());
+  HttpServerOptions server_options;
+  server_options.socket_path = config->socket_path;
+  server_options.socket_mode = config->socket_mode;
+  server_options.socket_group = config->socket_group;
+  server_options.listen_fd = *listen_fd;
+  server_options.limits = config->limits;
+  auto server = HttpServer::Start(
+      server_options, NewApiHandlerFactory(ApiDeps{&*config, service.get(), authenticator->get()}));
+  if (!server.ok()) return Fail(kExitStartFailed, server.status().message());
+
+  const std::string where =
+      listen_fd->has_value() ? "the socket passed by systemd" : config->socket_path;
+  spdlog::info("phivaultd serving on {} ({} applications, {} operator entries)", where,
+               config->applications.size(), config->operators.size());
+  if (Status s = SdNotify("READY=1\nSTATUS=serving on " + where); !s.ok()) {
+    spdlog::warn("readiness notification failed: {}", s.message());
+  }
+
+  WaitForTermination(signals);
+  (void)SdNotify("STOPPING=1\nSTATUS=finishing requests in progress");
+  const bool finished = (*server)->Stop(kShutdownGrace);
+  if (!finished) {
+    spdlog::error("requests were still running after {} s; exiting without them",
+                  kShutdownGrace.count());
+    // Their threads still use the service; skip destructors rather than pull it from under them.
+    spdlog::shutdown();
+    std::_Exit(kExitUnfinishedRequests);
+  }
+  server->reset();
+  service.reset();
+  spdlog::info("phivaultd stopped");
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace phivault::daemon
+
+int main(int argc, char** argv) { return phivault::daemon::Run(argc, argv); }

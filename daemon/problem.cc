@@ -1,0 +1,96 @@
+#include "daemon/problem.h"
+
+#include <nlohmann/json.hpp>
+
+namespace phivault::daemon {
+namespace {
+
+std::string_view TitleOf(std::string_view type) {
+  struct Entry {
+    std::string_view type;
+    std::string_view title;
+  };
+  static constexpr Entry kTitles[] = {
+      {"invalid-request", "The request is invalid"},
+      {"unauthenticated", "Authentication failed"},
+      {"forbidden", "Not allowed"},
+      {"not-found", "Not found"},
+      {"method-not-allowed", "Method not allowed"},
+      {"request-timeout", "The request was not received in time"},
+      {"conflict", "Already exists"},
+      {"failed-precondition", "The vault is not in a state to do this"},
+      {"record-shredded", "The record was destroyed"},
+      {"length-required", "Content-Length required"},
+      {"payload-too-large", "The request is too large"},
+      {"unsupported-media-type", "Unsupported media type"},
+      {"header-fields-too-large", "The request headers are too large"},
+      {"integrity-failure", "Stored data failed its integrity check"},
+      {"internal", "Internal error"},
+      {"audit-unavailable", "The audit log could not be written"},
+      {"unavailable", "Temporarily unavailable"},
+      {"too-many-connections", "Too many connections"},
+      {"insufficient-storage", "Not enough disk space"},
+  };
+  for (const auto& e : kTitles) {
+    if (e.type == type) return e.title;
+  }
+  return "Error";
+}
+
+}  // namespace
+
+Problem MakeProblem(int http_status, std::string type, std::string detail) {
+  Problem p;
+  p.status = http_status;
+  p.title = std::string(TitleOf(type));
+  p.type = std::move(type);
+  p.detail = std::move(detail);
+  return p;
+}
+
+Problem ProblemFromStatus(const Status& status) {
+  const std::string& m = status.message();
+  switch (status.code()) {
+    case StatusCode::kInvalidArgument:
+      return MakeProblem(400, "invalid-request", m);
+    case StatusCode::kUnauthenticated:
+      return MakeProblem(401, "unauthenticated", m);
+    case StatusCode::kPermissionDenied:
+      return MakeProblem(403, "forbidden", m);
+    case StatusCode::kNotFound:
+      return MakeProblem(404, "not-found", m);
+    case StatusCode::kAlreadyExists:
+      return MakeProblem(409, "conflict", m);
+    case StatusCode::kFailedPrecondition:
+      if (m.find("crypto-shredded") != std::string::npos) {
+        return MakeProblem(410, "record-shredded", m);
+      }
+      return MakeProblem(409, "failed-precondition", m);
+    case StatusCode::kResourceExhausted:
+      if (m.find("disk") != std::string::npos) return MakeProblem(507, "insufficient-storage", m);
+      return MakeProblem(413, "payload-too-large", m);
+    case StatusCode::kDataLoss:
+      return MakeProblem(500, "integrity-failure", m);
+    case StatusCode::kUnavailable:
+      if (m.find("audit") != std::string::npos) return MakeProblem(503, "audit-unavailable", m);
+      return MakeProblem(503, "unavailable", m);
+    case StatusCode::kOk:
+    case StatusCode::kInternal:
+      break;
+  }
+  return MakeProblem(500, "internal", m);
+}
+
+std::string ProblemJson(const Problem& problem, std::string_view request_id) {
+  nlohmann::json j = {
+      {"type", std::string(kProblemTypePrefix) + problem.type},
+      {"title", problem.title},
+      {"status", problem.status},
+      {"detail", problem.detail},
+      {"request_id", std::string(request_id)},
+  };
+  // Replace, not throw, should a message ever contain bytes that are not UTF-8.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace phivault::daemon

@@ -1,0 +1,40 @@
+// Errors at the socket boundary: RFC 9457 problem details (application/problem+json).
+//
+// The only place where Status codes become HTTP status codes. Every problem has a stable type
+// URI "urn:phivault:problem:<kebab-name>" that clients may switch on; title and detail are for
+// people. Details are taken from Status messages, which never carry PHI.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "crypto/status.h"
+
+namespace phivault::daemon {
+
+struct Problem {
+  int status = 500;
+  std::string type;    // the kebab-case name, without the "urn:phivault:problem:" prefix
+  std::string title;   // short, fixed per type
+  std::string detail;  // what went wrong in this request
+};
+
+inline constexpr std::string_view kProblemContentType = "application/problem+json";
+inline constexpr std::string_view kProblemTypePrefix = "urn:phivault:problem:";
+
+// Maps a non-OK Status to its problem:
+//   InvalidArgument 400 invalid-request, Unauthenticated 401 unauthenticated,
+//   PermissionDenied 403 forbidden, NotFound 404 not-found, AlreadyExists 409 conflict,
+//   FailedPrecondition 409 failed-precondition (410 record-shredded for a crypto-shredded
+//   record), ResourceExhausted 507 insufficient-storage for the disk reserve, otherwise 413
+//   payload-too-large, DataLoss 500 integrity-failure, Unavailable 503 audit-unavailable when
+//   the audit log failed, otherwise unavailable, Internal 500 internal.
+Problem ProblemFromStatus(const Status& status);
+
+// A problem that has no Status behind it (routing, HTTP framing).
+Problem MakeProblem(int http_status, std::string type, std::string detail);
+
+// The JSON document: {"type","title","status","detail","request_id"}.
+std::string ProblemJson(const Problem& problem, std::string_view request_id);
+
+}  // namespace phivault::daemon

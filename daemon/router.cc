@@ -1,0 +1,83 @@
+#include "daemon/router.h"
+
+#include <algorithm>
+
+namespace phivault::daemon {
+namespace {
+
+std::vector<std::string_view> Split(std::string_view path) {
+  std::vector<std::string_view> out;
+  if (path.empty() || path.front() != '/') return out;
+  path.remove_prefix(1);
+  for (;;) {
+    const size_t slash = path.find('/');
+    out.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return out;
+}
+
+bool IsParam(std::string_view segment) {
+  return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
+}
+
+// Number of literal segments if `path` matches `tmpl`, -1 otherwise.
+int MatchScore(const std::vector<std::string_view>& tmpl, const std::vector<std::string_view>& path,
+               std::vector<std::string>* params) {
+  if (tmpl.size() != path.size()) return -1;
+  int literals = 0;
+  for (size_t i = 0; i < tmpl.size(); ++i) {
+    if (IsParam(tmpl[i])) {
+      if (path[i].empty()) return -1;
+      if (params != nullptr) params->emplace_back(path[i]);
+    } else if (tmpl[i] == path[i]) {
+      ++literals;
+    } else {
+      return -1;
+    }
+  }
+  return literals;
+}
+
+}  // namespace
+
+const std::vector<RouteSpec>& Routes() {
+  using A = RouteSpec::Access;
+  static const std::vector<RouteSpec> kRoutes = {
+      {RouteId::kHealth, "GET", "/v1/health", A::kPublic, ""},
+      {RouteId::kStatus, "GET", "/v1/status", A::kStatus, "status"},
+      {RouteId::kCreateRecord, "POST", "/v1/records", A::kPhi, "record.create"},
+      {RouteId::kSearchRecords, "POST", "/v1/records/_search", A::kPhi, "record.list"},
+      {RouteId::kReadRecord, "GET", "/v1/records/{id}", A::kPhi, "record.read"},
+      {RouteId::kReadContent, "GET", "/v1/records/{id}/content", A::kPhi, "record.read"},
+      {RouteId::kReadMetadata, "GET", "/v1/records/{id}/metadata", A::kPhi, "record.read"},
+      {RouteId::kAmendRecord, "POST", "/v1/records/{id}/versions", A::kPhi, "record.amend"},
+  };
+  return kRoutes;
+}
+
+RouteMatch MatchRoute(std::string_view method, std::string_view path) {
+  const std::vector<std::string_view> segments = Split(path);
+  RouteMatch match;
+  if (segments.empty()) return match;
+  int best = -1;
+  for (const auto& r : Routes()) {
+    best = std::max(best, MatchScore(Split(r.path), segments, nullptr));
+  }
+  if (best < 0) return match;
+  for (const auto& r : Routes()) {
+    const auto tmpl = Split(r.path);
+    if (MatchScore(tmpl, segments, nullptr) != best) continue;
+    if (r.method == method) {
+      match.route = &r;
+      MatchScore(tmpl, segments, &match.params);
+      match.allowed_methods.clear();
+      return match;
+    }
+    match.allowed_methods.push_back(r.method);
+  }
+  return match;
+}
+
+}  // namespace phivault::daemon
