@@ -1,0 +1,410 @@
+// The built `phivault` binary, run as a user would run it.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <toml++/toml.h>
+#include <nlohmann/json.hpp>
+
+#include "crypto/hash.h"
+#include "crypto/secret.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/tools/fake_daemon.h"
+#include "tools/cli.h"
+#include "tools/cli_init.h"
+
+extern char** environ;
+
+namespace phivault::tools {
+namespace {
+
+using testing::FakeDaemon;
+using ::testing::HasSubstr;
+using testing::Problem;
+using testing::Reply;
+using testing::SeenRequest;
+using ::testing::StartsWith;
+
+struct CliRun {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void WriteFile(const std::string& path, const std::string& data) {
+  std::ofstream(path, std::ios::binary) << data;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(crypto::InitSodium().ok()); }
+
+  // Runs phivault with `args`, the caller's environment minus every PHIVAULT_* variable plus
+  // `env`, and `input` on standard input.
+  CliRun Phivault(const std::vector<std::string>& args,
+                  const std::map<std::string, std::string>& env = {},
+                  const std::string& input = "") {
+    const std::string in_path = dir_.Sub("stdin"), out_path = dir_.Sub("stdout"),
+                      err_path = dir_.Sub("stderr");
+    WriteFile(in_path, input);
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::string_view(*e).rfind("PHIVAULT_", 0) != 0) env_strings.emplace_back(*e);
+    }
+    for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+    std::vector<std::string> argv_strings = {PHIVAULT_BINARY};
+    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+    auto pointers = [](std::vector<std::string>& v) {
+      std::vector<char*> p;
+      for (auto& s : v) p.push_back(s.data());
+      p.push_back(nullptr);
+      return p;
+    };
+    std::vector<char*> argv = pointers(argv_strings), envp = pointers(env_strings);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, in_path.c_str(), O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0600);
+    posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0600);
+    pid_t pid = 0;
+    CliRun run;
+    int rc = posix_spawn(&pid, PHIVAULT_BINARY, &actions, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) return run;
+    int status = 0;
+    if (waitpid(pid, &status, 0) == pid && WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
+    run.out = ReadFile(out_path);
+    run.err = ReadFile(err_path);
+    return run;
+  }
+
+  // Standard options for commands that talk to the daemon.
+  std::vector<std::string> To(const std::string& socket, std::vector<std::string> rest) {
+    std::vector<std::string> args = {"--socket", socket, "--role", "physician", "--token", "t"};
+    args.insert(args.end(), rest.begin(), rest.end());
+    return args;
+  }
+
+  static mode_t Mode(const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0;
+  }
+
+  testing::TempDir dir_;
+};
+
+std::string TokenFrom(const std::string& out) {
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("pvt_", 0) == 0) return line;
+  }
+  return "";
+}
+
+TEST_F(CliTest, InitCreatesKeyDataAndConfigWithTheHashedToken) {
+  const std::string vault = dir_.Sub("vault");
+  CliRun r = Phivault({"init", "--dir", vault});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  EXPECT_EQ(Mode(vault + "/master.key"), 0400u);
+  EXPECT_EQ(ReadFile(vault + "/master.key").size(), 32u);
+  EXPECT_EQ(Mode(vault + "/data"), 0700u);
+  EXPECT_EQ(Mode(vault + "/phivault.toml"), 0600u);
+
+  const std::string token = TokenFrom(r.out);
+  ASSERT_THAT(token, StartsWith("pvt_"));
+  auto raw = crypto::Base64UrlDecode(std::string_view(token).substr(4));
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw->size(), 32u);
+  EXPECT_THAT(r.out, HasSubstr("not stored"));  // the user is told it is shown only once
+
+  const std::string text = ReadFile(vault + "/phivault.toml");
+  EXPECT_THAT(text, ::testing::Not(HasSubstr(token)));
+  toml::table config = toml::parse(text);
+  EXPECT_EQ(config["data_dir"].value<std::string>(), vault + "/data");
+  EXPECT_EQ(config["socket_path"].value<std::string>(), vault + "/phivault.sock");
+  EXPECT_EQ(config["socket_mode"].value<std::string>(), "0660");
+  EXPECT_EQ(config["default_retention_years"].value<int64_t>(), 10);
+  EXPECT_EQ(config["master_key"]["source"].value<std::string>(), "file");
+  EXPECT_EQ(config["master_key"]["file"].value<std::string>(), vault + "/master.key");
+  EXPECT_EQ(config["limits"]["disk_reserve_bytes"].value<int64_t>(), 268435456);
+  EXPECT_EQ(config["log"]["level"].value<std::string>(), "info");
+  auto* apps = config["applications"].as_array();
+  ASSERT_NE(apps, nullptr);
+  ASSERT_EQ(apps->size(), 1u);
+  auto& app = *apps->at(0).as_table();
+  EXPECT_EQ(app["name"].value<std::string>(), "dev-app");
+  EXPECT_EQ(app["token_sha256"].value<std::string>(),
+            crypto::HexEncode(crypto::AsView(crypto::Sha256(token))));
+  EXPECT_EQ(app["uids"][0].value<int64_t>(), static_cast<int64_t>(::getuid()));
+  auto* ops = config["operators"].as_array();
+  ASSERT_NE(ops, nullptr);
+  auto& op = *ops->at(0).as_table();
+  EXPECT_EQ(op["uid"].value<int64_t>(), static_cast<int64_t>(::getuid()));
+  EXPECT_EQ(op["role"].value<std::string>(), "admin");
+  EXPECT_EQ(op["actions"].as_array()->size(), 5u);
+}
+
+TEST_F(CliTest, InitTwiceRefusesAndChangesNothing) {
+  const std::string vault = dir_.Sub("vault");
+  ASSERT_EQ(Phivault({"init", "--dir", vault}).exit_code, 0);
+  const std::string key = ReadFile(vault + "/master.key");
+  const std::string config = ReadFile(vault + "/phivault.toml");
+  CliRun again = Phivault({"init", "--dir", vault});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, StartsWith("phivault: "));
+  EXPECT_THAT(again.err, HasSubstr("phivault.toml already exists"));
+  EXPECT_EQ(TokenFrom(again.out), "");
+  EXPECT_EQ(ReadFile(vault + "/master.key"), key);
+  EXPECT_EQ(ReadFile(vault + "/phivault.toml"), config);
+}
+
+TEST_F(CliTest, InitNeverOverwritesAnExistingMasterKey) {
+  const std::string vault = dir_.Sub("vault");
+  ASSERT_EQ(::mkdir(vault.c_str(), 0700), 0);
+  WriteFile(vault + "/master.key", std::string(32, 'k'));
+  CliRun r = Phivault({"init", "--dir", vault});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("master.key already exists"));
+  EXPECT_EQ(ReadFile(vault + "/master.key"), std::string(32, 'k'));
+  EXPECT_EQ(Mode(vault + "/phivault.toml"), 0u);  // no config written
+}
+
+TEST_F(CliTest, InitForceConfigIssuesANewTokenAndKeepsTheKey) {
+  const std::string vault = dir_.Sub("vault");
+  CliRun first = Phivault({"init", "--dir", vault});
+  ASSERT_EQ(first.exit_code, 0);
+  const std::string key = ReadFile(vault + "/master.key");
+  CliRun second = Phivault({"--json", "init", "--dir", vault, "--force-config"});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  auto j = nlohmann::json::parse(second.out);
+  EXPECT_EQ(j["created_master_key"], false);
+  const std::string token = j["token"];
+  EXPECT_NE(token, TokenFrom(first.out));
+  EXPECT_EQ(ReadFile(vault + "/master.key"), key);
+  EXPECT_THAT(ReadFile(vault + "/phivault.toml"),
+              HasSubstr(crypto::HexEncode(crypto::AsView(crypto::Sha256(token)))));
+}
+
+TEST_F(CliTest, HelpListsTheExitCodes) {
+  CliRun r = Phivault({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("Exit codes"));
+  EXPECT_THAT(r.out, HasSubstr("5  daemon unavailable"));
+}
+
+TEST_F(CliTest, UsageErrorsExitTwo) {
+  const std::string sock = dir_.Sub("none.sock");
+  const std::vector<std::vector<std::string>> cases = {
+      {},              // no command
+      {"frobnicate"},  // unknown command
+      {"--socket", sock, "--role", "physician", "status", "--bogus"},
+      To(sock, {"put", "--category", "c", "--type", "text/plain", "--encounter-date", "2024-01-01",
+                "--author", "a"}),  // no --patient
+      To(sock, {"put", "--patient", "P", "--category", "c", "--type", "text/plain",
+                "--encounter-date", "2024-02-30", "--author", "a"}),  // no such day
+      To(sock, {"get", "rec_1", "--version", "0"}),
+      To(sock, {"get"}),             // no id
+      {"--socket", sock, "status"},  // no role
+      {"init"},                      // no --dir
+  };
+  for (const auto& args : cases) {
+    CliRun r = Phivault(args);
+    std::string joined;
+    for (const auto& a : args) joined += a + " ";
+    EXPECT_EQ(r.exit_code, 2) << joined << "\n" << r.err;
+    EXPECT_FALSE(r.err.empty()) << joined;
+  }
+}
+
+TEST_F(CliTest, RoleComesFromTheEnvironment) {
+  const std::string sock = dir_.Sub("none.sock");
+  CliRun r = Phivault({"status"}, {{"PHIVAULT_SOCKET", sock}, {"PHIVAULT_ROLE", "nurse"}});
+  EXPECT_EQ(r.exit_code, 5) << r.err;  // got past the role check, then found no daemon
+}
+
+TEST_F(CliTest, NoDaemonExitsFiveWithAClearMessage) {
+  CliRun r = Phivault(To(dir_.Sub("none.sock"), {"status"}));
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_THAT(r.err, StartsWith("phivault: daemon unavailable: no daemon socket at "));
+  EXPECT_TRUE(r.out.empty());
+}
+
+class CliDaemonTest : public CliTest {
+ protected:
+  std::string sock_ = dir_.Sub("d.sock");
+  FakeDaemon daemon_{sock_};
+};
+
+nlohmann::json Meta(uint32_t version, const std::string& type = "text/plain") {
+  nlohmann::json j = {{"record_id", "rec_1"},      {"version", version},
+                      {"patient_id", "SYNTH-7"},   {"category", "lab_result"},
+                      {"content_type", type},      {"encounter_date", "2024-05-06"},
+                      {"author", "Dr. Synthetic"}, {"created", "2024-05-06T08:00:00.000001Z"},
+                      {"content_bytes", 3}};
+  if (version > 1) j["amendment_reason"] = "fix";
+  return j;
+}
+
+TEST_F(CliDaemonTest, PutSendsStdinAsBase64AndPrintsTheRecordId) {
+  daemon_.SetHandler(
+      [](const SeenRequest&) { return Reply{.status = 201, .body = Meta(1).dump()}; });
+  const std::string content("bin\0ary\xff", 8);
+  CliRun r = Phivault(To(sock_, {"--as", "alice", "put", "--patient", "SYNTH-7", "--category",
+                                 "lab_result", "--type", "application/octet-stream",
+                                 "--encounter-date", "2024-05-06", "--author", "Dr. Synthetic"}),
+                      {}, content);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "rec_1\n");
+  SeenRequest req = daemon_.last();
+  EXPECT_EQ(req.headers["x-phivault-user"], "alice");
+  EXPECT_EQ(req.headers["x-phivault-purpose"], "TREAT");
+  auto body = nlohmann::json::parse(req.body);
+  EXPECT_EQ(*crypto::Base64Decode(body["content_base64"].get<std::string>()), content);
+}
+
+TEST_F(CliDaemonTest, GetWritesRawContentToStdoutOrAPrivateFile) {
+  const std::string content("%PDF\0\x01", 6);
+  daemon_.SetHandler([&content](const SeenRequest&) {
+    return Reply{.status = 200, .content_type = "application/pdf", .body = content};
+  });
+  CliRun r = Phivault(To(sock_, {"get", "rec_1", "--version", "2"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, content);
+  EXPECT_EQ(daemon_.last().uri, "/v1/records/rec_1/content?version=2");
+
+  const std::string file = dir_.Sub("out.pdf");
+  CliRun to_file = Phivault(To(sock_, {"get", "rec_1", "-o", file}));
+  ASSERT_EQ(to_file.exit_code, 0) << to_file.err;
+  EXPECT_EQ(ReadFile(file), content);
+  EXPECT_EQ(Mode(file), 0600u);
+}
+
+TEST_F(CliDaemonTest, GetJsonPrintsMetadataAndContent) {
+  daemon_.SetHandler([](const SeenRequest&) {
+    nlohmann::json j = Meta(2);
+    j["content_base64"] = crypto::Base64Encode("abc");
+    return Reply{.body = j.dump()};
+  });
+  CliRun r = Phivault(To(sock_, {"--json", "get", "rec_1"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["version"], 2);
+  EXPECT_EQ(j["amendment_reason"], "fix");
+  EXPECT_EQ(j["content_base64"], crypto::Base64Encode("abc"));
+  EXPECT_EQ(daemon_.last().uri, "/v1/records/rec_1");
+}
+
+TEST_F(CliDaemonTest, AmendReadsTheFileAndPrintsTheNewVersion) {
+  daemon_.SetHandler(
+      [](const SeenRequest&) { return Reply{.status = 201, .body = Meta(2).dump()}; });
+  const std::string file = dir_.Sub("amended.txt");
+  WriteFile(file, "corrected");
+  CliRun r =
+      Phivault(To(sock_, {"amend", "rec_1", "--reason", "fix", "--type", "text/markdown", file}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "rec_1 version 2\n");
+  auto body = nlohmann::json::parse(daemon_.last().body);
+  EXPECT_EQ(body["reason"], "fix");
+  EXPECT_EQ(body["content_type"], "text/markdown");
+  EXPECT_FALSE(body.contains("author"));
+  EXPECT_EQ(*crypto::Base64Decode(body["content_base64"].get<std::string>()), "corrected");
+}
+
+TEST_F(CliDaemonTest, LsPrintsATableAndJson) {
+  daemon_.SetHandler([](const SeenRequest&) {
+    return Reply{.body = nlohmann::json{{"records", {Meta(1), Meta(3, "application/pdf")}}}.dump()};
+  });
+  CliRun table = Phivault(To(sock_, {"ls", "--patient", "SYNTH-7"}));
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  std::istringstream lines(table.out);
+  std::string header, row1, row2, extra;
+  std::getline(lines, header);
+  std::getline(lines, row1);
+  std::getline(lines, row2);
+  EXPECT_FALSE(std::getline(lines, extra));
+  EXPECT_THAT(header, StartsWith("RECORD ID"));
+  EXPECT_THAT(header, HasSubstr("SIZE"));
+  EXPECT_THAT(row2, HasSubstr("application/pdf"));
+  EXPECT_THAT(row2, HasSubstr("2024-05-06T08:00:00.000001Z"));
+  EXPECT_EQ(header.find("CATEGORY"), row1.find("lab_result"));  // columns line up
+
+  CliRun json = Phivault(To(sock_, {"--json", "ls", "--patient", "SYNTH-7"}));
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(nlohmann::json::parse(json.out)["records"].size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse(daemon_.last().body)["patient_id"], "SYNTH-7");
+}
+
+TEST_F(CliDaemonTest, StatusPrintsTheDaemonsFigures) {
+  daemon_.SetHandler([](const SeenRequest&) {
+    return Reply{.body = R"({"version":"0.1.0","uptime_seconds":5,"audit_entries":9,"epochs":2,)"
+                         R"("disk":{"free_bytes":1,"reserve_bytes":2,"live_data_bytes":3}})"};
+  });
+  CliRun r = Phivault(To(sock_, {"status"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("audit entries:    9"));
+}
+
+TEST_F(CliDaemonTest, DaemonErrorsBecomeExitCodesAndProblemMessages) {
+  struct Case {
+    int status;
+    std::string name;
+    int exit_code;
+  };
+  for (const Case& c : std::vector<Case>{{401, "unauthenticated", 3},
+                                         {403, "forbidden", 3},
+                                         {404, "not-found", 4},
+                                         {410, "shredded", 4},
+                                         {500, "integrity-failure", 6},
+                                         {503, "unavailable", 5},
+                                         {507, "insufficient-storage", 1}}) {
+    daemon_.SetHandler([&c](const SeenRequest&) {
+      return Problem(c.status, c.name, "title " + c.name, "detail " + c.name);
+    });
+    CliRun r = Phivault(To(sock_, {"get", "rec_1"}));
+    EXPECT_EQ(r.exit_code, c.exit_code) << c.status;
+    EXPECT_EQ(r.err, "phivault: title " + c.name + ": detail " + c.name + "\n");
+    EXPECT_TRUE(r.out.empty());
+  }
+}
+
+TEST(CliUnitTest, CalendarDates) {
+  EXPECT_TRUE(IsCalendarDate("2024-02-29"));
+  EXPECT_TRUE(IsCalendarDate("2000-02-29"));
+  EXPECT_FALSE(IsCalendarDate("1900-02-29"));
+  EXPECT_FALSE(IsCalendarDate("2023-02-29"));
+  EXPECT_FALSE(IsCalendarDate("2024-13-01"));
+  EXPECT_FALSE(IsCalendarDate("2024-04-31"));
+  EXPECT_FALSE(IsCalendarDate("2024-4-01"));
+  EXPECT_FALSE(IsCalendarDate("2024/04/01"));
+  EXPECT_FALSE(IsCalendarDate(""));
+}
+
+TEST(CliUnitTest, TomlQuoteEscapesWhatTomlRequires) {
+  const std::string nasty = "a\"b\\c\nd\x01";
+  toml::table t = toml::parse("v = " + TomlQuote(nasty));
+  EXPECT_EQ(t["v"].value<std::string>(), nasty);
+}
+
+}  // namespace
+}  // namespace phivault::tools

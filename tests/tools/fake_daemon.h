@@ -1,0 +1,159 @@
+// A stand-in for phivaultd in the client's unit tests: a Poco HTTPServer on a temporary Unix
+// socket that records every request and answers with whatever the test scripts.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
+#include <Poco/StreamCopier.h>
+
+namespace phivault::testing {
+
+struct SeenRequest {
+  std::string method;
+  std::string uri;
+  std::map<std::string, std::string> headers;  // names lowercased
+  std::string body;
+  bool has(const std::string& name) const { return headers.count(name) != 0; }
+};
+
+struct Reply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  bool close = false;  // send "Connection: close"
+};
+
+class FakeDaemon {
+ public:
+  using Handler = std::function<Reply(const SeenRequest&)>;
+
+  // Serves on `socket_path`. `keep_alive_timeout_ms` is how long the server keeps an idle
+  // connection open.
+  explicit FakeDaemon(std::string socket_path, int keep_alive_timeout_ms = 5000)
+      : path_(std::move(socket_path)) {
+    auto* params = new Poco::Net::HTTPServerParams;
+    params->setKeepAlive(true);
+    params->setKeepAliveTimeout(Poco::Timespan(0, keep_alive_timeout_ms * 1000));
+    params->setMaxThreads(4);
+    Poco::Net::ServerSocket socket(
+        Poco::Net::SocketAddress(Poco::Net::SocketAddress::UNIX_LOCAL, path_));
+    server_ = std::make_unique<Poco::Net::HTTPServer>(new Factory(this), socket, params);
+    server_->start();
+  }
+  ~FakeDaemon() {
+    // Poco's acceptor wakes every 250 ms to notice a stop; connecting wakes it at once, which
+    // keeps a suite of many short-lived fake daemons fast.
+    std::atomic<bool> stopped{false};
+    std::thread stopper([this, &stopped] {
+      server_->stopAll(true);
+      stopped = true;
+    });
+    while (!stopped) {
+      try {
+        Poco::Net::StreamSocket poke(
+            Poco::Net::SocketAddress(Poco::Net::SocketAddress::UNIX_LOCAL, path_));
+      } catch (const Poco::Exception&) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    stopper.join();
+  }
+  FakeDaemon(const FakeDaemon&) = delete;
+  FakeDaemon& operator=(const FakeDaemon&) = delete;
+
+  void SetHandler(Handler h) {
+    std::lock_guard<std::mutex> lock(mu_);
+    handler_ = std::move(h);
+  }
+  std::vector<SeenRequest> requests() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return requests_;
+  }
+  SeenRequest last() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return requests_.empty() ? SeenRequest{} : requests_.back();
+  }
+  // Connections accepted so far, and those still open.
+  int connections() const { return server_->totalConnections(); }
+  int open_connections() const { return server_->currentConnections(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  class Handle : public Poco::Net::HTTPRequestHandler {
+   public:
+    explicit Handle(FakeDaemon* d) : d_(d) {}
+    void handleRequest(Poco::Net::HTTPServerRequest& req,
+                       Poco::Net::HTTPServerResponse& resp) override {
+      SeenRequest seen;
+      seen.method = req.getMethod();
+      seen.uri = req.getURI();
+      for (const auto& [name, value] : req) {
+        std::string lower = name;
+        for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        seen.headers[lower] = value;
+      }
+      Poco::StreamCopier::copyToString(req.stream(), seen.body);
+      Handler handler;
+      {
+        std::lock_guard<std::mutex> lock(d_->mu_);
+        d_->requests_.push_back(seen);
+        handler = d_->handler_;
+      }
+      Reply reply = handler ? handler(seen) : Reply{.body = R"({"status":"ok"})"};
+      resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(reply.status));
+      resp.setContentType(reply.content_type);
+      resp.setContentLength64(static_cast<Poco::Int64>(reply.body.size()));
+      if (reply.close) resp.setKeepAlive(false);
+      resp.send().write(reply.body.data(), static_cast<std::streamsize>(reply.body.size()));
+    }
+
+   private:
+    FakeDaemon* d_;
+  };
+  class Factory : public Poco::Net::HTTPRequestHandlerFactory {
+   public:
+    explicit Factory(FakeDaemon* d) : d_(d) {}
+    Poco::Net::HTTPRequestHandler* createRequestHandler(
+        const Poco::Net::HTTPServerRequest&) override {
+      return new Handle(d_);
+    }
+
+   private:
+    FakeDaemon* d_;
+  };
+
+  std::string path_;
+  mutable std::mutex mu_;
+  Handler handler_;
+  std::vector<SeenRequest> requests_;
+  std::unique_ptr<Poco::Net::HTTPServer> server_;
+};
+
+// A problem+json reply as phivaultd sends it.
+inline Reply Problem(int status, const std::string& name, const std::string& title,
+                     const std::string& detail) {
+  return Reply{.status = status,
+               .content_type = "application/problem+json",
+               .body = "{\"type\":\"urn:phivault:problem:" + name + "\",\"title\":\"" + title +
+                       "\",\"status\":" + std::to_string(status) + ",\"detail\":\"" + detail +
+                       "\",\"request_id\":\"req-42\"}"};
+}
+
+}  // namespace phivault::testing

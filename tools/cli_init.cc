@@ -1,0 +1,195 @@
+#include "tools/cli_init.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "crypto/hash.h"
+#include "crypto/master_key.h"
+
+namespace phivault::tools {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kActions =
+    R"(["record.create","record.read","record.amend","record.list","status"])";
+
+Status ErrnoStatus(const std::string& what, int err) {
+  return Internal(what + ": " + std::strerror(err));
+}
+
+Status WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus("write failed", errno);
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::Ok();
+}
+
+Status FsyncDir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("cannot open " + dir, errno);
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return ErrnoStatus("cannot sync " + dir, err);
+  return Status::Ok();
+}
+
+// Writes `text` to a temporary file beside `path` (mode 0600), syncs it and renames it over
+// `path`, so a crash leaves either the old config or the new one, never half of one.
+Status WriteFileAtomically(const std::string& path, std::string_view text) {
+  const std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus("cannot create " + tmp, errno);
+  Status s = WriteAll(fd, text);
+  if (s.ok() && ::fsync(fd) != 0) s = ErrnoStatus("cannot sync " + tmp, errno);
+  ::close(fd);
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    s = ErrnoStatus("cannot rename " + tmp, errno);
+  }
+  if (!s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return FsyncDir(fs::path(path).parent_path().string());
+}
+
+Status MakeDir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) == 0) return Status::Ok();
+  if (errno == EEXIST && fs::is_directory(dir)) return Status::Ok();
+  return ErrnoStatus("cannot create directory " + dir, errno);
+}
+
+}  // namespace
+
+std::string TomlQuote(std::string_view value) {
+  std::string out = "\"";
+  for (char c : value) {
+    auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        if (u < 0x20 || u == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string RenderDevConfig(const DevConfig& c) {
+  const std::string uid = std::to_string(c.uid);
+  std::string out;
+  out += "# phivaultd development configuration, written by `phivault init`.\n";
+  out += "data_dir = " + TomlQuote(c.data_dir) + "\n";
+  out += "socket_path = " + TomlQuote(c.socket_path) + "\n";
+  out += "socket_mode = \"0660\"\n";
+  out += "default_retention_years = 10\n";
+  out += "\n[master_key]\n";
+  out += "source = \"file\"\n";
+  out += "file = " + TomlQuote(c.key_path) + "\n";
+  out += "\n[limits]\n";
+  out += "disk_reserve_bytes = 268435456\n";
+  out += "\n[log]\n";
+  out += "level = \"info\"\n";
+  out += "\n# Only the SHA-256 of the token is kept; the token itself was shown once.\n";
+  out += "[[applications]]\n";
+  out += "name = \"dev-app\"\n";
+  out += "token_sha256 = " + TomlQuote(c.token_sha256_hex) + "\n";
+  out += "uids = [" + uid + "]\n";
+  out += std::string("actions = ") + kActions + "\n";
+  out += "\n[[operators]]\n";
+  out += "uid = " + uid + "\n";
+  out += "role = \"admin\"\n";
+  out += std::string("actions = ") + kActions + "\n";
+  return out;
+}
+
+std::string NewApplicationToken() {
+  return "pvt_" + crypto::Base64UrlEncode(crypto::RandomBytes(32));
+}
+
+StatusOr<InitResult> InitDevVault(const InitOptions& options) {
+  if (options.dir.empty()) return InvalidArgument("--dir must not be empty");
+  std::error_code ec;
+  const fs::path dir = fs::absolute(options.dir, ec).lexically_normal();
+  if (ec) return InvalidArgument("cannot resolve --dir: " + ec.message());
+
+  InitResult r;
+  r.dir = dir.string();
+  if (r.dir.size() > 1 && r.dir.back() == '/') r.dir.pop_back();
+  r.config_path = r.dir + "/phivault.toml";
+  r.key_path = r.dir + "/master.key";
+  r.data_dir = r.dir + "/data";
+  r.socket_path = r.dir + "/phivault.sock";
+
+  if (r.socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return InvalidArgument("socket path " + r.socket_path + " is longer than " +
+                           std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
+                           " bytes, the limit for a Unix socket; choose a shorter --dir");
+  }
+  struct stat st;
+  const bool config_exists = ::lstat(r.config_path.c_str(), &st) == 0;
+  const bool key_exists = ::lstat(r.key_path.c_str(), &st) == 0;
+  if (config_exists && !options.force_config) {
+    return AlreadyExists(r.config_path + " already exists; use --force-config to replace it");
+  }
+  if (key_exists && !options.force_config) {
+    return AlreadyExists(r.key_path +
+                         " already exists; refusing to overwrite a master key (it would make "
+                         "the vault's data unreadable)");
+  }
+
+  fs::create_directories(dir, ec);
+  if (ec) return Internal("cannot create directory " + r.dir + ": " + ec.message());
+  PV_RETURN_IF_ERROR(MakeDir(r.data_dir));
+  if (!key_exists) {
+    PV_RETURN_IF_ERROR(crypto::CreateMasterKeyFile(r.key_path));
+    r.created_key = true;
+  }
+
+  r.token = NewApplicationToken();
+  DevConfig config;
+  config.data_dir = r.data_dir;
+  config.socket_path = r.socket_path;
+  config.key_path = r.key_path;
+  config.token_sha256_hex = crypto::HexEncode(crypto::AsView(crypto::Sha256(r.token)));
+  config.uid = options.uid;
+  PV_RETURN_IF_ERROR(WriteFileAtomically(r.config_path, RenderDevConfig(config)));
+  return r;
+}
+
+}  // namespace phivault::tools

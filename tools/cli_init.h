@@ -1,0 +1,51 @@
+// `phivault init`: creates a development vault folder — master key, data folder, daemon config
+// with one application token — so that `phivaultd --config DIR/phivault.toml` starts at once.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "crypto/status.h"
+
+namespace phivault::tools {
+
+struct InitOptions {
+  std::string dir;            // created (0700) if missing; made absolute
+  bool force_config = false;  // replace an existing phivault.toml (the key file is kept)
+  uint32_t uid = 0;           // who may use the application token and is the admin operator
+};
+
+struct InitResult {
+  std::string dir;  // absolute
+  std::string config_path;
+  std::string key_path;
+  std::string data_dir;
+  std::string socket_path;
+  bool created_key = false;  // false: an existing key file was kept (--force-config)
+  std::string token;         // the application token; printed once, never stored
+};
+
+// The config file's text for these absolute paths and values (the exact keys the daemon knows).
+struct DevConfig {
+  std::string data_dir;
+  std::string socket_path;
+  std::string key_path;
+  std::string token_sha256_hex;
+  uint32_t uid = 0;
+};
+std::string RenderDevConfig(const DevConfig& config);
+
+// A TOML basic string: quoted, with backslash, quote and control characters escaped.
+std::string TomlQuote(std::string_view value);
+
+// "pvt_" + base64url(32 random bytes).
+std::string NewApplicationToken();
+
+// Creates the vault folder. AlreadyExists if DIR/phivault.toml exists (unless force_config),
+// or if DIR/master.key exists without force_config: a key file is never overwritten.
+// InvalidArgument if the socket path would be too long for a Unix socket. On success the key
+// file is 0400, the config 0600, the data folder 0700.
+StatusOr<InitResult> InitDevVault(const InitOptions& options);
+
+}  // namespace phivault::tools
