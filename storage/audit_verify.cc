@@ -1,0 +1,346 @@
+#include "storage/audit_verify.h"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
+
+#include "crypto/hash.h"
+#include "storage/audit_entry.h"
+#include "storage/checkpoint.h"
+#include "storage/merkle.h"
+
+namespace phivault::storage {
+namespace {
+
+using Json = nlohmann::json;
+using Kind = AuditProblem::Kind;
+
+std::string Num(uint64_t n) { return std::to_string(n); }
+
+struct ExportLine {
+  enum class Type { kBlank, kEntry, kCheckpoint } type = Type::kBlank;
+  uint64_t index = 0;      // entry
+  MerkleHash leaf_hash{};  // entry: as exported
+  std::string text;        // entry bytes, or checkpoint note
+};
+
+// Parses one export line; InvalidArgument saying what is wrong with it.
+StatusOr<ExportLine> ParseExportLine(std::string_view line) {
+  ExportLine out;
+  if (line.empty()) return out;
+  const Json j = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return InvalidArgument("not a JSON object");
+  const auto type = j.find("type");
+  if (type == j.end() || !type->is_string()) return InvalidArgument("no \"type\"");
+  const auto string_member = [&](const char* name) -> const Json* {
+    const auto it = j.find(name);
+    return it != j.end() && it->is_string() ? &*it : nullptr;
+  };
+  if (*type == "checkpoint") {
+    const Json* note = string_member("note");
+    if (note == nullptr || j.size() != 2) {
+      return InvalidArgument("a checkpoint line needs exactly \"type\" and \"note\"");
+    }
+    out.type = ExportLine::Type::kCheckpoint;
+    out.text = note->get<std::string>();
+    return out;
+  }
+  if (*type != "entry") return InvalidArgument("unknown \"type\"");
+  const auto index = j.find("index");
+  const Json* leaf_hash = string_member("leaf_hash");
+  const Json* entry = string_member("entry");
+  if (index == j.end() || !index->is_number_unsigned() || leaf_hash == nullptr ||
+      entry == nullptr || j.size() != 4) {
+    return InvalidArgument(
+        "an entry line needs exactly \"type\", \"index\", \"leaf_hash\" and \"entry\"");
+  }
+  StatusOr<std::string> raw = crypto::HexDecode(leaf_hash->get<std::string>());
+  if (!raw.ok() || raw->size() != out.leaf_hash.size()) {
+    return InvalidArgument("\"leaf_hash\" is not 64 hex digits");
+  }
+  out.type = ExportLine::Type::kEntry;
+  out.index = index->get<uint64_t>();
+  std::memcpy(out.leaf_hash.data(), raw->data(), out.leaf_hash.size());
+  out.text = entry->get<std::string>();
+  return out;
+}
+
+// What the checks need to know about one entry line.
+struct EntryFacts {
+  uint64_t index = 0;         // the export's index
+  MerkleHash leaf{};          // recomputed from the bytes
+  bool leaf_matches = false;  // recomputed leaf == exported leaf_hash
+  std::string hash_hex;       // hex SHA-256 of the bytes: what the next entry's prev must be
+  std::optional<AuditEntry> decoded;
+  std::string decode_error;
+};
+
+EntryFacts Examine(const ExportLine& line) {
+  EntryFacts f;
+  f.index = line.index;
+  f.leaf = MerkleLeafHash(line.text);
+  f.leaf_matches = f.leaf == line.leaf_hash;
+  f.hash_hex = crypto::HexEncode(crypto::AsView(crypto::Sha256(line.text)));
+  StatusOr<AuditEntry> decoded = DecodeAuditEntry(line.text);
+  if (decoded.ok()) {
+    f.decoded = std::move(decoded).value();
+  } else {
+    f.decode_error = decoded.status().message();
+  }
+  return f;
+}
+
+class Verifier {
+ public:
+  Verifier(const crypto::NoteVerifier& key, const AuditVerifyOptions& options)
+      : key_(key), options_(options) {}
+
+  bool failed() const { return report_.problem.has_value(); }
+
+  void MalformedLine(uint64_t line_no, const std::string& why) {
+    Fail(Kind::kMalformedLine, line_no, 0,
+         "line " + Num(line_no) + " is not a valid export line (" + why + ")");
+  }
+
+  // Pass 1, in file order: signature, origin and order of each checkpoint.
+  void AddCheckpoint(std::string_view note) {
+    const uint64_t ordinal = checkpoints_.size() + 1;
+    const std::string name = "checkpoint " + Num(ordinal);
+    StatusOr<Checkpoint> cp = OpenCheckpoint(note, key_);
+    if (!cp.ok()) {
+      const StatusCode code = cp.status().code();
+      if (code == StatusCode::kNotFound || code == StatusCode::kDataLoss) {
+        return Fail(Kind::kBadSignature, 0, ordinal, name + " is not signed by the given key");
+      }
+      return Fail(Kind::kBadCheckpoint, 0, ordinal,
+                  name + " is malformed (" + cp.status().message() + ")");
+    }
+    if (!options_.origin.empty() && cp->origin != options_.origin) {
+      return Fail(Kind::kWrongOrigin, 0, ordinal,
+                  name + " is for log '" + cp->origin + "', not '" + options_.origin + "'");
+    }
+    if (!checkpoints_.empty()) {
+      const Checkpoint& prev = checkpoints_.back().cp;
+      const std::string prev_name = "checkpoint " + Num(ordinal - 1);
+      if (cp->size < prev.size) {
+        return Fail(Kind::kReplayedCheckpoint, 0, ordinal,
+                    name + " replayed or older than " + prev_name + " (size " + Num(cp->size) +
+                        " < " + Num(prev.size) + ")");
+      }
+      if (cp->size == prev.size && cp->root != prev.root) {
+        return Fail(Kind::kConflictingCheckpoint, 0, ordinal,
+                    name + " conflicts with " + prev_name + " (same size " + Num(cp->size) +
+                        ", different root)");
+      }
+    }
+    checkpoints_.push_back({ordinal, std::move(cp).value()});
+  }
+
+  // Pass 2 begins: checkpoints of the empty tree can be checked before any entry.
+  void StartEntries() { CheckCheckpointsAtCurrentSize(); }
+
+  // Pass 2, in file order. Each entry is judged once the next one is known (or at the end),
+  // because telling a removal from a swap or an insertion needs one entry of lookahead.
+  void AddEntry(const ExportLine& line) {
+    EntryFacts facts = Examine(line);
+    if (window_) Judge(*window_, &facts);
+    window_ = std::move(facts);
+  }
+
+  AuditVerifyReport Finish() {
+    if (!failed() && window_) Judge(*window_, nullptr);
+    window_.reset();
+    if (!failed() && next_checkpoint_ < checkpoints_.size()) {
+      const Stored& cp = checkpoints_[next_checkpoint_];
+      Fail(Kind::kTruncated, range_.size(), cp.ordinal,
+           "log truncated: checkpoint of size " + Num(cp.cp.size) + " but only " +
+               Num(range_.size()) + " entries");
+    }
+    report_.ok = !failed();
+    return report_;
+  }
+
+ private:
+  struct Stored {
+    uint64_t ordinal;
+    Checkpoint cp;
+  };
+
+  void Fail(Kind kind, uint64_t index, uint64_t checkpoint, std::string message) {
+    if (failed()) return;
+    report_.problem = AuditProblem{kind, index, checkpoint, std::move(message)};
+  }
+
+  // Hex hash of the entry `back` places before the next position ("" before the first entry,
+  // which is what the first entry's prev holds).
+  const std::string& PrevHash(size_t back) const {
+    static const std::string kNone;
+    return back < recent_.size() ? recent_[recent_.size() - 1 - back] : kNone;
+  }
+
+  void Judge(const EntryFacts& e, const EntryFacts* next_facts) {
+    if (failed()) return;
+    const uint64_t p = range_.size();
+    const std::string at = "entry " + Num(p);
+    if (!e.leaf_matches)
+      return Fail(Kind::kAltered, p, 0, at + " was altered (leaf hash mismatch)");
+    if (!e.decoded) {
+      return Fail(Kind::kAltered, p, 0,
+                  at + " was altered (not a valid audit entry: " + e.decode_error + ")");
+    }
+    const uint64_t seq = e.decoded->seq;
+    const std::string& prev = e.decoded->prev_hash;
+    const bool linked = prev == PrevHash(0);
+    if (linked && e.index == p && seq == p + 1) return Accept(e);
+
+    // Lookahead is only trusted if the next entry is intact in itself.
+    const EntryFacts* next =
+        next_facts != nullptr && next_facts->leaf_matches && next_facts->decoded ? next_facts
+                                                                                 : nullptr;
+    const auto claims = [](const EntryFacts& x, uint64_t pos) {
+      return x.index == pos || x.decoded->seq == pos + 1;
+    };
+    if (next != nullptr && ((claims(e, p + 1) && claims(*next, p)) ||
+                            (prev == next->hash_hex && next->decoded->prev_hash == PrevHash(0)))) {
+      return Fail(Kind::kReordered, p, 0,
+                  "entries " + Num(p) + " and " + Num(p + 1) + " reordered");
+    }
+    if (p > 0 && e.hash_hex == PrevHash(0)) {
+      return Fail(Kind::kInserted, p, 0,
+                  "entry inserted at " + Num(p) + " (a copy of entry " + Num(p - 1) + ")");
+    }
+    if (!linked && next != nullptr && next->decoded->prev_hash == PrevHash(0)) {
+      return Fail(Kind::kInserted, p, 0, "entry inserted at " + Num(p));
+    }
+    if (!linked && p > 0 && prev == PrevHash(1)) {
+      return Fail(Kind::kInserted, p - 1, 0, "entry inserted at " + Num(p - 1));
+    }
+    if (!linked && (e.index > p || seq > p + 1)) {
+      const uint64_t to = e.index > p ? e.index : seq - 1;
+      std::string what = to == p + 1 ? at : "entries " + Num(p) + " to " + Num(to - 1);
+      what += p == 0 ? " missing (log starts at index " + Num(to) + ")"
+                     : " missing (index jumps from " + Num(p - 1) + " to " + Num(to) + ")";
+      return Fail(Kind::kMissing, p, 0, what);
+    }
+    if (!linked) {
+      // Changing an entry breaks the link to it from the next entry. If this entry's link to
+      // its predecessor is broken but the next one links to it, the predecessor was changed;
+      // if the next link is broken too, this entry's own bytes (its prev) were.
+      if (p == 0 || (next != nullptr && next->decoded->prev_hash != e.hash_hex)) {
+        return Fail(Kind::kAltered, p, 0,
+                    at + " was altered (hash chain broken: its prev does not match " +
+                        (p == 0 ? "the start of the log" : "entry " + Num(p - 1)) + ")");
+      }
+      return Fail(Kind::kAltered, p - 1, 0,
+                  "entry " + Num(p - 1) + " was altered (hash chain broken: entry " + Num(p) +
+                      " does not link to it)");
+    }
+    if (e.index != p) {
+      return Fail(Kind::kAltered, p, 0, at + " was altered (index field is " + Num(e.index) + ")");
+    }
+    return Fail(Kind::kAltered, p, 0,
+                at + " was altered (seq is " + Num(seq) + ", expected " + Num(p + 1) + ")");
+  }
+
+  void Accept(const EntryFacts& e) {
+    range_.Append(e.leaf);
+    recent_.push_back(e.hash_hex);
+    if (recent_.size() > 2) recent_.erase(recent_.begin());
+    report_.entries_checked = range_.size();
+    CheckCheckpointsAtCurrentSize();
+  }
+
+  void CheckCheckpointsAtCurrentSize() {
+    while (!failed() && next_checkpoint_ < checkpoints_.size() &&
+           checkpoints_[next_checkpoint_].cp.size == range_.size()) {
+      const Stored& cp = checkpoints_[next_checkpoint_];
+      if (cp.cp.root != range_.Root()) {
+        const uint64_t from = report_.entries_covered;
+        return Fail(Kind::kRootMismatch, from, cp.ordinal,
+                    "checkpoint " + Num(cp.ordinal) + " (size " + Num(cp.cp.size) +
+                        ") does not match the entries: an entry from " + Num(from) + " to " +
+                        Num(cp.cp.size - 1) + " was altered, inserted or removed");
+      }
+      report_.entries_covered = cp.cp.size;
+      ++report_.checkpoints_checked;
+      ++next_checkpoint_;
+    }
+  }
+
+  const crypto::NoteVerifier& key_;
+  const AuditVerifyOptions& options_;
+  std::vector<Stored> checkpoints_;   // sizes non-decreasing (pass 1 enforces it)
+  size_t next_checkpoint_ = 0;        // first checkpoint whose root is not yet checked
+  CompactRange range_;                // the accepted entries' leaves
+  std::vector<std::string> recent_;   // hex hashes of the last (up to) two accepted entries
+  std::optional<EntryFacts> window_;  // the entry waiting for its lookahead
+  AuditVerifyReport report_;
+};
+
+}  // namespace
+
+StatusOr<AuditVerifyReport> VerifyAuditExport(std::istream& in,
+                                              const crypto::NoteVerifier& verifier,
+                                              const AuditVerifyOptions& options) {
+  const std::streampos start = in.tellg();
+  if (start == std::streampos(-1)) return InvalidArgument("the audit export must be seekable");
+  Verifier v(verifier, options);
+
+  // Runs `fn` on each parsed line; false if the input could not be read.
+  const auto for_each_line = [&](const auto& fn) {
+    std::string line;
+    uint64_t line_no = 0;
+    while (!v.failed() && std::getline(in, line)) {
+      ++line_no;
+      StatusOr<ExportLine> parsed = ParseExportLine(line);
+      if (!parsed.ok()) {
+        v.MalformedLine(line_no, parsed.status().message());
+      } else {
+        fn(*parsed);
+      }
+    }
+    return !in.bad();
+  };
+
+  if (!for_each_line([&](const ExportLine& l) {
+        if (l.type == ExportLine::Type::kCheckpoint) v.AddCheckpoint(l.text);
+      })) {
+    return Unavailable("cannot read the audit export");
+  }
+  if (!v.failed()) {
+    in.clear();
+    in.seekg(start);
+    if (!in) return InvalidArgument("the audit export must be seekable");
+    v.StartEntries();
+    if (!for_each_line([&](const ExportLine& l) {
+          if (l.type == ExportLine::Type::kEntry) v.AddEntry(l);
+        })) {
+      return Unavailable("cannot read the audit export");
+    }
+  }
+  return v.Finish();
+}
+
+StatusOr<std::string> AuditExportEntryLine(uint64_t index, std::string_view entry_bytes) {
+  Json j = {{"type", "entry"},
+            {"index", index},
+            {"leaf_hash", crypto::HexEncode(crypto::AsView(MerkleLeafHash(entry_bytes)))},
+            {"entry", std::string(entry_bytes)}};
+  try {
+    return j.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::strict);
+  } catch (const Json::exception&) {
+    return InvalidArgument("audit entry bytes are not valid UTF-8");
+  }
+}
+
+StatusOr<std::string> AuditExportCheckpointLine(std::string_view note) {
+  Json j = {{"type", "checkpoint"}, {"note", std::string(note)}};
+  try {
+    return j.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::strict);
+  } catch (const Json::exception&) {
+    return InvalidArgument("checkpoint note is not valid UTF-8");
+  }
+}
+
+}  // namespace phivault::storage
