@@ -36,7 +36,7 @@ constexpr const char* kExitCodeHelp =
     "  5  daemon unavailable (cannot connect, connection lost, or 503)\n"
     "  6  integrity failure (stored data failed authentication)\n"
     "Environment: PHIVAULT_SOCKET, PHIVAULT_TOKEN, PHIVAULT_USER, PHIVAULT_ROLE,\n"
-    "PHIVAULT_PURPOSE provide defaults for the matching options.";
+    "PHIVAULT_PURPOSE provide defaults for the matching options.\n";
 
 struct Globals {
   std::string socket = kDefaultSocket;
@@ -367,7 +367,9 @@ int RunCli(int argc, char** argv) {
   app.add_option("--socket", g.socket, "daemon socket")
       ->envname("PHIVAULT_SOCKET")
       ->capture_default_str();
-  app.add_option("--token", g.token, "application bearer token (operators need none)")
+  app.add_option("--token", g.token,
+                 "application bearer token (operators need none); prefer PHIVAULT_TOKEN, since "
+                 "command lines are visible to other users")
       ->envname("PHIVAULT_TOKEN");
   app.add_option("--as", g.user, "acting user")->envname("PHIVAULT_USER")->capture_default_str();
   app.add_option("--role", g.role, "acting role, e.g. physician (required to talk to the daemon)")

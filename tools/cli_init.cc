@@ -133,7 +133,7 @@ std::string RenderDevConfig(const DevConfig& c) {
   out += std::string("actions = ") + kActions + "\n";
   out += "\n[[operators]]\n";
   out += "uid = " + uid + "\n";
-  out += "role = \"admin\"\n";
+  out += "role = \"administrator\"\n";
   out += std::string("actions = ") + kActions + "\n";
   return out;
 }

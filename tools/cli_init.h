@@ -42,7 +42,8 @@ std::string TomlQuote(std::string_view value);
 // "pvt_" + base64url(32 random bytes).
 std::string NewApplicationToken();
 
-// Creates the vault folder. AlreadyExists if DIR/phivault.toml exists (unless force_config),
+// Creates the vault folder. The operator entry gets the daemon's "administrator" role.
+// AlreadyExists if DIR/phivault.toml exists (unless force_config),
 // or if DIR/master.key exists without force_config: a key file is never overwritten.
 // InvalidArgument if the socket path would be too long for a Unix socket. On success the key
 // file is 0400, the config 0600, the data folder 0700.

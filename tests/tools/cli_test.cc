@@ -161,7 +161,7 @@ TEST_F(CliTest, InitCreatesKeyDataAndConfigWithTheHashedToken) {
   ASSERT_NE(ops, nullptr);
   auto& op = *ops->at(0).as_table();
   EXPECT_EQ(op["uid"].value<int64_t>(), static_cast<int64_t>(::getuid()));
-  EXPECT_EQ(op["role"].value<std::string>(), "admin");
+  EXPECT_EQ(op["role"].value<std::string>(), "administrator");
   EXPECT_EQ(op["actions"].as_array()->size(), 5u);
 }
 
@@ -374,9 +374,9 @@ TEST_F(CliDaemonTest, DaemonErrorsBecomeExitCodesAndProblemMessages) {
   for (const Case& c : std::vector<Case>{{401, "unauthenticated", 3},
                                          {403, "forbidden", 3},
                                          {404, "not-found", 4},
-                                         {410, "shredded", 4},
+                                         {410, "record-shredded", 4},
                                          {500, "integrity-failure", 6},
-                                         {503, "unavailable", 5},
+                                         {503, "audit-unavailable", 5},
                                          {507, "insufficient-storage", 1}}) {
     daemon_.SetHandler([&c](const SeenRequest&) {
       return Problem(c.status, c.name, "title " + c.name, "detail " + c.name);

@@ -264,15 +264,15 @@ struct Mapping {
 
 TEST_F(ClientTest, EveryDaemonStatusMapsToItsErrorKindAndExitCode) {
   const std::vector<Mapping> table = {
-      {400, "invalid", ErrorKind::kInvalid, 1},
+      {400, "invalid-request", ErrorKind::kInvalid, 1},
       {401, "unauthenticated", ErrorKind::kUnauthenticated, 3},
       {403, "forbidden", ErrorKind::kForbidden, 3},
       {404, "not-found", ErrorKind::kNotFound, 4},
-      {410, "shredded", ErrorKind::kShredded, 4},
-      {413, "too-large", ErrorKind::kTooLarge, 1},
+      {410, "record-shredded", ErrorKind::kShredded, 4},
+      {413, "payload-too-large", ErrorKind::kTooLarge, 1},
       {500, "integrity-failure", ErrorKind::kIntegrity, 6},
       {500, "internal", ErrorKind::kServer, 1},
-      {503, "unavailable", ErrorKind::kUnavailable, 5},
+      {503, "audit-unavailable", ErrorKind::kUnavailable, 5},
       {507, "insufficient-storage", ErrorKind::kDiskFull, 1},
   };
   FakeDaemon daemon(socket_);
