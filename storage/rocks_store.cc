@@ -4,6 +4,7 @@
 #include <array>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,14 +58,18 @@ std::string_view ToView(const rocksdb::Slice& s) { return {s.data(), s.size()}; 
 // often; in between, the bytes admitted since the last look count against the free space.
 class SpaceGuard {
  public:
-  SpaceGuard(std::string path, uint64_t reserve) : path_(std::move(path)), reserve_(reserve) {}
+  using FreeSpaceFn = std::function<StatusOr<uint64_t>(const std::string& path)>;
+  SpaceGuard(std::string path, uint64_t reserve, FreeSpaceFn free_space)
+      : path_(std::move(path)),
+        reserve_(reserve),
+        free_space_(free_space ? std::move(free_space) : FreeSpaceFn(FreeBytes)) {}
 
   Status Admit(uint64_t batch_bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     const auto now = std::chrono::steady_clock::now();
     if (!have_free_ || now - refreshed_ >= kSpaceRefreshInterval ||
         written_since_refresh_ >= kSpaceRefreshBytes || batch_bytes >= kLargeBatch) {
-      PV_ASSIGN_OR_RETURN(free_, FreeBytes(path_));
+      PV_ASSIGN_OR_RETURN(free_, free_space_(path_));
       have_free_ = true;
       refreshed_ = now;
       written_since_refresh_ = 0;
@@ -79,10 +84,12 @@ class SpaceGuard {
   }
 
   uint64_t reserve() const { return reserve_; }
+  StatusOr<uint64_t> FreeNow() const { return free_space_(path_); }
 
  private:
   const std::string path_;
   const uint64_t reserve_;
+  const FreeSpaceFn free_space_;
   std::mutex mu_;
   bool have_free_ = false;                           // GUARDED_BY(mu_)
   uint64_t free_ = 0;                                // GUARDED_BY(mu_)
@@ -241,7 +248,7 @@ class RocksStore final : public Store {
 
   StatusOr<SpaceInfo> Space() override {
     SpaceInfo info;
-    PV_ASSIGN_OR_RETURN(info.free_bytes, FreeBytes(path_));
+    PV_ASSIGN_OR_RETURN(info.free_bytes, space_.FreeNow());
     info.reserve_bytes = space_.reserve();
     uint64_t sst = 0;
     uint64_t blob = 0;
@@ -254,15 +261,13 @@ class RocksStore final : public Store {
  private:
   RocksStore(const RocksStoreOptions& options, std::unique_ptr<rocksdb::DB> db,
              std::vector<rocksdb::ColumnFamilyHandle*> handles)
-      : path_(options.path),
-        db_(std::move(db)),
+      : db_(std::move(db)),
         handles_(std::move(handles)),
-        space_(options.path, options.reserve_bytes) {}
+        space_(options.path, options.reserve_bytes, options.free_space) {}
 
   // handles_[0] is the default column family; Cf values follow in declaration order.
   rocksdb::ColumnFamilyHandle* Handle(Cf cf) const { return handles_[static_cast<size_t>(cf) + 1]; }
 
-  const std::string path_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   SpaceGuard space_;

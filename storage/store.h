@@ -91,7 +91,10 @@ class Store {
   // Flushes memtables to files.
   [[nodiscard]] virtual Status Flush() = 0;
   // Rewrites every file of every column family so that deleted values are gone from all live
-  // files (bottommost level compaction forced), and cuts the WAL.
+  // files (bottommost level compaction forced, blob files garbage collected), and cuts the WAL so
+  // that no WAL file holding them remains. ResourceExhausted "not enough free disk space to
+  // compact" (nothing done) if free space is below the live data size, which a full compaction
+  // may need.
   [[nodiscard]] virtual Status CompactAll() = 0;
 
   virtual StatusOr<SpaceInfo> Space() = 0;
@@ -102,11 +105,17 @@ struct RocksStoreOptions {
   uint64_t reserve_bytes = 256ull << 20;  // refuse writes below this much free space
   uint64_t min_blob_size = 4096;          // values at least this big go to blob files
   bool create_if_missing = true;
+  // Free bytes available on the filesystem holding `path`; empty = statvfs (f_bavail * f_frsize).
+  // Replaceable where the filesystem's own numbers are not the limit (quotas) and in tests.
+  std::function<StatusOr<uint64_t>(const std::string& path)> free_space;
 };
 
 // Opens (or creates) the RocksDB store with every column family and the purge-safe options:
-// no WAL recycling, WAL_ttl_seconds = 0, WAL archive off, blob files for large records.
-// Unavailable with RocksDB's message if it cannot be opened (e.g. locked by another process).
+// no WAL recycling, WAL_ttl_seconds = 0, WAL archive off, blob files (uncompressed, garbage
+// collected by compaction) for large records. Unavailable with RocksDB's message if it cannot be
+// opened (e.g. locked by another process, or missing without create_if_missing); DataLoss if its
+// files are corrupt; FailedPrecondition if the database has a column family this version does not
+// know.
 StatusOr<std::unique_ptr<Store>> OpenRocksStore(const RocksStoreOptions& options);
 
 }  // namespace phivault::storage

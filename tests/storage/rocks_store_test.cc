@@ -1,9 +1,11 @@
 // RocksDB-specific guarantees: the disk reserve, blob files, and that purged values leave no
 // bytes behind in any file of the database directory.
-#include <sys/statvfs.h>
-
+#include <atomic>
+#include <chrono>
+#include <memory>
 #include <random>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
@@ -26,17 +28,16 @@ std::string RandomBytes(size_t n) {
   return out;
 }
 
-uint64_t FreeBytes(const std::string& path) {
-  struct statvfs st {};
-  EXPECT_EQ(statvfs(path.c_str(), &st), 0);
-  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
-}
-
 class RocksStoreTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Store> Open(RocksStoreOptions options = {}) {
+  static RocksStoreOptions SmallReserve() {
+    RocksStoreOptions options;
+    options.reserve_bytes = 1 << 20;
+    return options;
+  }
+
+  std::unique_ptr<Store> Open(RocksStoreOptions options = SmallReserve()) {
     options.path = path_;
-    if (options.reserve_bytes == RocksStoreOptions().reserve_bytes) options.reserve_bytes = 1 << 20;
     auto store = OpenRocksStore(options);
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     return store.ok() ? std::move(*store) : nullptr;
@@ -65,18 +66,63 @@ TEST_F(RocksStoreTest, RefusesWritesBelowReserveAndWritesNothing) {
 }
 
 TEST_F(RocksStoreTest, CountsABatchTwiceAgainstTheReserve) {
-  // Leave 48 MiB above the reserve: a 32 MiB batch needs 64 MiB (WAL + table file) and is
-  // refused although it would fit once. The margin also absorbs other processes' disk use.
+  // 100 MiB free, 60 MiB reserve: a batch may take at most 20 MiB, because it lands twice
+  // (WAL, then table or blob file) before compaction can reclaim anything.
   RocksStoreOptions options;
-  const uint64_t free = FreeBytes(dir_.path().string());
-  ASSERT_GT(free, uint64_t{1} << 30) << "test needs 1 GiB free";
-  options.reserve_bytes = free - (48ull << 20);
+  options.reserve_bytes = 60ull << 20;
+  options.free_space = [](const std::string&) -> StatusOr<uint64_t> { return 100ull << 20; };
   auto store = Open(options);
   ASSERT_NE(store, nullptr);
-  WriteBatch big;
-  big.Put(Cf::kRecords, "big", std::string(32ull << 20, 'x'));
-  EXPECT_EQ(store->Write(big, true).code(), StatusCode::kResourceExhausted);
-  EXPECT_EQ(*store->Get(Cf::kRecords, "big"), std::nullopt);
+  WriteBatch fits;
+  fits.Put(Cf::kRecords, "fits", std::string(16ull << 20, 'x'));
+  EXPECT_TRUE(store->Write(fits, true).ok());
+  WriteBatch too_big;
+  too_big.Put(Cf::kRecords, "too-big", std::string(24ull << 20, 'x'));
+  EXPECT_EQ(store->Write(too_big, true).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(*store->Get(Cf::kRecords, "too-big"), std::nullopt);
+  EXPECT_TRUE(store->Get(Cf::kRecords, "fits")->has_value());
+}
+
+TEST_F(RocksStoreTest, NoticesFreeSpaceShrinking) {
+  auto free = std::make_shared<std::atomic<uint64_t>>(1ull << 30);
+  RocksStoreOptions options;
+  options.reserve_bytes = 256ull << 20;
+  options.free_space = [free](const std::string&) -> StatusOr<uint64_t> { return free->load(); };
+  auto store = Open(options);
+  ASSERT_NE(store, nullptr);
+  WriteBatch small;
+  small.Put(Cf::kState, "k", "v");
+  ASSERT_TRUE(store->Write(small, true).ok());
+
+  free->store(200ull << 20);  // someone else filled the disk
+  WriteBatch large;
+  large.Put(Cf::kRecords, "large", std::string(2ull << 20, 'x'));
+  EXPECT_EQ(store->Write(large, true).code(), StatusCode::kResourceExhausted);  // re-read at once
+  // Small writes may use the cached figure, but never for longer than the refresh interval.
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_EQ(store->Write(small, true).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(store->Space()->free_bytes, 200ull << 20);
+
+  free->store(1ull << 30);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_TRUE(store->Write(small, true).ok());
+}
+
+TEST_F(RocksStoreTest, CompactAllRefusesWhenTheDiskCannotHoldACopy) {
+  auto free = std::make_shared<std::atomic<uint64_t>>(1ull << 30);
+  RocksStoreOptions options;
+  options.reserve_bytes = 1 << 20;
+  options.free_space = [free](const std::string&) -> StatusOr<uint64_t> { return free->load(); };
+  auto store = Open(options);
+  ASSERT_NE(store, nullptr);
+  WriteBatch b;
+  b.Put(Cf::kRecords, "k", RandomBytes(1 << 20));
+  ASSERT_TRUE(store->Write(b, true).ok());
+  ASSERT_TRUE(store->Flush().ok());
+  free->store(4096);
+  Status s = store->CompactAll();
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(s.message(), "not enough free disk space to compact");
 }
 
 TEST_F(RocksStoreTest, LargeRecordValuesGoToBlobFiles) {
