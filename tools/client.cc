@@ -305,6 +305,63 @@ class Client::Connection : public Poco::Net::HTTPSession {
     return true;
   }
 
+  struct Received {
+    Result<RawResponse> response;
+    bool nothing = false;   // the connection ended before any response byte
+    bool reusable = false;  // the connection may carry another request
+  };
+
+  // Reads one complete response.
+  Received Receive(uint64_t limit) {
+    Received r{.response = UnavailableError("no response")};
+    Poco::Net::HTTPResponse response;
+    try {
+      Poco::Net::HTTPHeaderInputStream header_in(*this);
+      response.read(header_in);
+    } catch (const Poco::Net::NoMessageException&) {
+      // The header stream reports a socket error (e.g. a receive timeout) as "no message".
+      if (dynamic_cast<const Poco::TimeoutException*>(networkException()) != nullptr) {
+        r.response = UnavailableError("timed out waiting for the daemon's response");
+      } else {
+        r.nothing = true;
+        r.response = UnavailableError("the daemon closed the connection without answering");
+      }
+      return r;
+    } catch (const Poco::TimeoutException&) {
+      r.response = UnavailableError("timed out waiting for the daemon's response");
+      return r;
+    } catch (const Poco::Net::MessageException& e) {
+      r.response = ProtocolError(e.displayText());
+      return r;
+    } catch (const Poco::Exception& e) {
+      r.response = UnavailableError("connection to the daemon was lost: " + e.displayText());
+      return r;
+    }
+
+    RawResponse raw;
+    raw.status = static_cast<int>(response.getStatus());
+    raw.content_type = response.getContentType();
+    try {
+      auto read = ReadBody(response, limit);
+      if (!read) {
+        r.response = ProtocolError("response larger than " + std::to_string(limit) + " bytes");
+        return r;
+      }
+      raw.body = std::move(*read);
+    } catch (const Poco::TimeoutException&) {
+      r.response = UnavailableError("timed out reading the daemon's response");
+      return r;
+    } catch (const Poco::Exception& e) {
+      r.response = UnavailableError("connection to the daemon was lost: " + e.displayText());
+      return r;
+    }
+    r.reusable = response.getKeepAlive() &&
+                 (response.hasContentLength() || response.getChunkedTransferEncoding());
+    r.response = std::move(raw);
+    return r;
+  }
+
+ private:
   // The body after the headers in `response` have been read. Throws Poco exceptions on I/O
   // failure; returns nullopt if the body exceeds `limit`.
   std::optional<std::string> ReadBody(const Poco::Net::HTTPResponse& response, uint64_t limit) {
@@ -411,9 +468,9 @@ Result<Client::RawResponse> Client::Exchange(const std::string& method, const st
   head += "Accept: application/json, application/problem+json, */*\r\n\r\n";
 
   // One retry, only when a kept-alive connection turns out to have been closed by the daemon
-  // before it could have acted on the request (send failed, or no response byte for a GET).
+  // before it could have acted on the request: nothing came back, and either the request could
+  // not be sent or it was a GET.
   for (int attempt = 0;; ++attempt) {
-    const bool may_retry = attempt == 0;
     bool reused = false;
     if (connection_ != nullptr && connection_->Stale()) connection_.reset();
     if (connection_ != nullptr) {
@@ -426,59 +483,19 @@ Result<Client::RawResponse> Client::Exchange(const std::string& method, const st
 
     bool sent = conn.SendAll(head);
     for (std::string_view part : body) sent = sent && conn.SendAll(part);
-    if (!sent) {
-      connection_.reset();
-      if (reused && may_retry) continue;
+    // Even when sending failed, the daemon may have answered before it stopped reading (e.g.
+    // 413 for an oversized body): that answer is what the caller needs to see.
+    Connection::Received received = conn.Receive(options_.max_response_bytes);
+    if (received.response.ok()) {
+      if (!sent || !received.reusable) connection_.reset();
+      return std::move(received.response);
+    }
+    connection_.reset();
+    if (received.nothing && reused && attempt == 0 && (!sent || method == "GET")) continue;
+    if (received.nothing && !sent) {
       return UnavailableError("connection to the daemon was lost while sending the request");
     }
-
-    Poco::Net::HTTPResponse response;
-    try {
-      Poco::Net::HTTPHeaderInputStream header_in(conn);
-      response.read(header_in);
-    } catch (const Poco::Net::NoMessageException&) {
-      // The header stream reports a socket error (e.g. a receive timeout) as "no message".
-      const bool timed_out =
-          dynamic_cast<const Poco::TimeoutException*>(conn.networkException()) != nullptr;
-      const bool closed = conn.networkException() == nullptr;
-      connection_.reset();
-      if (timed_out) return UnavailableError("timed out waiting for the daemon's response");
-      if (closed && reused && may_retry && method == "GET") continue;
-      return UnavailableError("the daemon closed the connection without answering");
-    } catch (const Poco::TimeoutException&) {
-      connection_.reset();
-      return UnavailableError("timed out waiting for the daemon's response");
-    } catch (const Poco::Net::MessageException& e) {
-      connection_.reset();
-      return ProtocolError(e.displayText());
-    } catch (const Poco::Exception& e) {
-      connection_.reset();
-      return UnavailableError("connection to the daemon was lost: " + e.displayText());
-    }
-
-    RawResponse raw;
-    raw.status = static_cast<int>(response.getStatus());
-    raw.content_type = response.getContentType();
-    try {
-      auto read = conn.ReadBody(response, options_.max_response_bytes);
-      if (!read) {
-        connection_.reset();
-        return ProtocolError("response larger than " + std::to_string(options_.max_response_bytes) +
-                             " bytes");
-      }
-      raw.body = std::move(*read);
-    } catch (const Poco::TimeoutException&) {
-      connection_.reset();
-      return UnavailableError("timed out reading the daemon's response");
-    } catch (const Poco::Exception& e) {
-      connection_.reset();
-      return UnavailableError("connection to the daemon was lost: " + e.displayText());
-    }
-    if (!response.getKeepAlive() ||
-        (!response.hasContentLength() && !response.getChunkedTransferEncoding())) {
-      connection_.reset();
-    }
-    return raw;
+    return received.response.error();
   }
 }
 

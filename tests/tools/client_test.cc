@@ -337,6 +337,19 @@ TEST_F(ClientTest, ReconnectsAfterTheDaemonClosedAnIdleConnection) {
   EXPECT_EQ(daemon.requests().size(), 2u);  // the POST was sent exactly once more
 }
 
+TEST_F(ClientTest, AnAnswerSentBeforeTheBodyWasReadIsReported) {
+  FakeDaemon daemon(socket_);
+  daemon.RejectBodiesOver(1024);
+  Client client(socket_);
+  // Far more than the socket buffers hold, so the daemon closes while the client still sends.
+  auto r = client.CreateRecord(kActor, NewRecord{.content = std::string(4u << 20, 'x')});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ErrorKind::kTooLarge) << r.error().Message();
+  EXPECT_EQ(r.http_status(), 413);
+  EXPECT_TRUE(client.Health().ok());  // and the next call gets a fresh connection
+  EXPECT_EQ(client.connections_opened(), 2u);
+}
+
 TEST_F(ClientTest, NoSocketFileIsUnavailable) {
   Client client(dir_.Sub("missing.sock"));
   auto r = client.Health();

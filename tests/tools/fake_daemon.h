@@ -40,6 +40,16 @@ struct Reply {
   bool close = false;  // send "Connection: close"
 };
 
+// A problem+json reply as phivaultd sends it.
+inline Reply Problem(int status, const std::string& name, const std::string& title,
+                     const std::string& detail) {
+  return Reply{.status = status,
+               .content_type = "application/problem+json",
+               .body = "{\"type\":\"urn:phivault:problem:" + name + "\",\"title\":\"" + title +
+                       "\",\"status\":" + std::to_string(status) + ",\"detail\":\"" + detail +
+                       "\",\"request_id\":\"req-42\"}"};
+}
+
 class FakeDaemon {
  public:
   using Handler = std::function<Reply(const SeenRequest&)>;
@@ -82,6 +92,11 @@ class FakeDaemon {
     std::lock_guard<std::mutex> lock(mu_);
     handler_ = std::move(h);
   }
+  // Answers 413 and closes, without reading the body, when a body is larger than `bytes`.
+  void RejectBodiesOver(int64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    reject_over_ = bytes;
+  }
   std::vector<SeenRequest> requests() const {
     std::lock_guard<std::mutex> lock(mu_);
     return requests_;
@@ -101,6 +116,19 @@ class FakeDaemon {
     explicit Handle(FakeDaemon* d) : d_(d) {}
     void handleRequest(Poco::Net::HTTPServerRequest& req,
                        Poco::Net::HTTPServerResponse& resp) override {
+      int64_t reject_over = -1;
+      {
+        std::lock_guard<std::mutex> lock(d_->mu_);
+        reject_over = d_->reject_over_;
+      }
+      if (reject_over >= 0 && req.getContentLength64() > reject_over) {
+        Reply r = Problem(413, "payload-too-large", "The request is too large", "body over limit");
+        resp.setStatus(Poco::Net::HTTPResponse::HTTP_REQUEST_ENTITY_TOO_LARGE);
+        resp.setContentType(r.content_type);
+        resp.setKeepAlive(false);
+        resp.sendBuffer(r.body.data(), r.body.size());
+        return;
+      }
       SeenRequest seen;
       seen.method = req.getMethod();
       seen.uri = req.getURI();
@@ -142,18 +170,9 @@ class FakeDaemon {
   std::string path_;
   mutable std::mutex mu_;
   Handler handler_;
+  int64_t reject_over_ = -1;
   std::vector<SeenRequest> requests_;
   std::unique_ptr<Poco::Net::HTTPServer> server_;
 };
-
-// A problem+json reply as phivaultd sends it.
-inline Reply Problem(int status, const std::string& name, const std::string& title,
-                     const std::string& detail) {
-  return Reply{.status = status,
-               .content_type = "application/problem+json",
-               .body = "{\"type\":\"urn:phivault:problem:" + name + "\",\"title\":\"" + title +
-                       "\",\"status\":" + std::to_string(status) + ",\"detail\":\"" + detail +
-                       "\",\"request_id\":\"req-42\"}"};
-}
 
 }  // namespace phivault::testing
