@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <istream>
+#include <thread>
 
 #include <Poco/Exception.h>
 #include <Poco/Net/HTTPChunkedStream.h>
@@ -531,6 +532,15 @@ Result<Empty> Client::Health() {
   auto status = j->find("status");
   if (status == j->end() || *status != "ok") return ProtocolError("health status is not \"ok\"");
   return Empty{};
+}
+
+Result<Empty> Client::WaitUntilHealthy(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto r = Health();
+    if (r.ok() || std::chrono::steady_clock::now() >= deadline) return r;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 Result<VaultStatus> Client::Status(const Actor& actor) {

@@ -182,6 +182,9 @@ class Client {
 
   // GET /v1/health: no actor headers, no token needed. Ok if the daemon answers {"status":"ok"}.
   Result<Empty> Health();
+  // Calls Health every 10 ms until it succeeds or `timeout` has passed (for tests and scripts
+  // that have just started the daemon). Returns the last failure on timeout.
+  Result<Empty> WaitUntilHealthy(std::chrono::milliseconds timeout);
   // GET /v1/status.
   Result<VaultStatus> Status(const Actor& actor);
   // POST /v1/records: stores version 1 and returns its metadata.

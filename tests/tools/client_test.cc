@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -348,6 +349,25 @@ TEST_F(ClientTest, AnAnswerSentBeforeTheBodyWasReadIsReported) {
   EXPECT_EQ(r.http_status(), 413);
   EXPECT_TRUE(client.Health().ok());  // and the next call gets a fresh connection
   EXPECT_EQ(client.connections_opened(), 2u);
+}
+
+TEST_F(ClientTest, WaitUntilHealthyWaitsForADaemonThatIsStarting) {
+  std::unique_ptr<FakeDaemon> daemon;
+  std::thread starter([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    daemon = std::make_unique<FakeDaemon>(socket_);
+  });
+  Client client(socket_);
+  auto r = client.WaitUntilHealthy(std::chrono::seconds(30));
+  starter.join();
+  EXPECT_TRUE(r.ok()) << r.error().Message();
+}
+
+TEST_F(ClientTest, WaitUntilHealthyGivesUpWithTheLastError) {
+  Client client(dir_.Sub("never.sock"));
+  auto r = client.WaitUntilHealthy(std::chrono::milliseconds(50));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ErrorKind::kUnavailable);
 }
 
 TEST_F(ClientTest, NoSocketFileIsUnavailable) {
