@@ -255,12 +255,19 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
 }
 
 bool HttpServer::Stop(std::chrono::milliseconds grace) {
-  if (stopped_) return true;
+  if (stopped_ || tcp_server_ == nullptr) return true;
   stopped_ = true;
   const auto deadline = std::chrono::steady_clock::now() + grace;
   counter_->stopping.store(true);
   tcp_server_->stop();
-  // Each connection finishes the request it is serving, then closes; idle ones close at once.
+  // A socket file nobody accepts on any more is only misleading; a newer server's file is left.
+  if (!owned_socket_path_.empty()) {
+    struct stat st {};
+    if (stat(owned_socket_path_.c_str(), &st) == 0 && st.st_ino == owned_socket_inode_) {
+      unlink(owned_socket_path_.c_str());
+    }
+  }
+  // Each connection finishes the request it is serving, then closes; idle ones close now.
   // Delivered from another thread so that a request that never finishes cannot hold us
   // beyond the grace period.
   std::thread notifier([factory = handler_factory_]() mutable {
@@ -278,12 +285,6 @@ bool HttpServer::Stop(std::chrono::milliseconds grace) {
     notifier.join();
   } else {
     notifier.detach();
-  }
-  if (!owned_socket_path_.empty()) {
-    struct stat st {};
-    if (stat(owned_socket_path_.c_str(), &st) == 0 && st.st_ino == owned_socket_inode_) {
-      unlink(owned_socket_path_.c_str());
-    }
   }
   return all_done;
 }

@@ -1,0 +1,168 @@
+// Strict request decoding and response encoding.
+#include "daemon/api_json.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "crypto/secret.h"
+
+namespace phivault::daemon {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ApiJsonTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(crypto::InitSodium().ok()); }
+};
+
+TEST(Utf8Test, AcceptsWellFormedText) {
+  EXPECT_TRUE(IsValidUtf8(""));
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(
+      IsValidUtf8("Gr\xc3\xbc\xc3\x9f"
+                  "e \xe2\x82\xac \xf0\x9f\x98\x80"));  // ü ß € 😀
+  EXPECT_TRUE(IsValidUtf8("\xf4\x8f\xbf\xbf"));         // U+10FFFF
+}
+
+TEST(Utf8Test, RejectsMalformedSequences) {
+  struct Case {
+    std::string bytes;
+    size_t at;
+  };
+  // Cases from RFC 3629 section 3 and the Unicode "maximal subpart" examples.
+  const Case cases[] = {
+      {"ab\x80", 2},                // lone continuation byte
+      {"\xc0\xaf", 0},              // overlong '/'
+      {"\xe0\x80\xaf", 0},          // overlong '/', three bytes
+      {"\xed\xa0\x80", 0},          // UTF-16 surrogate U+D800
+      {"\xf4\x90\x80\x80", 0},      // above U+10FFFF
+      {"\xf8\x88\x80\x80\x80", 0},  // five-byte form
+      {"x\xe2\x82", 1},             // truncated
+      {"\xff", 0},
+  };
+  for (const auto& c : cases) {
+    size_t at = 99;
+    EXPECT_FALSE(IsValidUtf8(c.bytes, &at));
+    EXPECT_EQ(at, c.at);
+  }
+}
+
+TEST_F(ApiJsonTest, ParseRejectsWhatIsNotOneWellFormedObject) {
+  for (const std::string body :
+       {"", "{", "[]", "\"x\"", "{} {}", "{\"a\":1,}", "{'a':1}", "{\"a\":\"\x01\"}",
+        "{\"a\":1,\"a\":2}", "{\"a\":{\"b\":1,\"b\":1}}", "[[[[[[[[[[[[1]]]]]]]]]]]]"}) {
+    SCOPED_TRACE(body);
+    auto j = ParseJsonObject(body);
+    ASSERT_FALSE(j.ok());
+    EXPECT_EQ(j.status().code(), StatusCode::kInvalidArgument);
+  }
+  EXPECT_TRUE(ParseJsonObject(R"({"a":{"a":1},"b":[1,2]})").ok());
+}
+
+TEST_F(ApiJsonTest, ParseErrorsDoNotQuoteTheInput) {
+  auto j = ParseJsonObject(R"({"patient_id": "synthetic-Jane-Roe)");
+  ASSERT_FALSE(j.ok());
+  EXPECT_THAT(j.status().message(), ::testing::Not(HasSubstr("Jane")));
+}
+
+const char kCreate[] = R"({"patient_id":"p-1","category":"lab-result","content_type":"text/plain",)"
+                       R"("encounter_date":"2026-01-02","author":"dr-a","content":"x"})";
+
+TEST_F(ApiJsonTest, CreateNeedsEveryFieldAndExactlyOneContent) {
+  auto ok = DecodeCreateRecord(kCreate, 100);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->patient_id, "p-1");
+  EXPECT_EQ(ok->content, "x");
+
+  for (const char* field : {"patient_id", "category", "content_type", "encounter_date", "author"}) {
+    nlohmann::json j = nlohmann::json::parse(kCreate);
+    j.erase(field);
+    auto r = DecodeCreateRecord(j.dump(), 100);
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_THAT(r.status().message(), HasSubstr(std::string("'") + field + "' is required"));
+    j[field] = nullptr;
+    r = DecodeCreateRecord(j.dump(), 100);
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_THAT(r.status().message(), HasSubstr(std::string("'") + field + "' must be a string"));
+  }
+  nlohmann::json both = nlohmann::json::parse(kCreate);
+  both["content_base64"] = "eA==";
+  EXPECT_THAT(DecodeCreateRecord(both.dump(), 100).status().message(), HasSubstr("exactly one of"));
+  nlohmann::json neither = nlohmann::json::parse(kCreate);
+  neither.erase("content");
+  EXPECT_THAT(DecodeCreateRecord(neither.dump(), 100).status().message(),
+              HasSubstr("exactly one of"));
+}
+
+TEST_F(ApiJsonTest, Base64ContentIsDecodedAndChecked) {
+  nlohmann::json j = nlohmann::json::parse(kCreate);
+  j.erase("content");
+  j["content_base64"] = "AAEC/w==";
+  auto r = DecodeCreateRecord(j.dump(), 100);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->content, std::string("\x00\x01\x02\xff", 4));
+  j["content_base64"] = "not base64!";
+  EXPECT_THAT(DecodeCreateRecord(j.dump(), 100).status().message(),
+              HasSubstr("'content_base64' must be standard base64"));
+}
+
+TEST_F(ApiJsonTest, ContentOverTheLimitIsResourceExhausted) {
+  auto r = DecodeCreateRecord(kCreate, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted);
+}
+
+TEST_F(ApiJsonTest, AmendKeepsAbsentOptionalFieldsAbsent) {
+  auto r =
+      DecodeAmendRecord(R"({"reason":"typo","content":"y","encounter_date":"2026-02-03"})", 100);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->reason, "typo");
+  EXPECT_EQ(r->encounter_date, std::optional<std::string>("2026-02-03"));
+  EXPECT_FALSE(r->content_type.has_value());
+  EXPECT_FALSE(r->author.has_value());
+  EXPECT_THAT(DecodeAmendRecord(R"({"content":"y"})", 100).status().message(),
+              HasSubstr("'reason' is required"));
+  EXPECT_THAT(
+      DecodeAmendRecord(R"({"reason":"r","content":"y","patient_id":"p"})", 100).status().message(),
+      HasSubstr("unknown field 'patient_id'"));
+}
+
+TEST_F(ApiJsonTest, SearchTakesOnlyThePatientId) {
+  auto r = DecodeSearchRecords(R"({"patient_id":"p-1"})");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, "p-1");
+  EXPECT_FALSE(DecodeSearchRecords(R"({"patient_id":"p-1","limit":5})").ok());
+  EXPECT_FALSE(DecodeSearchRecords(R"({"patient_id":["p-1"]})").ok());
+}
+
+TEST_F(ApiJsonTest, UnknownFieldNamesAreQuotedOnlyWhenPlain) {
+  auto r = DecodeSearchRecords(R"({"patient_id":"p","Jane Roe, born 1970":1})");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), ::testing::Not(HasSubstr("Jane")));
+}
+
+TEST(Rfc3339Test, FormatsUtcWithMicroseconds) {
+  EXPECT_EQ(FormatRfc3339Micros(0), "1970-01-01T00:00:00.000000Z");
+  EXPECT_EQ(FormatRfc3339Micros(1795967229123456), "2026-11-29T15:47:09.123456Z");
+  EXPECT_EQ(FormatRfc3339Micros(951782400000001), "2000-02-29T00:00:00.000001Z");
+}
+
+TEST(EncodeTest, MetadataHidesTheEpochAndShowsReasonsForAmendments) {
+  storage::RecordMetadata m;
+  m.record_id = "AAAAAAAAAAAAAAAAAAAAAA";
+  m.version = 1;
+  m.epoch_id = "d20361129";
+  m.amendment_reason = "";
+  nlohmann::json j = EncodeMetadata(m);
+  EXPECT_FALSE(j.contains("epoch_id"));
+  EXPECT_FALSE(j.contains("amendment_reason"));
+  EXPECT_EQ(j.size(), 9u);
+  m.version = 2;
+  m.amendment_reason = "typo";
+  j = EncodeMetadata(m);
+  EXPECT_EQ(j["amendment_reason"], "typo");
+}
+
+}  // namespace
+}  // namespace phivault::daemon

@@ -1,0 +1,207 @@
+// Authentication at the socket: application tokens (hash + peer uid), operators by uid or group,
+// peer credentials from the kernel, and the acting-party headers.
+#include "daemon/auth.h"
+
+#include <grp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "crypto/hash.h"
+#include "crypto/secret.h"
+
+namespace phivault::daemon {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kEhrToken[] = "pvt_synthetic-ehr-token";
+constexpr char kBillingToken[] = "pvt_synthetic-billing-token";
+
+std::string HashOf(const std::string& token) {
+  return crypto::HexEncode(crypto::AsView(crypto::Sha256(token)));
+}
+
+std::string OwnGroupName() {
+  const struct group* g = getgrgid(getgid());
+  return g == nullptr ? "" : g->gr_name;
+}
+
+class AuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(crypto::InitSodium().ok());
+    config_.config_path = "phivault.toml";
+    config_.roles = DefaultRoles();
+    ApplicationConfig ehr{"ehr", HashOf(kEhrToken), {998, 999}, {"record.create", "record.read"}};
+    ApplicationConfig billing{"billing", HashOf(kBillingToken), {997}, {"record.list"}};
+    config_.applications = {ehr, billing};
+  }
+
+  std::unique_ptr<Authenticator> Make(Authenticator::GroupsOfFn fn = SystemGroupsOf) {
+    auto a = Authenticator::Create(config_, std::move(fn));
+    EXPECT_TRUE(a.ok()) << a.status().ToString();
+    return a.ok() ? std::move(a).value() : nullptr;
+  }
+
+  static PeerCredentials Peer(uint32_t uid, uint32_t gid = 5000) { return {1234, uid, gid}; }
+
+  Config config_;
+};
+
+TEST_F(AuthTest, TokenOfAnApplicationFromOneOfItsUidsIsAccepted) {
+  auto auth = Make();
+  auto p = auth->Authenticate(Peer(999), std::string("Bearer ") + kEhrToken);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->kind, Principal::Kind::kApplication);
+  EXPECT_EQ(p->name, "ehr");
+  EXPECT_EQ(p->uid, 999u);
+  EXPECT_EQ(p->actions, (std::vector<std::string>{"record.create", "record.read"}));
+
+  auto b = auth->Authenticate(Peer(997), std::string("bearer ") + kBillingToken);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->name, "billing");
+}
+
+TEST_F(AuthTest, TokenFromAnotherUidIsRejected) {
+  auto auth = Make();
+  // The billing app's uid presenting the EHR's token: a stolen token is useless elsewhere.
+  auto p = auth->Authenticate(Peer(997), std::string("Bearer ") + kEhrToken);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kUnauthenticated);
+  EXPECT_THAT(p.status().message(), Not(HasSubstr(kEhrToken)));
+}
+
+TEST_F(AuthTest, WrongOrMalformedTokensAreRejected) {
+  auto auth = Make();
+  for (const std::string& header :
+       {std::string("Bearer pvt_synthetic-ehr-tokeN"), std::string("Basic dXNlcjpwdw=="),
+        std::string("Bearer "), std::string("Bearer"), std::string(kEhrToken),
+        std::string("Bearer ") + kEhrToken + " extra", std::string("Bearer ") + HashOf(kEhrToken),
+        "Bearer " + std::string(600, 'a')}) {
+    SCOPED_TRACE(header);
+    auto p = auth->Authenticate(Peer(999), header);
+    ASSERT_FALSE(p.ok());
+    EXPECT_EQ(p.status().code(), StatusCode::kUnauthenticated);
+  }
+}
+
+TEST_F(AuthTest, OperatorIsFoundByUid) {
+  config_.operators.push_back(OperatorConfig{1000, "", "physician", {"status"}});
+  auto auth = Make();
+  auto p = auth->Authenticate(Peer(1000), std::nullopt);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->kind, Principal::Kind::kOperator);
+  EXPECT_EQ(p->name, "cli:1000");
+  EXPECT_EQ(p->operator_role, "physician");
+  EXPECT_EQ(p->actions, std::vector<std::string>{"status"});
+
+  auto other = auth->Authenticate(Peer(1001), std::nullopt);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), StatusCode::kUnauthenticated);
+}
+
+TEST_F(AuthTest, OperatorIsFoundByPrimaryGroup) {
+  const std::string group = OwnGroupName();
+  ASSERT_FALSE(group.empty());
+  config_.operators.push_back(OperatorConfig{std::nullopt, group, "administrator", {"status"}});
+  auto auth = Make([](uint32_t, uint32_t primary) { return std::vector<uint32_t>{primary}; });
+  auto p = auth->Authenticate(Peer(4321, getgid()), std::nullopt);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->name, "cli:4321");
+  EXPECT_EQ(p->operator_role, "administrator");
+  EXPECT_FALSE(auth->Authenticate(Peer(4321, getgid() + 1), std::nullopt).ok());
+}
+
+TEST_F(AuthTest, OperatorIsFoundBySupplementaryGroup) {
+  const std::string group = OwnGroupName();
+  ASSERT_FALSE(group.empty());
+  config_.operators.push_back(OperatorConfig{std::nullopt, group, "administrator", {"status"}});
+  const uint32_t gid = getgid();
+  auto auth = Make([gid](uint32_t uid, uint32_t primary) {
+    return uid == 4321 ? std::vector<uint32_t>{primary, gid} : std::vector<uint32_t>{primary};
+  });
+  EXPECT_TRUE(auth->Authenticate(Peer(4321, gid + 1), std::nullopt).ok());
+  EXPECT_FALSE(auth->Authenticate(Peer(4322, gid + 1), std::nullopt).ok());
+}
+
+TEST_F(AuthTest, UidEntryWinsOverGroupEntry) {
+  config_.operators.push_back(
+      OperatorConfig{std::nullopt, OwnGroupName(), "administrator", {"status"}});
+  config_.operators.push_back(OperatorConfig{4321, "", "physician", {"record.read"}});
+  auto auth = Make([](uint32_t, uint32_t primary) { return std::vector<uint32_t>{primary}; });
+  auto p = auth->Authenticate(Peer(4321, getgid()), std::nullopt);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->operator_role, "physician");
+}
+
+TEST_F(AuthTest, UnknownOperatorGroupFailsAtCreation) {
+  config_.operators.push_back(
+      OperatorConfig{std::nullopt, "phivault-no-such-group-xyz", "administrator", {"status"}});
+  auto a = Authenticator::Create(config_);
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(a.status().message(), HasSubstr("operators[0].group"));
+}
+
+TEST(PeerCredentialsTest, AreThoseOfTheConnectedProcess) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  auto peer = GetPeerCredentials(fds[0]);
+  close(fds[0]);
+  close(fds[1]);
+  ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+  EXPECT_EQ(peer->uid, getuid());
+  EXPECT_EQ(peer->gid, getgid());
+  EXPECT_EQ(peer->pid, getpid());
+}
+
+TEST(PeerCredentialsTest, FailOnANonSocket) { EXPECT_FALSE(GetPeerCredentials(-1).ok()); }
+
+TEST(SystemGroupsTest, IncludeThePrimaryGroup) {
+  const auto groups = SystemGroupsOf(getuid(), getgid());
+  EXPECT_THAT(groups, ::testing::Contains(getgid()));
+}
+
+TEST(PurposeOfUseTest, KnowsTheValueSetCaseSensitively) {
+  for (const char* code : {"TREAT", "ETREAT", "BTG", "HPAYMT", "HOPERAT", "PATRQT", "HLEGAL",
+                           "PUBHLTH", "HRESCH", "COC", "POPHLTH", "HSYSADMIN"}) {
+    EXPECT_TRUE(IsKnownPurposeOfUse(code)) << code;
+  }
+  for (const char* code : {"treat", "PurposeOfUse", "", "TREAT ", "CURIOSITY"}) {
+    EXPECT_FALSE(IsKnownPurposeOfUse(code)) << code;
+  }
+  EXPECT_EQ(PurposeOfUseCodes().size(), 59u);
+}
+
+TEST(ActingPartyTest, MissingHeadersAreInvalidUnknownValuesForbidden) {
+  const auto roles = DefaultRoles();
+  const std::string user = "nurse.synthetic";
+  const std::string role = "nurse";
+  const std::string purpose = "TREAT";
+  EXPECT_TRUE(ValidateActingParty(&user, &role, &purpose, roles).ok());
+
+  const std::string empty;
+  EXPECT_EQ(ValidateActingParty(nullptr, &role, &purpose, roles).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateActingParty(&empty, &role, &purpose, roles).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateActingParty(&user, nullptr, &purpose, roles).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(ValidateActingParty(&user, &role, nullptr, roles).code(), StatusCode::kInvalidArgument);
+  const std::string control = "nurse\x01";
+  EXPECT_EQ(ValidateActingParty(&control, &role, &purpose, roles).code(),
+            StatusCode::kInvalidArgument);
+
+  const std::string wizard = "wizard";
+  const std::string nosy = "CURIOSITY";
+  EXPECT_EQ(ValidateActingParty(&user, &wizard, &purpose, roles).code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(ValidateActingParty(&user, &role, &nosy, roles).code(), StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace phivault::daemon

@@ -1,0 +1,341 @@
+// LoadConfig: a complete file loads with every value, relative paths resolve against the
+// file's directory, and every violated rule is refused with a message naming file, key and rule.
+#include "daemon/config.h"
+
+#include <fstream>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "crypto/secret.h"
+#include "tests/testing/temp_dir.h"
+
+namespace phivault::daemon {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kHash(64, 'a');
+
+// Every key the format has, with non-default values.
+std::string CompleteConfig() {
+  return R"(data_dir = "/srv/phivault"
+socket_path = "/run/phivault/api.sock"
+socket_mode = "0640"
+socket_group = "phivault"
+default_retention_years = 7
+max_content_bytes = 1048576
+categories = ["clinical-note", "lab-result"]
+roles = ["physician", "administrator"]
+keyring_mirrors = ["/mnt/mirror1/keyring", "/mnt/mirror2/keyring"]
+
+[master_key]
+source = "passphrase"
+passphrase_file = "/etc/phivault/passphrase"
+salt = "AAECAwQFBgcICQoLDA0ODw=="
+opslimit = 4
+memlimit = 67108864
+
+[limits]
+max_body_bytes = 2000000
+max_header_bytes = 8192
+max_connections = 32
+idle_timeout_ms = 2000
+disk_reserve_bytes = 104857600
+
+[log]
+level = "debug"
+file = "/var/log/phivault/phivaultd.log"
+
+[[applications]]
+name = "ehr"
+token_sha256 = ")" +
+         std::string(64, 'A') +
+         R"("
+uids = [998, 999]
+actions = ["record.create", "record.read"]
+
+[[operators]]
+uid = 1000
+role = "physician"
+actions = ["status"]
+
+[[operators]]
+group = "phivault-admin"
+role = "administrator"
+actions = ["status", "record.list"]
+)";
+}
+
+// The smallest valid file.
+std::string MinimalConfig() {
+  return R"(data_dir = "/srv/phivault"
+socket_path = "/run/phivault/api.sock"
+[master_key]
+source = "file"
+file = "/etc/phivault/master.key"
+)";
+}
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(crypto::InitSodium().ok()); }
+
+  std::string Write(const std::string& text) {
+    std::ofstream(path_) << text;
+    return path_;
+  }
+  StatusOr<Config> Load(const std::string& text) { return LoadConfig(Write(text)); }
+
+  // Loads `text` and expects InvalidArgument whose message contains the file and `expected`.
+  void ExpectRejected(const std::string& text, const std::string& expected) {
+    auto c = Load(text);
+    ASSERT_FALSE(c.ok()) << "accepted:\n" << text;
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_THAT(c.status().message(), HasSubstr(path_));
+    EXPECT_THAT(c.status().message(), HasSubstr(expected));
+  }
+
+  phivault::testing::TempDir dir_;
+  std::string path_ = dir_.Sub("phivault.toml");
+};
+
+TEST_F(ConfigTest, CompleteFileLoadsEveryValue) {
+  auto c = Load(CompleteConfig());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->config_path, path_);
+  EXPECT_EQ(c->data_dir, "/srv/phivault");
+  EXPECT_EQ(c->socket_path, "/run/phivault/api.sock");
+  EXPECT_EQ(c->socket_mode, 0640u);
+  EXPECT_EQ(c->socket_group, "phivault");
+  EXPECT_EQ(c->default_retention_years, 7u);
+  EXPECT_EQ(c->max_content_bytes, 1048576u);
+  EXPECT_EQ(c->categories, (std::vector<std::string>{"clinical-note", "lab-result"}));
+  EXPECT_EQ(c->roles, (std::vector<std::string>{"physician", "administrator"}));
+  EXPECT_EQ(c->keyring_mirrors,
+            (std::vector<std::string>{"/mnt/mirror1/keyring", "/mnt/mirror2/keyring"}));
+  EXPECT_EQ(c->master_key.kind, MasterKeySource::Kind::kPassphrase);
+  EXPECT_EQ(c->master_key.passphrase_file, "/etc/phivault/passphrase");
+  EXPECT_EQ(c->master_key.salt_base64, "AAECAwQFBgcICQoLDA0ODw==");
+  EXPECT_EQ(c->master_key.opslimit, 4u);
+  EXPECT_EQ(c->master_key.memlimit, 67108864u);
+  EXPECT_EQ(c->limits.max_body_bytes, 2000000u);
+  EXPECT_EQ(c->limits.max_header_bytes, 8192u);
+  EXPECT_EQ(c->limits.max_connections, 32u);
+  EXPECT_EQ(c->limits.idle_timeout_ms, 2000u);
+  EXPECT_EQ(c->limits.disk_reserve_bytes, 104857600u);
+  EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->log_file, "/var/log/phivault/phivaultd.log");
+  ASSERT_EQ(c->applications.size(), 1u);
+  EXPECT_EQ(c->applications[0].name, "ehr");
+  EXPECT_EQ(c->applications[0].token_sha256_hex, kHash);  // normalised to lower case
+  EXPECT_EQ(c->applications[0].uids, (std::vector<uint32_t>{998, 999}));
+  EXPECT_EQ(c->applications[0].actions, (std::vector<std::string>{"record.create", "record.read"}));
+  ASSERT_EQ(c->operators.size(), 2u);
+  EXPECT_EQ(c->operators[0].uid, std::optional<uint32_t>(1000));
+  EXPECT_EQ(c->operators[0].role, "physician");
+  EXPECT_FALSE(c->operators[1].uid.has_value());
+  EXPECT_EQ(c->operators[1].group, "phivault-admin");
+}
+
+TEST_F(ConfigTest, MinimalFileGetsTheDocumentedDefaults) {
+  auto c = Load(MinimalConfig());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->socket_mode, 0660u);
+  EXPECT_EQ(c->default_retention_years, 10u);
+  EXPECT_EQ(c->categories, DefaultCategories());
+  EXPECT_EQ(c->roles, DefaultRoles());
+  EXPECT_EQ(c->master_key.kind, MasterKeySource::Kind::kFile);
+  EXPECT_EQ(c->limits.max_connections, 64u);
+  EXPECT_EQ(c->log_level, "info");
+  EXPECT_TRUE(c->log_file.empty());
+  EXPECT_TRUE(c->applications.empty());
+}
+
+TEST_F(ConfigTest, RelativePathsResolveAgainstTheConfigDirectory) {
+  auto c = Load(R"(data_dir = "data"
+socket_path = "./run/../api.sock"
+keyring_mirrors = ["mirror/keyring"]
+[master_key]
+source = "file"
+file = "keys/master.key"
+[log]
+file = "log/phivaultd.log"
+)");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  const std::string dir = dir_.path().string();
+  EXPECT_EQ(c->data_dir, dir + "/data");
+  EXPECT_EQ(c->socket_path, dir + "/api.sock");
+  EXPECT_EQ(c->keyring_mirrors, std::vector<std::string>{dir + "/mirror/keyring"});
+  EXPECT_EQ(c->master_key.file, dir + "/keys/master.key");
+  EXPECT_EQ(c->log_file, dir + "/log/phivaultd.log");
+}
+
+TEST_F(ConfigTest, MissingFileIsNotFound) {
+  auto c = LoadConfig(dir_.Sub("absent.toml"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(ConfigTest, TomlSyntaxErrorNamesTheLine) {
+  ExpectRejected("data_dir = \"/srv\"\nsocket_path = \n", ":2:");
+}
+
+TEST_F(ConfigTest, UnknownKeysAreRejectedAtEveryLevel) {
+  ExpectRejected(MinimalConfig() + "\n[limits]\nmax_conections = 5\n",
+                 "unknown key limits.max_conections");
+  ExpectRejected("colour = \"blue\"\n" + MinimalConfig(), "unknown key colour");
+  ExpectRejected(MinimalConfig() + "[log]\nlevel = \"info\"\nformat = \"json\"\n",
+                 "unknown key log.format");
+  ExpectRejected(MinimalConfig() + "[[applications]]\nname = \"ehr\"\ntoken_sha256 = \"" + kHash +
+                     "\"\nuids = [1]\nactions = [\"status\"]\ntoken = \"secret\"\n",
+                 "unknown key applications[0].token");
+}
+
+struct BadValue {
+  std::string name;
+  std::string replace;  // a line of MinimalConfig()
+  std::string with;     // its replacement (may add lines)
+  std::string expected;
+};
+
+class ConfigBadValueTest : public ConfigTest, public ::testing::WithParamInterface<BadValue> {};
+
+TEST_P(ConfigBadValueTest, IsRejectedNamingKeyAndRule) {
+  std::string text = MinimalConfig();
+  const BadValue& p = GetParam();
+  const size_t at = text.find(p.replace);
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, p.replace.size(), p.with);
+  ExpectRejected(text, p.expected);
+}
+
+const std::string kDataDir = "data_dir = \"/srv/phivault\"";
+const std::string kSource = "source = \"file\"\nfile = \"/etc/phivault/master.key\"";
+
+INSTANTIATE_TEST_SUITE_P(
+    Keys, ConfigBadValueTest,
+    ::testing::Values(
+        BadValue{"NoDataDir", kDataDir, "", "data_dir is required"},
+        BadValue{"EmptyDataDir", kDataDir, "data_dir = \"\"", "data_dir must not be empty"},
+        BadValue{"DataDirNotString", kDataDir, "data_dir = 5", "data_dir must be a string"},
+        BadValue{"NoSocketPath", "socket_path = \"/run/phivault/api.sock\"", "",
+                 "socket_path is required"},
+        BadValue{"SocketPathTooLong", "socket_path = \"/run/phivault/api.sock\"",
+                 "socket_path = \"/" + std::string(120, 's') + "\"",
+                 "socket_path must be shorter than 108 bytes"},
+        BadValue{"SocketModeForOthers", kDataDir, kDataDir + "\nsocket_mode = \"0666\"",
+                 "socket_mode must not grant access to others"},
+        BadValue{"SocketModeNotOctal", kDataDir, kDataDir + "\nsocket_mode = \"0689\"",
+                 "socket_mode must be an octal string"},
+        BadValue{"SocketModeInteger", kDataDir, kDataDir + "\nsocket_mode = 660",
+                 "socket_mode must be a string"},
+        BadValue{"SocketModeOwnerCannotWrite", kDataDir, kDataDir + "\nsocket_mode = \"0460\"",
+                 "socket_mode must let the owner read and write"},
+        BadValue{"RetentionZero", kDataDir, kDataDir + "\ndefault_retention_years = 0",
+                 "default_retention_years must be an integer between 1 and 150"},
+        BadValue{"RetentionNegative", kDataDir, kDataDir + "\ndefault_retention_years = -3",
+                 "default_retention_years must be an integer between 1 and 150"},
+        BadValue{"RetentionString", kDataDir, kDataDir + "\ndefault_retention_years = \"10\"",
+                 "default_retention_years must be an integer"},
+        BadValue{"EmptyCategories", kDataDir, kDataDir + "\ncategories = []",
+                 "categories must not be empty"},
+        BadValue{"BadCategoryName", kDataDir, kDataDir + "\ncategories = [\"Lab Results\"]",
+                 "categories[0] must be 1 to 64 characters"},
+        BadValue{"DuplicateRole", kDataDir, kDataDir + "\nroles = [\"nurse\", \"nurse\"]",
+                 "roles[1] is a duplicate"},
+        BadValue{"MirrorIsPrimary", kDataDir,
+                 kDataDir + "\nkeyring_mirrors = [\"/srv/phivault/keyring\"]",
+                 "keyring_mirrors[0] must not be the primary keyring"},
+        BadValue{"NoMasterKey", "[master_key]\n" + kSource, "", "master_key is required"},
+        BadValue{"UnknownSource", kSource, "source = \"usb\"", "master_key.source must be one of"},
+        BadValue{"FileWithoutPath", kSource, "source = \"file\"", "master_key.file is required"},
+        BadValue{"FileWithSalt", kSource, kSource + "\nsalt = \"AAECAwQFBgcICQoLDA0ODw==\"",
+                 "master_key.salt is not used with source = \"file\""},
+        BadValue{"CredentialPath", kSource,
+                 "source = \"credential\"\ncredential = \"../etc/shadow\"",
+                 "master_key.credential must be a credential name"},
+        BadValue{"PassphraseWithoutSalt", kSource, "source = \"passphrase\"",
+                 "master_key.salt is required"},
+        BadValue{"PassphraseShortSalt", kSource, "source = \"passphrase\"\nsalt = \"AAECAw==\"",
+                 "master_key.salt must be the base64 encoding of exactly 16 bytes"},
+        BadValue{"PassphraseOpsZero", kSource,
+                 "source = \"passphrase\"\nsalt = \"AAECAwQFBgcICQoLDA0ODw==\"\nopslimit = 0",
+                 "master_key.opslimit must be an integer between 1 and"},
+        BadValue{"PassphraseTinyMemory", kSource,
+                 "source = \"passphrase\"\nsalt = \"AAECAwQFBgcICQoLDA0ODw==\"\nmemlimit = 1024",
+                 "master_key.memlimit must be an integer between 8192 and"},
+        BadValue{"PassphraseEnvAndFile", kSource,
+                 "source = \"passphrase\"\nsalt = \"AAECAwQFBgcICQoLDA0ODw==\"\n"
+                 "passphrase_env = \"PV\"\npassphrase_file = \"/p\"",
+                 "master_key.passphrase_file cannot be combined with passphrase_env"},
+        BadValue{"ZeroConnections", kSource, kSource + "\n[limits]\nmax_connections = 0",
+                 "limits.max_connections must be an integer between 1 and 4096"},
+        BadValue{"TooManyConnections", kSource, kSource + "\n[limits]\nmax_connections = 5000",
+                 "limits.max_connections must be an integer between 1 and 4096"},
+        BadValue{"TinyHeaders", kSource, kSource + "\n[limits]\nmax_header_bytes = 100",
+                 "limits.max_header_bytes must be an integer between 1024 and 65536"},
+        BadValue{"ShortIdle", kSource, kSource + "\n[limits]\nidle_timeout_ms = 5",
+                 "limits.idle_timeout_ms must be an integer between 100 and 3600000"},
+        BadValue{"NoReserve", kSource, kSource + "\n[limits]\ndisk_reserve_bytes = 0",
+                 "limits.disk_reserve_bytes must be an integer between 1048576"},
+        BadValue{"BodySmallerThanContent", kSource,
+                 kSource + "\n[limits]\nmax_body_bytes = 1000000",
+                 "limits.max_body_bytes must be at least"},
+        BadValue{"LimitsNotTable", kDataDir, kDataDir + "\nlimits = 5", "limits must be a table"},
+        BadValue{"BadLogLevel", kSource, kSource + "\n[log]\nlevel = \"verbose\"",
+                 "log.level must be one of"},
+        BadValue{"AppsNotTables", kDataDir, kDataDir + "\napplications = [\"ehr\"]",
+                 "applications must be an array of tables"}),
+    [](const ::testing::TestParamInfo<BadValue>& p) { return p.param.name; });
+
+std::string App(const std::string& body) { return MinimalConfig() + "\n[[applications]]\n" + body; }
+
+TEST_F(ConfigTest, ApplicationRules) {
+  const std::string hash = "token_sha256 = \"" + kHash + "\"\n";
+  ExpectRejected(App(hash + "uids = [1]\nactions = [\"status\"]\n"),
+                 "applications[0].name is required");
+  ExpectRejected(App("name = \"e h r\"\n" + hash + "uids = [1]\nactions = [\"status\"]\n"),
+                 "applications[0].name must be 1 to 64 characters");
+  ExpectRejected(
+      App("name = \"ehr\"\ntoken_sha256 = \"abc\"\nuids = [1]\nactions = [\"status\"]\n"),
+      "applications[0].token_sha256 must be 64 hexadecimal characters");
+  ExpectRejected(App("name = \"ehr\"\n" + hash + "actions = [\"status\"]\n"),
+                 "applications[0].uids is required");
+  ExpectRejected(App("name = \"ehr\"\n" + hash + "uids = []\nactions = [\"status\"]\n"),
+                 "applications[0].uids must be a non-empty array");
+  ExpectRejected(App("name = \"ehr\"\n" + hash + "uids = [-1]\nactions = [\"status\"]\n"),
+                 "applications[0].uids[0] must be an integer between 0 and 4294967294");
+  ExpectRejected(App("name = \"ehr\"\n" + hash + "uids = [1]\n"),
+                 "applications[0].actions is required");
+  ExpectRejected(App("name = \"ehr\"\n" + hash + "uids = [1]\nactions = [\"record.delete\"]\n"),
+                 "applications[0].actions[0] must be one of: record.create");
+  const std::string one = "name = \"ehr\"\n" + hash + "uids = [1]\nactions = [\"status\"]\n";
+  ExpectRejected(App(one + "[[applications]]\n" + one), "applications[1].name is a duplicate");
+  ExpectRejected(App(one + "[[applications]]\nname = \"billing\"\n" + hash +
+                     "uids = [2]\nactions = [\"status\"]\n"),
+                 "applications[1].token_sha256 is shared with another application");
+}
+
+TEST_F(ConfigTest, OperatorRules) {
+  const std::string base = MinimalConfig() + "\n[[operators]]\n";
+  ExpectRejected(base + "role = \"nurse\"\nactions = [\"status\"]\n",
+                 "operators[0] must have exactly one of uid and group");
+  ExpectRejected(base + "uid = 1\ngroup = \"staff\"\nrole = \"nurse\"\nactions = [\"status\"]\n",
+                 "operators[0] must have exactly one of uid and group");
+  ExpectRejected(base + "uid = 1\nrole = \"janitor\"\nactions = [\"status\"]\n",
+                 "operators[0].role must be one of the configured roles");
+  ExpectRejected(base + "uid = \"1000\"\nrole = \"nurse\"\nactions = [\"status\"]\n",
+                 "operators[0].uid must be an integer");
+  ExpectRejected(base + "group = \"\"\nrole = \"nurse\"\nactions = [\"status\"]\n",
+                 "operators[0].group must not be empty");
+}
+
+TEST(KnownActionsTest, AreTheActionsTheDaemonServes) {
+  EXPECT_EQ(KnownActions(), (std::vector<std::string>{"record.create", "record.read",
+                                                      "record.amend", "record.list", "status"}));
+}
+
+}  // namespace
+}  // namespace phivault::daemon

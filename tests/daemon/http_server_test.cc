@@ -1,0 +1,656 @@
+// The daemon's socket boundary end to end, in process: the real Poco server on a temporary Unix
+// socket, the real router, authenticator and handlers, and a mock VaultService. Requests are
+// written byte by byte, so malformed framing can be sent on purpose.
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "crypto/hash.h"
+#include "crypto/secret.h"
+#include "daemon/auth.h"
+#include "daemon/config.h"
+#include "daemon/handlers.h"
+#include "daemon/http_server.h"
+#include "daemon/mock_service.h"
+#include "tests/daemon/raw_http_client.h"
+#include "tests/testing/temp_dir.h"
+
+namespace phivault::daemon {
+namespace {
+
+using ::testing::_;
+using ::testing::AllOf;
+using ::testing::Field;
+using ::testing::HasSubstr;
+using ::testing::Invoke;
+using testing::RawConnection;
+using testing::RawResponse;
+using ::testing::Return;
+using ::testing::StrictMock;
+
+using json = nlohmann::json;
+
+constexpr char kToken[] = "pvt_synthetic-test-token";
+constexpr char kRecordId[] = "AAAAAAAAAAAAAAAAAAAAAA";
+
+std::string TokenHash(const std::string& token) {
+  return crypto::HexEncode(crypto::AsView(crypto::Sha256(token)));
+}
+
+Config TestConfig(uint32_t app_uid) {
+  Config c;
+  c.config_path = "test.toml";
+  c.roles = DefaultRoles();
+  c.categories = DefaultCategories();
+  c.max_content_bytes = 1000;
+  c.limits.max_body_bytes = 4096;
+  c.limits.max_header_bytes = 2048;
+  c.limits.max_connections = 3;
+  c.limits.idle_timeout_ms = 400;
+  ApplicationConfig app;
+  app.name = "ehr";
+  app.token_sha256_hex = TokenHash(kToken);
+  app.uids = {app_uid};
+  app.actions = KnownActions();
+  c.applications.push_back(app);
+  return c;
+}
+
+storage::RecordMetadata SampleMeta(uint32_t version = 1) {
+  storage::RecordMetadata m;
+  m.record_id = kRecordId;
+  m.version = version;
+  m.patient_id = "synthetic-patient-0001";
+  m.category = "clinical-note";
+  m.content_type = "text/plain";
+  m.encounter_date = "2026-11-29";
+  m.author = "dr-synthetic";
+  m.created_unix_us = 1795967229123456;  // 2026-11-29T15:47:09.123456Z
+  m.content_bytes = 5;
+  m.epoch_id = "d20361129";
+  if (version > 1) m.amendment_reason = "typo";
+  return m;
+}
+
+std::string Request(const std::string& method, const std::string& target,
+                    const std::string& body = "", const std::string& extra_headers = "",
+                    bool with_auth = true) {
+  std::string r = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\n";
+  if (with_auth) {
+    r += std::string("Authorization: Bearer ") + kToken + "\r\n";
+    r += "X-Phivault-User: nurse.synthetic\r\nX-Phivault-Role: nurse\r\n"
+         "X-Phivault-Purpose: TREAT\r\n";
+  }
+  r += extra_headers;
+  if (!body.empty() || method == "POST") {
+    r +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  }
+  return r + "\r\n" + body;
+}
+
+const std::string kCreateBody =
+    R"({"patient_id":"synthetic-patient-0001","category":"clinical-note",)"
+    R"("content_type":"text/plain","encounter_date":"2026-11-29","author":"dr-synthetic",)"
+    R"("content":"hello"})";
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(crypto::InitSodium().ok()); }
+
+  void Start(Config config) {
+    config_ = std::move(config);
+    auto auth = Authenticator::Create(config_);
+    ASSERT_TRUE(auth.ok()) << auth.status().ToString();
+    auth_ = std::move(auth).value();
+    HttpServerOptions options;
+    options.socket_path = socket_path_;
+    options.socket_mode = 0660;
+    options.limits = config_.limits;
+    auto server =
+        HttpServer::Start(options, NewApiHandlerFactory(ApiDeps{&config_, &service_, auth_.get()}));
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(server).value();
+  }
+  void Start() { Start(TestConfig(getuid())); }
+
+  RawResponse Send(const std::string& request) {
+    RawConnection c(socket_path_);
+    EXPECT_TRUE(c.connected());
+    return c.RoundTrip(request);
+  }
+
+  static json Body(const RawResponse& r) { return json::parse(r.body); }
+
+  // Waits (bounded) until the server counts `n` live connections.
+  bool WaitForConnections(size_t n) {
+    for (int i = 0; i < 400 && server_->active_connections() != n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return server_->active_connections() == n;
+  }
+
+  phivault::testing::TempDir dir_;
+  std::string socket_path_ = dir_.Sub("phivault.sock");
+  Config config_;
+  StrictMock<MockVaultService> service_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<HttpServer> server_;
+};
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+void ExpectProblem(const RawResponse& r, int status, const std::string& type) {
+  ASSERT_TRUE(r.received);
+  EXPECT_EQ(r.status, status);
+  EXPECT_EQ(r.Header("content-type"), "application/problem+json");
+  const json j = json::parse(r.body);
+  EXPECT_EQ(j["type"], "urn:phivault:problem:" + type);
+  EXPECT_EQ(j["status"], status);
+  EXPECT_EQ(j["request_id"], r.Header("x-request-id"));
+  EXPECT_TRUE(j["title"].is_string());
+  EXPECT_TRUE(j["detail"].is_string());
+}
+
+TEST_F(HttpServerTest, SocketFileGetsTheConfiguredMode) {
+  Start();
+  struct stat st {};
+  ASSERT_EQ(stat(socket_path_.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+}
+
+TEST_F(HttpServerTest, StaleSocketFileIsReplacedAndRemovedOnStop) {
+  // A socket file left behind by a crashed daemon: bound, but nobody listens on it.
+  const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, socket_path_.c_str(), sizeof(addr.sun_path) - 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)), 0);
+  close(fd);
+  ASSERT_EQ(access(socket_path_.c_str(), F_OK), 0);
+  Start();
+  server_->Stop(std::chrono::seconds(1));
+  Start();
+  EXPECT_EQ(Send(Request("GET", "/v1/health", "", "", false)).status, 200);
+  server_->Stop(std::chrono::seconds(1));
+  EXPECT_NE(access(socket_path_.c_str(), F_OK), 0);
+}
+
+TEST_F(HttpServerTest, SecondServerOnTheSameSocketIsRefused) {
+  Start();
+  HttpServerOptions options;
+  options.socket_path = socket_path_;
+  options.limits = config_.limits;
+  auto second =
+      HttpServer::Start(options, NewApiHandlerFactory(ApiDeps{&config_, &service_, auth_.get()}));
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Send(Request("GET", "/v1/health", "", "", false)).status, 200);
+}
+
+TEST_F(HttpServerTest, HealthNeedsNoCredentials) {
+  Start();
+  const RawResponse r = Send(Request("GET", "/v1/health", "", "", false));
+  ASSERT_TRUE(r.received);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.Header("content-type"), "application/json");
+  EXPECT_EQ(Body(r), json({{"status", "ok"}}));
+  EXPECT_EQ(r.Header("x-request-id").size(), 24u);
+}
+
+TEST_F(HttpServerTest, RequestIdIsEchoedOnlyWhenWellFormed) {
+  Start();
+  RawResponse r = Send(Request("GET", "/v1/health", "", "X-Request-Id: abc.DEF_123-x\r\n", false));
+  EXPECT_EQ(r.Header("x-request-id"), "abc.DEF_123-x");
+  r = Send(Request("GET", "/v1/health", "", "X-Request-Id: has space/slash\r\n", false));
+  EXPECT_NE(r.Header("x-request-id"), "has space/slash");
+  EXPECT_EQ(r.Header("x-request-id").size(), 24u);
+  r = Send(
+      Request("GET", "/v1/health", "", "X-Request-Id: " + std::string(65, 'a') + "\r\n", false));
+  EXPECT_EQ(r.Header("x-request-id").size(), 24u);
+}
+
+TEST_F(HttpServerTest, CreateRecordPassesDecodedFieldsAndIdentity) {
+  Start();
+  EXPECT_CALL(service_, CreateRecord(_, _))
+      .WillOnce(Invoke([](const RequestContext& ctx,
+                          CreateRecordRequest req) -> StatusOr<storage::RecordMetadata> {
+        EXPECT_EQ(ctx.principal.name, "ehr");
+        EXPECT_EQ(ctx.principal.kind, Principal::Kind::kApplication);
+        EXPECT_EQ(ctx.principal.uid, getuid());
+        EXPECT_EQ(ctx.user, "nurse.synthetic");
+        EXPECT_EQ(ctx.role, "nurse");
+        EXPECT_EQ(ctx.purpose, "TREAT");
+        EXPECT_FALSE(ctx.request_id.empty());
+        EXPECT_EQ(req.patient_id, "synthetic-patient-0001");
+        EXPECT_EQ(req.category, "clinical-note");
+        EXPECT_EQ(req.content_type, "text/plain");
+        EXPECT_EQ(req.encounter_date, "2026-11-29");
+        EXPECT_EQ(req.author, "dr-synthetic");
+        EXPECT_EQ(req.content, "hello");
+        return SampleMeta();
+      }));
+  const RawResponse r = Send(Request("POST", "/v1/records", kCreateBody));
+  ASSERT_TRUE(r.received);
+  EXPECT_EQ(r.status, 201);
+  EXPECT_EQ(r.Header("location"), std::string("/v1/records/") + kRecordId);
+  EXPECT_EQ(r.Header("cache-control"), "no-store");
+  const json j = Body(r);
+  EXPECT_EQ(j["record_id"], kRecordId);
+  EXPECT_EQ(j["version"], 1);
+  EXPECT_EQ(j["created"], "2026-11-29T15:47:09.123456Z");
+  EXPECT_EQ(j["content_bytes"], 5);
+  EXPECT_FALSE(j.contains("epoch_id"));
+  EXPECT_FALSE(j.contains("amendment_reason"));
+}
+
+TEST_F(HttpServerTest, CreateRecordAcceptsBase64Content) {
+  Start();
+  EXPECT_CALL(service_,
+              CreateRecord(_, Field(&CreateRecordRequest::content, std::string("\x00\xff\x10", 3))))
+      .WillOnce(Return(SampleMeta()));
+  std::string body = kCreateBody;
+  body.replace(body.find(R"("content":"hello")"), 17, R"("content_base64":"AP8Q")");
+  EXPECT_EQ(Send(Request("POST", "/v1/records", body)).status, 201);
+}
+
+TEST_F(HttpServerTest, MalformedBodiesAreRejectedBeforeTheService) {
+  Start();
+  struct Case {
+    std::string body;
+    std::string detail;
+  };
+  const Case cases[] = {
+      {R"({"patient_id": )", "not valid JSON"},
+      {"{\"patient_id\":\"synthetic-\xc3\x28\"}", "not valid UTF-8"},
+      {"{\"patient_id\":\"\xed\xa0\x80\"}", "not valid UTF-8"},  // an encoded surrogate
+      {kCreateBody.substr(0, kCreateBody.size() - 1) + R"(,"shoe_size":42})",
+       "unknown field 'shoe_size'"},
+      {R"({"patient_id":42,"category":"clinical-note","content_type":"text/plain",)"
+       R"("encounter_date":"2026-11-29","author":"dr","content":"x"})",
+       "'patient_id' must be a string"},
+      {R"({"patient_id":"a","patient_id":"b"})", "duplicate field"},
+      {R"(["not","an","object"])", "must be a JSON object"},
+      {R"({"category":"clinical-note"})", "'patient_id' is required"},
+  };
+  for (const auto& c : cases) {
+    const RawResponse r = Send(Request("POST", "/v1/records", c.body));
+    SCOPED_TRACE(c.detail);
+    ExpectProblem(r, 400, "invalid-request");
+    EXPECT_THAT(Body(r)["detail"].get<std::string>(), HasSubstr(c.detail));
+  }
+}
+
+TEST_F(HttpServerTest, ProblemDetailsNeverEchoTheBody) {
+  Start();
+  const RawResponse r =
+      Send(Request("POST", "/v1/records/_search", R"({"patient_id": "synthetic-secret-name)"));
+  ExpectProblem(r, 400, "invalid-request");
+  EXPECT_THAT(r.body, ::testing::Not(HasSubstr("synthetic-secret-name")));
+}
+
+TEST_F(HttpServerTest, RecordIdsWithPathCharactersNeverReachTheService) {
+  Start();
+  for (const std::string target :
+       {"/v1/records/..%2F..%2Fetc%2Fpasswd", "/v1/records/%2e%2e", "/v1/records/short",
+        "/v1/records/AAAAAAAAAAAAAAAAAAAAA.", "/v1/records/AAAAAAAAAAAAAAAAAAAAAA%00/content"}) {
+    SCOPED_TRACE(target);
+    ExpectProblem(Send(Request("GET", target)), 400, "invalid-request");
+  }
+  ExpectProblem(Send(Request("GET", "/v1/records/a/b")), 404, "not-found");
+  ExpectProblem(Send(Request("GET", "/v1/records/../v1/health")), 404, "not-found");
+}
+
+TEST_F(HttpServerTest, ReadRoutesPassVersionAndShapeTheResponse) {
+  Start();
+  storage::Record rec{SampleMeta(2), "hello"};
+  EXPECT_CALL(service_, ReadRecord(_, std::string(kRecordId), std::optional<uint32_t>(2), true))
+      .Times(2)
+      .WillRepeatedly(Return(rec));
+  EXPECT_CALL(service_, ReadRecord(_, std::string(kRecordId), std::optional<uint32_t>(), false))
+      .WillOnce(Return(storage::Record{SampleMeta(2), ""}));
+
+  RawResponse r = Send(Request("GET", std::string("/v1/records/") + kRecordId + "?version=2"));
+  ASSERT_EQ(r.status, 200);
+  json j = Body(r);
+  EXPECT_EQ(j["content_base64"], "aGVsbG8=");
+  EXPECT_EQ(j["amendment_reason"], "typo");
+
+  r = Send(Request("GET", std::string("/v1/records/") + kRecordId + "/content?version=2"));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "hello");
+  EXPECT_EQ(r.Header("content-type"), "text/plain");
+  EXPECT_EQ(r.Header("x-phivault-record-id"), kRecordId);
+  EXPECT_EQ(r.Header("x-phivault-version"), "2");
+
+  r = Send(Request("GET", std::string("/v1/records/") + kRecordId + "/metadata"));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_FALSE(Body(r).contains("content_base64"));
+}
+
+TEST_F(HttpServerTest, BadQueriesAreRejected) {
+  Start();
+  const std::string base = std::string("/v1/records/") + kRecordId;
+  for (const std::string q : {"?version=0", "?version=abc", "?version=4294967296", "?v=1",
+                              "?version=1&version=2", "?version=-1"}) {
+    SCOPED_TRACE(q);
+    ExpectProblem(Send(Request("GET", base + q)), 400, "invalid-request");
+  }
+  ExpectProblem(Send(Request("POST", "/v1/records?x=1", kCreateBody)), 400, "invalid-request");
+}
+
+TEST_F(HttpServerTest, SearchTakesThePatientIdFromTheBody) {
+  Start();
+  EXPECT_CALL(service_, ListRecords(_, std::string("synthetic-patient-0001")))
+      .WillOnce(Return(std::vector<storage::RecordMetadata>{SampleMeta(), SampleMeta(3)}));
+  const RawResponse r =
+      Send(Request("POST", "/v1/records/_search", R"({"patient_id":"synthetic-patient-0001"})"));
+  ASSERT_EQ(r.status, 200);
+  const json j = Body(r);
+  ASSERT_EQ(j["records"].size(), 2u);
+  EXPECT_EQ(j["records"][1]["version"], 3);
+}
+
+TEST_F(HttpServerTest, AmendPassesOptionalFieldsOnlyWhenGiven) {
+  Start();
+  EXPECT_CALL(service_, AmendRecord(_, std::string(kRecordId), _))
+      .WillOnce(Invoke([](const RequestContext&, const std::string&,
+                          AmendRecordRequest req) -> StatusOr<storage::RecordMetadata> {
+        EXPECT_EQ(req.reason, "typo");
+        EXPECT_EQ(req.content, "fixed");
+        EXPECT_EQ(req.author, std::optional<std::string>("dr-other"));
+        EXPECT_FALSE(req.content_type.has_value());
+        EXPECT_FALSE(req.encounter_date.has_value());
+        return SampleMeta(2);
+      }));
+  const RawResponse r = Send(Request("POST", std::string("/v1/records/") + kRecordId + "/versions",
+                                     R"({"reason":"typo","content":"fixed","author":"dr-other"})"));
+  ASSERT_EQ(r.status, 201);
+  EXPECT_EQ(r.Header("location"), std::string("/v1/records/") + kRecordId + "?version=2");
+}
+
+TEST_F(HttpServerTest, ServiceErrorsBecomeProblems) {
+  Start();
+  EXPECT_CALL(service_, ReadRecord(_, _, _, _))
+      .WillOnce(Return(FailedPrecondition("record was crypto-shredded")))
+      .WillOnce(Return(NotFound("no such record")))
+      .WillOnce(Return(DataLoss("record failed integrity check")))
+      .WillOnce(Return(PermissionDenied("no rule allows this")))
+      .WillOnce(Return(Unavailable("the audit log could not be written; nothing was done")));
+  EXPECT_CALL(service_, CreateRecord(_, _))
+      .WillOnce(Return(ResourceExhausted("disk space below reserve")));
+  const std::string target = std::string("/v1/records/") + kRecordId;
+  ExpectProblem(Send(Request("GET", target)), 410, "record-shredded");
+  ExpectProblem(Send(Request("GET", target)), 404, "not-found");
+  ExpectProblem(Send(Request("GET", target)), 500, "integrity-failure");
+  ExpectProblem(Send(Request("GET", target)), 403, "forbidden");
+  ExpectProblem(Send(Request("GET", target)), 503, "audit-unavailable");
+  ExpectProblem(Send(Request("POST", "/v1/records", kCreateBody)), 507, "insufficient-storage");
+}
+
+TEST_F(HttpServerTest, ContentOverTheLimitIs413WithoutCallingTheService) {
+  Start();
+  std::string body = kCreateBody;
+  body.replace(body.find(R"("hello")"), 7, "\"" + std::string(1001, 'x') + "\"");
+  ExpectProblem(Send(Request("POST", "/v1/records", body)), 413, "payload-too-large");
+}
+
+TEST_F(HttpServerTest, OversizedBodyIs413BeforeItIsRead) {
+  Start();
+  RawConnection c(socket_path_);
+  // Only the headers are sent: the answer must not wait for 10000 body bytes.
+  std::string head = Request("POST", "/v1/records", "");
+  head.replace(head.find("Content-Length: 0"), 17, "Content-Length: 10000");
+  const RawResponse r = c.RoundTrip(head);
+  ExpectProblem(r, 413, "payload-too-large");
+  EXPECT_EQ(Lower(r.Header("connection")), "close");
+  EXPECT_TRUE(c.WaitClosed());
+}
+
+TEST_F(HttpServerTest, OversizedChunkedBodyIs413) {
+  Start();
+  std::string head = Request("POST", "/v1/records", "");
+  head.replace(head.find("Content-Length: 0"), 17, "Transfer-Encoding: chunked");
+  std::string chunks;
+  for (int i = 0; i < 5; ++i) chunks += "400\r\n" + std::string(1024, 'x') + "\r\n";
+  ExpectProblem(Send(head + chunks + "0\r\n\r\n"), 413, "payload-too-large");
+}
+
+TEST_F(HttpServerTest, ChunkedBodyWithinTheLimitIsAccepted) {
+  Start();
+  EXPECT_CALL(service_, ListRecords(_, std::string("synthetic-patient-0001")))
+      .WillOnce(Return(std::vector<storage::RecordMetadata>{}));
+  const std::string body = R"({"patient_id":"synthetic-patient-0001"})";
+  std::string head = Request("POST", "/v1/records/_search", "");
+  head.replace(head.find("Content-Length: 0"), 17, "Transfer-Encoding: chunked");
+  char size[16];
+  std::snprintf(size, sizeof(size), "%zx", body.size());
+  const RawResponse r = Send(head + size + "\r\n" + body + "\r\n0\r\n\r\n");
+  EXPECT_EQ(r.status, 200);
+}
+
+TEST_F(HttpServerTest, BodyShorterThanContentLengthIs400) {
+  Start();
+  RawConnection c(socket_path_);
+  std::string head = Request("POST", "/v1/records", "");
+  head.replace(head.find("Content-Length: 0"), 17, "Content-Length: 100");
+  ASSERT_TRUE(c.Send(head + R"({"patient)"));
+  c.ShutdownWrite();
+  const RawResponse r = c.Read();
+  if (r.received) ExpectProblem(r, 400, "invalid-request");
+}
+
+TEST_F(HttpServerTest, BodyRequiresLengthAndJsonContentType) {
+  Start();
+  std::string no_length = Request("POST", "/v1/records", "");
+  no_length.replace(no_length.find("Content-Length: 0\r\n"), 19, "");
+  ExpectProblem(Send(no_length), 411, "length-required");
+  std::string form = Request("POST", "/v1/records", kCreateBody);
+  form.replace(form.find("application/json"), 16, "application/x-www-form-urlencoded");
+  ExpectProblem(Send(form), 415, "unsupported-media-type");
+}
+
+TEST_F(HttpServerTest, OversizedHeadersAreRejected) {
+  Start();
+  std::string many;
+  for (int i = 0; i < 40; ++i)
+    many += "X-Filler-" + std::to_string(i) + ": " + std::string(60, 'f') + "\r\n";
+  const RawResponse big = Send(Request("GET", "/v1/health", "", many, false));
+  ASSERT_TRUE(big.received);
+  EXPECT_EQ(big.status, 431);
+
+  std::string too_many;
+  for (int i = 0; i < 150; ++i) too_many += "X-F" + std::to_string(i) + ": 1\r\n";
+  const RawResponse r = Send(Request("GET", "/v1/health", "", too_many, false));
+  if (r.received) {
+    EXPECT_TRUE(r.status == 400 || r.status == 431) << r.status;
+  }
+}
+
+TEST_F(HttpServerTest, UnknownRoutesAndMethods) {
+  Start();
+  ExpectProblem(Send(Request("GET", "/v2/records")), 404, "not-found");
+  RawResponse r = Send(Request("DELETE", "/v1/records"));
+  ExpectProblem(r, 405, "method-not-allowed");
+  EXPECT_EQ(r.Header("allow"), "POST");
+  r = Send(Request("GET", "/v1/records/_search"));
+  ExpectProblem(r, 405, "method-not-allowed");
+  EXPECT_EQ(r.Header("allow"), "POST");
+}
+
+TEST_F(HttpServerTest, MissingActingHeadersAre400AndAudited) {
+  Start();
+  EXPECT_CALL(service_,
+              AuditRejected(_, std::string("record.create"), HasSubstr("invalid-request")))
+      .WillOnce(Return(Status::Ok()));
+  std::string req = Request("POST", "/v1/records", kCreateBody);
+  req.replace(req.find("X-Phivault-Purpose: TREAT\r\n"), 27, "");
+  const RawResponse r = Send(req);
+  ExpectProblem(r, 400, "invalid-request");
+  EXPECT_THAT(Body(r)["detail"].get<std::string>(), HasSubstr("X-Phivault-Purpose"));
+}
+
+TEST_F(HttpServerTest, UnknownRoleOrPurposeIs403AndAudited) {
+  Start();
+  EXPECT_CALL(service_, AuditRejected(AllOf(Field(&RequestContext::user, "nurse.synthetic"),
+                                            Field(&RequestContext::purpose, "TREAT")),
+                                      std::string("record.read"), HasSubstr("forbidden")))
+      .WillOnce(Return(Status::Ok()));
+  EXPECT_CALL(service_, AuditRejected(Field(&RequestContext::role, "nurse"),
+                                      std::string("record.list"), HasSubstr("forbidden")))
+      .WillOnce(Return(Status::Ok()));
+  std::string bad_role = Request("GET", std::string("/v1/records/") + kRecordId);
+  bad_role.replace(bad_role.find("Role: nurse"), 11, "Role: wizard");
+  ExpectProblem(Send(bad_role), 403, "forbidden");
+  std::string bad_purpose = Request("POST", "/v1/records/_search", R"({"patient_id":"x"})");
+  bad_purpose.replace(bad_purpose.find("Purpose: TREAT"), 14, "Purpose: CURIOSITY");
+  ExpectProblem(Send(bad_purpose), 403, "forbidden");
+}
+
+TEST_F(HttpServerTest, MissingCredentialsAre401AndAudited) {
+  Start();
+  EXPECT_CALL(service_,
+              AuditRejected(_, std::string("record.create"), HasSubstr("unauthenticated")))
+      .WillOnce(Return(Status::Ok()));
+  std::string req = Request("POST", "/v1/records", kCreateBody);
+  req.replace(req.find("Authorization: Bearer "), 22, "Authorization: Bearer x");
+  const RawResponse r = Send(req);
+  ExpectProblem(r, 401, "unauthenticated");
+  EXPECT_EQ(r.Header("www-authenticate"), "Bearer realm=\"phivault\"");
+  EXPECT_THAT(r.body, ::testing::Not(HasSubstr(kToken)));
+}
+
+TEST_F(HttpServerTest, StatusRouteRejectionsAreNotAuditedAsPhi) {
+  Start(TestConfig(getuid() + 1));
+  // Right token, wrong peer uid: refused, and no PHI route involved, so no audit call.
+  ExpectProblem(Send(Request("GET", "/v1/status")), 401, "unauthenticated");
+}
+
+TEST_F(HttpServerTest, OperatorIsRecognisedByPeerUidWithoutToken) {
+  Config config = TestConfig(getuid() + 1);
+  OperatorConfig op;
+  op.uid = getuid();
+  op.role = "administrator";
+  op.actions = {"status"};
+  config.operators.push_back(op);
+  Start(config);
+  VaultStatus status;
+  status.version = "0.1.0";
+  status.uptime_seconds = 7;
+  status.space.free_bytes = 100;
+  EXPECT_CALL(service_,
+              GetStatus(AllOf(Field(&RequestContext::principal,
+                                    Field(&Principal::name, "cli:" + std::to_string(getuid()))),
+                              Field(&RequestContext::role, "administrator"))))
+      .WillOnce(Return(status));
+  std::string req = Request("GET", "/v1/status");
+  req.replace(req.find("Authorization: "),
+              req.find("\r\n", req.find("Authorization: ")) - req.find("Authorization: ") + 2, "");
+  req.replace(req.find("Role: nurse"), 11, "Role: administrator");
+  const RawResponse r = Send(req);
+  ASSERT_EQ(r.status, 200);
+  const json j = Body(r);
+  EXPECT_EQ(j["uptime_seconds"], 7);
+  EXPECT_EQ(j["disk"]["free_bytes"], 100);
+}
+
+TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  Start();
+  RawConnection c(socket_path_);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(c.RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+  }
+}
+
+TEST_F(HttpServerTest, ConnectionsBeyondTheLimitGet503) {
+  Start();  // max_connections = 3
+  std::vector<std::unique_ptr<RawConnection>> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(std::make_unique<RawConnection>(socket_path_));
+    ASSERT_EQ(held.back()->RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+  }
+  ASSERT_TRUE(WaitForConnections(3));
+  RawConnection extra(socket_path_);
+  const RawResponse r = extra.RoundTrip(Request("GET", "/v1/health", "", "", false));
+  ExpectProblem(r, 503, "too-many-connections");
+  EXPECT_TRUE(extra.WaitClosed());
+
+  held.pop_back();
+  ASSERT_TRUE(WaitForConnections(2));
+  RawConnection again(socket_path_);
+  EXPECT_EQ(again.RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+}
+
+TEST_F(HttpServerTest, IdleConnectionsAreClosedAfterTheTimeout) {
+  Start();  // idle_timeout_ms = 400
+  RawConnection silent(socket_path_);
+  RawConnection after_request(socket_path_);
+  ASSERT_EQ(after_request.RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(silent.WaitClosed());
+  EXPECT_TRUE(after_request.WaitClosed());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
+  EXPECT_TRUE(WaitForConnections(0));
+}
+
+TEST_F(HttpServerTest, StopFinishesTheRequestInProgressAndRefusesNewOnes) {
+  Start();
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  EXPECT_CALL(service_, CreateRecord(_, _))
+      .WillOnce(Invoke(
+          [&](const RequestContext&, CreateRecordRequest) -> StatusOr<storage::RecordMetadata> {
+            entered.set_value();
+            released.wait();
+            return SampleMeta();
+          }));
+  RawConnection idle(socket_path_);
+  ASSERT_EQ(idle.RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+
+  auto client = std::async(std::launch::async, [&] {
+    RawConnection c(socket_path_);
+    return c.RoundTrip(Request("POST", "/v1/records", kCreateBody));
+  });
+  entered.get_future().wait();
+  auto stopped =
+      std::async(std::launch::async, [&] { return server_->Stop(std::chrono::seconds(10)); });
+
+  // Idle keep-alive connections are closed (at the latest when their idle timeout ends).
+  EXPECT_TRUE(idle.WaitClosed());
+  for (int i = 0; i < 200 && access(socket_path_.c_str(), F_OK) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  RawConnection late(socket_path_);
+  EXPECT_FALSE(late.connected());
+  EXPECT_EQ(stopped.wait_for(std::chrono::milliseconds(100)), std::future_status::timeout);
+
+  release.set_value();
+  const RawResponse r = client.get();
+  ASSERT_TRUE(r.received);
+  EXPECT_EQ(r.status, 201);
+  EXPECT_TRUE(stopped.get());
+}
+
+}  // namespace
+}  // namespace phivault::daemon
