@@ -29,9 +29,10 @@ bool Allows(const Principal& p, std::string_view action) {
 // The outcome recorded for a failed request: "denied" for authorisation failures, "error" for
 // everything else; the reason is the stable status code name.
 storage::AuditEntry& MarkFailure(storage::AuditEntry& e, const Status& s) {
-  e.outcome = (s.code() == StatusCode::kPermissionDenied || s.code() == StatusCode::kUnauthenticated)
-                  ? "denied"
-                  : "error";
+  e.outcome =
+      (s.code() == StatusCode::kPermissionDenied || s.code() == StatusCode::kUnauthenticated)
+          ? "denied"
+          : "error";
   if (e.reason.empty()) e.reason = std::string(StatusCodeName(s.code()));
   return e;
 }
@@ -47,7 +48,7 @@ class VaultServiceImpl final : public VaultService {
         started_(std::chrono::steady_clock::now()) {}
 
   StatusOr<storage::RecordMetadata> CreateRecord(const RequestContext& ctx,
-                                                CreateRecordRequest req) override {
+                                                 CreateRecordRequest req) override {
     storage::AuditEntry entry = NewEntry(ctx, "record.create");
     if (!req.patient_id.empty() && ValidatePatientId(req.patient_id).ok()) {
       AttachPatient(entry, req.patient_id);
@@ -107,8 +108,8 @@ class VaultServiceImpl final : public VaultService {
   }
 
   StatusOr<storage::RecordMetadata> AmendRecord(const RequestContext& ctx,
-                                               const std::string& record_id,
-                                               AmendRecordRequest req) override {
+                                                const std::string& record_id,
+                                                AmendRecordRequest req) override {
     storage::AuditEntry entry = NewEntry(ctx, "record.amend");
     entry.records = {record_id};
     if (Status s = Authorize(ctx, "record.amend"); !s.ok()) return Fail(std::move(entry), s);
@@ -158,7 +159,8 @@ class VaultServiceImpl final : public VaultService {
       if (list.status().code() == StatusCode::kDataLoss) entry.reason = "integrity_failure";
       return Fail(std::move(entry), list.status());
     }
-    for (const auto& m : *list) entry.records.push_back(m.record_id + "@" + std::to_string(m.version));
+    for (const auto& m : *list)
+      entry.records.push_back(m.record_id + "@" + std::to_string(m.version));
     if (Status s = CommitWithEntry({}, std::move(entry)); !s.ok()) return s;
     return list;
   }

@@ -37,7 +37,8 @@ class ServiceTest : public ::testing::Test {
     config_.categories = DefaultCategories();
     config_.roles = DefaultRoles();
     config_.max_content_bytes = 1 << 20;
-    auto keyring = crypto::Keyring::Open({dir_.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
+    auto keyring =
+        crypto::Keyring::Open({dir_.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
     ASSERT_TRUE(keyring.ok()) << keyring.status().ToString();
     keyring_ = std::move(*keyring);
     storage::RocksStoreOptions options;
@@ -54,8 +55,7 @@ class ServiceTest : public ::testing::Test {
   }
 
   RequestContext Ctx(std::vector<std::string> actions = {"record.create", "record.read",
-                                                         "record.amend", "record.list",
-                                                         "status"}) {
+                                                         "record.amend", "record.list", "status"}) {
     RequestContext ctx;
     ctx.request_id = "req-" + std::to_string(++requests_);
     ctx.principal.name = "test-app";
@@ -67,8 +67,8 @@ class ServiceTest : public ::testing::Test {
   }
 
   static CreateRecordRequest Note(std::string patient, std::string content) {
-    return {std::move(patient), "clinical_note", "text/plain", "2026-11-02", "Dr. Synthetic",
-            std::move(content)};
+    return {std::move(patient), "clinical_note", "text/plain",
+            "2026-11-02",       "Dr. Synthetic", std::move(content)};
   }
 
   storage::AuditEntry LastEntry() {
@@ -114,9 +114,9 @@ TEST_F(ServiceTest, CreateThenReadReturnsWhatWasStoredAndAuditsBoth) {
 TEST_F(ServiceTest, AmendmentsAddVersionsAndKeepTheOriginal) {
   auto created = service_->CreateRecord(Ctx(), Note("synthetic-0002", "original text"));
   ASSERT_TRUE(created.ok());
-  auto amended = service_->AmendRecord(Ctx(), created->record_id,
-                                       {"corrected text", "typo in dosage", std::nullopt,
-                                        std::nullopt, std::nullopt});
+  auto amended = service_->AmendRecord(
+      Ctx(), created->record_id,
+      {"corrected text", "typo in dosage", std::nullopt, std::nullopt, std::nullopt});
   ASSERT_TRUE(amended.ok()) << amended.status().ToString();
   EXPECT_EQ(amended->version, 2u);
   EXPECT_EQ(amended->amendment_reason, "typo in dosage");
@@ -139,9 +139,9 @@ TEST_F(ServiceTest, ConcurrentAmendmentsGetDistinctVersions) {
   std::vector<uint32_t> versions(8);
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&, i] {
-      auto m = service_->AmendRecord(Ctx(), created->record_id,
-                                     {"amendment " + std::to_string(i), "reason", std::nullopt,
-                                      std::nullopt, std::nullopt});
+      auto m = service_->AmendRecord(
+          Ctx(), created->record_id,
+          {"amendment " + std::to_string(i), "reason", std::nullopt, std::nullopt, std::nullopt});
       versions[i] = m.ok() ? m->version : 0;
     });
   }
@@ -160,10 +160,11 @@ TEST_F(ServiceTest, ListReturnsEachRecordOfThePatientAtItsLatestVersion) {
   auto b = service_->CreateRecord(Ctx(), Note("synthetic-0004", "second"));
   auto other = service_->CreateRecord(Ctx(), Note("synthetic-0005", "someone else"));
   ASSERT_TRUE(a.ok() && b.ok() && other.ok());
-  ASSERT_TRUE(service_->AmendRecord(Ctx(), b->record_id,
-                                    {"second, amended", "update", std::nullopt, std::nullopt,
-                                     std::nullopt})
-                  .ok());
+  ASSERT_TRUE(
+      service_
+          ->AmendRecord(Ctx(), b->record_id,
+                        {"second, amended", "update", std::nullopt, std::nullopt, std::nullopt})
+          .ok());
   auto list = service_->ListRecords(Ctx(), "synthetic-0004");
   ASSERT_TRUE(list.ok()) << list.status().ToString();
   ASSERT_EQ(list->size(), 2u);
@@ -250,8 +251,7 @@ TEST_F(ServiceTest, BadInputIsRejectedWithTheFieldNamedAndNothingStored) {
   auto s = service_->CreateRecord(Ctx(), bad_date).status();
   EXPECT_NE(s.message().find("encounter_date"), std::string::npos);
   auto too_big = Note("synthetic-0010", std::string((1 << 20) + 1, 'x'));
-  EXPECT_EQ(service_->CreateRecord(Ctx(), too_big).status().code(),
-            StatusCode::kResourceExhausted);
+  EXPECT_EQ(service_->CreateRecord(Ctx(), too_big).status().code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(service_->ReadRecord(Ctx(), "../../etc/passwd", std::nullopt, true).status().code(),
             StatusCode::kInvalidArgument);
   auto list = service_->ListRecords(Ctx(), "synthetic-0010");
@@ -265,12 +265,12 @@ TEST_F(ServiceTest, AuditEntriesNeverHoldThePatientIdInTheClear) {
   ASSERT_TRUE(created.ok());
   ASSERT_TRUE(service_->ReadRecord(Ctx(), created->record_id, std::nullopt, true).ok());
   ASSERT_TRUE(service_->ListRecords(Ctx(), patient).ok());
-  const std::string bid = crypto::HexEncode(
-      storage::RecordRepository(*store_, *keyring_).PatientBlindId(patient));
+  const std::string bid =
+      crypto::HexEncode(storage::RecordRepository(*store_, *keyring_).PatientBlindId(patient));
   for (uint64_t seq = 1; seq <= ledger_->size(); ++seq) {
     auto e = storage::ReadAuditEntry(*store_, seq);
     ASSERT_TRUE(e.ok());
-    const std::string bytes = storage::EncodeAuditEntry(*e);
+    const std::string bytes = *storage::ReadAuditEntryBytes(*store_, seq);
     EXPECT_EQ(bytes.find(patient), std::string::npos);
     EXPECT_EQ(bytes.find("content canary"), std::string::npos);
     EXPECT_EQ(e->patient_bid, bid);
