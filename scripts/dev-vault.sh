@@ -67,7 +67,10 @@ With nothing but curl:
 
   resp=\$(curl -sS --unix-socket $socket http://localhost/v1/records -H "Authorization: Bearer \$PHIVAULT_TOKEN" -H 'X-Phivault-User: dr.synthetic' -H 'X-Phivault-Role: physician' -H 'X-Phivault-Purpose: TREAT' -H 'Content-Type: application/json' -d '{"patient_id":"synthetic-0001","category":"clinical-note","content_type":"text/plain","encounter_date":"$today","author":"Dr. Synthetic","content":"BP 120/80, synthetic patient"}'); echo "\$resp"
   id=\$(sed -n 's/.*"record_id": *"\\([^"]*\\)".*/\\1/p' <<<"\$resp")
-  curl -sS --unix-socket $socket "http://localhost/v1/records/\$id" -H "Authorization: Bearer \$PHIVAULT_TOKEN" -H 'X-Phivault-User: dr.synthetic' -H 'X-Phivault-Role: physician' -H 'X-Phivault-Purpose: TREAT'
+  curl -sS --unix-socket $socket "http://localhost/v1/records/\$id" -H "Authorization: Bearer \$PHIVAULT_TOKEN" -H 'X-Phivault-User: dr.synthetic' -H 'X-Phivault-Role: physician' -H 'X-Phivault-Purpose: TREAT'; echo
+  curl -sS --unix-socket $socket "http://localhost/v1/records/\$id/content" -H "Authorization: Bearer \$PHIVAULT_TOKEN" -H 'X-Phivault-User: dr.synthetic' -H 'X-Phivault-Role: physician' -H 'X-Phivault-Purpose: TREAT'; echo
+
+(The first read returns metadata and content_base64 as JSON, the second only the content.)
 
 Each put, get and ls leaves an entry in the audit log (status shows how many there are).
 
