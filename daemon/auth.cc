@@ -12,6 +12,7 @@
 
 #include "crypto/hash.h"
 #include "crypto/secret.h"
+#include "policies/purpose_of_use.h"
 
 namespace phivault::daemon {
 namespace {
@@ -189,25 +190,19 @@ StatusOr<Principal> Authenticator::AuthenticateOperator(const PeerCredentials& p
 }
 
 const std::vector<std::string_view>& PurposeOfUseCodes() {
-  // The PurposeOfUse value set, http://terminology.hl7.org/ValueSet/v3-PurposeOfUse: every
-  // concept below the abstract "PurposeOfUse" in the v3 ActReason code system.
-  static const std::vector<std::string_view> kCodes = {
-      "HMARKT",   "HOPERAT",   "CAREMGT",   "DONAT",    "FRAUD",       "GOV",        "HACCRED",
-      "HCOMPL",   "HDECD",     "HDIRECT",   "HDM",      "HLEGAL",      "HOUTCOMS",   "HPRGRP",
-      "HQUALIMP", "HSYSADMIN", "LABELING",  "METAMGT",  "MEMADMIN",    "MILCDM",     "PATADMIN",
-      "PATSFTY",  "PERFMSR",   "RECORDMGT", "SYSDEV",   "HTEST",       "TRAIN",      "HPAYMT",
-      "CLMATTCH", "COVAUTH",   "COVERAGE",  "ELIGDTRM", "ELIGVER",     "ENROLLM",    "MILDCRG",
-      "REMITADV", "HRESCH",    "BIORCH",    "CLINTRCH", "CLINTRCHNPC", "CLINTRCHPC", "PRECLINTRCH",
-      "DSRCH",    "POARCH",    "TRANSRCH",  "PATRQT",   "FAMRQT",      "PWATRNY",    "SUPNWK",
-      "PUBHLTH",  "DISASTER",  "THREAT",    "TREAT",    "CLINTRL",     "COC",        "ETREAT",
-      "BTG",      "ERTREAT",   "POPHLTH",
-  };
+  static const std::vector<std::string_view> kCodes = [] {
+    std::vector<std::string_view> codes;
+    for (const auto& c : policies::AllPurposeOfUseCodes()) {
+      if (c.category != policies::PurposeCategory::kAbstract) codes.push_back(c.code);
+    }
+    return codes;
+  }();
   return kCodes;
 }
 
 bool IsKnownPurposeOfUse(std::string_view code) {
-  const auto& codes = PurposeOfUseCodes();
-  return std::find(codes.begin(), codes.end(), code) != codes.end();
+  const auto entry = policies::LookupPurposeOfUse(code);
+  return entry.has_value() && entry->category != policies::PurposeCategory::kAbstract;
 }
 
 Status ValidateActingParty(const std::string* user, const std::string* role,

@@ -70,7 +70,8 @@ class Authenticator {
   GroupsOfFn groups_of_;
 };
 
-// Every code of the HL7 v3 PurposeOfUse value set (OID 2.16.840.1.113883.1.11.20448).
+// Every code of the HL7 v3 PurposeOfUse value set (OID 2.16.840.1.113883.1.11.20448) that may be
+// used in a request, i.e. all but the abstract root; the list is policies/purpose_of_use.h's.
 const std::vector<std::string_view>& PurposeOfUseCodes();
 bool IsKnownPurposeOfUse(std::string_view code);
 

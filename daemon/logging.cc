@@ -1,5 +1,9 @@
 #include "daemon/logging.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <vector>
@@ -47,6 +51,21 @@ class SdPriorityFlag final : public spdlog::custom_flag_formatter {
 
 constexpr const char* kTimestampedPattern = "%Y-%m-%dT%H:%M:%S.%fZ %l %v";
 
+// True if stderr is the journal stream systemd set up: JOURNAL_STREAM is "<device>:<inode>" of
+// that stream (systemd.exec(5)); a child that inherited the variable but not the stream must
+// not strip its timestamps.
+bool StderrIsJournal() {
+  const char* value = std::getenv("JOURNAL_STREAM");
+  if (value == nullptr) return false;
+  unsigned long long dev = 0;
+  unsigned long long ino = 0;
+  if (std::sscanf(value, "%llu:%llu", &dev, &ino) != 2) return false;
+  struct stat st {};
+  if (fstat(STDERR_FILENO, &st) != 0) return false;
+  return static_cast<unsigned long long>(st.st_dev) == dev &&
+         static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
 }  // namespace
 
 Status SetupLogging(const std::string& level, const std::string& file) {
@@ -56,8 +75,7 @@ Status SetupLogging(const std::string& level, const std::string& file) {
   }
   try {
     auto stderr_sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-    const char* journal = std::getenv("JOURNAL_STREAM");
-    if (journal != nullptr && *journal != '\0') {
+    if (StderrIsJournal()) {
       auto formatter = std::make_unique<spdlog::pattern_formatter>();
       formatter->add_flag<SdPriorityFlag>('*').set_pattern("%*%v");
       stderr_sink->set_formatter(std::move(formatter));

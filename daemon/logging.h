@@ -11,7 +11,7 @@
 
 namespace phivault::daemon {
 
-// Installs the default logger. Under systemd (JOURNAL_STREAM set) stderr lines are
+// Installs the default logger. When stderr is the journal (JOURNAL_STREAM names it) lines are
 // "<priority>message" (sd-daemon(3) prefixes, journald adds the time); otherwise each line starts
 // with a UTC timestamp. `file`, if not empty, gets timestamped lines too. InvalidArgument for an
 // unknown level, Unavailable if the file cannot be opened.

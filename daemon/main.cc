@@ -33,7 +33,7 @@
 #include "daemon/logging.h"
 #include "daemon/service.h"
 #include "daemon/systemd_integration.h"
-#include "storage/ledger.h"
+#include "storage/audit_log.h"
 #include "storage/store.h"
 
 namespace phivault::daemon {
@@ -179,12 +179,13 @@ int Run(int argc, char** argv) {
     return Fail(kExitStartFailed, "cannot open the database at " + store_options.path + ": " +
                                       store.status().message());
   }
-  auto ledger = storage::Ledger::Open(**store);
-  if (!ledger.ok()) {
-    return Fail(kExitStartFailed, "cannot open the audit log: " + ledger.status().message());
+  auto audit_log =
+      storage::AuditLog::Open(**store, (*keyring)->audit_signer(), config->audit_origin);
+  if (!audit_log.ok()) {
+    return Fail(kExitStartFailed, "cannot open the audit log: " + audit_log.status().message());
   }
-  std::unique_ptr<VaultService> service =
-      NewVaultService(ServiceDeps{&*config, store->get(), ledger->get(), keyring->get()});
+  std::unique_ptr<VaultService> service = NewVaultService(ServiceDeps{
+      &*config, store->get(), &(*audit_log)->ledger(), keyring->get(), audit_log->get()});
 
   auto listen_fd = TakeListenFd();
   if (!listen_fd.ok()) return Fail(kExitStartFailed, listen_fd.status().message());
