@@ -14,7 +14,7 @@ namespace phivault::daemon {
 struct MasterKeySource {
   enum class Kind { kFile, kCredential, kPassphrase };
   Kind kind = Kind::kFile;
-  std::string file;             // kFile: path (relative paths are relative to the config file)
+  std::string file;  // kFile: path (relative paths are relative to the config file)
   std::string credential = "phivault-master-key";  // kCredential: name in $CREDENTIALS_DIRECTORY
   std::string passphrase_env = "PHIVAULT_PASSPHRASE";  // kPassphrase: env var holding it
   std::string passphrase_file;  // kPassphrase: alternatively a file holding it (first line)
@@ -60,6 +60,11 @@ struct Config {
   uint64_t max_content_bytes = 64ull << 20;
   std::vector<std::string> categories;  // default list if not given
   std::vector<std::string> roles;       // default list if not given
+  // The role whose audit exports include unsealed PHI fields (patient ids, recipients).
+  std::string compliance_role = "compliance-officer";
+  std::string practice_name = "phivault";       // shown as the author of reports given to patients
+  std::string audit_origin = "phivault/audit";  // the origin line of audit checkpoints
+  uint32_t audit_checkpoint_interval_seconds = 300;  // 0: only on demand
   MasterKeySource master_key;
   Limits limits;
   std::string log_level = "info";

@@ -10,11 +10,31 @@
 
 #include "crypto/hash.h"
 #include "daemon/record_rules.h"
+#include "policies/accounting.h"
+#include "policies/fhir_audit_event.h"
+#include "policies/report_render.h"
+#include "storage/audit_verify.h"
 
 namespace phivault::daemon {
 namespace {
 
 constexpr std::string_view kAuditPhiAad = "phivault/audit/phi/v1";
+constexpr std::string_view kSuspensionAad = "phivault/suspension/v1";
+constexpr std::string_view kSuspensionPrefix = "suspension/";
+// Clock skew tolerated for a disclosure said to have happened "now" on another machine.
+constexpr int64_t kFutureSkewUs = 5LL * 60 * 1000000;
+
+uint64_t ReadBigEndian64(std::string_view b) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(b[i]);
+  return v;
+}
+
+std::optional<std::string> OptionalString(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
 
 int64_t NowUnixMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -44,6 +64,7 @@ class VaultServiceImpl final : public VaultService {
         store_(*deps.store),
         ledger_(*deps.ledger),
         keyring_(*deps.keyring),
+        audit_log_(deps.audit_log),
         records_(*deps.store, *deps.keyring),
         started_(std::chrono::steady_clock::now()) {}
 
@@ -73,38 +94,22 @@ class VaultServiceImpl final : public VaultService {
     entry.records = {record.meta.record_id + "@1"};
     storage::WriteBatch batch;
     if (Status s = records_.StageVersion(record, batch); !s.ok()) return Fail(std::move(entry), s);
-    if (Status s = CommitWithEntry(std::move(batch), std::move(entry)); !s.ok()) return s;
+    if (auto seq = CommitWithEntry(std::move(batch), std::move(entry)); !seq.ok()) {
+      return seq.status();
+    }
     return std::move(record.meta);
   }
 
   StatusOr<storage::Record> ReadRecord(const RequestContext& ctx, const std::string& record_id,
                                        std::optional<uint32_t> version,
                                        bool with_content) override {
-    storage::AuditEntry entry = NewEntry(ctx, "record.read");
-    entry.records = {record_id};
-    if (Status s = Authorize(ctx, "record.read"); !s.ok()) return Fail(std::move(entry), s);
-    if (!storage::IsValidRecordId(record_id)) {
-      return Fail(std::move(entry), InvalidArgument("record id is malformed"));
-    }
-    uint32_t v = 0;
-    if (version.has_value()) {
-      if (*version == 0) return Fail(std::move(entry), InvalidArgument("version must be >= 1"));
-      v = *version;
-    } else {
-      auto latest = records_.LatestVersion(record_id);
-      if (!latest.ok()) return Fail(std::move(entry), latest.status());
-      v = *latest;
-    }
-    entry.records = {record_id + "@" + std::to_string(v)};
-    auto record = records_.ReadVersion(record_id, v, with_content);
-    if (!record.ok()) {
-      if (record.status().code() == StatusCode::kDataLoss) entry.reason = "integrity_failure";
-      return Fail(std::move(entry), record.status());
-    }
-    AttachPatient(entry, record->meta.patient_id);
-    // The entry is durable before any content leaves this method: fail closed.
-    if (Status s = CommitWithEntry({}, std::move(entry)); !s.ok()) return s;
-    return record;
+    return ReadAudited(ctx, "record.read", record_id, version, with_content, nullptr);
+  }
+
+  StatusOr<storage::Record> DiscloseRecord(const RequestContext& ctx, const std::string& record_id,
+                                           std::optional<uint32_t> version,
+                                           const DisclosureInfo& disclosure) override {
+    return ReadAudited(ctx, "record.disclose", record_id, version, true, &disclosure);
   }
 
   StatusOr<storage::RecordMetadata> AmendRecord(const RequestContext& ctx,
@@ -144,7 +149,9 @@ class VaultServiceImpl final : public VaultService {
     entry.records = {record_id + "@" + std::to_string(record.meta.version)};
     storage::WriteBatch batch;
     if (Status s = records_.StageVersion(record, batch); !s.ok()) return Fail(std::move(entry), s);
-    if (Status s = CommitWithEntry(std::move(batch), std::move(entry)); !s.ok()) return s;
+    if (auto seq = CommitWithEntry(std::move(batch), std::move(entry)); !seq.ok()) {
+      return seq.status();
+    }
     return std::move(record.meta);
   }
 
@@ -161,7 +168,7 @@ class VaultServiceImpl final : public VaultService {
     }
     for (const auto& m : *list)
       entry.records.push_back(m.record_id + "@" + std::to_string(m.version));
-    if (Status s = CommitWithEntry({}, std::move(entry)); !s.ok()) return s;
+    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
     return list;
   }
 
@@ -188,10 +195,286 @@ class VaultServiceImpl final : public VaultService {
     storage::AuditEntry entry = NewEntry(ctx, action);
     entry.outcome = "denied";
     entry.reason = reason;
+    return CommitWithEntry({}, std::move(entry)).status();
+  }
+
+  StatusOr<uint64_t> RecordDisclosure(const RequestContext& ctx,
+                                      RecordDisclosureRequest req) override {
+    storage::AuditEntry entry = NewEntry(ctx, "record.disclose");
+    if (Status s = Authorize(ctx, "record.disclose"); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = ValidatePatientId(req.patient_id); !s.ok()) return Fail(std::move(entry), s);
+    for (const auto& id : req.record_ids) {
+      if (!storage::IsValidRecordId(id)) {
+        return Fail(std::move(entry), InvalidArgument("record_ids must be record ids"));
+      }
+    }
+    const int64_t now = NowUnixMicros();
+    const int64_t when = req.disclosed_at_unix_us.value_or(now);
+    if (when > now + kFutureSkewUs) {
+      return Fail(std::move(entry), InvalidArgument("disclosed_at must not be in the future"));
+    }
+    auto phi = DisclosurePhi(ctx, req.disclosure);
+    if (!phi.ok()) return Fail(std::move(entry), phi.status());
+    (*phi)["disclosed_at_us"] = when;
+    entry.records = req.record_ids;
+    AttachPatient(entry, req.patient_id, std::move(*phi));
     return CommitWithEntry({}, std::move(entry));
   }
 
+  StatusOr<uint64_t> AddDisclosureSuspension(const RequestContext& ctx,
+                                             SuspensionRequest req) override {
+    storage::AuditEntry entry = NewEntry(ctx, "disclosure.suspend");
+    if (Status s = Authorize(ctx, "disclosure.suspend"); !s.ok()) return Fail(std::move(entry), s);
+    Status valid = ValidateText("agency", req.agency, 256);
+    if (valid.ok()) valid = ValidateText("statement", req.statement, 4096);
+    if (valid.ok() && !req.oral && !req.end_unix_us) {
+      valid = InvalidArgument("end is required for a written suspension");
+    }
+    if (valid.ok() && req.end_unix_us && *req.end_unix_us <= req.start_unix_us) {
+      valid = InvalidArgument("end must be after start");
+    }
+    if (!valid.ok()) return Fail(std::move(entry), valid);
+    nlohmann::json body = {{"agency", req.agency},
+                           {"start_us", req.start_unix_us},
+                           {"oral", req.oral},
+                           {"statement", req.statement}};
+    if (req.end_unix_us) body["end_us"] = *req.end_unix_us;
+    storage::WriteBatch batch;
+    batch.Put(storage::Cf::kState,
+              std::string(kSuspensionPrefix) + crypto::HexEncode(crypto::RandomBytes(16)),
+              keyring_.audit_key().Encrypt(body.dump(), kSuspensionAad));
+    entry.sealed_phi = SealPhi(body);
+    return CommitWithEntry(std::move(batch), std::move(entry));
+  }
+
+  StatusOr<RenderedReport> AccountingOfDisclosures(const RequestContext& ctx,
+                                                   const ReportRequest& req) override {
+    storage::AuditEntry entry = NewEntry(ctx, "report.accounting");
+    if (ValidatePatientId(req.patient_id).ok()) AttachPatient(entry, req.patient_id);
+    if (Status s = Authorize(ctx, "report.accounting"); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = ValidatePatientId(req.patient_id); !s.ok()) return Fail(std::move(entry), s);
+    const int64_t now = NowUnixMicros();
+    std::vector<policies::Disclosure> disclosures;
+    Status gathered = ForEachPatientEntry(
+        req.patient_id, [&](const storage::AuditEntry& e, const nlohmann::json& phi) {
+          if (e.action != "record.disclose" || e.outcome != "success") return Status::Ok();
+          return AppendDisclosure(e, phi, disclosures);
+        });
+    if (!gathered.ok()) return Fail(std::move(entry), gathered);
+    auto suspensions = LoadSuspensions();
+    if (!suspensions.ok()) return Fail(std::move(entry), suspensions.status());
+    auto accounting = policies::BuildAccounting({req.patient_id, now, req.period_start_unix_us},
+                                                disclosures, *suspensions);
+    if (!accounting.ok()) return Fail(std::move(entry), accounting.status());
+    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
+    const policies::ReportContext context = ReportContextFor(now);
+    switch (req.format) {
+      case ReportFormat::kCsv:
+        return RenderedReport{"text/csv; charset=utf-8",
+                              policies::RenderAccountingCsv(*accounting)};
+      case ReportFormat::kHtml:
+        return RenderedReport{"text/html; charset=utf-8",
+                              policies::RenderAccountingHtml(*accounting, context)};
+      case ReportFormat::kJson:
+        break;
+    }
+    return RenderedReport{"application/json", policies::RenderAccountingJson(*accounting, context)};
+  }
+
+  StatusOr<RenderedReport> AccessReport(const RequestContext& ctx,
+                                        const ReportRequest& req) override {
+    storage::AuditEntry entry = NewEntry(ctx, "report.access");
+    if (ValidatePatientId(req.patient_id).ok()) AttachPatient(entry, req.patient_id);
+    if (Status s = Authorize(ctx, "report.access"); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = ValidatePatientId(req.patient_id); !s.ok()) return Fail(std::move(entry), s);
+    const int64_t now = NowUnixMicros();
+    std::vector<policies::DecodedAuditEntry> entries;
+    Status gathered = ForEachPatientEntry(
+        req.patient_id, [&](const storage::AuditEntry& e, const nlohmann::json& phi) {
+          entries.push_back(Decode(e, &phi));
+          return Status::Ok();
+        });
+    if (!gathered.ok()) return Fail(std::move(entry), gathered);
+    auto report = policies::BuildAccessReport({req.patient_id, now}, entries);
+    if (!report.ok()) return Fail(std::move(entry), report.status());
+    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
+    const policies::ReportContext context = ReportContextFor(now);
+    switch (req.format) {
+      case ReportFormat::kCsv:
+        return RenderedReport{"text/csv; charset=utf-8", policies::RenderAccessReportCsv(*report)};
+      case ReportFormat::kHtml:
+        return RenderedReport{"text/html; charset=utf-8",
+                              policies::RenderAccessReportHtml(*report, context)};
+      case ReportFormat::kJson:
+        break;
+    }
+    return RenderedReport{"application/json", policies::RenderAccessReportJson(*report, context)};
+  }
+
+  Status ExportAudit(const RequestContext& ctx, const AuditExportRequest& req,
+                     const ExportSink& sink) override {
+    storage::AuditEntry entry = NewEntry(ctx, "audit.export");
+    if (req.patient_id && ValidatePatientId(*req.patient_id).ok()) {
+      AttachPatient(entry, *req.patient_id);
+    }
+    if (Status s = Authorize(ctx, "audit.export"); !s.ok()) return Fail(std::move(entry), s);
+    if (req.patient_id) {
+      if (Status s = ValidatePatientId(*req.patient_id); !s.ok()) return Fail(std::move(entry), s);
+    }
+    if (audit_log_ == nullptr) {
+      return Fail(std::move(entry), FailedPrecondition("the verifiable audit log is not open"));
+    }
+    // The export is on the record before any of it leaves.
+    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
+    PV_RETURN_IF_ERROR(audit_log_->MakeCheckpoint().status());
+    PV_ASSIGN_OR_RETURN(std::vector<std::string> checkpoints, audit_log_->Checkpoints());
+    const uint64_t size = ledger_.size();
+    const bool with_phi = ctx.role == config_.compliance_role;
+
+    std::vector<policies::DecodedAuditEntry> decoded;  // FHIR and CSV are built whole
+    std::string chunk;
+    bool stopped = false;
+    auto flush = [&](bool force) {
+      if (!stopped && (force || chunk.size() >= (256u << 10))) {
+        stopped = !sink(chunk);
+        chunk.clear();
+      }
+    };
+    auto visit = [&](const storage::AuditEntry& e, std::string_view bytes) -> Status {
+      if (!Matches(req, e)) return Status::Ok();
+      std::optional<nlohmann::json> phi;
+      if (with_phi) {
+        PV_ASSIGN_OR_RETURN(phi, UnsealPhi(e));
+      }
+      if (req.format == ExportFormat::kJsonLines) {
+        PV_ASSIGN_OR_RETURN(std::string line, storage::AuditExportEntryLine(e.seq - 1, bytes));
+        if (phi && !phi->empty()) {
+          nlohmann::json j = nlohmann::json::parse(line);
+          j["phi"] = *phi;
+          line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        }
+        chunk += line;
+        chunk += '\n';
+        flush(false);
+      } else {
+        decoded.push_back(Decode(e, phi ? &*phi : nullptr));
+      }
+      return Status::Ok();
+    };
+
+    Status scanned;
+    if (req.patient_id) {
+      scanned = ForEachPatientSeq(records_.PatientBlindId(*req.patient_id), [&](uint64_t seq) {
+        if (seq > size || stopped) return Status::Ok();
+        PV_ASSIGN_OR_RETURN(std::string bytes, storage::ReadAuditEntryBytes(store_, seq));
+        PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::DecodeAuditEntry(bytes));
+        return visit(e, bytes);
+      });
+    } else {
+      Status inner;
+      scanned = storage::ScanAuditEntries(
+          store_, 1, size, [&](const storage::AuditEntry& e, std::string_view bytes) {
+            inner = visit(e, bytes);
+            return inner.ok() && !stopped;
+          });
+      if (scanned.ok()) scanned = inner;
+    }
+    PV_RETURN_IF_ERROR(scanned);
+
+    switch (req.format) {
+      case ExportFormat::kJsonLines:
+        for (const auto& note : checkpoints) {
+          PV_ASSIGN_OR_RETURN(std::string line, storage::AuditExportCheckpointLine(note));
+          chunk += line;
+          chunk += '\n';
+        }
+        break;
+      case ExportFormat::kFhir:
+        chunk = policies::ToFhirBundleJson(decoded, policies::FhirBundleType::kSearchset,
+                                           NowUnixMicros(), {});
+        break;
+      case ExportFormat::kCsv:
+        chunk = policies::RenderAuditEntriesCsv(decoded);
+        break;
+    }
+    flush(true);
+    return Status::Ok();
+  }
+
+  StatusOr<std::string> AuditCheckpoint(const RequestContext& ctx, bool fresh) override {
+    PV_RETURN_IF_ERROR(AuthorizeAuditRead(ctx));
+    if (fresh) return audit_log_->MakeCheckpoint();
+    return audit_log_->LatestCheckpoint();
+  }
+
+  StatusOr<InclusionProofResult> AuditInclusionProof(const RequestContext& ctx, uint64_t seq,
+                                                     std::optional<uint64_t> tree_size) override {
+    PV_RETURN_IF_ERROR(AuthorizeAuditRead(ctx));
+    const uint64_t size = tree_size.value_or(audit_log_->tree().size());
+    if (seq == 0 || seq > size) return InvalidArgument("seq must be between 1 and the tree size");
+    PV_ASSIGN_OR_RETURN(std::string bytes, storage::ReadAuditEntryBytes(store_, seq));
+    PV_ASSIGN_OR_RETURN(auto path, audit_log_->tree().InclusionProof(seq - 1, size));
+    InclusionProofResult r;
+    r.leaf_index = seq - 1;
+    r.tree_size = size;
+    r.leaf_hash_hex = HexOf(storage::MerkleLeafHash(bytes));
+    for (const auto& h : path) r.path_hex.push_back(HexOf(h));
+    return r;
+  }
+
+  StatusOr<std::vector<std::string>> AuditConsistencyProof(const RequestContext& ctx,
+                                                           uint64_t size1,
+                                                           uint64_t size2) override {
+    PV_RETURN_IF_ERROR(AuthorizeAuditRead(ctx));
+    PV_ASSIGN_OR_RETURN(auto path, audit_log_->tree().ConsistencyProof(size1, size2));
+    std::vector<std::string> out;
+    for (const auto& h : path) out.push_back(HexOf(h));
+    return out;
+  }
+
+  StatusOr<std::string> AuditVerifierKey(const RequestContext& ctx) override {
+    PV_RETURN_IF_ERROR(AuthorizeAuditRead(ctx));
+    return audit_log_->VerifierKey();
+  }
+
  private:
+  StatusOr<storage::Record> ReadAudited(const RequestContext& ctx, std::string_view action,
+                                        const std::string& record_id,
+                                        std::optional<uint32_t> version, bool with_content,
+                                        const DisclosureInfo* disclosure) {
+    storage::AuditEntry entry = NewEntry(ctx, action);
+    entry.records = {record_id};
+    if (Status s = Authorize(ctx, action); !s.ok()) return Fail(std::move(entry), s);
+    if (!storage::IsValidRecordId(record_id)) {
+      return Fail(std::move(entry), InvalidArgument("record id is malformed"));
+    }
+    nlohmann::json phi = nlohmann::json::object();
+    if (disclosure != nullptr) {
+      auto d = DisclosurePhi(ctx, *disclosure);
+      if (!d.ok()) return Fail(std::move(entry), d.status());
+      phi = std::move(*d);
+    }
+    uint32_t v = 0;
+    if (version.has_value()) {
+      if (*version == 0) return Fail(std::move(entry), InvalidArgument("version must be >= 1"));
+      v = *version;
+    } else {
+      auto latest = records_.LatestVersion(record_id);
+      if (!latest.ok()) return Fail(std::move(entry), latest.status());
+      v = *latest;
+    }
+    entry.records = {record_id + "@" + std::to_string(v)};
+    auto record = records_.ReadVersion(record_id, v, with_content);
+    if (!record.ok()) {
+      if (record.status().code() == StatusCode::kDataLoss) entry.reason = "integrity_failure";
+      return Fail(std::move(entry), record.status());
+    }
+    AttachPatient(entry, record->meta.patient_id, std::move(phi));
+    // The entry is durable before any content leaves this method: fail closed.
+    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
+    return record;
+  }
+
   storage::AuditEntry NewEntry(const RequestContext& ctx, std::string_view action) const {
     storage::AuditEntry e;
     e.request_id = ctx.request_id;
@@ -205,10 +488,174 @@ class VaultServiceImpl final : public VaultService {
   }
 
   // The patient appears in the entry only as a blind id plus the sealed identifier.
-  void AttachPatient(storage::AuditEntry& e, std::string_view patient_id) const {
+  void AttachPatient(storage::AuditEntry& e, std::string_view patient_id,
+                     nlohmann::json phi = nlohmann::json::object()) const {
     e.patient_bid = crypto::HexEncode(records_.PatientBlindId(patient_id));
-    nlohmann::json phi = {{"patient_id", std::string(patient_id)}};
-    e.sealed_phi = crypto::Base64Encode(keyring_.audit_key().Encrypt(phi.dump(), kAuditPhiAad));
+    phi["patient_id"] = std::string(patient_id);
+    e.sealed_phi = SealPhi(phi);
+  }
+
+  std::string SealPhi(const nlohmann::json& phi) const {
+    return crypto::Base64Encode(keyring_.audit_key().Encrypt(phi.dump(), kAuditPhiAad));
+  }
+
+  StatusOr<nlohmann::json> UnsealPhi(const storage::AuditEntry& e) const {
+    if (e.sealed_phi.empty()) return nlohmann::json::object();
+    PV_ASSIGN_OR_RETURN(std::string sealed, crypto::Base64Decode(e.sealed_phi));
+    auto plain = keyring_.audit_key().Decrypt(sealed, kAuditPhiAad);
+    if (!plain.ok())
+      return DataLoss("audit entry " + std::to_string(e.seq) + " failed integrity check");
+    auto j = nlohmann::json::parse(*plain, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object())
+      return DataLoss("audit entry " + std::to_string(e.seq) + " has malformed PHI fields");
+    return j;
+  }
+
+  // The sealed fields of a disclosure, with its basis resolved.
+  StatusOr<nlohmann::json> DisclosurePhi(const RequestContext& ctx, const DisclosureInfo& d) const {
+    PV_RETURN_IF_ERROR(ValidateText("recipient_name", d.recipient_name, 256));
+    if (d.recipient_address)
+      PV_RETURN_IF_ERROR(ValidateText("recipient_address", *d.recipient_address, 512));
+    PV_RETURN_IF_ERROR(ValidateText("description", d.description, 1024));
+    if (!d.purpose_statement.empty()) {
+      PV_RETURN_IF_ERROR(ValidateText("purpose_statement", d.purpose_statement, 1024));
+    }
+    policies::DisclosureKind kind;
+    if (d.basis.empty()) {
+      auto derived = policies::DefaultDisclosureKind(ctx.purpose);
+      if (!derived) {
+        return InvalidArgument("basis is required: the purpose of use does not determine it");
+      }
+      kind = *derived;
+    } else {
+      PV_ASSIGN_OR_RETURN(kind, policies::ParseDisclosureKind(d.basis));
+    }
+    nlohmann::json phi = {{"recipient_name", d.recipient_name},
+                          {"description", d.description},
+                          {"basis", std::string(policies::DisclosureKindName(kind))}};
+    if (d.recipient_address) phi["recipient_address"] = *d.recipient_address;
+    if (!d.purpose_statement.empty()) phi["purpose_statement"] = d.purpose_statement;
+    return phi;
+  }
+
+  Status AppendDisclosure(const storage::AuditEntry& e, const nlohmann::json& phi,
+                          std::vector<policies::Disclosure>& out) const {
+    policies::Disclosure d;
+    d.time_unix_us = phi.value("disclosed_at_us", e.time_unix_us);
+    d.patient_id = phi.value("patient_id", "");
+    d.recipient_name = phi.value("recipient_name", "");
+    d.recipient_address = OptionalString(phi, "recipient_address");
+    d.purpose_code = e.purpose;
+    d.purpose_statement = phi.value("purpose_statement", "");
+    d.description = phi.value("description", "");
+    for (const auto& r : e.records) d.record_ids.push_back(r.substr(0, r.find('@')));
+    PV_ASSIGN_OR_RETURN(d.kind, policies::ParseDisclosureKind(phi.value("basis", "")));
+    out.push_back(std::move(d));
+    return Status::Ok();
+  }
+
+  StatusOr<std::vector<policies::Suspension>> LoadSuspensions() {
+    std::vector<policies::Suspension> out;
+    Status inner;
+    std::string end(kSuspensionPrefix);
+    end.back() = static_cast<char>(end.back() + 1);
+    PV_RETURN_IF_ERROR(store_.Scan(
+        storage::Cf::kState, kSuspensionPrefix, end, [&](std::string_view, std::string_view v) {
+          auto plain = keyring_.audit_key().Decrypt(v, kSuspensionAad);
+          auto j = plain.ok() ? nlohmann::json::parse(*plain, nullptr, false) : nlohmann::json();
+          if (!j.is_object()) {
+            inner = DataLoss("a stored accounting suspension failed its integrity check");
+            return false;
+          }
+          policies::Suspension s;
+          s.agency = j.value("agency", "");
+          s.start_unix_us = j.value("start_us", int64_t{0});
+          if (j.contains("end_us")) s.end_unix_us = j["end_us"].get<int64_t>();
+          s.oral = j.value("oral", false);
+          s.statement = j.value("statement", "");
+          out.push_back(std::move(s));
+          return true;
+        }));
+    PV_RETURN_IF_ERROR(inner);
+    return out;
+  }
+
+  // Calls fn(seq) for each audit entry naming the patient, oldest first.
+  Status ForEachPatientSeq(const std::string& blind_id, const std::function<Status(uint64_t)>& fn) {
+    const std::string prefix = std::string("ap") + blind_id;
+    std::string end = prefix;
+    end.back() = static_cast<char>(end.back() + 1);
+    if (static_cast<unsigned char>(prefix.back()) == 0xff) end = prefix + std::string(9, '\xff');
+    std::vector<uint64_t> seqs;
+    PV_RETURN_IF_ERROR(store_.Scan(storage::Cf::kIndexes, prefix, end,
+                                   [&](std::string_view key, std::string_view) {
+                                     if (key.size() == prefix.size() + 8)
+                                       seqs.push_back(ReadBigEndian64(key.substr(prefix.size())));
+                                     return true;
+                                   }));
+    for (uint64_t seq : seqs) PV_RETURN_IF_ERROR(fn(seq));
+    return Status::Ok();
+  }
+
+  Status ForEachPatientEntry(
+      const std::string& patient_id,
+      const std::function<Status(const storage::AuditEntry&, const nlohmann::json&)>& fn) {
+    return ForEachPatientSeq(records_.PatientBlindId(patient_id), [&](uint64_t seq) -> Status {
+      PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::ReadAuditEntry(store_, seq));
+      PV_ASSIGN_OR_RETURN(nlohmann::json phi, UnsealPhi(e));
+      // A blind-id collision is astronomically unlikely, but never report another patient.
+      if (phi.value("patient_id", "") != patient_id) return Status::Ok();
+      return fn(e, phi);
+    });
+  }
+
+  static policies::DecodedAuditEntry Decode(const storage::AuditEntry& e,
+                                            const nlohmann::json* phi) {
+    policies::DecodedAuditEntry d;
+    d.seq = e.seq;
+    d.time_unix_us = e.time_unix_us;
+    d.request_id = e.request_id;
+    d.application = e.application;
+    d.user = e.user;
+    d.role = e.role;
+    d.action = e.action;
+    d.outcome = e.outcome;
+    d.reason = e.reason;
+    d.purpose = e.purpose;
+    d.records = e.records;
+    d.break_glass = e.break_glass;
+    if (phi != nullptr) {
+      d.patient_id = OptionalString(*phi, "patient_id");
+      d.recipient = OptionalString(*phi, "recipient_name");
+      d.break_glass_reason = OptionalString(*phi, "break_glass_reason");
+    }
+    return d;
+  }
+
+  bool Matches(const AuditExportRequest& req, const storage::AuditEntry& e) const {
+    if (req.from_unix_us && e.time_unix_us < *req.from_unix_us) return false;
+    if (req.to_unix_us && e.time_unix_us >= *req.to_unix_us) return false;
+    if (req.user && e.user != *req.user) return false;
+    if (req.action && e.action != *req.action) return false;
+    if (req.outcome && e.outcome != *req.outcome) return false;
+    return true;
+  }
+
+  policies::ReportContext ReportContextFor(int64_t now) const {
+    policies::ReportContext c;
+    c.practice_name = config_.practice_name;
+    c.generated_at_unix_us = now;
+    return c;
+  }
+
+  Status AuthorizeAuditRead(const RequestContext& ctx) const {
+    PV_RETURN_IF_ERROR(Authorize(ctx, "audit.verify"));
+    if (audit_log_ == nullptr) return FailedPrecondition("the verifiable audit log is not open");
+    return Status::Ok();
+  }
+
+  static std::string HexOf(const storage::MerkleHash& h) {
+    return crypto::HexEncode(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
   }
 
   Status Authorize(const RequestContext& ctx, std::string_view action) const {
@@ -226,13 +673,13 @@ class VaultServiceImpl final : public VaultService {
       entry.reason = "config:actions";
     }
     MarkFailure(entry, cause);
-    if (Status s = CommitWithEntry({}, std::move(entry)); !s.ok()) return s;
+    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
     return cause;
   }
 
-  Status CommitWithEntry(storage::WriteBatch batch, storage::AuditEntry entry) {
+  StatusOr<uint64_t> CommitWithEntry(storage::WriteBatch batch, storage::AuditEntry entry) {
     auto seq = ledger_.Commit(std::move(batch), std::move(entry));
-    if (seq.ok()) return Status::Ok();
+    if (seq.ok()) return seq;
     if (seq.status().code() == StatusCode::kResourceExhausted) return seq.status();
     return Unavailable("the audit log could not be written; nothing was done");
   }
@@ -274,6 +721,7 @@ class VaultServiceImpl final : public VaultService {
   storage::Store& store_;
   storage::Ledger& ledger_;
   crypto::Keyring& keyring_;
+  storage::AuditLog* audit_log_;
   storage::RecordRepository records_;
   std::chrono::steady_clock::time_point started_;
   std::array<std::mutex, 64> stripes_;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include "crypto/keyring.h"
 #include "crypto/status.h"
 #include "daemon/config.h"
+#include "storage/audit_log.h"
 #include "storage/ledger.h"
 #include "storage/records.h"
 #include "storage/store.h"
@@ -25,8 +27,8 @@ namespace phivault::daemon {
 struct Principal {
   enum class Kind { kApplication, kOperator };
   Kind kind = Kind::kApplication;
-  std::string name;  // application name, or "cli:<uid>" for an operator
-  uint32_t uid = 0;  // peer uid
+  std::string name;                  // application name, or "cli:<uid>" for an operator
+  uint32_t uid = 0;                  // peer uid
   std::vector<std::string> actions;  // what the config lets this principal do
   std::string operator_role;         // the role an operator's config entry gives them
 };
@@ -56,6 +58,68 @@ struct AmendRecordRequest {
   std::optional<std::string> author;
 };
 
+// A disclosure of PHI to someone outside the vault (45 CFR 164.528).
+struct DisclosureInfo {
+  std::string recipient_name;
+  std::optional<std::string> recipient_address;
+  // policies::DisclosureKindName ("public_health", "tpo_treatment", ...). Empty: derived from
+  // the purpose of use where that settles it (TREAT -> treatment); otherwise InvalidArgument.
+  std::string basis;
+  std::string description;        // brief description of the PHI disclosed
+  std::string purpose_statement;  // optional; the basis's standard statement otherwise
+};
+
+struct RecordDisclosureRequest {
+  std::string patient_id;
+  std::vector<std::string> record_ids;          // optional: the records disclosed
+  std::optional<int64_t> disclosed_at_unix_us;  // default: now; never in the future
+  DisclosureInfo disclosure;
+};
+
+// A request by a health oversight agency or law enforcement official to suspend the
+// individual's right to an accounting of disclosures to it (45 CFR 164.528(a)(2)).
+struct SuspensionRequest {
+  std::string agency;
+  int64_t start_unix_us = 0;
+  std::optional<int64_t> end_unix_us;  // required unless oral
+  bool oral = false;
+  std::string statement;
+};
+
+enum class ReportFormat { kJson, kCsv, kHtml };
+struct ReportRequest {
+  std::string patient_id;
+  std::optional<int64_t> period_start_unix_us;  // accounting only; default six years back
+  ReportFormat format = ReportFormat::kJson;
+};
+struct RenderedReport {
+  std::string content_type;
+  std::string body;
+};
+
+enum class ExportFormat { kJsonLines, kFhir, kCsv };
+struct AuditExportRequest {
+  ExportFormat format = ExportFormat::kJsonLines;
+  std::optional<int64_t> from_unix_us;  // inclusive
+  std::optional<int64_t> to_unix_us;    // exclusive
+  std::optional<std::string> patient_id;
+  std::optional<std::string> user;
+  std::optional<std::string> action;
+  std::optional<std::string> outcome;
+  bool filtered() const {
+    return from_unix_us || to_unix_us || patient_id || user || action || outcome;
+  }
+};
+// Receives the export in pieces; returning false stops the export (the client went away).
+using ExportSink = std::function<bool(std::string_view chunk)>;
+
+struct InclusionProofResult {
+  uint64_t leaf_index = 0;  // seq - 1
+  uint64_t tree_size = 0;
+  std::string leaf_hash_hex;
+  std::vector<std::string> path_hex;
+};
+
 struct VaultStatus {
   std::string version;
   int64_t uptime_seconds = 0;
@@ -71,7 +135,7 @@ class VaultService {
   // Stores version 1 of a new record. InvalidArgument for a bad field (named), ResourceExhausted
   // for content over the limit or a disk below reserve, PermissionDenied if not allowed.
   virtual StatusOr<storage::RecordMetadata> CreateRecord(const RequestContext& ctx,
-                                                        CreateRecordRequest req) = 0;
+                                                         CreateRecordRequest req) = 0;
   // Reads a version (latest if none given). NotFound, DataLoss (integrity), PermissionDenied.
   virtual StatusOr<storage::Record> ReadRecord(const RequestContext& ctx,
                                                const std::string& record_id,
@@ -79,13 +143,47 @@ class VaultService {
                                                bool with_content) = 0;
   // Adds a version; the earlier ones stay readable.
   virtual StatusOr<storage::RecordMetadata> AmendRecord(const RequestContext& ctx,
-                                                       const std::string& record_id,
-                                                       AmendRecordRequest req) = 0;
+                                                        const std::string& record_id,
+                                                        AmendRecordRequest req) = 0;
   // Metadata of the latest version of each of a patient's records.
   virtual StatusOr<std::vector<storage::RecordMetadata>> ListRecords(
       const RequestContext& ctx, const std::string& patient_id) = 0;
   // No PHI; not audited (it touches no PHI) but still requires the "status" action.
   virtual StatusOr<VaultStatus> GetStatus(const RequestContext& ctx) = 0;
+
+  // Reads a version and records that it was disclosed to `disclosure.recipient_name`: one
+  // audit entry, action "record.disclose", which the accounting of disclosures counts.
+  virtual StatusOr<storage::Record> DiscloseRecord(const RequestContext& ctx,
+                                                   const std::string& record_id,
+                                                   std::optional<uint32_t> version,
+                                                   const DisclosureInfo& disclosure) = 0;
+  // Records a disclosure made outside the vault (paper, fax, phone). Returns the audit seq.
+  virtual StatusOr<uint64_t> RecordDisclosure(const RequestContext& ctx,
+                                              RecordDisclosureRequest req) = 0;
+  // Records an accounting suspension. Returns the audit seq.
+  virtual StatusOr<uint64_t> AddDisclosureSuspension(const RequestContext& ctx,
+                                                     SuspensionRequest req) = 0;
+  // The patient's accounting of disclosures (six years or less) and access report (three years).
+  // Both are audited; PermissionDenied without the "report.accounting"/"report.access" action.
+  virtual StatusOr<RenderedReport> AccountingOfDisclosures(const RequestContext& ctx,
+                                                           const ReportRequest& req) = 0;
+  virtual StatusOr<RenderedReport> AccessReport(const RequestContext& ctx,
+                                                const ReportRequest& req) = 0;
+  // Streams the audit log (filtered, in the requested format) to `sink`. The export itself is
+  // audited before the first byte is produced. PHI fields are unsealed only for the compliance
+  // role. The JSON Lines form of an unfiltered export is what `phivault audit verify` checks.
+  virtual Status ExportAudit(const RequestContext& ctx, const AuditExportRequest& req,
+                             const ExportSink& sink) = 0;
+  // Audit log proofs (action "audit.verify"; they reveal no PHI and are not audited).
+  // A checkpoint: the newest stored one, or a fresh one if `fresh`.
+  virtual StatusOr<std::string> AuditCheckpoint(const RequestContext& ctx, bool fresh) = 0;
+  virtual StatusOr<InclusionProofResult> AuditInclusionProof(const RequestContext& ctx,
+                                                             uint64_t seq,
+                                                             std::optional<uint64_t> tree_size) = 0;
+  virtual StatusOr<std::vector<std::string>> AuditConsistencyProof(const RequestContext& ctx,
+                                                                   uint64_t size1,
+                                                                   uint64_t size2) = 0;
+  virtual StatusOr<std::string> AuditVerifierKey(const RequestContext& ctx) = 0;
 
   // Audits a request that failed authentication or header validation before reaching one of
   // the methods above (`action` is the route's action). Best effort: returns the ledger status.
@@ -98,6 +196,7 @@ struct ServiceDeps {
   storage::Store* store;
   storage::Ledger* ledger;
   crypto::Keyring* keyring;
+  storage::AuditLog* audit_log;  // proofs and checkpoints; may be null in tests of the record path
 };
 std::unique_ptr<VaultService> NewVaultService(const ServiceDeps& deps);
 

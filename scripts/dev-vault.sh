@@ -58,14 +58,14 @@ In a second terminal:
 
 With the phivault CLI (put prints the new record's id):
 
-  id=\$(echo 'BP 120/80, synthetic patient' | $cli --as dr.synthetic --role physician --purpose TREAT put --patient synthetic-0001 --category clinical-note --type text/plain --encounter-date $today --author 'Dr. Synthetic'); echo "\$id"
+  id=\$(echo 'BP 120/80, synthetic patient' | $cli --as dr.synthetic --role physician --purpose TREAT put --patient synthetic-0001 --category clinical_note --type text/plain --encounter-date $today --author 'Dr. Synthetic'); echo "\$id"
   $cli --as dr.synthetic --role physician --purpose TREAT get "\$id"
   $cli --as dr.synthetic --role physician --purpose TREAT ls --patient synthetic-0001
   $cli --as dr.synthetic --role physician status
 
 With nothing but curl:
 
-  resp=\$(curl -sS --unix-socket $socket http://localhost/v1/records -H "Authorization: Bearer \$PHIVAULT_TOKEN" -H 'X-Phivault-User: dr.synthetic' -H 'X-Phivault-Role: physician' -H 'X-Phivault-Purpose: TREAT' -H 'Content-Type: application/json' -d '{"patient_id":"synthetic-0001","category":"clinical-note","content_type":"text/plain","encounter_date":"$today","author":"Dr. Synthetic","content":"BP 120/80, synthetic patient"}'); echo "\$resp"
+  resp=\$(curl -sS --unix-socket $socket http://localhost/v1/records -H "Authorization: Bearer \$PHIVAULT_TOKEN" -H 'X-Phivault-User: dr.synthetic' -H 'X-Phivault-Role: physician' -H 'X-Phivault-Purpose: TREAT' -H 'Content-Type: application/json' -d '{"patient_id":"synthetic-0001","category":"clinical_note","content_type":"text/plain","encounter_date":"$today","author":"Dr. Synthetic","content":"BP 120/80, synthetic patient"}'); echo "\$resp"
   id=\$(sed -n 's/.*"record_id": *"\\([^"]*\\)".*/\\1/p' <<<"\$resp")
   curl -sS --unix-socket $socket "http://localhost/v1/records/\$id" -H "Authorization: Bearer \$PHIVAULT_TOKEN" -H 'X-Phivault-User: dr.synthetic' -H 'X-Phivault-Role: physician' -H 'X-Phivault-Purpose: TREAT'; echo
   curl -sS --unix-socket $socket "http://localhost/v1/records/\$id/content" -H "Authorization: Bearer \$PHIVAULT_TOKEN" -H 'X-Phivault-User: dr.synthetic' -H 'X-Phivault-Role: physician' -H 'X-Phivault-Purpose: TREAT'; echo
