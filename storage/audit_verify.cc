@@ -50,10 +50,15 @@ StatusOr<ExportLine> ParseExportLine(std::string_view line) {
   const auto index = j.find("index");
   const Json* leaf_hash = string_member("leaf_hash");
   const Json* entry = string_member("entry");
+  // "phi" (the unsealed PHI fields, in exports made for the compliance role) is a convenience
+  // copy that no hash covers; the sealed original is inside "entry".
+  const auto phi = j.find("phi");
+  const size_t members = phi != j.end() && phi->is_object() ? 5 : 4;
   if (index == j.end() || !index->is_number_unsigned() || leaf_hash == nullptr ||
-      entry == nullptr || j.size() != 4) {
+      entry == nullptr || j.size() != members) {
     return InvalidArgument(
-        "an entry line needs exactly \"type\", \"index\", \"leaf_hash\" and \"entry\"");
+        "an entry line needs exactly \"type\", \"index\", \"leaf_hash\" and \"entry\" "
+        "(and optionally \"phi\")");
   }
   StatusOr<std::string> raw = crypto::HexDecode(leaf_hash->get<std::string>());
   if (!raw.ok() || raw->size() != out.leaf_hash.size()) {

@@ -1,0 +1,272 @@
+// Disclosures, the accounting of disclosures, the access report, audit exports and proofs,
+// through the service layer on a real store, keyring and verifiable audit log.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "crypto/secret.h"
+#include "daemon/service.h"
+#include "storage/audit_verify.h"
+#include "storage/merkle.h"
+#include "tests/testing/temp_dir.h"
+
+namespace phivault::daemon {
+namespace {
+
+class ComplianceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(crypto::InitSodium().ok());
+    config_.categories = DefaultCategories();
+    config_.roles = DefaultRoles();
+    auto keyring =
+        crypto::Keyring::Open({dir_.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
+    ASSERT_TRUE(keyring.ok());
+    keyring_ = std::move(*keyring);
+    storage::RocksStoreOptions options;
+    options.path = dir_.Sub("db");
+    options.reserve_bytes = 0;
+    auto store = storage::OpenRocksStore(options);
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(*store);
+    auto log = storage::AuditLog::Open(*store_, keyring_->audit_signer(), "test.example/audit");
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    log_ = std::move(*log);
+    service_ =
+        NewVaultService({&config_, store_.get(), &log_->ledger(), keyring_.get(), log_.get()});
+  }
+
+  RequestContext Ctx(std::string role = "physician", std::string purpose = "TREAT") {
+    RequestContext ctx;
+    ctx.request_id = "req";
+    ctx.principal.name = "test-app";
+    ctx.principal.actions = KnownActions();
+    ctx.user = role == "compliance-officer" ? "co.synthetic" : "dr.synthetic";
+    ctx.role = std::move(role);
+    ctx.purpose = std::move(purpose);
+    return ctx;
+  }
+
+  std::string NewRecord(const std::string& patient) {
+    auto m = service_->CreateRecord(
+        Ctx(), {patient, "lab_result", "text/plain", "2026-10-01", "Dr. Synthetic", "HbA1c 6.1%"});
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    return m.ok() ? m->record_id : "";
+  }
+
+  std::string Export(const RequestContext& ctx, AuditExportRequest req) {
+    std::string out;
+    Status s = service_->ExportAudit(ctx, req, [&](std::string_view chunk) {
+      out.append(chunk);
+      return true;
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return out;
+  }
+
+  testing::TempDir dir_;
+  Config config_;
+  std::unique_ptr<crypto::Keyring> keyring_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<storage::AuditLog> log_;
+  std::unique_ptr<VaultService> service_;
+};
+
+TEST_F(ComplianceTest, AccountingListsAccountableDisclosuresAndLeavesOutTreatment) {
+  const std::string id = NewRecord("synthetic-acct-1");
+  RecordDisclosureRequest to_health_dept{
+      "synthetic-acct-1",
+      {id},
+      std::nullopt,
+      {"County Health Department", "1 Main St, Springfield", "public_health",
+       "lab result for notifiable disease", ""}};
+  ASSERT_TRUE(service_->RecordDisclosure(Ctx("physician", "PUBHLTH"), to_health_dept).ok());
+  // A read that names a recipient records the disclosure itself; treatment is excluded.
+  DisclosureInfo to_specialist{"Synthetic Cardiology", std::nullopt, "", "lab results", ""};
+  ASSERT_TRUE(service_->DiscloseRecord(Ctx(), id, std::nullopt, to_specialist).ok());
+
+  auto report =
+      service_->AccountingOfDisclosures(Ctx("compliance-officer", "HOPERAT"),
+                                        {"synthetic-acct-1", std::nullopt, ReportFormat::kJson});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->content_type, "application/json");
+  EXPECT_NE(report->body.find("County Health Department"), std::string::npos);
+  EXPECT_NE(report->body.find("1 Main St, Springfield"), std::string::npos);
+  EXPECT_EQ(report->body.find("Synthetic Cardiology"), std::string::npos);
+
+  auto csv = service_->AccountingOfDisclosures(
+      Ctx("compliance-officer", "HOPERAT"), {"synthetic-acct-1", std::nullopt, ReportFormat::kCsv});
+  ASSERT_TRUE(csv.ok());
+  EXPECT_NE(csv->body.find("County Health Department"), std::string::npos);
+  auto html =
+      service_->AccountingOfDisclosures(Ctx("compliance-officer", "HOPERAT"),
+                                        {"synthetic-acct-1", std::nullopt, ReportFormat::kHtml});
+  ASSERT_TRUE(html.ok());
+  EXPECT_NE(html->body.find("Accounting of Disclosures"), std::string::npos);
+  EXPECT_NE(html->body.find("County Health Department"), std::string::npos);
+}
+
+TEST_F(ComplianceTest, AnotherPatientsDisclosuresNeverAppear) {
+  NewRecord("synthetic-acct-2");
+  ASSERT_TRUE(service_
+                  ->RecordDisclosure(Ctx("physician", "PUBHLTH"),
+                                     {"synthetic-acct-3",
+                                      {},
+                                      std::nullopt,
+                                      {"State Registry", std::nullopt, "public_health",
+                                       "immunization record", ""}})
+                  .ok());
+  auto report =
+      service_->AccountingOfDisclosures(Ctx("compliance-officer", "HOPERAT"),
+                                        {"synthetic-acct-2", std::nullopt, ReportFormat::kJson});
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->body.find("State Registry"), std::string::npos);
+}
+
+TEST_F(ComplianceTest, SuspensionWithholdsDisclosuresToThatAgencyWhileItRuns) {
+  NewRecord("synthetic-acct-4");
+  ASSERT_TRUE(service_
+                  ->RecordDisclosure(Ctx("physician", "HLEGAL"),
+                                     {"synthetic-acct-4",
+                                      {},
+                                      std::nullopt,
+                                      {"Synthetic Police Department", std::nullopt,
+                                       "law_enforcement", "visit dates", ""}})
+                  .ok());
+  const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  SuspensionRequest suspension{"Synthetic Police Department", now - 1000000,
+                               now + 86400LL * 1000000 * 10, false,
+                               "written request by Det. Synthetic, case 42"};
+  ASSERT_TRUE(
+      service_->AddDisclosureSuspension(Ctx("compliance-officer", "HOPERAT"), suspension).ok());
+  auto report =
+      service_->AccountingOfDisclosures(Ctx("compliance-officer", "HOPERAT"),
+                                        {"synthetic-acct-4", std::nullopt, ReportFormat::kJson});
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->body.find("Synthetic Police Department"), std::string::npos);
+  SuspensionRequest no_end{"Agency", now, std::nullopt, false, "written, no end"};
+  EXPECT_EQ(service_->AddDisclosureSuspension(Ctx("compliance-officer", "HOPERAT"), no_end)
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(ComplianceTest, DisclosuresNeedABasisWhenThePurposeDoesNotSettleIt) {
+  auto s = service_->RecordDisclosure(
+      Ctx("physician", "HRESCH"),
+      {"synthetic-acct-5",
+       {},
+       std::nullopt,
+       {"Synthetic University", std::nullopt, "", "de-identified? no: full record", ""}});
+  EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.status().message().find("basis"), std::string::npos);
+}
+
+TEST_F(ComplianceTest, AccessReportShowsWhoReadThePatientsRecords) {
+  const std::string id = NewRecord("synthetic-acct-6");
+  ASSERT_TRUE(service_->ReadRecord(Ctx(), id, std::nullopt, true).ok());
+  auto report = service_->AccessReport(Ctx("compliance-officer", "HOPERAT"),
+                                       {"synthetic-acct-6", std::nullopt, ReportFormat::kCsv});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_NE(report->body.find("dr.synthetic"), std::string::npos);
+  EXPECT_NE(report->body.find("record.read"), std::string::npos);
+}
+
+TEST_F(ComplianceTest, FullJsonLinesExportVerifiesOfflineWithOnlyThePublicKey) {
+  const std::string id = NewRecord("synthetic-acct-7");
+  ASSERT_TRUE(service_->ReadRecord(Ctx(), id, std::nullopt, true).ok());
+  const std::string exported = Export(Ctx("compliance-officer", "HOPERAT"), {});
+  // The export was audited before it was produced, so it contains its own entry.
+  EXPECT_NE(exported.find("audit.export"), std::string::npos);
+  const std::string path = dir_.Sub("export.jsonl");
+  std::ofstream(path) << exported;
+  auto vkey = service_->AuditVerifierKey(Ctx("compliance-officer", "HOPERAT"));
+  ASSERT_TRUE(vkey.ok());
+  auto verifier = crypto::ParseNoteVerifierKey(*vkey);
+  ASSERT_TRUE(verifier.ok());
+  std::ifstream in(path);
+  auto report = storage::VerifyAuditExport(in, *verifier);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok) << (report->problem ? report->problem->message : "");
+  EXPECT_EQ(report->entries_checked, 3u);
+  EXPECT_EQ(report->entries_covered, 3u);
+}
+
+TEST_F(ComplianceTest, ExportsUnsealPhiOnlyForTheComplianceRole) {
+  NewRecord("synthetic-acct-8");
+  const std::string as_physician = Export(Ctx(), {});
+  EXPECT_EQ(as_physician.find("synthetic-acct-8"), std::string::npos);
+  const std::string as_compliance = Export(Ctx("compliance-officer", "HOPERAT"), {});
+  EXPECT_NE(as_compliance.find("synthetic-acct-8"), std::string::npos);
+  AuditExportRequest fhir;
+  fhir.format = ExportFormat::kFhir;
+  fhir.action = "record.create";
+  auto bundle = nlohmann::json::parse(Export(Ctx("compliance-officer", "HOPERAT"), fhir));
+  EXPECT_EQ(bundle["resourceType"], "Bundle");
+  ASSERT_EQ(bundle["entry"].size(), 1u);
+  EXPECT_EQ(bundle["entry"][0]["resource"]["resourceType"], "AuditEvent");
+}
+
+TEST_F(ComplianceTest, InclusionAndConsistencyProofsVerifyAgainstTheCheckpointRoot) {
+  for (int i = 0; i < 5; ++i) NewRecord("synthetic-acct-9");
+  auto ctx = Ctx("compliance-officer", "HOPERAT");
+  auto note = service_->AuditCheckpoint(ctx, true);
+  ASSERT_TRUE(note.ok()) << note.status().ToString();
+  auto vkey = crypto::ParseNoteVerifierKey(*service_->AuditVerifierKey(ctx));
+  ASSERT_TRUE(vkey.ok());
+  auto checkpoint = storage::OpenCheckpoint(*note, *vkey);
+  ASSERT_TRUE(checkpoint.ok());
+  EXPECT_EQ(checkpoint->size, 5u);
+
+  auto proof = service_->AuditInclusionProof(ctx, 3, std::nullopt);
+  ASSERT_TRUE(proof.ok()) << proof.status().ToString();
+  std::vector<storage::MerkleHash> path;
+  for (const auto& h : proof->path_hex) {
+    storage::MerkleHash m{};
+    auto raw = crypto::HexDecode(h);
+    ASSERT_TRUE(raw.ok());
+    std::copy(raw->begin(), raw->end(), m.begin());
+    path.push_back(m);
+  }
+  storage::MerkleHash leaf{};
+  auto raw_leaf = crypto::HexDecode(proof->leaf_hash_hex);
+  ASSERT_TRUE(raw_leaf.ok());
+  std::copy(raw_leaf->begin(), raw_leaf->end(), leaf.begin());
+  EXPECT_TRUE(storage::VerifyInclusionProof(2, 5, leaf, path, checkpoint->root).ok());
+  leaf[0] ^= 1;
+  EXPECT_FALSE(storage::VerifyInclusionProof(2, 5, leaf, path, checkpoint->root).ok());
+
+  auto consistency = service_->AuditConsistencyProof(ctx, 2, 5);
+  ASSERT_TRUE(consistency.ok());
+  EXPECT_FALSE(consistency->empty());
+  EXPECT_EQ(service_->AuditInclusionProof(ctx, 6, std::nullopt).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(ComplianceTest, ReportsAndExportsNeedTheirActions) {
+  auto ctx = Ctx();
+  ctx.principal.actions = {"record.read"};
+  EXPECT_EQ(
+      service_
+          ->AccountingOfDisclosures(ctx, {"synthetic-acct-10", std::nullopt, ReportFormat::kJson})
+          .status()
+          .code(),
+      StatusCode::kPermissionDenied);
+  bool called = false;
+  EXPECT_EQ(service_
+                ->ExportAudit(ctx, {},
+                              [&](std::string_view) {
+                                called = true;
+                                return true;
+                              })
+                .code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_FALSE(called);
+  EXPECT_EQ(service_->AuditCheckpoint(ctx, true).status().code(), StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace phivault::daemon
