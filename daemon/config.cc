@@ -49,6 +49,13 @@ bool IsValidApplicationName(std::string_view s) {
   });
 }
 
+bool HasControlChar(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
 bool IsLowerHex(std::string_view s) {
   return std::all_of(s.begin(), s.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
@@ -363,11 +370,12 @@ Status ParseOperators(const Reader& r, const toml::table& root, Config& c) {
 }
 
 Status Parse(const Reader& r, const toml::table& root, Config& c) {
-  PV_RETURN_IF_ERROR(
-      r.CheckKeys(root, "",
-                  {"data_dir", "socket_path", "socket_mode", "socket_group",
-                   "default_retention_years", "max_content_bytes", "categories", "roles",
-                   "keyring_mirrors", "master_key", "limits", "log", "applications", "operators"}));
+  PV_RETURN_IF_ERROR(r.CheckKeys(
+      root, "",
+      {"data_dir", "socket_path", "socket_mode", "socket_group", "default_retention_years",
+       "max_content_bytes", "categories", "roles", "compliance_role", "practice_name",
+       "audit_origin", "audit_checkpoint_interval_seconds", "keyring_mirrors", "master_key",
+       "limits", "log", "applications", "operators"}));
 
   PV_RETURN_IF_ERROR(r.Path(root, "", "data_dir", c.data_dir, /*required=*/true));
   PV_RETURN_IF_ERROR(r.Path(root, "", "socket_path", c.socket_path, /*required=*/true));
@@ -387,6 +395,26 @@ Status Parse(const Reader& r, const toml::table& root, Config& c) {
       "must be 1 to 64 characters from [a-z0-9_-], starting with a letter or digit";
   PV_RETURN_IF_ERROR(r.StringList(root, "", "categories", c.categories, valid_name, kNameRule));
   PV_RETURN_IF_ERROR(r.StringList(root, "", "roles", c.roles, valid_name, kNameRule));
+
+  if (root.contains("compliance_role")) {
+    PV_RETURN_IF_ERROR(r.String(root, "", "compliance_role", c.compliance_role));
+    if (std::find(c.roles.begin(), c.roles.end(), c.compliance_role) == c.roles.end()) {
+      return r.Error("compliance_role", "must be one of the configured roles");
+    }
+  }
+  PV_RETURN_IF_ERROR(r.NonEmptyString(root, "", "practice_name", c.practice_name));
+  if (c.practice_name.size() > 128 || HasControlChar(c.practice_name)) {
+    return r.Error("practice_name", "must be at most 128 bytes without control characters");
+  }
+  PV_RETURN_IF_ERROR(r.NonEmptyString(root, "", "audit_origin", c.audit_origin));
+  if (c.audit_origin.size() > 255 || !std::all_of(c.audit_origin.begin(), c.audit_origin.end(),
+                                                  [](char ch) { return ch > 0x20 && ch < 0x7f; })) {
+    return r.Error("audit_origin",
+                   "must be 1 to 255 printable ASCII characters without spaces (e.g. "
+                   "\"clinic.example/phivault\")");
+  }
+  PV_RETURN_IF_ERROR(r.Integer(root, "", "audit_checkpoint_interval_seconds",
+                               c.audit_checkpoint_interval_seconds, 0, 86400));
 
   std::vector<std::string> mirrors;
   PV_RETURN_IF_ERROR(r.StringList(
@@ -432,9 +460,9 @@ Status Parse(const Reader& r, const toml::table& root, Config& c) {
 }  // namespace
 
 std::vector<std::string> DefaultCategories() {
-  return {"clinical-note",  "lab-result",         "imaging",      "prescription",
-          "referral",       "correspondence",     "consent",      "billing",
-          "administrative", "psychotherapy-note", "substance-use"};
+  return {"demographics",   "insurance",          "clinical_note", "lab_result",
+          "imaging",        "medication",         "billing",       "consent",
+          "correspondence", "psychotherapy_note", "substance_use"};
 }
 
 std::vector<std::string> DefaultRoles() {
@@ -443,7 +471,10 @@ std::vector<std::string> DefaultRoles() {
 }
 
 std::vector<std::string> KnownActions() {
-  return {"record.create", "record.read", "record.amend", "record.list", "status"};
+  return {"record.create",     "record.read",     "record.amend",
+          "record.list",       "record.disclose", "disclosure.suspend",
+          "report.accounting", "report.access",   "audit.export",
+          "audit.verify",      "status"};
 }
 
 StatusOr<Config> LoadConfig(const std::string& path) {
