@@ -17,9 +17,9 @@ namespace {
 
 using storage::testing::FilesContaining;
 
-using AtRestTest = VaultTest;
+using E2eAtRestTest = VaultTest;
 
-TEST_F(AtRestTest, NoPlaintextOrDekInAnyDataFileAfterCompaction) {
+TEST_F(E2eAtRestTest, NoPlaintextOrDekInAnyDataFileAfterCompaction) {
   // Random, so that a 32-byte piece found in a file can only have come from these values.
   const std::string patient = "synthetic-patient-" + RandomHex(24);
   const std::string author = "dr.synthetic." + RandomHex(24);

@@ -20,9 +20,9 @@ client::NewRecord Note() {
                            .content = "Synthetic note for the auth tests."};
 }
 
-using AuthTest = VaultTest;
+using E2eAuthTest = VaultTest;
 
-TEST_F(AuthTest, WrongTokenMissingPurposeAndUnknownRoleAreRefused) {
+TEST_F(E2eAuthTest, WrongTokenMissingPurposeAndUnknownRoleAreRefused) {
   client::Client app = vault_.AppClient();
   auto stored = app.CreateRecord(Physician(), Note());
   ASSERT_TRUE(stored.ok()) << stored.error().Message();
@@ -67,7 +67,7 @@ TEST_F(AuthTest, WrongTokenMissingPurposeAndUnknownRoleAreRefused) {
   EXPECT_EQ(ok->bytes, Note().content);
 }
 
-TEST_F(AuthTest, CliExitCodesAgainstTheRealDaemon) {
+TEST_F(E2eAuthTest, CliExitCodesAgainstTheRealDaemon) {
   const std::map<std::string, std::string> env = {{"PHIVAULT_TOKEN", vault_.token()},
                                                   {"PHIVAULT_ROLE", "physician"},
                                                   {"PHIVAULT_USER", "dr.cli"}};

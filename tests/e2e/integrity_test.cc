@@ -24,9 +24,9 @@ NewRecord Note(std::string content) {
                    .content = std::move(content)};
 }
 
-using IntegrityTest = VaultTest;
+using E2eIntegrityTest = VaultTest;
 
-TEST_F(IntegrityTest, FlippedStoredByteIsReportedAsIntegrityFailureAndAudited) {
+TEST_F(E2eIntegrityTest, FlippedStoredByteIsReportedAsIntegrityFailureAndAudited) {
   client::Client c = vault_.AppClient();
   const auto actor = Physician("dr.integrity");
   auto damaged =
@@ -92,7 +92,7 @@ TEST_F(IntegrityTest, FlippedStoredByteIsReportedAsIntegrityFailureAndAudited) {
   EXPECT_EQ(last->records, std::vector<std::string>{damaged->record_id + "@1"});
 }
 
-TEST_F(IntegrityTest, WrongMasterKeyRefusesToStart) {
+TEST_F(E2eIntegrityTest, WrongMasterKeyRefusesToStart) {
   client::Client c = vault_.AppClient();
   auto m = c.CreateRecord(Physician(), Note("Synthetic note under the right key."));
   ASSERT_TRUE(m.ok()) << m.error().Message();

@@ -14,12 +14,12 @@
 namespace phivault::e2e {
 namespace {
 
-class PhiLogsTest : public VaultTest {
+class E2ePhiLogsTest : public VaultTest {
  protected:
   bool StartInSetUp() const override { return false; }
 };
 
-TEST_F(PhiLogsTest, NoCanaryInLogsOrAnyFileOutsideTheEncryptedStore) {
+TEST_F(E2ePhiLogsTest, NoCanaryInLogsOrAnyFileOutsideTheEncryptedStore) {
   // An application that may only read the status, to provoke 403s on PHI routes.
   const std::string limited_token = "pvt_" + crypto::Base64UrlEncode(RandomBytes(32));
   vault_.AppendConfig("[[applications]]\nname = \"limited-app\"\ntoken_sha256 = \"" +

@@ -25,9 +25,9 @@ NewRecord TextRecord(std::string patient, std::string content) {
                    .content = std::move(content)};
 }
 
-using RestartTest = VaultTest;
+using E2eRestartTest = VaultTest;
 
-TEST_F(RestartTest, RestartKeepsRecordsAndTheAuditCount) {
+TEST_F(E2eRestartTest, RestartKeepsRecordsAndTheAuditCount) {
   client::Client c = vault_.AppClient();
   const auto actor = Physician();
   auto audit_entries = [&]() -> uint64_t {
@@ -106,7 +106,7 @@ TEST_F(RestartTest, RestartKeepsRecordsAndTheAuditCount) {
   EXPECT_EQ(final_status->audit_entries, count);
 }
 
-TEST_F(RestartTest, SigtermUnderLoadLosesNoAcknowledgedRecord) {
+TEST_F(E2eRestartTest, SigtermUnderLoadLosesNoAcknowledgedRecord) {
   constexpr int kThreads = 8;
   constexpr int kMaxPerThread = 2000;  // bounds the test if the daemon never stops accepting
   struct Ack {
@@ -155,6 +155,7 @@ TEST_F(RestartTest, SigtermUnderLoadLosesNoAcknowledgedRecord) {
     EXPECT_EQ(failures_before_sigterm[t], "") << "thread " << t << " failed before SIGTERM";
   }
   ASSERT_GT(total_acked.load(), 0);
+  RecordProperty("acknowledged_records", total_acked.load());
 
   ASSERT_TRUE(vault_.Start());
   client::Client c = vault_.AppClient();

@@ -32,9 +32,9 @@ void ExpectSameMetadata(const RecordMetadata& a, const RecordMetadata& b) {
   EXPECT_EQ(ToJson(a), ToJson(b));
 }
 
-using RoundTripTest = VaultTest;
+using E2eRoundTripTest = VaultTest;
 
-TEST_F(RoundTripTest, TextAndLargeBinaryRecordsComeBackByteForByte) {
+TEST_F(E2eRoundTripTest, TextAndLargeBinaryRecordsComeBackByteForByte) {
   client::Client c = vault_.AppClient();
   const NewRecord text{.patient_id = "synthetic-patient-rt-1",
                        .category = "clinical_note",
@@ -74,7 +74,7 @@ TEST_F(RoundTripTest, TextAndLargeBinaryRecordsComeBackByteForByte) {
   }
 }
 
-TEST_F(RoundTripTest, AmendmentKeepsTheOriginalVersion) {
+TEST_F(E2eRoundTripTest, AmendmentKeepsTheOriginalVersion) {
   client::Client c = vault_.AppClient();
   const NewRecord original{.patient_id = "synthetic-patient-amend-1",
                            .category = "medication",
@@ -138,7 +138,7 @@ CurlReply SplitStatus(const std::string& out) {
   return {out.substr(0, nl), std::atoi(out.c_str() + nl + 1)};
 }
 
-TEST_F(RoundTripTest, PlainCurlOnTheSocketRoundTrips) {
+TEST_F(E2eRoundTripTest, PlainCurlOnTheSocketRoundTrips) {
   const std::string content = "Synthetic discharge summary\nLine 2: ünïcode ✓ \"quoted\" \\ end\n";
   const nlohmann::json request = {{"patient_id", "synthetic-patient-curl-1"},
                                   {"category", "clinical_note"},
