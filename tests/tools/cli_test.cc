@@ -233,7 +233,7 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
     std::string joined;
     for (const auto& a : args) joined += a + " ";
     EXPECT_EQ(r.exit_code, 2) << joined << "\n" << r.err;
-    EXPECT_FALSE(r.err.empty()) << joined;
+    EXPECT_THAT(r.err, StartsWith("phivault: usage error: ")) << joined;
   }
 }
 
