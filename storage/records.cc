@@ -184,7 +184,14 @@ std::optional<RecordMetadata> MetadataFromJson(std::string_view text) {
 
 }  // namespace
 
-std::string NewRecordId() { return crypto::Base64UrlEncode(crypto::RandomBytes(kRawIdBytes)); }
+std::string NewRecordId() {
+  // Ids never start with '-' or '_', so that command lines do not read them as options. This
+  // costs under 2 bits of the 128.
+  for (;;) {
+    std::string id = crypto::Base64UrlEncode(crypto::RandomBytes(kRawIdBytes));
+    if (id[0] != '-' && id[0] != '_') return id;
+  }
+}
 
 bool IsValidRecordId(std::string_view id) {
   if (id.size() != kRecordIdChars) return false;

@@ -53,7 +53,8 @@ struct Record {
   std::string content;  // empty when read without content
 };
 
-// A new random record id (16 bytes from the CSPRNG, URL-safe base64).
+// A new random record id (16 bytes from the CSPRNG, URL-safe base64), never starting with '-' or
+// '_' so that command lines cannot mistake it for an option.
 std::string NewRecordId();
 // True if `id` has the form NewRecordId produces (22 URL-safe base64 characters).
 bool IsValidRecordId(std::string_view id);
