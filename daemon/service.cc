@@ -659,6 +659,12 @@ class VaultServiceImpl final : public VaultService {
   }
 
   Status Authorize(const RequestContext& ctx, std::string_view action) const {
+    // A person at the CLI acts in the role their configuration entry gives them, whatever role
+    // the request claims.
+    if (ctx.principal.kind == Principal::Kind::kOperator &&
+        ctx.role != ctx.principal.operator_role) {
+      return PermissionDenied("operators act only in their configured role");
+    }
     if (!Allows(ctx.principal, action)) {
       return PermissionDenied("the configuration does not allow this principal to perform " +
                               std::string(action));
@@ -670,7 +676,8 @@ class VaultServiceImpl final : public VaultService {
   // written, that the audit log is unavailable).
   Status Fail(storage::AuditEntry entry, const Status& cause) {
     if (entry.reason.empty() && cause.code() == StatusCode::kPermissionDenied) {
-      entry.reason = "config:actions";
+      entry.reason = cause.message().find("role") != std::string::npos ? "config:operator_role"
+                                                                       : "config:actions";
     }
     MarkFailure(entry, cause);
     if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();

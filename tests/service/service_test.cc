@@ -195,6 +195,18 @@ TEST_F(ServiceTest, DeniedAttemptsAreRefusedAndAudited) {
   ASSERT_TRUE(list.status().code() == StatusCode::kPermissionDenied);
 }
 
+TEST_F(ServiceTest, OperatorsActOnlyInTheirConfiguredRole) {
+  RequestContext ctx = Ctx();
+  ctx.principal.kind = Principal::Kind::kOperator;
+  ctx.principal.operator_role = "nurse";
+  ctx.role = "physician";
+  auto denied = service_->CreateRecord(ctx, Note("synthetic-0012", "x"));
+  EXPECT_EQ(denied.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(LastEntry().reason, "config:operator_role");
+  ctx.role = "nurse";
+  EXPECT_TRUE(service_->CreateRecord(ctx, Note("synthetic-0012", "x")).ok());
+}
+
 TEST_F(ServiceTest, ReadFailsClosedWhenTheAuditEntryCannotBeWritten) {
   auto created = service_->CreateRecord(Ctx(), Note("synthetic-0007", "content under audit"));
   ASSERT_TRUE(created.ok());
