@@ -9,12 +9,38 @@ packages=(
   libbenchmark-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   systemd
 )
-# Extra packages for the test suite only (passed with --test).
-test_packages=(clang-format)
+# Extra packages for the test suite only (passed with --test): clang-format for the format check,
+# chromium to render the HTML reports headless (tests/compliance_e2e), and curl already above.
+test_packages=(clang-format chromium)
+# Node.js runs the FHIR R4 schema validator of tests/compliance_e2e; a machine may already have a
+# newer Node.js from elsewhere, so Debian's is added only when `node` is absent.
+node_packages=(nodejs npm)
 
+with_tests=0
 if [[ "${1:-}" == "--test" ]]; then
+  with_tests=1
   packages+=("${test_packages[@]}")
+  if ! command -v node >/dev/null 2>&1; then
+    packages+=("${node_packages[@]}")
+  fi
 fi
+
+# npm packages of the tests, pinned by tests/compliance_e2e/package-lock.json, into build/npm
+# (PHIVAULT_NPM_PREFIX overrides; the compliance_e2e tests look there). `npm ci` runs only when
+# the installed lock differs from the committed one.
+install_test_npm_packages() {
+  local root prefix
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  prefix=${PHIVAULT_NPM_PREFIX:-$root/build/npm}
+  if cmp -s "$root/tests/compliance_e2e/package-lock.json" "$prefix/node_modules/.package-lock.json.installed"; then
+    return 0
+  fi
+  echo "install-deps: installing the tests' npm packages into $prefix" >&2
+  mkdir -p "$prefix"
+  cp "$root/tests/compliance_e2e/package.json" "$root/tests/compliance_e2e/package-lock.json" "$prefix/"
+  (cd "$prefix" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  cp "$root/tests/compliance_e2e/package-lock.json" "$prefix/node_modules/.package-lock.json.installed"
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -23,12 +49,14 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if ((${#missing[@]} == 0)); then
-  exit 0
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "install-deps: installing ${missing[*]}" >&2
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
-"${sudo_cmd[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if ((with_tests)); then
+  install_test_npm_packages
+fi
