@@ -24,12 +24,6 @@ constexpr std::string_view kSuspensionPrefix = "suspension/";
 // Clock skew tolerated for a disclosure said to have happened "now" on another machine.
 constexpr int64_t kFutureSkewUs = 5LL * 60 * 1000000;
 
-uint64_t ReadBigEndian64(std::string_view b) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(b[i]);
-  return v;
-}
-
 std::optional<std::string> OptionalString(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_string()) return std::nullopt;
@@ -364,12 +358,13 @@ class VaultServiceImpl final : public VaultService {
 
     Status scanned;
     if (req.patient_id) {
-      scanned = ForEachPatientSeq(records_.PatientBlindId(*req.patient_id), [&](uint64_t seq) {
-        if (seq > size || stopped) return Status::Ok();
-        PV_ASSIGN_OR_RETURN(std::string bytes, storage::ReadAuditEntryBytes(store_, seq));
-        PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::DecodeAuditEntry(bytes));
-        return visit(e, bytes);
-      });
+      scanned = storage::ScanPatientAuditSeqs(
+          store_, records_.PatientBlindId(*req.patient_id), [&](uint64_t seq) {
+            if (seq > size || stopped) return Status::Ok();
+            PV_ASSIGN_OR_RETURN(std::string bytes, storage::ReadAuditEntryBytes(store_, seq));
+            PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::DecodeAuditEntry(bytes));
+            return visit(e, bytes);
+          });
     } else {
       Status inner;
       scanned = storage::ScanAuditEntries(
@@ -580,33 +575,17 @@ class VaultServiceImpl final : public VaultService {
     return out;
   }
 
-  // Calls fn(seq) for each audit entry naming the patient, oldest first.
-  Status ForEachPatientSeq(const std::string& blind_id, const std::function<Status(uint64_t)>& fn) {
-    const std::string prefix = std::string("ap") + blind_id;
-    std::string end = prefix;
-    end.back() = static_cast<char>(end.back() + 1);
-    if (static_cast<unsigned char>(prefix.back()) == 0xff) end = prefix + std::string(9, '\xff');
-    std::vector<uint64_t> seqs;
-    PV_RETURN_IF_ERROR(store_.Scan(storage::Cf::kIndexes, prefix, end,
-                                   [&](std::string_view key, std::string_view) {
-                                     if (key.size() == prefix.size() + 8)
-                                       seqs.push_back(ReadBigEndian64(key.substr(prefix.size())));
-                                     return true;
-                                   }));
-    for (uint64_t seq : seqs) PV_RETURN_IF_ERROR(fn(seq));
-    return Status::Ok();
-  }
-
   Status ForEachPatientEntry(
       const std::string& patient_id,
       const std::function<Status(const storage::AuditEntry&, const nlohmann::json&)>& fn) {
-    return ForEachPatientSeq(records_.PatientBlindId(patient_id), [&](uint64_t seq) -> Status {
-      PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::ReadAuditEntry(store_, seq));
-      PV_ASSIGN_OR_RETURN(nlohmann::json phi, UnsealPhi(e));
-      // A blind-id collision is astronomically unlikely, but never report another patient.
-      if (phi.value("patient_id", "") != patient_id) return Status::Ok();
-      return fn(e, phi);
-    });
+    return storage::ScanPatientAuditSeqs(
+        store_, records_.PatientBlindId(patient_id), [&](uint64_t seq) -> Status {
+          PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::ReadAuditEntry(store_, seq));
+          PV_ASSIGN_OR_RETURN(nlohmann::json phi, UnsealPhi(e));
+          // A blind-id collision is astronomically unlikely, but never report another patient.
+          if (phi.value("patient_id", "") != patient_id) return Status::Ok();
+          return fn(e, phi);
+        });
   }
 
   static policies::DecodedAuditEntry Decode(const storage::AuditEntry& e,

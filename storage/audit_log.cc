@@ -1,16 +1,12 @@
 #include "storage/audit_log.h"
 
 #include "crypto/hash.h"
+#include "storage/key_encoding.h"
 
 namespace phivault::storage {
 namespace {
 
-std::string CheckpointKey(uint64_t size) {
-  std::string key(9, '\0');
-  key[0] = 'c';
-  for (int i = 0; i < 8; ++i) key[1 + i] = static_cast<char>((size >> (56 - 8 * i)) & 0xff);
-  return key;
-}
+std::string CheckpointKey(uint64_t size) { return "c" + BigEndian64(size); }
 
 }  // namespace
 

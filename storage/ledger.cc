@@ -10,6 +10,7 @@
 
 #include "crypto/hash.h"
 #include "crypto/secret.h"
+#include "storage/key_encoding.h"
 
 namespace phivault::storage {
 namespace {
@@ -19,21 +20,6 @@ namespace {
 constexpr size_t kMaxGroupRequests = 1024;
 constexpr size_t kMaxGroupBytes = 32ull << 20;
 constexpr size_t kHeadBytes = 8 + 32;
-
-std::string BE64(uint64_t v) {
-  std::string out(8, '\0');
-  for (int i = 7; i >= 0; --i) {
-    out[static_cast<size_t>(i)] = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
-  return out;
-}
-
-uint64_t ReadBE64(std::string_view b) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(b[i]);
-  return v;
-}
 
 int64_t NowUnixMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -46,7 +32,7 @@ Status AppendIndexKeys(const AuditEntry& e, WriteBatch& batch) {
   if (e.user.find('\0') != std::string::npos) {
     return InvalidArgument("audit user must not contain NUL");
   }
-  const std::string seq = BE64(e.seq);
+  const std::string seq = BigEndian64(e.seq);
   if (!e.patient_bid.empty()) {
     auto bid = crypto::HexDecode(e.patient_bid);
     if (!bid.ok() || bid->size() != 32) {
@@ -150,7 +136,7 @@ class LedgerImpl final : public Ledger {
     }
 
     if (failure.ok() && !included.empty()) {
-      batch.Put(Cf::kState, std::string(kLedgerHeadKey), BE64(seq) + hash);
+      batch.Put(Cf::kState, std::string(kLedgerHeadKey), BigEndian64(seq) + hash);
       failure = store_.Write(batch, /*sync=*/true);
     }
     if (!failure.ok()) {
@@ -191,7 +177,23 @@ Status DecodeAt(uint64_t seq, std::string_view bytes, AuditEntry& out) {
 
 }  // namespace
 
-std::string AuditKey(uint64_t seq) { return BE64(seq); }
+Status ScanPatientAuditSeqs(Store& store, std::string_view patient_blind_id,
+                            const std::function<Status(uint64_t seq)>& fn) {
+  const std::string prefix = "ap" + std::string(patient_blind_id);
+  // Collected first: the scan must not hold an iterator open while fn reads the store.
+  std::vector<uint64_t> seqs;
+  PV_RETURN_IF_ERROR(store.Scan(Cf::kIndexes, prefix, PrefixEnd(prefix),
+                                [&](std::string_view key, std::string_view) {
+                                  if (key.size() == prefix.size() + 8) {
+                                    seqs.push_back(ReadBigEndian64(key.substr(prefix.size())));
+                                  }
+                                  return true;
+                                }));
+  for (uint64_t seq : seqs) PV_RETURN_IF_ERROR(fn(seq));
+  return Status::Ok();
+}
+
+std::string AuditKey(uint64_t seq) { return BigEndian64(seq); }
 
 StatusOr<std::unique_ptr<Ledger>> Ledger::Open(Store& store, LedgerObserver* observer) {
   PV_ASSIGN_OR_RETURN(auto head, store.Get(Cf::kState, kLedgerHeadKey));
@@ -205,7 +207,7 @@ StatusOr<std::unique_ptr<Ledger>> Ledger::Open(Store& store, LedgerObserver* obs
     return std::unique_ptr<Ledger>(new LedgerImpl(store, observer, 0, "", 0));
   }
   if (head->size() != kHeadBytes) return DataLoss("ledger head is malformed");
-  const uint64_t seq = ReadBE64(*head);
+  const uint64_t seq = ReadBigEndian64(*head);
   const std::string hash = head->substr(8);
   if (seq == 0) return DataLoss("ledger head is malformed");
 

@@ -79,6 +79,11 @@ using AuditScanFn = std::function<bool(const AuditEntry& entry, std::string_view
 [[nodiscard]] Status ScanAuditEntries(Store& store, uint64_t from_seq, uint64_t to_seq,
                                       const AuditScanFn& fn);
 
+// Calls fn(seq) for every audit entry naming the patient with raw 32-byte blind id
+// `patient_blind_id`, oldest first, until fn returns an error (which is returned).
+[[nodiscard]] Status ScanPatientAuditSeqs(Store& store, std::string_view patient_blind_id,
+                                          const std::function<Status(uint64_t seq)>& fn);
+
 // Storage key of entry `seq` in Cf::kAudit (BE64).
 std::string AuditKey(uint64_t seq);
 

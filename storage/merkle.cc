@@ -1,4 +1,5 @@
 #include "storage/merkle.h"
+#include "storage/key_encoding.h"
 
 #include <algorithm>
 #include <bit>
@@ -179,7 +180,7 @@ std::string MerkleTree::NodeKey(uint8_t level, uint64_t index) {
   std::string key(kNodeKeyBytes, '\0');
   key[0] = kNodePrefix;
   key[1] = static_cast<char>(level);
-  for (int i = 0; i < 8; ++i) key[2 + i] = static_cast<char>((index >> (56 - 8 * i)) & 0xff);
+  key.replace(2, 8, BigEndian64(index));
   return key;
 }
 

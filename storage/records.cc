@@ -8,6 +8,7 @@
 #include "crypto/aead.h"
 #include "crypto/hash.h"
 #include "crypto/secret.h"
+#include "storage/key_encoding.h"
 
 namespace phivault::storage {
 namespace {
@@ -27,49 +28,6 @@ constexpr size_t kDekBytes = 32;
 // and never carries record content or patient data.
 Status IntegrityFailure() { return DataLoss("record failed integrity check"); }
 
-std::string BE32(uint32_t v) {
-  std::string out(4, '\0');
-  for (int i = 3; i >= 0; --i) {
-    out[static_cast<size_t>(i)] = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
-  return out;
-}
-
-uint32_t ReadBE32(std::string_view b) {
-  uint32_t v = 0;
-  for (size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(b[i]);
-  return v;
-}
-
-std::string BE64(uint64_t v) {
-  std::string out(8, '\0');
-  for (int i = 7; i >= 0; --i) {
-    out[static_cast<size_t>(i)] = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
-  return out;
-}
-
-uint64_t ReadBE64(std::string_view b) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(b[i]);
-  return v;
-}
-
-// The smallest key greater than every key starting with `prefix` ("" if there is none).
-std::string PrefixEnd(std::string prefix) {
-  while (!prefix.empty()) {
-    auto& last = reinterpret_cast<unsigned char&>(prefix.back());
-    if (last != 0xff) {
-      ++last;
-      return prefix;
-    }
-    prefix.pop_back();
-  }
-  return prefix;
-}
-
 StatusOr<std::string> RawId(std::string_view record_id) {
   if (!IsValidRecordId(record_id)) return InvalidArgument("record id is malformed");
   auto raw = crypto::Base64UrlDecode(record_id);
@@ -80,14 +38,14 @@ StatusOr<std::string> RawId(std::string_view record_id) {
 std::string VersionKey(char kind, std::string_view raw_id, uint32_t version) {
   std::string key(1, kind);
   key.append(raw_id);
-  key += BE32(version);
+  key += BigEndian32(version);
   return key;
 }
 
 std::string DekAad(std::string_view raw_id, uint32_t version, std::string_view epoch_id) {
   std::string aad(kDekAad);
   aad.append(raw_id);
-  aad += BE32(version);
+  aad += BigEndian32(version);
   aad.append(epoch_id);
   return aad;
 }
@@ -96,7 +54,7 @@ std::string SealAad(std::string_view domain, std::string_view raw_id, uint32_t v
                     std::string_view blind_id) {
   std::string aad(domain);
   aad.append(raw_id);
-  aad += BE32(version);
+  aad += BigEndian32(version);
   aad.append(blind_id);
   return aad;
 }
@@ -111,7 +69,7 @@ struct Header {
 std::string EncodeHeader(const Header& h) {
   std::string out(1, kHeaderFormat);
   for (const std::string* field : {&h.epoch_id, &h.wrapped_dek, &h.blind_id, &h.sealed_meta}) {
-    out += BE32(static_cast<uint32_t>(field->size()));
+    out += BigEndian32(static_cast<uint32_t>(field->size()));
     out += *field;
   }
   return out;
@@ -123,7 +81,7 @@ std::optional<Header> DecodeHeader(std::string_view in) {
   Header h;
   for (std::string* field : {&h.epoch_id, &h.wrapped_dek, &h.blind_id, &h.sealed_meta}) {
     if (in.size() < 4) return std::nullopt;
-    const uint32_t n = ReadBE32(in);
+    const uint32_t n = ReadBigEndian32(in);
     in.remove_prefix(4);
     if (in.size() < n) return std::nullopt;
     field->assign(in.substr(0, n));
@@ -236,12 +194,12 @@ Status RecordRepository::StageVersion(const Record& record, WriteBatch& batch) {
   batch.Put(Cf::kRecords, VersionKey('c', raw_id, meta.version), std::move(sealed_content));
   if (meta.version == 1) {
     batch.Put(Cf::kIndexes, "p" + h.blind_id + raw_id,
-              BE64(static_cast<uint64_t>(meta.created_unix_us)));
+              BigEndian64(static_cast<uint64_t>(meta.created_unix_us)));
   }
   std::string epoch_index = "e" + meta.epoch_id;
   epoch_index += '\0';
   epoch_index += raw_id;
-  epoch_index += BE32(meta.version);
+  epoch_index += BigEndian32(meta.version);
   batch.Put(Cf::kIndexes, std::move(epoch_index), "");
   return Status::Ok();
 }
@@ -257,7 +215,7 @@ StatusOr<uint32_t> RecordRepository::LatestVersion(std::string_view record_id) {
                                         }));
   if (!last) return NotFound("no such record");
   if (last->size() != prefix.size() + 4) return IntegrityFailure();
-  return ReadBE32(std::string_view(*last).substr(prefix.size()));
+  return ReadBigEndian32(std::string_view(*last).substr(prefix.size()));
 }
 
 StatusOr<Record> RecordRepository::ReadVersion(std::string_view record_id, uint32_t version,
@@ -317,7 +275,7 @@ StatusOr<std::vector<RecordMetadata>> RecordRepository::ListPatient(std::string_
           malformed = true;
           return false;
         }
-        found.emplace_back(ReadBE64(value), key.substr(prefix.size()));
+        found.emplace_back(ReadBigEndian64(value), key.substr(prefix.size()));
         return true;
       }));
   if (malformed) return IntegrityFailure();
