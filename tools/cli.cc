@@ -2,10 +2,13 @@
 
 #include <fcntl.h>
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -13,12 +16,17 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "crypto/hash.h"
 #include "crypto/secret.h"
+#include "crypto/signing.h"
+#include "storage/audit_verify.h"
+#include "storage/checkpoint.h"
+#include "storage/merkle.h"
 #include "tools/cli_init.h"
 
 namespace phivault::tools {
@@ -35,6 +43,7 @@ constexpr const char* kExitCodeHelp =
     "  4  not found (404), or the record was shredded (410)\n"
     "  5  daemon unavailable (cannot connect, connection lost, or 503)\n"
     "  6  integrity failure (stored data failed authentication)\n"
+    "  7  verification failed (audit export, proof or checkpoint did not verify)\n"
     "Environment: PHIVAULT_SOCKET, PHIVAULT_TOKEN, PHIVAULT_USER, PHIVAULT_ROLE,\n"
     "PHIVAULT_PURPOSE provide defaults for the matching options.\n";
 
@@ -60,6 +69,47 @@ struct RecordArgs {
   uint32_t version = 0;
   std::string dir;
   bool force_config = false;
+};
+
+// Disclosure, suspension, report and audit options (one command runs per invocation).
+struct ComplianceArgs {
+  // disclose / get --disclose-to
+  std::string recipient;
+  std::string address;
+  std::string basis;
+  std::string description;
+  std::string statement;
+  std::vector<std::string> records;
+  std::string date;
+  // suspend
+  std::string agency;
+  std::string start;
+  std::string end;
+  bool oral = false;
+  // report and export
+  std::string patient;
+  std::string from;
+  std::string to;
+  std::string format;
+  std::string user;
+  std::string action;
+  std::string outcome;
+  std::string output;
+  // audit checkpoint / prove / consistency / verify
+  bool new_checkpoint = false;
+  uint64_t seq = 0;
+  uint64_t size = 0;
+  std::string checkpoint_file;
+  std::string leaf_hash;
+  uint64_t old_size = 0;
+  uint64_t new_size = 0;
+  std::string old_checkpoint;
+  std::string new_checkpoint_file;
+  std::string file;
+  std::string key;
+  std::string key_file;
+  std::string origin;
+  bool live = false;
 };
 
 std::string LoginName() {
@@ -97,6 +147,16 @@ std::string Printable(std::string_view s) {
   return out;
 }
 
+// As Printable, but keeps line breaks (for multi-line daemon text such as a checkpoint note).
+std::string PrintableLines(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\n') || u == 0x7f) c = '?';
+  }
+  return out;
+}
+
 std::optional<std::string> ReadInput(const std::string& path, std::string* error) {
   std::string data;
   if (path == "-") {
@@ -120,30 +180,95 @@ std::optional<std::string> ReadInput(const std::string& path, std::string* error
   return data;
 }
 
-// Content is PHI: the output file is created 0600, and removed again if writing fails.
-bool WriteOutput(const std::string& path, std::string_view data, std::string* error) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    *error = "cannot create " + path + ": " + std::strerror(errno);
-    return false;
-  }
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      *error = "cannot write " + path + ": " + std::strerror(errno);
-      ::close(fd);
-      ::unlink(path.c_str());
-      return false;
+// A file that receives PHI (content, reports, exports): mode 0600 even if it existed before,
+// and removed again unless Commit succeeds, so that a failed write leaves no partial copy.
+class OutputFile {
+ public:
+  static std::optional<OutputFile> Create(const std::string& path, std::string* error) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      *error = "cannot create " + path + ": " + std::strerror(errno);
+      return std::nullopt;
     }
-    data.remove_prefix(static_cast<size_t>(n));
+    if (::fchmod(fd, 0600) != 0) {
+      *error = "cannot make " + path + " private: " + std::strerror(errno);
+      ::close(fd);
+      return std::nullopt;
+    }
+    return OutputFile(path, fd);
   }
-  if (::close(fd) != 0) {
-    *error = "cannot write " + path + ": " + std::strerror(errno);
-    ::unlink(path.c_str());
+  OutputFile(OutputFile&& other) noexcept
+      : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)) {}
+  OutputFile& operator=(OutputFile&&) = delete;
+  OutputFile(const OutputFile&) = delete;
+  OutputFile& operator=(const OutputFile&) = delete;
+  ~OutputFile() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+      ::unlink(path_.c_str());
+    }
+  }
+
+  bool Write(std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        error_ = "cannot write " + path_ + ": " + std::strerror(errno);
+        return false;
+      }
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+  // Closes the file and keeps it. False (file removed, `*error` set) if an earlier write or the
+  // close failed.
+  bool Commit(std::string* error) {
+    const int fd = std::exchange(fd_, -1);
+    if (error_.empty() && ::close(fd) != 0) {
+      error_ = "cannot write " + path_ + ": " + std::strerror(errno);
+    } else if (!error_.empty()) {
+      ::close(fd);
+    }
+    if (error_.empty()) return true;
+    ::unlink(path_.c_str());
+    *error = error_;
     return false;
   }
-  return true;
+  // Why the last Write failed.
+  const std::string& error() const { return error_; }
+
+ private:
+  OutputFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  std::string path_;
+  int fd_;
+  std::string error_;
+};
+
+bool WriteOutput(const std::string& path, std::string_view data, std::string* error) {
+  auto file = OutputFile::Create(path, error);
+  if (!file) return false;
+  file->Write(data);
+  return file->Commit(error);
+}
+
+// Writes `data` to FILE (0600) if `path` is set, else to standard output.
+int Emit(const std::string& path, std::string_view data, std::string_view what) {
+  std::string error;
+  if (!path.empty()) {
+    if (!WriteOutput(path, data, &error)) {
+      PrintError("cannot write " + std::string(what), error);
+      return kExitError;
+    }
+    return kExitOk;
+  }
+  std::cout.write(data.data(), static_cast<std::streamsize>(data.size()));
+  std::cout.flush();
+  if (!std::cout) {
+    PrintError("cannot write " + std::string(what), "standard output failed");
+    return kExitError;
+  }
+  return kExitOk;
 }
 
 void PrintJson(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
@@ -220,19 +345,32 @@ int RunPut(client::Client& c, const client::Actor& actor, const Globals& g, cons
   return kExitOk;
 }
 
-int RunGet(client::Client& c, const client::Actor& actor, const Globals& g, const RecordArgs& a) {
+std::optional<std::string> Opt(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  return s;
+}
+
+client::Disclosure DisclosureFrom(const ComplianceArgs& d) {
+  return client::Disclosure{.recipient_name = d.recipient,
+                            .recipient_address = Opt(d.address),
+                            .basis = Opt(d.basis),
+                            .description = d.description,
+                            .purpose_statement = Opt(d.statement)};
+}
+
+// `get`, and `get --disclose-to` (the same output, through the audited disclosure route).
+int RunGet(client::Client& c, const client::Actor& actor, const Globals& g, const RecordArgs& a,
+           const ComplianceArgs& d) {
   std::optional<uint32_t> version;
   if (a.version != 0) version = a.version;
-  std::string error;
-  if (g.json) {
-    auto r = c.ReadRecord(actor, a.id, version);
+  if (g.json || !d.recipient.empty()) {
+    auto r = d.recipient.empty() ? c.ReadRecord(actor, a.id, version)
+                                 : c.DiscloseRecord(actor, a.id, version, DisclosureFrom(d));
     if (!r.ok()) return Fail(r.error());
+    if (!g.json) return Emit(a.output, r->content, "content");
     nlohmann::json j = client::ToJson(r->metadata);
     if (!a.output.empty()) {
-      if (!WriteOutput(a.output, r->content, &error)) {
-        PrintError("cannot write content", error);
-        return kExitError;
-      }
+      if (int rc = Emit(a.output, r->content, "content"); rc != kExitOk) return rc;
     } else {
       j["content_base64"] = crypto::Base64Encode(r->content);
     }
@@ -241,20 +379,511 @@ int RunGet(client::Client& c, const client::Actor& actor, const Globals& g, cons
   }
   auto content = c.ReadContent(actor, a.id, version);
   if (!content.ok()) return Fail(content.error());
-  if (!a.output.empty()) {
-    if (!WriteOutput(a.output, content->bytes, &error)) {
-      PrintError("cannot write content", error);
-      return kExitError;
+  return Emit(a.output, content->bytes, "content");
+}
+
+int PrintAuditSeq(const client::Result<uint64_t>& seq, const Globals& g) {
+  if (!seq.ok()) return Fail(seq.error());
+  if (g.json) {
+    PrintJson({{"audit_seq", *seq}});
+  } else {
+    std::cout << *seq << "\n";
+  }
+  return kExitOk;
+}
+
+int RunDisclose(client::Client& c, const client::Actor& actor, const Globals& g,
+                const ComplianceArgs& d) {
+  client::DisclosureRecord record{.patient_id = d.patient,
+                                  .record_ids = d.records,
+                                  .disclosed_at = Opt(d.date),
+                                  .disclosure = DisclosureFrom(d)};
+  return PrintAuditSeq(c.RecordDisclosure(actor, record), g);
+}
+
+int RunSuspend(client::Client& c, const client::Actor& actor, const Globals& g,
+               const ComplianceArgs& d) {
+  client::Suspension suspension{.agency = d.agency,
+                                .start = d.start,
+                                .end = Opt(d.end),
+                                .oral = d.oral,
+                                .statement = d.statement};
+  return PrintAuditSeq(c.AddSuspension(actor, suspension), g);
+}
+
+int RunReport(client::Client& c, const client::Actor& actor, const ComplianceArgs& d,
+              bool accounting) {
+  const std::string format = d.format.empty() ? "json" : d.format;
+  auto report = accounting ? c.AccountingReport(actor, d.patient, Opt(d.from), format)
+                           : c.AccessReport(actor, d.patient, format);
+  if (!report.ok()) return Fail(report.error());
+  return Emit(d.output, report->body, "the report");
+}
+
+// ---- audit ----
+
+int VerifyFailed(std::string_view detail) {
+  PrintError("verification failed", detail);
+  return kExitVerifyFailed;
+}
+
+// The verifier key from --key or --key-file, or nullopt if neither was given. Exit code in
+// `*rc` (usage error for an unreadable or malformed key).
+std::optional<crypto::NoteVerifier> KeyFromArgs(const ComplianceArgs& a, int* rc) {
+  std::string text = a.key;
+  if (!a.key_file.empty()) {
+    std::string error;
+    auto data = ReadInput(a.key_file, &error);
+    if (!data) {
+      PrintError("cannot read the verifier key", error);
+      *rc = kExitError;
+      return std::nullopt;
     }
+    text = std::move(*data);
+  }
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.erase(0, 1);
+  if (a.key.empty() && a.key_file.empty()) {
+    *rc = kExitOk;
+    return std::nullopt;
+  }
+  auto verifier = crypto::ParseNoteVerifierKey(text);
+  if (!verifier.ok()) {
+    *rc = UsageError("the verifier key is not valid: " + verifier.status().message());
+    return std::nullopt;
+  }
+  *rc = kExitOk;
+  return std::move(verifier).value();
+}
+
+// The key from the options, else from the daemon (saying so: a key fetched from the vault under
+// audit proves only that the log is consistent with what that vault signs today).
+std::optional<crypto::NoteVerifier> KeyFromArgsOrDaemon(client::Client& c,
+                                                        const client::Actor& actor,
+                                                        const ComplianceArgs& a, int* rc) {
+  auto given = KeyFromArgs(a, rc);
+  if (given || *rc != kExitOk) return given;
+  auto fetched = c.AuditVerifierKey(actor);
+  if (!fetched.ok()) {
+    *rc = Fail(fetched.error());
+    return std::nullopt;
+  }
+  auto verifier = crypto::ParseNoteVerifierKey(*fetched);
+  if (!verifier.ok()) {
+    PrintError("unexpected response from daemon",
+               "its verifier key is not valid: " + verifier.status().message());
+    *rc = kExitError;
+    return std::nullopt;
+  }
+  std::cerr << "phivault: note: using the verifier key fetched from the daemon ("
+            << Printable(*fetched)
+            << "); pass --key or --key-file with a key obtained independently to check the "
+               "daemon itself\n";
+  return std::move(verifier).value();
+}
+
+std::optional<storage::MerkleHash> HashFromHex(std::string_view hex) {
+  auto bytes = crypto::HexDecode(hex);
+  if (!bytes.ok() || bytes->size() != storage::MerkleHash{}.size()) return std::nullopt;
+  storage::MerkleHash h{};
+  std::copy(bytes->begin(), bytes->end(), h.begin());
+  return h;
+}
+
+std::optional<std::vector<storage::MerkleHash>> PathFromHex(const std::vector<std::string>& hex) {
+  std::vector<storage::MerkleHash> path;
+  for (const std::string& h : hex) {
+    auto hash = HashFromHex(h);
+    if (!hash) return std::nullopt;
+    path.push_back(*hash);
+  }
+  return path;
+}
+
+std::string RootBase64(const storage::MerkleHash& root) {
+  return crypto::Base64Encode(crypto::AsView(root));
+}
+
+// Opens a signed checkpoint note; exit 7 with the reason if it does not verify.
+std::optional<storage::Checkpoint> OpenNote(std::string_view note,
+                                            const crypto::NoteVerifier& verifier,
+                                            std::string_view what, int* rc) {
+  auto cp = storage::OpenCheckpoint(note, verifier);
+  if (!cp.ok()) {
+    *rc = VerifyFailed(std::string(what) + " does not verify: " + cp.status().message());
+    return std::nullopt;
+  }
+  *rc = kExitOk;
+  return std::move(cp).value();
+}
+
+int RunAuditPubkey(client::Client& c, const client::Actor& actor, const Globals& g) {
+  auto key = c.AuditVerifierKey(actor);
+  if (!key.ok()) return Fail(key.error());
+  if (g.json) {
+    PrintJson({{"verifier_key", *key}});
+  } else {
+    std::cout << Printable(*key) << "\n";
+  }
+  return kExitOk;
+}
+
+int RunAuditCheckpoint(client::Client& c, const client::Actor& actor, const Globals& g,
+                       const ComplianceArgs& a) {
+  auto note = c.AuditCheckpoint(actor, a.new_checkpoint);
+  if (!note.ok()) return Fail(note.error());
+  if (g.json) {
+    PrintJson({{"note", *note}});
+  } else {
+    std::cout << PrintableLines(*note);
+  }
+  return kExitOk;
+}
+
+// The checkpoint to prove against: from --checkpoint FILE, else the daemon's newest, made fresh
+// when it is missing or smaller than `need`.
+std::optional<storage::Checkpoint> ProofCheckpoint(client::Client& c, const client::Actor& actor,
+                                                   const ComplianceArgs& a,
+                                                   const crypto::NoteVerifier& verifier,
+                                                   uint64_t need, int* rc) {
+  if (!a.checkpoint_file.empty()) {
+    std::string error;
+    auto note = ReadInput(a.checkpoint_file, &error);
+    if (!note) {
+      PrintError("cannot read the checkpoint", error);
+      *rc = kExitError;
+      return std::nullopt;
+    }
+    return OpenNote(*note, verifier, "the checkpoint in " + a.checkpoint_file, rc);
+  }
+  auto note = c.AuditCheckpoint(actor, false);
+  if (!note.ok() && note.error().kind != client::ErrorKind::kNotFound) {
+    *rc = Fail(note.error());
+    return std::nullopt;
+  }
+  std::optional<storage::Checkpoint> cp;
+  if (note.ok()) {
+    cp = OpenNote(*note, verifier, "the daemon's checkpoint", rc);
+    if (!cp) return std::nullopt;
+  }
+  if (!cp || cp->size < need) {
+    auto fresh = c.AuditCheckpoint(actor, true);
+    if (!fresh.ok()) {
+      *rc = Fail(fresh.error());
+      return std::nullopt;
+    }
+    cp = OpenNote(*fresh, verifier, "the daemon's checkpoint", rc);
+  }
+  return cp;
+}
+
+int RunAuditProve(client::Client& c, const client::Actor& actor, const Globals& g,
+                  const ComplianceArgs& a) {
+  if (a.size != 0 && a.seq > a.size) return UsageError("--seq must not be above --size");
+  std::optional<storage::MerkleHash> expected_leaf;
+  if (!a.leaf_hash.empty()) {
+    expected_leaf = HashFromHex(a.leaf_hash);
+    if (!expected_leaf) return UsageError("--leaf-hash must be 64 hex digits");
+  }
+  int rc = kExitOk;
+  auto verifier = KeyFromArgsOrDaemon(c, actor, a, &rc);
+  if (!verifier) return rc;
+  auto cp = ProofCheckpoint(c, actor, a, *verifier, std::max(a.seq, a.size), &rc);
+  if (!cp) return rc;
+  const uint64_t size = a.size != 0 ? a.size : cp->size;
+  if (size > cp->size || a.seq > cp->size) {
+    PrintError("cannot prove", "the checkpoint covers " + std::to_string(cp->size) +
+                                   " entries, fewer than asked for");
+    return a.checkpoint_file.empty() ? kExitNotFound : kExitUsage;
+  }
+
+  auto proof = c.InclusionProof(actor, a.seq, size);
+  if (!proof.ok()) return Fail(proof.error());
+  auto leaf = HashFromHex(proof->leaf_hash_hex);
+  auto path = PathFromHex(proof->path_hex);
+  if (!leaf || !path) return VerifyFailed("the inclusion proof holds a malformed hash");
+  if (expected_leaf && *expected_leaf != *leaf) {
+    return VerifyFailed("entry " + std::to_string(a.seq) +
+                        " in the log does not have the given --leaf-hash");
+  }
+  std::optional<client::ConsistencyProofResult> consistency;
+  if (size == cp->size) {
+    if (Status s = storage::VerifyInclusionProof(proof->leaf_index, size, *leaf, *path, cp->root);
+        !s.ok()) {
+      return VerifyFailed(s.message());
+    }
+  } else {
+    // Entry in the tree of `size` leaves, and that tree a prefix of the signed one.
+    auto root = storage::RootFromInclusionProof(proof->leaf_index, size, *leaf, *path);
+    if (!root.ok()) return VerifyFailed(root.status().message());
+    auto cons = c.ConsistencyProof(actor, size, cp->size);
+    if (!cons.ok()) return Fail(cons.error());
+    auto cons_path = PathFromHex(cons->path_hex);
+    if (!cons_path) return VerifyFailed("the consistency proof holds a malformed hash");
+    if (Status s = storage::VerifyConsistencyProof(size, cp->size, *cons_path, *root, cp->root);
+        !s.ok()) {
+      return VerifyFailed(s.message());
+    }
+    consistency = std::move(*cons);
+  }
+
+  if (g.json) {
+    nlohmann::json j = {
+        {"verified", true},
+        {"inclusion", client::ToJson(*proof)},
+        {"checkpoint",
+         {{"origin", cp->origin}, {"size", cp->size}, {"root", RootBase64(cp->root)}}}};
+    if (consistency) j["consistency"] = client::ToJson(*consistency);
+    PrintJson(j);
     return kExitOk;
   }
-  std::cout.write(content->bytes.data(), static_cast<std::streamsize>(content->bytes.size()));
-  std::cout.flush();
-  if (!std::cout) {
-    PrintError("cannot write content", "standard output failed");
+  std::cout << "ok: entry " << a.seq << " (leaf " << proof->leaf_index << ", leaf hash "
+            << proof->leaf_hash_hex << ") is in the tree of " << size << " entries";
+  if (consistency) std::cout << ", which the signed tree of " << cp->size << " entries extends";
+  std::cout << "\ncheckpoint: " << Printable(cp->origin) << ", " << cp->size << " entries, root "
+            << RootBase64(cp->root) << "\n";
+  return kExitOk;
+}
+
+int RunAuditConsistency(client::Client& c, const client::Actor& actor, const Globals& g,
+                        const ComplianceArgs& a) {
+  if (a.old_checkpoint.empty() != a.new_checkpoint_file.empty()) {
+    return UsageError("--old-checkpoint and --new-checkpoint go together");
+  }
+  uint64_t from = a.old_size, to = a.new_size;
+  std::optional<storage::Checkpoint> old_cp, new_cp;
+  if (!a.old_checkpoint.empty()) {
+    int rc = kExitOk;
+    auto verifier = KeyFromArgsOrDaemon(c, actor, a, &rc);
+    if (!verifier) return rc;
+    std::string error;
+    auto old_note = ReadInput(a.old_checkpoint, &error);
+    auto new_note = old_note ? ReadInput(a.new_checkpoint_file, &error) : std::nullopt;
+    if (!old_note || !new_note) {
+      PrintError("cannot read the checkpoint", error);
+      return kExitError;
+    }
+    old_cp = OpenNote(*old_note, *verifier, "the old checkpoint", &rc);
+    if (!old_cp) return rc;
+    new_cp = OpenNote(*new_note, *verifier, "the new checkpoint", &rc);
+    if (!new_cp) return rc;
+    if (from == 0) from = old_cp->size;
+    if (to == 0) to = new_cp->size;
+    if (from != old_cp->size || to != new_cp->size) {
+      return UsageError("--from and --to must be the sizes of the old and new checkpoints (" +
+                        std::to_string(old_cp->size) + " and " + std::to_string(new_cp->size) +
+                        ")");
+    }
+  } else if (from == 0 || to == 0) {
+    return UsageError("--from and --to are required without checkpoints");
+  }
+  if (from > to) return UsageError("--from must not be above --to");
+
+  auto proof = c.ConsistencyProof(actor, from, to);
+  if (!proof.ok()) return Fail(proof.error());
+  if (old_cp) {
+    auto path = PathFromHex(proof->path_hex);
+    if (!path) return VerifyFailed("the consistency proof holds a malformed hash");
+    if (Status s = storage::VerifyConsistencyProof(from, to, *path, old_cp->root, new_cp->root);
+        !s.ok()) {
+      return VerifyFailed(s.message());
+    }
+  }
+  if (g.json) {
+    nlohmann::json j = client::ToJson(*proof);
+    if (old_cp) j["verified"] = true;
+    PrintJson(j);
+    return kExitOk;
+  }
+  std::cout << "consistency proof from " << from << " to " << to << " entries ("
+            << proof->path_hex.size() << " hashes):\n";
+  for (const std::string& h : proof->path_hex) std::cout << h << "\n";
+  if (old_cp) {
+    std::cout << "ok: the signed tree of " << from << " entries is a prefix of the signed tree of "
+              << to << " entries\n";
+  }
+  return kExitOk;
+}
+
+int RunAuditExport(client::Client& c, const client::Actor& actor, const ComplianceArgs& a) {
+  client::AuditExportQuery query{.format = a.format.empty() ? "jsonl" : a.format,
+                                 .from = Opt(a.from),
+                                 .to = Opt(a.to),
+                                 .patient_id = Opt(a.patient),
+                                 .user = Opt(a.user),
+                                 .action = Opt(a.action),
+                                 .outcome = Opt(a.outcome)};
+  if (a.output.empty()) {
+    auto r = c.ExportAudit(actor, query, std::cout);
+    return r.ok() ? kExitOk : Fail(r.error());
+  }
+  std::string error;
+  auto file = OutputFile::Create(a.output, &error);
+  if (!file) {
+    PrintError("cannot write the export", error);
+    return kExitError;
+  }
+  auto r =
+      c.ExportAudit(actor, query, [&file](std::string_view chunk) { return file->Write(chunk); });
+  if (!r.ok()) {
+    if (!file->error().empty()) {
+      PrintError("cannot write the export", file->error());
+      return kExitError;
+    }
+    return Fail(r.error());  // the file is removed: no truncated export is left behind
+  }
+  if (!file->Commit(&error)) {
+    PrintError("cannot write the export", error);
     return kExitError;
   }
   return kExitOk;
+}
+
+// A private temporary file, already unlinked: only this process can reach it, through `fd`,
+// and nothing is left behind however the process ends.
+struct TempFile {
+  int fd = -1;
+  ~TempFile() {
+    if (fd >= 0) ::close(fd);
+  }
+  static std::optional<TempFile> Create(std::string* error) {
+    const char* base = std::getenv("TMPDIR");
+    std::string path =
+        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/phivault-audit-XXXXXX";
+    TempFile t;
+    t.fd = ::mkostemp(path.data(), O_CLOEXEC);
+    if (t.fd < 0) {
+      *error = "cannot create a temporary file in " + path.substr(0, path.rfind('/')) + ": " +
+               std::strerror(errno);
+      return std::nullopt;
+    }
+    ::unlink(path.c_str());
+    return t;
+  }
+  TempFile() = default;
+  TempFile(TempFile&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+  TempFile& operator=(TempFile&&) = delete;
+  bool Write(std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = ::write(fd, data.data(), data.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+  // A fresh read stream over the file from its start (Linux: through /proc/self/fd).
+  std::string ProcPath() const { return "/proc/self/fd/" + std::to_string(fd); }
+};
+
+int VerifyExportStream(std::istream& in, const crypto::NoteVerifier& verifier,
+                       const ComplianceArgs& a, const Globals& g) {
+  auto report = storage::VerifyAuditExport(in, verifier, {.origin = a.origin});
+  if (!report.ok()) {
+    PrintError("cannot verify the export", report.status().message());
+    return kExitError;
+  }
+  if (g.json) {
+    nlohmann::json j = {{"ok", report->ok},
+                        {"entries_checked", report->entries_checked},
+                        {"checkpoints_checked", report->checkpoints_checked},
+                        {"entries_covered", report->entries_covered}};
+    if (report->problem) {
+      j["problem"] = {{"message", report->problem->message},
+                      {"index", report->problem->index},
+                      {"checkpoint", report->problem->checkpoint}};
+    }
+    PrintJson(j);
+  }
+  if (!report->ok) return VerifyFailed(report->problem ? report->problem->message : "unknown");
+  if (!g.json) {
+    std::cout << "ok: " << report->entries_checked << " entries, " << report->checkpoints_checked
+              << " checkpoints, " << report->entries_covered << " covered\n";
+  }
+  if (report->entries_covered < report->entries_checked) {
+    std::cerr << "phivault: note: " << report->entries_checked - report->entries_covered
+              << " entries after the last checkpoint are not covered by a signature\n";
+  }
+  return kExitOk;
+}
+
+int RunAuditVerifyFile(const Globals& g, const ComplianceArgs& a) {
+  int rc = kExitOk;
+  auto verifier = KeyFromArgs(a, &rc);
+  if (rc != kExitOk) return rc;
+  if (!verifier) return UsageError("--key or --key-file is required to verify offline");
+  if (a.file != "-") {
+    std::ifstream in(a.file, std::ios::binary);
+    if (!in) {
+      PrintError("cannot open the export", a.file + ": " + std::strerror(errno));
+      return kExitError;
+    }
+    return VerifyExportStream(in, *verifier, a, g);
+  }
+  // The verifier reads its input twice: a pipe on standard input is copied first.
+  struct stat st;
+  if (::fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
+    std::ifstream in("/proc/self/fd/0", std::ios::binary);
+    if (in) return VerifyExportStream(in, *verifier, a, g);
+  }
+  std::string error;
+  auto temp = TempFile::Create(&error);
+  if (!temp) {
+    PrintError("cannot verify standard input (it must be copied to a file first)", error);
+    return kExitError;
+  }
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      PrintError("cannot read standard input", std::strerror(errno));
+      return kExitError;
+    }
+    if (n == 0) break;
+    if (!temp->Write(std::string_view(buf, static_cast<size_t>(n)))) {
+      PrintError("cannot copy standard input to a temporary file", std::strerror(errno));
+      return kExitError;
+    }
+  }
+  std::ifstream in(temp->ProcPath(), std::ios::binary);
+  if (!in) {
+    PrintError("cannot verify standard input", "its temporary copy cannot be reopened");
+    return kExitError;
+  }
+  return VerifyExportStream(in, *verifier, a, g);
+}
+
+int RunAuditVerifyLive(client::Client& c, const client::Actor& actor, const Globals& g,
+                       const ComplianceArgs& a) {
+  int rc = kExitOk;
+  auto verifier = KeyFromArgsOrDaemon(c, actor, a, &rc);
+  if (!verifier) return rc;
+  std::string error;
+  auto temp = TempFile::Create(&error);
+  if (!temp) {
+    PrintError("cannot export the log", error);
+    return kExitError;
+  }
+  std::string write_error;
+  auto r = c.ExportAudit(actor, client::AuditExportQuery{}, [&](std::string_view chunk) {
+    if (temp->Write(chunk)) return true;
+    write_error = std::strerror(errno);
+    return false;
+  });
+  if (!write_error.empty()) {
+    PrintError("cannot export the log", "writing the temporary copy failed: " + write_error);
+    return kExitError;
+  }
+  if (!r.ok()) return Fail(r.error());
+  std::ifstream in(temp->ProcPath(), std::ios::binary);
+  if (!in) {
+    PrintError("cannot verify the export", "its temporary copy cannot be reopened");
+    return kExitError;
+  }
+  return VerifyExportStream(in, *verifier, a, g);
 }
 
 int RunAmend(client::Client& c, const client::Actor& actor, const Globals& g, const RecordArgs& a) {
@@ -356,7 +985,7 @@ int RunCli(int argc, char** argv) {
   CLI::App app{
       "phivault: command-line client for phivaultd, the encrypted medical-records vault.\n"
       "Talks to the daemon over its Unix socket; every record access is audited by the "
-      "daemon."};
+      "daemon. `audit verify FILE` works offline, without a daemon."};
   app.name("phivault");
   app.footer(kExitCodeHelp);
   app.require_subcommand(1);
@@ -380,6 +1009,7 @@ int RunCli(int argc, char** argv) {
   app.add_flag("--json", g.json, "machine-readable JSON output");
 
   RecordArgs a;
+  ComplianceArgs d;
   CLI::App* init = app.add_subcommand("init", "create a development vault folder");
   init->add_option("--dir", a.dir, "folder to create the vault in")->required();
   init->add_flag("--force-config", a.force_config,
@@ -395,11 +1025,22 @@ int RunCli(int argc, char** argv) {
   put->add_option("--author", a.author, "author of the record")->required();
   put->add_option("file", a.input, "content file, or - for standard input")->capture_default_str();
 
-  CLI::App* get = app.add_subcommand("get", "write a record's content to stdout or a file");
+  CLI::App* get = app.add_subcommand(
+      "get",
+      "write a record's content to stdout or a file (--disclose-to: and record a disclosure)");
   get->add_option("id", a.id, "record id")->required();
   get->add_option("--version", a.version, "version to read (default: latest)")
       ->check(CLI::Range(1u, 0xffffffffu));
   get->add_option("-o,--output", a.output, "write the content to FILE (created 0600)");
+  CLI::Option* get_to =
+      get->add_option("--disclose-to", d.recipient, "record a disclosure of this read to NAME");
+  get->add_option("--address", d.address, "the recipient's address, if known")->needs(get_to);
+  get->add_option("--basis", d.basis, "disclosure basis, e.g. public_health")->needs(get_to);
+  CLI::Option* get_description =
+      get->add_option("--description", d.description, "brief description of what is disclosed")
+          ->needs(get_to);
+  get->add_option("--statement", d.statement, "statement of the purpose of the disclosure")
+      ->needs(get_to);
 
   CLI::App* amend = app.add_subcommand("amend", "add a new version of a record");
   amend->add_option("id", a.id, "record id")->required();
@@ -413,6 +1054,90 @@ int RunCli(int argc, char** argv) {
   CLI::App* ls = app.add_subcommand("ls", "list a patient's records (latest versions)");
   ls->add_option("--patient", a.patient, "patient identifier")->required();
 
+  CLI::App* disclose = app.add_subcommand(
+      "disclose", "record a disclosure made outside the vault; prints its audit seq");
+  disclose->add_option("--patient", d.patient, "patient identifier")->required();
+  disclose->add_option("--recipient", d.recipient, "who received the PHI")->required();
+  disclose->add_option("--address", d.address, "the recipient's address, if known");
+  disclose->add_option("--basis", d.basis,
+                       "disclosure basis, e.g. public_health (default: from --purpose)");
+  disclose->add_option("--description", d.description, "brief description of what was disclosed")
+      ->required();
+  disclose->add_option("--record", d.records, "id of a record disclosed (repeatable)");
+  disclose->add_option("--date", d.date,
+                       "when it was disclosed: YYYY-MM-DD or RFC 3339 UTC (default: now)");
+  disclose->add_option("--statement", d.statement, "statement of the purpose of the disclosure");
+
+  CLI::App* suspend = app.add_subcommand(
+      "suspend", "record an agency's suspension of accounting (45 CFR 164.528(a)(2))");
+  suspend->add_option("--agency", d.agency, "the oversight agency or official")->required();
+  suspend->add_option("--start", d.start, "YYYY-MM-DD or RFC 3339 UTC")->required();
+  suspend->add_option("--end", d.end, "YYYY-MM-DD or RFC 3339 UTC (required unless --oral)");
+  suspend->add_flag("--oral", d.oral, "the request was oral (lasts at most 30 days)");
+  suspend->add_option("--statement", d.statement, "the agency's statement")->required();
+
+  CLI::App* report = app.add_subcommand("report", "patient reports");
+  report->require_subcommand(1);
+  report->fallthrough();
+  CLI::App* accounting =
+      report->add_subcommand("accounting", "a patient's accounting of disclosures");
+  CLI::App* access = report->add_subcommand("access", "a patient's access report");
+  for (CLI::App* r : {accounting, access}) {
+    r->add_option("--patient", d.patient, "patient identifier")->required();
+    r->add_option("--format", d.format, "json, csv or html")
+        ->check(CLI::IsMember({"json", "csv", "html"}))
+        ->default_str("json");
+    r->add_option("-o,--output", d.output, "write the report to FILE (created 0600)");
+  }
+  accounting->add_option("--from", d.from, "start of the period (default: six years back)");
+
+  CLI::App* audit = app.add_subcommand("audit", "the tamper-evident audit log");
+  audit->require_subcommand(1);
+  audit->fallthrough();
+  CLI::App* pubkey = audit->add_subcommand("pubkey", "print the audit verifier key");
+  CLI::App* checkpoint = audit->add_subcommand("checkpoint", "print the newest signed checkpoint");
+  checkpoint->add_flag("--new", d.new_checkpoint, "sign a fresh checkpoint first");
+  CLI::App* prove =
+      audit->add_subcommand("prove", "prove and verify locally that an entry is in the log");
+  prove->add_option("--seq", d.seq, "the entry's sequence number")
+      ->required()
+      ->check(CLI::Range(uint64_t{1}, UINT64_MAX));
+  prove->add_option("--size", d.size, "prove within the tree of this many entries")
+      ->check(CLI::Range(uint64_t{1}, UINT64_MAX));
+  prove->add_option("--checkpoint", d.checkpoint_file,
+                    "verify against this saved checkpoint note (default: the daemon's newest)");
+  prove->add_option("--leaf-hash", d.leaf_hash,
+                    "also require this leaf hash (hex, e.g. from an export line)");
+  CLI::App* consistency = audit->add_subcommand(
+      "consistency", "print (and verify, given both checkpoints) a consistency proof");
+  consistency->add_option("--from", d.old_size, "the older tree size")
+      ->check(CLI::Range(uint64_t{1}, UINT64_MAX));
+  consistency->add_option("--to", d.new_size, "the newer tree size")
+      ->check(CLI::Range(uint64_t{1}, UINT64_MAX));
+  consistency->add_option("--old-checkpoint", d.old_checkpoint, "saved checkpoint note of --from");
+  consistency->add_option("--new-checkpoint", d.new_checkpoint_file,
+                          "saved checkpoint note of --to");
+  CLI::App* export_cmd = audit->add_subcommand("export", "stream the audit log");
+  export_cmd->add_option("--format", d.format, "jsonl (verifiable), fhir or csv")
+      ->check(CLI::IsMember({"jsonl", "fhir", "csv"}))
+      ->default_str("jsonl");
+  export_cmd->add_option("--from", d.from, "entries at or after: YYYY-MM-DD or RFC 3339 UTC");
+  export_cmd->add_option("--to", d.to, "entries before: YYYY-MM-DD or RFC 3339 UTC");
+  export_cmd->add_option("--patient", d.patient, "only entries about this patient");
+  export_cmd->add_option("--user", d.user, "only entries by this acting user");
+  export_cmd->add_option("--action", d.action, "only this action, e.g. record.read");
+  export_cmd->add_option("--outcome", d.outcome, "only this outcome, e.g. denied");
+  export_cmd->add_option("-o,--output", d.output, "write to FILE (created 0600)");
+  CLI::App* verify = audit->add_subcommand(
+      "verify", "verify an exported log (offline) or the daemon's whole log (--live)");
+  verify->add_option("file", d.file, "JSON Lines export, or - for standard input");
+  verify->add_flag("--live", d.live, "export the daemon's log to a private temporary file first");
+  for (CLI::App* cmd : {prove, consistency, verify}) {
+    cmd->add_option("--key", d.key, "the audit verifier key (from `phivault audit pubkey`)");
+    cmd->add_option("--key-file", d.key_file, "file holding the verifier key");
+  }
+  verify->add_option("--origin", d.origin, "require this log origin in every checkpoint");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -424,6 +1149,13 @@ int RunCli(int argc, char** argv) {
   }
 
   if (init->parsed()) return RunInit(g, a);
+  if (!d.key.empty() && !d.key_file.empty()) {
+    return UsageError("give the verifier key with --key or --key-file, not both");
+  }
+  if (verify->parsed() && d.live == !d.file.empty()) {
+    return UsageError("audit verify needs either FILE or --live");
+  }
+  if (verify->parsed() && !d.live) return RunAuditVerifyFile(g, d);
 
   if (g.role.empty()) return UsageError("--role is required (or set PHIVAULT_ROLE)");
   if (g.user.empty()) return UsageError("--as must not be empty");
@@ -431,14 +1163,30 @@ int RunCli(int argc, char** argv) {
   if (!a.encounter_date.empty() && !IsCalendarDate(a.encounter_date)) {
     return UsageError("--encounter-date must be a calendar date written YYYY-MM-DD");
   }
+  if (get_to->count() > 0 && (d.recipient.empty() || d.description.empty())) {
+    return UsageError("--disclose-to needs a recipient name and --description");
+  }
+  if (get_description->count() > 0 && d.description.empty()) {
+    return UsageError("--description must not be empty");
+  }
 
   client::Client c(client::ClientOptions{.socket_path = g.socket, .token = g.token});
   const client::Actor actor{.user = g.user, .role = g.role, .purpose = g.purpose};
   if (status->parsed()) return RunStatus(c, actor, g);
   if (put->parsed()) return RunPut(c, actor, g, a);
-  if (get->parsed()) return RunGet(c, actor, g, a);
+  if (get->parsed()) return RunGet(c, actor, g, a, d);
   if (amend->parsed()) return RunAmend(c, actor, g, a);
   if (ls->parsed()) return RunList(c, actor, g, a);
+  if (disclose->parsed()) return RunDisclose(c, actor, g, d);
+  if (suspend->parsed()) return RunSuspend(c, actor, g, d);
+  if (accounting->parsed()) return RunReport(c, actor, d, /*accounting=*/true);
+  if (access->parsed()) return RunReport(c, actor, d, /*accounting=*/false);
+  if (pubkey->parsed()) return RunAuditPubkey(c, actor, g);
+  if (checkpoint->parsed()) return RunAuditCheckpoint(c, actor, g, d);
+  if (prove->parsed()) return RunAuditProve(c, actor, g, d);
+  if (consistency->parsed()) return RunAuditConsistency(c, actor, g, d);
+  if (export_cmd->parsed()) return RunAuditExport(c, actor, d);
+  if (verify->parsed()) return RunAuditVerifyLive(c, actor, g, d);
   return UsageError("unknown command");
 }
 

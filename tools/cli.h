@@ -10,12 +10,13 @@ namespace phivault::tools {
 // Exit codes, stable for scripts (documented in `phivault --help` and docs/cli.md).
 enum ExitCode : int {
   kExitOk = 0,
-  kExitError = 1,        // any other error
-  kExitUsage = 2,        // bad command line
-  kExitDenied = 3,       // 401 / 403
-  kExitNotFound = 4,     // 404 / 410 (shredded)
-  kExitUnavailable = 5,  // cannot connect, connection lost, or 503
-  kExitIntegrity = 6,    // 500 integrity-failure
+  kExitError = 1,         // any other error
+  kExitUsage = 2,         // bad command line
+  kExitDenied = 3,        // 401 / 403
+  kExitNotFound = 4,      // 404 / 410 (shredded)
+  kExitUnavailable = 5,   // cannot connect, connection lost, or 503
+  kExitIntegrity = 6,     // 500 integrity-failure
+  kExitVerifyFailed = 7,  // an audit export, proof or checkpoint failed verification
 };
 
 ExitCode ExitCodeFor(const client::Error& error);

@@ -2,18 +2,17 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
-#include <istream>
+#include <string>
 #include <thread>
 
 #include <Poco/Exception.h>
-#include <Poco/Net/HTTPChunkedStream.h>
-#include <Poco/Net/HTTPFixedLengthStream.h>
 #include <Poco/Net/HTTPHeaderStream.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/HTTPSession.h>
-#include <Poco/Net/HTTPStream.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
@@ -238,6 +237,18 @@ nlohmann::json ToJson(const RecordMetadata& m) {
   return j;
 }
 
+nlohmann::json ToJson(const InclusionProofResult& p) {
+  return {{"seq", p.seq},
+          {"leaf_index", p.leaf_index},
+          {"tree_size", p.tree_size},
+          {"leaf_hash", p.leaf_hash_hex},
+          {"path", p.path_hex}};
+}
+
+nlohmann::json ToJson(const ConsistencyProofResult& p) {
+  return {{"from", p.from}, {"to", p.to}, {"path", p.path_hex}};
+}
+
 nlohmann::json ToJson(const VaultStatus& s) {
   return {{"version", s.version},
           {"uptime_seconds", s.uptime_seconds},
@@ -312,8 +323,8 @@ class Client::Connection : public Poco::Net::HTTPSession {
     bool reusable = false;  // the connection may carry another request
   };
 
-  // Reads one complete response.
-  Received Receive(uint64_t limit) {
+  // Reads one complete response. The body of a 2xx response goes to `sink` if it is set.
+  Received Receive(uint64_t limit, const ChunkSink* sink) {
     Received r{.response = UnavailableError("no response")};
     Poco::Net::HTTPResponse response;
     try {
@@ -342,15 +353,32 @@ class Client::Connection : public Poco::Net::HTTPSession {
     RawResponse raw;
     raw.status = static_cast<int>(response.getStatus());
     raw.content_type = response.getContentType();
+    const bool streamed = sink != nullptr && raw.status >= 200 && raw.status <= 299;
+    const ChunkSink buffer = [&raw, limit](std::string_view piece) {
+      raw.body.append(piece);
+      return raw.body.size() <= limit;
+    };
     try {
-      auto read = ReadBody(response, limit);
-      if (!read) {
-        r.response = ProtocolError("response larger than " + std::to_string(limit) + " bytes");
-        return r;
+      switch (ReadBody(response, streamed ? *sink : buffer)) {
+        case BodyEnd::kComplete:
+          break;
+        case BodyEnd::kStopped:
+          r.response =
+              streamed ? MakeError(ErrorKind::kClient, "output failed",
+                                   "the response could not be written out; it is incomplete")
+                       : ProtocolError("response larger than " + std::to_string(limit) + " bytes");
+          return r;
+        case BodyEnd::kTruncated:
+          r.response = UnavailableError(
+              "response incomplete: the daemon ended it early (for an export: it failed after "
+              "it began; what was received is truncated)");
+          return r;
       }
-      raw.body = std::move(*read);
     } catch (const Poco::TimeoutException&) {
       r.response = UnavailableError("timed out reading the daemon's response");
+      return r;
+    } catch (const Poco::Net::MessageException& e) {
+      r.response = ProtocolError(e.displayText());
       return r;
     } catch (const Poco::Exception& e) {
       r.response = UnavailableError("connection to the daemon was lost: " + e.displayText());
@@ -363,32 +391,77 @@ class Client::Connection : public Poco::Net::HTTPSession {
   }
 
  private:
-  // The body after the headers in `response` have been read. Throws Poco exceptions on I/O
-  // failure; returns nullopt if the body exceeds `limit`.
-  std::optional<std::string> ReadBody(const Poco::Net::HTTPResponse& response, uint64_t limit) {
-    std::string body;
-    std::unique_ptr<std::istream> in;
-    if (response.getChunkedTransferEncoding()) {
-      in = std::make_unique<Poco::Net::HTTPChunkedInputStream>(*this);
-    } else if (response.hasContentLength()) {
-      const auto length = static_cast<uint64_t>(response.getContentLength64());
-      if (length > limit) return std::nullopt;
-      body.reserve(length);
-      in = std::make_unique<Poco::Net::HTTPFixedLengthInputStream>(*this, length);
-    } else {
-      in = std::make_unique<Poco::Net::HTTPInputStream>(*this);
-    }
+  enum class BodyEnd { kComplete, kStopped, kTruncated };
+
+  // Reads the body after the headers in `response`, passing it to `consume` piece by piece.
+  // Chunked bodies are decoded here, strictly: a body that ends without its final zero-size
+  // chunk is kTruncated (Poco's decoder would take it for a complete one). Throws Poco
+  // exceptions on I/O failure and MessageException on malformed framing.
+  BodyEnd ReadBody(const Poco::Net::HTTPResponse& response, const ChunkSink& consume) {
     char buf[65536];
-    while (in->read(buf, sizeof(buf)) || in->gcount() > 0) {
-      body.append(buf, static_cast<size_t>(in->gcount()));
-      if (body.size() > limit) return std::nullopt;
+    if (response.getChunkedTransferEncoding()) {
+      for (;;) {
+        std::optional<std::string> line = ReadLine();
+        if (!line) return BodyEnd::kTruncated;
+        const std::string_view digits = std::string_view(*line).substr(0, line->find(';'));
+        uint64_t size = 0;
+        const auto [end, ec] =
+            std::from_chars(digits.data(), digits.data() + digits.size(), size, 16);
+        if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size()) {
+          throw Poco::Net::MessageException("malformed chunk size in the daemon's response");
+        }
+        if (size == 0) {
+          // Trailer fields, if any, up to the blank line that ends the message.
+          for (;;) {
+            line = ReadLine();
+            if (!line) return BodyEnd::kTruncated;
+            if (line->empty()) return BodyEnd::kComplete;
+          }
+        }
+        for (uint64_t left = size; left > 0;) {
+          const int n =
+              read(buf, static_cast<std::streamsize>(std::min<uint64_t>(left, sizeof buf)));
+          if (n <= 0) return BodyEnd::kTruncated;
+          if (!consume(std::string_view(buf, static_cast<size_t>(n)))) return BodyEnd::kStopped;
+          left -= static_cast<uint64_t>(n);
+        }
+        line = ReadLine();
+        if (!line) return BodyEnd::kTruncated;
+        if (!line->empty()) throw Poco::Net::MessageException("chunk longer than its size");
+      }
     }
-    if (networkException() != nullptr) networkException()->rethrow();
-    if (response.hasContentLength() &&
-        body.size() != static_cast<uint64_t>(response.getContentLength64())) {
-      throw Poco::Net::MessageException("response body shorter than its Content-Length");
+    if (response.hasContentLength()) {
+      for (auto left = static_cast<uint64_t>(response.getContentLength64()); left > 0;) {
+        const int n = read(buf, static_cast<std::streamsize>(std::min<uint64_t>(left, sizeof buf)));
+        if (n <= 0) return BodyEnd::kTruncated;
+        if (!consume(std::string_view(buf, static_cast<size_t>(n)))) return BodyEnd::kStopped;
+        left -= static_cast<uint64_t>(n);
+      }
+      return BodyEnd::kComplete;
     }
-    return body;
+    // Neither length nor chunking: the body ends when the daemon closes the connection.
+    for (;;) {
+      const int n = read(buf, sizeof buf);
+      if (n <= 0) return BodyEnd::kComplete;
+      if (!consume(std::string_view(buf, static_cast<size_t>(n)))) return BodyEnd::kStopped;
+    }
+  }
+
+  // One CRLF- (or LF-) terminated line without its terminator; nullopt at end of stream.
+  std::optional<std::string> ReadLine() {
+    constexpr size_t kMaxLine = 4096;
+    std::string line;
+    for (;;) {
+      const int ch = get();
+      if (ch == std::char_traits<char>::eof()) return std::nullopt;
+      if (ch == '\n') break;
+      if (line.size() == kMaxLine) {
+        throw Poco::Net::MessageException("chunk framing line too long in the daemon's response");
+      }
+      line.push_back(static_cast<char>(ch));
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return line;
   }
 };
 
@@ -439,7 +512,8 @@ Result<Client::Connection*> Client::Connect() {
 
 Result<Client::RawResponse> Client::Exchange(const std::string& method, const std::string& path,
                                              const Actor* actor,
-                                             const std::vector<std::string_view>& body) {
+                                             const std::vector<std::string_view>& body,
+                                             const ChunkSink* sink) {
   std::string head = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n";
   auto add_header = [&head](std::string_view name, std::string_view value) -> bool {
     if (!IsSafeHeaderValue(value)) return false;
@@ -486,7 +560,7 @@ Result<Client::RawResponse> Client::Exchange(const std::string& method, const st
     for (std::string_view part : body) sent = sent && conn.SendAll(part);
     // Even when sending failed, the daemon may have answered before it stopped reading (e.g.
     // 413 for an oversized body): that answer is what the caller needs to see.
-    Connection::Received received = conn.Receive(options_.max_response_bytes);
+    Connection::Received received = conn.Receive(options_.max_response_bytes, sink);
     if (received.response.ok()) {
       if (!sent || !received.reusable) connection_.reset();
       return std::move(received.response);
@@ -516,6 +590,74 @@ Result<nlohmann::json> JsonOrError(Result<Client::RawResponse> r) {
     return ErrorFromResponse(r->status, r->content_type, r->body);
   }
   return ParseJsonObject(r->body);
+}
+
+// The request body for `fields`; kClient if a text field is not valid UTF-8.
+Result<std::string> DumpBody(const nlohmann::json& fields) {
+  try {
+    return fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
+  } catch (const nlohmann::json::exception&) {
+    return MakeError(ErrorKind::kClient, "invalid request", "a text field is not valid UTF-8");
+  }
+}
+
+// 2xx with any body, or the Error the response stands for.
+Result<Client::RawResponse> OkOrError(Result<Client::RawResponse> r) {
+  if (!r.ok()) return r.error();
+  if (r->status < 200 || r->status > 299) {
+    return ErrorFromResponse(r->status, r->content_type, r->body);
+  }
+  return r;
+}
+
+Result<Record> RecordFromJson(const nlohmann::json& j) {
+  Record record;
+  PV_CLIENT_ASSIGN(record.metadata, MetadataFromJson(j));
+  std::string encoded;
+  PV_CLIENT_ASSIGN(encoded, Field<std::string>(j, "content_base64"));
+  auto decoded = crypto::Base64Decode(encoded);
+  if (!decoded.ok()) return ProtocolError("content_base64 is not valid base64");
+  record.content = std::move(decoded).value();
+  return record;
+}
+
+Result<uint64_t> AuditSeqOrError(Result<Client::RawResponse> r) {
+  auto j = JsonOrError(std::move(r));
+  if (!j.ok()) return j.error();
+  return Field<uint64_t>(*j, "audit_seq");
+}
+
+bool IsHashHex(std::string_view hex) {
+  return hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+         });
+}
+
+Result<std::vector<std::string>> HashPath(const nlohmann::json& j) {
+  std::vector<std::string> path;
+  PV_CLIENT_ASSIGN(path, Field<std::vector<std::string>>(j, "path"));
+  for (const std::string& h : path) {
+    if (!IsHashHex(h)) return ProtocolError("a proof hash is not 64 hex digits");
+  }
+  return path;
+}
+
+void PutOptional(nlohmann::json& j, const char* name, const std::optional<std::string>& v) {
+  if (v) j[name] = *v;
+}
+
+nlohmann::json DisclosureFields(const Disclosure& d) {
+  nlohmann::json j = {{"recipient_name", d.recipient_name}, {"description", d.description}};
+  PutOptional(j, "recipient_address", d.recipient_address);
+  PutOptional(j, "basis", d.basis);
+  PutOptional(j, "purpose_statement", d.purpose_statement);
+  return j;
+}
+
+Result<Report> ReportOrError(Result<Client::RawResponse> r) {
+  auto ok = OkOrError(std::move(r));
+  if (!ok.ok()) return ok.error();
+  return Report{.content_type = std::move(ok->content_type), .body = std::move(ok->body)};
 }
 
 Result<RecordMetadata> MetadataOrError(Result<Client::RawResponse> r) {
@@ -574,23 +716,13 @@ Result<Record> Client::ReadRecord(const Actor& actor, const std::string& record_
                                   std::optional<uint32_t> version) {
   auto j = JsonOrError(Exchange("GET", RecordPath(record_id, "", version), &actor, {}));
   if (!j.ok()) return j.error();
-  Record record;
-  PV_CLIENT_ASSIGN(record.metadata, MetadataFromJson(*j));
-  std::string encoded;
-  PV_CLIENT_ASSIGN(encoded, Field<std::string>(*j, "content_base64"));
-  auto decoded = crypto::Base64Decode(encoded);
-  if (!decoded.ok()) return ProtocolError("content_base64 is not valid base64");
-  record.content = std::move(decoded).value();
-  return record;
+  return RecordFromJson(*j);
 }
 
 Result<Content> Client::ReadContent(const Actor& actor, const std::string& record_id,
                                     std::optional<uint32_t> version) {
-  auto r = Exchange("GET", RecordPath(record_id, "/content", version), &actor, {});
+  auto r = OkOrError(Exchange("GET", RecordPath(record_id, "/content", version), &actor, {}));
   if (!r.ok()) return r.error();
-  if (r->status < 200 || r->status > 299) {
-    return ErrorFromResponse(r->status, r->content_type, r->body);
-  }
   return Content{.content_type = std::move(r->content_type), .bytes = std::move(r->body)};
 }
 
@@ -613,14 +745,9 @@ Result<RecordMetadata> Client::AmendRecord(const Actor& actor, const std::string
 
 Result<std::vector<RecordMetadata>> Client::SearchPatient(const Actor& actor,
                                                           const std::string& patient_id) {
-  std::string body;
-  try {
-    body = nlohmann::json{{"patient_id", patient_id}}.dump(-1, ' ', false,
-                                                           nlohmann::json::error_handler_t::strict);
-  } catch (const nlohmann::json::exception&) {
-    return MakeError(ErrorKind::kClient, "invalid request", "patient id is not valid UTF-8");
-  }
-  auto j = JsonOrError(Exchange("POST", "/v1/records/_search", &actor, {body}));
+  auto body = DumpBody(nlohmann::json{{"patient_id", patient_id}});
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(Exchange("POST", "/v1/records/_search", &actor, {*body}));
   if (!j.ok()) return j.error();
   auto records = j->find("records");
   if (records == j->end() || !records->is_array()) {
@@ -634,6 +761,148 @@ Result<std::vector<RecordMetadata>> Client::SearchPatient(const Actor& actor,
     out.push_back(std::move(m));
   }
   return out;
+}
+
+Result<Record> Client::DiscloseRecord(const Actor& actor, const std::string& record_id,
+                                      std::optional<uint32_t> version,
+                                      const Disclosure& disclosure) {
+  nlohmann::json fields = DisclosureFields(disclosure);
+  if (version) fields["version"] = *version;
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(
+      Exchange("POST", RecordPath(record_id, "/disclosures", std::nullopt), &actor, {*body}));
+  if (!j.ok()) return j.error();
+  return RecordFromJson(*j);
+}
+
+Result<uint64_t> Client::RecordDisclosure(const Actor& actor, const DisclosureRecord& record) {
+  nlohmann::json fields = DisclosureFields(record.disclosure);
+  fields["patient_id"] = record.patient_id;
+  if (!record.record_ids.empty()) fields["record_ids"] = record.record_ids;
+  PutOptional(fields, "disclosed_at", record.disclosed_at);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  return AuditSeqOrError(Exchange("POST", "/v1/disclosures", &actor, {*body}));
+}
+
+Result<uint64_t> Client::AddSuspension(const Actor& actor, const Suspension& suspension) {
+  nlohmann::json fields = {{"agency", suspension.agency},
+                           {"start", suspension.start},
+                           {"oral", suspension.oral},
+                           {"statement", suspension.statement}};
+  PutOptional(fields, "end", suspension.end);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  return AuditSeqOrError(Exchange("POST", "/v1/disclosure-suspensions", &actor, {*body}));
+}
+
+Result<Report> Client::AccountingReport(const Actor& actor, const std::string& patient_id,
+                                        const std::optional<std::string>& from,
+                                        const std::string& format) {
+  nlohmann::json fields = {{"patient_id", patient_id}, {"format", format}};
+  PutOptional(fields, "from", from);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  return ReportOrError(Exchange("POST", "/v1/reports/accounting", &actor, {*body}));
+}
+
+Result<Report> Client::AccessReport(const Actor& actor, const std::string& patient_id,
+                                    const std::string& format) {
+  auto body = DumpBody(nlohmann::json{{"patient_id", patient_id}, {"format", format}});
+  if (!body.ok()) return body.error();
+  return ReportOrError(Exchange("POST", "/v1/reports/access", &actor, {*body}));
+}
+
+Result<ExportInfo> Client::ExportAudit(const Actor& actor, const AuditExportQuery& query,
+                                       const ChunkSink& sink) {
+  nlohmann::json fields = {{"format", query.format}};
+  PutOptional(fields, "from", query.from);
+  PutOptional(fields, "to", query.to);
+  PutOptional(fields, "patient_id", query.patient_id);
+  PutOptional(fields, "user", query.user);
+  PutOptional(fields, "action", query.action);
+  PutOptional(fields, "outcome", query.outcome);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  uint64_t bytes = 0;
+  const ChunkSink counting = [&sink, &bytes](std::string_view chunk) {
+    bytes += chunk.size();
+    return sink(chunk);
+  };
+  auto r = OkOrError(Exchange("POST", "/v1/audit/export", &actor, {*body}, &counting));
+  if (!r.ok()) return r.error();
+  return ExportInfo{.content_type = std::move(r->content_type), .bytes = bytes};
+}
+
+Result<ExportInfo> Client::ExportAudit(const Actor& actor, const AuditExportQuery& query,
+                                       std::ostream& out) {
+  auto r = ExportAudit(actor, query, [&out](std::string_view chunk) {
+    out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    return out.good();
+  });
+  if (!r.ok()) return r;
+  out.flush();
+  if (!out.good()) {
+    return MakeError(ErrorKind::kClient, "output failed",
+                     "the response could not be written out; it is incomplete");
+  }
+  return r;
+}
+
+Result<std::string> Client::AuditVerifierKey(const Actor& actor) {
+  auto j = JsonOrError(Exchange("GET", "/v1/audit/pubkey", &actor, {}));
+  if (!j.ok()) return j.error();
+  return Field<std::string>(*j, "verifier_key");
+}
+
+Result<std::string> Client::AuditCheckpoint(const Actor& actor, bool fresh) {
+  auto r = fresh ? OkOrError(Exchange("POST", "/v1/audit/checkpoints", &actor, {"{}"}))
+                 : OkOrError(Exchange("GET", "/v1/audit/checkpoint", &actor, {}));
+  if (!r.ok()) return r.error();
+  if (r->content_type.rfind("text/plain", 0) != 0) {
+    return ProtocolError("a checkpoint must come as text/plain");
+  }
+  return std::move(r->body);
+}
+
+Result<InclusionProofResult> Client::InclusionProof(const Actor& actor, uint64_t seq,
+                                                    std::optional<uint64_t> tree_size) {
+  std::string path = "/v1/audit/proofs/inclusion?seq=" + std::to_string(seq);
+  if (tree_size) path += "&tree_size=" + std::to_string(*tree_size);
+  auto j = JsonOrError(Exchange("GET", path, &actor, {}));
+  if (!j.ok()) return j.error();
+  InclusionProofResult p;
+  PV_CLIENT_ASSIGN(p.seq, Field<uint64_t>(*j, "seq"));
+  PV_CLIENT_ASSIGN(p.leaf_index, Field<uint64_t>(*j, "leaf_index"));
+  PV_CLIENT_ASSIGN(p.tree_size, Field<uint64_t>(*j, "tree_size"));
+  PV_CLIENT_ASSIGN(p.leaf_hash_hex, Field<std::string>(*j, "leaf_hash"));
+  PV_CLIENT_ASSIGN(p.path_hex, HashPath(*j));
+  if (p.seq != seq || p.leaf_index + 1 != seq) {
+    return ProtocolError("the inclusion proof is for another entry");
+  }
+  if (tree_size && p.tree_size != *tree_size) {
+    return ProtocolError("the inclusion proof is for another tree size");
+  }
+  if (!IsHashHex(p.leaf_hash_hex)) return ProtocolError("leaf_hash is not 64 hex digits");
+  return p;
+}
+
+Result<ConsistencyProofResult> Client::ConsistencyProof(const Actor& actor, uint64_t from,
+                                                        uint64_t to) {
+  auto j = JsonOrError(Exchange(
+      "GET",
+      "/v1/audit/proofs/consistency?from=" + std::to_string(from) + "&to=" + std::to_string(to),
+      &actor, {}));
+  if (!j.ok()) return j.error();
+  ConsistencyProofResult p;
+  PV_CLIENT_ASSIGN(p.from, Field<uint64_t>(*j, "from"));
+  PV_CLIENT_ASSIGN(p.to, Field<uint64_t>(*j, "to"));
+  PV_CLIENT_ASSIGN(p.path_hex, HashPath(*j));
+  if (p.from != from || p.to != to) {
+    return ProtocolError("the consistency proof is for other tree sizes");
+  }
+  return p;
 }
 
 }  // namespace phivault::client

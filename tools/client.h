@@ -15,9 +15,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -153,9 +156,81 @@ struct Amendment {
   std::optional<std::string> author;
 };
 
+// A disclosure of PHI to someone outside the vault (45 CFR 164.528). Times are RFC 3339 UTC
+// ("2026-11-29T15:47:09Z") or a bare date YYYY-MM-DD meaning 00:00:00Z; the daemon checks them.
+struct Disclosure {
+  std::string recipient_name;
+  std::optional<std::string> recipient_address;
+  std::optional<std::string> basis;  // e.g. "public_health"; default: derived from the purpose
+  std::string description;           // brief description of the PHI disclosed
+  std::optional<std::string> purpose_statement;
+};
+
+// A disclosure made outside the vault (paper, fax, phone), recorded for the accounting.
+struct DisclosureRecord {
+  std::string patient_id;
+  std::vector<std::string> record_ids;      // optional: the records disclosed
+  std::optional<std::string> disclosed_at;  // default: now
+  Disclosure disclosure;
+};
+
+// A request by an agency to suspend a patient's right to an accounting of disclosures to it.
+struct Suspension {
+  std::string agency;
+  std::string start;
+  std::optional<std::string> end;  // required by the daemon unless oral
+  bool oral = false;
+  std::string statement;
+};
+
+// A rendered report (accounting of disclosures, access report) as the daemon sent it.
+struct Report {
+  std::string content_type;
+  std::string body;
+};
+
+// Filters and format of an audit export; unset fields are not sent.
+struct AuditExportQuery {
+  std::string format = "jsonl";     // "jsonl", "fhir" or "csv"
+  std::optional<std::string> from;  // inclusive
+  std::optional<std::string> to;    // exclusive
+  std::optional<std::string> patient_id;
+  std::optional<std::string> user;
+  std::optional<std::string> action;
+  std::optional<std::string> outcome;
+};
+
+struct ExportInfo {
+  std::string content_type;
+  uint64_t bytes = 0;  // body bytes delivered to the sink
+};
+
+// Receives a streamed response body in pieces as they arrive. Returning false stops the
+// transfer: the call then fails with kClient "output failed" and the connection is dropped.
+using ChunkSink = std::function<bool(std::string_view chunk)>;
+
+// GET /v1/audit/proofs/inclusion. Hashes are lowercase hex as the daemon sent them (checked to be
+// 64 hex digits each).
+struct InclusionProofResult {
+  uint64_t seq = 0;
+  uint64_t leaf_index = 0;  // seq - 1
+  uint64_t tree_size = 0;
+  std::string leaf_hash_hex;
+  std::vector<std::string> path_hex;
+};
+
+// GET /v1/audit/proofs/consistency.
+struct ConsistencyProofResult {
+  uint64_t from = 0;
+  uint64_t to = 0;
+  std::vector<std::string> path_hex;
+};
+
 // JSON forms, exactly as the daemon's API spells them (for `--json` output and tests).
 nlohmann::json ToJson(const RecordMetadata& m);
 nlohmann::json ToJson(const VaultStatus& s);
+nlohmann::json ToJson(const InclusionProofResult& p);
+nlohmann::json ToJson(const ConsistencyProofResult& p);
 // Parses the daemon's metadata object. kProtocol Error naming the missing/ill-typed field.
 Result<RecordMetadata> MetadataFromJson(const nlohmann::json& j);
 
@@ -205,6 +280,45 @@ class Client {
   Result<std::vector<RecordMetadata>> SearchPatient(const Actor& actor,
                                                     const std::string& patient_id);
 
+  // POST /v1/records/{id}/disclosures: reads a version (latest if none given) and records its
+  // disclosure to `disclosure.recipient_name` in the same audited call.
+  Result<Record> DiscloseRecord(const Actor& actor, const std::string& record_id,
+                                std::optional<uint32_t> version, const Disclosure& disclosure);
+  // POST /v1/disclosures: records a disclosure made outside the vault; returns its audit seq.
+  Result<uint64_t> RecordDisclosure(const Actor& actor, const DisclosureRecord& record);
+  // POST /v1/disclosure-suspensions: records an accounting suspension; returns its audit seq.
+  Result<uint64_t> AddSuspension(const Actor& actor, const Suspension& suspension);
+  // POST /v1/reports/accounting: the patient's accounting of disclosures in `format` ("json",
+  // "csv" or "html"), from `from` (default: six years back).
+  Result<Report> AccountingReport(const Actor& actor, const std::string& patient_id,
+                                  const std::optional<std::string>& from,
+                                  const std::string& format = "json");
+  // POST /v1/reports/access: the patient's access report in `format`.
+  Result<Report> AccessReport(const Actor& actor, const std::string& patient_id,
+                              const std::string& format = "json");
+
+  // POST /v1/audit/export, streamed: each piece of the body goes to `sink` as it arrives, so an
+  // export of any size needs constant memory (max_response_bytes does not apply). kUnavailable
+  // "response incomplete" if the daemon ends the body early (it cuts the connection when the
+  // export fails after it began): whatever reached the sink is then a truncated export.
+  Result<ExportInfo> ExportAudit(const Actor& actor, const AuditExportQuery& query,
+                                 const ChunkSink& sink);
+  // As above, writing to `out`; fails with kClient "output failed" when `out` goes bad.
+  Result<ExportInfo> ExportAudit(const Actor& actor, const AuditExportQuery& query,
+                                 std::ostream& out);
+
+  // GET /v1/audit/pubkey: the signed-note verifier key of the audit checkpoints.
+  Result<std::string> AuditVerifierKey(const Actor& actor);
+  // GET /v1/audit/checkpoint (newest stored; kNotFound if none yet) or, if `fresh`, POST
+  // /v1/audit/checkpoints (signs one now; 409 kServer if the log is empty). The signed note.
+  Result<std::string> AuditCheckpoint(const Actor& actor, bool fresh = false);
+  // GET /v1/audit/proofs/inclusion: entry `seq` in the tree of `tree_size` leaves (default: the
+  // current tree). kProtocol if the answer is for another entry or a hash is malformed.
+  Result<InclusionProofResult> InclusionProof(const Actor& actor, uint64_t seq,
+                                              std::optional<uint64_t> tree_size = std::nullopt);
+  // GET /v1/audit/proofs/consistency: the tree of `from` leaves is a prefix of that of `to`.
+  Result<ConsistencyProofResult> ConsistencyProof(const Actor& actor, uint64_t from, uint64_t to);
+
   // Number of connections opened so far (keep-alive observability for tests and benchmarks).
   uint64_t connections_opened() const;
   // Closes the kept-alive connection, if any; the next call reconnects.
@@ -224,8 +338,11 @@ class Client {
 
  private:
   class Connection;
+  // One request/response. The body of a 2xx response goes to `sink` if it is set (RawResponse
+  // body left empty), otherwise into RawResponse::body.
   Result<RawResponse> Exchange(const std::string& method, const std::string& path,
-                               const Actor* actor, const std::vector<std::string_view>& body);
+                               const Actor* actor, const std::vector<std::string_view>& body,
+                               const ChunkSink* sink = nullptr);
   Result<Connection*> Connect();
 
   ClientOptions options_;
