@@ -183,10 +183,11 @@ std::vector<std::string> FilesWithBytes(const std::string& dir, std::string_view
 
 DaemonProcess::~DaemonProcess() { Kill(); }
 
-void DaemonProcess::Spawn(const std::string& config_path, const std::string& log_prefix) {
+void DaemonProcess::Spawn(const std::string& config_path, const std::string& log_prefix,
+                          const std::map<std::string, std::string>& env) {
   ASSERT_FALSE(running()) << "the daemon is already running";
   stderr_path_ = log_prefix + ".stderr";
-  pid_ = e2e::Spawn({PHIVAULT_DAEMON_PATH, "--config", config_path}, {}, "/dev/null",
+  pid_ = e2e::Spawn({PHIVAULT_DAEMON_PATH, "--config", config_path}, env, "/dev/null",
                     log_prefix + ".stdout", stderr_path_);
 }
 
@@ -253,7 +254,7 @@ void Vault::AppendConfig(std::string_view text) {
 }
 
 void Vault::SpawnOnly() {
-  daemon_.Spawn(config_, dir_.Sub("phivaultd-" + std::to_string(++starts_)));
+  daemon_.Spawn(config_, dir_.Sub("phivaultd-" + std::to_string(++starts_)), daemon_env_);
 }
 
 bool Vault::Start() {

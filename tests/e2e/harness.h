@@ -73,7 +73,9 @@ class DaemonProcess {
   DaemonProcess& operator=(const DaemonProcess&) = delete;
 
   // Spawns `phivaultd --config config_path`, stdout/stderr to `log_prefix`.stdout/.stderr.
-  void Spawn(const std::string& config_path, const std::string& log_prefix);
+  // `env` is added to the (cleaned) environment.
+  void Spawn(const std::string& config_path, const std::string& log_prefix,
+             const std::map<std::string, std::string>& env = {});
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   const std::string& stderr_path() const { return stderr_path_; }
@@ -116,6 +118,8 @@ class Vault {
   // Replaces the first occurrence of `from` in the config file (must exist) with `to`.
   void EditConfig(std::string_view from, std::string_view to);
   void AppendConfig(std::string_view text);
+  // Environment variables given to every later start of the daemon (e.g. a passphrase).
+  void SetDaemonEnv(std::map<std::string, std::string> env) { daemon_env_ = std::move(env); }
 
   // Starts phivaultd and waits (bounded) until GET /v1/health answers; fails the test (and
   // returns false) if it exits or does not answer in time. Each start logs to its own files.
@@ -140,6 +144,7 @@ class Vault {
   bool ok_ = false;
   std::string token_, socket_, config_, data_dir_;
   DaemonProcess daemon_;
+  std::map<std::string, std::string> daemon_env_;
   int starts_ = 0;
 };
 
