@@ -46,7 +46,7 @@ try {
   process.exit(1);
 }
 
-const ajv = new Ajv({logger: false});
+const ajv = new Ajv({logger: false, allErrors: true});
 ajv.addMetaSchema(draft06);
 ajv.addSchema(schema, 'fhir');
 const validators = new Map();
