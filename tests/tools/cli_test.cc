@@ -1,12 +1,7 @@
 // The built `phivault` binary, run as a user would run it.
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
@@ -21,10 +16,9 @@
 #include "crypto/secret.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/tools/fake_daemon.h"
+#include "tests/tools/run_phivault.h"
 #include "tools/cli.h"
 #include "tools/cli_init.h"
-
-extern char** environ;
 
 namespace phivault::tools {
 namespace {
@@ -36,20 +30,9 @@ using testing::Reply;
 using testing::SeenRequest;
 using ::testing::StartsWith;
 
-struct CliRun {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream(path, std::ios::binary) << data;
-}
+using testing::CliRun;
+using testing::ReadFile;
+using testing::WriteFile;
 
 class CliTest : public ::testing::Test {
  protected:
@@ -60,41 +43,7 @@ class CliTest : public ::testing::Test {
   CliRun Phivault(const std::vector<std::string>& args,
                   const std::map<std::string, std::string>& env = {},
                   const std::string& input = "") {
-    const std::string in_path = dir_.Sub("stdin"), out_path = dir_.Sub("stdout"),
-                      err_path = dir_.Sub("stderr");
-    WriteFile(in_path, input);
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      if (std::string_view(*e).rfind("PHIVAULT_", 0) != 0) env_strings.emplace_back(*e);
-    }
-    for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-    std::vector<std::string> argv_strings = {PHIVAULT_BINARY};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    auto pointers = [](std::vector<std::string>& v) {
-      std::vector<char*> p;
-      for (auto& s : v) p.push_back(s.data());
-      p.push_back(nullptr);
-      return p;
-    };
-    std::vector<char*> argv = pointers(argv_strings), envp = pointers(env_strings);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, in_path.c_str(), O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0600);
-    posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0600);
-    pid_t pid = 0;
-    CliRun run;
-    int rc = posix_spawn(&pid, PHIVAULT_BINARY, &actions, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) return run;
-    int status = 0;
-    if (waitpid(pid, &status, 0) == pid && WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
-    run.out = ReadFile(out_path);
-    run.err = ReadFile(err_path);
-    return run;
+    return testing::RunPhivault(args, env, input, dir_.path().string());
   }
 
   // Standard options for commands that talk to the daemon.

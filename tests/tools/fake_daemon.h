@@ -2,6 +2,7 @@
 // socket that records every request and answers with whatever the test scripts.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -17,6 +18,7 @@
 #include <Poco/Net/HTTPServer.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerRequestImpl.h>
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
@@ -38,6 +40,12 @@ struct Reply {
   std::string content_type = "application/json";
   std::string body;
   bool close = false;  // send "Connection: close"
+  // Send the body in chunked transfer encoding, in pieces of at most `chunk_bytes`.
+  bool chunked = false;
+  size_t chunk_bytes = 4096;
+  // With `chunked`: cut the connection after the body, before the final zero-size chunk (what
+  // phivaultd does when an export fails after it began).
+  bool cut_before_end = false;
 };
 
 // A problem+json reply as phivaultd sends it.
@@ -147,9 +155,22 @@ class FakeDaemon {
       Reply reply = handler ? handler(seen) : Reply{.body = R"({"status":"ok"})"};
       resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(reply.status));
       resp.setContentType(reply.content_type);
-      resp.setContentLength64(static_cast<Poco::Int64>(reply.body.size()));
       if (reply.close) resp.setKeepAlive(false);
-      resp.send().write(reply.body.data(), static_cast<std::streamsize>(reply.body.size()));
+      if (!reply.chunked) {
+        resp.setContentLength64(static_cast<Poco::Int64>(reply.body.size()));
+        resp.send().write(reply.body.data(), static_cast<std::streamsize>(reply.body.size()));
+        return;
+      }
+      resp.setChunkedTransferEncoding(true);
+      std::ostream& out = resp.send();
+      for (size_t pos = 0; pos < reply.body.size(); pos += reply.chunk_bytes) {
+        out.write(reply.body.data() + pos, static_cast<std::streamsize>(std::min(
+                                               reply.chunk_bytes, reply.body.size() - pos)));
+        out.flush();
+      }
+      if (reply.cut_before_end) {
+        dynamic_cast<Poco::Net::HTTPServerRequestImpl&>(req).socket().shutdown();
+      }
     }
 
    private:
