@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -271,7 +272,10 @@ int Emit(const std::string& path, std::string_view data, std::string_view what) 
   return kExitOk;
 }
 
-void PrintJson(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
+// Text from the daemon or from an export that is not valid UTF-8 is printed with U+FFFD.
+void PrintJson(const nlohmann::json& j) {
+  std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+}
 
 int RunInit(const Globals& g, const RecordArgs& a) {
   InitOptions options{.dir = a.dir, .force_config = a.force_config, .uid = ::getuid()};
@@ -423,13 +427,15 @@ int RunReport(client::Client& c, const client::Actor& actor, const ComplianceArg
 // ---- audit ----
 
 int VerifyFailed(std::string_view detail) {
-  PrintError("verification failed", detail);
+  PrintError("verification failed", Printable(detail));
   return kExitVerifyFailed;
 }
 
 // The verifier key from --key or --key-file, or nullopt if neither was given. Exit code in
 // `*rc` (usage error for an unreadable or malformed key).
 std::optional<crypto::NoteVerifier> KeyFromArgs(const ComplianceArgs& a, int* rc) {
+  *rc = kExitOk;
+  if (a.key.empty() && a.key_file.empty()) return std::nullopt;
   std::string text = a.key;
   if (!a.key_file.empty()) {
     std::string error;
@@ -441,18 +447,16 @@ std::optional<crypto::NoteVerifier> KeyFromArgs(const ComplianceArgs& a, int* rc
     }
     text = std::move(*data);
   }
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.erase(0, 1);
-  if (a.key.empty() && a.key_file.empty()) {
-    *rc = kExitOk;
-    return std::nullopt;
-  }
-  auto verifier = crypto::ParseNoteVerifierKey(text);
+  const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  const auto first = std::find_if_not(text.begin(), text.end(), space);
+  const auto last = std::find_if_not(text.rbegin(), text.rend(), space).base();
+  auto verifier = crypto::ParseNoteVerifierKey(
+      first < last ? std::string_view(&*first, static_cast<size_t>(last - first))
+                   : std::string_view());
   if (!verifier.ok()) {
     *rc = UsageError("the verifier key is not valid: " + verifier.status().message());
     return std::nullopt;
   }
-  *rc = kExitOk;
   return std::move(verifier).value();
 }
 
@@ -797,7 +801,17 @@ int VerifyExportStream(std::istream& in, const crypto::NoteVerifier& verifier,
     }
     PrintJson(j);
   }
-  if (!report->ok) return VerifyFailed(report->problem ? report->problem->message : "unknown");
+  if (!report->ok) {
+    if (!report->problem) return VerifyFailed("the export did not verify");
+    const storage::AuditProblem& problem = *report->problem;
+    std::string where;
+    if (problem.kind >= storage::AuditProblem::Kind::kAltered) {
+      // The verifier counts entries by index; people look for the audit sequence number too.
+      where = " [export line \"index\":" + std::to_string(problem.index) + ", audit seq " +
+              std::to_string(problem.index + 1) + "]";
+    }
+    return VerifyFailed(problem.message + where);
+  }
   if (!g.json) {
     std::cout << "ok: " << report->entries_checked << " entries, " << report->checkpoints_checked
               << " checkpoints, " << report->entries_covered << " covered\n";
