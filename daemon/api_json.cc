@@ -7,6 +7,9 @@
 #include <vector>
 
 #include "crypto/hash.h"
+#include "daemon/problem.h"
+#include "policies/accounting.h"
+#include "policies/time_format.h"
 
 namespace phivault::daemon {
 namespace {
@@ -51,6 +54,97 @@ Status GetString(const json& obj, std::string_view name, bool required, std::str
   return Status::Ok();
 }
 
+Status GetOptionalString(const json& obj, std::string_view name, std::optional<std::string>& out) {
+  std::string value;
+  bool present = false;
+  PV_RETURN_IF_ERROR(GetString(obj, name, false, value, &present));
+  if (present) out = std::move(value);
+  return Status::Ok();
+}
+
+Status GetTime(const json& obj, std::string_view name, bool required, std::optional<int64_t>& out) {
+  std::string text;
+  bool present = false;
+  PV_RETURN_IF_ERROR(GetString(obj, name, required, text, &present));
+  if (!present) return Status::Ok();
+  PV_ASSIGN_OR_RETURN(out, ParseRequestTime(name, text));
+  return Status::Ok();
+}
+
+Status GetBool(const json& obj, std::string_view name, bool& out) {
+  const auto it = obj.find(name);
+  if (it == obj.end()) return Status::Ok();
+  if (!it->is_boolean()) {
+    return InvalidArgument("field '" + std::string(name) + "' must be true or false");
+  }
+  out = it->get<bool>();
+  return Status::Ok();
+}
+
+Status GetVersion(const json& obj, std::string_view name, std::optional<uint32_t>& out) {
+  const auto it = obj.find(name);
+  if (it == obj.end()) return Status::Ok();
+  if (!it->is_number_unsigned() || it->get<uint64_t>() < 1 || it->get<uint64_t>() > 4294967295ull) {
+    return InvalidArgument("field '" + std::string(name) +
+                           "' must be an integer from 1 to 4294967295");
+  }
+  out = static_cast<uint32_t>(it->get<uint64_t>());
+  return Status::Ok();
+}
+
+Status GetStringArray(const json& obj, std::string_view name, std::vector<std::string>& out) {
+  const auto it = obj.find(name);
+  if (it == obj.end()) return Status::Ok();
+  const bool ok = it->is_array() &&
+                  std::all_of(it->begin(), it->end(), [](const json& e) { return e.is_string(); });
+  if (!ok) return InvalidArgument("field '" + std::string(name) + "' must be an array of strings");
+  for (const auto& e : *it) out.push_back(e.get<std::string>());
+  return Status::Ok();
+}
+
+template <typename Enum>
+struct EnumName {
+  std::string_view name;
+  Enum value;
+};
+
+// An optional enum member; `out` keeps its default when absent.
+template <typename Enum, size_t N>
+Status GetEnum(const json& obj, std::string_view name, const EnumName<Enum> (&names)[N],
+               Enum& out) {
+  std::string text;
+  bool present = false;
+  PV_RETURN_IF_ERROR(GetString(obj, name, false, text, &present));
+  if (!present) return Status::Ok();
+  std::string allowed;
+  for (const auto& n : names) {
+    if (n.name == text) {
+      out = n.value;
+      return Status::Ok();
+    }
+    allowed += (allowed.empty() ? "" : ", ") + std::string(n.name);
+  }
+  return InvalidArgument("field '" + std::string(name) + "' must be one of: " + allowed);
+}
+
+constexpr EnumName<ReportFormat> kReportFormats[] = {
+    {"json", ReportFormat::kJson}, {"csv", ReportFormat::kCsv}, {"html", ReportFormat::kHtml}};
+constexpr EnumName<ExportFormat> kExportFormats[] = {{"jsonl", ExportFormat::kJsonLines},
+                                                     {"fhir", ExportFormat::kFhir},
+                                                     {"csv", ExportFormat::kCsv}};
+
+// The members every disclosure has (they must also be allowed by the caller's CheckMembers).
+Status GetDisclosure(const json& obj, DisclosureInfo& out) {
+  PV_RETURN_IF_ERROR(GetString(obj, "recipient_name", true, out.recipient_name));
+  PV_RETURN_IF_ERROR(GetOptionalString(obj, "recipient_address", out.recipient_address));
+  PV_RETURN_IF_ERROR(GetString(obj, "basis", false, out.basis));
+  if (obj.contains("basis") && !policies::ParseDisclosureKind(out.basis).ok()) {
+    return InvalidArgument("field 'basis' is not a known disclosure basis (e.g. public_health)");
+  }
+  PV_RETURN_IF_ERROR(GetString(obj, "description", true, out.description));
+  return GetString(obj, "purpose_statement", false, out.purpose_statement);
+}
+
 Status GetContent(const json& obj, uint64_t max_content_bytes, std::string& out) {
   bool has_text = false;
   bool has_b64 = false;
@@ -71,7 +165,7 @@ Status GetContent(const json& obj, uint64_t max_content_bytes, std::string& out)
     out = std::move(text);
   }
   if (out.size() > max_content_bytes) {
-    return ResourceExhausted("content exceeds max_content_bytes (" +
+    return ResourceExhausted(std::string(kContentTooLargeMessage) + " (" +
                              std::to_string(max_content_bytes) + " bytes)");
   }
   return Status::Ok();
@@ -207,6 +301,109 @@ StatusOr<std::string> DecodeSearchRecords(std::string_view body) {
   return patient_id;
 }
 
+StatusOr<int64_t> ParseRequestTime(std::string_view field, std::string_view text) {
+  auto t = policies::ParseUtcTimestamp(text);
+  if (!t.ok()) {
+    // The parser's reason names the defect, never the text.
+    return InvalidArgument("field '" + std::string(field) +
+                           "' must be an RFC 3339 time (e.g. 2026-11-29T15:47:09Z) or a date "
+                           "(YYYY-MM-DD): " +
+                           t.status().message());
+  }
+  return *t;
+}
+
+StatusOr<RecordDisclosureRequest> DecodeRecordDisclosure(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(
+      CheckMembers(j, {"patient_id", "record_ids", "disclosed_at", "recipient_name",
+                       "recipient_address", "basis", "description", "purpose_statement"}));
+  RecordDisclosureRequest req;
+  PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, req.patient_id));
+  PV_RETURN_IF_ERROR(GetStringArray(j, "record_ids", req.record_ids));
+  PV_RETURN_IF_ERROR(GetTime(j, "disclosed_at", false, req.disclosed_at_unix_us));
+  PV_RETURN_IF_ERROR(GetDisclosure(j, req.disclosure));
+  return req;
+}
+
+StatusOr<DiscloseRecordBody> DecodeDiscloseRecord(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"version", "recipient_name", "recipient_address", "basis",
+                                      "description", "purpose_statement"}));
+  DiscloseRecordBody req;
+  PV_RETURN_IF_ERROR(GetVersion(j, "version", req.version));
+  PV_RETURN_IF_ERROR(GetDisclosure(j, req.disclosure));
+  return req;
+}
+
+StatusOr<SuspensionRequest> DecodeSuspension(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"agency", "start", "end", "oral", "statement"}));
+  SuspensionRequest req;
+  PV_RETURN_IF_ERROR(GetString(j, "agency", true, req.agency));
+  std::optional<int64_t> start;
+  PV_RETURN_IF_ERROR(GetTime(j, "start", true, start));
+  req.start_unix_us = *start;
+  PV_RETURN_IF_ERROR(GetTime(j, "end", false, req.end_unix_us));
+  PV_RETURN_IF_ERROR(GetBool(j, "oral", req.oral));
+  PV_RETURN_IF_ERROR(GetString(j, "statement", true, req.statement));
+  return req;
+}
+
+StatusOr<ReportRequest> DecodeAccountingReport(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"patient_id", "from", "format"}));
+  ReportRequest req;
+  PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, req.patient_id));
+  PV_RETURN_IF_ERROR(GetTime(j, "from", false, req.period_start_unix_us));
+  PV_RETURN_IF_ERROR(GetEnum(j, "format", kReportFormats, req.format));
+  return req;
+}
+
+StatusOr<ReportRequest> DecodeAccessReport(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"patient_id", "format"}));
+  ReportRequest req;
+  PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, req.patient_id));
+  PV_RETURN_IF_ERROR(GetEnum(j, "format", kReportFormats, req.format));
+  return req;
+}
+
+StatusOr<AuditExportRequest> DecodeAuditExport(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(
+      CheckMembers(j, {"format", "from", "to", "patient_id", "user", "action", "outcome"}));
+  AuditExportRequest req;
+  PV_RETURN_IF_ERROR(GetEnum(j, "format", kExportFormats, req.format));
+  PV_RETURN_IF_ERROR(GetTime(j, "from", false, req.from_unix_us));
+  PV_RETURN_IF_ERROR(GetTime(j, "to", false, req.to_unix_us));
+  if (req.from_unix_us && req.to_unix_us && *req.from_unix_us >= *req.to_unix_us) {
+    return InvalidArgument("field 'to' must be later than 'from'");
+  }
+  PV_RETURN_IF_ERROR(GetOptionalString(j, "patient_id", req.patient_id));
+  PV_RETURN_IF_ERROR(GetOptionalString(j, "user", req.user));
+  PV_RETURN_IF_ERROR(GetOptionalString(j, "action", req.action));
+  PV_RETURN_IF_ERROR(GetOptionalString(j, "outcome", req.outcome));
+  return req;
+}
+
+std::string_view ExportContentType(ExportFormat format) {
+  switch (format) {
+    case ExportFormat::kFhir:
+      return "application/fhir+json";
+    case ExportFormat::kCsv:
+      return "text/csv; charset=utf-8";
+    case ExportFormat::kJsonLines:
+      break;
+  }
+  return "application/x-ndjson";
+}
+
+Status DecodeEmptyObject(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  return CheckMembers(j, {});
+}
+
 std::string FormatRfc3339Micros(int64_t unix_us) {
   int64_t secs = unix_us / 1000000;
   int64_t micros = unix_us % 1000000;
@@ -253,6 +450,20 @@ json EncodeStatus(const VaultStatus& status) {
            {"live_data_bytes", status.space.live_data_bytes},
        }},
   };
+}
+
+json EncodeInclusionProof(uint64_t seq, const InclusionProofResult& proof) {
+  return {
+      {"seq", seq},
+      {"leaf_index", proof.leaf_index},
+      {"tree_size", proof.tree_size},
+      {"leaf_hash", proof.leaf_hash_hex},
+      {"path", proof.path_hex},
+  };
+}
+
+json EncodeConsistencyProof(uint64_t from, uint64_t to, const std::vector<std::string>& path_hex) {
+  return {{"from", from}, {"to", to}, {"path", path_hex}};
 }
 
 std::string DumpJson(const json& j) {

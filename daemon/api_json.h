@@ -2,13 +2,16 @@
 //
 // Request bodies must be a JSON object in valid UTF-8, with no duplicate or unknown members and
 // every member of the documented type; each error is InvalidArgument naming the member (never
-// its value, which may be PHI). Field contents (dates, content types, ...) are checked by the
-// service layer, so that such rejections are audited.
+// its value, which may be PHI). Values the service layer takes as enums or numbers (formats,
+// times, versions, the disclosure basis) are decoded here; other field contents (dates, content
+// types, lengths, ...) are checked by the service layer, so that such rejections are audited.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -34,6 +37,42 @@ StatusOr<AmendRecordRequest> DecodeAmendRecord(std::string_view body, uint64_t m
 // POST /v1/records/_search: the patient id.
 StatusOr<std::string> DecodeSearchRecords(std::string_view body);
 
+// A time in a request body: RFC 3339 ("2026-11-29T15:47:09Z", fraction optional, "Z" or a
+// numeric offset) or a bare date "YYYY-MM-DD" meaning 00:00:00Z. InvalidArgument naming `field`.
+StatusOr<int64_t> ParseRequestTime(std::string_view field, std::string_view text);
+
+// POST /v1/disclosures. "patient_id", "recipient_name" and "description" are required;
+// "record_ids" (array of strings), "disclosed_at" (time), "recipient_address", "basis" (a
+// policies::DisclosureKindName) and "purpose_statement" are optional.
+StatusOr<RecordDisclosureRequest> DecodeRecordDisclosure(std::string_view body);
+
+// POST /v1/records/{id}/disclosures: an optional "version" (1..4294967295) and the disclosure
+// ("recipient_name", "description"; optional "recipient_address", "basis", "purpose_statement").
+struct DiscloseRecordBody {
+  std::optional<uint32_t> version;
+  DisclosureInfo disclosure;
+};
+StatusOr<DiscloseRecordBody> DecodeDiscloseRecord(std::string_view body);
+
+// POST /v1/disclosure-suspensions: "agency", "start" (time), "statement"; optional "end" (time)
+// and "oral" (boolean, default false).
+StatusOr<SuspensionRequest> DecodeSuspension(std::string_view body);
+
+// POST /v1/reports/accounting: "patient_id"; optional "from" (time) and "format" ("json", "csv",
+// "html"; default json).
+StatusOr<ReportRequest> DecodeAccountingReport(std::string_view body);
+// POST /v1/reports/access: "patient_id"; optional "format" as above.
+StatusOr<ReportRequest> DecodeAccessReport(std::string_view body);
+
+// POST /v1/audit/export: optional "format" ("jsonl", "fhir", "csv"; default jsonl), "from" and
+// "to" (times; from before to), "patient_id", "user", "action", "outcome" (strings).
+StatusOr<AuditExportRequest> DecodeAuditExport(std::string_view body);
+// The Content-Type of an export in `format`.
+std::string_view ExportContentType(ExportFormat format);
+
+// A body that must be the empty object {} (routes whose body is optional).
+Status DecodeEmptyObject(std::string_view body);
+
 // "2026-11-29T15:47:09.123456Z".
 std::string FormatRfc3339Micros(int64_t unix_us);
 
@@ -43,6 +82,12 @@ std::string FormatRfc3339Micros(int64_t unix_us);
 nlohmann::json EncodeMetadata(const storage::RecordMetadata& meta);
 // {"version","uptime_seconds","audit_entries","epochs","disk":{...}}.
 nlohmann::json EncodeStatus(const VaultStatus& status);
+
+// {"seq","leaf_index","tree_size","leaf_hash","path"} for the entry with sequence number `seq`.
+nlohmann::json EncodeInclusionProof(uint64_t seq, const InclusionProofResult& proof);
+// {"from","to","path"}.
+nlohmann::json EncodeConsistencyProof(uint64_t from, uint64_t to,
+                                      const std::vector<std::string>& path_hex);
 
 // Serialises a response document (UTF-8; invalid bytes, which cannot come from validated
 // input, are replaced rather than thrown on).

@@ -3,11 +3,16 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <initializer_list>
 #include <istream>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
+#include <Poco/Exception.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerRequestImpl.h>
@@ -292,8 +297,153 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
                  "/v1/records/" + meta->record_id + "?version=" + std::to_string(meta->version));
         return SendJson(resp, ex, 201, EncodeMetadata(*meta));
       }
+      case RouteId::kDiscloseRecord: {
+        std::string body;
+        if (!CheckRecordId(resp, ex, params) || !CheckNoQuery(resp, ex, query) ||
+            !ReadJsonBody(req, resp, ex, body)) {
+          return;
+        }
+        auto decoded = DecodeDiscloseRecord(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto record = service.DiscloseRecord(ctx, params[0], decoded->version, decoded->disclosure);
+        if (!record.ok()) return SendProblem(resp, ex, ProblemFromStatus(record.status()));
+        json j = EncodeMetadata(record->meta);
+        j["content_base64"] = crypto::Base64Encode(record->content);
+        return SendJson(resp, ex, 200, j);
+      }
+      case RouteId::kRecordDisclosure: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodeRecordDisclosure(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        return SendAuditSeq(resp, ex, service.RecordDisclosure(ctx, std::move(decoded).value()));
+      }
+      case RouteId::kAddSuspension: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodeSuspension(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        return SendAuditSeq(resp, ex,
+                            service.AddDisclosureSuspension(ctx, std::move(decoded).value()));
+      }
+      case RouteId::kAccountingReport:
+      case RouteId::kAccessReport: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        const bool accounting = route.id == RouteId::kAccountingReport;
+        auto decoded = accounting ? DecodeAccountingReport(body) : DecodeAccessReport(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto report = accounting ? service.AccountingOfDisclosures(ctx, *decoded)
+                                 : service.AccessReport(ctx, *decoded);
+        if (!report.ok()) return SendProblem(resp, ex, ProblemFromStatus(report.status()));
+        return SendBytes(resp, ex, 200, report->content_type, report->body);
+      }
+      case RouteId::kAuditExport: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodeAuditExport(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        return StreamExport(req, resp, ex, ctx, *decoded);
+      }
+      case RouteId::kAuditVerifierKey: {
+        if (!CheckNoBodyOrQuery(resp, ex, query)) return;
+        auto key = service.AuditVerifierKey(ctx);
+        if (!key.ok()) return SendProblem(resp, ex, ProblemFromStatus(key.status()));
+        return SendJson(resp, ex, 200, json{{"verifier_key", *key}});
+      }
+      case RouteId::kAuditCheckpoint: {
+        if (!CheckNoBodyOrQuery(resp, ex, query)) return;
+        return SendCheckpoint(resp, ex, 200, service.AuditCheckpoint(ctx, /*fresh=*/false));
+      }
+      case RouteId::kAuditNewCheckpoint: {
+        if (!CheckNoQuery(resp, ex, query)) return;
+        if (ex.body_pending) {
+          std::string body;
+          if (!ReadJsonBody(req, resp, ex, body)) return;
+          if (Status s = DecodeEmptyObject(body); !s.ok()) {
+            return SendProblem(resp, ex, ProblemFromStatus(s));
+          }
+        }
+        return SendCheckpoint(resp, ex, 201, service.AuditCheckpoint(ctx, /*fresh=*/true));
+      }
+      case RouteId::kAuditInclusionProof: {
+        QueryNumbers q;
+        if (!CheckNoBody(resp, ex) ||
+            !ParseNumberQuery(resp, ex, query, {"seq", "tree_size"}, {"seq"}, q)) {
+          return;
+        }
+        const uint64_t seq = *q.Get("seq");
+        auto proof = service.AuditInclusionProof(ctx, seq, q.Get("tree_size"));
+        if (!proof.ok()) return SendProblem(resp, ex, ProblemFromStatus(proof.status()));
+        return SendJson(resp, ex, 200, EncodeInclusionProof(seq, *proof));
+      }
+      case RouteId::kAuditConsistencyProof: {
+        QueryNumbers q;
+        if (!CheckNoBody(resp, ex) ||
+            !ParseNumberQuery(resp, ex, query, {"from", "to"}, {"from", "to"}, q)) {
+          return;
+        }
+        const uint64_t from = *q.Get("from");
+        const uint64_t to = *q.Get("to");
+        auto path = service.AuditConsistencyProof(ctx, from, to);
+        if (!path.ok()) return SendProblem(resp, ex, ProblemFromStatus(path.status()));
+        return SendJson(resp, ex, 200, EncodeConsistencyProof(from, to, *path));
+      }
     }
     SendProblem(resp, ex, MakeProblem(500, "internal", "unhandled route"));
+  }
+
+  void SendAuditSeq(HTTPServerResponse& resp, Exchange& ex, const StatusOr<uint64_t>& seq) {
+    if (!seq.ok()) return SendProblem(resp, ex, ProblemFromStatus(seq.status()));
+    SendJson(resp, ex, 201, json{{"audit_seq", *seq}});
+  }
+
+  void SendCheckpoint(HTTPServerResponse& resp, Exchange& ex, int status,
+                      const StatusOr<std::string>& note) {
+    if (!note.ok()) return SendProblem(resp, ex, ProblemFromStatus(note.status()));
+    SendBytes(resp, ex, status, "text/plain; charset=utf-8", *note);
+  }
+
+  // The export goes out as it is produced, in chunked transfer encoding. The status line is
+  // only sent with the first chunk, so a refusal before that is still a problem response. A
+  // failure after it can no longer change the status: the connection is cut before the final
+  // chunk, so that no client can take a truncated export for a complete one.
+  void StreamExport(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
+                    const RequestContext& ctx, const AuditExportRequest& export_request) {
+    std::ostream* out = nullptr;
+    bool client_gone = false;
+    const ExportSink sink = [&](std::string_view chunk) {
+      if (out == nullptr) {
+        PrepareHeaders(resp, ex, 200);
+        resp.setContentType(std::string(ExportContentType(export_request.format)));
+        resp.setChunkedTransferEncoding(true);
+        out = &resp.send();
+      }
+      out->write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+      out->flush();
+      client_gone = !out->good();
+      return !client_gone;
+    };
+    const Status status = deps_.service->ExportAudit(ctx, export_request, sink);
+    if (out == nullptr) {
+      if (!status.ok()) return SendProblem(resp, ex, ProblemFromStatus(status));
+      sink({});
+      return;
+    }
+    if (status.ok() && !client_gone) return;
+    if (client_gone) {
+      ex.problem = "client-gone";
+      spdlog::warn("request id={} export stopped: the client stopped reading", ex.request_id);
+    } else {
+      ex.problem = ProblemFromStatus(status).type;
+      spdlog::error("request id={} export failed after it began: {}", ex.request_id,
+                    StatusCodeName(status.code()));
+    }
+    try {
+      dynamic_cast<Poco::Net::HTTPServerRequestImpl&>(req).socket().shutdown();
+    } catch (const Poco::Exception&) {
+      // Already disconnected: the client cannot mistake the export for a complete one either.
+    }
   }
 
   bool CheckRecordId(HTTPServerResponse& resp, Exchange& ex,
@@ -320,6 +470,59 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
 
   bool CheckNoBodyOrQuery(HTTPServerResponse& resp, Exchange& ex, std::string_view query) {
     return CheckNoQuery(resp, ex, query) && CheckNoBody(resp, ex);
+  }
+
+  // Decimal query parameters by name.
+  struct QueryNumbers {
+    std::vector<std::pair<std::string_view, uint64_t>> values;
+    std::optional<uint64_t> Get(std::string_view name) const {
+      for (const auto& [n, v] : values) {
+        if (n == name) return v;
+      }
+      return std::nullopt;
+    }
+  };
+
+  // "name=N&..." with each name from `allowed` at most once, every `required` one present, and
+  // N a decimal number that fits 64 bits. Values are never quoted back.
+  bool ParseNumberQuery(HTTPServerResponse& resp, Exchange& ex, std::string_view query,
+                        std::initializer_list<std::string_view> allowed,
+                        std::initializer_list<std::string_view> required, QueryNumbers& out) {
+    const auto bad = [&](std::string detail) {
+      SendProblem(resp, ex, MakeProblem(400, "invalid-request", std::move(detail)));
+      return false;
+    };
+    for (bool more = !query.empty(); more;) {
+      const size_t amp = query.find('&');
+      const std::string_view pair = query.substr(0, amp);
+      more = amp != std::string_view::npos;
+      if (more) query.remove_prefix(amp + 1);
+      const size_t eq = pair.find('=');
+      const std::string_view name = pair.substr(0, eq);
+      const auto known = std::find(allowed.begin(), allowed.end(), name);
+      if (known == allowed.end()) {
+        std::string names;
+        for (auto a : allowed) names += (names.empty() ? "" : ", ") + std::string(a);
+        return bad("unknown query parameter; this route takes " + names);
+      }
+      const std::string quoted = "query parameter '" + std::string(name) + "'";
+      if (out.Get(name)) return bad(quoted + " is given twice");
+      const std::string_view digits =
+          eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+      uint64_t v = 0;
+      const bool all_digits =
+          !digits.empty() &&
+          std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (!all_digits ||
+          std::from_chars(digits.data(), digits.data() + digits.size(), v).ec != std::errc()) {
+        return bad(quoted + " must be a decimal number below 2^64");
+      }
+      out.values.emplace_back(*known, v);
+    }
+    for (auto r : required) {
+      if (!out.Get(r)) return bad("query parameter '" + std::string(r) + "' is required");
+    }
+    return true;
   }
 
   // "version=N" (N in 1..4294967295) or nothing.

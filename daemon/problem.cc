@@ -37,6 +37,10 @@ std::string_view TitleOf(std::string_view type) {
   return "Error";
 }
 
+bool Says(const std::string& message, std::string_view phrase) {
+  return message.find(phrase) != std::string::npos;
+}
+
 }  // namespace
 
 Problem MakeProblem(int http_status, std::string type, std::string detail) {
@@ -62,17 +66,15 @@ Problem ProblemFromStatus(const Status& status) {
     case StatusCode::kAlreadyExists:
       return MakeProblem(409, "conflict", m);
     case StatusCode::kFailedPrecondition:
-      if (m.find("crypto-shredded") != std::string::npos) {
-        return MakeProblem(410, "record-shredded", m);
-      }
+      if (Says(m, kShreddedMessage)) return MakeProblem(410, "record-shredded", m);
       return MakeProblem(409, "failed-precondition", m);
     case StatusCode::kResourceExhausted:
-      if (m.find("disk") != std::string::npos) return MakeProblem(507, "insufficient-storage", m);
-      return MakeProblem(413, "payload-too-large", m);
+      if (Says(m, kContentTooLargeMessage)) return MakeProblem(413, "payload-too-large", m);
+      return MakeProblem(507, "insufficient-storage", m);
     case StatusCode::kDataLoss:
       return MakeProblem(500, "integrity-failure", m);
     case StatusCode::kUnavailable:
-      if (m.find("audit") != std::string::npos) return MakeProblem(503, "audit-unavailable", m);
+      if (Says(m, kAuditUnavailableMessage)) return MakeProblem(503, "audit-unavailable", m);
       return MakeProblem(503, "unavailable", m);
     case StatusCode::kOk:
     case StatusCode::kInternal:

@@ -22,13 +22,24 @@ struct Problem {
 inline constexpr std::string_view kProblemContentType = "application/problem+json";
 inline constexpr std::string_view kProblemTypePrefix = "urn:phivault:problem:";
 
+// Some problems share a Status code with others and are told apart by the exact phrase the
+// lower layers put in the message (pinned by tests against the real service and store):
+// storage/records.cc's shredded record, the content limit of daemon/api_json.cc and
+// daemon/service.cc, and daemon/service.cc's failed audit write.
+inline constexpr std::string_view kShreddedMessage = "record was crypto-shredded";
+inline constexpr std::string_view kContentTooLargeMessage = "content exceeds max_content_bytes";
+inline constexpr std::string_view kAuditUnavailableMessage =
+    "the audit log could not be written; nothing was done";
+
 // Maps a non-OK Status to its problem:
 //   InvalidArgument 400 invalid-request, Unauthenticated 401 unauthenticated,
 //   PermissionDenied 403 forbidden, NotFound 404 not-found, AlreadyExists 409 conflict,
-//   FailedPrecondition 409 failed-precondition (410 record-shredded for a crypto-shredded
-//   record), ResourceExhausted 507 insufficient-storage for the disk reserve, otherwise 413
-//   payload-too-large, DataLoss 500 integrity-failure, Unavailable 503 audit-unavailable when
-//   the audit log failed, otherwise unavailable, Internal 500 internal.
+//   FailedPrecondition 409 failed-precondition (410 record-shredded for kShreddedMessage),
+//   ResourceExhausted 413 payload-too-large for kContentTooLargeMessage, otherwise 507
+//   insufficient-storage (the store's disk-space refusals: the reserve, compaction space,
+//   RocksDB's own out-of-space), DataLoss 500 integrity-failure, Unavailable 503 audit-unavailable
+//   for kAuditUnavailableMessage, otherwise unavailable, Internal 500 internal.
+// A message matches when it contains the whole phrase (a caller may add context around it).
 Problem ProblemFromStatus(const Status& status);
 
 // A problem that has no Status behind it (routing, HTTP framing).

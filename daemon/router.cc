@@ -46,13 +46,29 @@ const std::vector<RouteSpec>& Routes() {
   using A = RouteSpec::Access;
   static const std::vector<RouteSpec> kRoutes = {
       {RouteId::kHealth, "GET", "/v1/health", A::kPublic, ""},
-      {RouteId::kStatus, "GET", "/v1/status", A::kStatus, "status"},
+      {RouteId::kStatus, "GET", "/v1/status", A::kAuthenticated, "status"},
       {RouteId::kCreateRecord, "POST", "/v1/records", A::kPhi, "record.create"},
       {RouteId::kSearchRecords, "POST", "/v1/records/_search", A::kPhi, "record.list"},
       {RouteId::kReadRecord, "GET", "/v1/records/{id}", A::kPhi, "record.read"},
       {RouteId::kReadContent, "GET", "/v1/records/{id}/content", A::kPhi, "record.read"},
       {RouteId::kReadMetadata, "GET", "/v1/records/{id}/metadata", A::kPhi, "record.read"},
       {RouteId::kAmendRecord, "POST", "/v1/records/{id}/versions", A::kPhi, "record.amend"},
+      {RouteId::kDiscloseRecord, "POST", "/v1/records/{id}/disclosures", A::kPhi,
+       "record.disclose"},
+      {RouteId::kRecordDisclosure, "POST", "/v1/disclosures", A::kPhi, "record.disclose"},
+      {RouteId::kAddSuspension, "POST", "/v1/disclosure-suspensions", A::kPhi,
+       "disclosure.suspend"},
+      {RouteId::kAccountingReport, "POST", "/v1/reports/accounting", A::kPhi, "report.accounting"},
+      {RouteId::kAccessReport, "POST", "/v1/reports/access", A::kPhi, "report.access"},
+      {RouteId::kAuditExport, "POST", "/v1/audit/export", A::kPhi, "audit.export"},
+      {RouteId::kAuditVerifierKey, "GET", "/v1/audit/pubkey", A::kAuthenticated, "audit.verify"},
+      {RouteId::kAuditCheckpoint, "GET", "/v1/audit/checkpoint", A::kAuthenticated, "audit.verify"},
+      {RouteId::kAuditNewCheckpoint, "POST", "/v1/audit/checkpoints", A::kAuthenticated,
+       "audit.verify"},
+      {RouteId::kAuditInclusionProof, "GET", "/v1/audit/proofs/inclusion", A::kAuthenticated,
+       "audit.verify"},
+      {RouteId::kAuditConsistencyProof, "GET", "/v1/audit/proofs/consistency", A::kAuthenticated,
+       "audit.verify"},
   };
   return kRoutes;
 }

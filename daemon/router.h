@@ -17,15 +17,27 @@ enum class RouteId {
   kReadContent,
   kReadMetadata,
   kAmendRecord,
+  kDiscloseRecord,
+  kRecordDisclosure,
+  kAddSuspension,
+  kAccountingReport,
+  kAccessReport,
+  kAuditExport,
+  kAuditVerifierKey,
+  kAuditCheckpoint,
+  kAuditNewCheckpoint,
+  kAuditInclusionProof,
+  kAuditConsistencyProof,
 };
 
 struct RouteSpec {
   RouteId id;
   std::string_view method;
   std::string_view path;  // template; "{name}" matches one non-empty path segment
-  // What the route needs: kPublic nothing; kStatus authentication and the acting-party headers;
-  // kPhi the same, and every rejection is audited.
-  enum class Access { kPublic, kStatus, kPhi } access;
+  // What the route needs: kPublic nothing; kAuthenticated authentication and the acting-party
+  // headers (routes that reveal no PHI, whose service calls are not audited either); kPhi the
+  // same, and every rejection is audited.
+  enum class Access { kPublic, kAuthenticated, kPhi } access;
   std::string_view action;  // the config action it performs ("" for kPublic)
 };
 

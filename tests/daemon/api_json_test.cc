@@ -142,6 +142,66 @@ TEST_F(ApiJsonTest, UnknownFieldNamesAreQuotedOnlyWhenPlain) {
   EXPECT_THAT(r.status().message(), ::testing::Not(HasSubstr("Jane")));
 }
 
+TEST(RequestTimeTest, AcceptsRfc3339AndBareDates) {
+  // 2026-11-29T00:00:00Z = 1795910400 s.
+  EXPECT_EQ(ParseRequestTime("from", "2026-11-29").value(), 1795910400000000);
+  EXPECT_EQ(ParseRequestTime("from", "2026-11-29T15:47:09Z").value(), 1795967229000000);
+  EXPECT_EQ(ParseRequestTime("from", "2026-11-29T15:47:09.5Z").value(), 1795967229500000);
+  EXPECT_EQ(ParseRequestTime("from", "2026-11-29T16:47:09+01:00").value(), 1795967229000000);
+}
+
+TEST(RequestTimeTest, ErrorsNameTheFieldAndNeverTheValue) {
+  for (const char* text : {"yesterday", "2026-02-30", "2026-11-29T25:00:00Z", "2031-01-02T03:04:05",
+                           "2031-01-02 03:04:05Z", "synthetic-Roe"}) {
+    SCOPED_TRACE(text);
+    auto t = ParseRequestTime("disclosed_at", text);
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_THAT(t.status().message(), HasSubstr("field 'disclosed_at'"));
+    EXPECT_THAT(t.status().message(), ::testing::Not(HasSubstr(text)));
+  }
+}
+
+TEST(ComplianceDecodeTest, DisclosureBasisMustBeAKnownKind) {
+  const std::string base = R"({"patient_id":"p","recipient_name":"r","description":"d")";
+  auto ok = DecodeRecordDisclosure(base + R"(,"basis":"law_enforcement"})");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->disclosure.basis, "law_enforcement");
+  auto bad = DecodeRecordDisclosure(base + R"(,"basis":"synthetic-Roe"})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("'basis'"));
+  EXPECT_THAT(bad.status().message(), ::testing::Not(HasSubstr("Roe")));
+}
+
+TEST(ComplianceDecodeTest, FormatsDefaultAndRejectUnknownValues) {
+  auto report = DecodeAccessReport(R"({"patient_id":"p"})");
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->format, ReportFormat::kJson);
+  auto exported = DecodeAuditExport("{}");
+  ASSERT_TRUE(exported.ok());
+  EXPECT_EQ(exported->format, ExportFormat::kJsonLines);
+  EXPECT_FALSE(exported->filtered());
+  auto bad = DecodeAuditExport(R"({"format":"JSONL"})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("'format' must be one of: jsonl, fhir, csv"));
+  EXPECT_THAT(DecodeAccountingReport(R"({"patient_id":"p","format":7})").status().message(),
+              HasSubstr("'format' must be a string"));
+}
+
+TEST(ComplianceDecodeTest, ExportContentTypes) {
+  EXPECT_EQ(ExportContentType(ExportFormat::kJsonLines), "application/x-ndjson");
+  EXPECT_EQ(ExportContentType(ExportFormat::kFhir), "application/fhir+json");
+  EXPECT_EQ(ExportContentType(ExportFormat::kCsv), "text/csv; charset=utf-8");
+}
+
+TEST(ComplianceDecodeTest, EmptyObjectMeansNoMembers) {
+  EXPECT_TRUE(DecodeEmptyObject("{}").ok());
+  EXPECT_TRUE(DecodeEmptyObject(" { } ").ok());
+  EXPECT_THAT(DecodeEmptyObject(R"({"fresh":true})").message(), HasSubstr("'fresh'"));
+  EXPECT_FALSE(DecodeEmptyObject("").ok());
+  EXPECT_FALSE(DecodeEmptyObject("null").ok());
+}
+
 TEST(Rfc3339Test, FormatsUtcWithMicroseconds) {
   EXPECT_EQ(FormatRfc3339Micros(0), "1970-01-01T00:00:00.000000Z");
   EXPECT_EQ(FormatRfc3339Micros(1795967229123456), "2026-11-29T15:47:09.123456Z");

@@ -12,6 +12,7 @@
 
 #include "daemon/auth.h"
 #include "daemon/router.h"
+#include "policies/accounting.h"
 
 namespace phivault::daemon {
 namespace {
@@ -97,9 +98,12 @@ TEST(OpenApiTest, ProtectedRoutesDocumentHeadersAndRejections) {
       EXPECT_TRUE(Resolve(spec, responses[code])["content"].contains("application/problem+json"));
     }
     if (r.method == "POST") {
-      for (const char* code : {"411", "413", "415"}) {
+      ASSERT_TRUE(op.contains("requestBody")) << r.path;
+      for (const char* code : {"413", "415"}) {
         EXPECT_TRUE(responses.contains(code)) << r.path << " lacks " << code;
       }
+      // A route whose body is optional accepts a request without one instead of answering 411.
+      EXPECT_EQ(responses.contains("411"), op["requestBody"].value("required", false)) << r.path;
     }
   }
 }
@@ -110,6 +114,18 @@ TEST(OpenApiTest, PurposeOfUseEnumIsTheDaemonsList) {
   std::vector<std::string> documented = values.get<std::vector<std::string>>();
   std::vector<std::string> known(PurposeOfUseCodes().begin(), PurposeOfUseCodes().end());
   EXPECT_EQ(documented, known);
+}
+
+TEST(OpenApiTest, DocumentedDisclosureBasesAreTheAccountingKinds) {
+  const json spec = LoadSpec();
+  const auto documented =
+      spec["components"]["schemas"]["DisclosureBasis"]["enum"].get<std::set<std::string>>();
+  // DisclosureKind is a dense enum whose last member is kImpermissible.
+  std::set<std::string> kinds;
+  for (int k = 0; k <= static_cast<int>(policies::DisclosureKind::kImpermissible); ++k) {
+    kinds.emplace(policies::DisclosureKindName(static_cast<policies::DisclosureKind>(k)));
+  }
+  EXPECT_EQ(documented, kinds);
 }
 
 }  // namespace

@@ -2,7 +2,17 @@
 #include "daemon/problem.h"
 
 #include <gtest/gtest.h>
+
+#include <atomic>
 #include <nlohmann/json.hpp>
+
+#include "crypto/keyring.h"
+#include "crypto/secret.h"
+#include "daemon/api_json.h"
+#include "daemon/service.h"
+#include "storage/ledger.h"
+#include "storage/store.h"
+#include "tests/testing/temp_dir.h"
 
 namespace phivault::daemon {
 namespace {
@@ -23,10 +33,16 @@ TEST(ProblemTest, EveryStatusCodeMapsToItsProblem) {
       {FailedPrecondition("epoch key was destroyed"), 409, "failed-precondition"},
       {FailedPrecondition("record was crypto-shredded"), 410, "record-shredded"},
       {ResourceExhausted("disk space below reserve"), 507, "insufficient-storage"},
+      {ResourceExhausted("not enough free disk space to compact"), 507, "insufficient-storage"},
+      {ResourceExhausted("rocksdb: IO error: No space left on device"), 507,
+       "insufficient-storage"},
       {ResourceExhausted("content exceeds max_content_bytes"), 413, "payload-too-large"},
       {DataLoss("record failed integrity check"), 500, "integrity-failure"},
-      {Unavailable("the audit log could not be written"), 503, "audit-unavailable"},
+      {Unavailable("the audit log could not be written; nothing was done"), 503,
+       "audit-unavailable"},
       {Unavailable("database I/O error"), 503, "unavailable"},
+      // Mentioning the audit log is not enough: only a failed audit write is audit-unavailable.
+      {Unavailable("rocksdb: IO error: cannot read audit tree node"), 503, "unavailable"},
       {Internal("impossible"), 500, "internal"},
   };
   for (const auto& m : mappings) {
@@ -37,6 +53,120 @@ TEST(ProblemTest, EveryStatusCodeMapsToItsProblem) {
     EXPECT_EQ(p.detail, m.status.message());
     EXPECT_FALSE(p.title.empty());
   }
+}
+
+// Passes commits through to the real ledger unless told to fail them.
+class FaultyLedger : public storage::Ledger {
+ public:
+  explicit FaultyLedger(storage::Ledger& inner) : inner_(inner) {}
+  StatusOr<uint64_t> Commit(storage::WriteBatch changes, storage::AuditEntry entry) override {
+    if (fail_) return Unavailable("injected ledger failure");
+    return inner_.Commit(std::move(changes), std::move(entry));
+  }
+  uint64_t size() const override { return inner_.size(); }
+  std::atomic<bool> fail_{false};
+
+ private:
+  storage::Ledger& inner_;
+};
+
+// The messages ProblemFromStatus tells apart come from other modules. These tests produce them
+// the way a request does, with the real service, store, ledger and keyring, so that rewording
+// one of them breaks a test here instead of silently changing an HTTP status.
+class ProblemFromServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(crypto::InitSodium().ok());
+    config_.categories = DefaultCategories();
+    config_.roles = DefaultRoles();
+    config_.max_content_bytes = 16;
+    auto keyring =
+        crypto::Keyring::Open({dir_.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
+    ASSERT_TRUE(keyring.ok()) << keyring.status().ToString();
+    keyring_ = std::move(*keyring);
+    storage::RocksStoreOptions options;
+    options.path = dir_.Sub("db");
+    options.reserve_bytes = 1 << 20;
+    options.free_space = [this](const std::string&) -> StatusOr<uint64_t> {
+      return free_bytes_.load();
+    };
+    auto store = storage::OpenRocksStore(options);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(*store);
+    auto ledger = storage::Ledger::Open(*store_);
+    ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
+    ledger_ = std::move(*ledger);
+    faulty_ = std::make_unique<FaultyLedger>(*ledger_);
+    service_ = NewVaultService({&config_, store_.get(), faulty_.get(), keyring_.get(), nullptr});
+  }
+
+  RequestContext Ctx() const {
+    RequestContext ctx;
+    ctx.request_id = "req-1";
+    ctx.principal.name = "test-app";
+    ctx.principal.actions = {"record.create", "record.read"};
+    ctx.user = "dr.synthetic";
+    ctx.role = "physician";
+    ctx.purpose = "TREAT";
+    return ctx;
+  }
+
+  static CreateRecordRequest Note(std::string content) {
+    return {"synthetic-0001", "clinical_note", "text/plain",
+            "2026-11-02",     "Dr. Synthetic", std::move(content)};
+  }
+
+  StatusOr<storage::RecordMetadata> CreateNote() {
+    return service_->CreateRecord(Ctx(), Note("x"));
+  }
+
+  static void ExpectMapsTo(const Status& status, int http, const std::string& type) {
+    SCOPED_TRACE(status.ToString());
+    ASSERT_FALSE(status.ok());
+    const Problem p = ProblemFromStatus(status);
+    EXPECT_EQ(p.status, http);
+    EXPECT_EQ(p.type, type);
+  }
+
+  phivault::testing::TempDir dir_;
+  Config config_;
+  std::atomic<uint64_t> free_bytes_{1ull << 40};
+  std::unique_ptr<crypto::Keyring> keyring_;
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<storage::Ledger> ledger_;
+  std::unique_ptr<FaultyLedger> faulty_;
+  std::unique_ptr<VaultService> service_;
+};
+
+TEST_F(ProblemFromServiceTest, ShreddedRecordIs410) {
+  auto created = CreateNote();
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  ASSERT_TRUE(keyring_->DestroyEpoch(created->epoch_id).ok());
+  auto read = service_->ReadRecord(Ctx(), created->record_id, std::nullopt, true);
+  ExpectMapsTo(read.status(), 410, "record-shredded");
+}
+
+TEST_F(ProblemFromServiceTest, DiskBelowReserveIs507) {
+  free_bytes_ = 0;
+  ExpectMapsTo(CreateNote().status(), 507, "insufficient-storage");
+}
+
+TEST_F(ProblemFromServiceTest, FailedAuditWriteIs503AuditUnavailable) {
+  auto created = CreateNote();
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  faulty_->fail_ = true;
+  auto read = service_->ReadRecord(Ctx(), created->record_id, std::nullopt, true);
+  ExpectMapsTo(read.status(), 503, "audit-unavailable");
+}
+
+TEST_F(ProblemFromServiceTest, ContentOverTheLimitIs413WhereverItIsCaught) {
+  const std::string content(17, 'x');  // max_content_bytes is 16
+  ExpectMapsTo(service_->CreateRecord(Ctx(), Note(content)).status(), 413, "payload-too-large");
+  const std::string body = R"({"patient_id":"p","category":"c","content_type":"text/plain",)"
+                           R"("encounter_date":"2026-11-02","author":"a","content":")" +
+                           content + "\"}";
+  ExpectMapsTo(DecodeCreateRecord(body, config_.max_content_bytes).status(), 413,
+               "payload-too-large");
 }
 
 TEST(ProblemTest, JsonHasTheRfc9457MembersAndTheRequestId) {

@@ -21,6 +21,8 @@ struct RawResponse {
   int status = 0;
   std::map<std::string, std::string> headers;  // names lowercased
   std::string body;
+  bool chunked = false;  // Transfer-Encoding: chunked
+  size_t chunks = 0;     // non-empty chunks received, if chunked
 
   std::string Header(const std::string& name) const {
     auto it = headers.find(name);
@@ -64,7 +66,8 @@ class RawConnection {
 
   void ShutdownWrite() { shutdown(fd_, SHUT_WR); }
 
-  // Reads one response (Content-Length framed, as the daemon always sends).
+  // Reads one response, Content-Length framed or chunked. A chunked body that ends without its
+  // final zero-length chunk leaves `received` false.
   RawResponse Read() {
     RawResponse r;
     size_t header_end;
@@ -90,6 +93,12 @@ class RawConnection {
       value.erase(0, value.find_first_not_of(' '));
       r.headers[name] = value;
     }
+    if (r.headers.count("transfer-encoding") != 0) {
+      r.chunked = r.headers["transfer-encoding"] == "chunked";
+      if (!r.chunked || !ReadChunkedBody(r)) return r;
+      r.received = true;
+      return r;
+    }
     const size_t length =
         r.headers.count("content-length") != 0 ? std::stoul(r.headers["content-length"]) : 0;
     while (buffer_.size() < length) {
@@ -99,6 +108,15 @@ class RawConnection {
     buffer_.erase(0, length);
     r.received = true;
     return r;
+  }
+
+  // Reads until `marker` has arrived (it and what follows stay buffered); false if the
+  // connection ends or times out first.
+  bool ReadUntil(const std::string& marker) {
+    while (buffer_.find(marker) == std::string::npos) {
+      if (!Fill()) return false;
+    }
+    return true;
   }
 
   // True once the server has closed the connection (reads EOF within the timeout).
@@ -123,6 +141,35 @@ class RawConnection {
     if (n <= 0) return false;
     buffer_.append(buf, static_cast<size_t>(n));
     return true;
+  }
+
+  // Appends each chunk to r.body until the zero-length chunk; false if the connection ends (or
+  // the framing breaks) first.
+  bool ReadChunkedBody(RawResponse& r) {
+    for (;;) {
+      size_t line_end;
+      while ((line_end = buffer_.find("\r\n")) == std::string::npos) {
+        if (!Fill()) return false;
+      }
+      const std::string size_line = buffer_.substr(0, line_end);
+      if (size_line.empty() ||
+          size_line.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+        return false;
+      }
+      const size_t size = std::stoul(size_line, nullptr, 16);
+      buffer_.erase(0, line_end + 2);
+      while (buffer_.size() < size + 2) {
+        if (!Fill()) return false;
+      }
+      if (buffer_.compare(size, 2, "\r\n") != 0) return false;
+      if (size == 0) {
+        buffer_.erase(0, 2);
+        return true;
+      }
+      r.body.append(buffer_, 0, size);
+      ++r.chunks;
+      buffer_.erase(0, size + 2);
+    }
   }
 
   int fd_ = -1;

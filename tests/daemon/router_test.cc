@@ -27,6 +27,48 @@ TEST(RouterTest, LiteralSegmentsBeatParameters) {
   EXPECT_EQ(m.allowed_methods, std::vector<std::string_view>{"POST"});
 }
 
+TEST(RouterTest, ComplianceRoutesMatchWithTheirActions) {
+  struct Case {
+    const char* method;
+    const char* path;
+    RouteId id;
+    std::string_view action;
+  };
+  const Case cases[] = {
+      {"POST", "/v1/records/AAAAAAAAAAAAAAAAAAAAAA/disclosures", RouteId::kDiscloseRecord,
+       "record.disclose"},
+      {"POST", "/v1/disclosures", RouteId::kRecordDisclosure, "record.disclose"},
+      {"POST", "/v1/disclosure-suspensions", RouteId::kAddSuspension, "disclosure.suspend"},
+      {"POST", "/v1/reports/accounting", RouteId::kAccountingReport, "report.accounting"},
+      {"POST", "/v1/reports/access", RouteId::kAccessReport, "report.access"},
+      {"POST", "/v1/audit/export", RouteId::kAuditExport, "audit.export"},
+      {"GET", "/v1/audit/pubkey", RouteId::kAuditVerifierKey, "audit.verify"},
+      {"GET", "/v1/audit/checkpoint", RouteId::kAuditCheckpoint, "audit.verify"},
+      {"POST", "/v1/audit/checkpoints", RouteId::kAuditNewCheckpoint, "audit.verify"},
+      {"GET", "/v1/audit/proofs/inclusion", RouteId::kAuditInclusionProof, "audit.verify"},
+      {"GET", "/v1/audit/proofs/consistency", RouteId::kAuditConsistencyProof, "audit.verify"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.path);
+    const RouteMatch m = MatchRoute(c.method, c.path);
+    ASSERT_NE(m.route, nullptr);
+    EXPECT_EQ(m.route->id, c.id);
+    EXPECT_EQ(m.route->action, c.action);
+  }
+  // The singular checkpoint is read, the plural collection is where new ones are made.
+  EXPECT_EQ(MatchRoute("POST", "/v1/audit/checkpoint").allowed_methods,
+            std::vector<std::string_view>{"GET"});
+  EXPECT_EQ(MatchRoute("GET", "/v1/audit/checkpoints").allowed_methods,
+            std::vector<std::string_view>{"POST"});
+}
+
+TEST(RouterTest, OnlyRoutesThatRevealNoPhiSkipRejectionAudits) {
+  for (const auto& r : Routes()) {
+    const bool no_phi = r.action == "status" || r.action == "audit.verify" || r.action.empty();
+    EXPECT_EQ(r.access == RouteSpec::Access::kPhi, !no_phi) << r.method << " " << r.path;
+  }
+}
+
 TEST(RouterTest, WrongMethodListsTheAllowedOnes) {
   RouteMatch m = MatchRoute("DELETE", "/v1/records/AAAAAAAAAAAAAAAAAAAAAA");
   EXPECT_EQ(m.route, nullptr);
