@@ -7,6 +7,9 @@
 // VaultService::AuditRejected — then path and query parameters, the body (411/413/415/400) and
 // the service call. No path or query text ever reaches the service unvalidated, and nothing is
 // called on the service for a malformed request. One log line per request (daemon/logging.h).
+//
+// The audit export is the one streamed response: chunked, its status line sent with the first
+// chunk; a failure after that closes the connection before the final chunk.
 #pragma once
 
 #include <Poco/Net/HTTPRequestHandlerFactory.h>

@@ -53,14 +53,19 @@ class RoutesTest : public HttpServerTest {
   }
   void Start() { Start(TestConfig(getuid())); }
 
-  // Sends `body` to `target` and expects a 400 whose detail names `field` and does not echo
+  // Sends `body` to `target` and expects a 400 whose detail contains `detail` and does not echo
   // kSecret. The StrictMock service fails the test if it is called.
-  void ExpectBadBody(const std::string& target, const std::string& body, const std::string& field) {
+  void ExpectBadBodyDetail(const std::string& target, const std::string& body,
+                           const std::string& detail) {
     SCOPED_TRACE(body);
     const RawResponse r = Send(Request("POST", target, body));
     ExpectProblem(r, 400, "invalid-request");
-    EXPECT_THAT(Body(r)["detail"].get<std::string>(), HasSubstr("'" + field));
+    EXPECT_THAT(Body(r)["detail"].get<std::string>(), HasSubstr(detail));
     EXPECT_THAT(r.body, Not(HasSubstr(kSecret)));
+  }
+  // As above, with a detail that names `field`.
+  void ExpectBadBody(const std::string& target, const std::string& body, const std::string& field) {
+    ExpectBadBodyDetail(target, body, "'" + field);
   }
 };
 using ComplianceRoutesTest = RoutesTest;
@@ -268,6 +273,23 @@ TEST_F(ComplianceRoutesTest, ReportsRejectMalformedBodies) {
   // The access report covers a fixed period: no "from".
   ExpectBadBody("/v1/reports/access", R"({"patient_id":"p","from":"2026-11-29"})", "from");
   ExpectBadBody("/v1/reports/access", R"({"patient_id":["p"]})", "patient_id");
+}
+
+TEST_F(ComplianceRoutesTest, EveryBodyRouteRefusesBadJsonUnknownFieldsAndOtherMediaTypes) {
+  Start();
+  const std::vector<std::string> targets = {
+      "/v1/disclosures",        DiscloseTarget(),     "/v1/disclosure-suspensions",
+      "/v1/reports/accounting", "/v1/reports/access", "/v1/audit/export",
+      "/v1/audit/checkpoints"};
+  for (const auto& target : targets) {
+    SCOPED_TRACE(target);
+    ExpectBadBodyDetail(target, R"({"patient_id": ")" + std::string(kSecret), "not valid JSON");
+    ExpectBadBody(target, R"({"synthetic_extra":1})", "synthetic_extra'");
+    ExpectBadBodyDetail(target, R"({"a":1,"a":1})", "duplicate field");
+    std::string form = Request("POST", target, "{}");
+    form.replace(form.find("application/json"), 16, "text/plain");
+    ExpectProblem(Send(form), 415, "unsupported-media-type");
+  }
 }
 
 TEST_F(ComplianceRoutesTest, ServiceErrorsBecomeProblems) {
