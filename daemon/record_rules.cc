@@ -88,7 +88,7 @@ std::string RetentionEpochId(int64_t created_unix_us, uint32_t retention_years) 
   year_month_day ymd{day};
   ymd = (ymd.year() + years(static_cast<int>(retention_years))) / ymd.month() / ymd.day();
   if (!ymd.ok()) ymd = ymd.year() / ymd.month() / last;
-  char buf[16];
+  char buf[32];
   std::snprintf(buf, sizeof buf, "d%04d%02u%02u", static_cast<int>(ymd.year()),
                 static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
   return buf;

@@ -48,7 +48,7 @@ bool Digits(std::string_view s, size_t pos, size_t n, int* out) {
 std::string FormatUtcTimestamp(int64_t unix_us) {
   const Civil c = ToCivil(unix_us);
   const int64_t secs = c.micros_of_day / kMicrosPerSecond;
-  char buf[40];
+  char buf[64];
   std::snprintf(buf, sizeof(buf), "%04d-%02u-%02uT%02lld:%02lld:%02lld.%06lldZ",
                 static_cast<int>(c.date.year()), static_cast<unsigned>(c.date.month()),
                 static_cast<unsigned>(c.date.day()), static_cast<long long>(secs / 3600),
@@ -59,7 +59,7 @@ std::string FormatUtcTimestamp(int64_t unix_us) {
 
 std::string FormatUtcDate(int64_t unix_us) {
   const Civil c = ToCivil(unix_us);
-  char buf[16];
+  char buf[32];
   std::snprintf(buf, sizeof(buf), "%04d-%02u-%02u", static_cast<int>(c.date.year()),
                 static_cast<unsigned>(c.date.month()), static_cast<unsigned>(c.date.day()));
   return buf;
