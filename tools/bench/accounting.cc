@@ -106,7 +106,8 @@ class LargeLog {
     const std::filesystem::path meta_path = std::filesystem::path(options_.db_dir) / kMetaFile;
     if (auto text = ReadFile(meta_path.string())) {
       auto meta = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-      if (!meta.is_object() || meta.value("entries", uint64_t{0}) != env_->ledger().size()) {
+      // Every timed report appends its own entry, so a reused log only grows.
+      if (!meta.is_object() || meta.value("entries", uint64_t{0}) > env_->ledger().size()) {
         Die("the vault in --db does not match its " + std::string(kMetaFile) +
             "; delete the directory");
       }
@@ -138,17 +139,14 @@ class LargeLog {
 
   // Entries in the patient index of target `t` (what a report has to read).
   uint64_t TargetEntries(uint64_t t) {
-    const std::string prefix =
-        "ap" +
+    const std::string blind_id =
         storage::RecordRepository(env_->store(), env_->keyring()).PatientBlindId(TargetPatient(t));
-    std::string end = prefix;
-    end.push_back('\xff');
     uint64_t n = 0;
-    CheckOk(env_->store().Scan(storage::Cf::kIndexes, prefix, end,
-                               [&](std::string_view, std::string_view) {
-                                 ++n;
-                                 return true;
-                               }),
+    CheckOk(storage::ScanPatientAuditSeqs(env_->store(), blind_id,
+                                          [&](uint64_t) {
+                                            ++n;
+                                            return Status::Ok();
+                                          }),
             "scanning the patient index");
     return n;
   }
