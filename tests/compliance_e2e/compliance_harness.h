@@ -53,10 +53,12 @@ struct PracticeDay {
   std::string record_content;     // content of record_ids[0]
   std::string health_department;  // public_health, once, with an address
   std::string health_department_address;
-  std::string referral_clinic;     // tpo_treatment: never in an accounting
-  std::string registry;            // public_health, kRegistryDisclosures times, same purpose
-  std::string registry_last_date;  // YYYY-MM-DD of the last registry disclosure
-  std::string police;              // law_enforcement, through `phivault get --disclose-to`
+  std::string health_department_date;  // YYYY-MM-DD
+  std::string referral_clinic;         // tpo_treatment: never in an accounting
+  std::string registry;                // public_health, kRegistryDisclosures times, same purpose
+  std::string registry_first_date;     // YYYY-MM-DD of the first registry disclosure
+  std::string registry_last_date;      // YYYY-MM-DD of the last registry disclosure
+  std::string police;                  // law_enforcement, through `phivault get --disclose-to`
   static constexpr int kRegistryDisclosures = 3;
 };
 // Records a PracticeDay (fails the test on any CLI error; check HasFatalFailure()).
