@@ -166,6 +166,7 @@ caption { text-align: left; font-weight: bold; padding: .3rem 0; }
 th, td { border: 1px solid #777; padding: .35rem .5rem; text-align: left; vertical-align: top;
          overflow-wrap: anywhere; }
 thead th { background: #e8e8e8; }
+td:first-child { white-space: nowrap; }
 tr.summary td { background: #fbf5dc; }
 tr.override td { background: #fbe3e3; }
 .tag { display: inline-block; font-size: .75rem; font-weight: bold; letter-spacing: .05em;

@@ -19,8 +19,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A development vault may do everything the daemon knows (daemon/config.cc KnownActions).
 constexpr const char* kActions =
-    R"(["record.create","record.read","record.amend","record.list","status"])";
+    R"(["record.create","record.read","record.amend","record.list","record.disclose",)"
+    R"("disclosure.suspend","report.accounting","report.access","audit.export","audit.verify",)"
+    R"("status"])";
 
 Status ErrnoStatus(const std::string& what, int err) {
   return Internal(what + ": " + std::strerror(err));

@@ -111,7 +111,7 @@ TEST_F(CliTest, InitCreatesKeyDataAndConfigWithTheHashedToken) {
   auto& op = *ops->at(0).as_table();
   EXPECT_EQ(op["uid"].value<int64_t>(), static_cast<int64_t>(::getuid()));
   EXPECT_EQ(op["role"].value<std::string>(), "administrator");
-  EXPECT_EQ(op["actions"].as_array()->size(), 5u);
+  EXPECT_EQ(op["actions"].as_array()->size(), 11u);
 }
 
 TEST_F(CliTest, InitTwiceRefusesAndChangesNothing) {
