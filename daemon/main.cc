@@ -210,19 +210,8 @@ int Run(int argc, char** argv) {
   if (!master_key.ok()) {
     return Fail(kExitStartFailed, "cannot load the master key: " + master_key.status().message());
   }
-  crypto::KeyringOptions keyring_options;
-  keyring_options.path = (std::filesystem::path(config->data_dir) / "keyring").string();
-  keyring_options.mirrors = config->keyring_mirrors;
-  auto keyring = crypto::Keyring::Open(keyring_options, std::move(master_key).value());
-  if (!keyring.ok()) {
-    if (keyring.status().code() == StatusCode::kFailedPrecondition) {
-      return Fail(kExitStartFailed,
-                  "master key does not match the keyring at " + keyring_options.path);
-    }
-    return Fail(kExitStartFailed, "cannot open the keyring at " + keyring_options.path + ": " +
-                                      keyring.status().message());
-  }
-
+  // The database first: its lock keeps a second daemon on the same data directory from
+  // touching the keyring.
   storage::RocksStoreOptions store_options;
   store_options.path = (std::filesystem::path(config->data_dir) / "db").string();
   store_options.reserve_bytes = config->limits.disk_reserve_bytes;
@@ -231,6 +220,20 @@ int Run(int argc, char** argv) {
     return Fail(kExitStartFailed, "cannot open the database at " + store_options.path + ": " +
                                       store.status().message());
   }
+  crypto::KeyringOptions keyring_options;
+  keyring_options.path = (std::filesystem::path(config->data_dir) / "keyring").string();
+  keyring_options.mirrors = config->keyring_mirrors;
+  auto keyring = crypto::Keyring::Open(keyring_options, std::move(master_key).value());
+  if (!keyring.ok()) {
+    if (keyring.status().code() == StatusCode::kFailedPrecondition &&
+        keyring.status().message().find("master key does not match") != std::string::npos) {
+      return Fail(kExitStartFailed,
+                  "master key does not match the keyring at " + keyring_options.path);
+    }
+    return Fail(kExitStartFailed, "cannot open the keyring at " + keyring_options.path + ": " +
+                                      keyring.status().message());
+  }
+
   auto audit_log =
       storage::AuditLog::Open(**store, (*keyring)->audit_signer(), config->audit_origin);
   if (!audit_log.ok()) {
