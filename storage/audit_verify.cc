@@ -23,7 +23,20 @@ struct ExportLine {
   uint64_t index = 0;      // entry
   MerkleHash leaf_hash{};  // entry: as exported
   std::string text;        // entry bytes, or checkpoint note
+  bool proven = false;     // entry: carries "tree_size" and "inclusion" (a filtered export)
+  uint64_t tree_size = 0;  // entry, if proven
+  std::vector<MerkleHash> inclusion;  // entry, if proven
 };
+
+// A 64-hex-digit hash, or nullopt.
+std::optional<MerkleHash> HashFromHex(const Json& j) {
+  if (!j.is_string()) return std::nullopt;
+  StatusOr<std::string> raw = crypto::HexDecode(j.get<std::string>());
+  MerkleHash out{};
+  if (!raw.ok() || raw->size() != out.size()) return std::nullopt;
+  std::memcpy(out.data(), raw->data(), out.size());
+  return out;
+}
 
 // Parses one export line; InvalidArgument saying what is wrong with it.
 StatusOr<ExportLine> ParseExportLine(std::string_view line) {
@@ -53,20 +66,36 @@ StatusOr<ExportLine> ParseExportLine(std::string_view line) {
   // "phi" (the unsealed PHI fields, in exports made for the compliance role) is a convenience
   // copy that no hash covers; the sealed original is inside "entry".
   const auto phi = j.find("phi");
-  const size_t members = phi != j.end() && phi->is_object() ? 5 : 4;
+  const auto tree_size = j.find("tree_size");
+  const auto inclusion = j.find("inclusion");
+  if ((tree_size == j.end()) != (inclusion == j.end())) {
+    return InvalidArgument("\"tree_size\" and \"inclusion\" go together");
+  }
+  out.proven = tree_size != j.end();
+  const size_t members = 4 + (phi != j.end() && phi->is_object() ? 1 : 0) + (out.proven ? 2 : 0);
   if (index == j.end() || !index->is_number_unsigned() || leaf_hash == nullptr ||
       entry == nullptr || j.size() != members) {
     return InvalidArgument(
         "an entry line needs exactly \"type\", \"index\", \"leaf_hash\" and \"entry\" "
-        "(and optionally \"phi\")");
+        "(and optionally \"phi\", and \"tree_size\" with \"inclusion\")");
   }
-  StatusOr<std::string> raw = crypto::HexDecode(leaf_hash->get<std::string>());
-  if (!raw.ok() || raw->size() != out.leaf_hash.size()) {
-    return InvalidArgument("\"leaf_hash\" is not 64 hex digits");
+  const std::optional<MerkleHash> exported_leaf = HashFromHex(*leaf_hash);
+  if (!exported_leaf) return InvalidArgument("\"leaf_hash\" is not 64 hex digits");
+  if (out.proven) {
+    if (!tree_size->is_number_unsigned()) {
+      return InvalidArgument("\"tree_size\" is not an unsigned integer");
+    }
+    if (!inclusion->is_array()) return InvalidArgument("\"inclusion\" is not an array");
+    for (const Json& h : *inclusion) {
+      const std::optional<MerkleHash> hash = HashFromHex(h);
+      if (!hash) return InvalidArgument("an \"inclusion\" hash is not 64 hex digits");
+      out.inclusion.push_back(*hash);
+    }
+    out.tree_size = tree_size->get<uint64_t>();
   }
   out.type = ExportLine::Type::kEntry;
   out.index = index->get<uint64_t>();
-  std::memcpy(out.leaf_hash.data(), raw->data(), out.leaf_hash.size());
+  out.leaf_hash = *exported_leaf;
   out.text = entry->get<std::string>();
   return out;
 }
@@ -142,8 +171,73 @@ class Verifier {
     checkpoints_.push_back({ordinal, std::move(cp).value()});
   }
 
+  // Pass 1 also sees every entry line: all must carry a proof, or none.
+  void SeeEntryLine(uint64_t line_no, const ExportLine& line) {
+    if (!entry_lines_seen_) {
+      entry_lines_seen_ = true;
+      report_.filtered = line.proven;
+    } else if (line.proven != report_.filtered) {
+      MalformedLine(line_no,
+                    "some entry lines carry an inclusion proof and others do not: an export is "
+                    "either full or filtered");
+    }
+  }
+
   // Pass 2 begins: checkpoints of the empty tree can be checked before any entry.
-  void StartEntries() { CheckCheckpointsAtCurrentSize(); }
+  void StartEntries() {
+    if (!report_.filtered) CheckCheckpointsAtCurrentSize();
+  }
+
+  // Pass 2 of a filtered export, in file order: each entry stands on its own proof.
+  void AddProvenEntry(const ExportLine& line) {
+    if (failed()) return;
+    const EntryFacts e = Examine(line);
+    const uint64_t i = e.index;
+    const std::string at = "entry " + Num(i);
+    if (!e.leaf_matches)
+      return Fail(Kind::kAltered, i, 0, at + " was altered (leaf hash mismatch)");
+    if (!e.decoded) {
+      return Fail(Kind::kAltered, i, 0,
+                  at + " was altered (not a valid audit entry: " + e.decode_error + ")");
+    }
+    if (e.decoded->seq != i + 1) {
+      return Fail(
+          Kind::kAltered, i, 0,
+          at + " was altered (seq is " + Num(e.decoded->seq) + ", expected " + Num(i + 1) + ")");
+    }
+    if (last_proven_ && i == last_proven_->index) {
+      return Fail(Kind::kInserted, i, 0,
+                  "entry inserted after entry " + Num(i) +
+                      (e.hash_hex == last_proven_->hash_hex ? " (a copy of it)"
+                                                            : " (with the same index)"));
+    }
+    if (last_proven_ && i < last_proven_->index) {
+      return Fail(Kind::kReordered, i, 0,
+                  "entries " + Num(i) + " and " + Num(last_proven_->index) + " reordered (" + at +
+                      " comes after entry " + Num(last_proven_->index) + ")");
+    }
+    const Stored* cp = CheckpointOfSize(line.tree_size);
+    if (cp == nullptr) {
+      return Fail(Kind::kNoCheckpoint, i, 0,
+                  at + " cannot be proven: its proof is for a tree of size " + Num(line.tree_size) +
+                      " and the export has no checkpoint of that size");
+    }
+    if (Status proof = VerifyInclusionProof(i, line.tree_size, e.leaf, line.inclusion, cp->cp.root);
+        !proof.ok()) {
+      return Fail(Kind::kAltered, i, 0,
+                  at + " was altered (inclusion proof against checkpoint " + Num(cp->ordinal) +
+                      " fails: " + proof.message() + ")");
+    }
+    // The chain links only neighbours; a filtered export holds both only sometimes.
+    const bool follows = last_proven_ ? last_proven_->index + 1 == i : i == 0;
+    if (follows && e.decoded->prev_hash != (last_proven_ ? last_proven_->hash_hex : "")) {
+      return Fail(Kind::kAltered, i, 0,
+                  at + " was altered (hash chain broken: its prev does not match " +
+                      (i == 0 ? "the start of the log" : "entry " + Num(i - 1)) + ")");
+    }
+    last_proven_ = Proven{i, e.hash_hex};
+    ++report_.entries_checked;
+  }
 
   // Pass 2, in file order. Each entry is judged once the next one is known (or at the end),
   // because telling a removal from a swap or an insertion needs one entry of lookahead.
@@ -154,6 +248,14 @@ class Verifier {
   }
 
   AuditVerifyReport Finish() {
+    if (report_.filtered) {
+      if (!failed()) {
+        report_.checkpoints_checked = checkpoints_.size();
+        report_.entries_covered = checkpoints_.empty() ? 0 : checkpoints_.back().cp.size;
+      }
+      report_.ok = !failed();
+      return report_;
+    }
     if (!failed() && window_) Judge(*window_, nullptr);
     window_.reset();
     if (!failed() && next_checkpoint_ < checkpoints_.size()) {
@@ -171,6 +273,18 @@ class Verifier {
     uint64_t ordinal;
     Checkpoint cp;
   };
+  struct Proven {
+    uint64_t index;
+    std::string hash_hex;
+  };
+
+  // A checkpoint of `size` (all of one size have one root: pass 1 enforces it), or null.
+  const Stored* CheckpointOfSize(uint64_t size) const {
+    for (const Stored& s : checkpoints_) {
+      if (s.cp.size == size) return &s;
+    }
+    return nullptr;
+  }
 
   void Fail(Kind kind, uint64_t index, uint64_t checkpoint, std::string message) {
     if (failed()) return;
@@ -280,6 +394,8 @@ class Verifier {
   CompactRange range_;                // the accepted entries' leaves
   std::vector<std::string> recent_;   // hex hashes of the last (up to) two accepted entries
   std::optional<EntryFacts> window_;  // the entry waiting for its lookahead
+  bool entry_lines_seen_ = false;
+  std::optional<Proven> last_proven_;  // filtered: the last accepted entry
   AuditVerifyReport report_;
 };
 
@@ -302,14 +418,15 @@ StatusOr<AuditVerifyReport> VerifyAuditExport(std::istream& in,
       if (!parsed.ok()) {
         v.MalformedLine(line_no, parsed.status().message());
       } else {
-        fn(*parsed);
+        fn(*parsed, line_no);
       }
     }
     return !in.bad();
   };
 
-  if (!for_each_line([&](const ExportLine& l) {
+  if (!for_each_line([&](const ExportLine& l, uint64_t line_no) {
         if (l.type == ExportLine::Type::kCheckpoint) v.AddCheckpoint(l.text);
+        if (l.type == ExportLine::Type::kEntry) v.SeeEntryLine(line_no, l);
       })) {
     return Unavailable("cannot read the audit export");
   }
@@ -318,8 +435,13 @@ StatusOr<AuditVerifyReport> VerifyAuditExport(std::istream& in,
     in.seekg(start);
     if (!in) return InvalidArgument("the audit export must be seekable");
     v.StartEntries();
-    if (!for_each_line([&](const ExportLine& l) {
-          if (l.type == ExportLine::Type::kEntry) v.AddEntry(l);
+    if (!for_each_line([&](const ExportLine& l, uint64_t) {
+          if (l.type != ExportLine::Type::kEntry) return;
+          if (l.proven) {
+            v.AddProvenEntry(l);
+          } else {
+            v.AddEntry(l);
+          }
         })) {
       return Unavailable("cannot read the audit export");
     }
@@ -327,16 +449,37 @@ StatusOr<AuditVerifyReport> VerifyAuditExport(std::istream& in,
   return v.Finish();
 }
 
-StatusOr<std::string> AuditExportEntryLine(uint64_t index, std::string_view entry_bytes) {
-  Json j = {{"type", "entry"},
-            {"index", index},
-            {"leaf_hash", crypto::HexEncode(crypto::AsView(MerkleLeafHash(entry_bytes)))},
-            {"entry", std::string(entry_bytes)}};
+namespace {
+
+Json EntryLineJson(uint64_t index, std::string_view entry_bytes) {
+  return {{"type", "entry"},
+          {"index", index},
+          {"leaf_hash", crypto::HexEncode(crypto::AsView(MerkleLeafHash(entry_bytes)))},
+          {"entry", std::string(entry_bytes)}};
+}
+
+StatusOr<std::string> DumpEntryLine(const Json& j) {
   try {
     return j.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::strict);
   } catch (const Json::exception&) {
     return InvalidArgument("audit entry bytes are not valid UTF-8");
   }
+}
+
+}  // namespace
+
+StatusOr<std::string> AuditExportEntryLine(uint64_t index, std::string_view entry_bytes) {
+  return DumpEntryLine(EntryLineJson(index, entry_bytes));
+}
+
+StatusOr<std::string> AuditExportProvenEntryLine(uint64_t index, std::string_view entry_bytes,
+                                                 uint64_t tree_size,
+                                                 std::span<const MerkleHash> inclusion) {
+  Json j = EntryLineJson(index, entry_bytes);
+  j["tree_size"] = tree_size;
+  Json& path = j["inclusion"] = Json::array();
+  for (const MerkleHash& h : inclusion) path.push_back(crypto::HexEncode(crypto::AsView(h)));
+  return DumpEntryLine(j);
 }
 
 StatusOr<std::string> AuditExportCheckpointLine(std::string_view note) {

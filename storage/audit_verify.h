@@ -3,10 +3,17 @@
 //
 // Export format (JSON Lines, UTF-8, one JSON object per line; docs/audit-export.md):
 //   {"type":"entry","index":<i>,"leaf_hash":"<hex SHA-256(0x00 || entry)>","entry":"<bytes>"}
-//       one per audit entry, index 0, 1, 2, ... in order (entry seq = index + 1); "entry" is the
-//       exact canonical entry bytes (storage/audit_entry.h) as a JSON string.
+//       one per audit entry (entry seq = index + 1); "entry" is the exact canonical entry bytes
+//       (storage/audit_entry.h) as a JSON string. An optional "phi" object (exports made for
+//       the compliance role) is a readable copy of sealed fields that no hash covers.
 //   {"type":"checkpoint","note":"<C2SP signed note of a tlog-checkpoint>"}
 //       signed checkpoints (storage/checkpoint.h), oldest first, anywhere among the entries.
+// A full export holds every entry, index 0, 1, 2, ... in order. A filtered export holds some
+// entries, indexes increasing, and each entry line also carries
+//   "tree_size":<S>,"inclusion":["<hex>", ...]
+//       the RFC 9162 inclusion proof of leaf <index> in the tree of S leaves, lowest sibling
+//       first; the export must hold a signed checkpoint of size S.
+// Either every entry line carries a proof (filtered) or none does (full).
 // Blank lines are ignored; member order within an object does not matter.
 //
 // What is checked, in this order, stopping at the first problem:
@@ -14,25 +21,32 @@
 //   2. each checkpoint, in file order: its signature by the given key, its origin (if one is
 //      expected), and that its size is not below the previous checkpoint's (equal sizes need
 //      equal roots);
-//   3. each entry, in order: its leaf hash recomputed, its index contiguous from 0, its "seq"
-//      equal to index + 1 and its "prev" equal to the hex SHA-256 of the previous entry's bytes
-//      (hash chain); and every checkpoint's root against the root recomputed from the leaves at
-//      its size, as soon as the entries reach that size;
-//   4. that no checkpoint covers more entries than the export holds.
+//   3. full export: each entry, in order: its leaf hash recomputed, its index contiguous from 0,
+//      its "seq" equal to index + 1 and its "prev" equal to the hex SHA-256 of the previous
+//      entry's bytes (hash chain); and every checkpoint's root against the root recomputed from
+//      the leaves at its size, as soon as the entries reach that size;
+//      filtered export: each entry, in order: its leaf hash recomputed, its "seq" equal to
+//      index + 1, its index above the previous entry's, its inclusion proof against the root of
+//      the checkpoint of its tree size, and its "prev" if the previous entry is its predecessor;
+//   4. full export: that no checkpoint covers more entries than the export holds.
 // Checks 2 and 3 together establish that consecutive checkpoints are consistent: both roots are
 // recomputed from one sequence of leaves, the older size being the smaller.
-// Entries beyond the last checkpoint are checked for structure but no signature covers them;
-// the report says how many entries are covered.
+// Entries beyond the last checkpoint of a full export are checked for structure but no signature
+// covers them; the report says how many entries are covered. A filtered export proves that each
+// entry it holds is in the signed log at its index; it cannot prove that the filter left out
+// nothing that matched.
 #pragma once
 
 #include <cstdint>
 #include <istream>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
 #include "crypto/signing.h"
 #include "crypto/status.h"
+#include "storage/merkle.h"
 
 namespace phivault::storage {
 
@@ -50,9 +64,10 @@ struct AuditProblem {
     kInserted,               // an entry was added that is not part of the log
     kRootMismatch,           // a checkpoint's root differs from the entries' root at its size
     kTruncated,              // a checkpoint covers more entries than the export holds
+    kNoCheckpoint,           // an entry's proof is for a tree size no checkpoint has
   };
   Kind kind;
-  // For entry problems (kAltered .. kTruncated): the entry index (seq - 1) of the first bad or
+  // For entry problems (kAltered .. kNoCheckpoint): the entry index (seq - 1) of the first bad or
   // missing entry. For kMalformedLine: the 1-based line number.
   uint64_t index = 0;
   // For checkpoint problems: the 1-based position of the checkpoint among the export's
@@ -64,8 +79,11 @@ struct AuditProblem {
 
 struct AuditVerifyReport {
   bool ok = false;
-  uint64_t entries_checked = 0;         // entries that passed every check before the first problem
-  uint64_t checkpoints_checked = 0;     // checkpoints whose signature and root verified
+  bool filtered = false;         // the entry lines carry inclusion proofs
+  uint64_t entries_checked = 0;  // entries that passed every check before the first problem
+  // Full export: checkpoints whose signature and root verified. Filtered export: checkpoints
+  // whose signature verified (their roots are what the entries' proofs are checked against).
+  uint64_t checkpoints_checked = 0;
   uint64_t entries_covered = 0;         // size of the largest verified checkpoint
   std::optional<AuditProblem> problem;  // set iff !ok
 };
@@ -86,6 +104,12 @@ StatusOr<AuditVerifyReport> VerifyAuditExport(std::istream& in,
 // The export line (without its newline) for entry `index` with canonical bytes `entry_bytes`.
 // InvalidArgument if the bytes are not valid UTF-8 (canonical entries always are).
 StatusOr<std::string> AuditExportEntryLine(uint64_t index, std::string_view entry_bytes);
+// The filtered-export line (without its newline) for entry `index`: the line above plus
+// "tree_size" and "inclusion", the hex of `inclusion` (MerkleTree::InclusionProof(index,
+// tree_size)). Errors as AuditExportEntryLine.
+StatusOr<std::string> AuditExportProvenEntryLine(uint64_t index, std::string_view entry_bytes,
+                                                 uint64_t tree_size,
+                                                 std::span<const MerkleHash> inclusion);
 // The export line (without its newline) for a signed checkpoint note.
 StatusOr<std::string> AuditExportCheckpointLine(std::string_view note);
 

@@ -2,6 +2,8 @@
 // caught and named precisely.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -149,6 +151,26 @@ class AuditVerifyTest : public ::testing::Test {
     return *report;
   }
   AuditVerifyReport Verify(const std::vector<Line>& lines) const { return Verify(Render(lines)); }
+
+  // A filtered export as the daemon writes it: the entries at `indexes`, each with its inclusion
+  // proof in the tree of `tree_size` leaves, then the one checkpoint of that size.
+  std::vector<std::string> FilteredExport(const std::vector<uint64_t>& indexes,
+                                          uint64_t tree_size = kEntries) const {
+    testing::MemoryStore store;
+    auto tree = std::move(MerkleTree::Open(store)).value();
+    WriteBatch batch;
+    for (uint64_t i = 0; i < tree_size; ++i) tree->Append(MerkleLeafHash(entries_[i]), batch);
+    if (!store.Write(batch, true).ok()) std::abort();
+    tree->Commit();
+    std::vector<std::string> out;
+    for (uint64_t i : indexes) {
+      StatusOr<std::vector<MerkleHash>> proof = tree->InclusionProof(i, tree_size);
+      if (!proof.ok()) std::abort();
+      out.push_back(*AuditExportProvenEntryLine(i, entries_[i], tree_size, *proof));
+    }
+    out.push_back(*AuditExportCheckpointLine(Note(tree_size, tree->Root())));
+    return out;
+  }
 
   static void ExpectProblem(const AuditVerifyReport& report, Kind kind, uint64_t index,
                             uint64_t checkpoint, const std::string& message) {
@@ -423,6 +445,166 @@ TEST_F(AuditVerifyTest, UnseekableInputIsRefused) {
   NoSeek buf("");
   std::istream in(&buf);
   EXPECT_EQ(VerifyAuditExport(in, verifier_).status().code(), StatusCode::kInvalidArgument);
+}
+
+// A filtered export: some entries, each with its inclusion proof against one signed checkpoint.
+constexpr uint64_t kFilteredLines = 6;  // entry lines of FilteredExport(kSome); then a checkpoint
+const std::vector<uint64_t> kSome = {3, 4, 5, 17, 30, 39};
+
+TEST_F(AuditVerifyTest, FilteredExportVerifies) {
+  AuditVerifyReport report = Verify(FilteredExport(kSome));
+  EXPECT_TRUE(report.ok) << report.problem->message;
+  EXPECT_TRUE(report.filtered);
+  EXPECT_EQ(report.entries_checked, kFilteredLines);
+  EXPECT_EQ(report.checkpoints_checked, 1u);
+  EXPECT_EQ(report.entries_covered, 40u);
+}
+
+TEST_F(AuditVerifyTest, FilteredExportAgainstAnOlderTreeVerifies) {
+  AuditVerifyReport report = Verify(FilteredExport({0, 1, 20, 33}, 34));
+  EXPECT_TRUE(report.ok) << report.problem->message;
+  EXPECT_EQ(report.entries_checked, 4u);
+  EXPECT_EQ(report.entries_covered, 34u);
+}
+
+TEST_F(AuditVerifyTest, FullExportIsNotReportedAsFiltered) {
+  AuditVerifyReport report = Verify(Export());
+  EXPECT_TRUE(report.ok);
+  EXPECT_FALSE(report.filtered);
+}
+
+TEST_F(AuditVerifyTest, FilteredExportKeepsTheReadableCopyOfPhi) {
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  nlohmann::json line = nlohmann::json::parse(rendered[3]);
+  line["phi"] = {{"patient_id", "synthetic-0001"}};
+  rendered[3] = line.dump();
+  AuditVerifyReport report = Verify(rendered);
+  EXPECT_TRUE(report.ok) << report.problem->message;
+  EXPECT_EQ(report.entries_checked, kFilteredLines);
+}
+
+TEST_F(AuditVerifyTest, FilteredExportWithAFlippedByte) {
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  std::string& line = rendered[3];  // entry 17
+  const size_t at = line.find("record.read");
+  ASSERT_NE(at, std::string::npos);
+  line[at + 10] ^= 0x01;
+  AuditVerifyReport report = Verify(rendered);
+  ExpectProblem(report, Kind::kAltered, 17, 0, "entry 17 was altered (leaf hash mismatch)");
+  EXPECT_EQ(report.entries_checked, 3u);
+}
+
+TEST_F(AuditVerifyTest, FilteredExportWithAnEntryRewrittenAndItsLeafHashRecomputed) {
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  nlohmann::json line = nlohmann::json::parse(rendered[3]);
+  const std::string forged = Reencode(entries_[17], [](AuditEntry& e) { e.outcome = "denied"; });
+  line["entry"] = forged;
+  line["leaf_hash"] = crypto::HexEncode(crypto::AsView(MerkleLeafHash(forged)));
+  rendered[3] = line.dump();
+  ExpectProblem(Verify(rendered), Kind::kAltered, 17, 0,
+                "entry 17 was altered (inclusion proof against checkpoint 1 fails: inclusion "
+                "proof does not lead to the root)");
+}
+
+TEST_F(AuditVerifyTest, FilteredExportWithAProofHashChanged) {
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  nlohmann::json line = nlohmann::json::parse(rendered[4]);  // entry 30
+  std::string hash = line["inclusion"][1];
+  hash[0] = hash[0] == '0' ? '1' : '0';
+  line["inclusion"][1] = hash;
+  rendered[4] = line.dump();
+  ExpectProblem(Verify(rendered), Kind::kAltered, 30, 0,
+                "entry 30 was altered (inclusion proof against checkpoint 1 fails: inclusion "
+                "proof does not lead to the root)");
+}
+
+TEST_F(AuditVerifyTest, FilteredExportWithAProofHashDropped) {
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  nlohmann::json line = nlohmann::json::parse(rendered[0]);  // entry 3
+  line["inclusion"].erase(0);
+  rendered[0] = line.dump();
+  ExpectProblem(Verify(rendered), Kind::kAltered, 3, 0,
+                "entry 3 was altered (inclusion proof against checkpoint 1 fails: inclusion "
+                "proof has the wrong length)");
+}
+
+TEST_F(AuditVerifyTest, FilteredExportWithARenumberedEntry) {
+  // Entry 17's line claims index 18 with entry 18's proof: its bytes still say seq 18.
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  nlohmann::json line = nlohmann::json::parse(rendered[3]);
+  line["index"] = 18;
+  line["inclusion"] = nlohmann::json::parse(FilteredExport({18})[0])["inclusion"];
+  rendered[3] = line.dump();
+  ExpectProblem(Verify(rendered), Kind::kAltered, 18, 0,
+                "entry 18 was altered (seq is 18, expected 19)");
+}
+
+TEST_F(AuditVerifyTest, FilteredExportWithAnEntryMovedBeforeAnEarlierOne) {
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  std::rotate(rendered.begin() + 1, rendered.begin() + 4, rendered.begin() + 5);  // 30 before 4
+  AuditVerifyReport report = Verify(rendered);
+  ExpectProblem(report, Kind::kReordered, 4, 0,
+                "entries 4 and 30 reordered (entry 4 comes after entry 30)");
+  EXPECT_EQ(report.entries_checked, 2u);
+}
+
+TEST_F(AuditVerifyTest, FilteredExportWithADuplicatedEntry) {
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  rendered.insert(rendered.begin() + 4, rendered[3]);
+  ExpectProblem(Verify(rendered), Kind::kInserted, 17, 0,
+                "entry inserted after entry 17 (a copy of it)");
+}
+
+TEST_F(AuditVerifyTest, FilteredExportWithoutTheCheckpointItsProofsNeed) {
+  std::vector<std::string> rendered = FilteredExport(kSome, 40);
+  rendered.back() = *AuditExportCheckpointLine(Note(35, RootOf(entries_, 35)));
+  AuditVerifyReport report = Verify(rendered);
+  ExpectProblem(report, Kind::kNoCheckpoint, 3, 0,
+                "entry 3 cannot be proven: its proof is for a tree of size 40 and the export has "
+                "no checkpoint of that size");
+  EXPECT_EQ(report.entries_checked, 0u);
+}
+
+TEST_F(AuditVerifyTest, FilteredExportWithAForgedCheckpoint) {
+  auto impostor = NewSigner();
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  rendered.back() = *AuditExportCheckpointLine(Note(40, RootOf(entries_, 40), impostor.get()));
+  ExpectProblem(Verify(rendered), Kind::kBadSignature, 0, 1,
+                "checkpoint 1 is not signed by the given key");
+}
+
+TEST_F(AuditVerifyTest, EntryLinesWithAndWithoutProofsAreMalformed) {
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  rendered.insert(rendered.begin() + 3, *AuditExportEntryLine(10, entries_[10]));
+  AuditVerifyReport report = Verify(rendered);
+  ExpectProblem(report, Kind::kMalformedLine, 4, 0,
+                "line 4 is not a valid export line (some entry lines carry an inclusion proof and "
+                "others do not: an export is either full or filtered)");
+
+  std::vector<std::string> full = Render(Export());
+  full.insert(full.begin() + 2, FilteredExport({2})[0]);
+  report = Verify(full);
+  ASSERT_TRUE(report.problem.has_value());
+  EXPECT_EQ(report.problem->kind, Kind::kMalformedLine);
+  EXPECT_EQ(report.problem->index, 3u);
+}
+
+TEST_F(AuditVerifyTest, MalformedProofMembers) {
+  const nlohmann::json good = nlohmann::json::parse(FilteredExport(kSome)[2]);
+  std::vector<nlohmann::json> bad(5, good);
+  bad[0].erase("inclusion");
+  bad[1].erase("tree_size");
+  bad[2]["tree_size"] = -40;
+  bad[3]["inclusion"] = "00";
+  bad[4]["inclusion"][0] = "xyz";
+  for (const nlohmann::json& j : bad) {
+    std::vector<std::string> rendered = FilteredExport(kSome);
+    rendered[2] = j.dump();
+    AuditVerifyReport report = Verify(rendered);
+    ASSERT_TRUE(report.problem.has_value()) << j.dump();
+    EXPECT_EQ(report.problem->kind, Kind::kMalformedLine) << j.dump();
+    EXPECT_EQ(report.problem->index, 3u) << j.dump();
+  }
 }
 
 // The whole chain: ledger -> Merkle tree -> signed checkpoint -> export -> offline verify.
