@@ -320,10 +320,24 @@ class VaultServiceImpl final : public VaultService {
     }
     // The export is on the record before any of it leaves.
     if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
-    PV_RETURN_IF_ERROR(audit_log_->MakeCheckpoint().status());
-    PV_ASSIGN_OR_RETURN(std::vector<std::string> checkpoints, audit_log_->Checkpoints());
-    const uint64_t size = ledger_.size();
+    PV_ASSIGN_OR_RETURN(std::string fresh_note, audit_log_->MakeCheckpoint());
+    // A filtered JSON Lines export proves each entry against this one checkpoint, so it holds
+    // only the entries the checkpoint covers; a full one holds every checkpoint and entry.
+    const bool proven = req.filtered() && req.format == ExportFormat::kJsonLines;
+    std::vector<std::string> checkpoints;
+    uint64_t size = 0;
+    if (proven) {
+      PV_ASSIGN_OR_RETURN(crypto::NoteVerifier key,
+                          crypto::ParseNoteVerifierKey(audit_log_->VerifierKey()));
+      PV_ASSIGN_OR_RETURN(storage::Checkpoint fresh, storage::OpenCheckpoint(fresh_note, key));
+      size = fresh.size;
+      checkpoints.push_back(std::move(fresh_note));
+    } else {
+      PV_ASSIGN_OR_RETURN(checkpoints, audit_log_->Checkpoints());
+      size = ledger_.size();
+    }
     const bool with_phi = ctx.role == config_.compliance_role;
+    uint64_t exported = 0;
 
     std::vector<policies::DecodedAuditEntry> decoded;  // FHIR and CSV are built whole
     std::string chunk;
@@ -340,8 +354,16 @@ class VaultServiceImpl final : public VaultService {
       if (with_phi) {
         PV_ASSIGN_OR_RETURN(phi, UnsealPhi(e));
       }
+      ++exported;
       if (req.format == ExportFormat::kJsonLines) {
-        PV_ASSIGN_OR_RETURN(std::string line, storage::AuditExportEntryLine(e.seq - 1, bytes));
+        std::string line;
+        if (proven) {
+          PV_ASSIGN_OR_RETURN(auto inclusion, audit_log_->tree().InclusionProof(e.seq - 1, size));
+          PV_ASSIGN_OR_RETURN(
+              line, storage::AuditExportProvenEntryLine(e.seq - 1, bytes, size, inclusion));
+        } else {
+          PV_ASSIGN_OR_RETURN(line, storage::AuditExportEntryLine(e.seq - 1, bytes));
+        }
         if (phi && !phi->empty()) {
           nlohmann::json j = nlohmann::json::parse(line);
           j["phi"] = *phi;
@@ -378,6 +400,9 @@ class VaultServiceImpl final : public VaultService {
 
     switch (req.format) {
       case ExportFormat::kJsonLines:
+        // With no entry, a filtered export has nothing to prove; a lone checkpoint would read
+        // as a log truncated to nothing.
+        if (proven && exported == 0) break;
         for (const auto& note : checkpoints) {
           PV_ASSIGN_OR_RETURN(std::string line, storage::AuditExportCheckpointLine(note));
           chunk += line;

@@ -4,6 +4,9 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "crypto/secret.h"
 #include "daemon/service.h"
@@ -65,7 +68,37 @@ class ComplianceTest : public ::testing::Test {
     return out;
   }
 
+  // Verifies a JSON Lines export offline, from a file, with only the published verifier key.
+  storage::AuditVerifyReport VerifyOffline(const std::string& exported) {
+    const std::string path = dir_.Sub("export-" + std::to_string(++exports_) + ".jsonl");
+    std::ofstream(path) << exported;
+    auto vkey = service_->AuditVerifierKey(Ctx("compliance-officer", "HOPERAT"));
+    EXPECT_TRUE(vkey.ok());
+    auto verifier = crypto::ParseNoteVerifierKey(vkey.ok() ? *vkey : "");
+    EXPECT_TRUE(verifier.ok());
+    if (!verifier.ok()) return {};
+    std::ifstream in(path);
+    auto report = storage::VerifyAuditExport(in, *verifier);
+    EXPECT_TRUE(report.ok()) << report.status().ToString();
+    return report.ok() ? *report : storage::AuditVerifyReport{};
+  }
+
+  // The entry lines of a JSON Lines export; counts its checkpoint lines into `checkpoints`.
+  static std::vector<nlohmann::json> EntryLines(const std::string& exported, size_t* checkpoints) {
+    std::vector<nlohmann::json> entries;
+    *checkpoints = 0;
+    std::istringstream in(exported);
+    std::string line;
+    while (std::getline(in, line)) {
+      nlohmann::json j = nlohmann::json::parse(line);
+      if (j["type"] == "entry") entries.push_back(std::move(j));
+      if (j["type"] == "checkpoint") ++*checkpoints;
+    }
+    return entries;
+  }
+
   testing::TempDir dir_;
+  int exports_ = 0;
   Config config_;
   std::unique_ptr<crypto::Keyring> keyring_;
   std::unique_ptr<storage::Store> store_;
@@ -193,6 +226,78 @@ TEST_F(ComplianceTest, FullJsonLinesExportVerifiesOfflineWithOnlyThePublicKey) {
   EXPECT_TRUE(report->ok) << (report->problem ? report->problem->message : "");
   EXPECT_EQ(report->entries_checked, 3u);
   EXPECT_EQ(report->entries_covered, 3u);
+}
+
+TEST_F(ComplianceTest, PatientFilteredJsonLinesExportVerifiesOfflineAndHoldsOnlyThatPatient) {
+  const std::string id = NewRecord("synthetic-acct-11");
+  NewRecord("synthetic-acct-11");
+  const std::string other = NewRecord("synthetic-acct-12");
+  auto compliance = Ctx("compliance-officer", "HOPERAT");
+  ASSERT_TRUE(service_->AuditCheckpoint(compliance, true).ok());  // an older checkpoint, size 3
+  ASSERT_TRUE(service_->ReadRecord(Ctx(), id, std::nullopt, true).ok());
+  ASSERT_TRUE(service_->ReadRecord(Ctx(), other, std::nullopt, true).ok());
+
+  AuditExportRequest req;
+  req.patient_id = "synthetic-acct-11";
+  const std::string exported = Export(compliance, req);
+  EXPECT_EQ(exported.find("synthetic-acct-12"), std::string::npos);
+  size_t checkpoints = 0;
+  const std::vector<nlohmann::json> entries = EntryLines(exported, &checkpoints);
+  // Two creates, one read, and the export itself (it names the patient).
+  ASSERT_EQ(entries.size(), 4u);
+  for (const nlohmann::json& e : entries) {
+    EXPECT_EQ(e["phi"]["patient_id"], "synthetic-acct-11");
+    EXPECT_EQ(e["tree_size"], 6u);
+  }
+  EXPECT_EQ(checkpoints, 1u);  // only the one the proofs are against
+
+  const storage::AuditVerifyReport report = VerifyOffline(exported);
+  EXPECT_TRUE(report.ok) << (report.problem ? report.problem->message : "");
+  EXPECT_TRUE(report.filtered);
+  EXPECT_EQ(report.entries_checked, 4u);
+  EXPECT_EQ(report.entries_covered, 6u);
+}
+
+TEST_F(ComplianceTest, UserFilteredJsonLinesExportVerifiesOfflineAndHoldsOnlyThatUser) {
+  const std::string id = NewRecord("synthetic-acct-13");
+  auto other_user = Ctx();
+  other_user.user = "dr.other";
+  ASSERT_TRUE(service_->ReadRecord(other_user, id, std::nullopt, true).ok());
+  ASSERT_TRUE(service_->ReadRecord(Ctx(), id, std::nullopt, true).ok());
+  ASSERT_TRUE(service_->ReadRecord(other_user, id, std::nullopt, false).ok());
+
+  AuditExportRequest req;
+  req.user = "dr.other";
+  const std::string exported = Export(Ctx("compliance-officer", "HOPERAT"), req);
+  size_t checkpoints = 0;
+  const std::vector<nlohmann::json> entries = EntryLines(exported, &checkpoints);
+  ASSERT_EQ(entries.size(), 2u);
+  std::vector<uint64_t> seqs;
+  for (const nlohmann::json& e : entries) {
+    auto decoded = storage::DecodeAuditEntry(e["entry"].get<std::string>());
+    ASSERT_TRUE(decoded.ok());
+    EXPECT_EQ(decoded->user, "dr.other");
+    seqs.push_back(decoded->seq);
+  }
+  EXPECT_EQ(seqs, (std::vector<uint64_t>{2, 4}));
+  EXPECT_EQ(checkpoints, 1u);
+
+  const storage::AuditVerifyReport report = VerifyOffline(exported);
+  EXPECT_TRUE(report.ok) << (report.problem ? report.problem->message : "");
+  EXPECT_TRUE(report.filtered);
+  EXPECT_EQ(report.entries_checked, 2u);
+  EXPECT_EQ(report.entries_covered, 5u);
+}
+
+TEST_F(ComplianceTest, FilteredJsonLinesExportThatMatchesNothingIsEmpty) {
+  NewRecord("synthetic-acct-14");
+  AuditExportRequest req;
+  req.action = "record.disclose";
+  const std::string exported = Export(Ctx("compliance-officer", "HOPERAT"), req);
+  EXPECT_EQ(exported, "");
+  const storage::AuditVerifyReport report = VerifyOffline(exported);
+  EXPECT_TRUE(report.ok);
+  EXPECT_EQ(report.entries_checked, 0u);
 }
 
 TEST_F(ComplianceTest, ExportsUnsealPhiOnlyForTheComplianceRole) {
