@@ -171,7 +171,9 @@ class VaultService {
                                                 const ReportRequest& req) = 0;
   // Streams the audit log (filtered, in the requested format) to `sink`. The export itself is
   // audited before the first byte is produced. PHI fields are unsealed only for the compliance
-  // role. The JSON Lines form of an unfiltered export is what `phivault audit verify` checks.
+  // role. The JSON Lines form is what `phivault audit verify` checks: a full export verifies
+  // completely; a filtered one holds the matching entries up to a fresh checkpoint, each with its
+  // inclusion proof against that checkpoint.
   virtual Status ExportAudit(const RequestContext& ctx, const AuditExportRequest& req,
                              const ExportSink& sink) = 0;
   // Audit log proofs (action "audit.verify"; they reveal no PHI and are not audited).
