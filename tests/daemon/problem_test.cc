@@ -12,7 +12,7 @@
 #include "daemon/service.h"
 #include "storage/ledger.h"
 #include "storage/store.h"
-#include "tests/testing/temp_dir.h"
+#include "tests/testing/in_process_vault.h"
 
 namespace phivault::daemon {
 namespace {
@@ -55,49 +55,22 @@ TEST(ProblemTest, EveryStatusCodeMapsToItsProblem) {
   }
 }
 
-// Passes commits through to the real ledger unless told to fail them.
-class FaultyLedger : public storage::Ledger {
- public:
-  explicit FaultyLedger(storage::Ledger& inner) : inner_(inner) {}
-  StatusOr<uint64_t> Commit(storage::WriteBatch changes, storage::AuditEntry entry) override {
-    if (fail_) return Unavailable("injected ledger failure");
-    return inner_.Commit(std::move(changes), std::move(entry));
-  }
-  uint64_t size() const override { return inner_.size(); }
-  std::atomic<bool> fail_{false};
-
- private:
-  storage::Ledger& inner_;
-};
-
 // The messages ProblemFromStatus tells apart come from other modules. These tests produce them
 // the way a request does, with the real service, store, ledger and keyring, so that rewording
 // one of them breaks a test here instead of silently changing an HTTP status.
 class ProblemFromServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(crypto::InitSodium().ok());
-    config_.categories = DefaultCategories();
-    config_.roles = DefaultRoles();
-    config_.max_content_bytes = 16;
-    auto keyring =
-        crypto::Keyring::Open({dir_.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
-    ASSERT_TRUE(keyring.ok()) << keyring.status().ToString();
-    keyring_ = std::move(*keyring);
-    storage::RocksStoreOptions options;
-    options.path = dir_.Sub("db");
+    vault_.config.max_content_bytes = 16;
+    phivault::testing::InProcessVaultOptions options;
     options.reserve_bytes = 1 << 20;
     options.free_space = [this](const std::string&) -> StatusOr<uint64_t> {
       return free_bytes_.load();
     };
-    auto store = storage::OpenRocksStore(options);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = std::move(*store);
-    auto ledger = storage::Ledger::Open(*store_);
-    ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
-    ledger_ = std::move(*ledger);
-    faulty_ = std::make_unique<FaultyLedger>(*ledger_);
-    service_ = NewVaultService({&config_, store_.get(), faulty_.get(), keyring_.get(), nullptr});
+    ASSERT_NO_FATAL_FAILURE(vault_.Open(options));
+    keyring_ = vault_.keyring.get();
+    faulty_ = vault_.faulty_ledger.get();
+    service_ = vault_.service.get();
   }
 
   RequestContext Ctx() const {
@@ -128,14 +101,12 @@ class ProblemFromServiceTest : public ::testing::Test {
     EXPECT_EQ(p.type, type);
   }
 
-  phivault::testing::TempDir dir_;
-  Config config_;
   std::atomic<uint64_t> free_bytes_{1ull << 40};
-  std::unique_ptr<crypto::Keyring> keyring_;
-  std::unique_ptr<storage::Store> store_;
-  std::unique_ptr<storage::Ledger> ledger_;
-  std::unique_ptr<FaultyLedger> faulty_;
-  std::unique_ptr<VaultService> service_;
+  phivault::testing::InProcessVault vault_;
+  const Config& config_ = vault_.config;
+  crypto::Keyring* keyring_ = nullptr;
+  phivault::testing::FaultyLedger* faulty_ = nullptr;
+  VaultService* service_ = nullptr;
 };
 
 TEST_F(ProblemFromServiceTest, ShreddedRecordIs410) {

@@ -12,7 +12,7 @@
 #include "daemon/service.h"
 #include "storage/audit_verify.h"
 #include "storage/merkle.h"
-#include "tests/testing/temp_dir.h"
+#include "tests/testing/in_process_vault.h"
 
 namespace phivault::daemon {
 namespace {
@@ -20,24 +20,10 @@ namespace {
 class ComplianceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(crypto::InitSodium().ok());
-    config_.categories = DefaultCategories();
-    config_.roles = DefaultRoles();
-    auto keyring =
-        crypto::Keyring::Open({dir_.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
-    ASSERT_TRUE(keyring.ok());
-    keyring_ = std::move(*keyring);
-    storage::RocksStoreOptions options;
-    options.path = dir_.Sub("db");
-    options.reserve_bytes = 0;
-    auto store = storage::OpenRocksStore(options);
-    ASSERT_TRUE(store.ok());
-    store_ = std::move(*store);
-    auto log = storage::AuditLog::Open(*store_, keyring_->audit_signer(), "test.example/audit");
-    ASSERT_TRUE(log.ok()) << log.status().ToString();
-    log_ = std::move(*log);
-    service_ =
-        NewVaultService({&config_, store_.get(), &log_->ledger(), keyring_.get(), log_.get()});
+    ASSERT_NO_FATAL_FAILURE(vault_.Open());
+    store_ = vault_.store.get();
+    log_ = vault_.audit_log.get();
+    service_ = vault_.service.get();
   }
 
   RequestContext Ctx(std::string role = "physician", std::string purpose = "TREAT") {
@@ -97,13 +83,12 @@ class ComplianceTest : public ::testing::Test {
     return entries;
   }
 
-  testing::TempDir dir_;
+  testing::InProcessVault vault_;
+  testing::TempDir& dir_ = vault_.dir;
   int exports_ = 0;
-  Config config_;
-  std::unique_ptr<crypto::Keyring> keyring_;
-  std::unique_ptr<storage::Store> store_;
-  std::unique_ptr<storage::AuditLog> log_;
-  std::unique_ptr<VaultService> service_;
+  storage::Store* store_ = nullptr;
+  storage::AuditLog* log_ = nullptr;
+  VaultService* service_ = nullptr;
 };
 
 TEST_F(ComplianceTest, AccountingListsAccountableDisclosuresAndLeavesOutTreatment) {

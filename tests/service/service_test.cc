@@ -10,48 +10,21 @@
 
 #include "crypto/hash.h"
 #include "crypto/secret.h"
-#include "tests/testing/temp_dir.h"
+#include "tests/testing/in_process_vault.h"
 
 namespace phivault::daemon {
 namespace {
 
-// Passes commits through to the real ledger unless told to fail them.
-class FaultyLedger : public storage::Ledger {
- public:
-  explicit FaultyLedger(storage::Ledger& inner) : inner_(inner) {}
-  StatusOr<uint64_t> Commit(storage::WriteBatch changes, storage::AuditEntry entry) override {
-    if (fail_) return Unavailable("injected audit write failure");
-    return inner_.Commit(std::move(changes), std::move(entry));
-  }
-  uint64_t size() const override { return inner_.size(); }
-  std::atomic<bool> fail_{false};
-
- private:
-  storage::Ledger& inner_;
-};
-
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(crypto::InitSodium().ok());
-    config_.categories = DefaultCategories();
-    config_.roles = DefaultRoles();
-    config_.max_content_bytes = 1 << 20;
-    auto keyring =
-        crypto::Keyring::Open({dir_.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
-    ASSERT_TRUE(keyring.ok()) << keyring.status().ToString();
-    keyring_ = std::move(*keyring);
-    storage::RocksStoreOptions options;
-    options.path = dir_.Sub("db");
-    options.reserve_bytes = 0;
-    auto store = storage::OpenRocksStore(options);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = std::move(*store);
-    auto ledger = storage::Ledger::Open(*store_);
-    ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
-    ledger_ = std::move(*ledger);
-    faulty_ = std::make_unique<FaultyLedger>(*ledger_);
-    service_ = NewVaultService({&config_, store_.get(), faulty_.get(), keyring_.get()});
+    vault_.config.max_content_bytes = 1 << 20;
+    ASSERT_NO_FATAL_FAILURE(vault_.Open());
+    keyring_ = vault_.keyring.get();
+    store_ = vault_.store.get();
+    ledger_ = &vault_.ledger();
+    faulty_ = vault_.faulty_ledger.get();
+    service_ = vault_.service.get();
   }
 
   RequestContext Ctx(std::vector<std::string> actions = {"record.create", "record.read",
@@ -77,13 +50,12 @@ class ServiceTest : public ::testing::Test {
     return e.ok() ? *e : storage::AuditEntry{};
   }
 
-  testing::TempDir dir_;
-  Config config_;
-  std::unique_ptr<crypto::Keyring> keyring_;
-  std::unique_ptr<storage::Store> store_;
-  std::unique_ptr<storage::Ledger> ledger_;
-  std::unique_ptr<FaultyLedger> faulty_;
-  std::unique_ptr<VaultService> service_;
+  testing::InProcessVault vault_;
+  crypto::Keyring* keyring_ = nullptr;
+  storage::Store* store_ = nullptr;
+  storage::Ledger* ledger_ = nullptr;
+  testing::FaultyLedger* faulty_ = nullptr;
+  VaultService* service_ = nullptr;
   int requests_ = 0;
 };
 
