@@ -46,8 +46,8 @@ class KeyringTest : public ::testing::Test {
  protected:
   KeyringTest()
       : master_(RandomBytes(32)),
-        primary_(dir_.Join("keyring")),
-        mirror_dir_(dir_.Join("mirror")),
+        primary_(dir_.Sub("keyring")),
+        mirror_dir_(dir_.Sub("mirror")),
         mirror_(mirror_dir_ + "/keyring") {
     std::filesystem::create_directory(mirror_dir_);
   }

@@ -18,7 +18,7 @@ using testing::WriteFileBytes;
 
 TEST(MasterKeyFileTest, CreateWritesThirtyTwoRandomBytesReadOnlyForOwner) {
   TempDir dir;
-  const std::string path = dir.Join("master.key");
+  const std::string path = dir.Sub("master.key");
   ASSERT_TRUE(CreateMasterKeyFile(path).ok());
   EXPECT_EQ(FileMode(path), 0400u);
   const std::string on_disk = ReadFileBytes(path);
@@ -28,21 +28,21 @@ TEST(MasterKeyFileTest, CreateWritesThirtyTwoRandomBytesReadOnlyForOwner) {
   ASSERT_TRUE(key.ok()) << key.status().ToString();
   EXPECT_EQ(key->view(InsecureSecretKeyAccess::Get()), on_disk);
 
-  const std::string other = dir.Join("other.key");
+  const std::string other = dir.Sub("other.key");
   ASSERT_TRUE(CreateMasterKeyFile(other).ok());
   EXPECT_NE(ReadFileBytes(other), on_disk);
 }
 
 TEST(MasterKeyFileTest, NeverOverwritesAnExistingFile) {
   TempDir dir;
-  const std::string path = dir.Join("master.key");
+  const std::string path = dir.Sub("master.key");
   ASSERT_TRUE(CreateMasterKeyFile(path).ok());
   const std::string before = ReadFileBytes(path);
   const Status again = CreateMasterKeyFile(path);
   EXPECT_EQ(again.code(), StatusCode::kAlreadyExists);
   EXPECT_EQ(ReadFileBytes(path), before);
 
-  const std::string plain = dir.Join("notes.txt");
+  const std::string plain = dir.Sub("notes.txt");
   WriteFileBytes(plain, "not a key", 0600);
   EXPECT_EQ(CreateMasterKeyFile(plain).code(), StatusCode::kAlreadyExists);
   EXPECT_EQ(ReadFileBytes(plain), "not a key");
@@ -50,15 +50,15 @@ TEST(MasterKeyFileTest, NeverOverwritesAnExistingFile) {
 
 TEST(MasterKeyFileTest, CreateInMissingDirectoryIsNotFound) {
   TempDir dir;
-  EXPECT_EQ(CreateMasterKeyFile(dir.Join("missing/master.key")).code(), StatusCode::kNotFound);
+  EXPECT_EQ(CreateMasterKeyFile(dir.Sub("missing/master.key")).code(), StatusCode::kNotFound);
 }
 
 TEST(MasterKeyFileTest, LoadRejectsMissingWrongSizeAndExposedFiles) {
   TempDir dir;
-  EXPECT_EQ(LoadMasterKeyFile(dir.Join("absent.key")).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(LoadMasterKeyFile(dir.Sub("absent.key")).status().code(), StatusCode::kNotFound);
 
   for (size_t size : {0, 31, 33, 64}) {
-    const std::string path = dir.Join("size" + std::to_string(size));
+    const std::string path = dir.Sub("size" + std::to_string(size));
     WriteFileBytes(path, std::string(size, 'k'), 0600);
     auto key = LoadMasterKeyFile(path);
     ASSERT_FALSE(key.ok()) << size;
@@ -67,7 +67,7 @@ TEST(MasterKeyFileTest, LoadRejectsMissingWrongSizeAndExposedFiles) {
   }
 
   for (mode_t mode : {0440, 0404, 0640, 0604, 0644, 0410}) {
-    const std::string path = dir.Join("mode" + std::to_string(mode));
+    const std::string path = dir.Sub("mode" + std::to_string(mode));
     WriteFileBytes(path, std::string(32, 'k'), mode);
     auto key = LoadMasterKeyFile(path);
     ASSERT_FALSE(key.ok()) << std::oct << mode;
@@ -75,7 +75,7 @@ TEST(MasterKeyFileTest, LoadRejectsMissingWrongSizeAndExposedFiles) {
     EXPECT_EQ(key.status().message(), "master key file must not be readable by group or others");
   }
 
-  const std::string ok = dir.Join("ok.key");
+  const std::string ok = dir.Sub("ok.key");
   WriteFileBytes(ok, std::string(32, 'k'), 0600);
   auto key = LoadMasterKeyFile(ok);
   ASSERT_TRUE(key.ok());
@@ -108,14 +108,14 @@ class ScopedCredentialsDir {
 TEST(MasterKeyCredentialTest, ReadsFromCredentialsDirectory) {
   TempDir dir;
   // systemd owns the credentials directory, so group-readable modes are accepted there.
-  WriteFileBytes(dir.Join("phivault-master-key"), std::string(32, 'c'), 0440);
+  WriteFileBytes(dir.Sub("phivault-master-key"), std::string(32, 'c'), 0440);
   ScopedCredentialsDir env(dir.path().c_str());
   auto key = LoadMasterKeyCredential("phivault-master-key");
   ASSERT_TRUE(key.ok()) << key.status().ToString();
   EXPECT_EQ(key->view(InsecureSecretKeyAccess::Get()), std::string(32, 'c'));
 
   EXPECT_EQ(LoadMasterKeyCredential("absent").status().code(), StatusCode::kNotFound);
-  WriteFileBytes(dir.Join("short"), std::string(16, 'c'), 0400);
+  WriteFileBytes(dir.Sub("short"), std::string(16, 'c'), 0400);
   EXPECT_EQ(LoadMasterKeyCredential("short").status().code(), StatusCode::kInvalidArgument);
   for (const char* bad : {"", ".", "..", "../phivault-master-key", "a/b"}) {
     EXPECT_EQ(LoadMasterKeyCredential(bad).status().code(), StatusCode::kInvalidArgument) << bad;

@@ -13,32 +13,11 @@
 
 #include "crypto/hash.h"
 #include "crypto/secret.h"
+#include "tests/testing/temp_dir.h"
 
 namespace phivault::crypto::testing {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
-                       "/phivault-crypto-test-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string Join(std::string_view name) const { return path_ + "/" + std::string(name); }
-
- private:
-  std::string path_;
-};
+using phivault::testing::TempDir;
 
 // Decodes a hex literal from a test vector; aborts on a typo in the test itself.
 inline std::string Unhex(std::string_view hex) {
