@@ -378,15 +378,19 @@ class VaultServiceImpl final : public VaultService {
       return Status::Ok();
     };
 
+    // A patient or user filter reads only that index's entries, not the whole log.
+    auto visit_seq = [&](uint64_t seq) -> Status {
+      if (seq > size || stopped) return Status::Ok();
+      PV_ASSIGN_OR_RETURN(std::string bytes, storage::ReadAuditEntryBytes(store_, seq));
+      PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::DecodeAuditEntry(bytes));
+      return visit(e, bytes);
+    };
     Status scanned;
     if (req.patient_id) {
-      scanned = storage::ScanPatientAuditSeqs(
-          store_, records_.PatientBlindId(*req.patient_id), [&](uint64_t seq) {
-            if (seq > size || stopped) return Status::Ok();
-            PV_ASSIGN_OR_RETURN(std::string bytes, storage::ReadAuditEntryBytes(store_, seq));
-            PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::DecodeAuditEntry(bytes));
-            return visit(e, bytes);
-          });
+      scanned = storage::ScanPatientAuditSeqs(store_, records_.PatientBlindId(*req.patient_id),
+                                              visit_seq);
+    } else if (req.user) {
+      scanned = storage::ScanUserAuditSeqs(store_, *req.user, visit_seq);
     } else {
       Status inner;
       scanned = storage::ScanAuditEntries(

@@ -177,9 +177,11 @@ Status DecodeAt(uint64_t seq, std::string_view bytes, AuditEntry& out) {
 
 }  // namespace
 
-Status ScanPatientAuditSeqs(Store& store, std::string_view patient_blind_id,
-                            const std::function<Status(uint64_t seq)>& fn) {
-  const std::string prefix = "ap" + std::string(patient_blind_id);
+namespace {
+
+// Calls fn(seq) for each index key "<prefix> BE64(seq)", in sequence order.
+Status ScanAuditIndex(Store& store, const std::string& prefix,
+                      const std::function<Status(uint64_t seq)>& fn) {
   // Collected first: the scan must not hold an iterator open while fn reads the store.
   std::vector<uint64_t> seqs;
   PV_RETURN_IF_ERROR(store.Scan(Cf::kIndexes, prefix, PrefixEnd(prefix),
@@ -191,6 +193,19 @@ Status ScanPatientAuditSeqs(Store& store, std::string_view patient_blind_id,
                                 }));
   for (uint64_t seq : seqs) PV_RETURN_IF_ERROR(fn(seq));
   return Status::Ok();
+}
+
+}  // namespace
+
+Status ScanPatientAuditSeqs(Store& store, std::string_view patient_blind_id,
+                            const std::function<Status(uint64_t seq)>& fn) {
+  return ScanAuditIndex(store, "ap" + std::string(patient_blind_id), fn);
+}
+
+Status ScanUserAuditSeqs(Store& store, std::string_view user,
+                         const std::function<Status(uint64_t seq)>& fn) {
+  if (user.find('\0') != std::string_view::npos) return Status::Ok();  // never indexed
+  return ScanAuditIndex(store, "au" + std::string(user) + std::string(1, '\0'), fn);
 }
 
 std::string AuditKey(uint64_t seq) { return BigEndian64(seq); }

@@ -83,6 +83,9 @@ using AuditScanFn = std::function<bool(const AuditEntry& entry, std::string_view
 // `patient_blind_id`, oldest first, until fn returns an error (which is returned).
 [[nodiscard]] Status ScanPatientAuditSeqs(Store& store, std::string_view patient_blind_id,
                                           const std::function<Status(uint64_t seq)>& fn);
+// The same for every audit entry by acting user `user`.
+[[nodiscard]] Status ScanUserAuditSeqs(Store& store, std::string_view user,
+                                       const std::function<Status(uint64_t seq)>& fn);
 
 // Storage key of entry `seq` in Cf::kAudit (BE64).
 std::string AuditKey(uint64_t seq);
