@@ -467,7 +467,9 @@ TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
 }
 
 TEST_F(HttpServerTest, ConnectionsBeyondTheLimitGet503) {
-  Start();  // max_connections = 3
+  Config config = TestConfig(getuid());
+  config.limits.max_connections = 3;
+  Start(config);
   std::vector<std::unique_ptr<RawConnection>> held;
   for (int i = 0; i < 3; ++i) {
     held.push_back(std::make_unique<RawConnection>(socket_path_));
