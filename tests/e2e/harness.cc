@@ -1,8 +1,6 @@
 #include "tests/e2e/harness.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,8 +18,7 @@
 
 #include "crypto/hash.h"
 #include "crypto/secret.h"
-
-extern char** environ;
+#include "tests/testing/subprocess.h"
 
 namespace phivault::e2e {
 namespace {
@@ -34,49 +31,13 @@ constexpr size_t kMaxTempBaseLength = 60;
 constexpr auto kStartTimeout = std::chrono::seconds(20);
 constexpr auto kStopTimeout = std::chrono::seconds(40);
 
-bool IsInheritedControlVariable(std::string_view entry) {
-  for (std::string_view prefix : {"PHIVAULT_", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=",
-                                  "NOTIFY_SOCKET=", "CREDENTIALS_DIRECTORY=", "JOURNAL_STREAM="}) {
-    if (entry.rfind(prefix, 0) == 0) return true;
-  }
-  return false;
-}
-
-std::vector<std::string> ChildEnvironment(const std::map<std::string, std::string>& extra) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (!IsInheritedControlVariable(*e)) env.emplace_back(*e);
-  }
-  for (const auto& [k, v] : extra) env.push_back(k + "=" + v);
-  return env;
-}
-
-std::vector<char*> Pointers(std::vector<std::string>& strings) {
-  std::vector<char*> p;
-  for (auto& s : strings) p.push_back(s.data());
-  p.push_back(nullptr);
-  return p;
-}
-
 // posix_spawn with stdin/stdout/stderr redirected to files. -1 on failure (test failure added).
 pid_t Spawn(std::vector<std::string> argv, const std::map<std::string, std::string>& env,
             const std::string& in_path, const std::string& out_path, const std::string& err_path) {
-  std::vector<std::string> env_strings = ChildEnvironment(env);
-  std::vector<char*> argv_p = Pointers(argv), envp = Pointers(env_strings);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, in_path.c_str(), O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0600);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0600);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv_p[0], &actions, nullptr, argv_p.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    ADD_FAILURE() << "cannot spawn " << argv[0] << ": " << std::strerror(rc);
-    return -1;
-  }
+  std::string error;
+  const pid_t pid =
+      phivault::testing::SpawnRedirected(argv, env, in_path, out_path, err_path, &error);
+  if (pid < 0) ADD_FAILURE() << "cannot spawn " << argv[0] << ": " << error;
   return pid;
 }
 
