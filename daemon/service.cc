@@ -41,13 +41,17 @@ bool Allows(const Principal& p, std::string_view action) {
 }
 
 // The outcome recorded for a failed request: "denied" for authorisation failures, "error" for
-// everything else; the reason is the stable status code name.
+// everything else; the reason, unless already set, is "integrity_failure" for stored bytes that
+// failed authentication and the stable status code name otherwise.
 storage::AuditEntry& MarkFailure(storage::AuditEntry& e, const Status& s) {
   e.outcome =
       (s.code() == StatusCode::kPermissionDenied || s.code() == StatusCode::kUnauthenticated)
           ? "denied"
           : "error";
-  if (e.reason.empty()) e.reason = std::string(StatusCodeName(s.code()));
+  if (e.reason.empty()) {
+    e.reason = s.code() == StatusCode::kDataLoss ? "integrity_failure"
+                                                 : std::string(StatusCodeName(s.code()));
+  }
   return e;
 }
 
@@ -68,7 +72,8 @@ class VaultServiceImpl final : public VaultService {
     if (!req.patient_id.empty() && ValidatePatientId(req.patient_id).ok()) {
       AttachPatient(entry, req.patient_id);
     }
-    if (Status s = Authorize(ctx, "record.create"); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = Authorize(ctx, "record.create", &entry.reason); !s.ok())
+      return Fail(std::move(entry), s);
     if (Status s = ValidateCreate(req); !s.ok()) return Fail(std::move(entry), s);
 
     storage::Record record;
@@ -111,7 +116,8 @@ class VaultServiceImpl final : public VaultService {
                                                 AmendRecordRequest req) override {
     storage::AuditEntry entry = NewEntry(ctx, "record.amend");
     entry.records = {record_id};
-    if (Status s = Authorize(ctx, "record.amend"); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = Authorize(ctx, "record.amend", &entry.reason); !s.ok())
+      return Fail(std::move(entry), s);
     if (!storage::IsValidRecordId(record_id)) {
       return Fail(std::move(entry), InvalidArgument("record id is malformed"));
     }
@@ -123,10 +129,7 @@ class VaultServiceImpl final : public VaultService {
     auto latest = records_.LatestVersion(record_id);
     if (!latest.ok()) return Fail(std::move(entry), latest.status());
     auto previous = records_.ReadVersion(record_id, *latest, /*with_content=*/false);
-    if (!previous.ok()) {
-      if (previous.status().code() == StatusCode::kDataLoss) entry.reason = "integrity_failure";
-      return Fail(std::move(entry), previous.status());
-    }
+    if (!previous.ok()) return Fail(std::move(entry), previous.status());
     AttachPatient(entry, previous->meta.patient_id);
 
     storage::Record record;
@@ -153,13 +156,11 @@ class VaultServiceImpl final : public VaultService {
       const RequestContext& ctx, const std::string& patient_id) override {
     storage::AuditEntry entry = NewEntry(ctx, "record.list");
     if (ValidatePatientId(patient_id).ok()) AttachPatient(entry, patient_id);
-    if (Status s = Authorize(ctx, "record.list"); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = Authorize(ctx, "record.list", &entry.reason); !s.ok())
+      return Fail(std::move(entry), s);
     if (Status s = ValidatePatientId(patient_id); !s.ok()) return Fail(std::move(entry), s);
     auto list = records_.ListPatient(patient_id);
-    if (!list.ok()) {
-      if (list.status().code() == StatusCode::kDataLoss) entry.reason = "integrity_failure";
-      return Fail(std::move(entry), list.status());
-    }
+    if (!list.ok()) return Fail(std::move(entry), list.status());
     for (const auto& m : *list)
       entry.records.push_back(m.record_id + "@" + std::to_string(m.version));
     if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
@@ -195,7 +196,8 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<uint64_t> RecordDisclosure(const RequestContext& ctx,
                                       RecordDisclosureRequest req) override {
     storage::AuditEntry entry = NewEntry(ctx, "record.disclose");
-    if (Status s = Authorize(ctx, "record.disclose"); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = Authorize(ctx, "record.disclose", &entry.reason); !s.ok())
+      return Fail(std::move(entry), s);
     if (Status s = ValidatePatientId(req.patient_id); !s.ok()) return Fail(std::move(entry), s);
     for (const auto& id : req.record_ids) {
       if (!storage::IsValidRecordId(id)) {
@@ -218,7 +220,8 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<uint64_t> AddDisclosureSuspension(const RequestContext& ctx,
                                              SuspensionRequest req) override {
     storage::AuditEntry entry = NewEntry(ctx, "disclosure.suspend");
-    if (Status s = Authorize(ctx, "disclosure.suspend"); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = Authorize(ctx, "disclosure.suspend", &entry.reason); !s.ok())
+      return Fail(std::move(entry), s);
     Status valid = ValidateText("agency", req.agency, 256);
     if (valid.ok()) valid = ValidateText("statement", req.statement, 4096);
     if (valid.ok() && !req.oral && !req.end_unix_us) {
@@ -245,7 +248,8 @@ class VaultServiceImpl final : public VaultService {
                                                    const ReportRequest& req) override {
     storage::AuditEntry entry = NewEntry(ctx, "report.accounting");
     if (ValidatePatientId(req.patient_id).ok()) AttachPatient(entry, req.patient_id);
-    if (Status s = Authorize(ctx, "report.accounting"); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = Authorize(ctx, "report.accounting", &entry.reason); !s.ok())
+      return Fail(std::move(entry), s);
     if (Status s = ValidatePatientId(req.patient_id); !s.ok()) return Fail(std::move(entry), s);
     const int64_t now = NowUnixMicros();
     std::vector<policies::Disclosure> disclosures;
@@ -279,7 +283,8 @@ class VaultServiceImpl final : public VaultService {
                                         const ReportRequest& req) override {
     storage::AuditEntry entry = NewEntry(ctx, "report.access");
     if (ValidatePatientId(req.patient_id).ok()) AttachPatient(entry, req.patient_id);
-    if (Status s = Authorize(ctx, "report.access"); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = Authorize(ctx, "report.access", &entry.reason); !s.ok())
+      return Fail(std::move(entry), s);
     if (Status s = ValidatePatientId(req.patient_id); !s.ok()) return Fail(std::move(entry), s);
     const int64_t now = NowUnixMicros();
     std::vector<policies::DecodedAuditEntry> entries;
@@ -311,7 +316,8 @@ class VaultServiceImpl final : public VaultService {
     if (req.patient_id && ValidatePatientId(*req.patient_id).ok()) {
       AttachPatient(entry, *req.patient_id);
     }
-    if (Status s = Authorize(ctx, "audit.export"); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = Authorize(ctx, "audit.export", &entry.reason); !s.ok())
+      return Fail(std::move(entry), s);
     if (req.patient_id) {
       if (Status s = ValidatePatientId(*req.patient_id); !s.ok()) return Fail(std::move(entry), s);
     }
@@ -468,7 +474,7 @@ class VaultServiceImpl final : public VaultService {
                                         const DisclosureInfo* disclosure) {
     storage::AuditEntry entry = NewEntry(ctx, action);
     entry.records = {record_id};
-    if (Status s = Authorize(ctx, action); !s.ok()) return Fail(std::move(entry), s);
+    if (Status s = Authorize(ctx, action, &entry.reason); !s.ok()) return Fail(std::move(entry), s);
     if (!storage::IsValidRecordId(record_id)) {
       return Fail(std::move(entry), InvalidArgument("record id is malformed"));
     }
@@ -489,10 +495,7 @@ class VaultServiceImpl final : public VaultService {
     }
     entry.records = {record_id + "@" + std::to_string(v)};
     auto record = records_.ReadVersion(record_id, v, with_content);
-    if (!record.ok()) {
-      if (record.status().code() == StatusCode::kDataLoss) entry.reason = "integrity_failure";
-      return Fail(std::move(entry), record.status());
-    }
+    if (!record.ok()) return Fail(std::move(entry), record.status());
     AttachPatient(entry, record->meta.patient_id, std::move(phi));
     // The entry is durable before any content leaves this method: fail closed.
     if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
@@ -666,14 +669,19 @@ class VaultServiceImpl final : public VaultService {
     return crypto::HexEncode(std::string_view(reinterpret_cast<const char*>(h.data()), h.size()));
   }
 
-  Status Authorize(const RequestContext& ctx, std::string_view action) const {
+  // On refusal, `rule` (if given) receives the configuration rule that refused, for the audit
+  // entry.
+  Status Authorize(const RequestContext& ctx, std::string_view action,
+                   std::string* rule = nullptr) const {
     // A person at the CLI acts in the role their configuration entry gives them, whatever role
     // the request claims.
     if (ctx.principal.kind == Principal::Kind::kOperator &&
         ctx.role != ctx.principal.operator_role) {
+      if (rule != nullptr) *rule = "config:operator_role";
       return PermissionDenied("operators act only in their configured role");
     }
     if (!Allows(ctx.principal, action)) {
+      if (rule != nullptr) *rule = "config:actions";
       return PermissionDenied("the configuration does not allow this principal to perform " +
                               std::string(action));
     }
@@ -683,10 +691,6 @@ class VaultServiceImpl final : public VaultService {
   // Audits a failed request, then reports the failure (or, if even the audit entry cannot be
   // written, that the audit log is unavailable).
   Status Fail(storage::AuditEntry entry, const Status& cause) {
-    if (entry.reason.empty() && cause.code() == StatusCode::kPermissionDenied) {
-      entry.reason = cause.message().find("role") != std::string::npos ? "config:operator_role"
-                                                                       : "config:actions";
-    }
     MarkFailure(entry, cause);
     if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
     return cause;
