@@ -371,9 +371,12 @@ class VaultServiceImpl final : public VaultService {
           PV_ASSIGN_OR_RETURN(line, storage::AuditExportEntryLine(e.seq - 1, bytes));
         }
         if (phi && !phi->empty()) {
-          nlohmann::json j = nlohmann::json::parse(line);
-          j["phi"] = *phi;
-          line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+          // The line is a JSON object of our own making: add the member before its closing brace
+          // rather than parsing it again.
+          line.pop_back();
+          line += ",\"phi\":";
+          line += phi->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+          line += '}';
         }
         chunk += line;
         chunk += '\n';
