@@ -45,7 +45,8 @@ class MockVaultService : public VaultService {
               (const RequestContext& ctx, uint64_t size1, uint64_t size2), (override));
   MOCK_METHOD(StatusOr<std::string>, AuditVerifierKey, (const RequestContext& ctx), (override));
   MOCK_METHOD(Status, AuditRejected,
-              (const RequestContext& ctx, const std::string& action, const std::string& reason),
+              (const RequestContext& ctx, const std::string& action, const std::string& reason,
+               uint64_t count),
               (override));
 };
 

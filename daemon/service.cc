@@ -186,10 +186,19 @@ class VaultServiceImpl final : public VaultService {
   }
 
   Status AuditRejected(const RequestContext& ctx, const std::string& action,
-                       const std::string& reason) override {
+                       const std::string& reason, uint64_t count) override {
     storage::AuditEntry entry = NewEntry(ctx, action);
+    if (ctx.principal.name.empty()) {
+      entry.claimed_user = std::move(entry.user);
+      entry.claimed_role = std::move(entry.role);
+      entry.claimed_purpose = std::move(entry.purpose);
+      entry.user.clear();
+      entry.role.clear();
+      entry.purpose.clear();
+    }
     entry.outcome = "denied";
     entry.reason = reason;
+    entry.count = std::max<uint64_t>(count, 1);
     return CommitWithEntry({}, std::move(entry)).status();
   }
 
@@ -512,6 +521,8 @@ class VaultServiceImpl final : public VaultService {
     e.user = ctx.user;
     e.role = ctx.role;
     e.purpose = ctx.purpose;
+    e.peer_uid = ctx.peer_uid;
+    e.peer_pid = ctx.peer_pid;
     e.action = std::string(action);
     e.outcome = "success";
     return e;

@@ -35,10 +35,14 @@ struct Principal {
 
 struct RequestContext {
   std::string request_id;
+  // Empty `principal.name` means authentication failed: user, role and purpose are then only
+  // what the caller claimed, and the audit entry records them as claims.
   Principal principal;
-  std::string user;     // acting user (X-Phivault-User)
-  std::string role;     // acting role (X-Phivault-Role)
-  std::string purpose;  // HL7 PurposeOfUse (X-Phivault-Purpose)
+  std::string user;       // acting user (X-Phivault-User)
+  std::string role;       // acting role (X-Phivault-Role)
+  std::string purpose;    // HL7 PurposeOfUse (X-Phivault-Purpose)
+  uint32_t peer_uid = 0;  // SO_PEERCRED of the connection
+  int64_t peer_pid = 0;
 };
 
 struct CreateRecordRequest {
@@ -188,9 +192,12 @@ class VaultService {
   virtual StatusOr<std::string> AuditVerifierKey(const RequestContext& ctx) = 0;
 
   // Audits a request that failed authentication or header validation before reaching one of
-  // the methods above (`action` is the route's action). Best effort: returns the ledger status.
+  // the methods above (`action` is the route's action). `count` > 1 summarises that many
+  // rejected attempts in one entry. For an unauthenticated `ctx` (empty principal name) the
+  // user, role and purpose are recorded as claimed, never as the acting identity; they must be
+  // valid UTF-8 (the caller sanitises what it could not validate). Returns the ledger status.
   virtual Status AuditRejected(const RequestContext& ctx, const std::string& action,
-                               const std::string& reason) = 0;
+                               const std::string& reason, uint64_t count = 1) = 0;
 };
 
 struct ServiceDeps {

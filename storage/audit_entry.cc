@@ -2,16 +2,25 @@
 
 #include <nlohmann/json.hpp>
 
+#include "crypto/hash.h"
+
 namespace phivault::storage {
 namespace {
 
 using Json = nlohmann::json;
 
-constexpr size_t kNumFields = 15;
+constexpr size_t kNumFields = 24;
 
 Status Missing(std::string_view field) {
   return DataLoss("audit entry field '" + std::string(field) +
                   "' is missing or has the wrong type");
+}
+
+Status GetUnsigned(const Json& j, const char* field, uint64_t& out) {
+  auto it = j.find(field);
+  if (it == j.end() || !it->is_number_unsigned()) return Missing(field);
+  out = it->get<uint64_t>();
+  return Status::Ok();
 }
 
 Status GetString(const Json& j, const char* field, std::string& out) {
@@ -39,7 +48,16 @@ StatusOr<std::string> EncodeAuditEntry(const AuditEntry& e) {
   j["patient_bid"] = e.patient_bid;
   j["records"] = e.records;
   j["phi"] = e.sealed_phi;
+  j["phi_commit"] = e.phi_commit;
   j["btg"] = e.break_glass;
+  j["peer_uid"] = e.peer_uid;
+  j["peer_pid"] = e.peer_pid;
+  j["claimed_user"] = e.claimed_user;
+  j["claimed_role"] = e.claimed_role;
+  j["claimed_purpose"] = e.claimed_purpose;
+  j["count"] = e.count;
+  j["patient_prev"] = e.patient_prev;
+  j["user_prev"] = e.user_prev;
   try {
     return j.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::strict);
   } catch (const Json::exception&) {
@@ -61,9 +79,7 @@ StatusOr<AuditEntry> DecodeAuditEntry(std::string_view bytes) {
   if (j.size() != kNumFields) return DataLoss("audit entry has unknown or missing fields");
 
   AuditEntry e;
-  auto seq = j.find("seq");
-  if (seq == j.end() || !seq->is_number_unsigned()) return Missing("seq");
-  e.seq = seq->get<uint64_t>();
+  PV_RETURN_IF_ERROR(GetUnsigned(j, "seq", e.seq));
   auto time = j.find("time_us");
   if (time == j.end() || !time->is_number_integer()) return Missing("time_us");
   e.time_unix_us = time->get<int64_t>();
@@ -78,6 +94,21 @@ StatusOr<AuditEntry> DecodeAuditEntry(std::string_view bytes) {
   PV_RETURN_IF_ERROR(GetString(j, "purpose", e.purpose));
   PV_RETURN_IF_ERROR(GetString(j, "patient_bid", e.patient_bid));
   PV_RETURN_IF_ERROR(GetString(j, "phi", e.sealed_phi));
+  PV_RETURN_IF_ERROR(GetString(j, "phi_commit", e.phi_commit));
+  PV_RETURN_IF_ERROR(GetString(j, "claimed_user", e.claimed_user));
+  PV_RETURN_IF_ERROR(GetString(j, "claimed_role", e.claimed_role));
+  PV_RETURN_IF_ERROR(GetString(j, "claimed_purpose", e.claimed_purpose));
+  uint64_t peer_uid = 0;
+  PV_RETURN_IF_ERROR(GetUnsigned(j, "peer_uid", peer_uid));
+  if (peer_uid > UINT32_MAX) return Missing("peer_uid");
+  e.peer_uid = static_cast<uint32_t>(peer_uid);
+  uint64_t peer_pid = 0;
+  PV_RETURN_IF_ERROR(GetUnsigned(j, "peer_pid", peer_pid));
+  if (peer_pid > INT64_MAX) return Missing("peer_pid");
+  e.peer_pid = static_cast<int64_t>(peer_pid);
+  PV_RETURN_IF_ERROR(GetUnsigned(j, "count", e.count));
+  PV_RETURN_IF_ERROR(GetUnsigned(j, "patient_prev", e.patient_prev));
+  PV_RETURN_IF_ERROR(GetUnsigned(j, "user_prev", e.user_prev));
   auto records = j.find("records");
   if (records == j.end() || !records->is_array()) return Missing("records");
   for (const auto& r : *records) {
@@ -94,6 +125,20 @@ StatusOr<AuditEntry> DecodeAuditEntry(std::string_view bytes) {
     return DataLoss("audit entry is not in canonical form");
   }
   return e;
+}
+
+StatusOr<std::string> CanonicalPhiJson(const nlohmann::json& phi) {
+  try {
+    return phi.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::strict);
+  } catch (const Json::exception&) {
+    return InvalidArgument("PHI fields are not valid UTF-8");
+  }
+}
+
+StatusOr<std::string> PhiCommitment(std::string_view salt, const nlohmann::json& phi) {
+  PV_ASSIGN_OR_RETURN(std::string canonical, CanonicalPhiJson(phi));
+  static constexpr std::string_view kDomain("phivault/audit/phi-commit/v1\0", 29);
+  return crypto::HexEncode(crypto::AsView(crypto::Sha256({kDomain, salt, canonical})));
 }
 
 }  // namespace phivault::storage

@@ -324,10 +324,10 @@ TEST_F(ComplianceRoutesTest, RejectionsAreAuditedUnderTheRoutesAction) {
   };
   for (const auto& route : routes) {
     SCOPED_TRACE(route.target);
-    EXPECT_CALL(service_, AuditRejected(_, route.action, HasSubstr("unauthenticated")))
+    EXPECT_CALL(service_, AuditRejected(_, route.action, HasSubstr("unauthenticated"), _))
         .WillOnce(Return(Status::Ok()));
     EXPECT_CALL(service_, AuditRejected(Field(&RequestContext::user, "nurse.synthetic"),
-                                        route.action, HasSubstr("forbidden")))
+                                        route.action, HasSubstr("forbidden"), _))
         .WillOnce(Return(Status::Ok()));
     std::string bad_token = Request(route.method, route.target, "{}");
     bad_token.replace(bad_token.find("Bearer "), 7, "Bearer x");

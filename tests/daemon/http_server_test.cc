@@ -385,7 +385,7 @@ TEST_F(HttpServerTest, UnknownRoutesAndMethods) {
 TEST_F(HttpServerTest, MissingActingHeadersAre400AndAudited) {
   Start();
   EXPECT_CALL(service_,
-              AuditRejected(_, std::string("record.create"), HasSubstr("invalid-request")))
+              AuditRejected(_, std::string("record.create"), HasSubstr("invalid-request"), _))
       .WillOnce(Return(Status::Ok()));
   std::string req = Request("POST", "/v1/records", kCreateBody);
   req.replace(req.find("X-Phivault-Purpose: TREAT\r\n"), 27, "");
@@ -398,10 +398,10 @@ TEST_F(HttpServerTest, UnknownRoleOrPurposeIs403AndAudited) {
   Start();
   EXPECT_CALL(service_, AuditRejected(AllOf(Field(&RequestContext::user, "nurse.synthetic"),
                                             Field(&RequestContext::purpose, "TREAT")),
-                                      std::string("record.read"), HasSubstr("forbidden")))
+                                      std::string("record.read"), HasSubstr("forbidden"), _))
       .WillOnce(Return(Status::Ok()));
   EXPECT_CALL(service_, AuditRejected(Field(&RequestContext::role, "nurse"),
-                                      std::string("record.list"), HasSubstr("forbidden")))
+                                      std::string("record.list"), HasSubstr("forbidden"), _))
       .WillOnce(Return(Status::Ok()));
   std::string bad_role = Request("GET", std::string("/v1/records/") + kRecordId);
   bad_role.replace(bad_role.find("Role: nurse"), 11, "Role: wizard");
@@ -414,7 +414,7 @@ TEST_F(HttpServerTest, UnknownRoleOrPurposeIs403AndAudited) {
 TEST_F(HttpServerTest, MissingCredentialsAre401AndAudited) {
   Start();
   EXPECT_CALL(service_,
-              AuditRejected(_, std::string("record.create"), HasSubstr("unauthenticated")))
+              AuditRejected(_, std::string("record.create"), HasSubstr("unauthenticated"), _))
       .WillOnce(Return(Status::Ok()));
   std::string req = Request("POST", "/v1/records", kCreateBody);
   req.replace(req.find("Authorization: Bearer "), 22, "Authorization: Bearer x");

@@ -22,6 +22,15 @@ AuditEntry FullEntry() {
   e.records = {"AAAAAAAAAAAAAAAAAAAAAA@1", "BBBBBBBBBBBBBBBBBBBBBA"};
   e.sealed_phi = "c2VhbGVk";
   e.break_glass = true;
+  e.phi_commit = std::string(64, 'd');
+  e.peer_uid = 1000;
+  e.peer_pid = 4242;
+  e.claimed_user = "claimed";
+  e.claimed_role = "nurse";
+  e.claimed_purpose = "HPAYMT";
+  e.count = 3;
+  e.patient_prev = 40;
+  e.user_prev = 41;
   return e;
 }
 
@@ -41,6 +50,15 @@ void ExpectEqual(const AuditEntry& a, const AuditEntry& b) {
   EXPECT_EQ(a.records, b.records);
   EXPECT_EQ(a.sealed_phi, b.sealed_phi);
   EXPECT_EQ(a.break_glass, b.break_glass);
+  EXPECT_EQ(a.phi_commit, b.phi_commit);
+  EXPECT_EQ(a.peer_uid, b.peer_uid);
+  EXPECT_EQ(a.peer_pid, b.peer_pid);
+  EXPECT_EQ(a.claimed_user, b.claimed_user);
+  EXPECT_EQ(a.claimed_role, b.claimed_role);
+  EXPECT_EQ(a.claimed_purpose, b.claimed_purpose);
+  EXPECT_EQ(a.count, b.count);
+  EXPECT_EQ(a.patient_prev, b.patient_prev);
+  EXPECT_EQ(a.user_prev, b.user_prev);
 }
 
 TEST(AuditEntryTest, RoundTripsEveryField) {
@@ -63,9 +81,11 @@ TEST(AuditEntryTest, EncodingIsCanonicalSortedCompactJson) {
   auto bytes = EncodeAuditEntry(e);
   ASSERT_TRUE(bytes.ok());
   EXPECT_EQ(*bytes,
-            R"({"action":"record.list","app":"","btg":false,"outcome":"","patient_bid":"",)"
-            R"("phi":"","prev":"","purpose":"","reason":"","records":["x"],"request_id":"",)"
-            R"("role":"","seq":1,"time_us":5,"user":""})");
+            R"({"action":"record.list","app":"","btg":false,"claimed_purpose":"",)"
+            R"("claimed_role":"","claimed_user":"","count":1,"outcome":"","patient_bid":"",)"
+            R"("patient_prev":0,"peer_pid":0,"peer_uid":0,"phi":"","phi_commit":"","prev":"",)"
+            R"("purpose":"","reason":"","records":["x"],"request_id":"","role":"","seq":1,)"
+            R"("time_us":5,"user":"","user_prev":0})");
   EXPECT_EQ(*EncodeAuditEntry(e), *bytes);
 }
 
