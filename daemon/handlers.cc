@@ -340,9 +340,14 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
       }
       case RouteId::kAuditExport: {
         std::string body;
-        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        std::vector<uint64_t> trusted_sizes;
+        if (!ParseTrustedSizes(resp, ex, query, trusted_sizes) ||
+            !ReadJsonBody(req, resp, ex, body)) {
+          return;
+        }
         auto decoded = DecodeAuditExport(body);
         if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        decoded->trusted_sizes = std::move(trusted_sizes);
         return StreamExport(req, resp, ex, ctx, *decoded);
       }
       case RouteId::kAuditVerifierKey: {
@@ -521,6 +526,42 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     }
     for (auto r : required) {
       if (!out.Get(r)) return bad("query parameter '" + std::string(r) + "' is required");
+    }
+    return true;
+  }
+
+  // The audit export's query: "trusted_size=N", repeatable (at most kMaxTrustedSizes, each a
+  // decimal below 2^64), or nothing. Each size costs the export one consistency proof.
+  static constexpr size_t kMaxTrustedSizes = 32;
+  bool ParseTrustedSizes(HTTPServerResponse& resp, Exchange& ex, std::string_view query,
+                         std::vector<uint64_t>& out) {
+    const auto bad = [&](std::string detail) {
+      SendProblem(resp, ex, MakeProblem(400, "invalid-request", std::move(detail)));
+      return false;
+    };
+    constexpr std::string_view kKey = "trusted_size=";
+    for (bool more = !query.empty(); more;) {
+      const size_t amp = query.find('&');
+      const std::string_view pair = query.substr(0, amp);
+      more = amp != std::string_view::npos;
+      if (more) query.remove_prefix(amp + 1);
+      if (pair.substr(0, kKey.size()) != kKey) {
+        return bad("unknown query parameter; this route takes trusted_size");
+      }
+      const std::string_view digits = pair.substr(kKey.size());
+      uint64_t v = 0;
+      const bool all_digits =
+          !digits.empty() &&
+          std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (!all_digits ||
+          std::from_chars(digits.data(), digits.data() + digits.size(), v).ec != std::errc()) {
+        return bad("query parameter 'trusted_size' must be a decimal number below 2^64");
+      }
+      if (out.size() == kMaxTrustedSizes) {
+        return bad("at most " + std::to_string(kMaxTrustedSizes) +
+                   " trusted_size parameters are taken");
+      }
+      out.push_back(v);
     }
     return true;
   }

@@ -105,7 +105,7 @@ Status EnsureDataDir(const std::string& dir) {
 // storage message, which never carries PHI); the next attempt may succeed.
 void MakeAuditCheckpoint(storage::AuditLog& audit_log) {
   if (audit_log.tree().size() == 0) return;
-  auto note = audit_log.MakeCheckpoint();
+  auto note = audit_log.MakeCheckpoint(storage::CheckpointKind::kScheduled);
   if (!note.ok()) {
     spdlog::error("audit checkpoint failed: {}: {}", StatusCodeName(note.status().code()),
                   note.status().message());

@@ -335,22 +335,22 @@ class VaultServiceImpl final : public VaultService {
     }
     // The export is on the record before any of it leaves.
     if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
-    PV_ASSIGN_OR_RETURN(std::string fresh_note, audit_log_->MakeCheckpoint());
-    // A filtered JSON Lines export proves each entry against this one checkpoint, so it holds
-    // only the entries the checkpoint covers; a full one holds every checkpoint and entry.
+    // One checkpoint, signed now, bounds the export: it holds exactly the entries this checkpoint
+    // covers (its own audit entry among them), so a verifier finds every entry under a signature.
+    // Entries committed while it is written belong to the next export.
+    PV_ASSIGN_OR_RETURN(std::string fresh_note,
+                        audit_log_->MakeCheckpoint(storage::CheckpointKind::kHandedOut));
+    // Our own note, just made: its text is enough.
+    PV_ASSIGN_OR_RETURN(storage::Checkpoint fresh, storage::ParseUnverifiedCheckpoint(fresh_note));
+    const uint64_t size = fresh.size;
+    // A filtered JSON Lines export proves each entry against the fresh checkpoint alone; a full
+    // one also holds the stored checkpoints below it, which narrow down where a change was made.
     const bool proven = req.filtered() && req.format == ExportFormat::kJsonLines;
     std::vector<std::string> checkpoints;
-    uint64_t size = 0;
-    if (proven) {
-      PV_ASSIGN_OR_RETURN(crypto::NoteVerifier key,
-                          crypto::ParseNoteVerifierKey(audit_log_->VerifierKey()));
-      PV_ASSIGN_OR_RETURN(storage::Checkpoint fresh, storage::OpenCheckpoint(fresh_note, key));
-      size = fresh.size;
-      checkpoints.push_back(std::move(fresh_note));
-    } else {
-      PV_ASSIGN_OR_RETURN(checkpoints, audit_log_->Checkpoints());
-      size = ledger_.size();
+    if (!proven) {
+      PV_ASSIGN_OR_RETURN(checkpoints, audit_log_->Checkpoints(size));
     }
+    checkpoints.push_back(std::move(fresh_note));
     const bool with_phi = ctx.role == config_.compliance_role;
     uint64_t exported = 0;
 
@@ -365,7 +365,7 @@ class VaultServiceImpl final : public VaultService {
     };
     auto visit = [&](const storage::AuditEntry& e, std::string_view bytes) -> Status {
       if (!Matches(req, e)) return Status::Ok();
-      std::optional<nlohmann::json> phi;
+      std::optional<UnsealedPhi> phi;
       if (with_phi) {
         PV_ASSIGN_OR_RETURN(phi, UnsealPhi(e));
       }
@@ -379,19 +379,17 @@ class VaultServiceImpl final : public VaultService {
         } else {
           PV_ASSIGN_OR_RETURN(line, storage::AuditExportEntryLine(e.seq - 1, bytes));
         }
-        if (phi && !phi->empty()) {
-          // The line is a JSON object of our own making: add the member before its closing brace
-          // rather than parsing it again.
-          line.pop_back();
-          line += ",\"phi\":";
-          line += phi->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-          line += '}';
+        // The readable copy goes out only where the entry commits to it: the verifier rejects
+        // any "phi" that its entry's phi_commit does not bind.
+        if (phi && !phi->fields.empty() && !phi->salt.empty() && !e.phi_commit.empty()) {
+          PV_ASSIGN_OR_RETURN(line,
+                              storage::AuditExportAddPhi(std::move(line), phi->fields, phi->salt));
         }
         chunk += line;
         chunk += '\n';
         flush(false);
       } else {
-        decoded.push_back(Decode(e, phi ? &*phi : nullptr));
+        decoded.push_back(Decode(e, phi ? &phi->fields : nullptr));
       }
       return Status::Ok();
     };
@@ -425,6 +423,17 @@ class VaultServiceImpl final : public VaultService {
         // With no entry, a filtered export has nothing to prove; a lone checkpoint would read
         // as a log truncated to nothing.
         if (proven && exported == 0) break;
+        if (proven) {
+          // A full export is checked against a trusted checkpoint by recomputing the root; a
+          // filtered one needs the proof that the trusted tree is a prefix of this one. A size
+          // above this tree has no proof: the verifier reports the log as rolled back.
+          for (uint64_t from : req.trusted_sizes) {
+            if (from > size) continue;
+            PV_ASSIGN_OR_RETURN(auto proof, audit_log_->tree().ConsistencyProof(from, size));
+            chunk += storage::AuditExportConsistencyLine(from, size, proof);
+            chunk += '\n';
+          }
+        }
         for (const auto& note : checkpoints) {
           PV_ASSIGN_OR_RETURN(std::string line, storage::AuditExportCheckpointLine(note));
           chunk += line;
@@ -445,7 +454,7 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<std::string> AuditCheckpoint(const RequestContext& ctx, bool fresh) override {
     PV_RETURN_IF_ERROR(AuthorizeAuditRead(ctx));
-    if (fresh) return audit_log_->MakeCheckpoint();
+    if (fresh) return audit_log_->MakeCheckpoint(storage::CheckpointKind::kHandedOut);
     return audit_log_->LatestCheckpoint();
   }
 
@@ -540,8 +549,13 @@ class VaultServiceImpl final : public VaultService {
     return crypto::Base64Encode(keyring_.audit_key().Encrypt(phi.dump(), kAuditPhiAad));
   }
 
-  StatusOr<nlohmann::json> UnsealPhi(const storage::AuditEntry& e) const {
-    if (e.sealed_phi.empty()) return nlohmann::json::object();
+  struct UnsealedPhi {
+    nlohmann::json fields;
+    std::string salt;  // raw 32 bytes, empty if none
+  };
+
+  StatusOr<UnsealedPhi> UnsealPhi(const storage::AuditEntry& e) const {
+    if (e.sealed_phi.empty()) return UnsealedPhi{nlohmann::json::object(), {}};
     PV_ASSIGN_OR_RETURN(std::string sealed, crypto::Base64Decode(e.sealed_phi));
     auto plain = keyring_.audit_key().Decrypt(sealed, kAuditPhiAad);
     if (!plain.ok())
@@ -549,7 +563,7 @@ class VaultServiceImpl final : public VaultService {
     auto j = nlohmann::json::parse(*plain, nullptr, /*allow_exceptions=*/false);
     if (!j.is_object())
       return DataLoss("audit entry " + std::to_string(e.seq) + " has malformed PHI fields");
-    return j;
+    return UnsealedPhi{std::move(j), {}};
   }
 
   // The sealed fields of a disclosure, with its basis resolved.
@@ -627,7 +641,8 @@ class VaultServiceImpl final : public VaultService {
     return storage::ScanPatientAuditSeqs(
         store_, records_.PatientBlindId(patient_id), [&](uint64_t seq) -> Status {
           PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::ReadAuditEntry(store_, seq));
-          PV_ASSIGN_OR_RETURN(nlohmann::json phi, UnsealPhi(e));
+          PV_ASSIGN_OR_RETURN(UnsealedPhi unsealed, UnsealPhi(e));
+          const nlohmann::json& phi = unsealed.fields;
           // A blind-id collision is astronomically unlikely, but never report another patient.
           if (phi.value("patient_id", "") != patient_id) return Status::Ok();
           return fn(e, phi);

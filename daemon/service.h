@@ -110,6 +110,9 @@ struct AuditExportRequest {
   std::optional<std::string> user;
   std::optional<std::string> action;
   std::optional<std::string> outcome;
+  // JSON Lines, filtered: the sizes of checkpoints the requester already holds. The export then
+  // carries a consistency proof from each size not above its checkpoint's to that checkpoint.
+  std::vector<uint64_t> trusted_sizes;
   bool filtered() const {
     return from_unix_us || to_unix_us || patient_id || user || action || outcome;
   }
@@ -175,9 +178,11 @@ class VaultService {
                                                 const ReportRequest& req) = 0;
   // Streams the audit log (filtered, in the requested format) to `sink`. The export itself is
   // audited before the first byte is produced. PHI fields are unsealed only for the compliance
-  // role. The JSON Lines form is what `phivault audit verify` checks: a full export verifies
-  // completely; a filtered one holds the matching entries up to a fresh checkpoint, each with its
-  // inclusion proof against that checkpoint.
+  // role, and only for entries whose phi_commit binds them. The JSON Lines form is what
+  // `phivault audit verify` checks. A checkpoint is signed when the export starts (kHandedOut);
+  // a full export holds exactly the entries it covers and ends with it, after the stored
+  // checkpoints below it; a filtered one holds the matching entries it covers, each with its
+  // inclusion proof, the consistency proofs asked for by `trusted_sizes`, then that checkpoint.
   virtual Status ExportAudit(const RequestContext& ctx, const AuditExportRequest& req,
                              const ExportSink& sink) = 0;
   // Audit log proofs (action "audit.verify"; they reveal no PHI and are not audited).

@@ -1,22 +1,54 @@
 #include "storage/audit_log.h"
 
+#include <chrono>
+
 #include "crypto/hash.h"
 #include "storage/key_encoding.h"
 
 namespace phivault::storage {
 namespace {
 
+constexpr int64_t kMinute = 60;
+constexpr int64_t kDay = 86400;
+
 std::string CheckpointKey(uint64_t size) { return "c" + BigEndian64(size); }
+std::string KindKey(uint64_t size) { return "k" + BigEndian64(size); }
+std::string_view KindValue(CheckpointKind kind) {
+  return kind == CheckpointKind::kHandedOut ? "h" : "s";
+}
+
+int64_t FloorTo(int64_t t, int64_t unit) { return t - ((t % unit) + unit) % unit; }
+
+int64_t SystemNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// One stored checkpoint as the retention rule sees it.
+struct StoredCheckpoint {
+  uint64_t size = 0;
+  std::optional<int64_t> time;  // nullopt for notes without a time line (never thinned)
+};
+
+StoredCheckpoint Describe(std::string_view key, std::string_view note) {
+  StoredCheckpoint s;
+  s.size = ReadBigEndian64(key.substr(1));
+  // Our own notes, read back from our own store: the text is enough, no signature check.
+  if (auto cp = ParseUnverifiedCheckpoint(note); cp.ok()) s.time = cp->time_unix_seconds;
+  return s;
+}
 
 }  // namespace
 
 StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(Store& store,
                                                    const crypto::Ed25519Signer& signer,
-                                                   std::string origin) {
+                                                   std::string origin, Clock clock) {
   if (origin.empty() || origin.find('\n') != std::string::npos) {
     return InvalidArgument("audit origin must be a non-empty single line");
   }
-  std::unique_ptr<AuditLog> log(new AuditLog(store, signer, std::move(origin)));
+  if (!clock) clock = SystemNow;
+  std::unique_ptr<AuditLog> log(new AuditLog(store, signer, std::move(origin), std::move(clock)));
   PV_ASSIGN_OR_RETURN(log->tree_, MerkleTree::Open(store));
   // The tree may lag the ledger only for a log written before the tree existed: catch up
   // before the observer starts feeding new entries.
@@ -37,29 +69,98 @@ std::string AuditLog::VerifierKey() const {
   return crypto::NoteVerifierKey(origin_, signer_.public_key());
 }
 
-StatusOr<std::string> AuditLog::MakeCheckpoint() {
+StatusOr<std::string> AuditLog::MakeCheckpoint(CheckpointKind kind) {
   std::lock_guard<std::mutex> lock(checkpoint_mu_);
   // Stored nodes never change once written, so the root at this size stays right while
   // appends continue.
   const uint64_t size = tree_->size();
   if (size == 0) return FailedPrecondition("the audit log is empty");
-  auto latest = LatestCheckpoint();
-  if (latest.ok()) {
-    auto text = crypto::VerifyNote(*latest, {origin_, signer_.public_key()});
-    if (text.ok()) {
-      auto parsed = ParseCheckpointText(*text);
-      if (parsed.ok() && parsed->size == size) return latest;
+  PV_ASSIGN_OR_RETURN(std::optional<std::string> same,
+                      store_.Get(Cf::kAuditTree, CheckpointKey(size)));
+  PV_ASSIGN_OR_RETURN(std::optional<std::string> same_kind,
+                      store_.Get(Cf::kAuditTree, KindKey(size)));
+  const bool same_is_scheduled =
+      same && (!same_kind || *same_kind == KindValue(CheckpointKind::kScheduled));
+  if (kind == CheckpointKind::kScheduled && same) {
+    if (!same_is_scheduled) {
+      WriteBatch batch;
+      batch.Put(Cf::kAuditTree, KindKey(size), std::string(KindValue(kind)));
+      PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
     }
-  } else if (latest.status().code() != StatusCode::kNotFound) {
-    return latest.status();
+    return *same;
   }
+  const int64_t now = clock_();
   PV_ASSIGN_OR_RETURN(MerkleHash root, tree_->RootAt(size));
-  PV_ASSIGN_OR_RETURN(std::string note,
-                      SignCheckpoint({origin_, size, root, {}}, origin_, signer_));
+  Checkpoint checkpoint{origin_, size, root, {}};
+  checkpoint.time_unix_seconds = now;
+  PV_ASSIGN_OR_RETURN(std::string note, SignCheckpoint(checkpoint, origin_, signer_));
+  // A handed-out checkpoint replacing a scheduled one of the same size keeps it kept.
+  const CheckpointKind stored_kind = same_is_scheduled ? CheckpointKind::kScheduled : kind;
   WriteBatch batch;
   batch.Put(Cf::kAuditTree, CheckpointKey(size), note);
+  batch.Put(Cf::kAuditTree, KindKey(size), std::string(KindValue(stored_kind)));
   PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
+  if (kind == CheckpointKind::kHandedOut) PV_RETURN_IF_ERROR(ThinHandedOut(size, now));
   return note;
+}
+
+Status AuditLog::ThinHandedOut(uint64_t size, int64_t now) {
+  // Candidates are gathered first and their kinds read afterwards: no store reads inside a scan.
+  std::vector<StoredCheckpoint> candidates;
+  // The same minute: only the checkpoint just made stays. Newest first, stopping at the first
+  // checkpoint from an earlier minute.
+  const int64_t minute = FloorTo(now, kMinute);
+  PV_RETURN_IF_ERROR(store_.ScanReverse(Cf::kAuditTree, "c", CheckpointKey(size),
+                                        [&](std::string_view key, std::string_view note) {
+                                          const StoredCheckpoint s = Describe(key, note);
+                                          if (!s.time || *s.time < minute) return false;
+                                          candidates.push_back(s);
+                                          return true;
+                                        }));
+  std::vector<uint64_t> drop;
+  for (const StoredCheckpoint& s : candidates) {
+    PV_ASSIGN_OR_RETURN(bool h, IsHandedOut(s.size));
+    if (h) drop.push_back(s.size);
+  }
+
+  // Older than a day: the newest handed-out one of each UTC day stays. Whole days only, each
+  // looked at once.
+  const int64_t horizon = FloorTo(now - kDay, kDay);
+  if (horizon > thinned_before_) {
+    candidates.clear();
+    uint64_t next_size = thinned_size_;
+    PV_RETURN_IF_ERROR(store_.Scan(Cf::kAuditTree, CheckpointKey(thinned_size_), "d",
+                                   [&](std::string_view key, std::string_view note) {
+                                     const StoredCheckpoint s = Describe(key, note);
+                                     if (s.time && *s.time >= horizon) return false;
+                                     next_size = s.size + 1;
+                                     if (s.time) candidates.push_back(s);
+                                     return true;
+                                   }));
+    std::optional<StoredCheckpoint> newest_of_day;  // the day's newest handed-out one so far
+    for (const StoredCheckpoint& s : candidates) {
+      PV_ASSIGN_OR_RETURN(bool h, IsHandedOut(s.size));
+      if (!h) continue;
+      if (newest_of_day && FloorTo(*newest_of_day->time, kDay) == FloorTo(*s.time, kDay)) {
+        drop.push_back(newest_of_day->size);
+      }
+      newest_of_day = s;
+    }
+    thinned_before_ = horizon;
+    thinned_size_ = next_size;
+  }
+  if (drop.empty()) return Status::Ok();
+  WriteBatch batch;
+  for (uint64_t s : drop) {
+    batch.Delete(Cf::kAuditTree, CheckpointKey(s));
+    batch.Delete(Cf::kAuditTree, KindKey(s));
+  }
+  return store_.Write(batch, /*sync=*/true);
+}
+
+StatusOr<bool> AuditLog::IsHandedOut(uint64_t size) {
+  PV_ASSIGN_OR_RETURN(std::optional<std::string> kind, store_.Get(Cf::kAuditTree, KindKey(size)));
+  return kind && *kind == KindValue(CheckpointKind::kHandedOut);
 }
 
 StatusOr<std::string> AuditLog::LatestCheckpoint() {
@@ -73,13 +174,13 @@ StatusOr<std::string> AuditLog::LatestCheckpoint() {
   return *note;
 }
 
-StatusOr<std::vector<std::string>> AuditLog::Checkpoints() {
+StatusOr<std::vector<std::string>> AuditLog::Checkpoints(std::optional<uint64_t> below) {
   std::vector<std::string> notes;
-  PV_RETURN_IF_ERROR(
-      store_.Scan(Cf::kAuditTree, "c", "d", [&](std::string_view, std::string_view value) {
-        notes.emplace_back(value);
-        return true;
-      }));
+  PV_RETURN_IF_ERROR(store_.Scan(Cf::kAuditTree, "c", below ? CheckpointKey(*below) : "d",
+                                 [&](std::string_view, std::string_view value) {
+                                   notes.emplace_back(value);
+                                   return true;
+                                 }));
   return notes;
 }
 

@@ -1,5 +1,6 @@
 #include "storage/audit_verify.h"
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -19,13 +20,16 @@ using Kind = AuditProblem::Kind;
 std::string Num(uint64_t n) { return std::to_string(n); }
 
 struct ExportLine {
-  enum class Type { kBlank, kEntry, kCheckpoint } type = Type::kBlank;
+  enum class Type { kBlank, kEntry, kCheckpoint, kConsistency } type = Type::kBlank;
   uint64_t index = 0;      // entry
   MerkleHash leaf_hash{};  // entry: as exported
   std::string text;        // entry bytes, or checkpoint note
   bool proven = false;     // entry: carries "tree_size" and "inclusion" (a filtered export)
-  uint64_t tree_size = 0;  // entry, if proven
-  std::vector<MerkleHash> inclusion;  // entry, if proven
+  uint64_t tree_size = 0;  // entry, if proven; consistency: "to"
+  std::vector<MerkleHash> inclusion;    // entry, if proven; consistency: "proof"
+  std::optional<Json> phi;              // entry: the readable PHI, if any
+  std::optional<std::string> phi_salt;  // entry: the raw salt, if any
+  uint64_t from = 0;                    // consistency
 };
 
 // A 64-hex-digit hash, or nullopt.
@@ -59,26 +63,63 @@ StatusOr<ExportLine> ParseExportLine(std::string_view line) {
     out.text = note->get<std::string>();
     return out;
   }
+  const auto hash_list = [](const Json& list, const char* what,
+                            std::vector<MerkleHash>& hashes) -> Status {
+    if (!list.is_array()) return InvalidArgument(std::string(what) + " is not an array");
+    for (const Json& h : list) {
+      const std::optional<MerkleHash> hash = HashFromHex(h);
+      if (!hash) return InvalidArgument(std::string("a ") + what + " hash is not 64 hex digits");
+      hashes.push_back(*hash);
+    }
+    return Status::Ok();
+  };
+  if (*type == "consistency") {
+    const auto from = j.find("from");
+    const auto to = j.find("to");
+    const auto proof = j.find("proof");
+    if (from == j.end() || !from->is_number_unsigned() || to == j.end() ||
+        !to->is_number_unsigned() || proof == j.end() || j.size() != 4) {
+      return InvalidArgument(
+          "a consistency line needs exactly \"type\", \"from\", \"to\" and \"proof\"");
+    }
+    PV_RETURN_IF_ERROR(hash_list(*proof, "\"proof\"", out.inclusion));
+    out.type = ExportLine::Type::kConsistency;
+    out.from = from->get<uint64_t>();
+    out.tree_size = to->get<uint64_t>();
+    return out;
+  }
   if (*type != "entry") return InvalidArgument("unknown \"type\"");
   const auto index = j.find("index");
   const Json* leaf_hash = string_member("leaf_hash");
   const Json* entry = string_member("entry");
-  // "phi" (the unsealed PHI fields, in exports made for the compliance role) is a convenience
-  // copy that no hash covers; the sealed original is inside "entry".
+  // "phi" (the unsealed PHI fields, in exports made for the compliance role) is a readable copy
+  // of what is sealed inside "entry"; "phi_salt" with the entry's "phi_commit" binds it.
   const auto phi = j.find("phi");
+  const Json* phi_salt = string_member("phi_salt");
   const auto tree_size = j.find("tree_size");
   const auto inclusion = j.find("inclusion");
   if ((tree_size == j.end()) != (inclusion == j.end())) {
     return InvalidArgument("\"tree_size\" and \"inclusion\" go together");
   }
   out.proven = tree_size != j.end();
-  const size_t members = 4 + (phi != j.end() && phi->is_object() ? 1 : 0) + (out.proven ? 2 : 0);
+  const bool has_phi = phi != j.end() && phi->is_object();
+  const size_t members =
+      4 + (has_phi ? 1 : 0) + (phi_salt != nullptr ? 1 : 0) + (out.proven ? 2 : 0);
   if (index == j.end() || !index->is_number_unsigned() || leaf_hash == nullptr ||
       entry == nullptr || j.size() != members) {
     return InvalidArgument(
         "an entry line needs exactly \"type\", \"index\", \"leaf_hash\" and \"entry\" "
-        "(and optionally \"phi\", and \"tree_size\" with \"inclusion\")");
+        "(and optionally \"phi\" with \"phi_salt\", and \"tree_size\" with \"inclusion\")");
   }
+  if (phi_salt != nullptr) {
+    StatusOr<std::string> salt = crypto::HexDecode(phi_salt->get<std::string>());
+    if (!has_phi) return InvalidArgument("\"phi_salt\" without \"phi\"");
+    if (!salt.ok() || salt->size() != 32) {
+      return InvalidArgument("\"phi_salt\" is not 64 hex digits");
+    }
+    out.phi_salt = std::move(salt).value();
+  }
+  if (has_phi) out.phi = *phi;
   const std::optional<MerkleHash> exported_leaf = HashFromHex(*leaf_hash);
   if (!exported_leaf) return InvalidArgument("\"leaf_hash\" is not 64 hex digits");
   if (out.proven) {
@@ -108,10 +149,14 @@ struct EntryFacts {
   std::string hash_hex;       // hex SHA-256 of the bytes: what the next entry's prev must be
   std::optional<AuditEntry> decoded;
   std::string decode_error;
+  std::optional<Json> phi;
+  std::optional<std::string> phi_salt;
 };
 
 EntryFacts Examine(const ExportLine& line) {
   EntryFacts f;
+  f.phi = line.phi;
+  f.phi_salt = line.phi_salt;
   f.index = line.index;
   f.leaf = MerkleLeafHash(line.text);
   f.leaf_matches = f.leaf == line.leaf_hash;
@@ -131,6 +176,36 @@ class Verifier {
       : key_(key), options_(options) {}
 
   bool failed() const { return report_.problem.has_value(); }
+
+  // Before any line: each trusted checkpoint must be signed by the key, for the expected log.
+  void AddTrusted() {
+    for (size_t i = 0; i < options_.trusted.size() && !failed(); ++i) {
+      const TrustedCheckpoint& t = options_.trusted[i];
+      const std::string name = "trusted checkpoint " + t.name;
+      StatusOr<Checkpoint> cp = OpenCheckpoint(t.note, key_);
+      if (!cp.ok()) {
+        const StatusCode code = cp.status().code();
+        const std::string why = code == StatusCode::kNotFound || code == StatusCode::kDataLoss
+                                    ? " is not signed by the given key"
+                                    : " is malformed (" + cp.status().message() + ")";
+        return FailTrusted(Kind::kBadTrustedCheckpoint, i + 1, name + why);
+      }
+      if (!options_.origin.empty() && cp->origin != options_.origin) {
+        return FailTrusted(
+            Kind::kBadTrustedCheckpoint, i + 1,
+            name + " is for log '" + cp->origin + "', not '" + options_.origin + "'");
+      }
+      trusted_.push_back({i + 1, std::move(cp).value()});
+    }
+    // Checked against the entries smallest first, as the entries reach each size.
+    std::stable_sort(trusted_.begin(), trusted_.end(),
+                     [](const Stored& a, const Stored& b) { return a.cp.size < b.cp.size; });
+  }
+
+  // Pass 1: consistency proofs, used to link trusted checkpoints to a filtered export.
+  void AddConsistency(const ExportLine& line) {
+    consistency_.push_back({line.from, line.tree_size, line.inclusion});
+  }
 
   void MalformedLine(uint64_t line_no, const std::string& why) {
     Fail(Kind::kMalformedLine, line_no, 0,
@@ -235,6 +310,7 @@ class Verifier {
                   at + " was altered (hash chain broken: its prev does not match " +
                       (i == 0 ? "the start of the log" : "entry " + Num(i - 1)) + ")");
     }
+    if (!CheckPhi(e, i)) return;
     last_proven_ = Proven{i, e.hash_hex};
     ++report_.entries_checked;
   }
@@ -251,7 +327,12 @@ class Verifier {
     if (report_.filtered) {
       if (!failed()) {
         report_.checkpoints_checked = checkpoints_.size();
-        report_.entries_covered = checkpoints_.empty() ? 0 : checkpoints_.back().cp.size;
+        if (!checkpoints_.empty()) {
+          report_.entries_covered = checkpoints_.back().cp.size;
+          report_.checkpoint_time = checkpoints_.back().cp.time_unix_seconds;
+        }
+        CheckTrustedAgainstFiltered();
+        CheckMinSize();
       }
       report_.ok = !failed();
       return report_;
@@ -263,6 +344,27 @@ class Verifier {
       Fail(Kind::kTruncated, range_.size(), cp.ordinal,
            "log truncated: checkpoint of size " + Num(cp.cp.size) + " but only " +
                Num(range_.size()) + " entries");
+    }
+    if (!failed() && next_trusted_ < trusted_.size()) {
+      const Stored& t = trusted_[next_trusted_];
+      FailTrusted(Kind::kRolledBack, t.ordinal,
+                  "log rolled back or cut short: trusted checkpoint " + TrustedName(t) + " has " +
+                      Num(t.cp.size) + " entries but the export only " + Num(range_.size()));
+    }
+    CheckMinSize();
+    if (!failed() && report_.entries_covered < range_.size()) {
+      const uint64_t first = report_.entries_covered;
+      Fail(Kind::kUncovered, first, 0,
+           "entry " + Num(first) + " is not covered by any signed checkpoint (" +
+               (checkpoints_.empty() && trusted_.empty()
+                    ? std::string("the export has none")
+                    : "the largest covers " + Num(first) + " entries") +
+               "): entries " + Num(first) + " to " + Num(range_.size() - 1) +
+               " could have been written by anyone");
+    }
+    if (!failed() && checkpoints_.empty() && trusted_.empty()) {
+      Fail(Kind::kUncovered, 0, 0,
+           "the export holds no signed checkpoint: nothing in it is covered");
     }
     report_.ok = !failed();
     return report_;
@@ -277,6 +379,99 @@ class Verifier {
     uint64_t index;
     std::string hash_hex;
   };
+  struct Consistency {
+    uint64_t from;
+    uint64_t to;
+    std::vector<MerkleHash> proof;
+  };
+
+  std::string TrustedName(const Stored& t) const {
+    return options_.trusted[t.ordinal - 1].name + " (size " + Num(t.cp.size) + ")";
+  }
+
+  void FailTrusted(Kind kind, uint64_t ordinal, std::string message) {
+    Fail(kind, 0, 0, std::move(message));
+    if (report_.problem && report_.problem->kind == kind) report_.problem->trusted = ordinal;
+  }
+
+  // The readable PHI of an entry line, if any, must be what the entry commits to.
+  bool CheckPhi(const EntryFacts& e, uint64_t i) {
+    if (!e.phi) return true;
+    const std::string at = "entry " + Num(i);
+    if (e.decoded->phi_commit.empty()) {
+      Fail(Kind::kPhiUnbound, i, 0,
+           at + " carries a readable \"phi\" but commits to no PHI: it was added or altered");
+      return false;
+    }
+    if (!e.phi_salt) {
+      Fail(Kind::kPhiUnbound, i, 0,
+           at + " carries a readable \"phi\" without \"phi_salt\": nothing binds it to the entry");
+      return false;
+    }
+    StatusOr<std::string> commitment = PhiCommitment(*e.phi_salt, *e.phi);
+    if (!commitment.ok() || *commitment != e.decoded->phi_commit) {
+      Fail(Kind::kPhiUnbound, i, 0,
+           at + "'s readable \"phi\" does not match the entry's phi_commit: it was altered");
+      return false;
+    }
+    return true;
+  }
+
+  void CheckMinSize() {
+    if (failed() || options_.min_size == 0 || report_.entries_covered >= options_.min_size) return;
+    FailTrusted(Kind::kRolledBack, 0,
+                "log rolled back or cut short: the export covers " + Num(report_.entries_covered) +
+                    " entries, fewer than the required " + Num(options_.min_size));
+  }
+
+  // Filtered export: each trusted checkpoint must be a prefix of the export's signed tree,
+  // shown by equal roots at an equal size or by a consistency proof line from its size.
+  void CheckTrustedAgainstFiltered() {
+    const uint64_t size = report_.entries_covered;
+    for (const Stored& t : trusted_) {
+      if (failed()) return;
+      const std::string name = "trusted checkpoint " + TrustedName(t);
+      if (t.cp.size > size) {
+        return FailTrusted(Kind::kRolledBack, t.ordinal,
+                           "log rolled back: " + name +
+                               " is larger than the export's checkpoint (" + Num(size) +
+                               " entries)");
+      }
+      if (const Stored* same = CheckpointOfSize(t.cp.size); same != nullptr) {
+        if (same->cp.root != t.cp.root) {
+          return FailTrusted(Kind::kForked, t.ordinal,
+                             name + " conflicts with checkpoint " + Num(same->ordinal) +
+                                 " of the export (same size, different root): the log was "
+                                 "rewritten");
+        }
+        ++report_.trusted_checked;
+        continue;
+      }
+      const Consistency* proof = nullptr;
+      const Stored* to = nullptr;
+      for (const Consistency& c : consistency_) {
+        if (c.from == t.cp.size && (to = CheckpointOfSize(c.to)) != nullptr) {
+          proof = &c;
+          break;
+        }
+      }
+      if (proof == nullptr) {
+        return FailTrusted(Kind::kNoConsistencyProof, t.ordinal,
+                           "the export holds no consistency proof from " + name +
+                               " to its checkpoint: export it again with that trusted "
+                               "checkpoint");
+      }
+      if (Status s =
+              VerifyConsistencyProof(t.cp.size, to->cp.size, proof->proof, t.cp.root, to->cp.root);
+          !s.ok()) {
+        return FailTrusted(Kind::kForked, t.ordinal,
+                           "the export's log is not an extension of " + name +
+                               " (consistency proof to checkpoint " + Num(to->ordinal) +
+                               " fails: " + s.message() + ")");
+      }
+      ++report_.trusted_checked;
+    }
+  }
 
   // A checkpoint of `size` (all of one size have one root: pass 1 enforces it), or null.
   const Stored* CheckpointOfSize(uint64_t size) const {
@@ -311,7 +506,10 @@ class Verifier {
     const uint64_t seq = e.decoded->seq;
     const std::string& prev = e.decoded->prev_hash;
     const bool linked = prev == PrevHash(0);
-    if (linked && e.index == p && seq == p + 1) return Accept(e);
+    if (linked && e.index == p && seq == p + 1) {
+      if (!CheckPhi(e, p)) return;
+      return Accept(e);
+    }
 
     // Lookahead is only trusted if the next entry is intact in itself.
     const EntryFacts* next =
@@ -382,8 +580,23 @@ class Verifier {
                         Num(cp.cp.size - 1) + " was altered, inserted or removed");
       }
       report_.entries_covered = cp.cp.size;
+      report_.checkpoint_time = cp.cp.time_unix_seconds;
       ++report_.checkpoints_checked;
       ++next_checkpoint_;
+    }
+    while (!failed() && next_trusted_ < trusted_.size() &&
+           trusted_[next_trusted_].cp.size == range_.size()) {
+      const Stored& t = trusted_[next_trusted_];
+      if (t.cp.root != range_.Root()) {
+        return FailTrusted(Kind::kForked, t.ordinal,
+                           "the export's entries do not match trusted checkpoint " +
+                               TrustedName(t) + ": the log was rewritten before entry " +
+                               Num(t.cp.size));
+      }
+      // A trusted checkpoint is signed by the same key: it covers what it matches.
+      report_.entries_covered = std::max(report_.entries_covered, t.cp.size);
+      ++report_.trusted_checked;
+      ++next_trusted_;
     }
   }
 
@@ -396,6 +609,9 @@ class Verifier {
   std::optional<EntryFacts> window_;  // the entry waiting for its lookahead
   bool entry_lines_seen_ = false;
   std::optional<Proven> last_proven_;  // filtered: the last accepted entry
+  std::vector<Stored> trusted_;        // ordinal = position in options_.trusted; sorted by size
+  size_t next_trusted_ = 0;            // full: first trusted checkpoint not yet matched
+  std::vector<Consistency> consistency_;
   AuditVerifyReport report_;
 };
 
@@ -407,6 +623,7 @@ StatusOr<AuditVerifyReport> VerifyAuditExport(std::istream& in,
   const std::streampos start = in.tellg();
   if (start == std::streampos(-1)) return InvalidArgument("the audit export must be seekable");
   Verifier v(verifier, options);
+  v.AddTrusted();
 
   // Runs `fn` on each parsed line; false if the input could not be read.
   const auto for_each_line = [&](const auto& fn) {
@@ -424,8 +641,9 @@ StatusOr<AuditVerifyReport> VerifyAuditExport(std::istream& in,
     return !in.bad();
   };
 
-  if (!for_each_line([&](const ExportLine& l, uint64_t line_no) {
+  if (!v.failed() && !for_each_line([&](const ExportLine& l, uint64_t line_no) {
         if (l.type == ExportLine::Type::kCheckpoint) v.AddCheckpoint(l.text);
+        if (l.type == ExportLine::Type::kConsistency) v.AddConsistency(l);
         if (l.type == ExportLine::Type::kEntry) v.SeeEntryLine(line_no, l);
       })) {
     return Unavailable("cannot read the audit export");
@@ -480,6 +698,30 @@ StatusOr<std::string> AuditExportProvenEntryLine(uint64_t index, std::string_vie
   Json& path = j["inclusion"] = Json::array();
   for (const MerkleHash& h : inclusion) path.push_back(crypto::HexEncode(crypto::AsView(h)));
   return DumpEntryLine(j);
+}
+
+StatusOr<std::string> AuditExportAddPhi(std::string entry_line, const Json& phi,
+                                        std::string_view salt) {
+  if (entry_line.size() < 2 || entry_line.front() != '{' || entry_line.back() != '}') {
+    return InvalidArgument("not an export entry line");
+  }
+  PV_ASSIGN_OR_RETURN(std::string phi_text, CanonicalPhiJson(phi));
+  // The line is a JSON object of our own making: add the members before its closing brace
+  // rather than parsing it again.
+  entry_line.pop_back();
+  entry_line += ",\"phi\":";
+  entry_line += phi_text;
+  entry_line += ",\"phi_salt\":\"";
+  entry_line += crypto::HexEncode(salt);
+  entry_line += "\"}";
+  return entry_line;
+}
+
+std::string AuditExportConsistencyLine(uint64_t from, uint64_t to,
+                                       std::span<const MerkleHash> proof) {
+  Json j = {{"type", "consistency"}, {"from", from}, {"to", to}, {"proof", Json::array()}};
+  for (const MerkleHash& h : proof) j["proof"].push_back(crypto::HexEncode(crypto::AsView(h)));
+  return j.dump();
 }
 
 StatusOr<std::string> AuditExportCheckpointLine(std::string_view note) {

@@ -66,7 +66,7 @@ class RealAuditLog {
 
   // Signs a checkpoint of the current tree; returns its note.
   std::string Checkpoint() {
-    auto note = log_->MakeCheckpoint();
+    auto note = log_->MakeCheckpoint(storage::CheckpointKind::kScheduled);
     if (!note.ok()) std::abort();
     return *note;
   }
