@@ -106,6 +106,8 @@ struct ComplianceArgs {
   uint64_t new_size = 0;
   std::string old_checkpoint;
   std::string new_checkpoint_file;
+  std::vector<std::string> trusted_checkpoints;  // audit export / verify --trusted-checkpoint
+  uint64_t min_size = 0;                         // audit verify --min-size
   std::string file;
   std::string key;
   std::string key_file;
@@ -709,6 +711,24 @@ int RunAuditConsistency(client::Client& c, const client::Actor& actor, const Glo
   return kExitOk;
 }
 
+// The --trusted-checkpoint files: each read whole, named by its path. Exit code in `*rc`.
+std::optional<std::vector<storage::TrustedCheckpoint>> ReadTrustedCheckpoints(
+    const ComplianceArgs& a, int* rc) {
+  *rc = kExitOk;
+  std::vector<storage::TrustedCheckpoint> out;
+  for (const std::string& path : a.trusted_checkpoints) {
+    std::string error;
+    auto note = ReadInput(path, &error);
+    if (!note) {
+      PrintError("cannot read the trusted checkpoint", error);
+      *rc = kExitError;
+      return std::nullopt;
+    }
+    out.push_back({path, std::move(*note)});
+  }
+  return out;
+}
+
 int RunAuditExport(client::Client& c, const client::Actor& actor, const ComplianceArgs& a) {
   client::AuditExportQuery query{.format = a.format.empty() ? "jsonl" : a.format,
                                  .from = Opt(a.from),
@@ -717,6 +737,18 @@ int RunAuditExport(client::Client& c, const client::Actor& actor, const Complian
                                  .user = Opt(a.user),
                                  .action = Opt(a.action),
                                  .outcome = Opt(a.outcome)};
+  int rc = kExitOk;
+  auto trusted = ReadTrustedCheckpoints(a, &rc);
+  if (!trusted) return rc;
+  for (const storage::TrustedCheckpoint& t : *trusted) {
+    // Only the size is sent, to ask for a proof from it; `audit verify` checks the signature.
+    auto cp = storage::ParseUnverifiedCheckpoint(t.note);
+    if (!cp.ok()) {
+      return UsageError("--trusted-checkpoint " + t.name +
+                        " is not a checkpoint note: " + cp.status().message());
+    }
+    query.trusted_sizes.push_back(cp->size);
+  }
   if (a.output.empty()) {
     auto r = c.ExportAudit(actor, query, std::cout);
     return r.ok() ? kExitOk : Fail(r.error());
@@ -784,52 +816,71 @@ struct TempFile {
 
 int VerifyExportStream(std::istream& in, const crypto::NoteVerifier& verifier,
                        const ComplianceArgs& a, const Globals& g) {
-  auto report = storage::VerifyAuditExport(in, verifier, {.origin = a.origin});
+  int rc = kExitOk;
+  auto trusted = ReadTrustedCheckpoints(a, &rc);
+  if (!trusted) return rc;
+  auto report = storage::VerifyAuditExport(
+      in, verifier, {.origin = a.origin, .trusted = std::move(*trusted), .min_size = a.min_size});
   if (!report.ok()) {
     PrintError("cannot verify the export", report.status().message());
     return kExitError;
   }
+  const std::string signed_at =
+      report->checkpoint_time ? storage::Rfc3339Utc(*report->checkpoint_time) : "";
   if (g.json) {
     nlohmann::json j = {{"ok", report->ok},
                         {"filtered", report->filtered},
                         {"entries_checked", report->entries_checked},
                         {"checkpoints_checked", report->checkpoints_checked},
-                        {"entries_covered", report->entries_covered}};
+                        {"entries_covered", report->entries_covered},
+                        {"trusted_checked", report->trusted_checked}};
+    if (!signed_at.empty()) j["checkpoint_time"] = signed_at;
     if (report->problem) {
       j["problem"] = {{"message", report->problem->message},
                       {"index", report->problem->index},
-                      {"checkpoint", report->problem->checkpoint}};
+                      {"checkpoint", report->problem->checkpoint},
+                      {"trusted", report->problem->trusted}};
     }
     PrintJson(j);
   }
   if (!report->ok) {
     if (!report->problem) return VerifyFailed("the export did not verify");
+    using Kind = storage::AuditProblem::Kind;
     const storage::AuditProblem& problem = *report->problem;
     std::string where;
-    if (problem.kind >= storage::AuditProblem::Kind::kAltered) {
+    if (problem.kind >= Kind::kAltered && problem.kind <= Kind::kPhiUnbound &&
+        problem.kind != Kind::kTruncated) {
       // The verifier counts entries by index; people look for the audit sequence number too.
       where = " [export line \"index\":" + std::to_string(problem.index) + ", audit seq " +
               std::to_string(problem.index + 1) + "]";
     }
+    if (problem.kind == Kind::kNoConsistencyProof) {
+      where = " (phivault audit export --trusted-checkpoint FILE adds the proof)";
+    }
     return VerifyFailed(problem.message + where);
+  }
+  // What the signatures say beyond the counts: when the vault signed, and what it was held to.
+  std::string extra;
+  if (!signed_at.empty()) extra += "; checkpoint signed " + signed_at;
+  if (report->trusted_checked > 0) {
+    extra += "; consistent with " + std::to_string(report->trusted_checked) +
+             " trusted checkpoint" + (report->trusted_checked == 1 ? "" : "s");
   }
   if (report->filtered) {
     if (!g.json) {
       std::cout << "ok: " << report->entries_checked
                 << " entries (filtered export, each proven against checkpoint of size "
-                << report->entries_covered << ")\n";
+                << report->entries_covered << ")" << extra << "\n";
     }
     std::cerr << "phivault: note: a filtered export cannot show that no matching entry was left "
                  "out\n";
-    return kExitOk;
-  }
-  if (!g.json) {
+  } else if (!g.json) {
     std::cout << "ok: " << report->entries_checked << " entries, " << report->checkpoints_checked
-              << " checkpoints, " << report->entries_covered << " covered\n";
+              << " checkpoints, " << report->entries_covered << " covered" << extra << "\n";
   }
-  if (report->entries_covered < report->entries_checked) {
-    std::cerr << "phivault: note: " << report->entries_checked - report->entries_covered
-              << " entries after the last checkpoint are not covered by a signature\n";
+  if (a.trusted_checkpoints.empty() && a.min_size == 0) {
+    std::cerr << "phivault: note: without --trusted-checkpoint, an older export, complete in "
+                 "itself, would verify too\n";
   }
   return kExitOk;
 }
@@ -1162,6 +1213,12 @@ int RunCli(int argc, char** argv) {
     cmd->add_option("--key-file", d.key_file, "file holding the verifier key");
   }
   verify->add_option("--origin", d.origin, "require this log origin in every checkpoint");
+  verify->add_option("--trusted-checkpoint", d.trusted_checkpoints,
+                     "a checkpoint kept from before (repeatable): the export must extend it");
+  verify->add_option("--min-size", d.min_size, "the export must cover at least N entries");
+  export_cmd->add_option("--trusted-checkpoint", d.trusted_checkpoints,
+                         "a checkpoint kept from before (repeatable): a filtered export then "
+                         "carries the proof that it extends it");
 
   try {
     app.parse(argc, argv);

@@ -830,7 +830,11 @@ Result<ExportInfo> Client::ExportAudit(const Actor& actor, const AuditExportQuer
     bytes += chunk.size();
     return sink(chunk);
   };
-  auto r = OkOrError(Exchange("POST", "/v1/audit/export", &actor, {*body}, &counting));
+  std::string path = "/v1/audit/export";
+  for (size_t i = 0; i < query.trusted_sizes.size(); ++i) {
+    path += (i == 0 ? "?trusted_size=" : "&trusted_size=") + std::to_string(query.trusted_sizes[i]);
+  }
+  auto r = OkOrError(Exchange("POST", path, &actor, {*body}, &counting));
   if (!r.ok()) return r.error();
   return ExportInfo{.content_type = std::move(r->content_type), .bytes = bytes};
 }

@@ -198,6 +198,9 @@ struct AuditExportQuery {
   std::optional<std::string> user;
   std::optional<std::string> action;
   std::optional<std::string> outcome;
+  // Sizes of checkpoints the caller already holds: a filtered JSON Lines export then carries a
+  // consistency proof from each to its own checkpoint (sent as ?trusted_size=N, repeated).
+  std::vector<uint64_t> trusted_sizes;
 };
 
 struct ExportInfo {
@@ -297,10 +300,10 @@ class Client {
   Result<Report> AccessReport(const Actor& actor, const std::string& patient_id,
                               const std::string& format = "json");
 
-  // POST /v1/audit/export, streamed: each piece of the body goes to `sink` as it arrives, so an
-  // export of any size needs constant memory (max_response_bytes does not apply). kUnavailable
-  // "response incomplete" if the daemon ends the body early (it cuts the connection when the
-  // export fails after it began): whatever reached the sink is then a truncated export.
+  // POST /v1/audit/export[?trusted_size=N...], streamed: each piece of the body goes to `sink` as
+  // it arrives, so an export of any size needs constant memory (max_response_bytes does not apply).
+  // kUnavailable "response incomplete" if the daemon ends the body early (it cuts the connection
+  // when the export fails after it began): whatever reached the sink is then a truncated export.
   Result<ExportInfo> ExportAudit(const Actor& actor, const AuditExportQuery& query,
                                  const ChunkSink& sink);
   // As above, writing to `out`; fails with kClient "output failed" when `out` goes bad.

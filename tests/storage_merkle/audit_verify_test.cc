@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -55,15 +56,24 @@ std::string Encode(const AuditEntry& e) {
   return *bytes;
 }
 
-// Entry bytes `from`..`to` - 1 of a chained log whose entry `from` follows `prev_hash`.
+// The PHI fields sealed in synthetic entry `i`, and the salt sealed with them.
+nlohmann::json SyntheticPhi(uint64_t i) {
+  return {{"patient_id", "synthetic-" + std::to_string(1000 + i)}};
+}
+std::string SyntheticSalt(uint64_t i) { return std::string(32, static_cast<char>('a' + i % 26)); }
+
+// Entry bytes `from`..`to` - 1 of a chained log whose entry `from` follows `prev_hash`. Each
+// entry commits to SyntheticPhi(i) unless `commit_phi` is false.
 std::vector<std::string> ChainedEntries(uint64_t from, uint64_t to, std::string prev_hash,
-                                        const std::string& action = "record.read") {
+                                        const std::string& action = "record.read",
+                                        bool commit_phi = true) {
   std::vector<std::string> out;
   for (uint64_t i = from; i < to; ++i) {
     AuditEntry e = SyntheticEntry(i);
     e.seq = i + 1;
     e.prev_hash = prev_hash;
     e.action = action;
+    if (commit_phi) e.phi_commit = *PhiCommitment(SyntheticSalt(i), SyntheticPhi(i));
     out.push_back(Encode(e));
     prev_hash = HashHex(out.back());
   }
@@ -100,9 +110,12 @@ class AuditVerifyTest : public ::testing::Test {
     entries_ = ChainedEntries(0, kEntries, "");
   }
 
+  static constexpr int64_t kSignedAt = 1'764'587'258;  // 2025-12-01T11:07:38Z
+
   std::string Note(uint64_t size, const MerkleHash& root,
                    const crypto::Ed25519Signer* signer = nullptr) const {
     Checkpoint cp{std::string(kOrigin), size, root, {}};
+    cp.time_unix_seconds = kSignedAt + static_cast<int64_t>(size);
     StatusOr<std::string> note = SignCheckpoint(cp, kOrigin, signer ? *signer : *signer_);
     if (!note.ok()) std::abort();
     return *note;
@@ -150,7 +163,29 @@ class AuditVerifyTest : public ::testing::Test {
     }
     return *report;
   }
-  AuditVerifyReport Verify(const std::vector<Line>& lines) const { return Verify(Render(lines)); }
+  AuditVerifyReport Verify(const std::vector<Line>& lines,
+                           const AuditVerifyOptions& options = {}) const {
+    return Verify(Render(lines), options);
+  }
+  // Options trusting the honest checkpoints of `sizes`, named "saved-<size>.txt".
+  AuditVerifyOptions Trusting(const std::vector<uint64_t>& sizes) const {
+    AuditVerifyOptions options;
+    for (uint64_t size : sizes) {
+      options.trusted.push_back(
+          {"saved-" + std::to_string(size) + ".txt", Note(size, RootOf(entries_, size))});
+    }
+    return options;
+  }
+  // The RFC 9162 consistency proof from `from` to `to` leaves of the honest log.
+  std::vector<MerkleHash> ConsistencyProof(uint64_t from, uint64_t to) const {
+    testing::MemoryStore store;
+    auto tree = std::move(MerkleTree::Open(store)).value();
+    WriteBatch batch;
+    for (uint64_t i = 0; i < to; ++i) tree->Append(MerkleLeafHash(entries_[i]), batch);
+    if (!store.Write(batch, true).ok()) std::abort();
+    tree->Commit();
+    return std::move(tree->ConsistencyProof(from, to)).value();
+  }
 
   // A filtered export as the daemon writes it: the entries at `indexes`, each with its inclusion
   // proof in the tree of `tree_size` leaves, then the one checkpoint of that size.
@@ -210,19 +245,43 @@ TEST_F(AuditVerifyTest, CheckpointsMayBeAnywhereInTheExport) {
   EXPECT_EQ(report.checkpoints_checked, 3u);
 }
 
-TEST_F(AuditVerifyTest, EntriesAfterTheLastCheckpointAreCheckedButNotCovered) {
+TEST_F(AuditVerifyTest, ReportsTheSigningTimeOfTheLargestCheckpoint) {
+  AuditVerifyReport report = Verify(Export());
+  ASSERT_TRUE(report.ok);
+  EXPECT_EQ(report.checkpoint_time, kSignedAt + 40);
+}
+
+TEST_F(AuditVerifyTest, EntriesAfterTheLastCheckpointAreUncovered) {
   entries_ = ChainedEntries(0, 45, "");
   AuditVerifyReport report = Verify(Export());
-  EXPECT_TRUE(report.ok);
+  ExpectProblem(report, Kind::kUncovered, 40, 0,
+                "entry 40 is not covered by any signed checkpoint (the largest covers 40 "
+                "entries): entries 40 to 44 could have been written by anyone");
   EXPECT_EQ(report.entries_checked, 45u);
   EXPECT_EQ(report.entries_covered, 40u);
 }
 
-TEST_F(AuditVerifyTest, EmptyExportVerifies) {
-  AuditVerifyReport report = Verify(std::vector<std::string>{});
-  EXPECT_TRUE(report.ok);
-  EXPECT_EQ(report.entries_checked, 0u);
-  report = Verify(std::vector<Line>{{false, 0, {}, Note(0, MerkleEmptyRoot())}});
+TEST_F(AuditVerifyTest, ForgedExportWithItsCheckpointsStrippedIsUncovered) {
+  // A forger rewrites entry 17, re-chains everything after it (fresh leaf hashes and prevs),
+  // and drops the checkpoints that would expose it.
+  std::vector<std::string> forged(entries_.begin(), entries_.begin() + 17);
+  const std::vector<std::string> tail =
+      ChainedEntries(17, kEntries, HashHex(entries_[16]), "record.amend");
+  forged.insert(forged.end(), tail.begin(), tail.end());
+  std::vector<Line> lines;
+  for (uint64_t i = 0; i < kEntries; ++i) lines.push_back({true, i, forged[i], {}});
+  AuditVerifyReport report = Verify(lines);
+  ExpectProblem(report, Kind::kUncovered, 0, 0,
+                "entry 0 is not covered by any signed checkpoint (the export has none): entries "
+                "0 to 39 could have been written by anyone");
+  EXPECT_EQ(report.entries_checked, 40u);
+}
+
+TEST_F(AuditVerifyTest, AnEmptyExportProvesNothing) {
+  ExpectProblem(Verify(std::vector<std::string>{}), Kind::kUncovered, 0, 0,
+                "the export holds no signed checkpoint: nothing in it is covered");
+  // A signed checkpoint of the empty log does cover it.
+  AuditVerifyReport report = Verify(std::vector<Line>{{false, 0, {}, Note(0, MerkleEmptyRoot())}});
   EXPECT_TRUE(report.ok);
   EXPECT_EQ(report.checkpoints_checked, 1u);
 }
@@ -475,12 +534,223 @@ TEST_F(AuditVerifyTest, FullExportIsNotReportedAsFiltered) {
 
 TEST_F(AuditVerifyTest, FilteredExportKeepsTheReadableCopyOfPhi) {
   std::vector<std::string> rendered = FilteredExport(kSome);
-  nlohmann::json line = nlohmann::json::parse(rendered[3]);
-  line["phi"] = {{"patient_id", "synthetic-0001"}};
-  rendered[3] = line.dump();
+  rendered[3] = *AuditExportAddPhi(rendered[3], SyntheticPhi(17), SyntheticSalt(17));
   AuditVerifyReport report = Verify(rendered);
   EXPECT_TRUE(report.ok) << report.problem->message;
   EXPECT_EQ(report.entries_checked, kFilteredLines);
+}
+
+// ---- the readable PHI of compliance exports ----
+
+// The honest export with every entry's readable PHI, as a compliance export carries it.
+std::vector<std::string> WithPhi(std::vector<std::string> rendered) {
+  for (std::string& line : rendered) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j["type"] != "entry") continue;
+    const uint64_t i = j["index"];
+    line = *AuditExportAddPhi(line, SyntheticPhi(i), SyntheticSalt(i));
+  }
+  return rendered;
+}
+
+// Entry line `index` of `rendered` with `change` applied to its JSON.
+void ChangeEntryLine(std::vector<std::string>& rendered, uint64_t index,
+                     const std::function<void(nlohmann::json&)>& change) {
+  for (std::string& line : rendered) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j["type"] != "entry" || j["index"] != index) continue;
+    change(j);
+    line = j.dump();
+    return;
+  }
+  std::abort();
+}
+
+TEST_F(AuditVerifyTest, BoundPhiVerifiesInFullAndFilteredExports) {
+  AuditVerifyReport full = Verify(WithPhi(Render(Export())));
+  EXPECT_TRUE(full.ok) << full.problem->message;
+  AuditVerifyReport filtered = Verify(WithPhi(FilteredExport(kSome)));
+  EXPECT_TRUE(filtered.ok) << filtered.problem->message;
+}
+
+TEST_F(AuditVerifyTest, AlteredPhiIsNamed) {
+  for (bool filtered : {false, true}) {
+    std::vector<std::string> rendered =
+        WithPhi(filtered ? FilteredExport(kSome) : Render(Export()));
+    ChangeEntryLine(rendered, 17, [](nlohmann::json& j) { j["phi"]["patient_id"] = "someone"; });
+    AuditVerifyReport report = Verify(rendered);
+    ExpectProblem(report, Kind::kPhiUnbound, 17, 0,
+                  "entry 17's readable \"phi\" does not match the entry's phi_commit: it was "
+                  "altered");
+    EXPECT_EQ(report.entries_checked, filtered ? 3u : 17u);
+  }
+}
+
+TEST_F(AuditVerifyTest, PhiWithAnotherSaltOrAnAddedFieldIsAltered) {
+  std::vector<std::string> rendered = WithPhi(Render(Export()));
+  ChangeEntryLine(rendered, 5,
+                  [](nlohmann::json& j) { j["phi_salt"] = crypto::HexEncode(SyntheticSalt(6)); });
+  EXPECT_EQ(Verify(rendered).problem->kind, Kind::kPhiUnbound);
+  rendered = WithPhi(Render(Export()));
+  ChangeEntryLine(rendered, 5, [](nlohmann::json& j) { j["phi"]["recipient_name"] = "Insurer"; });
+  EXPECT_EQ(Verify(rendered).problem->kind, Kind::kPhiUnbound);
+}
+
+TEST_F(AuditVerifyTest, PhiWithoutSaltIsUnbound) {
+  std::vector<std::string> rendered = WithPhi(Render(Export()));
+  ChangeEntryLine(rendered, 8, [](nlohmann::json& j) { j.erase("phi_salt"); });
+  ExpectProblem(Verify(rendered), Kind::kPhiUnbound, 8, 0,
+                "entry 8 carries a readable \"phi\" without \"phi_salt\": nothing binds it to "
+                "the entry");
+}
+
+TEST_F(AuditVerifyTest, PhiOnAnEntryThatCommitsToNoneIsUnbound) {
+  entries_ = ChainedEntries(0, kEntries, "", "record.read", /*commit_phi=*/false);
+  std::vector<std::string> rendered = Render(Export());
+  ChangeEntryLine(rendered, 12, [](nlohmann::json& j) {
+    j["phi"] = SyntheticPhi(12);
+    j["phi_salt"] = crypto::HexEncode(SyntheticSalt(12));
+  });
+  ExpectProblem(Verify(rendered), Kind::kPhiUnbound, 12, 0,
+                "entry 12 carries a readable \"phi\" but commits to no PHI: it was added or "
+                "altered");
+}
+
+TEST_F(AuditVerifyTest, MalformedPhiMembers) {
+  for (const auto& change : std::vector<std::function<void(nlohmann::json&)>>{
+           [](nlohmann::json& j) { j.erase("phi"); },                        // salt alone
+           [](nlohmann::json& j) { j["phi_salt"] = "abcd"; },                // short salt
+           [](nlohmann::json& j) { j["phi_salt"] = std::string(64, 'g'); },  // not hex
+           [](nlohmann::json& j) { j["phi_salt"] = 7; },                     // not a string
+       }) {
+    std::vector<std::string> rendered = WithPhi(Render(Export()));
+    ChangeEntryLine(rendered, 0, change);
+    AuditVerifyReport report = Verify(rendered);
+    ASSERT_TRUE(report.problem.has_value());
+    EXPECT_EQ(report.problem->kind, Kind::kMalformedLine);
+    EXPECT_EQ(report.problem->index, 1u);
+  }
+}
+
+// ---- trusted checkpoints and the minimum size ----
+
+TEST_F(AuditVerifyTest, FullExportConsistentWithTrustedCheckpointsVerifies) {
+  // 25 is a checkpoint in the export too; 30 is not: its root is recomputed from the entries.
+  AuditVerifyReport report = Verify(Export(), Trusting({25, 30, 40}));
+  EXPECT_TRUE(report.ok) << report.problem->message;
+  EXPECT_EQ(report.trusted_checked, 3u);
+  EXPECT_EQ(report.entries_covered, 40u);
+}
+
+TEST_F(AuditVerifyTest, ATrustedCheckpointCoversEntriesBeyondTheExportsCheckpoints) {
+  AuditVerifyReport report = Verify(Export({10, 25}), Trusting({40}));
+  EXPECT_TRUE(report.ok) << report.problem->message;
+  EXPECT_EQ(report.entries_covered, 40u);
+}
+
+TEST_F(AuditVerifyTest, ExportCutBackToAnOlderCheckpointIsRolledBack) {
+  // Complete in itself: entries 0-24 and the checkpoints of 10 and 25.
+  std::vector<Line> lines = Export();
+  lines.erase(lines.begin() + PositionOfEntry(lines, 25), lines.end());
+  ASSERT_TRUE(Verify(lines).ok);
+  AuditVerifyReport report = Verify(lines, Trusting({10, 40}));
+  ExpectProblem(report, Kind::kRolledBack, 0, 0,
+                "log rolled back or cut short: trusted checkpoint saved-40.txt (size 40) has 40 "
+                "entries but the export only 25");
+  EXPECT_EQ(report.problem->trusted, 2u);
+}
+
+TEST_F(AuditVerifyTest, RewrittenLogIsForkedFromATrustedCheckpoint) {
+  // Another history of 30 entries, validly signed (the forger cannot sign; the vault did, before
+  // someone rewrote its data directory).
+  AuditVerifyOptions options;
+  const std::vector<std::string> other = ChainedEntries(0, 30, "", "record.amend");
+  options.trusted.push_back({"old.txt", Note(30, RootOf(other, 30))});
+  AuditVerifyReport report = Verify(Export(), options);
+  ExpectProblem(report, Kind::kForked, 0, 0,
+                "the export's entries do not match trusted checkpoint old.txt (size 30): the log "
+                "was rewritten before entry 30");
+  EXPECT_EQ(report.problem->trusted, 1u);
+}
+
+TEST_F(AuditVerifyTest, TrustedCheckpointWithAnotherKeyOrMalformedIsRefused) {
+  auto other = NewSigner();
+  AuditVerifyOptions options;
+  options.trusted.push_back({"other.txt", Note(25, RootOf(entries_, 25), other.get())});
+  AuditVerifyReport report = Verify(Export(), options);
+  ExpectProblem(report, Kind::kBadTrustedCheckpoint, 0, 0,
+                "trusted checkpoint other.txt is not signed by the given key");
+  EXPECT_EQ(report.problem->trusted, 1u);
+  options.trusted = {{"junk.txt", "not a note"}};
+  EXPECT_EQ(Verify(Export(), options).problem->kind, Kind::kBadTrustedCheckpoint);
+  options = Trusting({25});
+  options.origin = "elsewhere";
+  EXPECT_EQ(Verify(Export(), options).problem->kind, Kind::kBadTrustedCheckpoint);
+}
+
+TEST_F(AuditVerifyTest, MinimumSize) {
+  AuditVerifyOptions options;
+  options.min_size = 40;
+  EXPECT_TRUE(Verify(Export(), options).ok);
+  options.min_size = 41;
+  ExpectProblem(Verify(Export(), options), Kind::kRolledBack, 0, 0,
+                "log rolled back or cut short: the export covers 40 entries, fewer than the "
+                "required 41");
+  EXPECT_EQ(Verify(FilteredExport(kSome), options).problem->kind, Kind::kRolledBack);
+}
+
+TEST_F(AuditVerifyTest, FilteredExportWithAConsistencyProofFromATrustedCheckpointVerifies) {
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  rendered.push_back(AuditExportConsistencyLine(25, 40, ConsistencyProof(25, 40)));
+  AuditVerifyReport report = Verify(rendered, Trusting({25, 40}));
+  EXPECT_TRUE(report.ok) << report.problem->message;
+  EXPECT_EQ(report.trusted_checked, 2u);  // 40 by equal roots, 25 by the proof
+}
+
+TEST_F(AuditVerifyTest, FilteredExportWithoutTheConsistencyProofIsRefused) {
+  AuditVerifyReport report = Verify(FilteredExport(kSome), Trusting({25}));
+  ExpectProblem(report, Kind::kNoConsistencyProof, 0, 0,
+                "the export holds no consistency proof from trusted checkpoint saved-25.txt "
+                "(size 25) to its checkpoint: export it again with that trusted checkpoint");
+  EXPECT_EQ(report.problem->trusted, 1u);
+}
+
+TEST_F(AuditVerifyTest, FilteredExportOfAForkedLogFailsItsConsistencyProof) {
+  AuditVerifyOptions options;
+  const std::vector<std::string> other = ChainedEntries(0, 25, "", "record.amend");
+  options.trusted.push_back({"old.txt", Note(25, RootOf(other, 25))});
+  std::vector<std::string> rendered = FilteredExport(kSome);
+  rendered.push_back(AuditExportConsistencyLine(25, 40, ConsistencyProof(25, 40)));
+  AuditVerifyReport report = Verify(rendered, options);
+  ASSERT_TRUE(report.problem.has_value());
+  EXPECT_EQ(report.problem->kind, Kind::kForked);
+  EXPECT_EQ(report.problem->message.rfind("the export's log is not an extension of trusted "
+                                          "checkpoint old.txt (size 25)",
+                                          0),
+            0u)
+      << report.problem->message;
+}
+
+TEST_F(AuditVerifyTest, FilteredExportOlderThanATrustedCheckpointIsRolledBack) {
+  AuditVerifyReport report = Verify(FilteredExport({0, 1, 20}, 30), Trusting({40}));
+  ExpectProblem(report, Kind::kRolledBack, 0, 0,
+                "log rolled back: trusted checkpoint saved-40.txt (size 40) is larger than the "
+                "export's checkpoint (30 entries)");
+}
+
+TEST_F(AuditVerifyTest, MalformedConsistencyLines) {
+  for (const std::string& bad : {
+           std::string(R"({"type":"consistency","from":1,"to":2})"),
+           std::string(R"({"type":"consistency","from":-1,"to":2,"proof":[]})"),
+           std::string(R"({"type":"consistency","from":1,"to":2,"proof":["ab"]})"),
+           std::string(R"({"type":"consistency","from":1,"to":2,"proof":[],"x":1})"),
+       }) {
+    std::vector<std::string> rendered = FilteredExport(kSome);
+    rendered.push_back(bad);
+    AuditVerifyReport report = Verify(rendered);
+    ASSERT_TRUE(report.problem.has_value()) << bad;
+    EXPECT_EQ(report.problem->kind, Kind::kMalformedLine) << bad;
+  }
 }
 
 TEST_F(AuditVerifyTest, FilteredExportWithAFlippedByte) {
@@ -621,7 +891,7 @@ TEST(AuditVerifyEndToEnd, ExportOfALedgerLogVerifies) {
     e.user = "Zoë-" + std::to_string(i);  // non-ASCII UTF-8 survives the export
     ASSERT_TRUE(ledger->Commit({}, e).ok());
     lines.push_back(*AuditExportEntryLine(i, *ReadAuditEntryBytes(store, i + 1)));
-    if (i % 7 == 6) {
+    if (i % 7 == 6 || i == 29) {
       Checkpoint cp{std::string(kOrigin), tree->size(), tree->Root(), {}};
       lines.push_back(*AuditExportCheckpointLine(*SignCheckpoint(cp, kOrigin, *signer)));
     }
@@ -634,8 +904,8 @@ TEST(AuditVerifyEndToEnd, ExportOfALedgerLogVerifies) {
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->ok) << report->problem->message;
   EXPECT_EQ(report->entries_checked, 30u);
-  EXPECT_EQ(report->checkpoints_checked, 4u);
-  EXPECT_EQ(report->entries_covered, 28u);
+  EXPECT_EQ(report->checkpoints_checked, 5u);
+  EXPECT_EQ(report->entries_covered, 30u);
 }
 
 }  // namespace
