@@ -131,5 +131,84 @@ TEST(Checkpoint, ParseRejectsMalformedText) {
   EXPECT_TRUE(ParseCheckpointText(origin + "\n18446744073709551615\n" + root + "\n").ok());
 }
 
+TEST(Checkpoint, TimeLineComesFirstAfterTheRootAndRoundTrips) {
+  auto signer = NewSigner();
+  Checkpoint cp = Sample();
+  cp.time_unix_seconds = 1'764'587'258;
+  cp.extensions = {"other extension"};
+  EXPECT_EQ(*CheckpointText(cp), std::string(kOrigin) +
+                                     "\n8\nXcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=\n"
+                                     "time 2025-12-01T11:07:38Z\nother extension\n");
+  const std::string note = *SignCheckpoint(cp, kOrigin, *signer);
+  StatusOr<Checkpoint> opened = OpenCheckpoint(note, VerifierFor(*signer, kOrigin));
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ(*opened, cp);
+  // The time is signed: changing it breaks the signature.
+  std::string altered = note;
+  altered.replace(altered.find("11:07:38"), 8, "11:07:39");
+  EXPECT_FALSE(OpenCheckpoint(altered, VerifierFor(*signer, kOrigin)).ok());
+}
+
+TEST(Checkpoint, Rfc3339UtcKnownValues) {
+  EXPECT_EQ(Rfc3339Utc(0), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(Rfc3339Utc(951'782'400), "2000-02-29T00:00:00Z");
+  EXPECT_EQ(Rfc3339Utc(1'764'587'258), "2025-12-01T11:07:38Z");
+  EXPECT_EQ(Rfc3339Utc(253'402'300'799), "9999-12-31T23:59:59Z");
+  EXPECT_EQ(Rfc3339Utc(-1), "");
+  EXPECT_EQ(Rfc3339Utc(253'402'300'800), "");
+}
+
+TEST(Checkpoint, TimeOutsideItsRangeOrAsAnExtensionIsRefused) {
+  Checkpoint cp = Sample();
+  cp.time_unix_seconds = -1;
+  EXPECT_EQ(CheckpointText(cp).status().code(), StatusCode::kInvalidArgument);
+  cp = Sample();
+  cp.extensions = {"time 2025-12-01T11:07:38Z"};
+  EXPECT_EQ(CheckpointText(cp).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(Checkpoint, ParseRejectsMalformedTimeLines) {
+  const std::string head =
+      std::string(kOrigin) + "\n8\nXcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=\n";
+  EXPECT_EQ(ParseCheckpointText(head + "time 2025-12-01T11:07:38Z\n")->time_unix_seconds,
+            1'764'587'258);
+  for (const char* line : {
+           "time 2025-12-01T11:07:38+00:00",  // offset instead of Z
+           "time 2025-12-01 11:07:38Z",       // space instead of T
+           "time 2025-12-01T11:07:38.5Z",     // fraction
+           "time 2025-02-29T00:00:00Z",       // no such day
+           "time 2025-12-01T24:00:00Z",       // no such hour
+           "time 2025-12-01T11:07:60Z",       // leap second
+           "time 1969-12-31T23:59:59Z",       // before 1970
+           "time +025-12-01T11:07:38Z",       // sign
+           "time  2025-12-01T11:07:38Z",      // two spaces
+           "time 1764587258",                 // unix seconds
+           "time ",
+       }) {
+    EXPECT_EQ(ParseCheckpointText(head + line + "\n").status().code(), StatusCode::kInvalidArgument)
+        << "accepted: " << line;
+  }
+  EXPECT_EQ(ParseCheckpointText(head + "time 2025-12-01T11:07:38Z\ntime 2025-12-01T11:07:39Z\n")
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  // Other lines that merely start with "time" are opaque extensions.
+  StatusOr<Checkpoint> other = ParseCheckpointText(head + "timestamp 5\n");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->time_unix_seconds.has_value());
+  EXPECT_EQ(other->extensions, std::vector<std::string>{"timestamp 5"});
+}
+
+TEST(Checkpoint, ParseUnverifiedReadsTheTextWithoutTheKey) {
+  auto signer = NewSigner();
+  Checkpoint cp = Sample();
+  cp.time_unix_seconds = 1'764'587'258;
+  StatusOr<Checkpoint> parsed = ParseUnverifiedCheckpoint(*SignCheckpoint(cp, kOrigin, *signer));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(*parsed, cp);
+  EXPECT_EQ(ParseUnverifiedCheckpoint(*CheckpointText(cp)).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace phivault::storage

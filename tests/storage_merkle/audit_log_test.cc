@@ -1,0 +1,170 @@
+// AuditLog's checkpoints: they carry their signing time, and the stored ones are bounded by time
+// (scheduled ones all kept, handed-out ones thinned), however many are asked for.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "crypto/secret.h"
+#include "crypto/signing.h"
+#include "storage/audit_entry.h"
+#include "storage/audit_log.h"
+#include "storage/checkpoint.h"
+#include "tests/storage_merkle/memory_store.h"
+
+namespace phivault::storage {
+namespace {
+
+constexpr std::string_view kOrigin = "phivault.example/clinic-a/audit";
+constexpr int64_t kStart = 1'764'547'200;  // 2025-12-01T00:00:00Z
+constexpr int64_t kDay = 86400;
+
+class AuditLogTest : public ::testing::Test {
+ protected:
+  AuditLogTest() {
+    if (!crypto::InitSodium().ok()) std::abort();
+    signer_ = std::move(crypto::Ed25519Signer::Create(crypto::SecretBytes::Random(32))).value();
+    log_ = std::move(AuditLog::Open(store_, *signer_, std::string(kOrigin), [this] {
+             return now_;
+           })).value();
+  }
+
+  void Append() {
+    AuditEntry e;
+    e.action = "record.read";
+    e.outcome = "success";
+    ASSERT_TRUE(log_->ledger().Commit({}, std::move(e)).ok());
+  }
+  std::string Make(CheckpointKind kind) {
+    StatusOr<std::string> note = log_->MakeCheckpoint(kind);
+    EXPECT_TRUE(note.ok()) << note.status().ToString();
+    return note.ok() ? *note : "";
+  }
+  Checkpoint Open(const std::string& note) {
+    StatusOr<Checkpoint> cp = OpenCheckpoint(note, {std::string(kOrigin), signer_->public_key()});
+    EXPECT_TRUE(cp.ok()) << cp.status().ToString();
+    return cp.ok() ? *cp : Checkpoint{};
+  }
+  // Stored checkpoints by size, each opened with the log's key.
+  std::map<uint64_t, Checkpoint> Stored() {
+    std::map<uint64_t, Checkpoint> out;
+    StatusOr<std::vector<std::string>> notes = log_->Checkpoints();
+    EXPECT_TRUE(notes.ok()) << notes.status().ToString();
+    if (!notes.ok()) return out;
+    const std::vector<std::string> all = std::move(notes).value();
+    for (const std::string& note : all) {
+      Checkpoint cp = Open(note);
+      out[cp.size] = cp;
+    }
+    return out;
+  }
+
+  testing::MemoryStore store_;
+  std::unique_ptr<crypto::Ed25519Signer> signer_;
+  int64_t now_ = kStart;
+  std::unique_ptr<AuditLog> log_;
+};
+
+TEST_F(AuditLogTest, CheckpointsCarryTheirSigningTime) {
+  EXPECT_EQ(log_->MakeCheckpoint(CheckpointKind::kScheduled).status().code(),
+            StatusCode::kFailedPrecondition);
+  Append();
+  now_ = kStart + 42;
+  const Checkpoint cp = Open(Make(CheckpointKind::kHandedOut));
+  EXPECT_EQ(cp.size, 1u);
+  EXPECT_EQ(cp.time_unix_seconds, kStart + 42);
+  EXPECT_EQ(cp.root, log_->tree().Root());
+}
+
+TEST_F(AuditLogTest, AScheduledCheckpointOfAnUnchangedLogIsNotSignedAgain) {
+  Append();
+  const std::string first = Make(CheckpointKind::kScheduled);
+  now_ += 3600;
+  EXPECT_EQ(Make(CheckpointKind::kScheduled), first);
+  // A handed-out one is always signed when it is handed out.
+  const Checkpoint fresh = Open(Make(CheckpointKind::kHandedOut));
+  EXPECT_EQ(fresh.time_unix_seconds, now_);
+  EXPECT_EQ(Stored().size(), 1u);
+}
+
+TEST_F(AuditLogTest, AThousandHandedOutCheckpointsDoNotLeaveAThousandStored) {
+  // A thousand exports or fresh-checkpoint requests in under a minute, each after a new entry.
+  for (int i = 0; i < 1000; ++i) {
+    Append();
+    now_ = kStart + i / 20;  // 50 seconds in all
+    Make(CheckpointKind::kHandedOut);
+  }
+  const auto stored = Stored();
+  EXPECT_EQ(stored.size(), 1u);
+  // The one kept is the newest: what the last export ended with.
+  EXPECT_EQ(stored.begin()->first, 1000u);
+}
+
+TEST_F(AuditLogTest, HandedOutCheckpointsAreBoundedByTimeNotByRequests) {
+  // A thousand over four days, about one every six minutes.
+  constexpr int kCount = 1000;
+  constexpr int64_t kEvery = 4 * kDay / kCount;
+  for (int i = 0; i < kCount; ++i) {
+    Append();
+    now_ = kStart + i * kEvery;
+    Make(CheckpointKind::kHandedOut);
+  }
+  const auto stored = Stored();
+  // Older than a day (before the UTC midnight a day before now): one per UTC day. The last day:
+  // one per minute, which here is each of them.
+  const int64_t horizon = kStart + 2 * kDay;  // now is in day 4, so days 1 and 2 are thinned
+  std::map<int64_t, int> per_day;
+  uint64_t recent = 0;
+  for (const auto& [size, cp] : stored) {
+    ASSERT_TRUE(cp.time_unix_seconds.has_value());
+    if (*cp.time_unix_seconds < horizon) {
+      ++per_day[(*cp.time_unix_seconds - kStart) / kDay];
+    } else {
+      ++recent;
+    }
+  }
+  EXPECT_EQ(per_day, (std::map<int64_t, int>{{0, 1}, {1, 1}}));
+  EXPECT_EQ(recent, stored.size() - 2);
+  EXPECT_LT(stored.size(), 2u + 2 * kDay / kEvery + 1);
+  // The newest of each old day is the one kept.
+  EXPECT_EQ(stored.begin()->first, static_cast<uint64_t>(kDay / kEvery) + 1);
+}
+
+TEST_F(AuditLogTest, ScheduledCheckpointsAreAllKept) {
+  for (int i = 0; i < 30; ++i) {
+    Append();
+    now_ = kStart + i;
+    Make(i % 3 == 0 ? CheckpointKind::kScheduled : CheckpointKind::kHandedOut);
+  }
+  const auto stored = Stored();
+  // Ten scheduled (sizes 1, 4, ..., 28) and the newest handed-out one (30).
+  ASSERT_EQ(stored.size(), 11u);
+  for (int i = 0; i < 30; i += 3) EXPECT_EQ(stored.count(static_cast<uint64_t>(i + 1)), 1u) << i;
+  EXPECT_EQ(stored.count(30u), 1u);
+}
+
+TEST_F(AuditLogTest, AHandedOutCheckpointReplacingAScheduledOneStaysKept) {
+  Append();
+  Make(CheckpointKind::kScheduled);
+  now_ += 1;
+  Make(CheckpointKind::kHandedOut);  // same size, signed again
+  Append();
+  now_ += 1;
+  Make(CheckpointKind::kHandedOut);
+  const auto stored = Stored();
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored.at(1).time_unix_seconds, kStart + 1);
+}
+
+TEST_F(AuditLogTest, CheckpointsBelowASize) {
+  for (int i = 0; i < 3; ++i) {
+    Append();
+    Make(CheckpointKind::kScheduled);
+  }
+  EXPECT_EQ(log_->Checkpoints(3)->size(), 2u);
+  EXPECT_EQ(log_->Checkpoints()->size(), 3u);
+  EXPECT_EQ(Open(*log_->LatestCheckpoint()).size, 3u);
+}
+
+}  // namespace
+}  // namespace phivault::storage
