@@ -16,6 +16,8 @@
 #include "crypto/hash.h"
 #include "crypto/secret.h"
 #include "crypto/signing.h"
+#include "storage/audit_entry.h"
+#include "storage/audit_verify.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/tools/fake_daemon.h"
 #include "tests/tools/real_audit_log.h"
@@ -41,6 +43,25 @@ std::pair<size_t, size_t> EntryLine(const std::string& text, uint64_t index) {
   if (at == std::string::npos) return {std::string::npos, std::string::npos};
   const size_t begin = text.rfind('\n', at);
   return {begin == std::string::npos ? 0 : begin + 1, text.find('\n', at) + 1};
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> out;
+  for (size_t at = 0; at < text.size();) {
+    const size_t nl = text.find('\n', at);
+    out.push_back(text.substr(at, nl - at));
+    at = nl == std::string::npos ? text.size() : nl + 1;
+  }
+  return out;
+}
+
+// The summary line of a verified full export: counts, then the newest checkpoint's signing time.
+::testing::Matcher<const std::string&> VerifiedFull(const std::string& counts,
+                                                    const std::string& more = "") {
+  return ::testing::MatchesRegex("ok: " + counts +
+                                 "; checkpoint signed [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:"
+                                 "[0-9]{2}Z" +
+                                 more + "\n");
 }
 
 mode_t Mode(const std::string& path) {
@@ -316,8 +337,11 @@ class CliVerifyTest : public CliAuditTest {
 TEST_F(CliVerifyTest, ARealExportVerifiesOfflineWithOnlyThePublicKey) {
   CliRun r = Verify(export_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, "ok: 10 entries, 2 checkpoints, 10 covered\n");
-  EXPECT_TRUE(r.err.empty()) << r.err;
+  EXPECT_THAT(r.out, VerifiedFull("10 entries, 2 checkpoints, 10 covered"));
+  // Nothing shows that this is not an older export, complete in itself: the user is told.
+  EXPECT_EQ(r.err,
+            "phivault: note: without --trusted-checkpoint, an older export, complete in itself, "
+            "would verify too\n");
 
   const std::string key_file = dir_.Sub("audit.pub");
   WriteFile(key_file, log_->VerifierKey() + "\n");
@@ -379,21 +403,128 @@ TEST_F(CliVerifyTest, StandardInputIsVerifiedFromAFileOrAPipe) {
   CliRun redirected =
       Phivault({"audit", "verify", "-", "--key", log_->VerifierKey()}, ReadFile(export_));
   ASSERT_EQ(redirected.exit_code, 0) << redirected.err;
-  EXPECT_EQ(redirected.out, "ok: 10 entries, 2 checkpoints, 10 covered\n");
+  EXPECT_THAT(redirected.out, VerifiedFull("10 entries, 2 checkpoints, 10 covered"));
 
   CliRun piped = Shell("cat '" + export_ + "' | '" PHIVAULT_BINARY "' audit verify - --key '" +
                        log_->VerifierKey() + "'");
   ASSERT_EQ(piped.exit_code, 0) << piped.err;
-  EXPECT_EQ(piped.out, "ok: 10 entries, 2 checkpoints, 10 covered\n");
+  EXPECT_THAT(piped.out, VerifiedFull("10 entries, 2 checkpoints, 10 covered"));
 }
 
-TEST_F(CliVerifyTest, EntriesAfterTheLastCheckpointAreReportedAsUncovered) {
+TEST_F(CliVerifyTest, EntriesAfterTheLastCheckpointFailAsUncovered) {
   log_->Append(2);
   WriteFile(export_, log_->Export());
   CliRun r = Verify(export_);
+  EXPECT_EQ(r.exit_code, 7);
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  EXPECT_THAT(r.err, StartsWith("phivault: verification failed: entry 10 is not covered by any "
+                                "signed checkpoint"));
+  EXPECT_THAT(r.err, HasSubstr("audit seq 11"));
+}
+
+TEST_F(CliVerifyTest, AForgedExportWithItsCheckpointsStrippedFails) {
+  // Rewrite entry 3 (one byte of its user), re-chain every later entry with fresh leaf hashes,
+  // and drop the checkpoints, which no forger can re-sign.
+  std::string forged;
+  std::string prev;
+  for (const std::string& raw : Lines(ReadFile(export_))) {
+    nlohmann::json j = nlohmann::json::parse(raw);
+    if (j["type"] != "entry") continue;
+    auto e = storage::DecodeAuditEntry(j["entry"].get<std::string>());
+    ASSERT_TRUE(e.ok());
+    if (e->seq == 4) e->user = "clinician-7";
+    e->prev_hash = prev;
+    const std::string bytes = *storage::EncodeAuditEntry(*e);
+    prev = crypto::HexEncode(crypto::AsView(crypto::Sha256(bytes)));
+    forged += *storage::AuditExportEntryLine(e->seq - 1, bytes) + "\n";
+  }
+  WriteFile(export_, forged);
+  CliRun r = Verify(export_);
+  EXPECT_EQ(r.exit_code, 7);
+  EXPECT_THAT(r.err, StartsWith("phivault: verification failed: entry 0 is not covered by any "
+                                "signed checkpoint (the export has none)"));
+}
+
+TEST_F(CliVerifyTest, AnExportCutBackToAnOlderCheckpointFailsAgainstANewerTrustedOne) {
+  const std::string saved = dir_.Sub("checkpoint-10.txt");
+  WriteFile(saved, *log_->LatestCheckpoint());
+  CliRun consistent = Verify(export_, {"--trusted-checkpoint", saved});
+  ASSERT_EQ(consistent.exit_code, 0) << consistent.err;
+  EXPECT_THAT(consistent.out, VerifiedFull("10 entries, 2 checkpoints, 10 covered",
+                                           "; consistent with 1 trusted checkpoint"));
+  EXPECT_TRUE(consistent.err.empty()) << consistent.err;
+
+  // The log grows and the officer keeps the newer checkpoint; the old export (complete in itself,
+  // as an export cut back to its older checkpoint is) no longer passes.
+  log_->Append(5);
+  const std::string newer = dir_.Sub("checkpoint-15.txt");
+  WriteFile(newer, log_->Checkpoint());
+  CliRun r = Verify(export_, {"--trusted-checkpoint", saved, "--trusted-checkpoint", newer});
+  EXPECT_EQ(r.exit_code, 7);
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  EXPECT_THAT(r.err, StartsWith("phivault: verification failed: log rolled back or cut short: "
+                                "trusted checkpoint " +
+                                newer + " (size 15) has 15 entries but the export only 10"));
+
+  CliRun min = Verify(export_, {"--min-size", "11"});
+  EXPECT_EQ(min.exit_code, 7);
+  EXPECT_THAT(min.err, HasSubstr("fewer than the required 11"));
+  EXPECT_EQ(Verify(export_, {"--min-size", "10"}).exit_code, 0);
+
+  CliRun unreadable = Verify(export_, {"--trusted-checkpoint", dir_.Sub("missing.txt")});
+  EXPECT_EQ(unreadable.exit_code, 1);
+  EXPECT_THAT(unreadable.err, HasSubstr("cannot read the trusted checkpoint"));
+}
+
+TEST_F(CliVerifyTest, AnAlteredReadablePhiFailsNamingTheEntry) {
+  WriteFile(export_, log_->Export(/*with_phi=*/true));
+  ASSERT_EQ(Verify(export_).exit_code, 0);
+  std::string text = ReadFile(export_);
+  // Entry index 4 (seq 5) is about SYNTH-1005: name another patient in its readable copy.
+  const auto [begin, end] = EntryLine(text, 4);
+  const size_t at = text.find("SYNTH-1005", begin);
+  ASSERT_LT(at, end);
+  text.replace(at, 10, "SYNTH-2005");
+  WriteFile(export_, text);
+  CliRun r = Verify(export_);
+  EXPECT_EQ(r.exit_code, 7);
+  EXPECT_THAT(r.err, StartsWith("phivault: verification failed: entry 4's readable \"phi\" does "
+                                "not match the entry's phi_commit"));
+  EXPECT_THAT(r.err, HasSubstr("audit seq 5"));
+}
+
+TEST_F(CliVerifyTest, AFilteredExportNeedsAConsistencyProofFromEachTrustedCheckpoint) {
+  const std::string saved = dir_.Sub("checkpoint-10.txt");
+  WriteFile(saved, *log_->LatestCheckpoint());
+  log_->Append(3);
+  WriteFile(export_, log_->FilteredExport({2, 11}, {10}));
+  CliRun ok = Verify(export_, {"--trusted-checkpoint", saved});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("; consistent with 1 trusted checkpoint"));
+
+  WriteFile(export_, log_->FilteredExport({2, 11}));
+  CliRun missing = Verify(export_, {"--trusted-checkpoint", saved});
+  EXPECT_EQ(missing.exit_code, 7);
+  EXPECT_THAT(missing.err, HasSubstr("no consistency proof from trusted checkpoint " + saved));
+  EXPECT_THAT(missing.err, HasSubstr("phivault audit export --trusted-checkpoint FILE"));
+}
+
+TEST_F(CliVerifyTest, ExportAsksTheDaemonForProofsFromTheTrustedSizes) {
+  const std::string ten = dir_.Sub("cp10.txt"), twelve = dir_.Sub("cp12.txt");
+  WriteFile(ten, *log_->LatestCheckpoint());
+  log_->Append(2);
+  WriteFile(twelve, log_->Checkpoint());
+  daemon_.SetHandler([](const SeenRequest&) { return Reply{.body = "", .chunked = true}; });
+  CliRun r = Phivault(To({"audit", "export", "--patient", "SYNTH-1", "--trusted-checkpoint", ten,
+                          "--trusted-checkpoint", twelve, "-o", dir_.Sub("out.jsonl")}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, "ok: 12 entries, 2 checkpoints, 10 covered\n");
-  EXPECT_THAT(r.err, HasSubstr("2 entries after the last checkpoint are not covered"));
+  EXPECT_EQ(daemon_.last().uri, "/v1/audit/export?trusted_size=10&trusted_size=12");
+
+  const std::string junk = dir_.Sub("junk.txt");
+  WriteFile(junk, "not a checkpoint\n");
+  CliRun bad = Phivault(To({"audit", "export", "--trusted-checkpoint", junk}));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("is not a checkpoint note"));
 }
 
 TEST_F(CliVerifyTest, VerifyNeedsAKeyAndExactlyOneSource) {
@@ -416,7 +547,7 @@ TEST_F(CliVerifyTest, LiveVerifyExportsTheWholeLogAndVerifiesIt) {
   });
   CliRun given = Phivault(To({"audit", "verify", "--live", "--key", log_->VerifierKey()}));
   ASSERT_EQ(given.exit_code, 0) << given.err;
-  EXPECT_EQ(given.out, "ok: 10 entries, 2 checkpoints, 10 covered\n");
+  EXPECT_THAT(given.out, VerifiedFull("10 entries, 2 checkpoints, 10 covered"));
   EXPECT_EQ(daemon_.requests().size(), 1u);
   EXPECT_EQ(LastBody(), (nlohmann::json{{"format", "jsonl"}}));
 

@@ -46,11 +46,21 @@ class RealAuditLog {
     log_ = std::move(*log);
   }
 
-  // Commits `n` synthetic read entries (no PHI: a blind-id-free record read by a test user).
+  // The PHI that synthetic entry `seq` commits to, and the salt sealed with it.
+  static nlohmann::json Phi(uint64_t seq) {
+    return {{"patient_id", "SYNTH-" + std::to_string(1000 + seq)}};
+  }
+  static std::string Salt(uint64_t seq) {
+    return std::string(32, static_cast<char>('A' + seq % 26));
+  }
+
+  // Commits `n` synthetic read entries (a record read by a test user), each committing to its
+  // Phi() as the daemon's entries do.
   void Append(int n) {
     for (int i = 0; i < n; ++i) {
       storage::AuditEntry e;
       const uint64_t next = log_->ledger().size() + 1;
+      e.phi_commit = *storage::PhiCommitment(Salt(next), Phi(next));
       e.request_id = "req-" + std::to_string(next);
       e.application = "test-ehr";
       e.user = "clinician-" + std::to_string(next % 3);
@@ -81,9 +91,9 @@ class RealAuditLog {
   std::string VerifierKey() const { return log_->VerifierKey(); }
   uint64_t size() const { return log_->tree().size(); }
 
-  // The JSON Lines export: every entry, each stored checkpoint right after the last entry it
-  // covers.
-  std::string Export() {
+  // The JSON Lines export: every entry (with its readable PHI if `with_phi`, as made for the
+  // compliance role), each stored checkpoint right after the last entry it covers.
+  std::string Export(bool with_phi = false) {
     auto notes = log_->Checkpoints();
     if (!notes.ok()) std::abort();
     std::map<uint64_t, std::vector<std::string>> after;
@@ -97,6 +107,8 @@ class RealAuditLog {
         *store_, 1, size(), [&](const storage::AuditEntry& e, std::string_view bytes) {
           auto line = storage::AuditExportEntryLine(e.seq - 1, bytes);
           if (!line.ok()) std::abort();
+          if (with_phi) line = storage::AuditExportAddPhi(*line, Phi(e.seq), Salt(e.seq));
+          if (!line.ok()) std::abort();
           out += *line + "\n";
           for (const std::string& note : after[e.seq]) {
             out += *storage::AuditExportCheckpointLine(note) + "\n";
@@ -105,6 +117,28 @@ class RealAuditLog {
         });
     if (!s.ok()) std::abort();
     return out;
+  }
+
+  // A filtered export as the daemon writes it: entries `seqs`, each with its inclusion proof
+  // against a checkpoint of the current tree, a consistency proof from each of `trusted_sizes`,
+  // then that checkpoint.
+  std::string FilteredExport(const std::vector<uint64_t>& seqs,
+                             const std::vector<uint64_t>& trusted_sizes = {}) {
+    const std::string note = Checkpoint();
+    const uint64_t m = size();
+    std::string out;
+    for (uint64_t seq : seqs) {
+      auto bytes = storage::ReadAuditEntryBytes(*store_, seq);
+      auto path = log_->tree().InclusionProof(seq - 1, m);
+      if (!bytes.ok() || !path.ok()) std::abort();
+      out += *storage::AuditExportProvenEntryLine(seq - 1, *bytes, m, *path) + "\n";
+    }
+    for (uint64_t from : trusted_sizes) {
+      auto proof = log_->tree().ConsistencyProof(from, m);
+      if (!proof.ok()) std::abort();
+      out += storage::AuditExportConsistencyLine(from, m, *proof) + "\n";
+    }
+    return out + *storage::AuditExportCheckpointLine(note) + "\n";
   }
 
   // The daemon's JSON answers for the proof routes.
