@@ -335,22 +335,27 @@ class VaultServiceImpl final : public VaultService {
     }
     // The export is on the record before any of it leaves.
     if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
-    // One checkpoint, signed now, bounds the export: it holds exactly the entries this checkpoint
-    // covers (its own audit entry among them), so a verifier finds every entry under a signature.
-    // Entries committed while it is written belong to the next export.
-    PV_ASSIGN_OR_RETURN(std::string fresh_note,
-                        audit_log_->MakeCheckpoint(storage::CheckpointKind::kHandedOut));
-    // Our own note, just made: its text is enough.
-    PV_ASSIGN_OR_RETURN(storage::Checkpoint fresh, storage::ParseUnverifiedCheckpoint(fresh_note));
-    const uint64_t size = fresh.size;
-    // A filtered JSON Lines export proves each entry against the fresh checkpoint alone; a full
+    // A filtered JSON Lines export proves each entry against a checkpoint signed now; a full
     // one also holds the stored checkpoints below it, which narrow down where a change was made.
-    const bool proven = req.filtered() && req.format == ExportFormat::kJsonLines;
+    // Either holds exactly the entries that checkpoint covers (its own audit entry among them), so
+    // a verifier finds every entry under a signature; entries committed while it is written
+    // belong to the next export. FHIR and CSV carry no checkpoint, so none is made for them.
+    const bool jsonl = req.format == ExportFormat::kJsonLines;
+    const bool proven = req.filtered() && jsonl;
     std::vector<std::string> checkpoints;
-    if (!proven) {
-      PV_ASSIGN_OR_RETURN(checkpoints, audit_log_->Checkpoints(size));
+    uint64_t size = ledger_.size();
+    if (jsonl) {
+      PV_ASSIGN_OR_RETURN(std::string fresh_note,
+                          audit_log_->MakeCheckpoint(storage::CheckpointKind::kHandedOut));
+      // Our own note, just made: its text is enough.
+      PV_ASSIGN_OR_RETURN(storage::Checkpoint fresh,
+                          storage::ParseUnverifiedCheckpoint(fresh_note));
+      size = fresh.size;
+      if (!proven) {
+        PV_ASSIGN_OR_RETURN(checkpoints, audit_log_->Checkpoints(size));
+      }
+      checkpoints.push_back(std::move(fresh_note));
     }
-    checkpoints.push_back(std::move(fresh_note));
     const bool with_phi = ctx.role == config_.compliance_role;
     uint64_t exported = 0;
 

@@ -8,8 +8,9 @@
 namespace phivault::storage {
 namespace {
 
-constexpr int64_t kMinute = 60;
-constexpr int64_t kDay = 86400;
+// Handed-out checkpoints are all kept for an hour, then thinned to the newest of each UTC hour.
+constexpr int64_t kKeepAllSeconds = 3600;
+constexpr int64_t kBucketSeconds = 3600;
 
 std::string CheckpointKey(uint64_t size) { return "c" + BigEndian64(size); }
 std::string KindKey(uint64_t size) { return "k" + BigEndian64(size); }
@@ -100,62 +101,47 @@ StatusOr<std::string> AuditLog::MakeCheckpoint(CheckpointKind kind) {
   batch.Put(Cf::kAuditTree, CheckpointKey(size), note);
   batch.Put(Cf::kAuditTree, KindKey(size), std::string(KindValue(stored_kind)));
   PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
-  if (kind == CheckpointKind::kHandedOut) PV_RETURN_IF_ERROR(ThinHandedOut(size, now));
+  if (kind == CheckpointKind::kHandedOut) PV_RETURN_IF_ERROR(ThinHandedOut(now));
   return note;
 }
 
-Status AuditLog::ThinHandedOut(uint64_t size, int64_t now) {
+Status AuditLog::ThinHandedOut(int64_t now) {
+  // Whole hours behind the horizon, each looked at once.
+  const int64_t horizon = FloorTo(now - kKeepAllSeconds, kBucketSeconds);
+  if (horizon <= thinned_before_) return Status::Ok();
   // Candidates are gathered first and their kinds read afterwards: no store reads inside a scan.
   std::vector<StoredCheckpoint> candidates;
-  // The same minute: only the checkpoint just made stays. Newest first, stopping at the first
-  // checkpoint from an earlier minute.
-  const int64_t minute = FloorTo(now, kMinute);
-  PV_RETURN_IF_ERROR(store_.ScanReverse(Cf::kAuditTree, "c", CheckpointKey(size),
-                                        [&](std::string_view key, std::string_view note) {
-                                          const StoredCheckpoint s = Describe(key, note);
-                                          if (!s.time || *s.time < minute) return false;
-                                          candidates.push_back(s);
-                                          return true;
-                                        }));
+  uint64_t next_size = thinned_size_;
+  PV_RETURN_IF_ERROR(store_.Scan(Cf::kAuditTree, CheckpointKey(thinned_size_), "d",
+                                 [&](std::string_view key, std::string_view note) {
+                                   const StoredCheckpoint s = Describe(key, note);
+                                   if (s.time && *s.time >= horizon) return false;
+                                   next_size = s.size + 1;
+                                   if (s.time) candidates.push_back(s);
+                                   return true;
+                                 }));
   std::vector<uint64_t> drop;
+  std::optional<StoredCheckpoint> newest_of_bucket;  // the hour's newest handed-out one so far
   for (const StoredCheckpoint& s : candidates) {
-    PV_ASSIGN_OR_RETURN(bool h, IsHandedOut(s.size));
-    if (h) drop.push_back(s.size);
-  }
-
-  // Older than a day: the newest handed-out one of each UTC day stays. Whole days only, each
-  // looked at once.
-  const int64_t horizon = FloorTo(now - kDay, kDay);
-  if (horizon > thinned_before_) {
-    candidates.clear();
-    uint64_t next_size = thinned_size_;
-    PV_RETURN_IF_ERROR(store_.Scan(Cf::kAuditTree, CheckpointKey(thinned_size_), "d",
-                                   [&](std::string_view key, std::string_view note) {
-                                     const StoredCheckpoint s = Describe(key, note);
-                                     if (s.time && *s.time >= horizon) return false;
-                                     next_size = s.size + 1;
-                                     if (s.time) candidates.push_back(s);
-                                     return true;
-                                   }));
-    std::optional<StoredCheckpoint> newest_of_day;  // the day's newest handed-out one so far
-    for (const StoredCheckpoint& s : candidates) {
-      PV_ASSIGN_OR_RETURN(bool h, IsHandedOut(s.size));
-      if (!h) continue;
-      if (newest_of_day && FloorTo(*newest_of_day->time, kDay) == FloorTo(*s.time, kDay)) {
-        drop.push_back(newest_of_day->size);
-      }
-      newest_of_day = s;
+    PV_ASSIGN_OR_RETURN(bool handed_out, IsHandedOut(s.size));
+    if (!handed_out) continue;
+    if (newest_of_bucket &&
+        FloorTo(*newest_of_bucket->time, kBucketSeconds) == FloorTo(*s.time, kBucketSeconds)) {
+      drop.push_back(newest_of_bucket->size);
     }
-    thinned_before_ = horizon;
-    thinned_size_ = next_size;
+    newest_of_bucket = s;
   }
-  if (drop.empty()) return Status::Ok();
-  WriteBatch batch;
-  for (uint64_t s : drop) {
-    batch.Delete(Cf::kAuditTree, CheckpointKey(s));
-    batch.Delete(Cf::kAuditTree, KindKey(s));
+  if (!drop.empty()) {
+    WriteBatch batch;
+    for (uint64_t size : drop) {
+      batch.Delete(Cf::kAuditTree, CheckpointKey(size));
+      batch.Delete(Cf::kAuditTree, KindKey(size));
+    }
+    PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
   }
-  return store_.Write(batch, /*sync=*/true);
+  thinned_before_ = horizon;
+  thinned_size_ = next_size;
+  return Status::Ok();
 }
 
 StatusOr<bool> AuditLog::IsHandedOut(uint64_t size) {

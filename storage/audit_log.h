@@ -7,14 +7,15 @@
 //
 // Which checkpoints are kept. Verification never needs a stored checkpoint other than the one it
 // is handed (any older tree size can be proven consistent from the tree nodes), so stored ones
-// are kept for people and bounded by time, never by the number of requests:
+// are kept for people, and their number is bounded by time:
 //   - scheduled checkpoints (the daemon's timer, shutdown) are all kept: one per interval;
-//   - handed-out checkpoints (in an export, from the fresh-checkpoint API) are kept, but of
-//     those signed in one UTC minute only the newest, and of those older than one day only the
-//     newest of each UTC day.
-// So a year of any load leaves at most 1440 + 365 handed-out checkpoints beside the scheduled
-// ones. A handed-out checkpoint that was thinned away stays valid: its holder can still verify
-// it and ask for a consistency proof from its size.
+//   - handed-out checkpoints (an export's, the fresh-checkpoint API's) are all kept for an hour,
+//     so the next export still holds the one just given out; older ones are thinned to the
+//     newest of each UTC hour.
+// Within the hour their number is bounded by the log's growth too: one of an unchanged log
+// replaces the stored one of the same size. So a year of any load leaves at most 8760 older
+// handed-out checkpoints beside the scheduled ones. One that was thinned away stays valid: its
+// holder can still verify it and have an export proven consistent with it.
 #pragma once
 
 #include <cstdint>
@@ -59,8 +60,9 @@ class AuditLog {
   // Signs and stores a checkpoint of the current tree, carrying the signing time, and returns
   // its note. kScheduled: if the newest stored checkpoint already has this size it is returned
   // instead (and kept from then on). kHandedOut: always signed now, so its time says when it was
-  // handed out; it replaces a stored one of the same size, and older handed-out ones are thinned
-  // (see above). An empty log is not checkpointed: FailedPrecondition "the audit log is empty".
+  // handed out; it replaces a stored one of the same size (staying scheduled if that one was),
+  // and older handed-out ones are thinned (see above). An empty log is not checkpointed:
+  // FailedPrecondition "the audit log is empty".
   StatusOr<std::string> MakeCheckpoint(CheckpointKind kind);
   // The newest stored checkpoint note; NotFound if none was made yet.
   StatusOr<std::string> LatestCheckpoint();
@@ -70,9 +72,9 @@ class AuditLog {
  private:
   AuditLog(Store& store, const crypto::Ed25519Signer& signer, std::string origin, Clock clock)
       : store_(store), signer_(signer), origin_(std::move(origin)), clock_(std::move(clock)) {}
-  // Deletes the handed-out checkpoints that the retention rule above no longer keeps, given
-  // that a handed-out one of `size` was just signed at `now`. Caller holds checkpoint_mu_.
-  Status ThinHandedOut(uint64_t size, int64_t now);
+  // Deletes the handed-out checkpoints that the retention rule above no longer keeps at `now`.
+  // Caller holds checkpoint_mu_.
+  Status ThinHandedOut(int64_t now);
   StatusOr<bool> IsHandedOut(uint64_t size);
 
   Store& store_;
@@ -83,10 +85,10 @@ class AuditLog {
   std::unique_ptr<MerkleLedgerObserver> observer_;
   std::unique_ptr<Ledger> ledger_;
   std::mutex checkpoint_mu_;  // one checkpoint at a time
-  // Guarded by checkpoint_mu_: the days before `thinned_before_` (unix seconds of a UTC
-  // midnight) hold one handed-out checkpoint each, and no checkpoint of a size below
+  // Guarded by checkpoint_mu_: the hours before `thinned_before_` (unix seconds of a whole UTC
+  // hour) hold one handed-out checkpoint each, and no checkpoint of a size below
   // `thinned_size_` needs looking at again. The first thinning after Open scans from the start;
-  // each later one only what has since fallen behind the one-day horizon.
+  // each later one only what has since fallen behind the horizon.
   int64_t thinned_before_ = 0;
   uint64_t thinned_size_ = 0;
 };

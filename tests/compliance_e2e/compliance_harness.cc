@@ -250,10 +250,10 @@ std::vector<ExportLine> ParseExport(std::string_view text) {
 CheckpointNote ParseCheckpoint(std::string_view text) {
   CheckpointNote note;
   const auto lines = Lines(text);
-  EXPECT_GE(lines.size(), 5u) << "a checkpoint note has origin, size, root, a blank line and a "
-                                 "signature line:\n"
+  EXPECT_GE(lines.size(), 6u) << "a checkpoint note has origin, size, root, its signing time, a "
+                                 "blank line and a signature line:\n"
                               << text;
-  if (lines.size() < 5) return note;
+  if (lines.size() < 6) return note;
   note.origin = lines[0];
   EXPECT_FALSE(note.origin.empty());
   EXPECT_TRUE(std::regex_match(lines[1], std::regex("[1-9][0-9]*"))) << "size line: " << lines[1];
@@ -262,8 +262,12 @@ CheckpointNote ParseCheckpoint(std::string_view text) {
   auto root = crypto::Base64Decode(note.root_base64);
   EXPECT_TRUE(root.ok() && root->size() == 32)
       << "root line is not base64 of 32 bytes: " << lines[2];
-  EXPECT_EQ(lines[3], "") << "the signature block follows a blank line";
-  note.signature_line = lines[4];
+  EXPECT_TRUE(std::regex_match(lines[3], std::regex("time [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:"
+                                                    "[0-9]{2}:[0-9]{2}Z")))
+      << "the first extension line is the signing time: " << lines[3];
+  note.time = lines[3].substr(5);
+  EXPECT_EQ(lines[4], "") << "the signature block follows a blank line";
+  note.signature_line = lines[5];
   const std::string prefix = "\u2014 " + note.origin + " ";
   EXPECT_EQ(note.signature_line.rfind(prefix, 0), 0u)
       << "signature line should start with an em dash, a space and the key name: "

@@ -89,6 +89,7 @@ struct CheckpointNote {
   std::string origin;
   uint64_t size = 0;
   std::string root_base64;
+  std::string time;            // the signing time, RFC 3339 UTC, from the "time" line
   std::string signature_line;  // "— <key name> <base64>"
 };
 // Fails the test (and returns what it could read) unless `text` is a well-formed checkpoint.

@@ -17,6 +17,7 @@ namespace {
 
 constexpr std::string_view kOrigin = "phivault.example/clinic-a/audit";
 constexpr int64_t kStart = 1'764'547'200;  // 2025-12-01T00:00:00Z
+constexpr int64_t kHour = 3600;
 constexpr int64_t kDay = 86400;
 
 class AuditLogTest : public ::testing::Test {
@@ -94,10 +95,16 @@ TEST_F(AuditLogTest, AThousandHandedOutCheckpointsDoNotLeaveAThousandStored) {
     now_ = kStart + i / 20;  // 50 seconds in all
     Make(CheckpointKind::kHandedOut);
   }
+  // For an hour they are all kept: the next export still holds each one just handed out.
+  EXPECT_EQ(Stored().size(), 1000u);
+  // Then only the newest of that hour stays.
+  now_ = kStart + 2 * kHour;
+  Append();
+  Make(CheckpointKind::kHandedOut);
   const auto stored = Stored();
-  EXPECT_EQ(stored.size(), 1u);
-  // The one kept is the newest: what the last export ended with.
+  ASSERT_EQ(stored.size(), 2u);
   EXPECT_EQ(stored.begin()->first, 1000u);
+  EXPECT_EQ(stored.rbegin()->first, 1001u);
 }
 
 TEST_F(AuditLogTest, HandedOutCheckpointsAreBoundedByTimeNotByRequests) {
@@ -109,25 +116,21 @@ TEST_F(AuditLogTest, HandedOutCheckpointsAreBoundedByTimeNotByRequests) {
     now_ = kStart + i * kEvery;
     Make(CheckpointKind::kHandedOut);
   }
-  const auto stored = Stored();
-  // Older than a day (before the UTC midnight a day before now): one per UTC day. The last day:
-  // one per minute, which here is each of them.
-  const int64_t horizon = kStart + 2 * kDay;  // now is in day 4, so days 1 and 2 are thinned
-  std::map<int64_t, int> per_day;
+  // Before the whole UTC hour an hour before now: one per hour. After it: all of them.
+  const int64_t horizon = (now_ - kHour) - (now_ - kHour) % kHour;
+  std::map<int64_t, int> per_hour;
   uint64_t recent = 0;
-  for (const auto& [size, cp] : stored) {
+  for (const auto& [size, cp] : Stored()) {
     ASSERT_TRUE(cp.time_unix_seconds.has_value());
     if (*cp.time_unix_seconds < horizon) {
-      ++per_day[(*cp.time_unix_seconds - kStart) / kDay];
+      ++per_hour[*cp.time_unix_seconds / kHour];
     } else {
       ++recent;
     }
   }
-  EXPECT_EQ(per_day, (std::map<int64_t, int>{{0, 1}, {1, 1}}));
-  EXPECT_EQ(recent, stored.size() - 2);
-  EXPECT_LT(stored.size(), 2u + 2 * kDay / kEvery + 1);
-  // The newest of each old day is the one kept.
-  EXPECT_EQ(stored.begin()->first, static_cast<uint64_t>(kDay / kEvery) + 1);
+  EXPECT_EQ(per_hour.size(), static_cast<size_t>((horizon - kStart) / kHour));
+  for (const auto& [hour, count] : per_hour) EXPECT_EQ(count, 1) << "hour " << hour;
+  EXPECT_LE(recent, static_cast<uint64_t>(2 * kHour / kEvery + 1));
 }
 
 TEST_F(AuditLogTest, ScheduledCheckpointsAreAllKept) {
@@ -136,11 +139,15 @@ TEST_F(AuditLogTest, ScheduledCheckpointsAreAllKept) {
     now_ = kStart + i;
     Make(i % 3 == 0 ? CheckpointKind::kScheduled : CheckpointKind::kHandedOut);
   }
+  now_ += 2 * kHour;
+  Append();
+  Make(CheckpointKind::kHandedOut);
   const auto stored = Stored();
-  // Ten scheduled (sizes 1, 4, ..., 28) and the newest handed-out one (30).
-  ASSERT_EQ(stored.size(), 11u);
+  // Ten scheduled (sizes 1, 4, ..., 28), the newest handed-out one of that hour (30), the new one.
+  ASSERT_EQ(stored.size(), 12u);
   for (int i = 0; i < 30; i += 3) EXPECT_EQ(stored.count(static_cast<uint64_t>(i + 1)), 1u) << i;
   EXPECT_EQ(stored.count(30u), 1u);
+  EXPECT_EQ(stored.count(31u), 1u);
 }
 
 TEST_F(AuditLogTest, AHandedOutCheckpointReplacingAScheduledOneStaysKept) {
@@ -151,8 +158,12 @@ TEST_F(AuditLogTest, AHandedOutCheckpointReplacingAScheduledOneStaysKept) {
   Append();
   now_ += 1;
   Make(CheckpointKind::kHandedOut);
+  now_ += 2 * kHour;
+  Append();
+  Make(CheckpointKind::kHandedOut);
+  // Size 2 is the newest handed-out one of its hour; size 1 stays because it is scheduled.
   const auto stored = Stored();
-  ASSERT_EQ(stored.size(), 2u);
+  ASSERT_EQ(stored.size(), 3u);
   EXPECT_EQ(stored.at(1).time_unix_seconds, kStart + 1);
 }
 
