@@ -153,7 +153,7 @@ StatusOr<std::string> AuditExportProvenEntryLine(uint64_t index, std::string_vie
 StatusOr<std::string> AuditExportCheckpointLine(std::string_view note);
 // `entry_line` (an entry line from the functions above) with "phi" and "phi_salt" (hex of
 // `salt`) added: the readable PHI of a compliance export, bound by the entry's phi_commit.
-// InvalidArgument if `entry_line` is not a JSON object line or a PHI string is not UTF-8.
+// InvalidArgument if `entry_line` is not a JSON object line.
 StatusOr<std::string> AuditExportAddPhi(std::string entry_line, const nlohmann::json& phi,
                                         std::string_view salt);
 // The export line (without its newline) of an RFC 9162 consistency proof from the tree of

@@ -73,7 +73,7 @@ std::vector<std::string> ChainedEntries(uint64_t from, uint64_t to, std::string 
     e.seq = i + 1;
     e.prev_hash = prev_hash;
     e.action = action;
-    if (commit_phi) e.phi_commit = *PhiCommitment(SyntheticSalt(i), SyntheticPhi(i));
+    if (commit_phi) e.phi_commit = PhiCommitment(SyntheticSalt(i), SyntheticPhi(i));
     out.push_back(Encode(e));
     prev_hash = HashHex(out.back());
   }

@@ -60,7 +60,7 @@ class RealAuditLog {
     for (int i = 0; i < n; ++i) {
       storage::AuditEntry e;
       const uint64_t next = log_->ledger().size() + 1;
-      e.phi_commit = *storage::PhiCommitment(Salt(next), Phi(next));
+      e.phi_commit = storage::PhiCommitment(Salt(next), Phi(next));
       e.request_id = "req-" + std::to_string(next);
       e.application = "test-ehr";
       e.user = "clinician-" + std::to_string(next % 3);
