@@ -44,7 +44,10 @@ class AdoptedServerSocket final : public Poco::Net::ServerSocket {
   explicit AdoptedServerSocket(int fd) : ServerSocket(new AdoptedServerSocketImpl(fd), true) {}
 };
 
-// An HTTP connection that holds one of the counted slots for its whole life.
+thread_local ConnectionState* current_connection = nullptr;
+
+// An HTTP connection that holds one of the counted slots for its whole life, and whose state
+// its requests find through CurrentConnection().
 class CountedConnection final : public Poco::Net::HTTPServerConnection {
  public:
   CountedConnection(const Poco::Net::StreamSocket& socket, Poco::Net::HTTPServerParams::Ptr params,
@@ -54,8 +57,20 @@ class CountedConnection final : public Poco::Net::HTTPServerConnection {
         counter_(std::move(counter)) {}
   ~CountedConnection() override { counter_->active.fetch_sub(1); }
 
+  void run() override {
+    current_connection = &state_;
+    try {
+      HTTPServerConnection::run();
+    } catch (...) {
+      current_connection = nullptr;
+      throw;
+    }
+    current_connection = nullptr;
+  }
+
  private:
   std::shared_ptr<Counter> counter_;
+  ConnectionState state_;
 };
 
 // Answers a connection over the limit (or arriving during shutdown) with 503 and closes it.
@@ -168,6 +183,8 @@ StatusOr<std::optional<gid_t>> ResolveGroup(const std::string& name) {
 }
 
 }  // namespace
+
+ConnectionState* CurrentConnection() { return current_connection; }
 
 // Poco only lets its own HTTPServer raise serverStopped, the event that tells every live
 // connection to finish its request and close; this wrapper raises it for ours.

@@ -25,6 +25,15 @@
 
 namespace phivault::daemon {
 
+// What the server keeps about the connection a request arrived on. Poco serves a connection on
+// one pool thread from its first request to its last, so the connection being served is the
+// calling thread's: inside a request handler CurrentConnection() is its state (owned by the
+// server, alive until the connection ends); on any other thread it is nullptr.
+struct ConnectionState {
+  uint32_t failed_authentications = 0;
+};
+ConnectionState* CurrentConnection();
+
 struct HttpServerOptions {
   std::string socket_path;       // bound and unlinked by the server unless listen_fd is given
   uint32_t socket_mode = 0660;   // applied to the socket file
