@@ -49,6 +49,7 @@ struct Exchange {
   std::string problem;
   bool body_pending = false;  // the request has a body that has not been read
   bool close = false;         // end the connection after this response
+  bool peer_known = false;    // SO_PEERCRED succeeded: refusals can be budgeted by peer uid
 };
 
 bool IsValidRequestId(std::string_view id) {
@@ -184,10 +185,12 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     auto& impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl&>(req);
     const auto peer = GetPeerCredentials(impl.socket().impl()->sockfd());
     if (!peer.ok()) {
+      // No uid to budget by: audited on its own entry, and the connection ends.
       ex.close = true;
       Reject(req, resp, ex, route, ctx, Unauthenticated("cannot identify the peer of the socket"));
       return false;
     }
+    ex.peer_known = true;
     ctx.peer_uid = peer->uid;
     ctx.peer_pid = peer->pid;
     ctx.principal.uid = peer->uid;
@@ -243,7 +246,7 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     const std::string action = audited_route ? std::string(route.action) : std::string();
     const std::string reason = problem.type + ": " + status.message();
     Status audited;
-    if (ctx.principal.name.empty()) {
+    if (ctx.principal.name.empty() && ex.peer_known) {
       const auto outcome = auth_failures_->RecordFailure(ctx, action, reason);
       audited = outcome.audit;
       ConnectionState* connection = CurrentConnection();

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -198,23 +199,26 @@ TEST(ActingPartyTest, MissingOrMalformedHeadersAreInvalid) {
   EXPECT_EQ(Check(&user, &role, nullptr).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Check(&user, &role, &empty).code(), StatusCode::kInvalidArgument);
 
-  for (const std::string good : {"a", "dr.synthetic", "jane.doe@clinic.example", "J Doe",
-                                 "x+tag_1-2", "7", std::string(128, 'u')}) {
+  for (const std::string& good :
+       std::vector<std::string>{"a", "dr.synthetic", "jane.doe@clinic.example", "J Doe",
+                                "x+tag_1-2", "7", std::string(128, 'u')}) {
     EXPECT_TRUE(Check(&good, &role, &purpose).ok()) << good;
   }
-  for (const std::string bad :
-       {"nurse\x01", "bad\xffuser", "Zo\xc3\xab", "=cmd|' /C calc'!A0", "+1", "-x", "@sum",
-        ".hidden", " lead", "trail ", "tab\there", "back\\slash", "semi;colon", "a\r\nX-Role: x",
-        std::string(129, 'u')}) {
+  for (const std::string& bad : std::vector<std::string>{
+           "nurse\x01", "bad\xffuser", "Zo\xc3\xab", "=cmd|' /C calc'!A0", "+1", "-x", "@sum",
+           ".hidden", " lead", "trail ", "tab\there", "back\\slash", "semi;colon", "a\r\nX-Role: x",
+           std::string(129, 'u')}) {
     const Status s = Check(&bad, &role, &purpose);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
     EXPECT_NE(s.message().find("X-Phivault-User"), std::string::npos);
     EXPECT_EQ(s.message().find(bad), std::string::npos) << "the value is quoted back";
   }
-  for (const std::string bad : {"Nurse", "-nurse", "nurse.x", "nur se", std::string(65, 'r')}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"Nurse", "-nurse", "nurse.x", "nur se", std::string(65, 'r')}) {
     EXPECT_EQ(Check(&user, &bad, &purpose).code(), StatusCode::kInvalidArgument) << bad;
   }
-  for (const std::string bad : {"treat", "TREAT ", "TRE4T", std::string(33, 'T')}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"treat", "TREAT ", "TRE4T", std::string(33, 'T')}) {
     EXPECT_EQ(Check(&user, &role, &bad).code(), StatusCode::kInvalidArgument) << bad;
   }
 }
