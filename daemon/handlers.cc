@@ -202,6 +202,16 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
       ex.principal = principal->name;
       ctx.principal = std::move(principal).value();
     }
+    if (const ConnectionState* connection = CurrentConnection();
+        connection != nullptr && connection->received_byte_ff) {
+      // Poco dropped the byte, so the headers are not what was sent; every later request on the
+      // connection would be refused the same way.
+      ex.close = true;
+      Reject(req, resp, ex, route, ctx,
+             InvalidArgument("the request holds a byte 0xFF, which is valid neither in UTF-8 nor "
+                             "in an HTTP header field"));
+      return false;
+    }
     const ActingPartyHeaders headers{HeaderOrNull(req, "X-Phivault-User"),
                                      HeaderOrNull(req, "X-Phivault-Role"),
                                      HeaderOrNull(req, "X-Phivault-Purpose")};
@@ -690,12 +700,20 @@ AuthFailureOptions AuthFailureOptionsOf(const Limits& limits) {
   return o;
 }
 
-class ApiHandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
+class ApiHandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory,
+                                public ServerStopListener {
  public:
   explicit ApiHandlerFactory(const ApiDeps& deps)
       : deps_(deps), auth_failures_(AuthFailureOptionsOf(deps.config->limits), deps.service) {}
   Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest&) override {
     return new ApiHandler(deps_, &auth_failures_);
+  }
+  // phivaultd exits without destructors when requests outlast the shutdown grace period: the
+  // summaries counted so far are written now, not only when the factory is destroyed.
+  void OnServerStopped() override {
+    if (const uint64_t lost = auth_failures_.FlushDue(/*all=*/true); lost > 0) {
+      spdlog::error("{} failed authentication attempts could not be audited at shutdown", lost);
+    }
   }
 
  private:

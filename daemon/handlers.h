@@ -15,7 +15,8 @@
 // Failed authentications are budgeted per peer uid (daemon/auth_failures.h, limits.auth_failure_*):
 // beyond the budget they are summarised in one audit entry per window instead of one each, and
 // the connection is closed; it is also closed after limits.auth_failures_per_connection failures.
-// The factory owns that budget: destroying it (with the server) writes the pending summaries.
+// The factory owns that budget and writes the pending summaries when the server stops
+// (HttpServer::Stop, daemon/http_server.h ServerStopListener) and when it is destroyed.
 //
 // The audit export is the one streamed response: chunked, its status line sent with the first
 // chunk; a failure after that closes the connection before the final chunk.

@@ -207,7 +207,15 @@ TEST_F(E2eAuthFloodTest, MalformedHeadersAndTokenlessOperatorsAreRefusedAndAudit
                 " allows role \"administrator\" only (X-Phivault-Role names \"physician\"); "
                 "operators act only in their configured role");
 
-  bool app_entry = false, stranger_entry = false, operator_entry = false;
+  // A byte 0xFF, which Poco would silently drop from the header: refused, not read as "dr.ff".
+  RawConnection ff(vault_.socket_path());
+  r = ff.RoundTrip(Get(target, vault_.token(), "dr.\xff\xff"));
+  ASSERT_TRUE(r.received);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(Lower(r.Header("connection")), "close");
+  EXPECT_TRUE(ff.WaitClosed());
+
+  bool app_entry = false, stranger_entry = false, operator_entry = false, ff_entry = false;
   for (const auto& e : AuditEntries()) {
     if (e.value("outcome", "") != "denied") continue;
     EXPECT_EQ(e.value("peer_uid", uint32_t{0}), getuid());
@@ -222,6 +230,10 @@ TEST_F(E2eAuthFloodTest, MalformedHeadersAndTokenlessOperatorsAreRefusedAndAudit
       EXPECT_EQ(e.value("app", "x"), "");
       EXPECT_EQ(claimed.size(), 128u + 3) << "128 bytes and the ellipsis";
     }
+    if (e.value("reason", "").find("byte 0xFF") != std::string::npos) {
+      ff_entry = true;
+      EXPECT_EQ(e.value("app", ""), "dev-app");
+    }
     if (e.value("user", "") == "dr.forgetful") {
       operator_entry = true;
       EXPECT_NE(e.value("reason", "").find("no bearer token was sent"), std::string::npos);
@@ -230,6 +242,7 @@ TEST_F(E2eAuthFloodTest, MalformedHeadersAndTokenlessOperatorsAreRefusedAndAudit
   EXPECT_TRUE(app_entry) << "the refusal of an authenticated malformed user left no entry";
   EXPECT_TRUE(stranger_entry) << "the refusal of a stranger's malformed user left no entry";
   EXPECT_TRUE(operator_entry) << "the refusal of a tokenless operator left no entry";
+  EXPECT_TRUE(ff_entry) << "the refusal of a header with 0xFF left no entry";
 }
 
 }  // namespace
