@@ -18,7 +18,6 @@ namespace phivault::daemon {
 namespace {
 
 constexpr size_t kMaxTokenBytes = 512;
-constexpr size_t kMaxUserBytes = 256;
 
 // getpwuid_r/getgrnam_r want a caller-supplied buffer; grow it while they say ERANGE. `lookup`
 // must copy what it needs out of the entry: the buffer dies on return.
@@ -51,11 +50,24 @@ bool IsPrintableAscii(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c > 0x20 && c < 0x7f; });
 }
 
-bool HasControlChar(std::string_view s) {
-  return std::any_of(s.begin(), s.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u < 0x20 || u == 0x7f;
-  });
+bool IsAsciiAlnum(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+bool IsWellFormedUser(std::string_view u) {
+  return !u.empty() && u.size() <= kMaxActingUserBytes && IsAsciiAlnum(u.front()) &&
+         u.back() != ' ' && std::all_of(u.begin(), u.end(), [](char c) {
+           return IsAsciiAlnum(c) || c == ' ' || c == '.' || c == '_' || c == '@' || c == '+' ||
+                  c == '-';
+         });
+}
+
+bool IsWellFormedRole(std::string_view r) {
+  return !r.empty() && r.size() <= kMaxActingRoleBytes &&
+         ((r.front() >= 'a' && r.front() <= 'z') || (r.front() >= '0' && r.front() <= '9')) &&
+         std::all_of(r.begin(), r.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+         });
 }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
@@ -205,29 +217,77 @@ bool IsKnownPurposeOfUse(std::string_view code) {
   return entry.has_value() && entry->category != policies::PurposeCategory::kAbstract;
 }
 
-Status ValidateActingParty(const std::string* user, const std::string* role,
-                           const std::string* purpose, const std::vector<std::string>& roles) {
-  if (user == nullptr || user->empty()) {
+Status CheckActingPartyHeaders(const ActingPartyHeaders& h) {
+  if (h.user == nullptr || h.user->empty()) {
     return InvalidArgument("the X-Phivault-User header is required");
   }
-  if (user->size() > kMaxUserBytes || HasControlChar(*user)) {
+  if (!IsWellFormedUser(*h.user)) {
     return InvalidArgument(
-        "the X-Phivault-User header must be 1 to 256 bytes without control "
-        "characters");
+        "the X-Phivault-User header must be 1 to 128 ASCII letters, digits, spaces and . _ @ + "
+        "-, beginning with a letter or digit and not ending in a space");
   }
-  if (role == nullptr || role->empty()) {
+  if (h.role == nullptr || h.role->empty()) {
     return InvalidArgument("the X-Phivault-Role header is required");
   }
-  if (purpose == nullptr || purpose->empty()) {
+  if (!IsWellFormedRole(*h.role)) {
+    return InvalidArgument(
+        "the X-Phivault-Role header must be 1 to 64 characters from [a-z0-9_-], beginning with a "
+        "letter or digit");
+  }
+  if (h.purpose == nullptr || h.purpose->empty()) {
     return InvalidArgument("the X-Phivault-Purpose header is required");
   }
-  if (std::find(roles.begin(), roles.end(), *role) == roles.end()) {
+  if (h.purpose->size() > kMaxActingPurposeBytes ||
+      !std::all_of(h.purpose->begin(), h.purpose->end(),
+                   [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    return InvalidArgument(
+        "the X-Phivault-Purpose header must be an HL7 PurposeOfUse code: 1 to 32 upper-case "
+        "letters");
+  }
+  return Status::Ok();
+}
+
+Status AuthorizeActingParty(const std::string& role, const std::string& purpose,
+                            const std::vector<std::string>& roles) {
+  if (std::find(roles.begin(), roles.end(), role) == roles.end()) {
     return PermissionDenied("the X-Phivault-Role header names a role that is not configured");
   }
-  if (!IsKnownPurposeOfUse(*purpose)) {
+  if (!IsKnownPurposeOfUse(purpose)) {
     return PermissionDenied("the X-Phivault-Purpose header is not an HL7 PurposeOfUse code");
   }
   return Status::Ok();
+}
+
+Status CheckOperatorRole(const Principal& principal, const std::string& role) {
+  if (principal.kind != Principal::Kind::kOperator || role == principal.operator_role) {
+    return Status::Ok();
+  }
+  // Said in full because the usual cause is an application that forgot its token while running
+  // under a uid that is also an operator's: its role is then not the problem at all.
+  return PermissionDenied("no bearer token was sent, and the operator entry for peer uid " +
+                          std::to_string(principal.uid) + " allows role \"" +
+                          principal.operator_role + "\" only (X-Phivault-Role names \"" + role +
+                          "\"); operators act only in their configured role");
+}
+
+std::string SanitizeClaimForAudit(std::string_view value, size_t max_bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (const char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    std::string piece;
+    if (c == '\\') {
+      piece = "\\\\";
+    } else if (u >= 0x20 && u < 0x7f) {
+      piece = std::string(1, c);
+    } else {
+      piece = {'\\', 'x', kHex[u >> 4], kHex[u & 0xf]};
+    }
+    if (out.size() + piece.size() > max_bytes)
+      return out + "\xe2\x80\xa6";  // U+2026, never part of a well-formed value
+    out += piece;
+  }
+  return out;
 }
 
 }  // namespace phivault::daemon

@@ -75,10 +75,42 @@ class Authenticator {
 const std::vector<std::string_view>& PurposeOfUseCodes();
 bool IsKnownPurposeOfUse(std::string_view code);
 
-// Checks the acting party a request names (nullptr = header absent). InvalidArgument naming the
-// header if one is missing or malformed (user: 1..256 bytes, no control characters);
-// PermissionDenied if the role is not one of `roles` or the purpose is not a PurposeOfUse code.
-Status ValidateActingParty(const std::string* user, const std::string* role,
-                           const std::string* purpose, const std::vector<std::string>& roles);
+// The acting-party headers of a request as sent (nullptr: the header is absent).
+struct ActingPartyHeaders {
+  const std::string* user = nullptr;     // X-Phivault-User
+  const std::string* role = nullptr;     // X-Phivault-Role
+  const std::string* purpose = nullptr;  // X-Phivault-Purpose
+};
+
+// Longest well-formed acting-party values, in bytes.
+inline constexpr size_t kMaxActingUserBytes = 128;
+inline constexpr size_t kMaxActingRoleBytes = 64;
+inline constexpr size_t kMaxActingPurposeBytes = 32;
+
+// The form of each acting-party header, checked before anything else is decided about a request
+// so that whatever it claims can be written into the audit entry of its refusal verbatim:
+//   user:    1..128 of ASCII letters, digits, space and . _ @ + -, beginning with a letter or
+//            digit and not ending in a space (a CSV export's cell never starts like a formula);
+//   role:    1..64 of [a-z0-9_-], beginning with a letter or digit (the form of `roles`);
+//   purpose: 1..32 upper-case ASCII letters (the form of HL7 PurposeOfUse codes).
+// InvalidArgument naming the header and its rule if one is missing or malformed; the message
+// never quotes the value.
+Status CheckActingPartyHeaders(const ActingPartyHeaders& headers);
+
+// For well-formed headers: PermissionDenied if the role is not one of `roles` or the purpose is
+// not a PurposeOfUse code.
+Status AuthorizeActingParty(const std::string& role, const std::string& purpose,
+                            const std::vector<std::string>& roles);
+
+// A person at the CLI acts in the role of their operator entry. `principal` was authenticated
+// without a token (an operator); PermissionDenied that says so, and which role the entry allows,
+// if `role` is another one.
+Status CheckOperatorRole(const Principal& principal, const std::string& role);
+
+// `value` made fit for an audit entry when it may be anything a stranger sent: printable ASCII
+// other than backslash is kept, a backslash becomes "\\" and every other byte "\xHH", and the
+// result is cut to `max_bytes` with "…" (U+2026) appended. Always valid UTF-8, and
+// unchanged for every value CheckActingPartyHeaders accepts when `max_bytes` is its limit.
+std::string SanitizeClaimForAudit(std::string_view value, size_t max_bytes);
 
 }  // namespace phivault::daemon

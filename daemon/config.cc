@@ -242,15 +242,24 @@ Status ParseMasterKey(const Reader& r, const toml::table& t, MasterKeySource& mk
 
 Status ParseLimits(const Reader& r, const toml::table& t, Limits& l) {
   constexpr std::string_view p = "limits";
-  PV_RETURN_IF_ERROR(r.CheckKeys(t, p,
-                                 {"max_body_bytes", "max_header_bytes", "max_connections",
-                                  "idle_timeout_ms", "disk_reserve_bytes"}));
+  PV_RETURN_IF_ERROR(
+      r.CheckKeys(t, p,
+                  {"max_body_bytes", "max_header_bytes", "max_connections", "idle_timeout_ms",
+                   "disk_reserve_bytes", "auth_failure_burst", "auth_failure_refill_ms",
+                   "auth_failure_summary_ms", "auth_failures_per_connection"}));
   PV_RETURN_IF_ERROR(r.Integer(t, p, "max_body_bytes", l.max_body_bytes, 1024, 2ull << 30));
   PV_RETURN_IF_ERROR(r.Integer(t, p, "max_header_bytes", l.max_header_bytes, 1024, 65536));
   PV_RETURN_IF_ERROR(r.Integer(t, p, "max_connections", l.max_connections, 1, 4096));
   PV_RETURN_IF_ERROR(r.Integer(t, p, "idle_timeout_ms", l.idle_timeout_ms, 100, 3600000));
   PV_RETURN_IF_ERROR(
       r.Integer(t, p, "disk_reserve_bytes", l.disk_reserve_bytes, 1ull << 20, 1ull << 50));
+  PV_RETURN_IF_ERROR(r.Integer(t, p, "auth_failure_burst", l.auth_failure_burst, 1, 1000));
+  PV_RETURN_IF_ERROR(
+      r.Integer(t, p, "auth_failure_refill_ms", l.auth_failure_refill_ms, 10, 3600000));
+  PV_RETURN_IF_ERROR(
+      r.Integer(t, p, "auth_failure_summary_ms", l.auth_failure_summary_ms, 100, 3600000));
+  PV_RETURN_IF_ERROR(
+      r.Integer(t, p, "auth_failures_per_connection", l.auth_failures_per_connection, 1, 1000));
   return Status::Ok();
 }
 

@@ -29,6 +29,15 @@ struct Limits {
   uint32_t max_connections = 64;
   uint32_t idle_timeout_ms = 5000;
   uint64_t disk_reserve_bytes = 256ull << 20;
+  // Failed authentications (daemon/auth_failures.h): each peer uid may fail this many times in a
+  // row with an audit entry each; then one attempt is regained every auth_failure_refill_ms, and
+  // the attempts beyond the budget are summarised, one entry per auth_failure_summary_ms.
+  uint32_t auth_failure_burst = 5;
+  uint32_t auth_failure_refill_ms = 10000;
+  uint32_t auth_failure_summary_ms = 60000;
+  // A connection is closed after this many failed authentications on it (and at once when its
+  // uid's budget is spent), so a stranger must reconnect to keep guessing.
+  uint32_t auth_failures_per_connection = 3;
 };
 
 // An application (EHR, practice-management software): a bearer token (only its SHA-256 is kept)

@@ -23,6 +23,8 @@
 
 #include "crypto/hash.h"
 #include "daemon/api_json.h"
+#include "daemon/auth_failures.h"
+#include "daemon/http_server.h"
 #include "daemon/logging.h"
 #include "daemon/problem.h"
 #include "daemon/router.h"
@@ -46,6 +48,8 @@ struct Exchange {
   int status = 0;
   std::string problem;
   bool body_pending = false;  // the request has a body that has not been read
+  bool close = false;         // end the connection after this response
+  bool peer_known = false;    // SO_PEERCRED succeeded: refusals can be budgeted by peer uid
 };
 
 bool IsValidRequestId(std::string_view id) {
@@ -63,16 +67,6 @@ std::string_view MethodForLog(const std::string& method) {
     if (m == method) return m;
   }
   return "other";
-}
-
-// Acting-party values go into rejection audit entries only when they are well-formed text.
-std::string HeaderForAudit(const HTTPServerRequest& req, const std::string& name) {
-  if (!req.has(name)) return "";
-  const std::string& v = req.get(name);
-  const bool ok = v.size() <= 256 && IsValidUtf8(v) && std::none_of(v.begin(), v.end(), [](char c) {
-                    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-                  });
-  return ok ? v : "";
 }
 
 const std::string* HeaderOrNull(const HTTPServerRequest& req, const std::string& name) {
@@ -100,7 +94,8 @@ size_t HeaderBytes(const HTTPServerRequest& req) {
 
 class ApiHandler final : public Poco::Net::HTTPRequestHandler {
  public:
-  explicit ApiHandler(const ApiDeps& deps) : deps_(deps) {}
+  ApiHandler(const ApiDeps& deps, AuthFailureLimiter* auth_failures)
+      : deps_(deps), auth_failures_(auth_failures) {}
 
   void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
     const auto start = std::chrono::steady_clock::now();
@@ -180,56 +175,108 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     Dispatch(req, resp, ex, route, match.params, query, ctx);
   }
 
+  // Who is asking and on whose behalf; false once a refusal has been sent. The order is chosen
+  // so that every refusal can be audited: the peer's credentials first (they go into every
+  // entry), then the form of the acting-party headers, which is reported before anything about
+  // the credentials (a refusal's entry may then quote what they claim) but after the credentials
+  // have been checked, so that the entry still names the application if the token was good.
   bool Authenticate(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
                     const RouteSpec& route, RequestContext& ctx) {
     auto& impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl&>(req);
     const auto peer = GetPeerCredentials(impl.socket().impl()->sockfd());
     if (!peer.ok()) {
+      // No uid to budget by: audited on its own entry, and the connection ends.
+      ex.close = true;
       Reject(req, resp, ex, route, ctx, Unauthenticated("cannot identify the peer of the socket"));
       return false;
     }
+    ex.peer_known = true;
+    ctx.peer_uid = peer->uid;
+    ctx.peer_pid = peer->pid;
     ctx.principal.uid = peer->uid;
+
     std::optional<std::string_view> authorization;
     if (req.has("Authorization")) authorization = req.get("Authorization");
     auto principal = deps_.authenticator->Authenticate(*peer, authorization);
+    if (principal.ok()) {
+      ex.principal = principal->name;
+      ctx.principal = std::move(principal).value();
+    }
+    if (const ConnectionState* connection = CurrentConnection();
+        connection != nullptr && connection->received_byte_ff) {
+      // Poco dropped the byte, so the headers are not what was sent; every later request on the
+      // connection would be refused the same way.
+      ex.close = true;
+      Reject(req, resp, ex, route, ctx,
+             InvalidArgument("the request holds a byte 0xFF, which is valid neither in UTF-8 nor "
+                             "in an HTTP header field"));
+      return false;
+    }
+    const ActingPartyHeaders headers{HeaderOrNull(req, "X-Phivault-User"),
+                                     HeaderOrNull(req, "X-Phivault-Role"),
+                                     HeaderOrNull(req, "X-Phivault-Purpose")};
+    if (Status s = CheckActingPartyHeaders(headers); !s.ok()) {
+      Reject(req, resp, ex, route, ctx, s);
+      return false;
+    }
     if (!principal.ok()) {
       resp.set("WWW-Authenticate", "Bearer realm=\"phivault\"");
       Reject(req, resp, ex, route, ctx, principal.status());
       return false;
     }
-    ex.principal = principal->name;
-    ctx.principal = std::move(principal).value();
-
-    const std::string* user = HeaderOrNull(req, "X-Phivault-User");
-    const std::string* role = HeaderOrNull(req, "X-Phivault-Role");
-    const std::string* purpose = HeaderOrNull(req, "X-Phivault-Purpose");
-    if (Status s = ValidateActingParty(user, role, purpose, deps_.config->roles); !s.ok()) {
+    if (Status s = AuthorizeActingParty(*headers.role, *headers.purpose, deps_.config->roles);
+        !s.ok()) {
       Reject(req, resp, ex, route, ctx, s);
       return false;
     }
-    ctx.user = *user;
-    ctx.role = *role;
-    ctx.purpose = *purpose;
+    if (Status s = CheckOperatorRole(ctx.principal, *headers.role); !s.ok()) {
+      Reject(req, resp, ex, route, ctx, s);
+      return false;
+    }
+    ctx.user = *headers.user;
+    ctx.role = *headers.role;
+    ctx.purpose = *headers.purpose;
     return true;
   }
 
-  // Answers a request refused before it reached the service; on PHI routes the refusal is
-  // audited (best effort: the request is refused either way).
+  // Answers a request refused before it reached the service. On PHI routes the refusal is
+  // audited (best effort: the request is refused either way), with what the acting-party headers
+  // claim made fit for the entry. Refusals of unauthenticated requests go through the per-uid
+  // budget of failed authentications, and end the connection once it or the connection's own
+  // allowance is spent.
   void Reject(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
               const RouteSpec& route, RequestContext& ctx, const Status& status) {
     const Problem problem = ProblemFromStatus(status);
-    if (route.access == RouteSpec::Access::kPhi) {
-      if (ctx.user.empty()) ctx.user = HeaderForAudit(req, "X-Phivault-User");
-      if (ctx.role.empty()) ctx.role = HeaderForAudit(req, "X-Phivault-Role");
-      if (ctx.purpose.empty()) ctx.purpose = HeaderForAudit(req, "X-Phivault-Purpose");
-      const Status audited = deps_.service->AuditRejected(ctx, std::string(route.action),
-                                                          problem.type + ": " + status.message());
-      if (!audited.ok()) {
-        spdlog::error("request id={} rejection could not be audited: {}", ex.request_id,
-                      StatusCodeName(audited.code()));
-      }
+    const bool audited_route = route.access == RouteSpec::Access::kPhi;
+    if (audited_route) {
+      ctx.user = ClaimForAudit(req, "X-Phivault-User", kMaxActingUserBytes);
+      ctx.role = ClaimForAudit(req, "X-Phivault-Role", kMaxActingRoleBytes);
+      ctx.purpose = ClaimForAudit(req, "X-Phivault-Purpose", kMaxActingPurposeBytes);
+    }
+    const std::string action = audited_route ? std::string(route.action) : std::string();
+    const std::string reason = problem.type + ": " + status.message();
+    Status audited;
+    if (ctx.principal.name.empty() && ex.peer_known) {
+      const auto outcome = auth_failures_->RecordFailure(ctx, action, reason);
+      audited = outcome.audit;
+      ConnectionState* connection = CurrentConnection();
+      const bool connection_spent =
+          connection != nullptr &&
+          ++connection->failed_authentications >= deps_.config->limits.auth_failures_per_connection;
+      if (outcome.throttled || connection_spent) ex.close = true;
+    } else if (audited_route) {
+      audited = deps_.service->AuditRejected(ctx, action, reason, 1);
+    }
+    if (!audited.ok()) {
+      spdlog::error("request id={} rejection could not be audited: {}", ex.request_id,
+                    StatusCodeName(audited.code()));
     }
     SendProblem(resp, ex, problem);
+  }
+
+  static std::string ClaimForAudit(const HTTPServerRequest& req, const std::string& name,
+                                   size_t max_bytes) {
+    return req.has(name) ? SanitizeClaimForAudit(req.get(name), max_bytes) : std::string();
   }
 
   void Dispatch(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
@@ -647,12 +694,13 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
 
   void PrepareHeaders(HTTPServerResponse& resp, Exchange& ex, int status) {
     ex.status = status;
-    resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+    // Poco's setStatus keeps the reason phrase it had ("OK"); this sets the standard one.
+    resp.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
     resp.set("X-Request-Id", ex.request_id);
     resp.set("Cache-Control", "no-store");
     resp.set("X-Content-Type-Options", "nosniff");
     // Unread body bytes would be taken for the next request: close instead.
-    if (ex.body_pending) resp.setKeepAlive(false);
+    if (ex.body_pending || ex.close) resp.setKeepAlive(false);
   }
 
   void SendBytes(HTTPServerResponse& resp, Exchange& ex, int status, std::string_view type,
@@ -682,17 +730,36 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
   }
 
   ApiDeps deps_;
+  AuthFailureLimiter* auth_failures_;
 };
 
-class ApiHandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
+AuthFailureOptions AuthFailureOptionsOf(const Limits& limits) {
+  AuthFailureOptions o;
+  o.burst = limits.auth_failure_burst;
+  o.refill = std::chrono::milliseconds(limits.auth_failure_refill_ms);
+  o.summary_window = std::chrono::milliseconds(limits.auth_failure_summary_ms);
+  return o;
+}
+
+class ApiHandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory,
+                                public ServerStopListener {
  public:
-  explicit ApiHandlerFactory(const ApiDeps& deps) : deps_(deps) {}
+  explicit ApiHandlerFactory(const ApiDeps& deps)
+      : deps_(deps), auth_failures_(AuthFailureOptionsOf(deps.config->limits), deps.service) {}
   Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest&) override {
-    return new ApiHandler(deps_);
+    return new ApiHandler(deps_, &auth_failures_);
+  }
+  // phivaultd exits without destructors when requests outlast the shutdown grace period: the
+  // summaries counted so far are written now, not only when the factory is destroyed.
+  void OnServerStopped() override {
+    if (const uint64_t lost = auth_failures_.FlushDue(/*all=*/true); lost > 0) {
+      spdlog::error("{} failed authentication attempts could not be audited at shutdown", lost);
+    }
   }
 
  private:
   ApiDeps deps_;
+  AuthFailureLimiter auth_failures_;  // its destructor writes the summaries still pending
 };
 
 }  // namespace

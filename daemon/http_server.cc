@@ -1,5 +1,6 @@
 #include "daemon/http_server.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 #include <Poco/Net/ServerSocketImpl.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
+#include <Poco/Net/StreamSocketImpl.h>
 #include <Poco/Net/TCPServerConnection.h>
 #include <Poco/Net/TCPServerConnectionFactory.h>
 #include <Poco/Net/TCPServerParams.h>
@@ -44,18 +46,57 @@ class AdoptedServerSocket final : public Poco::Net::ServerSocket {
   explicit AdoptedServerSocket(int fd) : ServerSocket(new AdoptedServerSocketImpl(fd), true) {}
 };
 
-// An HTTP connection that holds one of the counted slots for its whole life.
+thread_local ConnectionState* current_connection = nullptr;
+
+// The connection's socket as Poco's HTTP session reads it, noting a 0xFF byte in what arrives
+// (see ConnectionState::received_byte_ff). It works on its own dup() of the accepted fd, since a
+// Poco socket cannot be given a new implementation; the original is closed by Poco's dispatcher
+// right after the connection object is destroyed.
+class ScanningSocketImpl final : public Poco::Net::StreamSocketImpl {
+ public:
+  ScanningSocketImpl(poco_socket_t fd, std::shared_ptr<ConnectionState> state)
+      : StreamSocketImpl(fd), state_(std::move(state)) {}
+
+  using StreamSocketImpl::receiveBytes;
+  int receiveBytes(void* buffer, int length, int flags) override {
+    const int n = StreamSocketImpl::receiveBytes(buffer, length, flags);
+    if (n > 0 && std::memchr(buffer, 0xff, static_cast<size_t>(n)) != nullptr) {
+      state_->received_byte_ff = true;
+    }
+    return n;
+  }
+
+ private:
+  std::shared_ptr<ConnectionState> state_;
+};
+
+// An HTTP connection that holds one of the counted slots for its whole life, and whose state
+// its requests find through CurrentConnection().
 class CountedConnection final : public Poco::Net::HTTPServerConnection {
  public:
-  CountedConnection(const Poco::Net::StreamSocket& socket, Poco::Net::HTTPServerParams::Ptr params,
+  CountedConnection(const Poco::Net::StreamSocket& socket, std::shared_ptr<ConnectionState> state,
+                    Poco::Net::HTTPServerParams::Ptr params,
                     Poco::Net::HTTPRequestHandlerFactory::Ptr factory,
                     std::shared_ptr<Counter> counter)
       : HTTPServerConnection(socket, std::move(params), std::move(factory)),
-        counter_(std::move(counter)) {}
+        counter_(std::move(counter)),
+        state_(std::move(state)) {}
   ~CountedConnection() override { counter_->active.fetch_sub(1); }
+
+  void run() override {
+    current_connection = state_.get();
+    try {
+      HTTPServerConnection::run();
+    } catch (...) {
+      current_connection = nullptr;
+      throw;
+    }
+    current_connection = nullptr;
+  }
 
  private:
   std::shared_ptr<Counter> counter_;
+  std::shared_ptr<ConnectionState> state_;
 };
 
 // Answers a connection over the limit (or arriving during shutdown) with 503 and closes it.
@@ -108,7 +149,14 @@ class CountingConnectionFactory final : public Poco::Net::TCPServerConnectionFac
                                                  std::to_string(counter_->limit) + ")");
       }
     } while (!counter_->active.compare_exchange_weak(current, current + 1));
-    return new CountedConnection(socket, params_, factory_, counter_);
+    const int fd = fcntl(socket.impl()->sockfd(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) {
+      counter_->active.fetch_sub(1);
+      return new RefusedConnection(socket, "the server has no file descriptor left for it");
+    }
+    auto state = std::make_shared<ConnectionState>();
+    const Poco::Net::StreamSocket scanning(new ScanningSocketImpl(fd, state));
+    return new CountedConnection(scanning, std::move(state), params_, factory_, counter_);
   }
 
  private:
@@ -169,6 +217,8 @@ StatusOr<std::optional<gid_t>> ResolveGroup(const std::string& name) {
 
 }  // namespace
 
+ConnectionState* CurrentConnection() { return current_connection; }
+
 // Poco only lets its own HTTPServer raise serverStopped, the event that tells every live
 // connection to finish its request and close; this wrapper raises it for ours.
 class HttpServer::StoppableHandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
@@ -180,6 +230,11 @@ class HttpServer::StoppableHandlerFactory final : public Poco::Net::HTTPRequestH
     return inner_->createRequestHandler(request);
   }
   void NotifyStopped() { serverStopped.notify(this, false); }
+  void NotifyStopListener() {
+    if (auto* listener = dynamic_cast<ServerStopListener*>(inner_.get())) {
+      listener->OnServerStopped();
+    }
+  }
 
  private:
   Poco::Net::HTTPRequestHandlerFactory::Ptr inner_;
@@ -286,6 +341,7 @@ bool HttpServer::Stop(std::chrono::milliseconds grace) {
   } else {
     notifier.detach();
   }
+  handler_factory_->NotifyStopListener();
   return all_done;
 }
 

@@ -25,6 +25,29 @@
 
 namespace phivault::daemon {
 
+// What the server keeps about the connection a request arrived on. Poco serves a connection on
+// one pool thread from its first request to its last, so the connection being served is the
+// calling thread's: inside a request handler CurrentConnection() is its state (owned by the
+// server, alive until the connection ends); on any other thread it is nullptr.
+struct ConnectionState {
+  uint32_t failed_authentications = 0;
+  // Poco 1.11 reads request lines and headers with HTTPSession::get(), which returns a plain
+  // (signed) char: a byte 0xFF comes back as EOF and is silently dropped, so "dr\xFFx" would
+  // reach the handlers as "drx". The server therefore looks at every byte received on the
+  // connection; no valid request holds 0xFF (it is not UTF-8, and bodies are JSON).
+  bool received_byte_ff = false;
+};
+ConnectionState* CurrentConnection();
+
+// A request handler factory that also implements this is told once the server has stopped
+// serving: Stop() calls OnServerStopped() just before it returns, whether or not every
+// connection ended in time (the process may then exit without running destructors).
+class ServerStopListener {
+ public:
+  virtual ~ServerStopListener() = default;
+  virtual void OnServerStopped() = 0;
+};
+
 struct HttpServerOptions {
   std::string socket_path;       // bound and unlinked by the server unless listen_fd is given
   uint32_t socket_mode = 0660;   // applied to the socket file
@@ -43,8 +66,8 @@ class HttpServer {
       const HttpServerOptions& options, Poco::Net::HTTPRequestHandlerFactory::Ptr factory);
 
   // Stops accepting connections, lets requests in progress finish and closes idle connections,
-  // waiting up to `grace` for every connection to end. Returns false if some did not end in
-  // time. Removes the socket file it created. Idempotent.
+  // waiting up to `grace` for every connection to end, then tells a ServerStopListener factory.
+  // Returns false if some did not end in time. Removes the socket file it created. Idempotent.
   bool Stop(std::chrono::milliseconds grace);
 
   // Connections currently being served (not counting those refused with 503).

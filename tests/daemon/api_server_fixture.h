@@ -50,6 +50,9 @@ inline Config TestConfig(uint32_t app_uid) {
   // be counted down by the server when the next one arrives. The limit test sets its own.
   c.limits.max_connections = 16;
   c.limits.idle_timeout_ms = 400;
+  // Likewise a budget of failed authentications no test spends by accident (each audits every
+  // refusal on its own); the tests of the budget set their own.
+  c.limits.auth_failure_burst = 1000;
   ApplicationConfig app;
   app.name = "ehr";
   app.token_sha256_hex = TokenHash(kToken);

@@ -6,6 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -177,30 +181,96 @@ TEST(PurposeOfUseTest, KnowsTheValueSetCaseSensitively) {
   EXPECT_EQ(PurposeOfUseCodes().size(), 59u);
 }
 
-TEST(ActingPartyTest, MissingHeadersAreInvalidUnknownValuesForbidden) {
-  const auto roles = DefaultRoles();
+Status Check(const std::string* user, const std::string* role, const std::string* purpose) {
+  return CheckActingPartyHeaders(ActingPartyHeaders{user, role, purpose});
+}
+
+TEST(ActingPartyTest, MissingOrMalformedHeadersAreInvalid) {
   const std::string user = "nurse.synthetic";
   const std::string role = "nurse";
   const std::string purpose = "TREAT";
-  EXPECT_TRUE(ValidateActingParty(&user, &role, &purpose, roles).ok());
+  EXPECT_TRUE(Check(&user, &role, &purpose).ok());
 
   const std::string empty;
-  EXPECT_EQ(ValidateActingParty(nullptr, &role, &purpose, roles).code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateActingParty(&empty, &role, &purpose, roles).code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateActingParty(&user, nullptr, &purpose, roles).code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(ValidateActingParty(&user, &role, nullptr, roles).code(), StatusCode::kInvalidArgument);
-  const std::string control = "nurse\x01";
-  EXPECT_EQ(ValidateActingParty(&control, &role, &purpose, roles).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(Check(nullptr, &role, &purpose).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Check(&empty, &role, &purpose).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Check(&user, nullptr, &purpose).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Check(&user, &empty, &purpose).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Check(&user, &role, nullptr).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Check(&user, &role, &empty).code(), StatusCode::kInvalidArgument);
 
-  const std::string wizard = "wizard";
-  const std::string nosy = "CURIOSITY";
-  EXPECT_EQ(ValidateActingParty(&user, &wizard, &purpose, roles).code(),
+  for (const std::string& good :
+       std::vector<std::string>{"a", "dr.synthetic", "jane.doe@clinic.example", "J Doe",
+                                "x+tag_1-2", "7", std::string(128, 'u')}) {
+    EXPECT_TRUE(Check(&good, &role, &purpose).ok()) << good;
+  }
+  for (const std::string& bad : std::vector<std::string>{
+           "nurse\x01", "bad\xffuser", "Zo\xc3\xab", "=cmd|' /C calc'!A0", "+1", "-x", "@sum",
+           ".hidden", " lead", "trail ", "tab\there", "back\\slash", "semi;colon", "a\r\nX-Role: x",
+           std::string(129, 'u')}) {
+    const Status s = Check(&bad, &role, &purpose);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(s.message().find("X-Phivault-User"), std::string::npos);
+    EXPECT_EQ(s.message().find(bad), std::string::npos) << "the value is quoted back";
+  }
+  for (const std::string& bad :
+       std::vector<std::string>{"Nurse", "-nurse", "nurse.x", "nur se", std::string(65, 'r')}) {
+    EXPECT_EQ(Check(&user, &bad, &purpose).code(), StatusCode::kInvalidArgument) << bad;
+  }
+  for (const std::string& bad :
+       std::vector<std::string>{"treat", "TREAT ", "TRE4T", std::string(33, 'T')}) {
+    EXPECT_EQ(Check(&user, &role, &bad).code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(ActingPartyTest, UnknownRoleOrPurposeIsForbidden) {
+  const auto roles = DefaultRoles();
+  EXPECT_TRUE(AuthorizeActingParty("nurse", "TREAT", roles).ok());
+  EXPECT_EQ(AuthorizeActingParty("wizard", "TREAT", roles).code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(AuthorizeActingParty("nurse", "CURIOSITY", roles).code(),
             StatusCode::kPermissionDenied);
-  EXPECT_EQ(ValidateActingParty(&user, &role, &nosy, roles).code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(AuthorizeActingParty("nurse", "PURPOSEOFUSE", roles).code(),
+            StatusCode::kPermissionDenied);
+}
+
+TEST(ActingPartyTest, OperatorInAnotherRoleIsToldAboutTheMissingToken) {
+  Principal op;
+  op.kind = Principal::Kind::kOperator;
+  op.name = "cli:1000";
+  op.uid = 1000;
+  op.operator_role = "administrator";
+  EXPECT_TRUE(CheckOperatorRole(op, "administrator").ok());
+  const Status s = CheckOperatorRole(op, "nurse");
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(s.message(),
+            "no bearer token was sent, and the operator entry for peer uid 1000 allows role "
+            "\"administrator\" only (X-Phivault-Role names \"nurse\"); operators act only in "
+            "their configured role");
+  Principal app = op;
+  app.kind = Principal::Kind::kApplication;
+  EXPECT_TRUE(CheckOperatorRole(app, "nurse").ok());
+}
+
+TEST(ActingPartyTest, ClaimsAreSanitisedIntoValidUtf8) {
+  EXPECT_EQ(SanitizeClaimForAudit("dr.synthetic", 128), "dr.synthetic");
+  EXPECT_EQ(SanitizeClaimForAudit("bad\xffuser", 128), "bad\\xffuser");
+  EXPECT_EQ(SanitizeClaimForAudit("a\\b", 128), "a\\\\b");
+  EXPECT_EQ(SanitizeClaimForAudit("a\r\nb", 128), "a\\x0d\\x0ab");
+  EXPECT_EQ(SanitizeClaimForAudit("Zo\xc3\xab", 128), "Zo\\xc3\\xab");
+  EXPECT_EQ(SanitizeClaimForAudit(std::string(128, 'u'), 128), std::string(128, 'u'));
+  EXPECT_EQ(SanitizeClaimForAudit(std::string(129, 'u'), 128),
+            std::string(128, 'u') + "\xe2\x80\xa6");
+  // An escape is never cut in half.
+  EXPECT_EQ(SanitizeClaimForAudit("abc\xff", 5), "abc\xe2\x80\xa6");
+  const std::string all_bytes = [] {
+    std::string s;
+    for (int i = 0; i < 256; ++i) s += static_cast<char>(i);
+    return s;
+  }();
+  const std::string cleaned = SanitizeClaimForAudit(all_bytes, 4096);
+  EXPECT_TRUE(std::all_of(cleaned.begin(), cleaned.end(), [](char c) {
+    return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f;
+  }));
 }
 
 }  // namespace

@@ -49,6 +49,10 @@ max_header_bytes = 8192
 max_connections = 32
 idle_timeout_ms = 2000
 disk_reserve_bytes = 104857600
+auth_failure_burst = 8
+auth_failure_refill_ms = 5000
+auth_failure_summary_ms = 30000
+auth_failures_per_connection = 2
 
 [log]
 level = "debug"
@@ -135,6 +139,10 @@ TEST_F(ConfigTest, CompleteFileLoadsEveryValue) {
   EXPECT_EQ(c->limits.max_connections, 32u);
   EXPECT_EQ(c->limits.idle_timeout_ms, 2000u);
   EXPECT_EQ(c->limits.disk_reserve_bytes, 104857600u);
+  EXPECT_EQ(c->limits.auth_failure_burst, 8u);
+  EXPECT_EQ(c->limits.auth_failure_refill_ms, 5000u);
+  EXPECT_EQ(c->limits.auth_failure_summary_ms, 30000u);
+  EXPECT_EQ(c->limits.auth_failures_per_connection, 2u);
   EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(c->log_file, "/var/log/phivault/phivaultd.log");
   ASSERT_EQ(c->applications.size(), 1u);
@@ -158,6 +166,10 @@ TEST_F(ConfigTest, MinimalFileGetsTheDocumentedDefaults) {
   EXPECT_EQ(c->roles, DefaultRoles());
   EXPECT_EQ(c->master_key.kind, MasterKeySource::Kind::kFile);
   EXPECT_EQ(c->limits.max_connections, 64u);
+  EXPECT_EQ(c->limits.auth_failure_burst, 5u);
+  EXPECT_EQ(c->limits.auth_failure_refill_ms, 10000u);
+  EXPECT_EQ(c->limits.auth_failure_summary_ms, 60000u);
+  EXPECT_EQ(c->limits.auth_failures_per_connection, 3u);
   EXPECT_EQ(c->log_level, "info");
   EXPECT_TRUE(c->log_file.empty());
   EXPECT_TRUE(c->applications.empty());
@@ -295,6 +307,16 @@ INSTANTIATE_TEST_SUITE_P(
                  "limits.max_connections must be an integer between 1 and 4096"},
         BadValue{"TinyHeaders", kSource, kSource + "\n[limits]\nmax_header_bytes = 100",
                  "limits.max_header_bytes must be an integer between 1024 and 65536"},
+        BadValue{"NoFailureBudget", kSource, kSource + "\n[limits]\nauth_failure_burst = 0",
+                 "limits.auth_failure_burst must be an integer between 1 and 1000"},
+        BadValue{"InstantRefill", kSource, kSource + "\n[limits]\nauth_failure_refill_ms = 1",
+                 "limits.auth_failure_refill_ms must be an integer between 10 and 3600000"},
+        BadValue{"EndlessSummary", kSource,
+                 kSource + "\n[limits]\nauth_failure_summary_ms = 3600001",
+                 "limits.auth_failure_summary_ms must be an integer between 100 and 3600000"},
+        BadValue{"NoFailuresPerConnection", kSource,
+                 kSource + "\n[limits]\nauth_failures_per_connection = 0",
+                 "limits.auth_failures_per_connection must be an integer between 1 and 1000"},
         BadValue{"ShortIdle", kSource, kSource + "\n[limits]\nidle_timeout_ms = 5",
                  "limits.idle_timeout_ms must be an integer between 100 and 3600000"},
         BadValue{"NoReserve", kSource, kSource + "\n[limits]\ndisk_reserve_bytes = 0",

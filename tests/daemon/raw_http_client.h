@@ -19,6 +19,7 @@ namespace phivault::daemon::testing {
 struct RawResponse {
   bool received = false;  // false: the server closed (or timed out) without a full response
   int status = 0;
+  std::string reason;                          // the status line's reason phrase
   std::map<std::string, std::string> headers;  // names lowercased
   std::string body;
   bool chunked = false;  // Transfer-Encoding: chunked
@@ -80,6 +81,7 @@ class RawConnection {
     const std::string status_line = head.substr(0, line_end);
     if (status_line.size() < 12) return r;
     r.status = std::stoi(status_line.substr(9, 3));
+    if (status_line.size() > 13) r.reason = status_line.substr(13);
     while (line_end != std::string::npos) {
       const size_t start = line_end + 2;
       line_end = head.find("\r\n", start);
