@@ -191,7 +191,9 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     ctx.principal.uid = peer->uid;
     std::optional<std::string_view> authorization;
     if (req.has("Authorization")) authorization = req.get("Authorization");
-    auto principal = deps_.authenticator->Authenticate(*peer, authorization);
+    // The role header picks among an operator's entries (one person, several roles).
+    auto principal =
+        deps_.authenticator->Authenticate(*peer, authorization, req.get("X-Phivault-Role", ""));
     if (!principal.ok()) {
       resp.set("WWW-Authenticate", "Bearer realm=\"phivault\"");
       Reject(req, resp, ex, route, ctx, principal.status());
