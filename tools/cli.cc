@@ -402,7 +402,14 @@ int RunPut(client::Client& c, const client::Actor& actor, const Globals& g, cons
     // The daemon names its JSON field; say which option that was.
     if (m.error().kind == client::ErrorKind::kInvalid &&
         m.error().detail.find("category") != std::string::npos) {
-      PrintError(m.error().title, "--category: " + m.error().detail);
+      constexpr std::string_view kField = "the \"category\" field";
+      std::string detail = Printable(m.error().detail);
+      if (const size_t at = detail.find(kField); at != std::string::npos) {
+        detail.replace(at, kField.size(), "--category");
+      } else {
+        detail = "--category: " + detail;
+      }
+      PrintError(m.error().title, detail);
       return ExitCodeFor(m.error());
     }
     return Fail(m.error());
@@ -1161,7 +1168,8 @@ int RunCli(int argc, char** argv) {
   disclose->add_option("--recipient", d.recipient, "who received the PHI")->required();
   disclose->add_option("--address", d.address, "the recipient's address, if known");
   disclose->add_option("--basis", d.basis,
-                       "disclosure basis, e.g. public_health (default: from --purpose)");
+                       "the disclosure's legal basis, e.g. public_health, law_enforcement; the "
+                       "accounting's purpose follows from it, not from --purpose");
   disclose->add_option("--description", d.description, "brief description of what was disclosed")
       ->required();
   disclose->add_option("--record", d.records, "id of a record disclosed (repeatable)");

@@ -145,7 +145,9 @@ TEST_F(CliTest, InitJsonNamesTheTokenFileAndPrintsNoToken) {
 }
 
 TEST_F(CliTest, InitRefusesAPracticeNameWithControlCharacters) {
-  CliRun r = Phivault({"init", "--dir", dir_.Sub("vault"), "--practice-name", "a\x07b"});
+  CliRun r = Phivault({"init", "--dir", dir_.Sub("vault"), "--practice-name",
+                       "a\x07"
+                       "b"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("--practice-name must be at most 128 bytes"));
 }
@@ -389,6 +391,17 @@ TEST_F(CliDaemonTest, AnUnknownCategoryNamesTheOption) {
                       {}, "x");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("--category: category is not one of the configured categories"));
+
+  // A message naming the JSON field gets the option's name in its place.
+  daemon_.SetHandler([](const SeenRequest&) {
+    return Problem(400, "invalid-request", "The request is invalid",
+                   R"(the \"category\" field must be one of the configured categories: a, b)");
+  });
+  r = Phivault(To(sock_, {"put", "--patient", "P", "--category", "notes", "--type", "text/plain",
+                          "--encounter-date", "2026-11-29", "--author", "A"}),
+               {}, "x");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr(": --category must be one of the configured categories: a, b\n"));
 }
 
 TEST_F(CliTest, PutHelpListsTheCategories) {

@@ -291,6 +291,18 @@ TEST_F(GuideTest, StatusShowsRecordsPatientsAndLiveData) {
   EXPECT_THAT(text.out, HasSubstr("records:          3\n"));
   EXPECT_THAT(text.out, HasSubstr("patients:         2\n"));
   EXPECT_THAT(text.out, HasSubstr("live data:        " + std::to_string(live) + " bytes ("));
+
+  // The daemon flushes on a clean stop: the content is then in blob files, and still counted.
+  vault_.Stop();
+  ASSERT_TRUE(vault_.Start());
+  ProcessResult again = Bash("phivault --json status", {{"PHIVAULT_ROLE", "administrator"}});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  const auto k = nlohmann::json::parse(again.out);
+  EXPECT_EQ(k["records"], 3);
+  EXPECT_EQ(k["patients"], 2);
+  EXPECT_GE(k["disk"]["blob_bytes"].get<uint64_t>(), 3u << 20);
+  EXPECT_GT(k["disk"]["table_bytes"].get<uint64_t>(), 0u);
+  EXPECT_GE(k["disk"]["live_data_bytes"].get<uint64_t>(), 3u << 20);
 }
 
 // The creator of a dev vault is an operator in every role; a role the config does not know is
