@@ -1110,7 +1110,8 @@ int RunCli(int argc, char** argv) {
 
   RecordArgs a;
   ComplianceArgs d;
-  CLI::App* init = app.add_subcommand("init", "create a development vault folder");
+  CLI::App* init =
+      app.add_subcommand("init", "create a development vault folder (synthetic data only)");
   init->add_option("--dir", a.dir, "folder to create the vault in")->required();
   init->add_flag("--force-config", a.force_config,
                  "replace an existing phivault.toml and issue a new token (the master key is "
