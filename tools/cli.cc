@@ -105,6 +105,7 @@ struct ComplianceArgs {
   std::string recipient;
   std::string address;
   std::string basis;
+  std::string disclosure_purpose;
   std::string description;
   std::string statement;
   std::vector<std::string> records;
@@ -402,7 +403,7 @@ int RunPut(client::Client& c, const client::Actor& actor, const Globals& g, cons
     // The daemon names its JSON field; say which option that was.
     if (m.error().kind == client::ErrorKind::kInvalid &&
         m.error().detail.find("category") != std::string::npos) {
-      constexpr std::string_view kField = "the \"category\" field";
+      constexpr std::string_view kField = "field 'category'";
       std::string detail = Printable(m.error().detail);
       if (const size_t at = detail.find(kField); at != std::string::npos) {
         detail.replace(at, kField.size(), "--category");
@@ -431,6 +432,7 @@ client::Disclosure DisclosureFrom(const ComplianceArgs& d) {
   return client::Disclosure{.recipient_name = d.recipient,
                             .recipient_address = Opt(d.address),
                             .basis = Opt(d.basis),
+                            .purpose = Opt(d.disclosure_purpose),
                             .description = d.description,
                             .purpose_statement = Opt(d.statement)};
 }
@@ -1145,6 +1147,9 @@ int RunCli(int argc, char** argv) {
       get->add_option("--disclose-to", d.recipient, "record a disclosure of this read to NAME");
   get->add_option("--address", d.address, "the recipient's address, if known")->needs(get_to);
   get->add_option("--basis", d.basis, "disclosure basis, e.g. public_health")->needs(get_to);
+  get->add_option("--disclosure-purpose", d.disclosure_purpose,
+                  "PurposeOfUse of the disclosure (default: the basis's, or this read's)")
+      ->needs(get_to);
   CLI::Option* get_description =
       get->add_option("--description", d.description, "brief description of what is disclosed")
           ->needs(get_to);
@@ -1169,8 +1174,11 @@ int RunCli(int argc, char** argv) {
   disclose->add_option("--recipient", d.recipient, "who received the PHI")->required();
   disclose->add_option("--address", d.address, "the recipient's address, if known");
   disclose->add_option("--basis", d.basis,
-                       "the disclosure's legal basis, e.g. public_health, law_enforcement; the "
-                       "accounting's purpose follows from it, not from --purpose");
+                       "disclosure basis, e.g. law_enforcement (default: from "
+                       "--disclosure-purpose)");
+  disclose->add_option("--disclosure-purpose", d.disclosure_purpose,
+                       "PurposeOfUse of the disclosure itself, e.g. HLEGAL (default: the "
+                       "basis's; never the recording user's --purpose)");
   disclose->add_option("--description", d.description, "brief description of what was disclosed")
       ->required();
   disclose->add_option("--record", d.records, "id of a record disclosed (repeatable)");

@@ -395,13 +395,14 @@ TEST_F(CliDaemonTest, AnUnknownCategoryNamesTheOption) {
   // A message naming the JSON field gets the option's name in its place.
   daemon_.SetHandler([](const SeenRequest&) {
     return Problem(400, "invalid-request", "The request is invalid",
-                   R"(the \"category\" field must be one of the configured categories: a, b)");
+                   "field 'category': 'notes' is not a configured category (allowed: a, b)");
   });
   r = Phivault(To(sock_, {"put", "--patient", "P", "--category", "notes", "--type", "text/plain",
                           "--encounter-date", "2026-11-29", "--author", "A"}),
                {}, "x");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr(": --category must be one of the configured categories: a, b\n"));
+  EXPECT_THAT(r.err,
+              HasSubstr(": --category: 'notes' is not a configured category (allowed: a, b)\n"));
 }
 
 TEST_F(CliTest, PutHelpListsTheCategories) {
