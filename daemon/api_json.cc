@@ -448,11 +448,16 @@ json EncodeStatus(const VaultStatus& status) {
       {"uptime_seconds", status.uptime_seconds},
       {"audit_entries", status.audit_entries},
       {"epochs", status.epochs},
+      {"records", status.records},
+      {"patients", status.patients},
       {"disk",
        {
            {"free_bytes", status.space.free_bytes},
            {"reserve_bytes", status.space.reserve_bytes},
            {"live_data_bytes", status.space.live_data_bytes},
+           {"table_bytes", status.space.table_bytes},
+           {"blob_bytes", status.space.blob_bytes},
+           {"log_bytes", status.space.log_bytes},
        }},
   };
 }

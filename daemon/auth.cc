@@ -132,10 +132,11 @@ StatusOr<std::unique_ptr<Authenticator>> Authenticator::Create(const Config& con
       new Authenticator(config.applications, std::move(ops), std::move(groups_of)));
 }
 
-StatusOr<Principal> Authenticator::Authenticate(
-    const PeerCredentials& peer, std::optional<std::string_view> authorization) const {
+StatusOr<Principal> Authenticator::Authenticate(const PeerCredentials& peer,
+                                                std::optional<std::string_view> authorization,
+                                                std::string_view requested_role) const {
   if (authorization.has_value()) return AuthenticateApplication(peer, *authorization);
-  return AuthenticateOperator(peer);
+  return AuthenticateOperator(peer, requested_role);
 }
 
 StatusOr<Principal> Authenticator::AuthenticateApplication(const PeerCredentials& peer,
@@ -169,35 +170,38 @@ StatusOr<Principal> Authenticator::AuthenticateApplication(const PeerCredentials
   return p;
 }
 
-StatusOr<Principal> Authenticator::AuthenticateOperator(const PeerCredentials& peer) const {
+StatusOr<Principal> Authenticator::AuthenticateOperator(const PeerCredentials& peer,
+                                                        std::string_view requested_role) const {
+  // Uid entries before group entries; the peer's groups are looked up only when no uid entry
+  // has the requested role.
   const Operator* match = nullptr;
   for (const auto& op : operators_) {
-    if (op.config.uid.has_value() && *op.config.uid == peer.uid) {
-      match = &op;
-      break;
-    }
+    if (!op.config.uid.has_value() || *op.config.uid != peer.uid) continue;
+    if (op.config.role == requested_role) return OperatorPrincipal(peer, op);
+    if (match == nullptr) match = &op;
   }
-  if (match == nullptr) {
-    std::vector<uint32_t> groups;
-    for (const auto& op : operators_) {
-      if (!op.gid.has_value()) continue;
-      if (groups.empty()) groups = groups_of_(peer.uid, peer.gid);
-      if (std::find(groups.begin(), groups.end(), *op.gid) != groups.end()) {
-        match = &op;
-        break;
-      }
-    }
+  std::vector<uint32_t> groups;
+  for (const auto& op : operators_) {
+    if (!op.gid.has_value()) continue;
+    if (groups.empty()) groups = groups_of_(peer.uid, peer.gid);
+    if (std::find(groups.begin(), groups.end(), *op.gid) == groups.end()) continue;
+    if (op.config.role == requested_role) return OperatorPrincipal(peer, op);
+    if (match == nullptr) match = &op;
   }
   if (match == nullptr) {
     return Unauthenticated("no bearer token, and peer uid " + std::to_string(peer.uid) +
                            " is not a configured operator");
   }
+  return OperatorPrincipal(peer, *match);
+}
+
+Principal Authenticator::OperatorPrincipal(const PeerCredentials& peer, const Operator& op) {
   Principal p;
   p.kind = Principal::Kind::kOperator;
   p.name = "cli:" + std::to_string(peer.uid);
   p.uid = peer.uid;
-  p.actions = match->config.actions;
-  p.operator_role = match->config.role;
+  p.actions = op.config.actions;
+  p.operator_role = op.config.role;
   return p;
 }
 

@@ -47,11 +47,14 @@ class Authenticator {
 
   // `authorization` is the Authorization header, std::nullopt if the request had none.
   // With a header: it must be "Bearer <token>", and SHA-256(token) must equal (constant time)
-  // the hash of an application that lists peer.uid. Without one: the first operator entry
-  // matching peer.uid, else the first whose group peer.uid is in. Unauthenticated otherwise;
-  // the message never contains the token.
+  // the hash of an application that lists peer.uid. Without one: an operator entry matching the
+  // peer — by uid before by group — preferring the first whose role is `requested_role` (the
+  // X-Phivault-Role header), so that one person may hold several roles through several entries;
+  // if no matching entry has that role, the first matching entry (whose role then refuses the
+  // request). Unauthenticated otherwise; the message never contains the token.
   StatusOr<Principal> Authenticate(const PeerCredentials& peer,
-                                   std::optional<std::string_view> authorization) const;
+                                   std::optional<std::string_view> authorization,
+                                   std::string_view requested_role = {}) const;
 
  private:
   struct Operator {
@@ -63,7 +66,9 @@ class Authenticator {
 
   StatusOr<Principal> AuthenticateApplication(const PeerCredentials& peer,
                                               std::string_view authorization) const;
-  StatusOr<Principal> AuthenticateOperator(const PeerCredentials& peer) const;
+  StatusOr<Principal> AuthenticateOperator(const PeerCredentials& peer,
+                                           std::string_view requested_role) const;
+  static Principal OperatorPrincipal(const PeerCredentials& peer, const Operator& op);
 
   std::vector<ApplicationConfig> applications_;
   std::vector<Operator> operators_;

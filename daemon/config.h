@@ -71,8 +71,10 @@ struct Config {
   std::vector<std::string> roles;       // default list if not given
   // The role whose audit exports include unsealed PHI fields (patient ids, recipients).
   std::string compliance_role = "compliance-officer";
-  std::string practice_name = "phivault";       // shown as the author of reports given to patients
-  std::string audit_origin = "phivault/audit";  // the origin line of audit checkpoints
+  // The author named on reports given to patients; empty (not configured): the reports name
+  // none rather than the software.
+  std::string practice_name;
+  std::string audit_origin = "phivault/audit";       // the origin line of audit checkpoints
   uint32_t audit_checkpoint_interval_seconds = 300;  // 0: only on demand
   MasterKeySource master_key;
   Limits limits;

@@ -197,7 +197,9 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
 
     std::optional<std::string_view> authorization;
     if (req.has("Authorization")) authorization = req.get("Authorization");
-    auto principal = deps_.authenticator->Authenticate(*peer, authorization);
+    // The role header picks among an operator's entries (one person, several roles).
+    auto principal =
+        deps_.authenticator->Authenticate(*peer, authorization, req.get("X-Phivault-Role", ""));
     if (principal.ok()) {
       ex.principal = principal->name;
       ctx.principal = std::move(principal).value();

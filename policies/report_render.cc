@@ -194,7 +194,10 @@ void OpenPage(std::string& out, std::string_view title, const ReportContext& con
   out += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
   out += "<title>" + Html(title) + "</title>\n<style>" + std::string(kStyle) + "</style>\n";
   out += "</head>\n<body>\n<header>\n";
-  out += "<p class=\"practice\">" + Html(context.practice_name) + "</p>\n";
+  // Without a configured name the page names no author rather than the software's name.
+  if (!context.practice_name.empty()) {
+    out += "<p class=\"practice\">" + Html(context.practice_name) + "</p>\n";
+  }
   if (!context.practice_contact.empty()) {
     out += "<p class=\"contact\">" + Html(context.practice_contact) + "</p>\n";
   }
@@ -208,7 +211,9 @@ void OpenPage(std::string& out, std::string_view title, const ReportContext& con
 }
 
 void ClosePage(std::string& out, const ReportContext& context) {
-  out += "</main>\n<footer>\n<p>Prepared by " + Html(context.practice_name);
+  out += "</main>\n<footer>\n<p>Prepared by " + (context.practice_name.empty()
+                                                     ? std::string("your health care provider")
+                                                     : Html(context.practice_name));
   if (!context.practice_contact.empty()) {
     out += ". Questions about this report: " + Html(context.practice_contact);
   }

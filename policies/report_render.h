@@ -20,7 +20,8 @@
 namespace phivault::policies {
 
 struct ReportContext {
-  std::string practice_name;     // the covered entity, shown as the report's author
+  std::string practice_name;     // the covered entity, shown as the report's author; "" ->
+                                 // the page says "we" / "your health care provider"
   std::string patient_display;   // how to name the patient (e.g. name and date of birth);
                                  // "" -> the patient id
   std::string practice_contact;  // address / phone for questions; may be empty

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The first command for a newcomer: installs what is missing, builds phivaultd and the phivault
-# CLI into build/release, creates a development vault in var/dev (once), prints how to store and
-# read a record, then runs phivaultd in the foreground (Ctrl-C stops it).
+# CLI into build/release, creates a development vault in var/dev (once; its application token
+# goes to var/dev/dev-token, mode 0600), prints how to store and read a record, then runs
+# phivaultd in the foreground (Ctrl-C stops it).
 #
 # The vault in var/dev is for synthetic data only: its master key is a plain file next to the
-# data. A real installation uses the systemd units (docs/operations.md).
+# data, and its application and operator may do everything. A real installation uses the
+# systemd units (docs/operations.md).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,32 +20,21 @@ cli="$build/tools/phivault"
 
 "$root/scripts/install-deps.sh"
 
-# scripts/test.sh builds in build/release too: keep whatever build type is already configured
-# there, so that neither script recompiles everything the other just built.
-build_type=()
-if [[ ! -f "$build/CMakeCache.txt" ]]; then
-  build_type=(-DCMAKE_BUILD_TYPE=Release)
-fi
+# scripts/test.sh builds in build/release too, with the same build type: one build type per
+# folder, so that the test run reuses everything built here instead of compiling it again.
 echo "== building phivaultd and phivault in $build"
-cmake -S "$root" -B "$build" -G Ninja "${build_type[@]}" >/dev/null
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" --target phivaultd phivault
 
+# `phivault init` writes the application token only to $token_file (mode 0600), never to its
+# output, which may be going to a log.
 if [[ ! -f "$config" ]]; then
-  echo "== creating a development vault in $vault"
+  echo "== creating a development vault in $vault (synthetic data only)"
   mkdir -p "$root/var"
-  init_output=$("$cli" init --dir "$vault")
-  printf '%s\n' "$init_output"
-  token=$(grep -o 'pvt_[A-Za-z0-9_-]*' <<<"$init_output" | head -n 1)
-  if [[ -z "$token" ]]; then
-    echo "dev-vault: 'phivault init' printed no application token" >&2
-    exit 1
-  fi
-  (umask 077 && printf '%s\n' "$token" >"$token_file")
-  chmod 0600 "$token_file"
-  echo "(The token is saved in $token_file, mode 0600.)"
+  "$cli" init --dir "$vault"
 elif [[ ! -f "$token_file" ]]; then
-  echo "dev-vault: $token_file is missing; the token was shown only once. For a new one:" >&2
-  echo "  rm $config && $0" >&2
+  echo "dev-vault: $token_file is missing. For a new token (the key and the data are kept):" >&2
+  echo "  $cli init --dir $vault --force-config" >&2
   exit 1
 fi
 
@@ -73,6 +64,13 @@ With nothing but curl:
 (The first read returns metadata and content_base64 as JSON, the second only the content.)
 
 Each put, get and ls leaves an entry in the audit log (status shows how many there are).
+
+Your login is also an operator of this vault, in every role and with no token (--role picks
+the role), so the guides in docs/ work as written; for the compliance officer's guide
+(docs/compliance.md), in a shell without PHIVAULT_TOKEN:
+
+  export PHIVAULT_SOCKET=$socket PHIVAULT_ROLE=compliance-officer PHIVAULT_PURPOSE=HOPERAT
+  $cli status
 
 == running phivaultd --config $config (Ctrl-C stops it)
 GUIDE

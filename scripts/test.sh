@@ -14,6 +14,8 @@ run_suite() {
   ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 600
 }
 
+# build/release is also where scripts/dev-vault.sh builds, with this same build type: the two
+# never make each other recompile.
 echo "== build and test (RelWithDebInfo)"
 run_suite build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 

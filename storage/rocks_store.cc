@@ -14,6 +14,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
+#include <rocksdb/transaction_log.h>
 #include <rocksdb/write_batch.h>
 
 #include "storage/store.h"
@@ -250,11 +251,19 @@ class RocksStore final : public Store {
     SpaceInfo info;
     PV_ASSIGN_OR_RETURN(info.free_bytes, space_.FreeNow());
     info.reserve_bytes = space_.reserve();
-    uint64_t sst = 0;
-    uint64_t blob = 0;
-    db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &sst);
-    db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kTotalBlobFileSize, &blob);
-    info.live_data_bytes = sst + blob;
+    // Current-version files only: files of older versions are deleted as soon as nothing
+    // reads them. Until a memtable is flushed its data is on disk only in the WAL, so a vault
+    // holding less than a memtable's worth of data has no table or blob files at all.
+    if (!db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kLiveSstFilesSize,
+                                       &info.table_bytes) ||
+        !db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kLiveBlobFileSize,
+                                       &info.blob_bytes)) {
+      return Internal("the storage engine does not report its file sizes");
+    }
+    rocksdb::VectorLogPtr wal_files;
+    PV_RETURN_IF_ERROR(FromRocks(db_->GetSortedWalFiles(wal_files)));
+    for (const auto& f : wal_files) info.log_bytes += f->SizeFileBytes();
+    info.live_data_bytes = info.table_bytes + info.blob_bytes + info.log_bytes;
     return info;
   }
 

@@ -60,9 +60,14 @@ class WriteBatch {
 };
 
 struct SpaceInfo {
-  uint64_t free_bytes = 0;       // available to the vault's user on the data filesystem
-  uint64_t reserve_bytes = 0;    // writes are refused when a write would leave less than this
-  uint64_t live_data_bytes = 0;  // the engine's own estimate of its size on disk
+  uint64_t free_bytes = 0;     // available to the vault's user on the data filesystem
+  uint64_t reserve_bytes = 0;  // writes are refused when a write would leave less than this
+  // What the engine's live data occupies on disk: table_bytes + blob_bytes + log_bytes. Files
+  // already deleted but still held open (e.g. by a backup in progress) are not counted.
+  uint64_t live_data_bytes = 0;
+  uint64_t table_bytes = 0;  // sorted table files of the current version (RocksDB: SST)
+  uint64_t blob_bytes = 0;   // large values kept apart from the tables (RocksDB: blob files)
+  uint64_t log_bytes = 0;    // write-ahead log: writes not yet flushed into table or blob files
 };
 
 class Store {

@@ -25,6 +25,7 @@
 #include "crypto/hash.h"
 #include "crypto/secret.h"
 #include "crypto/signing.h"
+#include "policies/purpose_of_use.h"
 #include "storage/audit_verify.h"
 #include "storage/checkpoint.h"
 #include "storage/merkle.h"
@@ -34,6 +35,31 @@ namespace phivault::tools {
 namespace {
 
 constexpr const char* kDefaultSocket = "/run/phivault/phivault.sock";
+
+// The daemon's default categories (daemon/config.cc DefaultCategories); a config may name others.
+constexpr const char* kDefaultCategories =
+    "demographics, insurance, clinical_note, lab_result, imaging, medication, billing, consent, "
+    "correspondence, psychotherapy_note, substance_use";
+
+// The codes a request may carry: every PurposeOfUse code but the abstract root (as the daemon's
+// daemon/auth.cc PurposeOfUseCodes). Checked here so that a typo is a usage error naming the
+// valid codes, not a refusal from the daemon.
+bool IsPurposeOfUseCode(std::string_view code) {
+  const auto entry = policies::LookupPurposeOfUse(code);
+  return entry.has_value() && entry->category != policies::PurposeCategory::kAbstract;
+}
+
+// The common codes first, then every code in alphabetical order.
+std::string PurposeOfUseCodeList() {
+  std::vector<std::string_view> codes;
+  for (const auto& c : policies::AllPurposeOfUseCodes()) {
+    if (c.category != policies::PurposeCategory::kAbstract) codes.push_back(c.code);
+  }
+  std::sort(codes.begin(), codes.end());
+  std::string out = "TREAT, ETREAT, HPAYMT, HOPERAT, PATRQT, HLEGAL, PUBHLTH, HRESCH; all codes:";
+  for (std::string_view code : codes) out += " " + std::string(code);
+  return out;
+}
 
 constexpr const char* kExitCodeHelp =
     "Exit codes:\n"
@@ -70,6 +96,7 @@ struct RecordArgs {
   uint32_t version = 0;
   std::string dir;
   bool force_config = false;
+  std::string practice_name;
 };
 
 // Disclosure, suspension, report and audit options (one command runs per invocation).
@@ -281,12 +308,16 @@ void PrintJson(const nlohmann::json& j) {
 }
 
 int RunInit(const Globals& g, const RecordArgs& a) {
-  InitOptions options{.dir = a.dir, .force_config = a.force_config, .uid = ::getuid()};
+  InitOptions options{.dir = a.dir,
+                      .force_config = a.force_config,
+                      .uid = ::getuid(),
+                      .practice_name = a.practice_name};
   auto r = InitDevVault(options);
   if (!r.ok()) {
     PrintError("init failed", r.status().message());
     return r.status().code() == StatusCode::kInvalidArgument ? kExitUsage : kExitError;
   }
+  // The token itself is never printed: standard output often ends up in a log.
   if (g.json) {
     PrintJson({{"dir", r->dir},
                {"config", r->config_path},
@@ -295,21 +326,43 @@ int RunInit(const Globals& g, const RecordArgs& a) {
                {"socket", r->socket_path},
                {"created_master_key", r->created_key},
                {"application", "dev-app"},
-               {"token", r->token}});
+               {"token_file", r->token_path},
+               {"practice_name", r->practice_name}});
     return kExitOk;
   }
-  std::cout << "Created a development vault in " << r->dir << "\n"
+  std::cout << "Created a development vault in " << r->dir << " (for SYNTHETIC DATA only)\n"
             << "  config:     " << r->config_path << "\n"
             << "  master key: " << r->key_path
             << (r->created_key ? " (new; losing it loses every record)" : " (kept)") << "\n"
             << "  data:       " << r->data_dir << "\n"
-            << "  socket:     " << r->socket_path << "\n\n"
-            << "Token of application \"dev-app\". It is shown ONCE and not stored anywhere (the "
-               "config keeps only its SHA-256); copy it now:\n"
-            << r->token << "\n\n"
+            << "  socket:     " << r->socket_path << "\n"
+            << "  token:      " << r->token_path
+            << " (mode 0600; the token of application \"dev-app\", which may do everything)\n"
+            << "  practice:   \"" << Printable(r->practice_name) << "\""
+            << (a.practice_name.empty() ? " (the default; set it with --practice-name)" : "")
+            << ", named on the reports given to patients\n"
+            << "  operator:   uid " << options.uid
+            << " (you), in every role: --role picks one; no token needed\n\n"
             << "Start the daemon:  phivaultd --config " << r->config_path << "\n"
-            << "Then:              export PHIVAULT_SOCKET=" << r->socket_path << "\n";
+            << "Then:              export PHIVAULT_SOCKET=" << r->socket_path
+            << " PHIVAULT_TOKEN=$(cat " << r->token_path << ")\n";
   return kExitOk;
+}
+
+// "1234567 bytes (1.2 MiB)": exact for scripts that read the text, readable for people.
+std::string Bytes(uint64_t n) {
+  std::string out = std::to_string(n) + " bytes";
+  if (n < 1024) return out;
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = static_cast<double>(n) / 1024;
+  size_t unit = 0;
+  while (v >= 1024 && unit + 1 < std::size(kUnits)) {
+    v /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, " (%.1f %s)", v, kUnits[unit]);
+  return out + buf;
 }
 
 int RunStatus(client::Client& c, const client::Actor& actor, const Globals& g) {
@@ -321,11 +374,16 @@ int RunStatus(client::Client& c, const client::Actor& actor, const Globals& g) {
   }
   std::cout << "version:          " << Printable(s->version) << "\n"
             << "uptime:           " << s->uptime_seconds << " s\n"
+            << "records:          " << s->records << "\n"
+            << "patients:         " << s->patients << "\n"
             << "audit entries:    " << s->audit_entries << "\n"
             << "key epochs:       " << s->epochs << "\n"
-            << "disk free:        " << s->disk.free_bytes << " bytes\n"
-            << "disk reserve:     " << s->disk.reserve_bytes << " bytes\n"
-            << "live data:        " << s->disk.live_data_bytes << " bytes\n";
+            << "disk free:        " << Bytes(s->disk.free_bytes) << "\n"
+            << "disk reserve:     " << Bytes(s->disk.reserve_bytes) << "\n"
+            << "live data:        " << Bytes(s->disk.live_data_bytes) << "\n"
+            << "  tables:         " << Bytes(s->disk.table_bytes) << "\n"
+            << "  blob files:     " << Bytes(s->disk.blob_bytes) << "\n"
+            << "  log (WAL):      " << Bytes(s->disk.log_bytes) << "\n";
   return kExitOk;
 }
 
@@ -343,7 +401,22 @@ int RunPut(client::Client& c, const client::Actor& actor, const Globals& g, cons
                            .author = a.author,
                            .content = std::move(*content)};
   auto m = c.CreateRecord(actor, record);
-  if (!m.ok()) return Fail(m.error());
+  if (!m.ok()) {
+    // The daemon names its JSON field; say which option that was.
+    if (m.error().kind == client::ErrorKind::kInvalid &&
+        m.error().detail.find("category") != std::string::npos) {
+      constexpr std::string_view kField = "field 'category'";
+      std::string detail = Printable(m.error().detail);
+      if (const size_t at = detail.find(kField); at != std::string::npos) {
+        detail.replace(at, kField.size(), "--category");
+      } else {
+        detail = "--category: " + detail;
+      }
+      PrintError(m.error().title, detail);
+      return ExitCodeFor(m.error());
+    }
+    return Fail(m.error());
+  }
   if (g.json) {
     PrintJson(client::ToJson(*m));
   } else {
@@ -1081,23 +1154,34 @@ int RunCli(int argc, char** argv) {
   app.add_option("--as", g.user, "acting user")->envname("PHIVAULT_USER")->capture_default_str();
   app.add_option("--role", g.role, "acting role, e.g. physician (required to talk to the daemon)")
       ->envname("PHIVAULT_ROLE");
-  app.add_option("--purpose", g.purpose, "HL7 PurposeOfUse code, e.g. TREAT, HPAYMT, ETREAT")
+  app.add_option("--purpose", g.purpose,
+                 "HL7 PurposeOfUse code, e.g. TREAT, ETREAT, HPAYMT, HOPERAT, PATRQT, HLEGAL, "
+                 "PUBHLTH, HRESCH")
       ->envname("PHIVAULT_PURPOSE")
       ->capture_default_str();
   app.add_flag("--json", g.json, "machine-readable JSON output");
 
   RecordArgs a;
   ComplianceArgs d;
-  CLI::App* init = app.add_subcommand("init", "create a development vault folder");
+  CLI::App* init =
+      app.add_subcommand("init", "create a development vault folder (synthetic data only)");
   init->add_option("--dir", a.dir, "folder to create the vault in")->required();
   init->add_flag("--force-config", a.force_config,
-                 "replace an existing phivault.toml (the master key is kept)");
+                 "replace an existing phivault.toml and issue a new token (the master key is "
+                 "kept)");
+  init->add_option("--practice-name", a.practice_name,
+                   "the practice named on reports given to patients")
+      ->default_str(kDefaultPracticeName);
 
   CLI::App* status = app.add_subcommand("status", "show the daemon's status");
 
   CLI::App* put = app.add_subcommand("put", "store a new record; prints its record id");
   put->add_option("--patient", a.patient, "patient identifier")->required();
-  put->add_option("--category", a.category, "record category, e.g. clinical_note")->required();
+  put->add_option("--category", a.category,
+                  std::string("record category: one of the daemon's configured categories; by "
+                              "default ") +
+                      kDefaultCategories)
+      ->required();
   put->add_option("--type", a.type, "content type (MIME), e.g. text/plain")->required();
   put->add_option("--encounter-date", a.encounter_date, "YYYY-MM-DD")->required();
   put->add_option("--author", a.author, "author of the record")->required();
@@ -1251,6 +1335,12 @@ int RunCli(int argc, char** argv) {
   if (g.role.empty()) return UsageError("--role is required (or set PHIVAULT_ROLE)");
   if (g.user.empty()) return UsageError("--as must not be empty");
   if (g.purpose.empty()) return UsageError("--purpose must not be empty");
+  if (!IsPurposeOfUseCode(g.purpose)) {
+    return UsageError("--purpose " + Printable(g.purpose) +
+                      " is not an HL7 PurposeOfUse code (codes are case-sensitive); the usual "
+                      "ones are " +
+                      PurposeOfUseCodeList());
+  }
   if (!a.encounter_date.empty() && !IsCalendarDate(a.encounter_date)) {
     return UsageError("--encounter-date must be a calendar date written YYYY-MM-DD");
   }

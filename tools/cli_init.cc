@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -24,6 +25,13 @@ constexpr const char* kActions =
     R"(["record.create","record.read","record.amend","record.list","record.disclose",)"
     R"("disclosure.suspend","report.accounting","report.access","audit.export","audit.verify",)"
     R"("status"])";
+
+// The daemon's default roles (daemon/config.cc DefaultRoles). The creator of a development vault
+// gets an operator entry for each, so that every guide in docs/ works as written whichever role
+// it uses; administrator comes first because it is the role of a request that names none of them.
+constexpr const char* kRoles[] = {"administrator",    "physician", "nurse",
+                                  "reception",        "billing",   "compliance-officer",
+                                  "medical-assistant"};
 
 Status ErrnoStatus(const std::string& what, int err) {
   return Internal(what + ": " + std::strerror(err));
@@ -117,10 +125,14 @@ std::string RenderDevConfig(const DevConfig& c) {
   const std::string uid = std::to_string(c.uid);
   std::string out;
   out += "# phivaultd development configuration, written by `phivault init`.\n";
+  out += "# For SYNTHETIC DATA ONLY: the master key is a plain file beside the data, and the\n";
+  out += "# application and the operator below may do everything the daemon knows.\n";
   out += "data_dir = " + TomlQuote(c.data_dir) + "\n";
   out += "socket_path = " + TomlQuote(c.socket_path) + "\n";
   out += "socket_mode = \"0660\"\n";
   out += "default_retention_years = 10\n";
+  out += "# Heads the reports given to patients (accounting of disclosures, access report).\n";
+  out += "practice_name = " + TomlQuote(c.practice_name) + "\n";
   out += "\n[master_key]\n";
   out += "source = \"file\"\n";
   out += "file = " + TomlQuote(c.key_path) + "\n";
@@ -128,16 +140,23 @@ std::string RenderDevConfig(const DevConfig& c) {
   out += "disk_reserve_bytes = 268435456\n";
   out += "\n[log]\n";
   out += "level = \"info\"\n";
-  out += "\n# Only the SHA-256 of the token is kept; the token itself was shown once.\n";
+  out += "\n# Only the SHA-256 of the token is kept here; the token is in the 0600 file " +
+         TomlQuote(c.token_path) + ".\n";
   out += "[[applications]]\n";
   out += "name = \"dev-app\"\n";
   out += "token_sha256 = " + TomlQuote(c.token_sha256_hex) + "\n";
   out += "uids = [" + uid + "]\n";
   out += std::string("actions = ") + kActions + "\n";
-  out += "\n[[operators]]\n";
-  out += "uid = " + uid + "\n";
-  out += "role = \"administrator\"\n";
-  out += std::string("actions = ") + kActions + "\n";
+  out += "\n# Uid " + uid +
+         " (who ran `phivault init`) is an operator in every role: the request's role\n"
+         "# (--role) picks the entry. A real installation gives each person the one role and\n"
+         "# the actions their job needs (docs/configuration.md).\n";
+  for (const char* role : kRoles) {
+    out += "[[operators]]\n";
+    out += "uid = " + uid + "\n";
+    out += std::string("role = \"") + role + "\"\n";
+    out += std::string("actions = ") + kActions + "\n";
+  }
   return out;
 }
 
@@ -158,6 +177,13 @@ StatusOr<InitResult> InitDevVault(const InitOptions& options) {
   r.key_path = r.dir + "/master.key";
   r.data_dir = r.dir + "/data";
   r.socket_path = r.dir + "/phivault.sock";
+  r.token_path = r.dir + "/dev-token";
+  r.practice_name = options.practice_name.empty() ? kDefaultPracticeName : options.practice_name;
+  if (r.practice_name.size() > 128 ||
+      std::any_of(r.practice_name.begin(), r.practice_name.end(),
+                  [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; })) {
+    return InvalidArgument("--practice-name must be at most 128 bytes without control characters");
+  }
 
   if (r.socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return InvalidArgument("socket path " + r.socket_path + " is longer than " +
@@ -189,8 +215,13 @@ StatusOr<InitResult> InitDevVault(const InitOptions& options) {
   config.data_dir = r.data_dir;
   config.socket_path = r.socket_path;
   config.key_path = r.key_path;
+  config.token_path = r.token_path;
   config.token_sha256_hex = crypto::HexEncode(crypto::AsView(crypto::Sha256(r.token)));
+  config.practice_name = r.practice_name;
   config.uid = options.uid;
+  // The token goes to a private file, never to standard output, where it would land in any log
+  // the command's output is redirected to. Written before the config that accepts it.
+  PV_RETURN_IF_ERROR(WriteFileAtomically(r.token_path, r.token + "\n"));
   PV_RETURN_IF_ERROR(WriteFileAtomically(r.config_path, RenderDevConfig(config)));
   return r;
 }

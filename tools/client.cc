@@ -254,10 +254,15 @@ nlohmann::json ToJson(const VaultStatus& s) {
           {"uptime_seconds", s.uptime_seconds},
           {"audit_entries", s.audit_entries},
           {"epochs", s.epochs},
+          {"records", s.records},
+          {"patients", s.patients},
           {"disk",
            {{"free_bytes", s.disk.free_bytes},
             {"reserve_bytes", s.disk.reserve_bytes},
-            {"live_data_bytes", s.disk.live_data_bytes}}}};
+            {"live_data_bytes", s.disk.live_data_bytes},
+            {"table_bytes", s.disk.table_bytes},
+            {"blob_bytes", s.disk.blob_bytes},
+            {"log_bytes", s.disk.log_bytes}}}};
 }
 
 #define PV_CLIENT_ASSIGN(lhs, expr)        \
@@ -694,11 +699,16 @@ Result<VaultStatus> Client::Status(const Actor& actor) {
   PV_CLIENT_ASSIGN(s.uptime_seconds, Field<int64_t>(*j, "uptime_seconds"));
   PV_CLIENT_ASSIGN(s.audit_entries, Field<uint64_t>(*j, "audit_entries"));
   PV_CLIENT_ASSIGN(s.epochs, Field<uint64_t>(*j, "epochs"));
+  PV_CLIENT_ASSIGN(s.records, Field<uint64_t>(*j, "records"));
+  PV_CLIENT_ASSIGN(s.patients, Field<uint64_t>(*j, "patients"));
   nlohmann::json disk;
   PV_CLIENT_ASSIGN(disk, Field<nlohmann::json>(*j, "disk"));
   PV_CLIENT_ASSIGN(s.disk.free_bytes, Field<uint64_t>(disk, "free_bytes"));
   PV_CLIENT_ASSIGN(s.disk.reserve_bytes, Field<uint64_t>(disk, "reserve_bytes"));
   PV_CLIENT_ASSIGN(s.disk.live_data_bytes, Field<uint64_t>(disk, "live_data_bytes"));
+  PV_CLIENT_ASSIGN(s.disk.table_bytes, Field<uint64_t>(disk, "table_bytes"));
+  PV_CLIENT_ASSIGN(s.disk.blob_bytes, Field<uint64_t>(disk, "blob_bytes"));
+  PV_CLIENT_ASSIGN(s.disk.log_bytes, Field<uint64_t>(disk, "log_bytes"));
   return s;
 }
 

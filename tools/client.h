@@ -104,7 +104,10 @@ struct Empty {};
 struct DiskStatus {
   uint64_t free_bytes = 0;
   uint64_t reserve_bytes = 0;
-  uint64_t live_data_bytes = 0;
+  uint64_t live_data_bytes = 0;  // table_bytes + blob_bytes + log_bytes
+  uint64_t table_bytes = 0;
+  uint64_t blob_bytes = 0;
+  uint64_t log_bytes = 0;
 };
 
 struct VaultStatus {
@@ -112,6 +115,8 @@ struct VaultStatus {
   int64_t uptime_seconds = 0;
   uint64_t audit_entries = 0;
   uint64_t epochs = 0;
+  uint64_t records = 0;
+  uint64_t patients = 0;
   DiskStatus disk;
 };
 

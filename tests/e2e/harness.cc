@@ -186,12 +186,14 @@ Vault::Vault() {
     return;
   }
   auto j = nlohmann::json::parse(init.out, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("token") || !j.contains("socket") || !j.contains("config") ||
-      !j.contains("data_dir")) {
+  if (!j.is_object() || !j.contains("token_file") || !j.contains("socket") ||
+      !j.contains("config") || !j.contains("data_dir")) {
     ADD_FAILURE() << "unexpected output of phivault init: " << init.out;
     return;
   }
-  token_ = j["token"].get<std::string>();
+  // init never prints the token; it writes it (one line) to the 0600 token file.
+  token_ = ReadFile(j["token_file"].get<std::string>());
+  while (!token_.empty() && token_.back() == '\n') token_.pop_back();
   socket_ = j["socket"].get<std::string>();
   config_ = j["config"].get<std::string>();
   data_dir_ = j["data_dir"].get<std::string>();

@@ -290,6 +290,26 @@ TEST(AccessReportRender, HtmlEscapesScriptInEveryFieldAndMarksOverrides) {
   EXPECT_NE(html.find("2022-06-15 to 2025-06-15"), std::string::npos);
 }
 
+// A vault without a configured practice name must not tell the patient that a program, or
+// nobody, made the disclosures.
+TEST_F(RenderTest, HtmlWithoutAPracticeNameSpeaksForThePractice) {
+  ReportContext ctx = Context();
+  ctx.practice_name.clear();
+  const Disclosure d = Make(T("2024-02-02T00:00:00Z"), "County Court", DisclosureKind::kJudicial);
+  for (const std::string& html : {RenderAccountingHtml(Build({d}), ctx),
+                                  RenderAccessReportHtml(SampleAccessReport("x"), ctx)}) {
+    EXPECT_EQ(html.find("<p class=\"practice\">"), std::string::npos);
+    EXPECT_EQ(html.find("Prepared by ."), std::string::npos);
+    EXPECT_EQ(html.find("Prepared by Privacy"), std::string::npos);
+    EXPECT_NE(html.find("Prepared by your health care provider. Questions about this report: "
+                        "Privacy Officer, 555-0100."),
+              std::string::npos);
+    EXPECT_EQ(html.find("phivault"), std::string::npos);
+  }
+  EXPECT_NE(RenderAccountingHtml(Build({d}), ctx).find("health information that we made"),
+            std::string::npos);
+}
+
 TEST(AuditEntriesCsv, RendersEveryFieldWithRecordsJoined) {
   DecodedAuditEntry e;
   e.seq = 42;

@@ -61,13 +61,11 @@ class CliTest : public ::testing::Test {
   testing::TempDir dir_;
 };
 
-std::string TokenFrom(const std::string& out) {
-  std::istringstream lines(out);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.rfind("pvt_", 0) == 0) return line;
-  }
-  return "";
+// The token init wrote to the vault's token file (one line), "" if there is none.
+std::string TokenOf(const std::string& vault) {
+  std::string token = ReadFile(vault + "/dev-token");
+  if (!token.empty() && token.back() == '\n') token.pop_back();
+  return token;
 }
 
 TEST_F(CliTest, InitCreatesKeyDataAndConfigWithTheHashedToken) {
@@ -79,13 +77,22 @@ TEST_F(CliTest, InitCreatesKeyDataAndConfigWithTheHashedToken) {
   EXPECT_EQ(ReadFile(vault + "/master.key").size(), 32u);
   EXPECT_EQ(Mode(vault + "/data"), 0700u);
   EXPECT_EQ(Mode(vault + "/phivault.toml"), 0600u);
+  EXPECT_EQ(Mode(vault + "/dev-token"), 0600u);
 
-  const std::string token = TokenFrom(r.out);
+  const std::string token = TokenOf(vault);
   ASSERT_THAT(token, StartsWith("pvt_"));
   auto raw = crypto::Base64UrlDecode(std::string_view(token).substr(4));
   ASSERT_TRUE(raw.ok());
   EXPECT_EQ(raw->size(), 32u);
-  EXPECT_THAT(r.out, HasSubstr("not stored"));  // the user is told it is shown only once
+  // Standard output may be going to a log: it says where the token is, never what it is.
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr(token)));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr(token)));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("pvt_")));
+  EXPECT_THAT(r.out, HasSubstr(vault + "/dev-token (mode 0600"));
+  EXPECT_THAT(r.out, HasSubstr("SYNTHETIC DATA only"));
+  // The practice name defaults to something a patient can read, and init says so.
+  EXPECT_THAT(r.out, HasSubstr("\"Development Practice (synthetic data)\" (the default; set it "
+                               "with --practice-name)"));
 
   const std::string text = ReadFile(vault + "/phivault.toml");
   EXPECT_THAT(text, ::testing::Not(HasSubstr(token)));
@@ -106,12 +113,43 @@ TEST_F(CliTest, InitCreatesKeyDataAndConfigWithTheHashedToken) {
   EXPECT_EQ(app["token_sha256"].value<std::string>(),
             crypto::HexEncode(crypto::AsView(crypto::Sha256(token))));
   EXPECT_EQ(app["uids"][0].value<int64_t>(), static_cast<int64_t>(::getuid()));
+  EXPECT_EQ(config["practice_name"].value<std::string>(), "Development Practice (synthetic data)");
+  // One operator entry per default role for the creator, administrator first.
   auto* ops = config["operators"].as_array();
   ASSERT_NE(ops, nullptr);
-  auto& op = *ops->at(0).as_table();
-  EXPECT_EQ(op["uid"].value<int64_t>(), static_cast<int64_t>(::getuid()));
-  EXPECT_EQ(op["role"].value<std::string>(), "administrator");
-  EXPECT_EQ(op["actions"].as_array()->size(), 11u);
+  ASSERT_EQ(ops->size(), 7u);
+  std::vector<std::string> roles;
+  for (auto& node : *ops) {
+    auto& op = *node.as_table();
+    EXPECT_EQ(op["uid"].value<int64_t>(), static_cast<int64_t>(::getuid()));
+    EXPECT_EQ(op["actions"].as_array()->size(), 11u);
+    roles.push_back(op["role"].value<std::string>().value_or(""));
+  }
+  EXPECT_EQ(roles.front(), "administrator");
+  EXPECT_THAT(roles, ::testing::UnorderedElementsAre("administrator", "physician", "nurse",
+                                                     "medical-assistant", "reception", "billing",
+                                                     "compliance-officer"));
+}
+
+TEST_F(CliTest, InitJsonNamesTheTokenFileAndPrintsNoToken) {
+  const std::string vault = dir_.Sub("vault");
+  CliRun r = Phivault({"--json", "init", "--dir", vault, "--practice-name", "Synthetic Clinic"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["token_file"], vault + "/dev-token");
+  EXPECT_EQ(j["practice_name"], "Synthetic Clinic");
+  EXPECT_FALSE(j.contains("token"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr(TokenOf(vault))));
+  EXPECT_THAT(ReadFile(vault + "/phivault.toml"),
+              HasSubstr("practice_name = \"Synthetic Clinic\"\n"));
+}
+
+TEST_F(CliTest, InitRefusesAPracticeNameWithControlCharacters) {
+  CliRun r = Phivault({"init", "--dir", dir_.Sub("vault"), "--practice-name",
+                       "a\x07"
+                       "b"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--practice-name must be at most 128 bytes"));
 }
 
 TEST_F(CliTest, InitTwiceRefusesAndChangesNothing) {
@@ -123,9 +161,10 @@ TEST_F(CliTest, InitTwiceRefusesAndChangesNothing) {
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_THAT(again.err, StartsWith("phivault: "));
   EXPECT_THAT(again.err, HasSubstr("phivault.toml already exists"));
-  EXPECT_EQ(TokenFrom(again.out), "");
+  const std::string token = TokenOf(vault);
   EXPECT_EQ(ReadFile(vault + "/master.key"), key);
   EXPECT_EQ(ReadFile(vault + "/phivault.toml"), config);
+  EXPECT_EQ(TokenOf(vault), token);
 }
 
 TEST_F(CliTest, InitNeverOverwritesAnExistingMasterKey) {
@@ -143,13 +182,15 @@ TEST_F(CliTest, InitForceConfigIssuesANewTokenAndKeepsTheKey) {
   const std::string vault = dir_.Sub("vault");
   CliRun first = Phivault({"init", "--dir", vault});
   ASSERT_EQ(first.exit_code, 0);
+  const std::string first_token = TokenOf(vault);
   const std::string key = ReadFile(vault + "/master.key");
   CliRun second = Phivault({"--json", "init", "--dir", vault, "--force-config"});
   ASSERT_EQ(second.exit_code, 0) << second.err;
   auto j = nlohmann::json::parse(second.out);
   EXPECT_EQ(j["created_master_key"], false);
-  const std::string token = j["token"];
-  EXPECT_NE(token, TokenFrom(first.out));
+  const std::string token = TokenOf(vault);
+  EXPECT_THAT(token, StartsWith("pvt_"));
+  EXPECT_NE(token, first_token);
   EXPECT_EQ(ReadFile(vault + "/master.key"), key);
   EXPECT_THAT(ReadFile(vault + "/phivault.toml"),
               HasSubstr(crypto::HexEncode(crypto::AsView(crypto::Sha256(token)))));
@@ -307,11 +348,70 @@ TEST_F(CliDaemonTest, LsPrintsATableAndJson) {
 TEST_F(CliDaemonTest, StatusPrintsTheDaemonsFigures) {
   daemon_.SetHandler([](const SeenRequest&) {
     return Reply{.body = R"({"version":"0.1.0","uptime_seconds":5,"audit_entries":9,"epochs":2,)"
-                         R"("disk":{"free_bytes":1,"reserve_bytes":2,"live_data_bytes":3}})"};
+                         R"("records":12,"patients":4,)"
+                         R"("disk":{"free_bytes":1,"reserve_bytes":2,"live_data_bytes":3221225472,)"
+                         R"("table_bytes":1073741824,"blob_bytes":2147483136,"log_bytes":512}})"};
   });
   CliRun r = Phivault(To(sock_, {"status"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("audit entries:    9"));
+  EXPECT_THAT(r.out, HasSubstr("records:          12\n"));
+  EXPECT_THAT(r.out, HasSubstr("patients:         4\n"));
+  EXPECT_THAT(r.out, HasSubstr("audit entries:    9\n"));
+  EXPECT_THAT(r.out, HasSubstr("live data:        3221225472 bytes (3.0 GiB)\n"));
+  EXPECT_THAT(r.out, HasSubstr("  tables:         1073741824 bytes (1.0 GiB)\n"));
+  EXPECT_THAT(r.out, HasSubstr("  log (WAL):      512 bytes\n"));
+
+  CliRun json = Phivault(To(sock_, {"--json", "status"}));
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const auto j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["records"], 12);
+  EXPECT_EQ(j["patients"], 4);
+  EXPECT_EQ(j["disk"]["blob_bytes"], 2147483136);
+}
+
+TEST_F(CliDaemonTest, AnUnknownPurposeIsAUsageErrorNamingTheCodes) {
+  CliRun r = Phivault(To(sock_, {"--purpose", "FOO", "status"}));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--purpose FOO is not an HL7 PurposeOfUse code"));
+  for (const char* code : {"TREAT", "HOPERAT", "PUBHLTH", "BTG", "HLEGAL"}) {
+    EXPECT_THAT(r.err, HasSubstr(code));
+  }
+  EXPECT_TRUE(daemon_.requests().empty());  // refused before asking the daemon
+  // Codes are case-sensitive, as the daemon checks them.
+  EXPECT_EQ(Phivault(To(sock_, {"--purpose", "treat", "status"})).exit_code, 2);
+}
+
+TEST_F(CliDaemonTest, AnUnknownCategoryNamesTheOption) {
+  daemon_.SetHandler([](const SeenRequest&) {
+    return Problem(400, "invalid-request", "The request is invalid",
+                   "category is not one of the configured categories");
+  });
+  CliRun r = Phivault(To(sock_, {"put", "--patient", "P", "--category", "notes", "--type",
+                                 "text/plain", "--encounter-date", "2026-11-29", "--author", "A"}),
+                      {}, "x");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("--category: category is not one of the configured categories"));
+
+  // A message naming the JSON field gets the option's name in its place.
+  daemon_.SetHandler([](const SeenRequest&) {
+    return Problem(400, "invalid-request", "The request is invalid",
+                   "field 'category': 'notes' is not a configured category (allowed: a, b)");
+  });
+  r = Phivault(To(sock_, {"put", "--patient", "P", "--category", "notes", "--type", "text/plain",
+                          "--encounter-date", "2026-11-29", "--author", "A"}),
+               {}, "x");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err,
+              HasSubstr(": --category: 'notes' is not a configured category (allowed: a, b)\n"));
+}
+
+TEST_F(CliTest, PutHelpListsTheCategories) {
+  CliRun r = Phivault({"put", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* category :
+       {"demographics", "clinical_note", "lab_result", "psychotherapy_note", "substance_use"}) {
+    EXPECT_THAT(r.out, HasSubstr(category));
+  }
 }
 
 TEST_F(CliDaemonTest, DaemonErrorsBecomeExitCodesAndProblemMessages) {

@@ -77,14 +77,19 @@ TEST_F(ClientTest, HealthRejectsAnAnswerThatIsNotOk) {
 TEST_F(ClientTest, StatusSendsActorHeadersAndBearerTokenAndParsesFields) {
   FakeDaemon daemon(socket_);
   daemon.SetHandler([](const SeenRequest&) {
-    return JsonReply(
-        200,
-        {{"version", "0.1.0"},
-         {"uptime_seconds", 12},
-         {"audit_entries", 345},
-         {"epochs", 3},
-         {"disk",
-          {{"free_bytes", 1000000}, {"reserve_bytes", 268435456}, {"live_data_bytes", 4096}}}});
+    return JsonReply(200, {{"version", "0.1.0"},
+                           {"uptime_seconds", 12},
+                           {"audit_entries", 345},
+                           {"epochs", 3},
+                           {"records", 17},
+                           {"patients", 5},
+                           {"disk",
+                            {{"free_bytes", 1000000},
+                             {"reserve_bytes", 268435456},
+                             {"live_data_bytes", 4096},
+                             {"table_bytes", 1024},
+                             {"blob_bytes", 2048},
+                             {"log_bytes", 1024}}}});
   });
   Client client(socket_, "pvt_secret");
   Actor actor = kActor;
@@ -97,6 +102,11 @@ TEST_F(ClientTest, StatusSendsActorHeadersAndBearerTokenAndParsesFields) {
   EXPECT_EQ(s->epochs, 3u);
   EXPECT_EQ(s->disk.reserve_bytes, 268435456u);
   EXPECT_EQ(s->disk.live_data_bytes, 4096u);
+  EXPECT_EQ(s->records, 17u);
+  EXPECT_EQ(s->patients, 5u);
+  EXPECT_EQ(s->disk.table_bytes, 1024u);
+  EXPECT_EQ(s->disk.blob_bytes, 2048u);
+  EXPECT_EQ(s->disk.log_bytes, 1024u);
 
   SeenRequest r = daemon.last();
   EXPECT_EQ(r.uri, "/v1/status");

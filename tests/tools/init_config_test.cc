@@ -34,13 +34,26 @@ TEST(InitConfigTest, TheDaemonLoadsTheConfigThatInitWrites) {
   EXPECT_EQ(config->applications[0].token_sha256_hex,
             crypto::HexEncode(crypto::AsView(crypto::Sha256(init->token))));
   EXPECT_EQ(config->applications[0].uids, std::vector<uint32_t>{::getuid()});
-  ASSERT_EQ(config->operators.size(), 1u);
-  EXPECT_EQ(config->operators[0].uid, ::getuid());
-  EXPECT_EQ(config->operators[0].role, "administrator");
-  // A development vault may do everything the daemon knows, no more and no less.
+  EXPECT_EQ(config->practice_name, kDefaultPracticeName);
+  // The creator is an operator in each of the daemon's roles (so that every guide works as
+  // written), administrator first; a development vault may do everything the daemon knows, no
+  // more and no less.
+  std::vector<std::string> roles;
+  for (const auto& op : config->operators) {
+    EXPECT_EQ(op.uid, ::getuid());
+    roles.push_back(op.role);
+  }
+  ASSERT_FALSE(roles.empty());
+  EXPECT_EQ(roles.front(), "administrator");
+  std::vector<std::string> default_roles = daemon::DefaultRoles();
+  std::sort(roles.begin(), roles.end());
+  std::sort(default_roles.begin(), default_roles.end());
+  EXPECT_EQ(roles, default_roles);
   std::vector<std::string> known = daemon::KnownActions();
   std::sort(known.begin(), known.end());
-  for (auto actions : {config->operators[0].actions, config->applications[0].actions}) {
+  std::vector<std::vector<std::string>> lists = {config->applications[0].actions};
+  for (const auto& op : config->operators) lists.push_back(op.actions);
+  for (auto actions : lists) {
     std::sort(actions.begin(), actions.end());
     EXPECT_EQ(actions, known);
   }
