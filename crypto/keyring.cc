@@ -11,6 +11,8 @@
 #include <map>
 #include <set>
 
+#include <sodium.h>
+
 #include "crypto/master_key.h"
 
 namespace phivault::crypto {
@@ -35,6 +37,8 @@ constexpr std::string_view kSlotAadPrefix = "phivault/keyring/slot/v1";
 constexpr std::string_view kBlindIndexId = "svc:blind-index";
 constexpr std::string_view kAuditKeyId = "svc:audit";
 constexpr std::string_view kAuditSignId = "svc:audit-sign";
+constexpr std::string_view kVaultIdId = "svc:vault-id";
+constexpr size_t kVaultIdBytes = 16;
 
 struct Slot {
   std::string id;
@@ -305,6 +309,7 @@ struct Keyring::State {
   std::unique_ptr<Aead> audit_key;
   std::unique_ptr<BlindIndex> blind_index;
   std::unique_ptr<Ed25519Signer> audit_signer;
+  std::string vault_id;  // hex
 
   // Writes `new_slots` and `check` to every copy: first scrubs destroyed keys in place in
   // every existing copy (and leftover temp file), then replaces the primary, then each mirror.
@@ -356,8 +361,9 @@ struct Keyring::State {
 Keyring::Keyring() : state_(std::make_unique<State>()) {}
 Keyring::~Keyring() = default;
 
-StatusOr<std::unique_ptr<Keyring>> Keyring::Open(const KeyringOptions& options,
-                                                 SecretBytes master_key) {
+namespace {
+
+Status ValidateOptions(const KeyringOptions& options, const SecretBytes& master_key) {
   if (master_key.size() != kMasterKeyBytes) {
     return InvalidArgument("master key must be 32 bytes");
   }
@@ -370,40 +376,104 @@ StatusOr<std::unique_ptr<Keyring>> Keyring::Open(const KeyringOptions& options,
       return InvalidArgument("keyring mirrors must be distinct from each other and the primary");
     }
   }
-  std::unique_ptr<Keyring> keyring(new Keyring());
-  State& st = *keyring->state_;
-  st.options = options;
-  PV_ASSIGN_OR_RETURN(st.master, Aead::Create(std::move(master_key)));
+  return Status::Ok();
+}
 
-  bool needs_write = false;
+bool PathExists(const std::string& path) {
+  struct stat sb;
+  return ::lstat(path.c_str(), &sb) == 0;
+}
+
+// The vault id slot's payload: the id, then zero padding up to a key's size.
+SecretBytes VaultIdPayload(std::string_view id) {
+  std::string payload(id);
+  payload.resize(Aead::kKeyBytes, '\0');
+  SecretBytes out = SecretBytes::CopyFrom(payload, InsecureSecretKeyAccess::Get());
+  sodium_memzero(payload.data(), payload.size());
+  return out;
+}
+
+Slot NewServiceSlot(const Aead& master, std::string_view id, const SecretBytes& payload,
+                    int64_t now) {
+  return Slot{std::string(id), false, now, 0, WrapKey(master, payload, SlotAad(id))};
+}
+
+Slot NewVaultIdSlot(const Aead& master, int64_t now) {
+  const SecretBytes id = SecretBytes::Random(kVaultIdBytes);
+  return NewServiceSlot(master, kVaultIdId, VaultIdPayload(id.view(InsecureSecretKeyAccess::Get())),
+                        now);
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Keyring>> Keyring::Create(const KeyringOptions& options,
+                                                   SecretBytes master_key) {
+  PV_RETURN_IF_ERROR(ValidateOptions(options, master_key));
+  std::vector<std::string> copies{options.path};
+  copies.insert(copies.end(), options.mirrors.begin(), options.mirrors.end());
+  for (const std::string& c : copies) {
+    if (PathExists(c)) {
+      return AlreadyExists("keyring copy " + c +
+                           " already exists; a new keyring would orphan every key it holds");
+    }
+  }
+  PV_ASSIGN_OR_RETURN(std::unique_ptr<Aead> master, Aead::Create(std::move(master_key)));
+  std::vector<Slot> slots;
+  const int64_t now = NowUnix();
+  for (std::string_view id : {kBlindIndexId, kAuditKeyId, kAuditSignId}) {
+    slots.push_back(NewServiceSlot(*master, id, SecretBytes::Random(Aead::kKeyBytes), now));
+  }
+  slots.push_back(NewVaultIdSlot(*master, now));
+  auto state = std::make_unique<State>();
+  state->options = options;
+  state->sealed_check = master->Encrypt(kCheckPlaintext, kCheckAad);
+  state->master = std::move(master);
+  state->slots = std::move(slots);
+  return Load(std::move(state), /*needs_write=*/true, "");
+}
+
+StatusOr<std::unique_ptr<Keyring>> Keyring::Open(const KeyringOptions& options,
+                                                 SecretBytes master_key) {
+  PV_RETURN_IF_ERROR(ValidateOptions(options, master_key));
   auto primary = ReadFile(options.path);
   if (!primary.ok() && primary.status().code() != StatusCode::kNotFound) return primary.status();
   if (!primary.ok()) {
-    // Creating a fresh keyring over existing mirrors would destroy every key they hold.
     for (const std::string& m : options.mirrors) {
-      struct stat sb;
-      if (::lstat(m.c_str(), &sb) == 0) {
+      if (PathExists(m)) {
         return FailedPrecondition("keyring primary " + options.path + " is missing but mirror " +
                                   m + " exists; restore it first");
       }
     }
-    st.sealed_check = st.master->Encrypt(kCheckPlaintext, kCheckAad);
-    const int64_t now = NowUnix();
-    for (std::string_view id : {kBlindIndexId, kAuditKeyId, kAuditSignId}) {
-      const SecretBytes key = SecretBytes::Random(Aead::kKeyBytes);
-      st.slots.push_back(
-          Slot{std::string(id), false, now, 0, WrapKey(*st.master, key, SlotAad(id))});
-    }
-    needs_write = true;
-  } else {
-    PV_ASSIGN_OR_RETURN(Layout layout, Parse(*primary));
-    auto check = st.master->Decrypt(layout.sealed_check, kCheckAad);
-    if (!check.ok() || *check != kCheckPlaintext) {
-      return FailedPrecondition("master key does not match the keyring");
-    }
-    st.sealed_check = std::move(layout.sealed_check);
-    st.slots = std::move(layout.slots);
+    return NotFound("no keyring at " + options.path + " or any mirror");
   }
+  PV_ASSIGN_OR_RETURN(std::unique_ptr<Aead> master, Aead::Create(std::move(master_key)));
+  PV_ASSIGN_OR_RETURN(Layout layout, Parse(*primary));
+  auto check = master->Decrypt(layout.sealed_check, kCheckAad);
+  if (!check.ok() || *check != kCheckPlaintext) {
+    return FailedPrecondition("master key does not match the keyring");
+  }
+  bool needs_write = false;
+  const bool has_vault_id = std::any_of(layout.slots.begin(), layout.slots.end(),
+                                        [](const Slot& s) { return s.id == kVaultIdId; });
+  if (!has_vault_id) {
+    // Written before keyrings were bound to their database: give it its id once.
+    layout.slots.push_back(NewVaultIdSlot(*master, NowUnix()));
+    needs_write = true;
+  }
+  auto state = std::make_unique<State>();
+  state->options = options;
+  state->master = std::move(master);
+  state->sealed_check = std::move(layout.sealed_check);
+  state->slots = std::move(layout.slots);
+  return Load(std::move(state), needs_write, *primary);
+}
+
+StatusOr<std::unique_ptr<Keyring>> Keyring::Load(std::unique_ptr<State> state, bool needs_write,
+                                                 std::string_view primary) {
+  std::unique_ptr<Keyring> keyring(new Keyring());
+  keyring->state_ = std::move(state);
+  State& st = *keyring->state_;
+  const KeyringOptions& options = st.options;
 
   for (Slot& s : st.slots) {
     if (!s.destroyed && AllZero(s.sealed)) {
@@ -428,6 +498,12 @@ StatusOr<std::unique_ptr<Keyring>> Keyring::Open(const KeyringOptions& options,
       PV_ASSIGN_OR_RETURN(st.audit_key, Aead::Create(std::move(*key)));
     } else if (s.id == kAuditSignId) {
       PV_ASSIGN_OR_RETURN(st.audit_signer, Ed25519Signer::Create(std::move(*key)));
+    } else if (s.id == kVaultIdId) {
+      const std::string_view payload = key->view(InsecureSecretKeyAccess::Get());
+      if (!AllZero(payload.substr(kVaultIdBytes))) {
+        return DataLoss("keyring vault id slot is malformed");
+      }
+      st.vault_id = HexEncode(payload.substr(0, kVaultIdBytes));
     } else if (IsServiceId(s.id)) {
       return DataLoss("keyring has an unknown service key " + s.id);
     } else {
@@ -435,14 +511,14 @@ StatusOr<std::unique_ptr<Keyring>> Keyring::Open(const KeyringOptions& options,
       st.epoch_keys.emplace(s.id, std::move(aead));
     }
   }
-  if (!st.blind_index || !st.audit_key || !st.audit_signer) {
+  if (!st.blind_index || !st.audit_key || !st.audit_signer || st.vault_id.empty()) {
     return DataLoss("keyring lacks a service key");
   }
 
   if (!needs_write) {
     for (const std::string& m : options.mirrors) {
       auto mirror = ReadFile(m);
-      if (!mirror.ok() || *mirror != *primary) {
+      if (!mirror.ok() || *mirror != primary) {
         needs_write = true;
         break;
       }
@@ -545,5 +621,6 @@ std::vector<Keyring::EpochInfo> Keyring::ListEpochs() const {
 const Aead& Keyring::audit_key() const { return *state_->audit_key; }
 const BlindIndex& Keyring::blind_index() const { return *state_->blind_index; }
 const Ed25519Signer& Keyring::audit_signer() const { return *state_->audit_signer; }
+const std::string& Keyring::vault_id() const { return state_->vault_id; }
 
 }  // namespace phivault::crypto

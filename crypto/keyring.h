@@ -8,6 +8,9 @@
 // Service keys are created with the keyring and are never destroyed:
 //   blind index key (patient blind ids), audit key (PHI fields in audit entries),
 //   audit signing key (Ed25519, signs audit checkpoints).
+// The vault id (16 random bytes, created with the keyring) binds the keyring to its database,
+// which stores the same id: a keyring from another vault, or a fresh keyring over a database
+// that already holds data, is refused by the daemon instead of orphaning every record.
 //
 // File format (little-endian; every slot has the same size so that a slot can be overwritten in
 // place):
@@ -19,11 +22,12 @@
 //   trailer  SHA-256 of everything before it with the sealed-key fields counted as zero
 //            (they carry their own tags), so zeroing a slot in place keeps the file valid
 // Service keys are slots with the reserved ids "svc:blind-index", "svc:audit",
-// "svc:audit-sign" (the Ed25519 seed). A live slot whose sealed key is all zero is a
-// destruction that was interrupted after its overwrite; Open completes it.
-// Every write scrubs destroyed slots in place in each existing copy (pwrite + fdatasync), then
-// replaces the primary, then each mirror (temp file, fsync, rename, fsync dir; mode 0600).
-// One process at a time may open a keyring.
+// "svc:audit-sign" (the Ed25519 seed), and "svc:vault-id" (vault id || 16 zero bytes, sealed like
+// a key so that it is authenticated under the master key). A live slot whose sealed key is all zero
+// is a destruction that was interrupted after its overwrite; Open completes it. Every write scrubs
+// destroyed slots in place in each existing copy (pwrite + fdatasync), then replaces the primary,
+// then each mirror (temp file, fsync, rename, fsync dir; mode 0600). One process at a time may open
+// a keyring.
 //
 // Thread-safe: all methods may be called concurrently.
 #pragma once
@@ -50,13 +54,23 @@ struct KeyringOptions {
 
 class Keyring {
  public:
-  // Opens the keyring at options.path, or creates it (with fresh service keys) if no file
-  // exists there. FailedPrecondition "master key does not match the keyring" if the sealed check
-  // value does not open under `master_key` — the daemon must refuse to start. DataLoss if the
-  // file is truncated or malformed. A missing or differing mirror is rewritten from the primary
-  // (Unavailable naming it if that fails). FailedPrecondition if the primary is missing but a
-  // mirror exists (restore it; a fresh keyring would orphan every key). InvalidArgument if the
-  // master key is not 32 bytes or the mirrors repeat a path.
+  // Creates a new keyring (fresh service keys, fresh vault id) at options.path and every mirror.
+  // Creation is never implicit: a new keyring orphans every record sealed under an old one, so
+  // only a caller that has established that no vault exists yet may call this.
+  // AlreadyExists naming the file if the primary or any mirror exists (nothing is written).
+  // Unavailable naming the copy if a write fails. InvalidArgument as for Open.
+  static StatusOr<std::unique_ptr<Keyring>> Create(const KeyringOptions& options,
+                                                   SecretBytes master_key);
+
+  // Opens the existing keyring at options.path. NotFound "no keyring" if neither the primary nor
+  // any mirror exists (and only then; the caller decides whether to Create). FailedPrecondition
+  // "master key does not match the keyring" if the sealed check value does not open under
+  // `master_key` — the daemon must refuse to start. DataLoss if the file is truncated or
+  // malformed. A missing or differing mirror is rewritten from the primary (Unavailable naming it
+  // if that fails). FailedPrecondition if the primary is missing but a mirror exists (restore it;
+  // a fresh keyring would orphan every key). A keyring written before vault ids existed gets one
+  // here (persisted to every copy). InvalidArgument if the master key is not 32 bytes or the
+  // mirrors repeat a path.
   static StatusOr<std::unique_ptr<Keyring>> Open(const KeyringOptions& options,
                                                  SecretBytes master_key);
 
@@ -91,6 +105,9 @@ class Keyring {
   };
   std::vector<EpochInfo> ListEpochs() const;
 
+  // The vault id as 32 lowercase hex characters; fixed for the keyring's life (Rotate keeps it).
+  const std::string& vault_id() const;
+
   const Aead& audit_key() const;              // seals PHI fields inside audit entries
   const BlindIndex& blind_index() const;      // patient blind ids
   const Ed25519Signer& audit_signer() const;  // signs audit checkpoints
@@ -100,6 +117,10 @@ class Keyring {
  private:
   Keyring();
   struct State;
+  // Unseals `state`'s slots into memory, completes interrupted destructions, and writes every
+  // copy if `needs_write` or a mirror differs from `primary` (the primary file's bytes).
+  static StatusOr<std::unique_ptr<Keyring>> Load(std::unique_ptr<State> state, bool needs_write,
+                                                 std::string_view primary);
   mutable std::mutex mu_;
   std::unique_ptr<State> state_;  // GUARDED_BY(mu_) for mutable parts
 };

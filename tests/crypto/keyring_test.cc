@@ -54,8 +54,10 @@ class KeyringTest : public ::testing::Test {
 
   KeyringOptions Options() const { return {primary_, {mirror_}}; }
 
+  // Opens the keyring, creating it first if no primary exists yet.
   std::unique_ptr<Keyring> OpenWith(const std::string& master) {
-    auto keyring = Keyring::Open(Options(), Secret(master));
+    auto keyring = std::filesystem::exists(primary_) ? Keyring::Open(Options(), Secret(master))
+                                                     : Keyring::Create(Options(), Secret(master));
     EXPECT_TRUE(keyring.ok()) << keyring.status().ToString();
     return keyring.ok() ? std::move(keyring).value() : nullptr;
   }
@@ -81,10 +83,103 @@ TEST_F(KeyringTest, CreatesPrimaryAndMirrorOwnerOnly) {
   EXPECT_EQ(FileMode(mirror_), 0600u);
   const std::string bytes = ReadFileBytes(primary_);
   EXPECT_EQ(bytes.substr(0, 4), "PVKR");
-  EXPECT_EQ(bytes.size(), kHeaderBytes + 3 * kSlotBytes + 32);
+  EXPECT_EQ(bytes.size(), kHeaderBytes + 4 * kSlotBytes + 32);  // three service keys, vault id
   EXPECT_EQ(ReadFileBytes(mirror_), bytes);
   EXPECT_TRUE(keyring->ListEpochs().empty());
   EXPECT_FALSE(std::filesystem::exists(primary_ + ".tmp"));
+}
+
+TEST_F(KeyringTest, OpenWithoutAnyCopyIsNotFoundAndCreatesNothing) {
+  auto keyring = Keyring::Open(Options(), Secret(master_));
+  ASSERT_FALSE(keyring.ok());
+  EXPECT_EQ(keyring.status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(std::filesystem::exists(primary_));
+  EXPECT_FALSE(std::filesystem::exists(mirror_));
+}
+
+TEST_F(KeyringTest, CreateNeverOverwritesAnExistingCopy) {
+  ASSERT_NE(OpenKeyring(), nullptr);
+  const std::string primary_before = ReadFileBytes(primary_);
+  auto again = Keyring::Create(Options(), Secret(master_));
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(again.status().message().find(primary_), std::string::npos);
+  EXPECT_EQ(ReadFileBytes(primary_), primary_before);
+
+  // A mirror alone is a keyring too: creating a primary next to it would orphan its keys.
+  std::filesystem::remove(primary_);
+  auto beside_mirror = Keyring::Create(Options(), Secret(master_));
+  ASSERT_FALSE(beside_mirror.ok());
+  EXPECT_EQ(beside_mirror.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(beside_mirror.status().message().find(mirror_), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(primary_));
+}
+
+TEST_F(KeyringTest, VaultIdIsRandomAndFixedForTheKeyringsLife) {
+  std::string id;
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    id = keyring->vault_id();
+    EXPECT_EQ(id.size(), 32u);
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+    ASSERT_TRUE(keyring->Rotate(Secret(RandomBytes(32))).ok());
+    EXPECT_EQ(keyring->vault_id(), id);
+  }
+  TempDir other;
+  auto second = Keyring::Create({other.Sub("keyring"), {}}, Secret(master_));
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_NE((*second)->vault_id(), id);
+}
+
+TEST_F(KeyringTest, VaultIdSurvivesReopen) {
+  std::string id;
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    id = keyring->vault_id();
+  }
+  auto keyring = OpenKeyring();
+  ASSERT_NE(keyring, nullptr);
+  EXPECT_EQ(keyring->vault_id(), id);
+}
+
+TEST_F(KeyringTest, KeyringFromBeforeVaultIdsGetsOneOnce) {
+  std::string blind;
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    blind = keyring->blind_index().Compute("patient", "MRN-9");
+  }
+  // Rebuild the file as the previous version wrote it: the same slots minus the vault id, the
+  // slot count and the trailer (SHA-256 with sealed keys counted as zero) to match.
+  std::string bytes = ReadFileBytes(primary_);
+  const size_t vault_slot = SealedOffset(bytes, "svc:vault-id") - kSealedOffset;
+  ASSERT_LT(vault_slot, bytes.size());
+  bytes.erase(vault_slot, kSlotBytes);
+  bytes.resize(bytes.size() - 32);
+  bytes[8] = static_cast<char>(bytes[8] - 1);
+  std::string covered = bytes;
+  for (size_t off = kHeaderBytes; off + kSlotBytes <= covered.size(); off += kSlotBytes) {
+    covered.replace(off + kSealedOffset, kSealedBytes, std::string(kSealedBytes, '\0'));
+  }
+  bytes.append(AsView(Sha256(covered)));
+  WriteFileBytes(primary_, bytes, 0600);
+  std::filesystem::remove(mirror_);
+
+  std::string id;
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    id = keyring->vault_id();
+    EXPECT_EQ(id.size(), 32u);
+    EXPECT_EQ(keyring->blind_index().Compute("patient", "MRN-9"), blind);
+  }
+  EXPECT_NE(SealedOffset(ReadFileBytes(primary_), "svc:vault-id"), std::string::npos);
+  EXPECT_EQ(ReadFileBytes(mirror_), ReadFileBytes(primary_));
+  auto keyring = OpenKeyring();
+  ASSERT_NE(keyring, nullptr);
+  EXPECT_EQ(keyring->vault_id(), id);
 }
 
 TEST_F(KeyringTest, ServiceKeysPersistAcrossReopen) {
