@@ -9,6 +9,7 @@
 #include "crypto/hash.h"
 #include "daemon/problem.h"
 #include "policies/accounting.h"
+#include "policies/purpose_of_use.h"
 #include "policies/time_format.h"
 
 namespace phivault::daemon {
@@ -140,6 +141,10 @@ Status GetDisclosure(const json& obj, DisclosureInfo& out) {
   PV_RETURN_IF_ERROR(GetString(obj, "basis", false, out.basis));
   if (obj.contains("basis") && !policies::ParseDisclosureKind(out.basis).ok()) {
     return InvalidArgument("field 'basis' is not a known disclosure basis (e.g. public_health)");
+  }
+  PV_RETURN_IF_ERROR(GetString(obj, "purpose", false, out.purpose));
+  if (obj.contains("purpose") && !policies::LookupPurposeOfUse(out.purpose)) {
+    return InvalidArgument("field 'purpose' is not an HL7 PurposeOfUse code (e.g. HLEGAL)");
   }
   PV_RETURN_IF_ERROR(GetString(obj, "description", true, out.description));
   return GetString(obj, "purpose_statement", false, out.purpose_statement);
@@ -315,9 +320,9 @@ StatusOr<int64_t> ParseRequestTime(std::string_view field, std::string_view text
 
 StatusOr<RecordDisclosureRequest> DecodeRecordDisclosure(std::string_view body) {
   PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
-  PV_RETURN_IF_ERROR(
-      CheckMembers(j, {"patient_id", "record_ids", "disclosed_at", "recipient_name",
-                       "recipient_address", "basis", "description", "purpose_statement"}));
+  PV_RETURN_IF_ERROR(CheckMembers(
+      j, {"patient_id", "record_ids", "disclosed_at", "recipient_name", "recipient_address",
+          "basis", "purpose", "description", "purpose_statement"}));
   RecordDisclosureRequest req;
   PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, req.patient_id));
   PV_RETURN_IF_ERROR(GetStringArray(j, "record_ids", req.record_ids));
@@ -329,7 +334,7 @@ StatusOr<RecordDisclosureRequest> DecodeRecordDisclosure(std::string_view body) 
 StatusOr<DiscloseRecordBody> DecodeDiscloseRecord(std::string_view body) {
   PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
   PV_RETURN_IF_ERROR(CheckMembers(j, {"version", "recipient_name", "recipient_address", "basis",
-                                      "description", "purpose_statement"}));
+                                      "purpose", "description", "purpose_statement"}));
   DiscloseRecordBody req;
   PV_RETURN_IF_ERROR(GetVersion(j, "version", req.version));
   PV_RETURN_IF_ERROR(GetDisclosure(j, req.disclosure));

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "daemon/api_json.h"
+
 namespace phivault::daemon {
 namespace {
 
@@ -26,6 +28,7 @@ bool IsToken(std::string_view s) {
 Status ValidatePatientId(std::string_view patient_id) {
   if (patient_id.empty()) return InvalidArgument("patient_id must not be empty");
   if (patient_id.size() > 128) return InvalidArgument("patient_id must be at most 128 bytes");
+  if (!IsValidUtf8(patient_id)) return InvalidArgument("patient_id must be valid UTF-8");
   for (unsigned char c : patient_id) {
     if (IsControl(c)) return InvalidArgument("patient_id must not contain control characters");
   }
@@ -74,6 +77,7 @@ Status ValidateText(std::string_view field, std::string_view text, size_t max_by
   if (text.size() > max_bytes) {
     return InvalidArgument(name + " must be at most " + std::to_string(max_bytes) + " bytes");
   }
+  if (!IsValidUtf8(text)) return InvalidArgument(name + " must be valid UTF-8");
   for (unsigned char c : text) {
     if (IsControl(c) && c != '\t' && c != '\n') {
       return InvalidArgument(name + " must not contain control characters");

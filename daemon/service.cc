@@ -12,6 +12,7 @@
 #include "daemon/record_rules.h"
 #include "policies/accounting.h"
 #include "policies/fhir_audit_event.h"
+#include "policies/purpose_of_use.h"
 #include "policies/report_render.h"
 #include "storage/audit_verify.h"
 
@@ -21,6 +22,9 @@ namespace {
 constexpr std::string_view kAuditPhiAad = "phivault/audit/phi/v1";
 constexpr std::string_view kSuspensionAad = "phivault/suspension/v1";
 constexpr std::string_view kSuspensionPrefix = "suspension/";
+// The PHI commitment salt travels sealed with the PHI fields, under this member.
+constexpr const char* kPhiSaltMember = "commit_salt";
+constexpr size_t kPhiSaltBytes = 32;
 // Clock skew tolerated for a disclosure said to have happened "now" on another machine.
 constexpr int64_t kFutureSkewUs = 5LL * 60 * 1000000;
 
@@ -218,7 +222,7 @@ class VaultServiceImpl final : public VaultService {
     if (when > now + kFutureSkewUs) {
       return Fail(std::move(entry), InvalidArgument("disclosed_at must not be in the future"));
     }
-    auto phi = DisclosurePhi(ctx, req.disclosure);
+    auto phi = DisclosurePhi(req.disclosure, /*read_purpose=*/"");
     if (!phi.ok()) return Fail(std::move(entry), phi.status());
     (*phi)["disclosed_at_us"] = when;
     entry.records = req.record_ids;
@@ -249,7 +253,7 @@ class VaultServiceImpl final : public VaultService {
     batch.Put(storage::Cf::kState,
               std::string(kSuspensionPrefix) + crypto::HexEncode(crypto::RandomBytes(16)),
               keyring_.audit_key().Encrypt(body.dump(), kSuspensionAad));
-    entry.sealed_phi = SealPhi(body);
+    SealPhi(entry, body);
     return CommitWithEntry(std::move(batch), std::move(entry));
   }
 
@@ -367,7 +371,8 @@ class VaultServiceImpl final : public VaultService {
       if (!Matches(req, e)) return Status::Ok();
       std::optional<nlohmann::json> phi;
       if (with_phi) {
-        PV_ASSIGN_OR_RETURN(phi, UnsealPhi(e));
+        PV_ASSIGN_OR_RETURN(UnsealedPhi unsealed, UnsealPhi(e));
+        phi = std::move(unsealed.fields);
       }
       ++exported;
       if (req.format == ExportFormat::kJsonLines) {
@@ -396,19 +401,19 @@ class VaultServiceImpl final : public VaultService {
       return Status::Ok();
     };
 
-    // A patient or user filter reads only that index's entries, not the whole log.
-    auto visit_seq = [&](uint64_t seq) -> Status {
-      if (seq > size || stopped) return Status::Ok();
-      PV_ASSIGN_OR_RETURN(std::string bytes, storage::ReadAuditEntryBytes(store_, seq));
-      PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::DecodeAuditEntry(bytes));
+    // A patient or user filter reads only that chain's entries, not the whole log; a chain that
+    // disagrees with its index fails the export (DataLoss) rather than silently leaving entries
+    // out.
+    auto visit_chained = [&](const storage::AuditEntry& e, std::string_view bytes) -> Status {
+      if (stopped) return Status::Ok();
       return visit(e, bytes);
     };
     Status scanned;
     if (req.patient_id) {
-      scanned = storage::ScanPatientAuditSeqs(store_, records_.PatientBlindId(*req.patient_id),
-                                              visit_seq);
+      scanned = storage::ScanPatientAuditEntries(store_, records_.PatientBlindId(*req.patient_id),
+                                                 visit_chained, size);
     } else if (req.user) {
-      scanned = storage::ScanUserAuditSeqs(store_, *req.user, visit_seq);
+      scanned = storage::ScanUserAuditEntries(store_, *req.user, visit_chained, size);
     } else {
       Status inner;
       scanned = storage::ScanAuditEntries(
@@ -492,7 +497,7 @@ class VaultServiceImpl final : public VaultService {
     }
     nlohmann::json phi = nlohmann::json::object();
     if (disclosure != nullptr) {
-      auto d = DisclosurePhi(ctx, *disclosure);
+      auto d = DisclosurePhi(*disclosure, ctx.purpose);
       if (!d.ok()) return Fail(std::move(entry), d.status());
       phi = std::move(*d);
     }
@@ -533,27 +538,63 @@ class VaultServiceImpl final : public VaultService {
                      nlohmann::json phi = nlohmann::json::object()) const {
     e.patient_bid = crypto::HexEncode(records_.PatientBlindId(patient_id));
     phi["patient_id"] = std::string(patient_id);
-    e.sealed_phi = SealPhi(phi);
+    SealPhi(e, phi);
   }
 
-  std::string SealPhi(const nlohmann::json& phi) const {
-    return crypto::Base64Encode(keyring_.audit_key().Encrypt(phi.dump(), kAuditPhiAad));
+  // Seals `phi` into the entry with a fresh commitment salt, and commits to it inside the hashed
+  // entry bytes, so the readable copy a compliance export carries can be checked offline.
+  void SealPhi(storage::AuditEntry& e, const nlohmann::json& phi) const {
+    const std::string salt = crypto::RandomBytes(kPhiSaltBytes);
+    nlohmann::json sealed = phi;
+    sealed[kPhiSaltMember] = crypto::HexEncode(salt);
+    e.sealed_phi = crypto::Base64Encode(
+        keyring_.audit_key().Encrypt(storage::CanonicalPhiJson(sealed), kAuditPhiAad));
+    e.phi_commit = storage::PhiCommitment(salt, phi);
   }
 
-  StatusOr<nlohmann::json> UnsealPhi(const storage::AuditEntry& e) const {
-    if (e.sealed_phi.empty()) return nlohmann::json::object();
-    PV_ASSIGN_OR_RETURN(std::string sealed, crypto::Base64Decode(e.sealed_phi));
-    auto plain = keyring_.audit_key().Decrypt(sealed, kAuditPhiAad);
-    if (!plain.ok())
-      return DataLoss("audit entry " + std::to_string(e.seq) + " failed integrity check");
+  struct UnsealedPhi {
+    nlohmann::json fields = nlohmann::json::object();
+    std::string salt;  // raw commitment salt; empty if the entry has no PHI
+  };
+  // The PHI fields of `e`, checked against the entry's commitment: DataLoss naming the entry if
+  // they fail to open, are malformed, or do not match what the hashed entry committed to.
+  StatusOr<UnsealedPhi> UnsealPhi(const storage::AuditEntry& e) const {
+    UnsealedPhi out;
+    if (e.sealed_phi.empty()) {
+      if (!e.phi_commit.empty()) {
+        return DataLoss("audit entry " + std::to_string(e.seq) + " lost its PHI fields");
+      }
+      return out;
+    }
+    const std::string where = "audit entry " + std::to_string(e.seq);
+    auto sealed = crypto::Base64Decode(e.sealed_phi);
+    if (!sealed.ok()) return DataLoss(where + " has malformed PHI fields");
+    auto plain = keyring_.audit_key().Decrypt(*sealed, kAuditPhiAad);
+    if (!plain.ok()) return DataLoss(where + " failed integrity check");
     auto j = nlohmann::json::parse(*plain, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_object())
-      return DataLoss("audit entry " + std::to_string(e.seq) + " has malformed PHI fields");
-    return j;
+    if (!j.is_object()) return DataLoss(where + " has malformed PHI fields");
+    auto salt_it = j.find(kPhiSaltMember);
+    auto salt = salt_it != j.end() && salt_it->is_string()
+                    ? crypto::HexDecode(salt_it->get<std::string>())
+                    : StatusOr<std::string>(DataLoss("no salt"));
+    if (!salt.ok() || salt->size() != kPhiSaltBytes) {
+      return DataLoss(where + " has malformed PHI fields");
+    }
+    j.erase(kPhiSaltMember);
+    if (storage::PhiCommitment(*salt, j) != e.phi_commit) {
+      return DataLoss(where + "'s PHI fields do not match its commitment");
+    }
+    out.fields = std::move(j);
+    out.salt = std::move(*salt);
+    return out;
   }
 
-  // The sealed fields of a disclosure, with its basis resolved.
-  StatusOr<nlohmann::json> DisclosurePhi(const RequestContext& ctx, const DisclosureInfo& d) const {
+  // The sealed fields of a disclosure, with its basis and purpose resolved. The purpose is the
+  // disclosure's own (given, or its basis's code); a request's purpose stands in only for a read
+  // that is itself the disclosure (`read_purpose`), never for one recording a disclosure after
+  // the fact, whose purpose is the recording's (e.g. HOPERAT).
+  StatusOr<nlohmann::json> DisclosurePhi(const DisclosureInfo& d,
+                                         std::string_view read_purpose) const {
     PV_RETURN_IF_ERROR(ValidateText("recipient_name", d.recipient_name, 256));
     if (d.recipient_address)
       PV_RETURN_IF_ERROR(ValidateText("recipient_address", *d.recipient_address, 512));
@@ -561,19 +602,43 @@ class VaultServiceImpl final : public VaultService {
     if (!d.purpose_statement.empty()) {
       PV_RETURN_IF_ERROR(ValidateText("purpose_statement", d.purpose_statement, 1024));
     }
+    if (!d.purpose.empty() && !policies::LookupPurposeOfUse(d.purpose)) {
+      return InvalidArgument("purpose is not an HL7 PurposeOfUse code");
+    }
+    const std::string_view stated = d.purpose.empty() ? read_purpose : d.purpose;
     policies::DisclosureKind kind;
     if (d.basis.empty()) {
-      auto derived = policies::DefaultDisclosureKind(ctx.purpose);
+      auto derived = policies::DefaultDisclosureKind(stated);
       if (!derived) {
-        return InvalidArgument("basis is required: the purpose of use does not determine it");
+        return InvalidArgument(stated.empty()
+                                   ? "basis is required: give the disclosure's basis or purpose"
+                                   : "basis is required: purpose " + std::string(stated) +
+                                         " does not determine it");
       }
       kind = *derived;
     } else {
       PV_ASSIGN_OR_RETURN(kind, policies::ParseDisclosureKind(d.basis));
+      if (!d.purpose.empty()) {
+        auto implied = policies::DefaultDisclosureKind(d.purpose);
+        if (implied && *implied != kind) {
+          return InvalidArgument("purpose " + d.purpose + " means a " +
+                                 std::string(policies::DisclosureKindName(*implied)) +
+                                 " disclosure, not " + d.basis);
+        }
+      }
+    }
+    std::string purpose = d.purpose;
+    if (purpose.empty()) {
+      // A read's purpose names this disclosure only if it agrees with the basis.
+      auto implied = policies::DefaultDisclosureKind(read_purpose);
+      purpose = implied && *implied == kind
+                    ? std::string(read_purpose)
+                    : std::string(policies::DisclosureKindPurposeOfUse(kind));
     }
     nlohmann::json phi = {{"recipient_name", d.recipient_name},
                           {"description", d.description},
-                          {"basis", std::string(policies::DisclosureKindName(kind))}};
+                          {"basis", std::string(policies::DisclosureKindName(kind))},
+                          {"purpose", purpose}};
     if (d.recipient_address) phi["recipient_address"] = *d.recipient_address;
     if (!d.purpose_statement.empty()) phi["purpose_statement"] = d.purpose_statement;
     return phi;
@@ -586,7 +651,7 @@ class VaultServiceImpl final : public VaultService {
     d.patient_id = phi.value("patient_id", "");
     d.recipient_name = phi.value("recipient_name", "");
     d.recipient_address = OptionalString(phi, "recipient_address");
-    d.purpose_code = e.purpose;
+    d.purpose_code = phi.value("purpose", "");
     d.purpose_statement = phi.value("purpose_statement", "");
     d.description = phi.value("description", "");
     for (const auto& r : e.records) d.record_ids.push_back(r.substr(0, r.find('@')));
@@ -624,10 +689,11 @@ class VaultServiceImpl final : public VaultService {
   Status ForEachPatientEntry(
       const std::string& patient_id,
       const std::function<Status(const storage::AuditEntry&, const nlohmann::json&)>& fn) {
-    return storage::ScanPatientAuditSeqs(
-        store_, records_.PatientBlindId(patient_id), [&](uint64_t seq) -> Status {
-          PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::ReadAuditEntry(store_, seq));
-          PV_ASSIGN_OR_RETURN(nlohmann::json phi, UnsealPhi(e));
+    return storage::ScanPatientAuditEntries(
+        store_, records_.PatientBlindId(patient_id),
+        [&](const storage::AuditEntry& e, std::string_view) -> Status {
+          PV_ASSIGN_OR_RETURN(UnsealedPhi unsealed, UnsealPhi(e));
+          const nlohmann::json& phi = unsealed.fields;
           // A blind-id collision is astronomically unlikely, but never report another patient.
           if (phi.value("patient_id", "") != patient_id) return Status::Ok();
           return fn(e, phi);
@@ -692,7 +758,9 @@ class VaultServiceImpl final : public VaultService {
     if (ctx.principal.kind == Principal::Kind::kOperator &&
         ctx.role != ctx.principal.operator_role) {
       if (rule != nullptr) *rule = "config:operator_role";
-      return PermissionDenied("operators act only in their configured role");
+      return PermissionDenied("no bearer token was sent, so this request acts as operator " +
+                              ctx.principal.name + ", whose configuration entry allows role '" +
+                              ctx.principal.operator_role + "' only (not '" + ctx.role + "')");
     }
     if (!Allows(ctx.principal, action)) {
       if (rule != nullptr) *rule = "config:actions";
@@ -725,7 +793,10 @@ class VaultServiceImpl final : public VaultService {
     PV_RETURN_IF_ERROR(ValidatePatientId(r.patient_id));
     if (std::find(config_.categories.begin(), config_.categories.end(), r.category) ==
         config_.categories.end()) {
-      return InvalidArgument("category is not one of the configured categories");
+      std::string allowed;
+      for (const auto& c : config_.categories) allowed += (allowed.empty() ? "" : ", ") + c;
+      return InvalidArgument("field 'category': '" + r.category +
+                             "' is not a configured category (allowed: " + allowed + ")");
     }
     PV_RETURN_IF_ERROR(ValidateContentType(r.content_type));
     PV_RETURN_IF_ERROR(ValidateDate("encounter_date", r.encounter_date));

@@ -67,10 +67,14 @@ struct DisclosureInfo {
   std::string recipient_name;
   std::optional<std::string> recipient_address;
   // policies::DisclosureKindName ("public_health", "tpo_treatment", ...). Empty: derived from
-  // the purpose of use where that settles it (TREAT -> treatment); otherwise InvalidArgument.
+  // `purpose` where that settles it (TREAT -> treatment); otherwise InvalidArgument.
   std::string basis;
   std::string description;        // brief description of the PHI disclosed
   std::string purpose_statement;  // optional; the basis's standard statement otherwise
+  // The HL7 PurposeOfUse of the disclosure itself (not of the request that records it). Empty:
+  // the basis's own code (law_enforcement -> HLEGAL); for a read that discloses, the read's
+  // purpose. A purpose that implies another basis than `basis` is InvalidArgument.
+  std::string purpose;
 };
 
 struct RecordDisclosureRequest {

@@ -167,6 +167,42 @@ std::optional<DisclosureKind> DefaultDisclosureKind(std::string_view code) {
   return std::nullopt;
 }
 
+std::string_view DisclosureKindPurposeOfUse(DisclosureKind kind) {
+  switch (kind) {
+    case K::kTpoTreatment:
+      return "TREAT";
+    case K::kTpoPayment:
+      return "HPAYMT";
+    case K::kTpoOperations:
+      return "HOPERAT";
+    case K::kToIndividual:
+      return "PATRQT";
+    case K::kFacilityDirectory:
+      return "HDIRECT";
+    case K::kPersonsInvolvedInCare:
+      return "FAMRQT";
+    case K::kNotification:
+      return "DISASTER";
+    case K::kPublicHealth:
+      return "PUBHLTH";
+    case K::kAvertThreat:
+      return "THREAT";
+    case K::kResearch:
+      return "HRESCH";
+    case K::kDecedent:
+      return "HDECD";
+    case K::kOrganDonation:
+      return "DONAT";
+    case K::kMilitary:
+      return "MILCDM";
+    case K::kJudicial:
+    case K::kLawEnforcement:
+      return "HLEGAL";
+    default:
+      return "";
+  }
+}
+
 bool SuspensionInForce(const Suspension& s, int64_t at) {
   if (at < s.start_unix_us) return false;
   if (!s.oral) return s.end_unix_us && at < *s.end_unix_us;

@@ -74,6 +74,9 @@ bool IsSummarisable(DisclosureKind kind);
 // nullopt when the code does not determine one (research may be authorised or waived, legal may
 // be a subpoena or counsel, ...). Callers must treat nullopt as accountable, never as excluded.
 std::optional<DisclosureKind> DefaultDisclosureKind(std::string_view purpose_code);
+// The PurposeOfUse code that names the purpose of a disclosure of this kind, "" when no code of
+// the value set does (the accounting then shows the basis's statement alone).
+std::string_view DisclosureKindPurposeOfUse(DisclosureKind kind);
 
 struct Disclosure {
   int64_t time_unix_us = 0;

@@ -127,16 +127,12 @@ StatusOr<AuditEntry> DecodeAuditEntry(std::string_view bytes) {
   return e;
 }
 
-StatusOr<std::string> CanonicalPhiJson(const nlohmann::json& phi) {
-  try {
-    return phi.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::strict);
-  } catch (const Json::exception&) {
-    return InvalidArgument("PHI fields are not valid UTF-8");
-  }
+std::string CanonicalPhiJson(const nlohmann::json& phi) {
+  return phi.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::replace);
 }
 
-StatusOr<std::string> PhiCommitment(std::string_view salt, const nlohmann::json& phi) {
-  PV_ASSIGN_OR_RETURN(std::string canonical, CanonicalPhiJson(phi));
+std::string PhiCommitment(std::string_view salt, const nlohmann::json& phi) {
+  const std::string canonical = CanonicalPhiJson(phi);
   static constexpr std::string_view kDomain("phivault/audit/phi-commit/v1\0", 29);
   return crypto::HexEncode(crypto::AsView(crypto::Sha256({kDomain, salt, canonical})));
 }

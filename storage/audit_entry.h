@@ -70,12 +70,13 @@ StatusOr<std::string> EncodeAuditEntry(const AuditEntry& e);
 // has the wrong type, or is unknown, or if `bytes` is not exactly the canonical encoding.
 StatusOr<AuditEntry> DecodeAuditEntry(std::string_view bytes);
 
-// Canonical text of a PHI object (compact JSON, keys sorted, UTF-8): what the commitment covers.
-// InvalidArgument if a string in it is not valid UTF-8.
-StatusOr<std::string> CanonicalPhiJson(const nlohmann::json& phi);
+// Canonical text of a PHI object (compact JSON, keys sorted, UTF-8; an invalid UTF-8 sequence
+// becomes U+FFFD, so a parsed copy of this text has the same canonical text): what the
+// commitment covers.
+std::string CanonicalPhiJson(const nlohmann::json& phi);
 // The commitment to PHI fields: hex SHA-256("phivault/audit/phi-commit/v1" || 0x00 || salt ||
 // canonical PHI JSON). `salt` is 32 random bytes kept sealed with the PHI, so the commitment
 // reveals nothing about PHI that could be guessed (a patient id, say).
-StatusOr<std::string> PhiCommitment(std::string_view salt, const nlohmann::json& phi);
+std::string PhiCommitment(std::string_view salt, const nlohmann::json& phi);
 
 }  // namespace phivault::storage

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "crypto/hash.h"
@@ -27,21 +28,37 @@ int64_t NowUnixMicros() {
       .count();
 }
 
-// The index keys of one entry, or InvalidArgument if the entry cannot be indexed unambiguously.
-Status AppendIndexKeys(const AuditEntry& e, WriteBatch& batch) {
+// Where one entry is indexed: its index keys and the head keys of its patient and user chains.
+struct IndexKeys {
+  std::string patient_prefix;  // "ap" bid(32), or "" if the entry names no patient
+  std::string patient_head;    // "hp" bid(32), or ""
+  std::string user_prefix;     // "au" user 0x00
+  std::string user_head;       // "hu" user
+};
+
+// InvalidArgument if the entry cannot be indexed unambiguously.
+StatusOr<IndexKeys> IndexKeysOf(const AuditEntry& e) {
   if (e.user.find('\0') != std::string::npos) {
     return InvalidArgument("audit user must not contain NUL");
   }
-  const std::string seq = BigEndian64(e.seq);
+  IndexKeys k;
   if (!e.patient_bid.empty()) {
     auto bid = crypto::HexDecode(e.patient_bid);
     if (!bid.ok() || bid->size() != 32) {
       return InvalidArgument("audit patient_bid must be 64 hex digits");
     }
-    batch.Put(Cf::kIndexes, "ap" + *bid + seq, "");
+    k.patient_prefix = "ap" + *bid;
+    k.patient_head = "hp" + *bid;
   }
-  batch.Put(Cf::kIndexes, "au" + e.user + std::string(1, '\0') + seq, "");
-  return Status::Ok();
+  k.user_prefix = "au" + e.user + std::string(1, '\0');
+  k.user_head = "hu" + e.user;
+  return k;
+}
+
+// A chain head value: BE64(seq).
+StatusOr<uint64_t> DecodeHead(std::string_view value) {
+  if (value.size() != 8) return DataLoss("an audit chain head is malformed");
+  return ReadBigEndian64(value);
 }
 
 struct Pending {
@@ -110,19 +127,35 @@ class LedgerImpl final : public Ledger {
     WriteBatch batch;
     std::vector<Pending*> included;
     Status failure;
+    heads_in_group_.clear();
     for (Pending* p : group) {
       AuditEntry& e = p->entry;
       e.seq = seq + 1;
       e.time_unix_us = now;
       e.prev_hash = seq == 0 ? "" : crypto::HexEncode(hash);
-      auto bytes = EncodeAuditEntry(e);
-      WriteBatch own;
-      Status indexed = bytes.ok() ? AppendIndexKeys(e, own) : bytes.status();
+      StatusOr<std::string> bytes = Internal("not encoded");
+      auto keys = IndexKeysOf(e);
+      Status indexed = keys.status();
+      if (indexed.ok() && !keys->patient_head.empty())
+        indexed = Link(keys->patient_head, e.patient_prev);
+      if (indexed.ok()) indexed = Link(keys->user_head, e.user_prev);
+      if (indexed.ok()) {
+        bytes = EncodeAuditEntry(e);
+        indexed = bytes.status();
+      }
       if (!indexed.ok()) {
         p->result = indexed;  // only this request fails; its sequence number is reused
         p->rejected = true;
         continue;
       }
+      WriteBatch own;
+      const std::string seq_key = BigEndian64(e.seq);
+      if (!keys->patient_head.empty()) {
+        own.Put(Cf::kIndexes, keys->patient_prefix + seq_key, "");
+        heads_in_group_[keys->patient_head] = e.seq;
+      }
+      own.Put(Cf::kIndexes, keys->user_prefix + seq_key, "");
+      heads_in_group_[keys->user_head] = e.seq;
       if (observer_ != nullptr) {
         failure = observer_->OnAppend(e.seq, *bytes, own);
         if (!failure.ok()) break;
@@ -136,6 +169,9 @@ class LedgerImpl final : public Ledger {
     }
 
     if (failure.ok() && !included.empty()) {
+      for (const auto& [key, head] : heads_in_group_) {
+        batch.Put(Cf::kIndexes, key, BigEndian64(head));
+      }
       batch.Put(Cf::kState, std::string(kLedgerHeadKey), BigEndian64(seq) + hash);
       failure = store_.Write(batch, /*sync=*/true);
     }
@@ -153,6 +189,27 @@ class LedgerImpl final : public Ledger {
     size_.store(seq, std::memory_order_release);
     if (observer_ != nullptr) observer_->OnCommitted(seq);
     for (Pending* p : included) p->result = p->entry.seq;
+    if (head_cache_.size() + heads_in_group_.size() > kMaxCachedHeads) head_cache_.clear();
+    for (auto& [key, head] : heads_in_group_) head_cache_[key] = head;
+  }
+
+  // Sets `prev` to the newest committed (or earlier in this group) entry of the chain whose head
+  // is stored under `head_key`, 0 if there is none yet.
+  Status Link(const std::string& head_key, uint64_t& prev) {
+    if (auto it = heads_in_group_.find(head_key); it != heads_in_group_.end()) {
+      prev = it->second;
+      return Status::Ok();
+    }
+    if (auto it = head_cache_.find(head_key); it != head_cache_.end()) {
+      prev = it->second;
+      return Status::Ok();
+    }
+    PV_ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kIndexes, head_key));
+    prev = 0;
+    if (stored) {
+      PV_ASSIGN_OR_RETURN(prev, DecodeHead(*stored));
+    }
+    return Status::Ok();
   }
 
   Store& store_;
@@ -161,6 +218,11 @@ class LedgerImpl final : public Ledger {
   std::deque<Pending*> queue_;  // GUARDED_BY(mu_); front() is the leader
   uint64_t last_seq_;
   std::string last_hash_;  // raw SHA-256 of the last entry's bytes
+  // Chain heads (head key -> seq): of the group being written, and of committed groups. A cache
+  // only: the stored head keys are the truth, and the cache forgets everything when full.
+  static constexpr size_t kMaxCachedHeads = 1 << 16;
+  std::unordered_map<std::string, uint64_t> heads_in_group_;
+  std::unordered_map<std::string, uint64_t> head_cache_;
   int64_t last_time_us_;
   std::atomic<uint64_t> size_;
 };
@@ -179,33 +241,86 @@ Status DecodeAt(uint64_t seq, std::string_view bytes, AuditEntry& out) {
 
 namespace {
 
-// Calls fn(seq) for each index key "<prefix> BE64(seq)", in sequence order.
-Status ScanAuditIndex(Store& store, const std::string& prefix,
-                      const std::function<Status(uint64_t seq)>& fn) {
-  // Collected first: the scan must not hold an iterator open while fn reads the store.
+// Walks the entries of one chain (a patient's or a user's), oldest first, checking each against
+// the index: the index's seqs up to the head must be exactly the chain's links. `who` names the
+// chain in messages ("this patient"); `belongs` says whether an entry is on it; `link` is its
+// pointer to the previous entry of the chain.
+Status ScanChain(Store& store, const std::string& index_prefix, const std::string& head_key,
+                 std::string_view who, const std::function<bool(const AuditEntry&)>& belongs,
+                 uint64_t AuditEntry::*link, const AuditEntryFn& fn, uint64_t up_to_seq) {
+  // The head first: entries committed after it are left out, and every index key up to it was
+  // written in the same batch as the head that covers it.
+  PV_ASSIGN_OR_RETURN(auto head_value, store.Get(Cf::kIndexes, head_key));
+  uint64_t head = 0;
+  if (head_value) {
+    PV_ASSIGN_OR_RETURN(head, DecodeHead(*head_value));
+  }
+  // Collected first: the scan must not hold an iterator open while entries are read.
   std::vector<uint64_t> seqs;
-  PV_RETURN_IF_ERROR(store.Scan(Cf::kIndexes, prefix, PrefixEnd(prefix),
+  PV_RETURN_IF_ERROR(store.Scan(Cf::kIndexes, index_prefix, PrefixEnd(index_prefix),
                                 [&](std::string_view key, std::string_view) {
-                                  if (key.size() == prefix.size() + 8) {
-                                    seqs.push_back(ReadBigEndian64(key.substr(prefix.size())));
+                                  if (key.size() == index_prefix.size() + 8) {
+                                    const uint64_t seq =
+                                        ReadBigEndian64(key.substr(index_prefix.size()));
+                                    if (seq <= head || head == 0) seqs.push_back(seq);
                                   }
                                   return true;
                                 }));
-  for (uint64_t seq : seqs) PV_RETURN_IF_ERROR(fn(seq));
+  const std::string prefix = "the audit index of " + std::string(who);
+  if (head == 0) {
+    if (seqs.empty()) return Status::Ok();
+    return DataLoss(prefix + " names entry " + std::to_string(seqs.front()) +
+                    " but its chain has no head");
+  }
+  if (seqs.empty() || seqs.back() != head) {
+    return DataLoss(prefix + " is missing entry " + std::to_string(head));
+  }
+  uint64_t previous = 0;  // the chain link the next entry must carry
+  for (uint64_t seq : seqs) {
+    auto bytes = ReadAuditEntryBytes(store, seq);
+    if (!bytes.ok()) {
+      if (bytes.status().code() != StatusCode::kNotFound) return bytes.status();
+      return DataLoss("audit entry " + std::to_string(seq) + " is missing");
+    }
+    AuditEntry e;
+    PV_RETURN_IF_ERROR(DecodeAt(seq, *bytes, e));
+    if (!belongs(e)) {
+      return DataLoss(prefix + " names entry " + std::to_string(seq) + ", which is not theirs");
+    }
+    if (e.*link != previous) {
+      // The entry points further back than the index's previous key: the index lost what is
+      // between (the entry it points to). A link to a later seq cannot be genuine either.
+      if (e.*link > previous && e.*link < seq) {
+        return DataLoss(prefix + " is missing entry " + std::to_string(e.*link));
+      }
+      return DataLoss(prefix + " names entry " + std::to_string(previous) +
+                      ", which its chain does not reach");
+    }
+    previous = seq;
+    if (seq <= up_to_seq) PV_RETURN_IF_ERROR(fn(e, *bytes));
+  }
   return Status::Ok();
 }
 
 }  // namespace
 
-Status ScanPatientAuditSeqs(Store& store, std::string_view patient_blind_id,
-                            const std::function<Status(uint64_t seq)>& fn) {
-  return ScanAuditIndex(store, "ap" + std::string(patient_blind_id), fn);
+Status ScanPatientAuditEntries(Store& store, std::string_view patient_blind_id,
+                               const AuditEntryFn& fn, uint64_t up_to_seq) {
+  const std::string bid(patient_blind_id);
+  const std::string bid_hex = crypto::HexEncode(bid);
+  return ScanChain(
+      store, "ap" + bid, "hp" + bid, "this patient",
+      [&](const AuditEntry& e) { return e.patient_bid == bid_hex; }, &AuditEntry::patient_prev, fn,
+      up_to_seq);
 }
 
-Status ScanUserAuditSeqs(Store& store, std::string_view user,
-                         const std::function<Status(uint64_t seq)>& fn) {
+Status ScanUserAuditEntries(Store& store, std::string_view user, const AuditEntryFn& fn,
+                            uint64_t up_to_seq) {
   if (user.find('\0') != std::string_view::npos) return Status::Ok();  // never indexed
-  return ScanAuditIndex(store, "au" + std::string(user) + std::string(1, '\0'), fn);
+  const std::string name(user);
+  return ScanChain(
+      store, "au" + name + std::string(1, '\0'), "hu" + name, "this user",
+      [&](const AuditEntry& e) { return e.user == name; }, &AuditEntry::user_prev, fn, up_to_seq);
 }
 
 std::string AuditKey(uint64_t seq) { return BigEndian64(seq); }

@@ -11,8 +11,17 @@
 //   kState    "ledger/head"                        -> BE64(last seq) || SHA-256(last entry bytes)
 //   kIndexes  'a' 'p' patient blind id(32) BE64(seq) -> "" (entries naming a patient)
 //   kIndexes  'a' 'u' user 0x00 BE64(seq)          -> "" (entries by acting user)
+//   kIndexes  'h' 'p' patient blind id(32)         -> BE64(seq of the patient's newest entry)
+//   kIndexes  'h' 'u' user                         -> BE64(seq of the user's newest entry)
 // The patient index key holds the 32 raw bytes of the entry's hex `patient_bid`; entries without
 // a patient have no patient index key.
+//
+// The index keys are outside the hash chain and the Merkle tree, so each entry also carries, in
+// its hashed bytes, the seq of the previous entry naming the same patient (`patient_prev`) and by
+// the same user (`user_prev`). Scans walk that chain down from the head key and cross-check it
+// against the index: a deleted or added index key is DataLoss naming the entry, never a silently
+// shorter answer. (What the chain cannot see: the newest entries removed from the index AND the
+// head rolled back to an older entry together; docs/threat-model.md.)
 #pragma once
 
 #include <cstdint>
@@ -79,13 +88,18 @@ using AuditScanFn = std::function<bool(const AuditEntry& entry, std::string_view
 [[nodiscard]] Status ScanAuditEntries(Store& store, uint64_t from_seq, uint64_t to_seq,
                                       const AuditScanFn& fn);
 
-// Calls fn(seq) for every audit entry naming the patient with raw 32-byte blind id
-// `patient_blind_id`, oldest first, until fn returns an error (which is returned).
-[[nodiscard]] Status ScanPatientAuditSeqs(Store& store, std::string_view patient_blind_id,
-                                          const std::function<Status(uint64_t seq)>& fn);
+// Calls fn(entry, bytes) for every audit entry naming the patient with raw 32-byte blind id
+// `patient_blind_id`, oldest first, until fn returns an error (which is returned). Entries beyond
+// `up_to_seq` are skipped. Before the first call it checks the patient's chain against the index
+// (see above): DataLoss naming the first entry that one has and the other lacks, or an entry
+// whose chain link is broken ("the audit index of this patient is missing entry 17").
+using AuditEntryFn = std::function<Status(const AuditEntry& entry, std::string_view bytes)>;
+[[nodiscard]] Status ScanPatientAuditEntries(Store& store, std::string_view patient_blind_id,
+                                             const AuditEntryFn& fn,
+                                             uint64_t up_to_seq = UINT64_MAX);
 // The same for every audit entry by acting user `user`.
-[[nodiscard]] Status ScanUserAuditSeqs(Store& store, std::string_view user,
-                                       const std::function<Status(uint64_t seq)>& fn);
+[[nodiscard]] Status ScanUserAuditEntries(Store& store, std::string_view user,
+                                          const AuditEntryFn& fn, uint64_t up_to_seq = UINT64_MAX);
 
 // Storage key of entry `seq` in Cf::kAudit (BE64).
 std::string AuditKey(uint64_t seq);

@@ -19,6 +19,8 @@ constexpr std::string_view kDekAad = "phivault/dek/v1";
 constexpr std::string_view kMetaAad = "phivault/meta/v1";
 constexpr std::string_view kContentAad = "phivault/content/v1";
 constexpr std::string_view kPatientDomain = "patient";
+// Keyed tags on record heads: a head cannot be forged to point at an older version.
+constexpr std::string_view kHeadDomain = "record-head";
 constexpr char kHeaderFormat = 0x01;
 constexpr size_t kRawIdBytes = 16;
 constexpr size_t kRecordIdChars = 22;
@@ -196,6 +198,7 @@ Status RecordRepository::StageVersion(const Record& record, WriteBatch& batch) {
     batch.Put(Cf::kIndexes, "p" + h.blind_id + raw_id,
               BigEndian64(static_cast<uint64_t>(meta.created_unix_us)));
   }
+  batch.Put(Cf::kRecords, "h" + raw_id, EncodeHead(raw_id, meta.version));
   std::string epoch_index = "e" + meta.epoch_id;
   epoch_index += '\0';
   epoch_index += raw_id;
@@ -204,18 +207,32 @@ Status RecordRepository::StageVersion(const Record& record, WriteBatch& batch) {
   return Status::Ok();
 }
 
+std::string RecordRepository::EncodeHead(std::string_view raw_id, uint32_t version) const {
+  const std::string v = BigEndian32(version);
+  return v + keyring_.blind_index().Compute(kHeadDomain, std::string(raw_id) + v);
+}
+
 StatusOr<uint32_t> RecordRepository::LatestVersion(std::string_view record_id) {
   PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
-  const std::string prefix = "m" + raw_id;
-  std::optional<std::string> last;
-  PV_RETURN_IF_ERROR(store_.ScanReverse(Cf::kRecords, prefix, PrefixEnd(prefix),
-                                        [&](std::string_view key, std::string_view) {
-                                          last.emplace(key);
-                                          return false;
-                                        }));
-  if (!last) return NotFound("no such record");
-  if (last->size() != prefix.size() + 4) return IntegrityFailure();
-  return ReadBigEndian32(std::string_view(*last).substr(prefix.size()));
+  PV_ASSIGN_OR_RETURN(auto head, store_.Get(Cf::kRecords, "h" + raw_id));
+  if (!head) {
+    // Without a head the record does not exist, unless its head was deleted.
+    const std::string prefix = "m" + raw_id;
+    bool any_version = false;
+    PV_RETURN_IF_ERROR(store_.Scan(Cf::kRecords, prefix, PrefixEnd(prefix),
+                                   [&](std::string_view, std::string_view) {
+                                     any_version = true;
+                                     return false;
+                                   }));
+    if (any_version) return IntegrityFailure();
+    return NotFound("no such record");
+  }
+  if (head->size() != 4 + crypto::BlindIndex::kOutputBytes) return IntegrityFailure();
+  const uint32_t version = ReadBigEndian32(*head);
+  if (version == 0 || !crypto::ConstantTimeEquals(*head, EncodeHead(raw_id, version))) {
+    return IntegrityFailure();
+  }
+  return version;
 }
 
 StatusOr<Record> RecordRepository::ReadVersion(std::string_view record_id, uint32_t version,
@@ -223,8 +240,9 @@ StatusOr<Record> RecordRepository::ReadVersion(std::string_view record_id, uint3
   PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
   PV_ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kRecords, VersionKey('m', raw_id, version)));
   if (!stored) {
-    auto latest = LatestVersion(record_id);
-    return latest.ok() ? NotFound("no such version") : latest.status();
+    // Versions are never deleted one by one: a missing version the head covers was removed.
+    PV_ASSIGN_OR_RETURN(uint32_t latest, LatestVersion(record_id));
+    return version <= latest ? IntegrityFailure() : NotFound("no such version");
   }
   auto header = DecodeHeader(*stored);
   if (!header) return IntegrityFailure();

@@ -9,6 +9,9 @@
 // Storage keys hold only random ids, version numbers, blind ids and epoch ids: never PHI.
 //   kRecords  'm' id(16) ver(BE32) -> version header (below)
 //   kRecords  'c' id(16) ver(BE32) -> sealed content (large values land in blob files)
+//   kRecords  'h' id(16)           -> head: BE32(latest version) || keyed BLAKE2b tag (32) of
+//                                     id || version, so the newest version cannot be deleted
+//                                     (or the head forged back) without an integrity failure
 //   kIndexes  'p' blind id(32) id(16)            -> BE64(created_unix_us of version 1)
 //                                                   (a patient's records; put by version 1 only)
 //   kIndexes  'e' epoch id 0x00 id(16) ver(BE32) -> "" (what an epoch key protects)
@@ -72,12 +75,14 @@ class RecordRepository {
   // InvalidArgument for a malformed record id or version 0.
   [[nodiscard]] Status StageVersion(const Record& record, WriteBatch& batch);
 
-  // Highest version of `record_id`. NotFound "no such record".
+  // Highest version of `record_id`, from its authenticated head. NotFound "no such record";
+  // DataLoss "record failed integrity check" if the head was altered or deleted.
   StatusOr<uint32_t> LatestVersion(std::string_view record_id);
 
-  // Opens one version. NotFound "no such record" / "no such version"; DataLoss "record failed
-  // integrity check" if any stored byte was changed; FailedPrecondition "record was
-  // crypto-shredded" if its epoch key was destroyed.
+  // Opens one version. NotFound "no such record" / "no such version" (beyond the latest);
+  // DataLoss "record failed integrity check" if any stored byte was changed or a version up to
+  // the latest is missing; FailedPrecondition "record was crypto-shredded" if its epoch key was
+  // destroyed.
   StatusOr<Record> ReadVersion(std::string_view record_id, uint32_t version, bool with_content);
 
   // Metadata of the latest version of each of the patient's records, oldest record first.
@@ -85,6 +90,8 @@ class RecordRepository {
   StatusOr<std::vector<RecordMetadata>> ListPatient(std::string_view patient_id);
 
  private:
+  std::string EncodeHead(std::string_view raw_id, uint32_t version) const;
+
   Store& store_;
   crypto::Keyring& keyring_;
 };

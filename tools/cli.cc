@@ -78,6 +78,7 @@ struct ComplianceArgs {
   std::string recipient;
   std::string address;
   std::string basis;
+  std::string disclosure_purpose;
   std::string description;
   std::string statement;
   std::vector<std::string> records;
@@ -358,6 +359,7 @@ client::Disclosure DisclosureFrom(const ComplianceArgs& d) {
   return client::Disclosure{.recipient_name = d.recipient,
                             .recipient_address = Opt(d.address),
                             .basis = Opt(d.basis),
+                            .purpose = Opt(d.disclosure_purpose),
                             .description = d.description,
                             .purpose_statement = Opt(d.statement)};
 }
@@ -1061,6 +1063,9 @@ int RunCli(int argc, char** argv) {
       get->add_option("--disclose-to", d.recipient, "record a disclosure of this read to NAME");
   get->add_option("--address", d.address, "the recipient's address, if known")->needs(get_to);
   get->add_option("--basis", d.basis, "disclosure basis, e.g. public_health")->needs(get_to);
+  get->add_option("--disclosure-purpose", d.disclosure_purpose,
+                  "PurposeOfUse of the disclosure (default: the basis's, or this read's)")
+      ->needs(get_to);
   CLI::Option* get_description =
       get->add_option("--description", d.description, "brief description of what is disclosed")
           ->needs(get_to);
@@ -1085,7 +1090,11 @@ int RunCli(int argc, char** argv) {
   disclose->add_option("--recipient", d.recipient, "who received the PHI")->required();
   disclose->add_option("--address", d.address, "the recipient's address, if known");
   disclose->add_option("--basis", d.basis,
-                       "disclosure basis, e.g. public_health (default: from --purpose)");
+                       "disclosure basis, e.g. law_enforcement (default: from "
+                       "--disclosure-purpose)");
+  disclose->add_option("--disclosure-purpose", d.disclosure_purpose,
+                       "PurposeOfUse of the disclosure itself, e.g. HLEGAL (default: the "
+                       "basis's; never the recording user's --purpose)");
   disclose->add_option("--description", d.description, "brief description of what was disclosed")
       ->required();
   disclose->add_option("--record", d.records, "id of a record disclosed (repeatable)");

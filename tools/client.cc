@@ -650,6 +650,7 @@ nlohmann::json DisclosureFields(const Disclosure& d) {
   nlohmann::json j = {{"recipient_name", d.recipient_name}, {"description", d.description}};
   PutOptional(j, "recipient_address", d.recipient_address);
   PutOptional(j, "basis", d.basis);
+  PutOptional(j, "purpose", d.purpose);
   PutOptional(j, "purpose_statement", d.purpose_statement);
   return j;
 }

@@ -161,8 +161,11 @@ struct Amendment {
 struct Disclosure {
   std::string recipient_name;
   std::optional<std::string> recipient_address;
-  std::optional<std::string> basis;  // e.g. "public_health"; default: derived from the purpose
-  std::string description;           // brief description of the PHI disclosed
+  std::optional<std::string> basis;  // e.g. "public_health"; default: derived from `purpose`
+  // HL7 PurposeOfUse of the disclosure itself; default: the basis's code (or, for a read that
+  // discloses, the read's purpose). Never the purpose of the user who records it.
+  std::optional<std::string> purpose;
+  std::string description;  // brief description of the PHI disclosed
   std::optional<std::string> purpose_statement;
 };
 

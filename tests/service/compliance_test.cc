@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -11,6 +12,7 @@
 #include "crypto/secret.h"
 #include "daemon/service.h"
 #include "storage/audit_verify.h"
+#include "storage/ledger.h"
 #include "storage/merkle.h"
 #include "tests/testing/in_process_vault.h"
 
@@ -181,6 +183,82 @@ TEST_F(ComplianceTest, DisclosuresNeedABasisWhenThePurposeDoesNotSettleIt) {
        {"Synthetic University", std::nullopt, "", "de-identified? no: full record", ""}});
   EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.status().message().find("basis"), std::string::npos);
+}
+
+// The purpose an accounting shows is the disclosure's, not that of the officer who recorded it.
+TEST_F(ComplianceTest, ADisclosuresPurposeComesFromItsBasisNotTheRecordingRequest) {
+  NewRecord("synthetic-acct-7");
+  const RequestContext officer = Ctx("compliance-officer", "HOPERAT");
+  RecordDisclosureRequest police{
+      "synthetic-acct-7",
+      {},
+      std::nullopt,
+      {"Synthetic Police Department", std::nullopt, "law_enforcement", "visit dates", ""}};
+  ASSERT_TRUE(service_->RecordDisclosure(officer, police).ok());
+  RecordDisclosureRequest registry{
+      "synthetic-acct-7",
+      {},
+      std::nullopt,
+      {"Synthetic Tumor Registry", std::nullopt, "", "pathology report", "", "PUBHLTH"}};
+  ASSERT_TRUE(service_->RecordDisclosure(officer, registry).ok());
+
+  auto report = service_->AccountingOfDisclosures(
+      officer, {"synthetic-acct-7", std::nullopt, ReportFormat::kJson});
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  const auto j = nlohmann::json::parse(report->body);
+  std::map<std::string, std::string> purpose_of;
+  for (const auto& d : j["disclosures"]) {
+    purpose_of[d["recipient"]["name"].get<std::string>()] = d["purpose"]["code"];
+  }
+  EXPECT_EQ(purpose_of["Synthetic Police Department"], "HLEGAL") << report->body;
+  EXPECT_EQ(purpose_of["Synthetic Tumor Registry"], "PUBHLTH") << report->body;
+  EXPECT_EQ(report->body.find("HOPERAT"), std::string::npos) << report->body;
+
+  // A purpose that means another basis is refused, and so is a disclosure with neither.
+  police.disclosure.purpose = "TREAT";
+  auto contradiction = service_->RecordDisclosure(officer, police);
+  EXPECT_EQ(contradiction.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(contradiction.status().message().find("tpo_treatment"), std::string::npos)
+      << contradiction.status().message();
+  RecordDisclosureRequest neither{
+      "synthetic-acct-7", {}, std::nullopt, {"Someone", std::nullopt, "", "something", ""}};
+  EXPECT_EQ(service_->RecordDisclosure(officer, neither).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+// An attacker with write access to the database moves one entry's sealed PHI (same key, same
+// associated data) onto another entry: the entry's commitment no longer matches, and the
+// report fails instead of naming the wrong recipient.
+TEST_F(ComplianceTest, SealedPhiMovedToAnotherEntryFailsTheReport) {
+  NewRecord("synthetic-acct-8");
+  auto first = service_->RecordDisclosure(
+      Ctx("compliance-officer", "HOPERAT"),
+      {"synthetic-acct-8",
+       {},
+       std::nullopt,
+       {"Synthetic Health Dept", std::nullopt, "public_health", "lab result", ""}});
+  auto second = service_->RecordDisclosure(
+      Ctx("compliance-officer", "HOPERAT"),
+      {"synthetic-acct-8",
+       {},
+       std::nullopt,
+       {"Synthetic Police", std::nullopt, "law_enforcement", "visit dates", ""}});
+  ASSERT_TRUE(first.ok() && second.ok());
+  auto a = storage::ReadAuditEntry(*store_, *first);
+  auto b = storage::ReadAuditEntry(*store_, *second);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_FALSE(a->phi_commit.empty());
+  b->sealed_phi = a->sealed_phi;
+  storage::WriteBatch batch;
+  batch.Put(storage::Cf::kAudit, storage::AuditKey(*second), *storage::EncodeAuditEntry(*b));
+  ASSERT_TRUE(store_->Write(batch, /*sync=*/true).ok());
+  auto report =
+      service_->AccountingOfDisclosures(Ctx("compliance-officer", "HOPERAT"),
+                                        {"synthetic-acct-8", std::nullopt, ReportFormat::kJson});
+  ASSERT_FALSE(report.ok()) << report->body;
+  EXPECT_EQ(report.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(report.status().message().find("commitment"), std::string::npos)
+      << report.status().message();
 }
 
 TEST_F(ComplianceTest, AccessReportShowsWhoReadThePatientsRecords) {

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "crypto/hash.h"
+#include "storage/key_encoding.h"
 #include "tests/storage/fault_store.h"
 #include "tests/testing/temp_dir.h"
 
@@ -341,6 +342,108 @@ TEST_F(LedgerTest, ReadingAndScanningReportMissingAndDamagedEntries) {
   auto all = [](const AuditEntry&, std::string_view) { return true; };
   EXPECT_EQ(ScanAuditEntries(*store_, 1, 10, all).code(), StatusCode::kDataLoss);
   EXPECT_EQ(ReadAuditEntry(*store_, 4).status().code(), StatusCode::kDataLoss);
+}
+
+// Seqs a chained scan delivers, or its error.
+StatusOr<std::vector<uint64_t>> PatientSeqs(Store& store, const std::string& bid_raw) {
+  std::vector<uint64_t> seqs;
+  PV_RETURN_IF_ERROR(
+      ScanPatientAuditEntries(store, bid_raw, [&](const AuditEntry& e, std::string_view) {
+        seqs.push_back(e.seq);
+        return Status::Ok();
+      }));
+  return seqs;
+}
+
+class LedgerChainTest : public LedgerTest {
+ protected:
+  // Entries 1..6: the patient in 1, 3, 4 (one group of concurrent commits) and 6; user bob in 2
+  // and 5.
+  void CommitHistory() {
+    ASSERT_EQ(*ledger_->Commit({}, PatientEntry("p1")), 1u);
+    ASSERT_EQ(*ledger_->Commit({}, Entry("b1", "bob")), 2u);
+    std::thread a([&] { ASSERT_TRUE(ledger_->Commit({}, PatientEntry("p2")).ok()); });
+    std::thread b([&] { ASSERT_TRUE(ledger_->Commit({}, PatientEntry("p3")).ok()); });
+    a.join();
+    b.join();
+    ASSERT_EQ(*ledger_->Commit({}, Entry("b2", "bob")), 5u);
+    ASSERT_EQ(*ledger_->Commit({}, PatientEntry("p4")), 6u);
+  }
+  AuditEntry PatientEntry(std::string request_id) {
+    AuditEntry e = Entry(std::move(request_id), "alice");
+    e.patient_bid = std::string(64, 'a');
+    return e;
+  }
+  void Delete(const std::string& key) {
+    WriteBatch b;
+    b.Delete(Cf::kIndexes, key);
+    ASSERT_TRUE(store_->Write(b, true).ok());
+  }
+  const std::string bid_raw_ = std::string(32, '\xaa');
+};
+
+TEST_F(LedgerChainTest, EntriesLinkToTheirPatientsAndUsersPreviousEntry) {
+  CommitHistory();
+  EXPECT_EQ(ReadAuditEntry(*store_, 1)->patient_prev, 0u);
+  EXPECT_EQ(ReadAuditEntry(*store_, 6)->patient_prev, 4u);
+  EXPECT_EQ(ReadAuditEntry(*store_, 4)->patient_prev, 3u);  // linked within one group
+  EXPECT_EQ(ReadAuditEntry(*store_, 3)->patient_prev, 1u);
+  EXPECT_EQ(ReadAuditEntry(*store_, 5)->user_prev, 2u);
+  EXPECT_EQ(ReadAuditEntry(*store_, 2)->user_prev, 0u);
+  EXPECT_EQ(ReadAuditEntry(*store_, 2)->patient_prev, 0u);  // names no patient
+  EXPECT_EQ(*PatientSeqs(*store_, bid_raw_), (std::vector<uint64_t>{1, 3, 4, 6}));
+
+  // The links survive a restart (the heads are stored, not only cached).
+  ledger_.reset();
+  ledger_ = std::move(Ledger::Open(*store_)).value();
+  ASSERT_EQ(*ledger_->Commit({}, PatientEntry("p5")), 7u);
+  EXPECT_EQ(ReadAuditEntry(*store_, 7)->patient_prev, 6u);
+  std::vector<uint64_t> bob;
+  ASSERT_TRUE(ScanUserAuditEntries(*store_, "bob", [&](const AuditEntry& e, std::string_view) {
+                bob.push_back(e.seq);
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(bob, (std::vector<uint64_t>{2, 5}));
+}
+
+TEST_F(LedgerChainTest, ADeletedIndexKeyIsDataLossNamingTheEntry) {
+  CommitHistory();
+  for (uint64_t hidden : {1u, 3u, 6u}) {  // the oldest, one in the middle, the newest
+    SCOPED_TRACE(hidden);
+    const std::string key = "ap" + bid_raw_ + BigEndian64(hidden);
+    Delete(key);
+    auto seqs = PatientSeqs(*store_, bid_raw_);
+    ASSERT_FALSE(seqs.ok());
+    EXPECT_EQ(seqs.status().code(), StatusCode::kDataLoss);
+    EXPECT_NE(seqs.status().message().find("missing entry " + std::to_string(hidden)),
+              std::string::npos)
+        << seqs.status().message();
+    WriteBatch restore;
+    restore.Put(Cf::kIndexes, key, "");
+    ASSERT_TRUE(store_->Write(restore, true).ok());
+    EXPECT_TRUE(PatientSeqs(*store_, bid_raw_).ok());
+  }
+}
+
+TEST_F(LedgerChainTest, ADeletedHeadOrAForeignIndexKeyIsDataLoss) {
+  CommitHistory();
+  WriteBatch foreign;  // entry 2 (bob's, no patient) slipped into the patient's index
+  foreign.Put(Cf::kIndexes, "ap" + bid_raw_ + BigEndian64(2), "");
+  ASSERT_TRUE(store_->Write(foreign, true).ok());
+  EXPECT_EQ(PatientSeqs(*store_, bid_raw_).status().code(), StatusCode::kDataLoss);
+  Delete("ap" + bid_raw_ + BigEndian64(2));
+  ASSERT_TRUE(PatientSeqs(*store_, bid_raw_).ok());
+
+  Delete("hp" + bid_raw_);
+  auto seqs = PatientSeqs(*store_, bid_raw_);
+  EXPECT_EQ(seqs.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(seqs.status().message().find("no head"), std::string::npos);
+
+  Delete("au" + std::string("bob") + '\0' + BigEndian64(2));
+  EXPECT_EQ(ScanUserAuditEntries(*store_, "bob",
+                                 [&](const AuditEntry&, std::string_view) { return Status::Ok(); })
+                .code(),
+            StatusCode::kDataLoss);
 }
 
 }  // namespace

@@ -296,6 +296,45 @@ TEST_F(RecordsTest, SwappedValuesAndForeignBlindIdsAreDetected) {
   EXPECT_EQ(list.status().code(), StatusCode::kDataLoss);
 }
 
+// With write access to the database but no key, the newest version cannot be made to vanish
+// (the previous one would silently become "latest") nor the head be forged back.
+TEST_F(RecordsTest, DeletingTheNewestVersionOrForgingTheHeadIsAnIntegrityFailure) {
+  Record v1 = MakeRecord("synthetic-patient-11", "original");
+  Record v2 = MakeRecord("synthetic-patient-11", "amended", 2, v1.meta.record_id);
+  Record v3 = MakeRecord("synthetic-patient-11", "amended again", 3, v1.meta.record_id);
+  StoreRecord(v1);
+  StoreRecord(v2);
+  StoreRecord(v3);
+  const std::string& id = v1.meta.record_id;
+  const std::string raw = *crypto::Base64UrlDecode(id);
+  ASSERT_EQ(*repo_->LatestVersion(id), 3u);
+  EXPECT_EQ(repo_->ReadVersion(id, 4, false).status().code(), StatusCode::kNotFound);
+
+  const std::string head = Value("h" + raw);
+  WriteBatch del;
+  del.Delete(Cf::kRecords, RawKey('m', id, 3));
+  del.Delete(Cf::kRecords, RawKey('c', id, 3));
+  ASSERT_TRUE(store_->Write(del, true).ok());
+  EXPECT_EQ(repo_->LatestVersion(id).status().code(), StatusCode::kOk);
+  ExpectIntegrityFailure(id, 3, "newest version deleted");
+  EXPECT_EQ(repo_->ListPatient("synthetic-patient-11").status().code(), StatusCode::kDataLoss);
+
+  // The head re-pointed at version 2 (its tag is keyed: it cannot be recomputed).
+  Overwrite("h" + raw, BE32(2) + head.substr(4));
+  EXPECT_EQ(repo_->LatestVersion(id).status().code(), StatusCode::kDataLoss);
+  // Another record's genuine head does not fit this record.
+  Record other = MakeRecord("synthetic-patient-11", "other");
+  StoreRecord(other);
+  Overwrite("h" + raw, Value("h" + *crypto::Base64UrlDecode(other.meta.record_id)));
+  EXPECT_EQ(repo_->LatestVersion(id).status().code(), StatusCode::kDataLoss);
+  // No head at all while versions exist.
+  WriteBatch no_head;
+  no_head.Delete(Cf::kRecords, "h" + raw);
+  ASSERT_TRUE(store_->Write(no_head, true).ok());
+  EXPECT_EQ(repo_->LatestVersion(id).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(repo_->LatestVersion(NewRecordId()).status().code(), StatusCode::kNotFound);
+}
+
 TEST_F(RecordsTest, DestroyedEpochMeansCryptoShredded) {
   Record r = MakeRecord("synthetic-patient-10", "to be shredded", 1, NewRecordId(), "d20300101");
   StoreRecord(r);

@@ -142,11 +142,11 @@ class LargeLog {
     const std::string blind_id =
         storage::RecordRepository(env_->store(), env_->keyring()).PatientBlindId(TargetPatient(t));
     uint64_t n = 0;
-    CheckOk(storage::ScanPatientAuditSeqs(env_->store(), blind_id,
-                                          [&](uint64_t) {
-                                            ++n;
-                                            return Status::Ok();
-                                          }),
+    CheckOk(storage::ScanPatientAuditEntries(env_->store(), blind_id,
+                                             [&](const storage::AuditEntry&, std::string_view) {
+                                               ++n;
+                                               return Status::Ok();
+                                             }),
             "scanning the patient index");
     return n;
   }
