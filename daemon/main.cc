@@ -38,6 +38,7 @@
 #include "daemon/systemd_integration.h"
 #include "storage/audit_log.h"
 #include "storage/store.h"
+#include "storage/vault_id.h"
 
 namespace phivault::daemon {
 namespace {
@@ -99,6 +100,69 @@ StatusOr<crypto::SecretBytes> LoadMasterKey(const MasterKeySource& mk) {
 Status EnsureDataDir(const std::string& dir) {
   if (mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) return Status::Ok();
   return Unavailable("cannot create data_dir " + dir + ": " + std::strerror(errno));
+}
+
+// Opens the keyring and checks that it belongs to the database (storage/vault_id.h). A keyring
+// is created only for a vault that does not exist yet — no keyring copy, and a database that is
+// unbound and empty — because a fresh keyring over existing data would orphan every record and
+// sign the audit log with a new key. A database from before vault ids is bound to its keyring
+// once. Every refusal says which files disagree and what to restore.
+StatusOr<std::unique_ptr<crypto::Keyring>> OpenBoundKeyring(storage::Store& store,
+                                                            const std::string& db_path,
+                                                            const crypto::KeyringOptions& options,
+                                                            crypto::SecretBytes master_key) {
+  const auto access = crypto::InsecureSecretKeyAccess::Get();
+  auto bound = storage::ReadVaultId(store);
+  if (!bound.ok()) {
+    return Unavailable("cannot read the vault id from the database at " + db_path + ": " +
+                       bound.status().message());
+  }
+  // Open consumes its key; Create may need it afterwards.
+  auto keyring = crypto::Keyring::Open(
+      options, crypto::SecretBytes::CopyFrom(master_key.view(access), access));
+  if (!keyring.ok() && keyring.status().code() == StatusCode::kNotFound) {
+    auto holds_data = storage::HoldsVaultData(store);
+    if (!holds_data.ok()) {
+      return Unavailable("cannot inspect the database at " + db_path + ": " +
+                         holds_data.status().message());
+    }
+    if (bound->has_value() || *holds_data) {
+      return FailedPrecondition(
+          "the keyring " + options.path + " is missing but the database at " + db_path +
+          (bound->has_value() ? " belongs to vault " + **bound : std::string(" holds data")) +
+          "; refusing to create a new keyring, which would leave every record unreadable and "
+          "sign the audit log with a new key. Restore the keyring from a mirror or a keyring "
+          "backup to " +
+          options.path);
+    }
+    keyring = crypto::Keyring::Create(options, std::move(master_key));
+    if (keyring.ok()) spdlog::info("created keyring {} for the new vault", options.path);
+  }
+  if (!keyring.ok()) {
+    if (keyring.status().code() == StatusCode::kFailedPrecondition &&
+        keyring.status().message().find("master key does not match") != std::string::npos) {
+      return FailedPrecondition("master key does not match the keyring at " + options.path);
+    }
+    return Status(keyring.status().code(),
+                  "cannot open the keyring at " + options.path + ": " + keyring.status().message());
+  }
+  const std::string& vault_id = (*keyring)->vault_id();
+  if (bound->has_value() && **bound != vault_id) {
+    return FailedPrecondition(
+        "the keyring " + options.path + " belongs to vault " + vault_id + " but the database at " +
+        db_path + " belongs to vault " + **bound +
+        "; refusing to start. Restore the keyring (or a keyring mirror) of vault " + **bound +
+        " to " + options.path + ", or point data_dir at the database of vault " + vault_id);
+  }
+  if (!bound->has_value()) {
+    // A new vault, or one from before vault ids: bind the database to this keyring, once.
+    if (Status s = storage::BindVaultId(store, vault_id); !s.ok()) {
+      return Unavailable("cannot store the vault id in the database at " + db_path + ": " +
+                         s.message());
+    }
+    spdlog::info("database {} bound to vault {}", db_path, vault_id);
+  }
+  return keyring;
 }
 
 // Signs a checkpoint of the audit log unless it is empty. Failures are logged (the code and the
@@ -223,16 +287,9 @@ int Run(int argc, char** argv) {
   crypto::KeyringOptions keyring_options;
   keyring_options.path = (std::filesystem::path(config->data_dir) / "keyring").string();
   keyring_options.mirrors = config->keyring_mirrors;
-  auto keyring = crypto::Keyring::Open(keyring_options, std::move(master_key).value());
-  if (!keyring.ok()) {
-    if (keyring.status().code() == StatusCode::kFailedPrecondition &&
-        keyring.status().message().find("master key does not match") != std::string::npos) {
-      return Fail(kExitStartFailed,
-                  "master key does not match the keyring at " + keyring_options.path);
-    }
-    return Fail(kExitStartFailed, "cannot open the keyring at " + keyring_options.path + ": " +
-                                      keyring.status().message());
-  }
+  auto keyring =
+      OpenBoundKeyring(**store, store_options.path, keyring_options, std::move(master_key).value());
+  if (!keyring.ok()) return Fail(kExitStartFailed, keyring.status().message());
 
   auto audit_log =
       storage::AuditLog::Open(**store, (*keyring)->audit_signer(), config->audit_origin);

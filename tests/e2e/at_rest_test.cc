@@ -118,7 +118,7 @@ TEST_F(E2eAtRestTest, NoPlaintextOrDekInAnyDataFileAfterCompaction) {
   EXPECT_FALSE(FilesContaining(data_dir, sealed_large).empty());
   const std::string raw_id = RecordKey('c', small->record_id, 1).substr(1, 16);
   EXPECT_FALSE(FilesWithBytes(data_dir, raw_id).empty());
-  EXPECT_FALSE(FilesWithBytes(data_dir, "PVKR").empty()) << "the keyring was not searched";
+  EXPECT_FALSE(FilesWithBytes(data_dir, "PVK2").empty()) << "the keyring was not searched";
 }
 
 }  // namespace

@@ -57,7 +57,7 @@ class RecordsTest : public ::testing::Test {
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
     auto keyring =
-        crypto::Keyring::Open({dir_.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
+        crypto::Keyring::Create({dir_.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
     ASSERT_TRUE(keyring.ok()) << keyring.status().ToString();
     keyring_ = std::move(*keyring);
     repo_ = std::make_unique<RecordRepository>(*store_, *keyring_);

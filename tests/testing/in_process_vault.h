@@ -50,7 +50,7 @@ class InProcessVault {
   // Opens everything; fails the current test (check with ASSERT_NO_FATAL_FAILURE) on error.
   void Open(const InProcessVaultOptions& options = {}) {
     ASSERT_TRUE(crypto::InitSodium().ok());
-    auto k = crypto::Keyring::Open({dir.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
+    auto k = crypto::Keyring::Create({dir.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
     ASSERT_TRUE(k.ok()) << k.status().ToString();
     keyring = std::move(*k);
     storage::RocksStoreOptions store_options;

@@ -32,7 +32,7 @@ class RealAuditLog {
 
   // `dir` must exist and outlive the log. Aborts on setup failure (a broken test environment).
   explicit RealAuditLog(const std::string& dir) {
-    auto keyring = crypto::Keyring::Open({dir + "/keyring", {}}, crypto::SecretBytes::Random(32));
+    auto keyring = crypto::Keyring::Create({dir + "/keyring", {}}, crypto::SecretBytes::Random(32));
     if (!keyring.ok()) std::abort();
     keyring_ = std::move(*keyring);
     storage::RocksStoreOptions options;

@@ -60,8 +60,15 @@ StatusOr<std::unique_ptr<VaultEnv>> VaultEnv::Open(const VaultEnvOptions& option
   env->config_.roles = daemon::DefaultRoles();
   PV_ASSIGN_OR_RETURN(crypto::SecretBytes master,
                       LoadOrCreateMasterKey((dir / "master.key").string()));
-  PV_ASSIGN_OR_RETURN(env->keyring_,
-                      crypto::Keyring::Open({(dir / "keyring").string(), {}}, std::move(master)));
+  // The bench reuses its directory across runs: open the keyring it made, or make the first.
+  const crypto::KeyringOptions keyring_options{(dir / "keyring").string(), {}};
+  const auto access = crypto::InsecureSecretKeyAccess::Get();
+  auto keyring = crypto::Keyring::Open(keyring_options,
+                                       crypto::SecretBytes::CopyFrom(master.view(access), access));
+  if (!keyring.ok() && keyring.status().code() == StatusCode::kNotFound) {
+    keyring = crypto::Keyring::Create(keyring_options, std::move(master));
+  }
+  PV_ASSIGN_OR_RETURN(env->keyring_, std::move(keyring));
   storage::RocksStoreOptions store_options;
   store_options.path = (dir / "db").string();
   PV_ASSIGN_OR_RETURN(env->store_, storage::OpenRocksStore(store_options));

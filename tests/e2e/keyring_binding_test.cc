@@ -1,0 +1,168 @@
+// The keyring is bound to its database by the vault id both hold: the real daemon refuses to
+// start over a database whose keyring is missing or belongs to another vault, and never creates
+// a fresh keyring over existing data.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "crypto/keyring.h"
+#include "crypto/master_key.h"
+#include "storage/vault_id.h"
+#include "tests/e2e/harness.h"
+
+namespace phivault::e2e {
+namespace {
+
+class E2eKeyringBindingTest : public VaultTest {
+ protected:
+  bool StartInSetUp() const override { return false; }
+
+  std::string keyring_path() const { return vault_.data_dir() + "/keyring"; }
+
+  std::string StoreNote(const std::string& content) {
+    auto c = vault_.AppClient();
+    auto m = c.CreateRecord(Physician(), {"synthetic-bind-1", "clinical_note", "text/plain",
+                                          "2026-11-01", "Dr. Synthetic", content});
+    EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().Message());
+    return m.ok() ? m->record_id : "";
+  }
+
+  std::string ReadNote(const std::string& id) {
+    auto c = vault_.AppClient();
+    auto r = c.ReadRecord(Physician(), id);
+    return r.ok() ? r->content : "<" + r.error().Message() + ">";
+  }
+
+  // Starts the daemon expecting it to refuse; its standard error.
+  std::string StartExpectingRefusal() {
+    vault_.SpawnOnly();
+    auto code = vault_.daemon().WaitExit(std::chrono::seconds(30));
+    EXPECT_TRUE(code.has_value());
+    EXPECT_NE(code.value_or(0), 0);
+    return ReadFile(vault_.daemon().stderr_path());
+  }
+
+  std::optional<std::string> DatabaseVaultId() {
+    auto store = OpenStoreOrDie(vault_.db_path());
+    if (store == nullptr) return std::nullopt;
+    auto id = storage::ReadVaultId(*store);
+    EXPECT_TRUE(id.ok());
+    return id.ok() ? *id : std::nullopt;
+  }
+
+  std::string KeyringVaultId() {
+    auto master_key = crypto::LoadMasterKeyFile(vault_.key_path());
+    EXPECT_TRUE(master_key.ok());
+    if (!master_key.ok()) return "";
+    auto keyring = crypto::Keyring::Open({keyring_path(), {}}, std::move(master_key).value());
+    EXPECT_TRUE(keyring.ok()) << keyring.status().ToString();
+    return keyring.ok() ? (*keyring)->vault_id() : "";
+  }
+};
+
+TEST_F(E2eKeyringBindingTest, FirstStartCreatesAndBindsTheKeyringAndRestartsReuseIt) {
+  ASSERT_TRUE(vault_.ok());
+  ASSERT_FALSE(std::filesystem::exists(keyring_path()));
+  ASSERT_TRUE(vault_.Start());
+  const std::string id = StoreNote("bound at the first start");
+  vault_.Stop();
+
+  const std::string vault_id = KeyringVaultId();
+  EXPECT_EQ(vault_id.size(), 32u);
+  EXPECT_EQ(DatabaseVaultId(), vault_id);
+
+  ASSERT_TRUE(vault_.Start());
+  EXPECT_EQ(ReadNote(id), "bound at the first start");
+  vault_.Stop();
+  EXPECT_EQ(KeyringVaultId(), vault_id);
+}
+
+TEST_F(E2eKeyringBindingTest, DeletedKeyringOverRecordsIsRefusedNotRecreated) {
+  ASSERT_TRUE(vault_.ok());
+  ASSERT_TRUE(vault_.Start());
+  const std::string id = StoreNote("needs its own keyring");
+  vault_.Stop();
+  const std::string saved = ReadFile(keyring_path());
+  std::filesystem::remove(keyring_path());
+
+  const std::string err = StartExpectingRefusal();
+  EXPECT_NE(err.find("keyring " + keyring_path() + " is missing"), std::string::npos) << err;
+  EXPECT_NE(err.find("Restore the keyring from a mirror or a keyring backup"), std::string::npos)
+      << err;
+  EXPECT_FALSE(std::filesystem::exists(keyring_path()));
+
+  // Restoring the keyring is the remedy the message names.
+  WriteFile(keyring_path(), saved);
+  std::filesystem::permissions(
+      keyring_path(), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  ASSERT_TRUE(vault_.Start());
+  EXPECT_EQ(ReadNote(id), "needs its own keyring");
+}
+
+TEST_F(E2eKeyringBindingTest, KeyringOfAnotherVaultIsRefusedNamingBothIds) {
+  ASSERT_TRUE(vault_.ok());
+  ASSERT_TRUE(vault_.Start());
+  const std::string id = StoreNote("bound to the first keyring");
+  vault_.Stop();
+  const std::string own_id = KeyringVaultId();
+  const std::string own = keyring_path() + ".own";
+  std::filesystem::rename(keyring_path(), own);
+
+  // Another vault's keyring under the same master key: everything authenticates, nothing fits.
+  std::string other_id;
+  {
+    auto master_key = crypto::LoadMasterKeyFile(vault_.key_path());
+    ASSERT_TRUE(master_key.ok());
+    auto other = crypto::Keyring::Create({keyring_path(), {}}, std::move(master_key).value());
+    ASSERT_TRUE(other.ok()) << other.status().ToString();
+    other_id = (*other)->vault_id();
+  }
+  ASSERT_NE(other_id, own_id);
+  const std::string other_bytes = ReadFile(keyring_path());
+
+  const std::string err = StartExpectingRefusal();
+  EXPECT_NE(err.find("belongs to vault " + other_id), std::string::npos) << err;
+  EXPECT_NE(err.find("belongs to vault " + own_id), std::string::npos) << err;
+  EXPECT_NE(err.find("Restore the keyring"), std::string::npos) << err;
+  EXPECT_EQ(ReadFile(keyring_path()), other_bytes);
+  EXPECT_EQ(DatabaseVaultId(), own_id);
+
+  std::filesystem::rename(own, keyring_path());
+  ASSERT_TRUE(vault_.Start());
+  EXPECT_EQ(ReadNote(id), "bound to the first keyring");
+}
+
+TEST_F(E2eKeyringBindingTest, DeletedKeyringOfAnEmptyButBoundVaultIsRefused) {
+  ASSERT_TRUE(vault_.ok());
+  ASSERT_TRUE(vault_.Start());
+  vault_.Stop();
+  ASSERT_TRUE(DatabaseVaultId().has_value());
+  std::filesystem::remove(keyring_path());
+  const std::string err = StartExpectingRefusal();
+  EXPECT_NE(err.find("belongs to vault " + *DatabaseVaultId()), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(keyring_path()));
+}
+
+TEST_F(E2eKeyringBindingTest, VaultFromBeforeVaultIdsIsBoundOnceNotLockedOut) {
+  ASSERT_TRUE(vault_.ok());
+  ASSERT_TRUE(vault_.Start());
+  const std::string id = StoreNote("written before vault ids");
+  vault_.Stop();
+  const std::string vault_id = KeyringVaultId();
+  {
+    auto store = OpenStoreOrDie(vault_.db_path());
+    ASSERT_NE(store, nullptr);
+    storage::WriteBatch unbind;
+    unbind.Delete(storage::Cf::kState, std::string(storage::kVaultIdKey));
+    ASSERT_TRUE(store->Write(unbind, true).ok());
+  }
+  ASSERT_EQ(DatabaseVaultId(), std::nullopt);
+
+  ASSERT_TRUE(vault_.Start());
+  EXPECT_EQ(ReadNote(id), "written before vault ids");
+  vault_.Stop();
+  EXPECT_EQ(DatabaseVaultId(), vault_id);
+}
+
+}  // namespace
+}  // namespace phivault::e2e
