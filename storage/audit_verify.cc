@@ -390,8 +390,8 @@ class Verifier {
   }
 
   void FailTrusted(Kind kind, uint64_t ordinal, std::string message) {
-    Fail(kind, 0, 0, std::move(message));
-    if (report_.problem && report_.problem->kind == kind) report_.problem->trusted = ordinal;
+    if (failed()) return;
+    report_.problem = AuditProblem{kind, 0, 0, std::move(message), ordinal};
   }
 
   // The readable PHI of an entry line, if any, must be what the entry commits to.
@@ -449,7 +449,9 @@ class Verifier {
       const Consistency* proof = nullptr;
       const Stored* to = nullptr;
       for (const Consistency& c : consistency_) {
-        if (c.from == t.cp.size && (to = CheckpointOfSize(c.to)) != nullptr) {
+        if (c.from != t.cp.size) continue;
+        to = CheckpointOfSize(c.to);
+        if (to != nullptr) {
           proof = &c;
           break;
         }
