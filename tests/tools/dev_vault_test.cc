@@ -166,8 +166,13 @@ TEST_F(GuideTest, ComplianceGuideRunsAsWrittenOnAFreshDevVault) {
            {"phivault audit pubkey | cmp - audit.pub && echo \"same key\"", "", 0, "same key"},
            // 3. Export the audit log
            {"phivault audit export -o " + today_export},
-           {"phivault audit export --patient SYNTH-0001 -o synth-0001.jsonl"},
-           {"phivault audit verify synth-0001.jsonl --key-file audit.pub", "", 0, "ok: "},
+           // (the checkpoint kept last comes from section 5; on a new vault, the first one)
+           {"", "mkdir -p checkpoints && phivault audit checkpoint --new > checkpoints/last.txt"},
+           {"phivault audit export --patient SYNTH-0001 --trusted-checkpoint checkpoints/last.txt "
+            "-o synth-0001.jsonl"},
+           {"phivault audit verify synth-0001.jsonl --key-file audit.pub --trusted-checkpoint "
+            "checkpoints/last.txt",
+            "", 0, "ok: "},
            {"phivault audit export --format csv --patient SYNTH-0001 --from 2026-01-01 "
             "--to 2027-01-01 -o synth-0001-2026.csv"},
            {"phivault audit export --format fhir --outcome denied -o denied.fhir.json"},
@@ -181,6 +186,14 @@ TEST_F(GuideTest, ComplianceGuideRunsAsWrittenOnAFreshDevVault) {
            {"phivault audit checkpoint", "", 0, "phivault/audit\n"},
            {"mkdir -p checkpoints"},
            {"phivault audit checkpoint --new > checkpoints/$(date -u +%Y%m%dT%H%M%SZ).txt"},
+           {"grep '\"type\":\"checkpoint\"' audit.jsonl | tail -n 1 | jq -j .note > "
+            "checkpoints/last.txt",
+            "grep '\"type\":\"checkpoint\"' " + today_export +
+                " | tail -n 1 | jq -j .note > checkpoints/last.txt"},
+           {"",
+            "phivault audit verify " + today_export +
+                " --key-file audit.pub --trusted-checkpoint checkpoints/last.txt",
+            0, "ok: "},
            {"", PracticeApplicationWork(vault_.token())},  // the log grows
            {"phivault audit checkpoint --new > checkpoints/now.txt"},
            {"phivault audit consistency --old-checkpoint \"$old\" "
