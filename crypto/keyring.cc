@@ -670,7 +670,9 @@ StatusOr<std::unique_ptr<Keyring>> Keyring::Open(const KeyringOptions& options,
     }
   }
   if (!best) {
-    if (any_wrong_key && !any_corrupt) {
+    // A primary with no trace of this key says "wrong key" even when a mirror is damaged (by a
+    // crash during a rotation, say): the right key opens the primary and repairs the mirror.
+    if (reads[0].kind == CopyRead::Kind::kWrongKey || (any_wrong_key && !any_corrupt)) {
       return FailedPrecondition("master key does not match the keyring");
     }
     return reads[0].kind == CopyRead::Kind::kCorrupt
