@@ -464,14 +464,16 @@ struct Keyring::State {
     return Status::Ok();
   }
 
-  // Writes `next` to every copy, primary first. Copies that fell behind are repaired to the
-  // current state first if `repair_behind_first`, so that the change itself is crash-safe on
-  // every copy (Open passes false: a copy behind may hold a tombstone the current state lacks,
-  // and must go straight to `next`). If the primary
-  // does not reach `next` and `stop_if_primary_fails`, nothing is adopted and the mirrors are
-  // left alone: a mirror must never be ahead of the primary. Otherwise `next` (with `next_mac`
-  // if given) becomes the state, and copies that failed are repaired to it. Returns the first
-  // failure; *primary_written tells whether the primary holds `next`.
+  // Writes `next` to every copy, primary first. With `repair_behind_first`, copies that fell
+  // behind are first repaired to the current state, so that the change itself is crash-safe on
+  // them too; without it (Open, DestroyEpoch) they go straight to `next`, because the current
+  // state may hold a key that `next` destroys. If the primary does not reach `next` and
+  // `stop_if_primary_fails`, nothing is adopted and the mirrors are left alone: a mirror must
+  // never be ahead of the primary. Otherwise `next` (with `next_mac` if given) becomes the
+  // state, and copies that failed are repaired to it; such a repair after a failed write is not
+  // itself crash-safe (a crash during it can leave that copy damaged, to be repaired from another
+  // copy at the next Open). Returns the first failure; *primary_written tells whether the
+  // primary holds `next`.
   Status Commit(Image next, std::unique_ptr<BlindIndex> next_mac, bool stop_if_primary_fails,
                 bool repair_behind_first, bool* primary_written) {
     *primary_written = false;
@@ -668,7 +670,9 @@ StatusOr<std::unique_ptr<Keyring>> Keyring::Open(const KeyringOptions& options,
     }
   }
   if (!best) {
-    if (any_wrong_key && !any_corrupt) {
+    // A primary with no trace of this key says "wrong key" even when a mirror is damaged (by a
+    // crash during a rotation, say): the right key opens the primary and repairs the mirror.
+    if (reads[0].kind == CopyRead::Kind::kWrongKey || (any_wrong_key && !any_corrupt)) {
       return FailedPrecondition("master key does not match the keyring");
     }
     return reads[0].kind == CopyRead::Kind::kCorrupt

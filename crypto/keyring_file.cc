@@ -52,7 +52,7 @@ std::string ParentDir(const std::string& path) {
 class PosixFiles final : public KeyringFiles {
  public:
   StatusOr<std::string> Read(const std::string& path) override {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (fd.get() < 0) {
       if (errno == ENOENT) return NotFound("keyring copy " + path + " does not exist");
       return FileError(path, "open", errno);

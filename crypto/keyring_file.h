@@ -14,6 +14,8 @@
 
 namespace phivault::crypto {
 
+// No operation follows a symlink at the final path component: someone who can write the data
+// directory must not be able to redirect the keyring's writes (ELOOP is reported as Unavailable).
 class KeyringFiles {
  public:
   virtual ~KeyringFiles() = default;

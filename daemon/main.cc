@@ -140,7 +140,7 @@ StatusOr<std::unique_ptr<crypto::Keyring>> OpenBoundKeyring(storage::Store& stor
   }
   if (!keyring.ok()) {
     if (keyring.status().code() == StatusCode::kFailedPrecondition &&
-        keyring.status().message().find("master key does not match") != std::string::npos) {
+        keyring.status().message() == "master key does not match the keyring") {
       return FailedPrecondition("master key does not match the keyring at " + options.path);
     }
     return Status(keyring.status().code(),

@@ -567,6 +567,20 @@ TEST_F(KeyringTest, EveryCorruptedByteIsDetectedOrHarmlessNeverBelieved) {
   }
 }
 
+TEST_F(KeyringTest, SymlinkedCopyIsNotFollowed) {
+  ASSERT_NE(OpenKeyring(), nullptr);
+  // Someone who can write the directory swaps the mirror for a link to a file of their choice.
+  const std::string elsewhere = dir_.Sub("elsewhere");
+  WriteFileBytes(elsewhere, "not a keyring", 0600);
+  std::filesystem::remove(mirror_);
+  std::filesystem::create_symlink(elsewhere, mirror_);
+  auto keyring = Keyring::Open(Options(), Secret(master_));
+  ASSERT_FALSE(keyring.ok());
+  EXPECT_EQ(keyring.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(keyring.status().message().find(mirror_), std::string::npos);
+  EXPECT_EQ(ReadFileBytes(elsewhere), "not a keyring");
+}
+
 TEST_F(KeyringTest, ConcurrentGetOrCreateYieldsOneKey) {
   auto keyring = OpenKeyring();
   ASSERT_NE(keyring, nullptr);

@@ -164,5 +164,40 @@ TEST_F(E2eKeyringBindingTest, VaultFromBeforeVaultIdsIsBoundOnceNotLockedOut) {
   EXPECT_EQ(DatabaseVaultId(), vault_id);
 }
 
+TEST_F(E2eKeyringBindingTest, RolledBackKeyringPrimaryIsRefusedWhileAMirrorIsNewer) {
+  ASSERT_TRUE(vault_.ok());
+  const std::string mirror_dir = vault_.ScratchPath("keyring-mirror");
+  std::filesystem::create_directory(mirror_dir);
+  const std::string mirror = mirror_dir + "/keyring";
+  vault_.EditConfig("socket_mode = \"0660\"",
+                    "socket_mode = \"0660\"\nkeyring_mirrors = [\"" + mirror + "\"]");
+  ASSERT_TRUE(vault_.Start());
+  const std::string first = StoreNote("before the rollback");
+  vault_.Stop();
+  const std::string old_primary = ReadFile(keyring_path());
+  ASSERT_TRUE(ReadFile(mirror) == old_primary);
+
+  // A longer retention puts the next record in another epoch: a new key in every copy.
+  vault_.EditConfig("default_retention_years = 10", "default_retention_years = 11");
+  ASSERT_TRUE(vault_.Start());
+  const std::string second = StoreNote("needs the newer keyring");
+  vault_.Stop();
+  const std::string new_mirror = ReadFile(mirror);
+  ASSERT_TRUE(new_mirror != old_primary);
+
+  WriteFile(keyring_path(), old_primary);
+  const std::string err = StartExpectingRefusal();
+  EXPECT_NE(err.find("keyring mirror " + mirror + " is newer"), std::string::npos) << err;
+  EXPECT_NE(err.find("copy the newest mirror over the primary"), std::string::npos) << err;
+  EXPECT_TRUE(ReadFile(mirror) == new_mirror);  // the old state did not spread
+  EXPECT_TRUE(ReadFile(keyring_path()) == old_primary);
+
+  // The remedy the message names.
+  WriteFile(keyring_path(), new_mirror);
+  ASSERT_TRUE(vault_.Start());
+  EXPECT_EQ(ReadNote(first), "before the rollback");
+  EXPECT_EQ(ReadNote(second), "needs the newer keyring");
+}
+
 }  // namespace
 }  // namespace phivault::e2e
