@@ -12,6 +12,7 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/transaction_log.h>
@@ -103,6 +104,10 @@ rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const RocksStoreOptions& options,
   rocksdb::ColumnFamilyOptions o;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache;
+  // Point lookups of keys that do not exist are common (the audit chain head of a patient's
+  // first entry, an unknown record id's head): Bloom filters answer them without reading each
+  // level's index and data blocks.
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   if (cf == Cf::kRecords) {
     // Sealed values are random bytes: compression only costs CPU.
