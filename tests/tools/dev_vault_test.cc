@@ -233,9 +233,20 @@ TEST_F(GuideTest, ComplianceGuideRunsAsWrittenOnAFreshDevVault) {
             "--end 2027-05-29 --statement \"accounting would impede the Board's investigation\""},
            {"phivault suspend --agency \"Springfield Police Department\" --start 2026-11-29 "
             "--oral --statement \"oral request by the investigating officer\""},
-           {"", "phivault report accounting --patient SYNTH-0001", 0, "County Health Department"},
+           {"", "phivault report accounting --patient SYNTH-0001 > accounting.json"},
        },
        env);
+
+  // The disclosure's purpose is its basis's, not the HOPERAT the officer recorded it under.
+  const auto accounting = nlohmann::json::parse(ReadFile(work_ + "/accounting.json"));
+  bool found = false;
+  for (const auto& d : accounting["disclosures"]) {
+    if (d["recipient"]["name"] != "County Health Department") continue;
+    found = true;
+    EXPECT_EQ(d["purpose"]["code"], "PUBHLTH") << d.dump();
+    EXPECT_EQ(d["basis"], "public_health");
+  }
+  EXPECT_TRUE(found) << accounting.dump();
 
   for (const char* report : {"accounting-SYNTH-0001.html", "accounting-SYNTH-0001.csv",
                              "access-SYNTH-0001.html", "access-SYNTH-0001.csv"}) {
