@@ -186,7 +186,7 @@ TEST_F(GuideTest, ComplianceGuideRunsAsWrittenOnAFreshDevVault) {
            {"phivault audit checkpoint", "", 0, "phivault/audit\n"},
            {"mkdir -p checkpoints"},
            {"phivault audit checkpoint --new > checkpoints/$(date -u +%Y%m%dT%H%M%SZ).txt"},
-           {"grep '\"type\":\"checkpoint\"' audit.jsonl | tail -n 1 | jq -j .note > "
+           {"grep '\"type\":\"checkpoint\"' audit-2026-11-29.jsonl | tail -n 1 | jq -j .note > "
             "checkpoints/last.txt",
             "grep '\"type\":\"checkpoint\"' " + today_export +
                 " | tail -n 1 | jq -j .note > checkpoints/last.txt"},
