@@ -69,6 +69,17 @@ std::string_view MethodForLog(const std::string& method) {
   return "other";
 }
 
+// A decimal number below 2^64 with nothing else around it (no sign, no space), or nullopt.
+std::optional<uint64_t> ParseDecimal(std::string_view digits) {
+  uint64_t v = 0;
+  if (digits.empty() ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+      std::from_chars(digits.data(), digits.data() + digits.size(), v).ec != std::errc()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
 const std::string* HeaderOrNull(const HTTPServerRequest& req, const std::string& name) {
   return req.has(name) ? &req.get(name) : nullptr;
 }
@@ -561,17 +572,10 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
       }
       const std::string quoted = "query parameter '" + std::string(name) + "'";
       if (out.Get(name)) return bad(quoted + " is given twice");
-      const std::string_view digits =
-          eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-      uint64_t v = 0;
-      const bool all_digits =
-          !digits.empty() &&
-          std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
-      if (!all_digits ||
-          std::from_chars(digits.data(), digits.data() + digits.size(), v).ec != std::errc()) {
-        return bad(quoted + " must be a decimal number below 2^64");
-      }
-      out.values.emplace_back(*known, v);
+      const std::optional<uint64_t> v =
+          ParseDecimal(eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1));
+      if (!v) return bad(quoted + " must be a decimal number below 2^64");
+      out.values.emplace_back(*known, *v);
     }
     for (auto r : required) {
       if (!out.Get(r)) return bad("query parameter '" + std::string(r) + "' is required");
@@ -597,20 +601,13 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
       if (pair.substr(0, kKey.size()) != kKey) {
         return bad("unknown query parameter; this route takes trusted_size");
       }
-      const std::string_view digits = pair.substr(kKey.size());
-      uint64_t v = 0;
-      const bool all_digits =
-          !digits.empty() &&
-          std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
-      if (!all_digits ||
-          std::from_chars(digits.data(), digits.data() + digits.size(), v).ec != std::errc()) {
-        return bad("query parameter 'trusted_size' must be a decimal number below 2^64");
-      }
+      const std::optional<uint64_t> v = ParseDecimal(pair.substr(kKey.size()));
+      if (!v) return bad("query parameter 'trusted_size' must be a decimal number below 2^64");
       if (out.size() == kMaxTrustedSizes) {
         return bad("at most " + std::to_string(kMaxTrustedSizes) +
                    " trusted_size parameters are taken");
       }
-      out.push_back(v);
+      out.push_back(*v);
     }
     return true;
   }

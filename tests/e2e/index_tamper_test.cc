@@ -41,19 +41,27 @@ size_t DeleteKeys(storage::Store& store, storage::Cf cf, const std::string& pref
   return doomed.size();
 }
 
-using E2eIndexTamperTest = VaultTest;
+class E2eIndexTamperTest : public VaultTest {
+ protected:
+  // A synthetic note for the test's patient; its id.
+  std::string CreateNote(client::Client& c, std::string content) {
+    auto record = c.CreateRecord(Physician(), NewRecord{.patient_id = kPatient,
+                                                        .category = "clinical_note",
+                                                        .content_type = "text/plain",
+                                                        .encounter_date = "2026-05-05",
+                                                        .author = "dr.synthetic",
+                                                        .content = std::move(content)});
+    EXPECT_TRUE(record.ok()) << record.error().Message();
+    return record.ok() ? record->record_id : "";
+  }
+};
 
 TEST_F(E2eIndexTamperTest, DeletedPatientIndexKeyFailsTheAccountingClosed) {
   client::Client c = vault_.AppClient();
-  auto record = c.CreateRecord(Physician(), NewRecord{.patient_id = kPatient,
-                                                      .category = "clinical_note",
-                                                      .content_type = "text/plain",
-                                                      .encounter_date = "2026-05-05",
-                                                      .author = "dr.synthetic",
-                                                      .content = "Synthetic note."});
-  ASSERT_TRUE(record.ok()) << record.error().Message();
+  const std::string id = CreateNote(c, "Synthetic note.");
+  ASSERT_FALSE(id.empty());
   client::DisclosureRecord police{.patient_id = kPatient,
-                                  .record_ids = {record->record_id},
+                                  .record_ids = {id},
                                   .disclosure = {.recipient_name = "Synthetic County Police",
                                                  .basis = "law_enforcement",
                                                  .description = "visit summary"}};
@@ -98,15 +106,10 @@ TEST_F(E2eIndexTamperTest, DeletedPatientIndexKeyFailsTheAccountingClosed) {
 
 TEST_F(E2eIndexTamperTest, DeletedNewestVersionIsAnIntegrityErrorNotTheOlderVersion) {
   client::Client c = vault_.AppClient();
-  auto record = c.CreateRecord(Physician(), NewRecord{.patient_id = kPatient,
-                                                      .category = "clinical_note",
-                                                      .content_type = "text/plain",
-                                                      .encounter_date = "2026-05-05",
-                                                      .author = "dr.synthetic",
-                                                      .content = "Allergy: none (synthetic)."});
-  ASSERT_TRUE(record.ok()) << record.error().Message();
+  const std::string id = CreateNote(c, "Allergy: none (synthetic).");
+  ASSERT_FALSE(id.empty());
   auto amended = c.AmendRecord(
-      Physician(), record->record_id,
+      Physician(), id,
       {.reason = "allergy discovered", .content = "Allergy: penicillin (synthetic)."});
   ASSERT_TRUE(amended.ok()) << amended.error().Message();
   vault_.Stop();
@@ -115,21 +118,21 @@ TEST_F(E2eIndexTamperTest, DeletedNewestVersionIsAnIntegrityErrorNotTheOlderVers
     auto store = OpenStoreOrDie(vault_.db_path());
     ASSERT_NE(store, nullptr);
     storage::WriteBatch batch;
-    batch.Delete(storage::Cf::kRecords, RecordKey('m', record->record_id, 2));
-    batch.Delete(storage::Cf::kRecords, RecordKey('c', record->record_id, 2));
+    batch.Delete(storage::Cf::kRecords, RecordKey('m', id, 2));
+    batch.Delete(storage::Cf::kRecords, RecordKey('c', id, 2));
     ASSERT_TRUE(store->Write(batch, /*sync=*/true).ok());
   }
 
   ASSERT_TRUE(vault_.Start());
   client::Client after = vault_.AppClient();
-  auto latest = after.ReadContent(Physician(), record->record_id);
+  auto latest = after.ReadContent(Physician(), id);
   ASSERT_FALSE(latest.ok()) << "served as latest: " << latest->bytes;
   EXPECT_EQ(latest.error().kind, client::ErrorKind::kIntegrity);
   auto list = after.SearchPatient(Physician(), kPatient);
   ASSERT_FALSE(list.ok()) << "the list hid the missing version";
   EXPECT_EQ(list.error().kind, client::ErrorKind::kIntegrity);
   // The original version is still there and still readable by number.
-  auto original = after.ReadContent(Physician(), record->record_id, 1);
+  auto original = after.ReadContent(Physician(), id, 1);
   ASSERT_TRUE(original.ok()) << original.error().Message();
   EXPECT_EQ(original->bytes, "Allergy: none (synthetic).");
 }
