@@ -33,6 +33,7 @@ class ComplianceTest : public ::testing::Test {
     ctx.request_id = "req";
     ctx.principal.name = "test-app";
     ctx.principal.actions = KnownActions();
+    ctx.principal.roles = DefaultRoles();  // bound to every role, as the handler checked
     ctx.user = role == "compliance-officer" ? "co.synthetic" : "dr.synthetic";
     ctx.role = std::move(role);
     ctx.purpose = std::move(purpose);
