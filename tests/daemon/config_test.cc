@@ -65,7 +65,7 @@ token_sha256 = ")" +
          R"("
 uids = [998, 999]
 actions = ["record.create", "record.read"]
-roles = ["physician", "nurse"]
+roles = ["physician", "administrator"]
 purposes = ["TREAT", "HPAYMT"]
 
 [[operators]]
@@ -152,7 +152,7 @@ TEST_F(ConfigTest, CompleteFileLoadsEveryValue) {
   EXPECT_EQ(c->applications[0].token_sha256_hex, kHash);  // normalised to lower case
   EXPECT_EQ(c->applications[0].uids, (std::vector<uint32_t>{998, 999}));
   EXPECT_EQ(c->applications[0].actions, (std::vector<std::string>{"record.create", "record.read"}));
-  EXPECT_EQ(c->applications[0].roles, (std::vector<std::string>{"physician", "nurse"}));
+  EXPECT_EQ(c->applications[0].roles, (std::vector<std::string>{"physician", "administrator"}));
   EXPECT_EQ(c->applications[0].purposes, (std::vector<std::string>{"TREAT", "HPAYMT"}));
   ASSERT_EQ(c->operators.size(), 2u);
   EXPECT_EQ(c->operators[0].uid, std::optional<uint32_t>(1000));
