@@ -93,6 +93,19 @@ StatusOr<PeerCredentials> GetPeerCredentials(int fd) {
   return p;
 }
 
+std::string AccountNameOf(uint32_t uid) {
+  struct passwd pw {};
+  std::string name;
+  const bool found =
+      LookupWithBuffer(pw, [&](struct passwd* e, char* b, size_t n, struct passwd** r) {
+        const int rc = getpwuid_r(uid, e, b, n, r);
+        if (rc == 0 && *r != nullptr && (*r)->pw_name != nullptr) name = (*r)->pw_name;
+        return rc;
+      });
+  if (!found || name.empty()) return "uid:" + std::to_string(uid);
+  return name;
+}
+
 std::vector<uint32_t> SystemGroupsOf(uint32_t uid, uint32_t primary_gid) {
   struct passwd pw {};
   std::string name;
@@ -167,6 +180,8 @@ StatusOr<Principal> Authenticator::AuthenticateApplication(const PeerCredentials
   p.name = match->name;
   p.uid = peer.uid;
   p.actions = match->actions;
+  p.roles = match->roles;
+  p.purposes = match->purposes;
   return p;
 }
 
@@ -202,6 +217,8 @@ Principal Authenticator::OperatorPrincipal(const PeerCredentials& peer, const Op
   p.uid = peer.uid;
   p.actions = op.config.actions;
   p.operator_role = op.config.role;
+  p.roles = {op.config.role};
+  p.account = AccountNameOf(peer.uid);
   return p;
 }
 
@@ -258,6 +275,22 @@ Status AuthorizeActingParty(const std::string& role, const std::string& purpose,
   }
   if (!IsKnownPurposeOfUse(purpose)) {
     return PermissionDenied("the X-Phivault-Purpose header is not an HL7 PurposeOfUse code");
+  }
+  return Status::Ok();
+}
+
+Status CheckBoundClaims(const Principal& principal, const std::string& role,
+                        const std::string& purpose) {
+  if (principal.kind != Principal::Kind::kApplication) return Status::Ok();
+  const auto& roles = principal.roles;
+  if (std::find(roles.begin(), roles.end(), role) == roles.end()) {
+    return PermissionDenied("application " + principal.name + " may not assert role " + role +
+                            " (config:application_roles)");
+  }
+  const auto& purposes = principal.purposes;
+  if (!purposes.empty() && std::find(purposes.begin(), purposes.end(), purpose) == purposes.end()) {
+    return PermissionDenied("application " + principal.name + " may not assert purpose " + purpose +
+                            " (config:application_purposes)");
   }
   return Status::Ok();
 }

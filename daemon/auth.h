@@ -51,7 +51,8 @@ class Authenticator {
   // peer — by uid before by group — preferring the first whose role is `requested_role` (the
   // X-Phivault-Role header), so that one person may hold several roles through several entries;
   // if no matching entry has that role, the first matching entry (whose role then refuses the
-  // request). Unauthenticated otherwise; the message never contains the token.
+  // request); its account name (AccountNameOf) is its acting user. Unauthenticated otherwise;
+  // the message never contains the token.
   StatusOr<Principal> Authenticate(const PeerCredentials& peer,
                                    std::optional<std::string_view> authorization,
                                    std::string_view requested_role = {}) const;
@@ -106,6 +107,18 @@ Status CheckActingPartyHeaders(const ActingPartyHeaders& headers);
 // not a PurposeOfUse code.
 Status AuthorizeActingParty(const std::string& role, const std::string& purpose,
                             const std::vector<std::string>& roles);
+
+// What the principal's config entry binds it to: PermissionDenied naming the rule if an
+// application asserts a role its `roles` does not list ("config:application_roles") or a purpose
+// its `purposes` does not list ("config:application_purposes"). Operators are checked by
+// CheckOperatorRole. `role` and `purpose` are well-formed (CheckActingPartyHeaders), so the
+// message may quote them.
+Status CheckBoundClaims(const Principal& principal, const std::string& role,
+                        const std::string& purpose);
+
+// The account name of `uid` (its passwd entry), "uid:<n>" if it has none: an operator's acting
+// user.
+std::string AccountNameOf(uint32_t uid);
 
 // A person at the CLI acts in the role of their operator entry. `principal` was authenticated
 // without a token (an operator); PermissionDenied that says so, and which role the entry allows,

@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include "crypto/hash.h"
+#include "policies/purpose_of_use.h"
 
 namespace phivault::daemon {
 namespace {
@@ -286,6 +287,31 @@ Status ParseActions(const Reader& r, const toml::table& t, const std::string& pr
       what);
 }
 
+// An application's `roles` (required: a token alone must not let it act in every role) and
+// `purposes` (optional).
+Status ParseApplicationRoles(const Reader& r, const toml::table& t, const std::string& prefix,
+                             const std::vector<std::string>& configured, ApplicationConfig& app) {
+  if (!t.contains("roles")) {
+    return r.Error(prefix + ".roles",
+                   "is required: the roles this application may assert in X-Phivault-Role");
+  }
+  std::string roles_rule = "must be one of the configured roles:";
+  for (const auto& role : configured) roles_rule += " " + role;
+  PV_RETURN_IF_ERROR(r.StringList(
+      t, prefix, "roles", app.roles,
+      [&](const std::string& role) {
+        return std::find(configured.begin(), configured.end(), role) != configured.end();
+      },
+      roles_rule));
+  return r.StringList(
+      t, prefix, "purposes", app.purposes,
+      [](const std::string& code) {
+        const auto entry = policies::LookupPurposeOfUse(code);
+        return entry.has_value() && entry->category != policies::PurposeCategory::kAbstract;
+      },
+      "must be an HL7 PurposeOfUse code (e.g. TREAT, HPAYMT, HOPERAT)");
+}
+
 const toml::array* ArrayOfTables(const Reader& r, const toml::table& root, std::string_view key,
                                  Status& st) {
   const toml::node* n = root.get(key);
@@ -308,7 +334,8 @@ Status ParseApplications(const Reader& r, const toml::table& root, Config& c) {
   for (size_t i = 0; i < apps->size(); ++i) {
     const toml::table& t = *apps->get(i)->as_table();
     const std::string p = "applications[" + std::to_string(i) + "]";
-    PV_RETURN_IF_ERROR(r.CheckKeys(t, p, {"name", "token_sha256", "uids", "actions"}));
+    PV_RETURN_IF_ERROR(
+        r.CheckKeys(t, p, {"name", "token_sha256", "uids", "actions", "roles", "purposes"}));
     ApplicationConfig app;
     PV_RETURN_IF_ERROR(r.String(t, p, "name", app.name, /*required=*/true));
     if (!IsValidApplicationName(app.name)) {
@@ -340,6 +367,7 @@ Status ParseApplications(const Reader& r, const toml::table& root, Config& c) {
       app.uids.push_back(static_cast<uint32_t>(u->get()));
     }
     PV_RETURN_IF_ERROR(ParseActions(r, t, p, app.actions));
+    PV_RETURN_IF_ERROR(ParseApplicationRoles(r, t, p, c.roles, app));
     c.applications.push_back(std::move(app));
   }
   return Status::Ok();

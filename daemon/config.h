@@ -47,6 +47,11 @@ struct ApplicationConfig {
   std::string token_sha256_hex;
   std::vector<uint32_t> uids;
   std::vector<std::string> actions;  // e.g. "record.create", "record.read", "status"
+  // The roles its requests may assert in X-Phivault-Role (required; each a configured role),
+  // and the HL7 PurposeOfUse codes they may assert (empty: any). Anything else is refused, so
+  // an application cannot claim a role the practice did not give it.
+  std::vector<std::string> roles;
+  std::vector<std::string> purposes;
 };
 
 // A person using the CLI, recognised by the socket's peer credentials (uid, or a group the peer

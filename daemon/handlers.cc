@@ -242,11 +242,19 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
       Reject(req, resp, ex, route, ctx, s);
       return false;
     }
+    if (Status s = CheckBoundClaims(ctx.principal, *headers.role, *headers.purpose); !s.ok()) {
+      Reject(req, resp, ex, route, ctx, s);
+      return false;
+    }
     if (Status s = CheckOperatorRole(ctx.principal, *headers.role); !s.ok()) {
       Reject(req, resp, ex, route, ctx, s);
       return false;
     }
-    ctx.user = *headers.user;
+    // An operator is a person known by the uid they connect with, so their account name is who
+    // acts; X-Phivault-User (checked for form above, as for everyone) is ignored rather than
+    // refused, so that a CLI run with --as keeps working and is audited as the real account.
+    ctx.user =
+        ctx.principal.kind == Principal::Kind::kOperator ? ctx.principal.account : *headers.user;
     ctx.role = *headers.role;
     ctx.purpose = *headers.purpose;
     return true;

@@ -378,7 +378,13 @@ class VaultServiceImpl final : public VaultService {
       }
       checkpoints.push_back(std::move(fresh_note));
     }
-    const bool with_phi = ctx.role == config_.compliance_role;
+    // Unsealed only for a principal bound to the compliance role that also acts in it. The
+    // handler already refuses a role the principal is not bound to; this is checked here again
+    // so that no other path to ExportAudit can unseal PHI on a header alone.
+    const auto& bound = ctx.principal.roles;
+    const bool with_phi =
+        ctx.role == config_.compliance_role &&
+        std::find(bound.begin(), bound.end(), config_.compliance_role) != bound.end();
     uint64_t exported = 0;
 
     std::vector<policies::DecodedAuditEntry> decoded;  // FHIR and CSV are built whole

@@ -31,6 +31,15 @@ struct Principal {
   uint32_t uid = 0;                  // peer uid
   std::vector<std::string> actions;  // what the config lets this principal do
   std::string operator_role;         // the role an operator's config entry gives them
+  // The roles this principal is bound to by its config entry: an application's `roles`, an
+  // operator entry's one role. A request may assert only one of them, and what a role unlocks
+  // (an export's unsealed PHI) is decided on these, never on the header alone.
+  std::vector<std::string> roles;
+  // The HL7 PurposeOfUse codes an application may assert; empty: any.
+  std::vector<std::string> purposes;
+  // An operator's account name (the peer uid's passwd entry, "uid:<n>" without one): their
+  // acting user, whatever X-Phivault-User says.
+  std::string account;
 };
 
 struct RequestContext {

@@ -147,6 +147,13 @@ std::string RenderDevConfig(const DevConfig& c) {
   out += "token_sha256 = " + TomlQuote(c.token_sha256_hex) + "\n";
   out += "uids = [" + uid + "]\n";
   out += std::string("actions = ") + kActions + "\n";
+  out +=
+      "# The roles the app may assert in X-Phivault-Role; a real installation lists only the\n"
+      "# ones its users hold (docs/configuration.md). Optionally `purposes = [...]` too.\n";
+  std::string roles;
+  for (const char* role : kRoles)
+    roles += std::string(roles.empty() ? "" : ", ") + "\"" + role + "\"";
+  out += "roles = [" + roles + "]\n";
   out += "\n# Uid " + uid +
          " (who ran `phivault init`) is an operator in every role: the request's role\n"
          "# (--role) picks the entry. A real installation gives each person the one role and\n"

@@ -58,6 +58,7 @@ inline Config TestConfig(uint32_t app_uid) {
   app.token_sha256_hex = TokenHash(kToken);
   app.uids = {app_uid};
   app.actions = KnownActions();
+  app.roles = DefaultRoles();
   c.applications.push_back(app);
   return c;
 }

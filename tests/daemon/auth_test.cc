@@ -40,8 +40,10 @@ class AuthTest : public ::testing::Test {
     ASSERT_TRUE(crypto::InitSodium().ok());
     config_.config_path = "phivault.toml";
     config_.roles = DefaultRoles();
-    ApplicationConfig ehr{"ehr", HashOf(kEhrToken), {998, 999}, {"record.create", "record.read"}};
-    ApplicationConfig billing{"billing", HashOf(kBillingToken), {997}, {"record.list"}};
+    ApplicationConfig ehr{
+        "ehr", HashOf(kEhrToken), {998, 999}, {"record.create", "record.read"}, {"physician"}, {}};
+    ApplicationConfig billing{"billing",       HashOf(kBillingToken), {997},
+                              {"record.list"}, {"billing"},           {"HPAYMT"}};
     config_.applications = {ehr, billing};
   }
 
@@ -64,6 +66,8 @@ TEST_F(AuthTest, TokenOfAnApplicationFromOneOfItsUidsIsAccepted) {
   EXPECT_EQ(p->name, "ehr");
   EXPECT_EQ(p->uid, 999u);
   EXPECT_EQ(p->actions, (std::vector<std::string>{"record.create", "record.read"}));
+  EXPECT_EQ(p->roles, (std::vector<std::string>{"physician"}));
+  EXPECT_TRUE(p->purposes.empty());
 
   auto b = auth->Authenticate(Peer(997), std::string("bearer ") + kBillingToken);
   ASSERT_TRUE(b.ok());
@@ -249,6 +253,44 @@ TEST(ActingPartyTest, OperatorInAnotherRoleIsToldAboutTheMissingToken) {
   Principal app = op;
   app.kind = Principal::Kind::kApplication;
   EXPECT_TRUE(CheckOperatorRole(app, "nurse").ok());
+}
+
+TEST(ActingPartyTest, ApplicationAssertsOnlyItsBoundRolesAndPurposes) {
+  Principal app;
+  app.kind = Principal::Kind::kApplication;
+  app.name = "ehr";
+  app.roles = {"physician", "nurse"};
+  EXPECT_TRUE(CheckBoundClaims(app, "nurse", "ETREAT").ok());  // no `purposes`: any
+  Status s = CheckBoundClaims(app, "compliance-officer", "HOPERAT");
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(s.message(),
+            "application ehr may not assert role compliance-officer (config:application_roles)");
+  app.purposes = {"TREAT"};
+  EXPECT_TRUE(CheckBoundClaims(app, "physician", "TREAT").ok());
+  s = CheckBoundClaims(app, "physician", "HMARKT");
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(s.message(),
+            "application ehr may not assert purpose HMARKT (config:application_purposes)");
+  // Operators are bound by CheckOperatorRole instead.
+  Principal op;
+  op.kind = Principal::Kind::kOperator;
+  op.operator_role = "administrator";
+  EXPECT_TRUE(CheckBoundClaims(op, "administrator", "HOPERAT").ok());
+}
+
+TEST_F(AuthTest, OperatorIsBoundToItsEntrysRoleAndActsAsItsAccount) {
+  config_.operators.push_back(OperatorConfig{getuid(), "", "physician", {"status"}});
+  auto auth = Make();
+  auto p = auth->Authenticate(Peer(getuid()), std::nullopt, "physician");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->roles, (std::vector<std::string>{"physician"}));
+  EXPECT_EQ(p->account, AccountNameOf(getuid()));
+}
+
+TEST(ActingPartyTest, AccountNameIsThePasswdNameOrTheUid) {
+  EXPECT_EQ(AccountNameOf(0), "root");
+  // No passwd entry has this uid (the largest valid one).
+  EXPECT_EQ(AccountNameOf(4294967294u), "uid:4294967294");
 }
 
 TEST(ActingPartyTest, ClaimsAreSanitisedIntoValidUtf8) {

@@ -65,6 +65,8 @@ token_sha256 = ")" +
          R"("
 uids = [998, 999]
 actions = ["record.create", "record.read"]
+roles = ["physician", "administrator"]
+purposes = ["TREAT", "HPAYMT"]
 
 [[operators]]
 uid = 1000
@@ -150,6 +152,8 @@ TEST_F(ConfigTest, CompleteFileLoadsEveryValue) {
   EXPECT_EQ(c->applications[0].token_sha256_hex, kHash);  // normalised to lower case
   EXPECT_EQ(c->applications[0].uids, (std::vector<uint32_t>{998, 999}));
   EXPECT_EQ(c->applications[0].actions, (std::vector<std::string>{"record.create", "record.read"}));
+  EXPECT_EQ(c->applications[0].roles, (std::vector<std::string>{"physician", "administrator"}));
+  EXPECT_EQ(c->applications[0].purposes, (std::vector<std::string>{"TREAT", "HPAYMT"}));
   ASSERT_EQ(c->operators.size(), 2u);
   EXPECT_EQ(c->operators[0].uid, std::optional<uint32_t>(1000));
   EXPECT_EQ(c->operators[0].role, "physician");
@@ -352,11 +356,43 @@ TEST_F(ConfigTest, ApplicationRules) {
                  "applications[0].actions is required");
   ExpectRejected(App("name = \"ehr\"\n" + hash + "uids = [1]\nactions = [\"record.delete\"]\n"),
                  "applications[0].actions[0] must be one of: record.create");
-  const std::string one = "name = \"ehr\"\n" + hash + "uids = [1]\nactions = [\"status\"]\n";
+  const std::string one =
+      "name = \"ehr\"\n" + hash + "uids = [1]\nactions = [\"status\"]\nroles = [\"nurse\"]\n";
   ExpectRejected(App(one + "[[applications]]\n" + one), "applications[1].name is a duplicate");
   ExpectRejected(App(one + "[[applications]]\nname = \"billing\"\n" + hash +
                      "uids = [2]\nactions = [\"status\"]\n"),
                  "applications[1].token_sha256 is shared with another application");
+}
+
+// An application asserts only the roles (and purposes) its entry lists; without `roles` a token
+// would let it act as anyone, so the key is required.
+TEST_F(ConfigTest, ApplicationRolesAndPurposes) {
+  const std::string base =
+      "name = \"ehr\"\ntoken_sha256 = \"" + kHash + "\"\nuids = [1]\nactions = [\"status\"]\n";
+  ExpectRejected(App(base), "applications[0].roles is required");
+  ExpectRejected(App(base + "roles = []\n"), "applications[0].roles must not be empty");
+  ExpectRejected(App(base + "roles = \"physician\"\n"),
+                 "applications[0].roles must be an array of strings");
+  ExpectRejected(App(base + "roles = [\"physician\", \"surgeon\"]\n"),
+                 "applications[0].roles[1] must be one of the configured roles: physician");
+  ExpectRejected(App(base + "roles = [\"nurse\", \"nurse\"]\n"),
+                 "applications[0].roles[1] is a duplicate");
+  // The configured list, not the default one, is what an application's roles are checked against.
+  ExpectRejected("roles = [\"doctor\"]\n" + App(base + "roles = [\"physician\"]\n"),
+                 "applications[0].roles[0] must be one of the configured roles: doctor");
+  ExpectRejected(App(base + "roles = [\"nurse\"]\npurposes = [\"TREAT\", \"COFFEE\"]\n"),
+                 "applications[0].purposes[1] must be an HL7 PurposeOfUse code");
+  // The abstract root of the value set is no purpose a request may carry.
+  ExpectRejected(App(base + "roles = [\"nurse\"]\npurposes = [\"PurposeOfUse\"]\n"),
+                 "applications[0].purposes[0] must be an HL7 PurposeOfUse code");
+  ExpectRejected(App(base + "roles = [\"nurse\"]\npurposes = []\n"),
+                 "applications[0].purposes must not be empty");
+
+  const std::string path = Write(App(base + "roles = [\"nurse\", \"compliance-officer\"]\n"));
+  auto c = LoadConfig(path);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->applications[0].roles, (std::vector<std::string>{"nurse", "compliance-officer"}));
+  EXPECT_TRUE(c->applications[0].purposes.empty());  // absent: any purpose
 }
 
 TEST_F(ConfigTest, OperatorRules) {

@@ -458,6 +458,83 @@ TEST_F(HttpServerTest, OperatorIsRecognisedByPeerUidWithoutToken) {
   EXPECT_EQ(j["disk"]["free_bytes"], 100);
 }
 
+// An operator is the person their uid belongs to: the acting user is that account's name, and
+// a different X-Phivault-User (the CLI's --as) is ignored rather than believed.
+TEST_F(HttpServerTest, OperatorActsAsThePeersAccountNotTheUserHeader) {
+  Config config = TestConfig(getuid() + 1);
+  OperatorConfig op;
+  op.uid = getuid();
+  op.role = "administrator";
+  op.actions = {"status"};
+  config.operators.push_back(op);
+  Start(config);
+  const std::string account = AccountNameOf(getuid());
+  ASSERT_NE(account, "nurse.synthetic");
+  EXPECT_CALL(
+      service_,
+      GetStatus(
+          AllOf(Field(&RequestContext::user, account),
+                Field(&RequestContext::principal,
+                      AllOf(Field(&Principal::account, account),
+                            Field(&Principal::roles, std::vector<std::string>{"administrator"}))))))
+      .WillOnce(Return(VaultStatus{}));
+  std::string req = Request("GET", "/v1/status");
+  req.replace(req.find("Authorization: "),
+              req.find("\r\n", req.find("Authorization: ")) - req.find("Authorization: ") + 2, "");
+  req.replace(req.find("Role: nurse"), 11, "Role: administrator");
+  EXPECT_EQ(Send(req).status, 200);
+}
+
+// An application asserts only the roles and purposes its entry lists: anything else is a 403
+// that names the rule, and the refusal is audited under the (authenticated) application.
+TEST_F(HttpServerTest, RoleOrPurposeTheApplicationIsNotBoundToIs403AndAudited) {
+  Config config = TestConfig(getuid());
+  config.applications[0].roles = {"physician"};
+  config.applications[0].purposes = {"TREAT"};
+  Start(config);
+  const std::string target = std::string("/v1/records/") + kRecordId;
+
+  std::string officer = Request("GET", target);
+  officer.replace(officer.find("Role: nurse"), 11, "Role: compliance-officer");
+  EXPECT_CALL(
+      service_,
+      AuditRejected(AllOf(Field(&RequestContext::role, "compliance-officer"),
+                          Field(&RequestContext::principal, Field(&Principal::name, "ehr"))),
+                    std::string("record.read"),
+                    HasSubstr("application ehr may not assert role compliance-officer "
+                              "(config:application_roles)"),
+                    1))
+      .WillOnce(Return(Status::Ok()));
+  RawResponse r = Send(officer);
+  ExpectProblem(r, 403, "forbidden");
+  EXPECT_EQ(Body(r)["detail"],
+            "application ehr may not assert role compliance-officer (config:application_roles)");
+
+  std::string payment = Request("GET", target);
+  payment.replace(payment.find("Role: nurse"), 11, "Role: physician");
+  payment.replace(payment.find("Purpose: TREAT"), 14, "Purpose: HPAYMT");
+  EXPECT_CALL(service_,
+              AuditRejected(Field(&RequestContext::purpose, "HPAYMT"), std::string("record.read"),
+                            HasSubstr("(config:application_purposes)"), 1))
+      .WillOnce(Return(Status::Ok()));
+  r = Send(payment);
+  ExpectProblem(r, 403, "forbidden");
+  EXPECT_EQ(Body(r)["detail"],
+            "application ehr may not assert purpose HPAYMT (config:application_purposes)");
+
+  // The role and purpose it is bound to reach the service, which learns the bound roles.
+  std::string physician = Request("GET", "/v1/status");
+  physician.replace(physician.find("Role: nurse"), 11, "Role: physician");
+  EXPECT_CALL(
+      service_,
+      GetStatus(AllOf(Field(&RequestContext::role, "physician"),
+                      Field(&RequestContext::user, "nurse.synthetic"),
+                      Field(&RequestContext::principal,
+                            Field(&Principal::roles, std::vector<std::string>{"physician"})))))
+      .WillOnce(Return(VaultStatus{}));
+  EXPECT_EQ(Send(physician).status, 200);
+}
+
 TEST_F(HttpServerTest, StatusLinesCarryTheStandardReasonPhrase) {
   Start();
   EXPECT_CALL(service_, CreateRecord(_, _)).WillOnce(Return(SampleMeta()));

@@ -1,5 +1,10 @@
 // Who may talk to the daemon, as the client library and the CLI see it.
+#include <pwd.h>
+#include <unistd.h>
+
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -114,6 +119,101 @@ TEST_F(E2eAuthTest, CliExitCodesAgainstTheRealDaemon) {
   EXPECT_EQ(stopped.exit_code, 5) << stopped.err;
   EXPECT_TRUE(stopped.out.empty());
   EXPECT_FALSE(stopped.err.empty()) << "no message when the daemon is down";
+}
+
+// The lines of a JSON Lines audit export that hold entries.
+std::vector<nlohmann::json> EntryLines(const std::string& jsonl) {
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(jsonl);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.value("type", "") == "entry") lines.push_back(std::move(j));
+  }
+  return lines;
+}
+
+nlohmann::json EntryOf(const nlohmann::json& line) {
+  return nlohmann::json::parse(line.value("entry", ""), nullptr, /*allow_exceptions=*/false);
+}
+
+// The roles line `phivault init` writes for its app (tools/cli_init.cc): every role.
+constexpr char kInitAppRoles[] =
+    R"(roles = ["administrator", "physician", "nurse", "reception", "billing", )"
+    R"("compliance-officer", "medical-assistant"])";
+
+class E2eAppRolesTest : public VaultTest {
+ protected:
+  bool StartInSetUp() const override { return false; }
+};
+
+// An application bound to `physician` only, though allowed audit.export, cannot get unsealed PHI
+// by claiming the compliance officer's role: the claim is refused and audited, and its own
+// exports carry no readable PHI. The compliance officer (an operator) still gets it.
+TEST_F(E2eAppRolesTest, AppBoundToPhysicianCannotActAsComplianceOfficer) {
+  vault_.EditConfig(kInitAppRoles, R"(roles = ["physician"])");
+  ASSERT_TRUE(vault_.Start());
+  client::Client app = vault_.AppClient();
+  auto stored = app.CreateRecord(Physician(), Note());
+  ASSERT_TRUE(stored.ok()) << stored.error().Message();
+
+  const client::Actor officer{
+      .user = "co.claimed", .role = "compliance-officer", .purpose = "HOPERAT"};
+  std::ostringstream refused_out;
+  auto refused = app.ExportAudit(officer, client::AuditExportQuery{}, refused_out);
+  ASSERT_FALSE(refused.ok()) << "an app bound to physician exported as the compliance officer";
+  EXPECT_EQ(refused.error().http_status, 403);
+  EXPECT_EQ(refused.error().type, "urn:phivault:problem:forbidden");
+  EXPECT_NE(refused.error().Message().find("application dev-app may not assert role "
+                                           "compliance-officer (config:application_roles)"),
+            std::string::npos)
+      << refused.error().Message();
+  EXPECT_EQ(refused_out.str().find("synthetic-patient-auth"), std::string::npos);
+
+  // In its own role, with audit.export allowed, the export has no unsealed PHI anywhere.
+  client::Actor physician = Physician();
+  physician.purpose = "HOPERAT";
+  std::ostringstream own;
+  auto exported = app.ExportAudit(physician, client::AuditExportQuery{}, own);
+  ASSERT_TRUE(exported.ok()) << exported.error().Message();
+  EXPECT_EQ(own.str().find("synthetic-patient-auth"), std::string::npos);
+  const auto lines = EntryLines(own.str());
+  ASSERT_FALSE(lines.empty());
+  bool refusal_audited = false;
+  for (const auto& line : lines) {
+    EXPECT_FALSE(line.contains("phi")) << line.dump();
+    EXPECT_FALSE(line.contains("phi_salt")) << line.dump();
+    const auto e = EntryOf(line);
+    if (e.value("outcome", "") == "denied" && e.value("action", "") == "audit.export" &&
+        e.value("app", "") == "dev-app" && e.value("role", "") == "compliance-officer" &&
+        e.value("reason", "").find("config:application_roles") != std::string::npos) {
+      refusal_audited = true;
+    }
+  }
+  EXPECT_TRUE(refusal_audited) << "the refused role claim is not in the audit log";
+
+  // The compliance officer at the CLI (an operator, as `phivault init` configured it) gets the
+  // patient id unsealed; their --as is not believed: the entries name their account.
+  const struct passwd* pw = getpwuid(getuid());
+  const std::string account =
+      pw != nullptr ? std::string(pw->pw_name) : "uid:" + std::to_string(getuid());
+  const ProcessResult cli = vault_.Cli({"--role", "compliance-officer", "--purpose", "HOPERAT",
+                                        "--as", "someone.else", "--json", "audit", "export"});
+  ASSERT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_NE(cli.out.find("synthetic-patient-auth"), std::string::npos)
+      << "the compliance officer's export does not unseal the patient id";
+  const ProcessResult again = vault_.Cli({"--role", "compliance-officer", "--purpose", "HOPERAT",
+                                          "--as", "someone.else", "--json", "audit", "export"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  bool officer_entry = false;
+  for (const auto& line : EntryLines(again.out)) {
+    const auto e = EntryOf(line);
+    if (e.value("action", "") != "audit.export" || e.value("outcome", "") == "denied") continue;
+    if (e.value("role", "") != "compliance-officer") continue;
+    officer_entry = true;
+    EXPECT_EQ(e.value("user", ""), account) << e.dump();
+  }
+  EXPECT_TRUE(officer_entry) << "the operator's export is not audited";
 }
 
 }  // namespace

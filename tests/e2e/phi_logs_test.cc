@@ -24,7 +24,8 @@ TEST_F(E2ePhiLogsTest, NoCanaryInLogsOrAnyFileOutsideTheEncryptedStore) {
   const std::string limited_token = "pvt_" + crypto::Base64UrlEncode(RandomBytes(32));
   vault_.AppendConfig("[[applications]]\nname = \"limited-app\"\ntoken_sha256 = \"" +
                       crypto::HexEncode(crypto::AsView(crypto::Sha256(limited_token))) +
-                      "\"\nuids = [" + std::to_string(getuid()) + "]\nactions = [\"status\"]\n");
+                      "\"\nuids = [" + std::to_string(getuid()) +
+                      "]\nactions = [\"status\"]\nroles = [\"physician\"]\n");
   ASSERT_TRUE(vault_.Start());
 
   const std::string patient = "synthetic-patient-" + RandomHex(12);

@@ -33,6 +33,7 @@ class ComplianceTest : public ::testing::Test {
     ctx.request_id = "req";
     ctx.principal.name = "test-app";
     ctx.principal.actions = KnownActions();
+    ctx.principal.roles = DefaultRoles();  // bound to every role, as the handler checked
     ctx.user = role == "compliance-officer" ? "co.synthetic" : "dr.synthetic";
     ctx.role = std::move(role);
     ctx.purpose = std::move(purpose);
@@ -371,6 +372,15 @@ TEST_F(ComplianceTest, ExportsUnsealPhiOnlyForTheComplianceRole) {
   EXPECT_EQ(as_physician.find("synthetic-acct-8"), std::string::npos);
   const std::string as_compliance = Export(Ctx("compliance-officer", "HOPERAT"), {});
   EXPECT_NE(as_compliance.find("synthetic-acct-8"), std::string::npos);
+  // Defence in depth behind the handler's role check: a principal not bound to the compliance
+  // role gets nothing unsealed even if its request claims that role.
+  RequestContext claimed = Ctx("compliance-officer", "HOPERAT");
+  claimed.principal.roles = {"physician", "nurse"};
+  EXPECT_EQ(Export(claimed, {}).find("synthetic-acct-8"), std::string::npos);
+  claimed.principal.kind = Principal::Kind::kOperator;
+  claimed.principal.operator_role = "compliance-officer";
+  claimed.principal.roles = {"compliance-officer"};
+  EXPECT_NE(Export(claimed, {}).find("synthetic-acct-8"), std::string::npos);
   AuditExportRequest fhir;
   fhir.format = ExportFormat::kFhir;
   fhir.action = "record.create";

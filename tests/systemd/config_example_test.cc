@@ -96,6 +96,10 @@ TEST(ConfigExampleTest, CommentedApplicationExampleLoadsOnceFilledIn) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   ASSERT_EQ(config->applications.size(), 1u);
   EXPECT_EQ(config->applications[0].actions.size(), 5u);
+  EXPECT_EQ(config->applications[0].roles,
+            (std::vector<std::string>{"physician", "nurse", "medical-assistant"}));
+  EXPECT_EQ(config->applications[0].purposes,
+            (std::vector<std::string>{"TREAT", "ETREAT", "HPAYMT", "HOPERAT"}));
 }
 
 }  // namespace

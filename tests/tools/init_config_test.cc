@@ -35,6 +35,13 @@ TEST(InitConfigTest, TheDaemonLoadsTheConfigThatInitWrites) {
             crypto::HexEncode(crypto::AsView(crypto::Sha256(init->token))));
   EXPECT_EQ(config->applications[0].uids, std::vector<uint32_t>{::getuid()});
   EXPECT_EQ(config->practice_name, kDefaultPracticeName);
+  // The dev app may assert every role (and any purpose), so every guide works with its token.
+  std::vector<std::string> app_roles = config->applications[0].roles;
+  std::vector<std::string> all_roles = daemon::DefaultRoles();
+  std::sort(app_roles.begin(), app_roles.end());
+  std::sort(all_roles.begin(), all_roles.end());
+  EXPECT_EQ(app_roles, all_roles);
+  EXPECT_TRUE(config->applications[0].purposes.empty());
   // The creator is an operator in each of the daemon's roles (so that every guide works as
   // written), administrator first; a development vault may do everything the daemon knows, no
   // more and no less.
