@@ -91,9 +91,11 @@ class SlotPool {
 
   SecretSlotState Inspect(const uint8_t* address) {
     std::lock_guard<std::mutex> lock(mu_);
+    // Compared as integers: `address` may point anywhere, even outside every slab.
+    const auto a = reinterpret_cast<uintptr_t>(address);
     const bool in_slab = std::any_of(slabs_.begin(), slabs_.end(), [&](const uint8_t* slab) {
-      return address >= slab && address < slab + kSlabBytes &&
-             static_cast<size_t>(address - slab) % slot_bytes_ == 0;
+      const auto start = reinterpret_cast<uintptr_t>(slab);
+      return a >= start && a < start + kSlabBytes && (a - start) % slot_bytes_ == 0;
     });
     if (!in_slab) return SecretSlotState::kNotInPool;
     if (std::find(free_.begin(), free_.end(), address) == free_.end()) {
