@@ -19,9 +19,17 @@ class InsecureSecretKeyAccess {
   InsecureSecretKeyAccess() = default;
 };
 
-// Fixed-size secret bytes in sodium_malloc'd memory: guard pages, mlock'd, wiped
-// (sodium_free) on destruction. Move-only. A moved-from SecretBytes is empty.
-// Locking is best effort: beyond RLIMIT_MEMLOCK the memory is still guarded and wiped.
+// Fixed-size secret bytes in locked memory, wiped on destruction. Move-only. A moved-from
+// SecretBytes is empty.
+// Up to 64 bytes (every key phivault holds) live in a slot of a process-wide pool: slabs
+// allocated once with sodium_malloc (guard pages around the slab, mlock'd, MADV_DONTDUMP) and
+// carved into 32- and 64-byte slots, handed out under a mutex and sodium_memzero'd on release.
+// This makes a per-request key cost a lock and a wipe instead of mmap/mprotect/munmap. Slabs
+// are never unmapped, so the pool holds its peak number of live keys. Larger secrets get their
+// own sodium_malloc region (guard pages, canary, sodium_free wipes). Under AddressSanitizer free
+// slots and the unused tail of a slot are poisoned, so a use after free is reported.
+// Locking is best effort: beyond RLIMIT_MEMLOCK the memory is still wiped, just swappable.
+// Thread-safe: distinct SecretBytes may be created and destroyed from any thread concurrently.
 class SecretBytes {
  public:
   SecretBytes() = default;
