@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "crypto/secret.h"
-#include "crypto/status.h"
+#include "base/status.h"
 
 namespace phivault::crypto {
 

@@ -61,7 +61,7 @@
 #include "crypto/keyring_file.h"
 #include "crypto/secret.h"
 #include "crypto/signing.h"
-#include "crypto/status.h"
+#include "base/status.h"
 
 namespace phivault::crypto {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "crypto/status.h"
+#include "base/status.h"
 
 namespace phivault::crypto {
 

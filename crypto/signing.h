@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "crypto/secret.h"
-#include "crypto/status.h"
+#include "base/status.h"
 
 namespace phivault::crypto {
 

@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "crypto/status.h"
+#include "base/status.h"
 #include "daemon/service.h"
 #include "storage/records.h"
 

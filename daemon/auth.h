@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "crypto/status.h"
+#include "base/status.h"
 #include "daemon/config.h"
 #include "daemon/service.h"
 

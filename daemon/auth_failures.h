@@ -24,7 +24,7 @@
 #include <thread>
 #include <tuple>
 
-#include "crypto/status.h"
+#include "base/status.h"
 #include "daemon/service.h"
 
 namespace phivault::daemon {

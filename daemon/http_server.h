@@ -20,7 +20,7 @@
 #include <Poco/SharedPtr.h>
 #include <Poco/ThreadPool.h>
 
-#include "crypto/status.h"
+#include "base/status.h"
 #include "daemon/config.h"
 
 namespace phivault::daemon {

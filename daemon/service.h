@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "crypto/keyring.h"
-#include "crypto/status.h"
+#include "base/status.h"
 #include "daemon/config.h"
 #include "storage/audit_log.h"
 #include "storage/ledger.h"

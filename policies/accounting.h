@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "crypto/status.h"
+#include "base/status.h"
 #include "policies/audit_view.h"
 
 namespace phivault::policies {

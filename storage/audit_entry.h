@@ -14,7 +14,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "crypto/status.h"
+#include "base/status.h"
 
 namespace phivault::storage {
 

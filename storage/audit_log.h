@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "crypto/signing.h"
-#include "crypto/status.h"
+#include "base/status.h"
 #include "storage/checkpoint.h"
 #include "storage/ledger.h"
 #include "storage/merkle.h"

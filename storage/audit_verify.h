@@ -60,7 +60,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "crypto/signing.h"
-#include "crypto/status.h"
+#include "base/status.h"
 #include "storage/merkle.h"
 
 namespace phivault::storage {

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "crypto/signing.h"
-#include "crypto/status.h"
+#include "base/status.h"
 #include "storage/merkle.h"
 
 namespace phivault::storage {

@@ -30,7 +30,7 @@
 #include <string>
 #include <string_view>
 
-#include "crypto/status.h"
+#include "base/status.h"
 #include "storage/audit_entry.h"
 #include "storage/store.h"
 

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "crypto/hash.h"
-#include "crypto/status.h"
+#include "base/status.h"
 #include "storage/ledger.h"
 #include "storage/store.h"
 

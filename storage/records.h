@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "crypto/keyring.h"
-#include "crypto/status.h"
+#include "base/status.h"
 #include "storage/store.h"
 
 namespace phivault::storage {

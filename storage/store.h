@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "crypto/status.h"
+#include "base/status.h"
 
 namespace phivault::storage {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "crypto/status.h"
+#include "base/status.h"
 #include "storage/store.h"
 
 namespace phivault::storage {

@@ -27,7 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "crypto/status.h"
+#include "base/status.h"
 
 namespace phivault::client {
 

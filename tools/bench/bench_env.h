@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "crypto/keyring.h"
-#include "crypto/status.h"
+#include "base/status.h"
 #include "daemon/config.h"
 #include "daemon/service.h"
 #include "storage/audit_log.h"

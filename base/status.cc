@@ -1,4 +1,4 @@
-#include "crypto/status.h"
+#include "base/status.h"
 
 namespace phivault {
 
