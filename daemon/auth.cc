@@ -268,6 +268,67 @@ Status CheckActingPartyHeaders(const ActingPartyHeaders& h) {
   return Status::Ok();
 }
 
+namespace {
+// Valid UTF-8 (no overlong forms, surrogates or code points above U+10FFFF) without C0/C1
+// control characters or DEL.
+bool IsPrintableUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7f) return false;
+      ++i;
+      continue;
+    }
+    size_t n = 0;
+    uint32_t cp = 0;
+    if ((c & 0xe0) == 0xc0) {
+      n = 1;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      n = 2;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    for (size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return false;
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    if (cp >= 0x80 && cp < 0xa0) return false;  // C1 controls
+    i += n + 1;
+  }
+  return true;
+}
+}  // namespace
+
+Status CheckRequestConditionHeaders(const RequestConditionHeaders& h) {
+  if (h.break_glass_reason != nullptr &&
+      (h.break_glass_reason->empty() || h.break_glass_reason->size() > kMaxBreakGlassReasonBytes ||
+       !IsPrintableUtf8(*h.break_glass_reason))) {
+    return InvalidArgument(
+        "the X-Phivault-Break-Glass-Reason header must be 1 to 512 bytes of UTF-8 text without "
+        "control characters");
+  }
+  if (h.consent != nullptr &&
+      (h.consent->empty() || h.consent->size() > kMaxConsentBytes ||
+       !std::all_of(h.consent->begin(), h.consent->end(), [](char c) {
+         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' ||
+                c == ':' || c == '/' || c == '-';
+       }))) {
+    return InvalidArgument(
+        "the X-Phivault-Consent header must be 1 to 128 characters from [A-Za-z0-9._:/-]");
+  }
+  return Status::Ok();
+}
+
 Status AuthorizeActingParty(const std::string& role, const std::string& purpose,
                             const std::vector<std::string>& roles) {
   if (std::find(roles.begin(), roles.end(), role) == roles.end()) {

@@ -103,6 +103,18 @@ inline constexpr size_t kMaxActingPurposeBytes = 32;
 // never quotes the value.
 Status CheckActingPartyHeaders(const ActingPartyHeaders& headers);
 
+// The optional headers that change what a request may do (nullptr: absent).
+struct RequestConditionHeaders {
+  const std::string* break_glass_reason = nullptr;  // X-Phivault-Break-Glass-Reason
+  const std::string* consent = nullptr;             // X-Phivault-Consent
+};
+inline constexpr size_t kMaxBreakGlassReasonBytes = 512;
+inline constexpr size_t kMaxConsentBytes = 128;
+// Their form: a break-glass reason is 1..512 bytes of valid UTF-8 without control characters
+// (it is sealed into the audit entry and shown on the review list); a consent id is 1..128 of
+// [A-Za-z0-9._:/-]. InvalidArgument naming the header, never quoting it.
+Status CheckRequestConditionHeaders(const RequestConditionHeaders& headers);
+
 // For well-formed headers: PermissionDenied if the role is not one of `roles` or the purpose is
 // not a PurposeOfUse code.
 Status AuthorizeActingParty(const std::string& role, const std::string& purpose,

@@ -412,6 +412,7 @@ Status Parse(const Reader& r, const toml::table& root, Config& c) {
       {"data_dir", "socket_path", "socket_mode", "socket_group", "default_retention_years",
        "max_content_bytes", "categories", "roles", "compliance_role", "practice_name",
        "audit_origin", "audit_checkpoint_interval_seconds", "keyring_mirrors", "master_key",
+       "policy_file",
        "limits", "log", "applications", "operators"}));
 
   PV_RETURN_IF_ERROR(r.Path(root, "", "data_dir", c.data_dir, /*required=*/true));
@@ -439,6 +440,7 @@ Status Parse(const Reader& r, const toml::table& root, Config& c) {
       return r.Error("compliance_role", "must be one of the configured roles");
     }
   }
+  PV_RETURN_IF_ERROR(r.Path(root, "", "policy_file", c.policy_file));
   PV_RETURN_IF_ERROR(r.NonEmptyString(root, "", "practice_name", c.practice_name));
   if (c.practice_name.size() > 128 || HasControlChar(c.practice_name)) {
     return r.Error("practice_name", "must be at most 128 bytes without control characters");
@@ -503,15 +505,18 @@ std::vector<std::string> DefaultCategories() {
 }
 
 std::vector<std::string> DefaultRoles() {
-  return {"physician",          "nurse",        "medical-assistant", "reception", "billing",
-          "compliance-officer", "administrator"};
+  return {"physician",          "nurse",        "medical_assistant", "front_office", "billing",
+          "compliance_officer", "vault_admin"};
 }
 
 std::vector<std::string> KnownActions() {
-  return {"record.create",     "record.read",     "record.amend",
-          "record.list",       "record.disclose", "disclosure.suspend",
-          "report.accounting", "report.access",   "audit.export",
-          "audit.verify",      "status"};
+  return {"record.create",     "record.read",     "record.amend",    "record.list",
+          "record.disclose",   "disclosure.suspend", "report.accounting", "report.access",
+          "audit.export",      "audit.verify",    "audit.review",    "audit.sign-off",
+          "policy.reload",     "policy.show",     "policy.check",    "restriction.add",
+          "restriction.list",  "restriction.end", "patient.export",  "request.open",
+          "request.extend",    "request.close",   "request.list",    "contact.set",
+          "contact.show",      "status"};
 }
 
 StatusOr<Config> LoadConfig(const std::string& path) {

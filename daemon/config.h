@@ -75,7 +75,11 @@ struct Config {
   std::vector<std::string> categories;  // default list if not given
   std::vector<std::string> roles;       // default list if not given
   // The role whose audit exports include unsealed PHI fields (patient ids, recipients).
-  std::string compliance_role = "compliance-officer";
+  std::string compliance_role = "compliance_officer";
+  // The access policy (docs/policy.md), relative paths relative to the config file; empty: the
+  // shipped default policy (policies/default_policy.toml). Loaded at start, on SIGHUP and on
+  // `phivault policy reload`; it must declare every role this configuration binds.
+  std::string policy_file;
   // The author named on reports given to patients; empty (not configured): the reports name
   // none rather than the software.
   std::string practice_name;

@@ -261,6 +261,16 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         ctx.principal.kind == Principal::Kind::kOperator ? ctx.principal.account : *headers.user;
     ctx.role = *headers.role;
     ctx.purpose = *headers.purpose;
+    const RequestConditionHeaders conditions{HeaderOrNull(req, "X-Phivault-Break-Glass-Reason"),
+                                             HeaderOrNull(req, "X-Phivault-Consent")};
+    if (Status s = CheckRequestConditionHeaders(conditions); !s.ok()) {
+      Reject(req, resp, ex, route, ctx, s);
+      return false;
+    }
+    if (conditions.break_glass_reason != nullptr) {
+      ctx.break_glass_reason = *conditions.break_glass_reason;
+    }
+    if (conditions.consent != nullptr) ctx.consent = *conditions.consent;
     return true;
   }
 
@@ -336,8 +346,9 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         auto list = service.ListRecords(ctx, *patient_id);
         if (!list.ok()) return SendProblem(resp, ex, ProblemFromStatus(list.status()));
         json records = json::array();
-        for (const auto& m : *list) records.push_back(EncodeMetadata(m));
-        return SendJson(resp, ex, 200, json{{"records", std::move(records)}});
+        for (const auto& m : list->records) records.push_back(EncodeMetadata(m));
+        return SendJson(resp, ex, 200,
+                        json{{"records", std::move(records)}, {"withheld", list->withheld}});
       }
       case RouteId::kReadRecord:
       case RouteId::kReadContent:

@@ -18,7 +18,7 @@ class MockVaultService : public VaultService {
   MOCK_METHOD(StatusOr<storage::RecordMetadata>, AmendRecord,
               (const RequestContext& ctx, const std::string& record_id, AmendRecordRequest req),
               (override));
-  MOCK_METHOD(StatusOr<std::vector<storage::RecordMetadata>>, ListRecords,
+  MOCK_METHOD(StatusOr<RecordList>, ListRecords,
               (const RequestContext& ctx, const std::string& patient_id), (override));
   MOCK_METHOD(StatusOr<VaultStatus>, GetStatus, (const RequestContext& ctx), (override));
   MOCK_METHOD(StatusOr<storage::Record>, DiscloseRecord,

@@ -30,6 +30,7 @@ std::string_view TitleOf(std::string_view type) {
       {"unavailable", "Temporarily unavailable"},
       {"too-many-connections", "Too many connections"},
       {"insufficient-storage", "Not enough disk space"},
+      {"invalid-policy", "The policy file is invalid; the policy in force is unchanged"},
   };
   for (const auto& e : kTitles) {
     if (e.type == type) return e.title;
@@ -56,11 +57,17 @@ Problem ProblemFromStatus(const Status& status) {
   const std::string& m = status.message();
   switch (status.code()) {
     case StatusCode::kInvalidArgument:
+      if (Says(m, kInvalidPolicyMessage)) return MakeProblem(422, "invalid-policy", m);
       return MakeProblem(400, "invalid-request", m);
     case StatusCode::kUnauthenticated:
       return MakeProblem(401, "unauthenticated", m);
-    case StatusCode::kPermissionDenied:
-      return MakeProblem(403, "forbidden", m);
+    case StatusCode::kPermissionDenied: {
+      const size_t at = m.rfind(kRuleMarker);
+      if (at == std::string::npos || m.back() != ']') return MakeProblem(403, "forbidden", m);
+      Problem p = MakeProblem(403, "forbidden", m.substr(0, at));
+      p.rule = m.substr(at + kRuleMarker.size(), m.size() - at - kRuleMarker.size() - 1);
+      return p;
+    }
     case StatusCode::kNotFound:
       return MakeProblem(404, "not-found", m);
     case StatusCode::kAlreadyExists:
@@ -91,6 +98,7 @@ std::string ProblemJson(const Problem& problem, std::string_view request_id) {
       {"detail", problem.detail},
       {"request_id", std::string(request_id)},
   };
+  if (!problem.rule.empty()) j["rule"] = problem.rule;
   // Replace, not throw, should a message ever contain bytes that are not UTF-8.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

@@ -17,6 +17,9 @@ struct Problem {
   std::string type;    // the kebab-case name, without the "urn:phivault:problem:" prefix
   std::string title;   // short, fixed per type
   std::string detail;  // what went wrong in this request
+  // For a 403 from the access policy: the rule that decided (a rule name, "default-deny",
+  // "protected:<category>", "restriction:<id>", "config:<key>"). Never PHI.
+  std::string rule;
 };
 
 inline constexpr std::string_view kProblemContentType = "application/problem+json";
@@ -30,10 +33,15 @@ inline constexpr std::string_view kShreddedMessage = "record was crypto-shredded
 inline constexpr std::string_view kContentTooLargeMessage = "content exceeds max_content_bytes";
 inline constexpr std::string_view kAuditUnavailableMessage =
     "the audit log could not be written; nothing was done";
+// A policy file that failed validation on reload (the old policy stays in force): 422.
+inline constexpr std::string_view kInvalidPolicyMessage = "the policy was not loaded";
+// A PermissionDenied message may end in " [rule: <name>]" (daemon/service.cc): the problem's
+// `rule`, taken off the detail.
+inline constexpr std::string_view kRuleMarker = " [rule: ";
 
 // Maps a non-OK Status to its problem:
-//   InvalidArgument 400 invalid-request, Unauthenticated 401 unauthenticated,
-//   PermissionDenied 403 forbidden, NotFound 404 not-found, AlreadyExists 409 conflict,
+//   InvalidArgument 400 invalid-request (422 invalid-policy for kInvalidPolicyMessage), Unauthenticated 401 unauthenticated,
+//   PermissionDenied 403 forbidden (with `rule`), NotFound 404 not-found, AlreadyExists 409 conflict,
 //   FailedPrecondition 409 failed-precondition (410 record-shredded for kShreddedMessage),
 //   ResourceExhausted 413 payload-too-large for kContentTooLargeMessage, otherwise 507
 //   insufficient-storage (the store's disk-space refusals: the reserve, compaction space,
@@ -45,7 +53,7 @@ Problem ProblemFromStatus(const Status& status);
 // A problem that has no Status behind it (routing, HTTP framing).
 Problem MakeProblem(int http_status, std::string type, std::string detail);
 
-// The JSON document: {"type","title","status","detail","request_id"}.
+// The JSON document: {"type","title","status","detail","request_id"}, plus "rule" when set.
 std::string ProblemJson(const Problem& problem, std::string_view request_id);
 
 }  // namespace phivault::daemon

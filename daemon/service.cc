@@ -7,8 +7,10 @@
 #include <mutex>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "crypto/hash.h"
+#include "daemon/policy_loader.h"
 #include "daemon/record_rules.h"
 #include "policies/accounting.h"
 #include "policies/fhir_audit_event.h"
@@ -59,6 +61,29 @@ storage::AuditEntry& MarkFailure(storage::AuditEntry& e, const Status& s) {
   return e;
 }
 
+// What a denial says: the explanation, then the deciding rule in the form
+// daemon/problem.h's ProblemFromStatus lifts into the problem's `rule` member.
+Status Denied(std::string explanation, std::string_view rule) {
+  return PermissionDenied(std::move(explanation) + " [rule: " + std::string(rule) + "]");
+}
+
+// One request's pass through the guard: the audit entry being built, the policy snapshot it is
+// decided on (taken once), and what the work stages to commit with the entry.
+struct Pass {
+  storage::AuditEntry entry;
+  std::shared_ptr<const policies::AccessPolicy> policy;
+  nlohmann::json phi = nlohmann::json::object();  // sealed into the entry when it is written
+  storage::WriteBatch batch;
+  bool decided = false;  // an access decision was made (checked before anything is committed)
+  bool committed = false;
+  std::string upfront_rule;  // record actions: the rule that lets the role act on some category
+  std::vector<std::string> rules;  // the rules that permitted, for the entry's reason
+  void Permitted(std::string_view rule) {
+    decided = true;
+    if (std::find(rules.begin(), rules.end(), rule) == rules.end()) rules.emplace_back(rule);
+  }
+};
+
 class VaultServiceImpl final : public VaultService {
  public:
   explicit VaultServiceImpl(const ServiceDeps& deps)
@@ -68,107 +93,129 @@ class VaultServiceImpl final : public VaultService {
         keyring_(*deps.keyring),
         audit_log_(deps.audit_log),
         records_(*deps.store, *deps.keyring),
-        started_(std::chrono::steady_clock::now()) {}
+        policy_(deps.policy),
+        started_(std::chrono::steady_clock::now()) {
+    if (policy_ == nullptr) {
+      auto loaded = LoadAccessPolicy(config_);
+      if (!loaded.ok()) {
+        // Refuse everything rather than run without a policy; main() loads the policy first and
+        // does not start with a bad one, so this is reached only by a broken caller.
+        spdlog::critical("no access policy: {}", loaded.status().message());
+      } else {
+        policy_ = std::move(loaded).value();
+      }
+    }
+  }
 
   StatusOr<storage::RecordMetadata> CreateRecord(const RequestContext& ctx,
                                                  CreateRecordRequest req) override {
-    storage::AuditEntry entry = NewEntry(ctx, "record.create");
-    if (!req.patient_id.empty() && ValidatePatientId(req.patient_id).ok()) {
-      AttachPatient(entry, req.patient_id);
-    }
-    if (Status s = Authorize(ctx, "record.create", &entry.reason); !s.ok())
-      return Fail(std::move(entry), s);
-    if (Status s = ValidateCreate(req); !s.ok()) return Fail(std::move(entry), s);
+    return Guarded<storage::RecordMetadata>(
+        ctx, "record.create", "create", [&](Pass& pass) -> StatusOr<storage::RecordMetadata> {
+          if (!req.patient_id.empty() && ValidatePatientId(req.patient_id).ok()) {
+            AttachPatient(pass, req.patient_id);
+          }
+          PV_RETURN_IF_ERROR(ValidateCategory(req.category));
+          storage::RecordMetadata subject;
+          subject.patient_id = req.patient_id;
+          subject.category = req.category;
+          subject.created_by = ctx.user;
+          PV_RETURN_IF_ERROR(DecideOnRecord(pass, ctx, "create", subject));
+          PV_RETURN_IF_ERROR(ValidateCreate(req));
 
-    storage::Record record;
-    record.meta.record_id = storage::NewRecordId();
-    record.meta.version = 1;
-    record.meta.patient_id = std::move(req.patient_id);
-    record.meta.category = std::move(req.category);
-    record.meta.content_type = std::move(req.content_type);
-    record.meta.encounter_date = std::move(req.encounter_date);
-    record.meta.author = std::move(req.author);
-    record.meta.created_unix_us = NowUnixMicros();
-    record.meta.content_bytes = req.content.size();
-    record.meta.epoch_id =
-        RetentionEpochId(record.meta.created_unix_us, config_.default_retention_years);
-    record.content = std::move(req.content);
-
-    entry.records = {record.meta.record_id + "@1"};
-    storage::WriteBatch batch;
-    if (Status s = records_.StageVersion(record, batch); !s.ok()) return Fail(std::move(entry), s);
-    if (auto seq = CommitWithEntry(std::move(batch), std::move(entry)); !seq.ok()) {
-      return seq.status();
-    }
-    return std::move(record.meta);
+          storage::Record record;
+          record.meta.record_id = storage::NewRecordId();
+          record.meta.version = 1;
+          record.meta.patient_id = std::move(req.patient_id);
+          record.meta.category = std::move(req.category);
+          record.meta.content_type = std::move(req.content_type);
+          record.meta.encounter_date = std::move(req.encounter_date);
+          record.meta.author = std::move(req.author);
+          record.meta.created_by = ctx.user;
+          record.meta.created_unix_us = NowUnixMicros();
+          record.meta.content_bytes = req.content.size();
+          record.meta.epoch_id =
+              RetentionEpochId(record.meta.created_unix_us, config_.default_retention_years);
+          record.content = std::move(req.content);
+          pass.entry.records = {record.meta.record_id + "@1"};
+          PV_RETURN_IF_ERROR(records_.StageVersion(record, pass.batch));
+          return std::move(record.meta);
+        });
   }
 
   StatusOr<storage::Record> ReadRecord(const RequestContext& ctx, const std::string& record_id,
                                        std::optional<uint32_t> version,
                                        bool with_content) override {
-    return ReadAudited(ctx, "record.read", record_id, version, with_content, nullptr);
+    return ReadAudited(ctx, "record.read", "read", record_id, version, with_content, nullptr);
   }
 
   StatusOr<storage::Record> DiscloseRecord(const RequestContext& ctx, const std::string& record_id,
                                            std::optional<uint32_t> version,
                                            const DisclosureInfo& disclosure) override {
-    return ReadAudited(ctx, "record.disclose", record_id, version, true, &disclosure);
+    return ReadAudited(ctx, "record.disclose", "disclose", record_id, version, true, &disclosure);
   }
 
   StatusOr<storage::RecordMetadata> AmendRecord(const RequestContext& ctx,
                                                 const std::string& record_id,
                                                 AmendRecordRequest req) override {
-    storage::AuditEntry entry = NewEntry(ctx, "record.amend");
-    entry.records = {record_id};
-    if (Status s = Authorize(ctx, "record.amend", &entry.reason); !s.ok())
-      return Fail(std::move(entry), s);
-    if (!storage::IsValidRecordId(record_id)) {
-      return Fail(std::move(entry), InvalidArgument("record id is malformed"));
-    }
-    if (Status s = ValidateAmend(req); !s.ok()) return Fail(std::move(entry), s);
+    return Guarded<storage::RecordMetadata>(
+        ctx, "record.amend", "amend", [&](Pass& pass) -> StatusOr<storage::RecordMetadata> {
+          pass.entry.records = {record_id};
+          if (!storage::IsValidRecordId(record_id)) {
+            return InvalidArgument("record id is malformed");
+          }
+          PV_RETURN_IF_ERROR(ValidateAmend(req));
+          // Versions of one record are numbered under its stripe lock so two concurrent
+          // amendments cannot both claim the same version.
+          std::lock_guard<std::mutex> lock(StripeFor(record_id));
+          PV_ASSIGN_OR_RETURN(uint32_t latest, records_.LatestVersion(record_id));
+          PV_ASSIGN_OR_RETURN(storage::Record previous,
+                              records_.ReadVersion(record_id, latest, /*with_content=*/false));
+          AttachPatient(pass, previous.meta.patient_id);
+          pass.entry.records = {record_id + "@" + std::to_string(latest)};
+          PV_RETURN_IF_ERROR(DecideOnRecord(pass, ctx, "amend", previous.meta));
 
-    // Versions of one record are numbered under its stripe lock so two concurrent amendments
-    // cannot both claim the same version.
-    std::lock_guard<std::mutex> lock(StripeFor(record_id));
-    auto latest = records_.LatestVersion(record_id);
-    if (!latest.ok()) return Fail(std::move(entry), latest.status());
-    auto previous = records_.ReadVersion(record_id, *latest, /*with_content=*/false);
-    if (!previous.ok()) return Fail(std::move(entry), previous.status());
-    AttachPatient(entry, previous->meta.patient_id);
-
-    storage::Record record;
-    record.meta = std::move(previous->meta);
-    record.meta.version = *latest + 1;
-    if (req.content_type) record.meta.content_type = std::move(*req.content_type);
-    if (req.encounter_date) record.meta.encounter_date = std::move(*req.encounter_date);
-    if (req.author) record.meta.author = std::move(*req.author);
-    record.meta.amendment_reason = std::move(req.reason);
-    record.meta.created_unix_us = NowUnixMicros();
-    record.meta.content_bytes = req.content.size();
-    record.content = std::move(req.content);
-
-    entry.records = {record_id + "@" + std::to_string(record.meta.version)};
-    storage::WriteBatch batch;
-    if (Status s = records_.StageVersion(record, batch); !s.ok()) return Fail(std::move(entry), s);
-    if (auto seq = CommitWithEntry(std::move(batch), std::move(entry)); !seq.ok()) {
-      return seq.status();
-    }
-    return std::move(record.meta);
+          storage::Record record;
+          record.meta = std::move(previous.meta);
+          record.meta.version = latest + 1;
+          if (req.content_type) record.meta.content_type = std::move(*req.content_type);
+          if (req.encounter_date) record.meta.encounter_date = std::move(*req.encounter_date);
+          if (req.author) record.meta.author = std::move(*req.author);
+          record.meta.amendment_reason = std::move(req.reason);
+          record.meta.created_unix_us = NowUnixMicros();
+          record.meta.content_bytes = req.content.size();
+          record.content = std::move(req.content);
+          pass.entry.records = {record_id + "@" + std::to_string(record.meta.version)};
+          PV_RETURN_IF_ERROR(records_.StageVersion(record, pass.batch));
+          // The entry is committed under the stripe lock, so the next amendment sees this one.
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          return std::move(record.meta);
+        });
   }
 
-  StatusOr<std::vector<storage::RecordMetadata>> ListRecords(
-      const RequestContext& ctx, const std::string& patient_id) override {
-    storage::AuditEntry entry = NewEntry(ctx, "record.list");
-    if (ValidatePatientId(patient_id).ok()) AttachPatient(entry, patient_id);
-    if (Status s = Authorize(ctx, "record.list", &entry.reason); !s.ok())
-      return Fail(std::move(entry), s);
-    if (Status s = ValidatePatientId(patient_id); !s.ok()) return Fail(std::move(entry), s);
-    auto list = records_.ListPatient(patient_id);
-    if (!list.ok()) return Fail(std::move(entry), list.status());
-    for (const auto& m : *list)
-      entry.records.push_back(m.record_id + "@" + std::to_string(m.version));
-    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
-    return list;
+  StatusOr<RecordList> ListRecords(const RequestContext& ctx,
+                                   const std::string& patient_id) override {
+    return Guarded<RecordList>(ctx, "record.list", "list", [&](Pass& pass) -> StatusOr<RecordList> {
+      if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
+      PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
+      PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all,
+                          records_.ListPatient(patient_id));
+      RecordList out;
+      for (auto& m : all) {
+        const Verdict v = Decide(pass, ctx, "list", &m);
+        if (!v.allowed) {
+          ++out.withheld;
+          continue;
+        }
+        PV_RETURN_IF_ERROR(Admit(pass, ctx, v, m));
+        pass.entry.records.push_back(m.record_id + "@" + std::to_string(m.version));
+        out.records.push_back(std::move(m));
+      }
+      // Nothing visible (or nothing stored): the upfront check already found a rule that lets
+      // this role list some category for this purpose.
+      if (!pass.decided) pass.Permitted(pass.upfront_rule);
+      if (out.withheld > 0) pass.rules.push_back("withheld=" + std::to_string(out.withheld));
+      return out;
+    });
   }
 
   StatusOr<VaultStatus> GetStatus(const RequestContext& ctx) override {
@@ -226,33 +273,29 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<uint64_t> RecordDisclosure(const RequestContext& ctx,
                                       RecordDisclosureRequest req) override {
-    storage::AuditEntry entry = NewEntry(ctx, "record.disclose");
-    if (Status s = Authorize(ctx, "record.disclose", &entry.reason); !s.ok())
-      return Fail(std::move(entry), s);
-    if (Status s = ValidatePatientId(req.patient_id); !s.ok()) return Fail(std::move(entry), s);
-    for (const auto& id : req.record_ids) {
-      if (!storage::IsValidRecordId(id)) {
-        return Fail(std::move(entry), InvalidArgument("record_ids must be record ids"));
+    return Guarded<uint64_t>(ctx, "record.disclose", "account", [&](Pass& pass) -> StatusOr<uint64_t> {
+      if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
+      PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
+      for (const auto& id : req.record_ids) {
+        if (!storage::IsValidRecordId(id)) return InvalidArgument("record_ids must be record ids");
       }
-    }
-    const int64_t now = NowUnixMicros();
-    const int64_t when = req.disclosed_at_unix_us.value_or(now);
-    if (when > now + kFutureSkewUs) {
-      return Fail(std::move(entry), InvalidArgument("disclosed_at must not be in the future"));
-    }
-    auto phi = DisclosurePhi(req.disclosure, /*read_purpose=*/"");
-    if (!phi.ok()) return Fail(std::move(entry), phi.status());
-    (*phi)["disclosed_at_us"] = when;
-    entry.records = req.record_ids;
-    AttachPatient(entry, req.patient_id, std::move(*phi));
-    return CommitWithEntry({}, std::move(entry));
+      const int64_t now = NowUnixMicros();
+      const int64_t when = req.disclosed_at_unix_us.value_or(now);
+      if (when > now + kFutureSkewUs) {
+        return InvalidArgument("disclosed_at must not be in the future");
+      }
+      PV_ASSIGN_OR_RETURN(nlohmann::json phi, DisclosurePhi(req.disclosure, /*read_purpose=*/""));
+      phi["disclosed_at_us"] = when;
+      pass.phi.update(phi);
+      pass.entry.records = req.record_ids;
+      PV_RETURN_IF_ERROR(CommitPass(pass));
+      return pass.entry.seq;
+    });
   }
 
   StatusOr<uint64_t> AddDisclosureSuspension(const RequestContext& ctx,
                                              SuspensionRequest req) override {
-    storage::AuditEntry entry = NewEntry(ctx, "disclosure.suspend");
-    if (Status s = Authorize(ctx, "disclosure.suspend", &entry.reason); !s.ok())
-      return Fail(std::move(entry), s);
+    return Guarded<uint64_t>(ctx, "disclosure.suspend", "suspend", [&](Pass& pass) -> StatusOr<uint64_t> {
     Status valid = ValidateText("agency", req.agency, 256);
     if (valid.ok()) valid = ValidateText("statement", req.statement, 4096);
     if (valid.ok() && !req.oral && !req.end_unix_us) {
@@ -261,42 +304,43 @@ class VaultServiceImpl final : public VaultService {
     if (valid.ok() && req.end_unix_us && *req.end_unix_us <= req.start_unix_us) {
       valid = InvalidArgument("end must be after start");
     }
-    if (!valid.ok()) return Fail(std::move(entry), valid);
+    PV_RETURN_IF_ERROR(valid);
     nlohmann::json body = {{"agency", req.agency},
                            {"start_us", req.start_unix_us},
                            {"oral", req.oral},
                            {"statement", req.statement}};
     if (req.end_unix_us) body["end_us"] = *req.end_unix_us;
-    storage::WriteBatch batch;
-    batch.Put(storage::Cf::kState,
+    pass.batch.Put(storage::Cf::kState,
               std::string(kSuspensionPrefix) + crypto::HexEncode(crypto::RandomBytes(16)),
               keyring_.audit_key().Encrypt(body.dump(), kSuspensionAad));
-    SealPhi(entry, body);
-    return CommitWithEntry(std::move(batch), std::move(entry));
+    pass.phi.update(body);
+    PV_RETURN_IF_ERROR(CommitPass(pass));
+    return pass.entry.seq;
+    });
   }
 
   StatusOr<RenderedReport> AccountingOfDisclosures(const RequestContext& ctx,
                                                    const ReportRequest& req) override {
-    storage::AuditEntry entry = NewEntry(ctx, "report.accounting");
-    if (ValidatePatientId(req.patient_id).ok()) AttachPatient(entry, req.patient_id);
-    if (Status s = Authorize(ctx, "report.accounting", &entry.reason); !s.ok())
-      return Fail(std::move(entry), s);
-    if (Status s = ValidatePatientId(req.patient_id); !s.ok()) return Fail(std::move(entry), s);
     const int64_t now = NowUnixMicros();
+    auto built = Guarded<policies::Accounting>(
+        ctx, "report.accounting", "report",
+        [&](Pass& pass) -> StatusOr<policies::Accounting> {
+    if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
+    PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
     std::vector<policies::Disclosure> disclosures;
     Status gathered = ForEachPatientEntry(
         req.patient_id, [&](const storage::AuditEntry& e, const nlohmann::json& phi) {
           if (e.action != "record.disclose" || e.outcome != "success") return Status::Ok();
           return AppendDisclosure(e, phi, disclosures);
         });
-    if (!gathered.ok()) return Fail(std::move(entry), gathered);
-    auto suspensions = LoadSuspensions();
-    if (!suspensions.ok()) return Fail(std::move(entry), suspensions.status());
-    auto accounting = policies::BuildAccounting({req.patient_id, now, req.period_start_unix_us},
-                                                disclosures, *suspensions);
-    if (!accounting.ok()) return Fail(std::move(entry), accounting.status());
-    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
-    const policies::ReportContext context = ReportContextFor(now);
+    PV_RETURN_IF_ERROR(gathered);
+    PV_ASSIGN_OR_RETURN(auto suspensions, LoadSuspensions());
+    return policies::BuildAccounting({req.patient_id, now, req.period_start_unix_us},
+                                                disclosures, suspensions);
+        });
+    if (!built.ok()) return built.status();
+    const auto* accounting = &*built;
+    const policies::ReportContext context = ReportContextFor(now, req.patient_id);
     switch (req.format) {
       case ReportFormat::kCsv:
         return RenderedReport{"text/csv; charset=utf-8",
@@ -312,23 +356,23 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<RenderedReport> AccessReport(const RequestContext& ctx,
                                         const ReportRequest& req) override {
-    storage::AuditEntry entry = NewEntry(ctx, "report.access");
-    if (ValidatePatientId(req.patient_id).ok()) AttachPatient(entry, req.patient_id);
-    if (Status s = Authorize(ctx, "report.access", &entry.reason); !s.ok())
-      return Fail(std::move(entry), s);
-    if (Status s = ValidatePatientId(req.patient_id); !s.ok()) return Fail(std::move(entry), s);
     const int64_t now = NowUnixMicros();
+    auto built = Guarded<policies::AccessReport>(
+        ctx, "report.access", "report", [&](Pass& pass) -> StatusOr<policies::AccessReport> {
+    if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
+    PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
     std::vector<policies::DecodedAuditEntry> entries;
     Status gathered = ForEachPatientEntry(
         req.patient_id, [&](const storage::AuditEntry& e, const nlohmann::json& phi) {
           entries.push_back(Decode(e, &phi));
           return Status::Ok();
         });
-    if (!gathered.ok()) return Fail(std::move(entry), gathered);
-    auto report = policies::BuildAccessReport({req.patient_id, now}, entries);
-    if (!report.ok()) return Fail(std::move(entry), report.status());
-    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
-    const policies::ReportContext context = ReportContextFor(now);
+    PV_RETURN_IF_ERROR(gathered);
+    return policies::BuildAccessReport({req.patient_id, now}, entries);
+        });
+    if (!built.ok()) return built.status();
+    const auto* report = &*built;
+    const policies::ReportContext context = ReportContextFor(now, req.patient_id);
     switch (req.format) {
       case ReportFormat::kCsv:
         return RenderedReport{"text/csv; charset=utf-8", policies::RenderAccessReportCsv(*report)};
@@ -343,20 +387,16 @@ class VaultServiceImpl final : public VaultService {
 
   Status ExportAudit(const RequestContext& ctx, const AuditExportRequest& req,
                      const ExportSink& sink) override {
-    storage::AuditEntry entry = NewEntry(ctx, "audit.export");
-    if (req.patient_id && ValidatePatientId(*req.patient_id).ok()) {
-      AttachPatient(entry, *req.patient_id);
-    }
-    if (Status s = Authorize(ctx, "audit.export", &entry.reason); !s.ok())
-      return Fail(std::move(entry), s);
-    if (req.patient_id) {
-      if (Status s = ValidatePatientId(*req.patient_id); !s.ok()) return Fail(std::move(entry), s);
-    }
-    if (audit_log_ == nullptr) {
-      return Fail(std::move(entry), FailedPrecondition("the verifiable audit log is not open"));
-    }
     // The export is on the record before any of it leaves.
-    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
+    auto admitted = Guarded<bool>(ctx, "audit.export", "audit", [&](Pass& pass) -> StatusOr<bool> {
+      if (req.patient_id && ValidatePatientId(*req.patient_id).ok()) {
+        AttachPatient(pass, *req.patient_id);
+      }
+      if (req.patient_id) PV_RETURN_IF_ERROR(ValidatePatientId(*req.patient_id));
+      if (audit_log_ == nullptr) return FailedPrecondition("the verifiable audit log is not open");
+      return true;
+    });
+    if (!admitted.ok()) return admitted.status();
     // A filtered JSON Lines export proves each entry against a checkpoint signed now; a full
     // one also holds the stored checkpoints below it, which narrow down where a change was made.
     // Either holds exactly the entries that checkpoint covers (its own audit entry among them), so
@@ -523,38 +563,214 @@ class VaultServiceImpl final : public VaultService {
   }
 
  private:
+  // A policy decision, with what a denial says.
+  struct Verdict {
+    bool allowed = false;
+    std::string rule;
+    bool break_glass = false;
+    std::string explanation;  // for a denial; names no PHI
+  };
+
+  // The one guarded path. Builds the audit entry, takes the policy snapshot, checks what the
+  // configuration lets the principal do, decides actions on no record before the work runs,
+  // runs `work` (which decides each record it touches, DecideOnRecord/Decide+Admit, before it
+  // reads content), and commits the entry (with what the work staged) before the result is
+  // returned. A failure of any step is audited with its rule or error, and an entry that cannot
+  // be written fails the request. Work that must commit under a lock of its own calls CommitPass
+  // itself.
+  template <typename T, typename Work>
+  StatusOr<T> Guarded(const RequestContext& ctx, std::string_view audit_action,
+                      std::string_view policy_action, Work&& work) {
+    Pass pass;
+    pass.entry = NewEntry(ctx, audit_action);
+    pass.policy = std::atomic_load(&policy_);
+    if (Status s = Authorize(ctx, audit_action, &pass.entry.reason); !s.ok()) return Fail(pass, s);
+    if (pass.policy == nullptr) return Fail(pass, Unavailable("no access policy is in force"));
+    if (Status s = DecideUpfront(pass, ctx, policy_action); !s.ok()) return Fail(pass, s);
+    StatusOr<T> result = work(pass);
+    if (!result.ok()) return Fail(pass, result.status());
+    if (!pass.committed) {
+      if (!pass.decided) return Fail(pass, Internal("no access decision was made"));
+      PV_RETURN_IF_ERROR(CommitPass(pass));
+    }
+    return result;
+  }
+
+  // Actions on no record are decided here, once. For record actions this checks that the role
+  // may do the action to some category for this purpose at all (so that a role with no such
+  // right learns nothing, not even whether a record exists); each record is decided by the work.
+  Status DecideUpfront(Pass& pass, const RequestContext& ctx, std::string_view action) {
+    const policies::AccessPolicy& policy = *pass.policy;
+    if (!policies::IsRecordAction(action)) {
+      const Verdict v = Decide(pass, ctx, action, nullptr);
+      if (!v.allowed) return DenyWith(pass, v);
+      pass.Permitted(v.rule);
+      return Status::Ok();
+    }
+    Verdict first;
+    for (const std::string& category : policy.categories()) {
+      policies::AccessRequest r = RequestFor(pass, ctx, action, category);
+      // Any condition a request could meet counts here: the record decides on the real ones.
+      r.is_author = true;
+      r.has_consent = true;
+      r.break_glass = policy.IsBreakGlassPurpose(ctx.purpose);
+      const policies::Decision d = policy.Decide(r);
+      if (d.allowed) {
+        pass.upfront_rule = std::string(d.rule);
+        return Status::Ok();
+      }
+      if (first.rule.empty()) first.rule = std::string(d.rule);
+    }
+    first.explanation = "role " + ctx.role + " may not " + std::string(action) +
+                        " any record for purpose " + ctx.purpose;
+    if (first.rule.empty()) first.rule = "default-deny";
+    return DenyWith(pass, first);
+  }
+
+  policies::AccessRequest RequestFor(const Pass&, const RequestContext& ctx,
+                                     std::string_view action, std::string_view category) const {
+    policies::AccessRequest r;
+    r.role = ctx.role;
+    r.action = action;
+    r.purpose = ctx.purpose;
+    r.category = category;
+    r.has_consent = !ctx.consent.empty();
+    return r;
+  }
+
+  // The decision on `record` (nullptr for an action on no record): the policy, with the
+  // request's conditions, then the patient's restrictions. Pure but for the break-glass lookup.
+  Verdict Decide(const Pass& pass, const RequestContext& ctx, std::string_view action,
+                 const storage::RecordMetadata* record) const {
+    const policies::AccessPolicy& policy = *pass.policy;
+    policies::AccessRequest r =
+        RequestFor(pass, ctx, action, record != nullptr ? record->category : std::string_view());
+    if (record != nullptr) {
+      r.is_author = !record->created_by.empty() && record->created_by == ctx.user;
+    }
+    const bool glass_purpose = policy.IsBreakGlassPurpose(ctx.purpose);
+    if (glass_purpose) {
+      r.break_glass = !ctx.break_glass_reason.empty() ||
+                      (record != nullptr && BreakGlassOpen(ctx, record->patient_id));
+    }
+    const policies::Decision d = policy.Decide(r);
+    Verdict v;
+    v.allowed = d.allowed;
+    v.rule = std::string(d.rule);
+    v.break_glass = d.break_glass;
+    if (!v.allowed) {
+      v.explanation = ExplainDenial(policy, ctx, action, record, r, d);
+      return v;
+    }
+    if (record != nullptr) {
+      if (auto blocking = BlockingRestriction(*record, ctx.purpose); blocking) {
+        v.allowed = false;
+        v.rule = "restriction:" + *blocking;
+        v.explanation = "a restriction the patient requested (45 CFR 164.522(a)) withholds this "
+                        "record from purpose " +
+                        ctx.purpose;
+      }
+    }
+    return v;
+  }
+
+  static std::string ExplainDenial(const policies::AccessPolicy& policy, const RequestContext& ctx,
+                                   std::string_view action, const storage::RecordMetadata* record,
+                                   const policies::AccessRequest& r, const policies::Decision& d) {
+    const std::string what =
+        record != nullptr ? std::string(action) + " " + record->category + " records"
+                          : std::string(action);
+    const std::string_view rule = d.rule;
+    if (rule.rfind("protected:", 0) == 0) {
+      switch (policy.ProtectionOf(r.category)) {
+        case policies::Protection::kConsent:
+          return record->category +
+                 " records are read only under a consent or authorization (42 CFR Part 2): send "
+                 "its id in X-Phivault-Consent";
+        case policies::Protection::kAuthor:
+          return record->category +
+                 " records are readable only by their author (45 CFR 164.508(a)(2))";
+        case policies::Protection::kNone:
+          break;
+      }
+    }
+    if (policy.IsBreakGlassPurpose(ctx.purpose) && !r.break_glass) {
+      return "purpose " + ctx.purpose +
+             " is break-glass access: state the reason in X-Phivault-Break-Glass-Reason";
+    }
+    if (rule == "default-deny") {
+      return "no rule of policy '" + policy.name() + "' lets role " + ctx.role + " " + what +
+             " for purpose " + ctx.purpose;
+    }
+    return "policy '" + policy.name() + "' forbids role " + ctx.role + " to " + what +
+           " for purpose " + ctx.purpose;
+  }
+
+  Status DenyWith(Pass& pass, const Verdict& v) {
+    pass.entry.reason = v.rule;
+    pass.decided = true;
+    return Denied(v.explanation, v.rule);
+  }
+
+  // Decides `record` and, if allowed, admits it (break-glass bookkeeping); a denial sets the
+  // entry's reason to its rule.
+  Status DecideOnRecord(Pass& pass, const RequestContext& ctx, std::string_view action,
+                        const storage::RecordMetadata& record) {
+    const Verdict v = Decide(pass, ctx, action, &record);
+    if (!v.allowed) return DenyWith(pass, v);
+    return Admit(pass, ctx, v, record);
+  }
+
+  // An allowed decision on `record`: noted in the entry; a break-glass one is flagged, with its
+  // reason, and counted in (or opens) the user's window for the patient.
+  Status Admit(Pass& pass, const RequestContext& ctx, const Verdict& v,
+               const storage::RecordMetadata& record) {
+    pass.Permitted(v.rule);
+    if (!ctx.consent.empty()) pass.phi["consent_id"] = ctx.consent;
+    if (v.break_glass) {
+      pass.entry.break_glass = true;
+      PV_ASSIGN_OR_RETURN(std::string reason, EnterBreakGlass(pass, ctx, record.patient_id));
+      pass.phi["break_glass_reason"] = reason;
+    }
+    return Status::Ok();
+  }
+
   StatusOr<storage::Record> ReadAudited(const RequestContext& ctx, std::string_view action,
+                                        std::string_view policy_action,
                                         const std::string& record_id,
                                         std::optional<uint32_t> version, bool with_content,
                                         const DisclosureInfo* disclosure) {
-    storage::AuditEntry entry = NewEntry(ctx, action);
-    entry.records = {record_id};
-    if (Status s = Authorize(ctx, action, &entry.reason); !s.ok()) return Fail(std::move(entry), s);
-    if (!storage::IsValidRecordId(record_id)) {
-      return Fail(std::move(entry), InvalidArgument("record id is malformed"));
-    }
-    nlohmann::json phi = nlohmann::json::object();
-    if (disclosure != nullptr) {
-      auto d = DisclosurePhi(*disclosure, ctx.purpose);
-      if (!d.ok()) return Fail(std::move(entry), d.status());
-      phi = std::move(*d);
-    }
-    uint32_t v = 0;
-    if (version.has_value()) {
-      if (*version == 0) return Fail(std::move(entry), InvalidArgument("version must be >= 1"));
-      v = *version;
-    } else {
-      auto latest = records_.LatestVersion(record_id);
-      if (!latest.ok()) return Fail(std::move(entry), latest.status());
-      v = *latest;
-    }
-    entry.records = {record_id + "@" + std::to_string(v)};
-    auto record = records_.ReadVersion(record_id, v, with_content);
-    if (!record.ok()) return Fail(std::move(entry), record.status());
-    AttachPatient(entry, record->meta.patient_id, std::move(phi));
-    // The entry is durable before any content leaves this method: fail closed.
-    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
-    return record;
+    return Guarded<storage::Record>(
+        ctx, action, policy_action, [&](Pass& pass) -> StatusOr<storage::Record> {
+          pass.entry.records = {record_id};
+          if (!storage::IsValidRecordId(record_id)) {
+            return InvalidArgument("record id is malformed");
+          }
+          if (disclosure != nullptr) {
+            PV_ASSIGN_OR_RETURN(nlohmann::json d, DisclosurePhi(*disclosure, ctx.purpose));
+            pass.phi.update(d);
+          }
+          uint32_t v = 0;
+          if (version.has_value()) {
+            if (*version == 0) return InvalidArgument("version must be >= 1");
+            v = *version;
+          } else {
+            PV_ASSIGN_OR_RETURN(v, records_.LatestVersion(record_id));
+          }
+          pass.entry.records = {record_id + "@" + std::to_string(v)};
+          // The decision is made on the record's authenticated metadata; its content is
+          // decrypted only if it allows. A denial is linked to the patient all the same.
+          auto gate = [&](const storage::RecordMetadata& meta) -> Status {
+            AttachPatient(pass, meta.patient_id);
+            return DecideOnRecord(pass, ctx, policy_action, meta);
+          };
+          if (!with_content) {
+            PV_ASSIGN_OR_RETURN(storage::Record record, records_.ReadVersion(record_id, v, false));
+            PV_RETURN_IF_ERROR(gate(record.meta));
+            return record;
+          }
+          return records_.ReadVersionGated(record_id, v, gate);
+        });
   }
 
   storage::AuditEntry NewEntry(const RequestContext& ctx, std::string_view action) const {
@@ -571,12 +787,36 @@ class VaultServiceImpl final : public VaultService {
     return e;
   }
 
-  // The patient appears in the entry only as a blind id plus the sealed identifier.
-  void AttachPatient(storage::AuditEntry& e, std::string_view patient_id,
-                     nlohmann::json phi = nlohmann::json::object()) const {
-    e.patient_bid = crypto::HexEncode(records_.PatientBlindId(patient_id));
-    phi["patient_id"] = std::string(patient_id);
-    SealPhi(e, phi);
+  void AttachPatient(Pass& pass, std::string_view patient_id) const {
+    pass.entry.patient_bid = crypto::HexEncode(records_.PatientBlindId(patient_id));
+    pass.phi["patient_id"] = std::string(patient_id);
+  }
+
+  // Seals the pass's PHI fields into its entry and commits it with what the work staged.
+  Status CommitPass(Pass& pass) {
+    if (!pass.decided) return Internal("no access decision was made");
+    if (pass.entry.reason.empty()) {
+      for (const auto& r : pass.rules) {
+        pass.entry.reason += (pass.entry.reason.empty() ? "" : ",") + r;
+      }
+      if (pass.entry.reason.empty()) pass.entry.reason = pass.upfront_rule;
+    }
+    if (!pass.phi.empty()) SealPhi(pass.entry, pass.phi);
+    auto seq = CommitWithEntry(std::move(pass.batch), pass.entry);
+    if (!seq.ok()) return seq.status();
+    pass.entry.seq = *seq;
+    pass.committed = true;
+    return Status::Ok();
+  }
+
+  // Audits a failed request, then reports the failure (or, if even the audit entry cannot be
+  // written, that the audit log is unavailable). Nothing the work staged is written.
+  Status Fail(Pass& pass, const Status& cause) {
+    if (pass.committed) return cause;
+    MarkFailure(pass.entry, cause);
+    if (!pass.phi.empty()) SealPhi(pass.entry, pass.phi);
+    if (auto seq = CommitWithEntry({}, std::move(pass.entry)); !seq.ok()) return seq.status();
+    return cause;
   }
 
   // Seals `phi` into the entry with a fresh commitment salt, and commits to it inside the hashed
@@ -770,17 +1010,34 @@ class VaultServiceImpl final : public VaultService {
     return true;
   }
 
-  policies::ReportContext ReportContextFor(int64_t now) const {
+  policies::ReportContext ReportContextFor(int64_t now, const std::string& /*patient_id*/) const {
     policies::ReportContext c;
     c.practice_name = config_.practice_name;
     c.generated_at_unix_us = now;
     return c;
   }
 
+  // Proofs and checkpoints reveal no PHI: decided (action audit) but not audited.
   Status AuthorizeAuditRead(const RequestContext& ctx) const {
     PV_RETURN_IF_ERROR(Authorize(ctx, "audit.verify"));
+    Pass pass;
+    pass.policy = std::atomic_load(&policy_);
+    if (pass.policy == nullptr) return Unavailable("no access policy is in force");
+    const Verdict v = Decide(pass, ctx, "audit", nullptr);
+    if (!v.allowed) return Denied(v.explanation, v.rule);
     if (audit_log_ == nullptr) return FailedPrecondition("the verifiable audit log is not open");
     return Status::Ok();
+  }
+
+  // PENDING(patient_state): break-glass windows and restrictions.
+  bool BreakGlassOpen(const RequestContext&, const std::string&) const { return false; }
+  std::optional<std::string> BlockingRestriction(const storage::RecordMetadata&,
+                                                 const std::string&) const {
+    return std::nullopt;
+  }
+  StatusOr<std::string> EnterBreakGlass(Pass&, const RequestContext& ctx, const std::string&) {
+    if (ctx.break_glass_reason.empty()) return Internal("break-glass without a reason");
+    return ctx.break_glass_reason;
   }
 
   static std::string HexOf(const storage::MerkleHash& h) {
@@ -796,24 +1053,18 @@ class VaultServiceImpl final : public VaultService {
     if (ctx.principal.kind == Principal::Kind::kOperator &&
         ctx.role != ctx.principal.operator_role) {
       if (rule != nullptr) *rule = "config:operator_role";
-      return PermissionDenied("no bearer token was sent, so this request acts as operator " +
-                              ctx.principal.name + ", whose configuration entry allows role '" +
-                              ctx.principal.operator_role + "' only (not '" + ctx.role + "')");
+      return Denied("no bearer token was sent, so this request acts as operator " +
+                        ctx.principal.name + ", whose configuration entry allows role '" +
+                        ctx.principal.operator_role + "' only (not '" + ctx.role + "')",
+                    "config:operator_role");
     }
     if (!Allows(ctx.principal, action)) {
       if (rule != nullptr) *rule = "config:actions";
-      return PermissionDenied("the configuration does not allow this principal to perform " +
-                              std::string(action));
+      return Denied("the configuration does not allow this principal to perform " +
+                        std::string(action),
+                    "config:actions");
     }
     return Status::Ok();
-  }
-
-  // Audits a failed request, then reports the failure (or, if even the audit entry cannot be
-  // written, that the audit log is unavailable).
-  Status Fail(storage::AuditEntry entry, const Status& cause) {
-    MarkFailure(entry, cause);
-    if (auto seq = CommitWithEntry({}, std::move(entry)); !seq.ok()) return seq.status();
-    return cause;
   }
 
   StatusOr<uint64_t> CommitWithEntry(storage::WriteBatch batch, storage::AuditEntry entry) {
@@ -827,15 +1078,19 @@ class VaultServiceImpl final : public VaultService {
     return stripes_[std::hash<std::string_view>{}(record_id) % stripes_.size()];
   }
 
-  Status ValidateCreate(const CreateRecordRequest& r) const {
-    PV_RETURN_IF_ERROR(ValidatePatientId(r.patient_id));
-    if (std::find(config_.categories.begin(), config_.categories.end(), r.category) ==
+  Status ValidateCategory(const std::string& category) const {
+    if (std::find(config_.categories.begin(), config_.categories.end(), category) ==
         config_.categories.end()) {
       std::string allowed;
       for (const auto& c : config_.categories) allowed += (allowed.empty() ? "" : ", ") + c;
-      return InvalidArgument("field 'category': '" + r.category +
+      return InvalidArgument("field 'category': '" + category +
                              "' is not a configured category (allowed: " + allowed + ")");
     }
+    return Status::Ok();
+  }
+
+  Status ValidateCreate(const CreateRecordRequest& r) const {
+    PV_RETURN_IF_ERROR(ValidatePatientId(r.patient_id));
     PV_RETURN_IF_ERROR(ValidateContentType(r.content_type));
     PV_RETURN_IF_ERROR(ValidateDate("encounter_date", r.encounter_date));
     PV_RETURN_IF_ERROR(ValidateText("author", r.author, 256));
@@ -865,6 +1120,7 @@ class VaultServiceImpl final : public VaultService {
   crypto::Keyring& keyring_;
   storage::AuditLog* audit_log_;
   storage::RecordRepository records_;
+  std::shared_ptr<const policies::AccessPolicy> policy_;  // atomic_load/atomic_store only
   std::chrono::steady_clock::time_point started_;
   std::array<std::mutex, 64> stripes_;
 };

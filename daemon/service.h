@@ -16,6 +16,7 @@
 #include "crypto/keyring.h"
 #include "base/status.h"
 #include "daemon/config.h"
+#include "policies/access_policy.h"
 #include "storage/audit_log.h"
 #include "storage/ledger.h"
 #include "storage/records.h"
@@ -50,6 +51,12 @@ struct RequestContext {
   std::string user;       // acting user (X-Phivault-User)
   std::string role;       // acting role (X-Phivault-Role)
   std::string purpose;    // HL7 PurposeOfUse (X-Phivault-Purpose)
+  // X-Phivault-Break-Glass-Reason: why the user breaks the glass (purpose ETREAT or BTG); opens a
+  // time-limited window for this user and patient. Sealed into the audit entry. Empty: none.
+  std::string break_glass_reason;
+  // X-Phivault-Consent: the consent or authorization a substance-use (42 CFR Part 2) record is
+  // read under. Recorded in the audit entry. Empty: none.
+  std::string consent;
   uint32_t peer_uid = 0;  // SO_PEERCRED of the connection
   int64_t peer_pid = 0;
 };
@@ -140,6 +147,44 @@ struct InclusionProofResult {
   std::vector<std::string> path_hex;
 };
 
+// A patient's records as one caller may see them.
+struct RecordList {
+  std::vector<storage::RecordMetadata> records;  // latest version of each visible record
+  uint64_t withheld = 0;  // records of the patient the policy does not let this caller see
+};
+
+// The policy in force, as reported after a reload or for a time.
+struct PolicyInfo {
+  std::string name;
+  std::string sha256_hex;
+  size_t rules = 0;
+  bool changed = false;  // a reload: whether it differs from the policy it replaced
+  int64_t in_force_from_unix_us = 0;
+  std::optional<int64_t> in_force_until_unix_us;
+  uint64_t audit_seq = 0;  // the audit entry that recorded it coming into force
+  std::string text;        // PolicyAt only
+};
+
+// `phivault policy check`: explain a decision without touching content.
+struct PolicyCheckRequest {
+  std::string as_user;
+  std::string role;
+  std::string purpose;
+  std::string action;  // a policy action (policies::PolicyActions)
+  std::optional<std::string> record_id;
+  std::optional<uint32_t> version;
+  std::optional<std::string> category;  // instead of a record
+  bool consent = false;
+  bool break_glass = false;
+};
+struct PolicyCheckResult {
+  bool allowed = false;
+  std::string rule;
+  std::string explanation;
+  std::string category;
+  bool is_author = false;
+};
+
 struct VaultStatus {
   std::string version;
   int64_t uptime_seconds = 0;
@@ -168,8 +213,10 @@ class VaultService {
                                                         const std::string& record_id,
                                                         AmendRecordRequest req) = 0;
   // Metadata of the latest version of each of a patient's records.
-  virtual StatusOr<std::vector<storage::RecordMetadata>> ListRecords(
-      const RequestContext& ctx, const std::string& patient_id) = 0;
+  // Only the records the policy lets this caller see; how many others there are is counted, and
+  // nothing else about them is said.
+  virtual StatusOr<RecordList> ListRecords(const RequestContext& ctx,
+                                           const std::string& patient_id) = 0;
   // No PHI; not audited (it touches no PHI) but still requires the "status" action.
   virtual StatusOr<VaultStatus> GetStatus(const RequestContext& ctx) = 0;
 
@@ -226,6 +273,8 @@ struct ServiceDeps {
   storage::Ledger* ledger;
   crypto::Keyring* keyring;
   storage::AuditLog* audit_log;  // proofs and checkpoints; may be null in tests of the record path
+  // The policy to start with (daemon/policy_loader.h LoadAccessPolicy); null: the configuration's.
+  std::shared_ptr<const policies::AccessPolicy> policy;
 };
 std::unique_ptr<VaultService> NewVaultService(const ServiceDeps& deps);
 

@@ -69,7 +69,7 @@ Your login is also an operator of this vault, in every role and with no token (-
 the role), so the guides in docs/ work as written; for the compliance officer's guide
 (docs/compliance.md), in a shell without PHIVAULT_TOKEN:
 
-  export PHIVAULT_SOCKET=$socket PHIVAULT_ROLE=compliance-officer PHIVAULT_PURPOSE=HOPERAT
+  export PHIVAULT_SOCKET=$socket PHIVAULT_ROLE=compliance_officer PHIVAULT_PURPOSE=HOPERAT
   $cli status
 
 == running phivaultd --config $config (Ctrl-C stops it)

@@ -106,6 +106,7 @@ StatusOr<std::string> MetadataToJson(const RecordMetadata& m) {
       {"content_bytes", m.content_bytes},
       {"amendment_reason", m.amendment_reason},
   };
+  if (!m.created_by.empty()) j["created_by"] = m.created_by;
   try {
     return j.dump(-1, ' ', false, Json::error_handler_t::strict);
   } catch (const Json::exception&) {
@@ -127,6 +128,10 @@ std::optional<RecordMetadata> MetadataFromJson(std::string_view text) {
     auto it = j.find(name);
     if (it == j.end() || !it->is_string()) return std::nullopt;
     *out = it->get<std::string>();
+  }
+  if (auto by = j.find("created_by"); by != j.end()) {
+    if (!by->is_string()) return std::nullopt;
+    m.created_by = by->get<std::string>();
   }
   auto version = j.find("version");
   auto created = j.find("created_us");
@@ -237,6 +242,13 @@ StatusOr<uint32_t> RecordRepository::LatestVersion(std::string_view record_id) {
 
 StatusOr<Record> RecordRepository::ReadVersion(std::string_view record_id, uint32_t version,
                                                bool with_content) {
+  if (!with_content) return ReadVersionGated(record_id, version, nullptr);
+  return ReadVersionGated(record_id, version, [](const RecordMetadata&) { return Status::Ok(); });
+}
+
+StatusOr<Record> RecordRepository::ReadVersionGated(std::string_view record_id, uint32_t version,
+                                                    const ContentGate& gate) {
+  const bool with_content = static_cast<bool>(gate);
   PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
   PV_ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kRecords, VersionKey('m', raw_id, version)));
   if (!stored) {
@@ -273,6 +285,7 @@ StatusOr<Record> RecordRepository::ReadVersion(std::string_view record_id, uint3
   Record record;
   record.meta = std::move(*meta);
   if (with_content) {
+    PV_RETURN_IF_ERROR(gate(record.meta));
     PV_ASSIGN_OR_RETURN(auto sealed, store_.Get(Cf::kRecords, VersionKey('c', raw_id, version)));
     if (!sealed) return IntegrityFailure();
     auto content =

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,6 +46,10 @@ struct RecordMetadata {
   std::string content_type;    // a MIME type
   std::string encounter_date;  // YYYY-MM-DD
   std::string author;
+  // The acting user (X-Phivault-User, or an operator's account) who created version 1: whom the
+  // access policy treats as the record's author (author_only rules, psychotherapy notes). Kept
+  // by every later version. Empty for records stored before it existed.
+  std::string created_by;
   int64_t created_unix_us = 0;  // when this version was stored
   uint64_t content_bytes = 0;
   std::string amendment_reason;  // empty for version 1
@@ -84,6 +89,12 @@ class RecordRepository {
   // the latest is missing; FailedPrecondition "record was crypto-shredded" if its epoch key was
   // destroyed.
   StatusOr<Record> ReadVersion(std::string_view record_id, uint32_t version, bool with_content);
+  // As ReadVersion with content, but `gate` is called with the authenticated metadata before the
+  // content is decrypted; if it returns an error, that error is returned and the content is never
+  // read. The access policy's decision happens here, on the record, before its content.
+  using ContentGate = std::function<Status(const RecordMetadata&)>;
+  StatusOr<Record> ReadVersionGated(std::string_view record_id, uint32_t version,
+                                    const ContentGate& gate);
 
   // Metadata of the latest version of each of the patient's records, oldest record first.
   // DataLoss as ReadVersion if any of them fails its integrity check.

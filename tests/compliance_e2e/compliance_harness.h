@@ -20,7 +20,7 @@ namespace phivault::compliance_e2e {
 using e2e::ProcessResult;
 using e2e::Vault;
 
-inline constexpr std::string_view kOfficerRole = "compliance-officer";
+inline constexpr std::string_view kOfficerRole = "compliance_officer";
 inline constexpr int kExitVerificationFailed = 7;
 
 // Every action the daemon knows (docs/configuration.md, "Actions").
@@ -38,7 +38,7 @@ struct ConfigChanges {
 // failure if the configuration does not have the shape `phivault init` documents.
 ConfigChanges PrepareForCompliance(Vault& vault, std::string_view root_keys = "");
 
-// The CLI as the compliance officer: an operator (no token), role compliance-officer.
+// The CLI as the compliance officer: an operator (no token), role compliance_officer.
 ProcessResult Officer(Vault& vault, std::vector<std::string> args);
 // The CLI as a physician: the application token, role physician, purpose TREAT.
 ProcessResult PhysicianCli(Vault& vault, std::vector<std::string> args);

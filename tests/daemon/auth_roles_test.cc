@@ -45,44 +45,44 @@ class OperatorRolesTest : public ::testing::Test {
 };
 
 TEST_F(OperatorRolesTest, TheRequestedRolePicksTheEntry) {
-  config_.operators = {ByUid("administrator", {"status"}),
-                       ByUid("compliance-officer", {"audit.export"})};
-  auto admin = As("administrator");
+  config_.operators = {ByUid("vault_admin", {"status"}),
+                       ByUid("compliance_officer", {"audit.export"})};
+  auto admin = As("vault_admin");
   ASSERT_TRUE(admin.ok()) << admin.status().ToString();
-  EXPECT_EQ(admin->operator_role, "administrator");
+  EXPECT_EQ(admin->operator_role, "vault_admin");
   EXPECT_EQ(admin->actions, std::vector<std::string>{"status"});
-  auto officer = As("compliance-officer");
+  auto officer = As("compliance_officer");
   ASSERT_TRUE(officer.ok()) << officer.status().ToString();
-  EXPECT_EQ(officer->operator_role, "compliance-officer");
+  EXPECT_EQ(officer->operator_role, "compliance_officer");
   EXPECT_EQ(officer->actions, std::vector<std::string>{"audit.export"});
   EXPECT_EQ(officer->name, "cli:4242");
 }
 
 TEST_F(OperatorRolesTest, ARoleNoEntryHasGetsTheFirstEntryWhoseRoleThenRefuses) {
-  config_.operators = {ByUid("administrator", {"status"}), ByUid("billing", {"record.list"})};
+  config_.operators = {ByUid("vault_admin", {"status"}), ByUid("billing", {"record.list"})};
   auto p = As("physician");
   ASSERT_TRUE(p.ok()) << p.status().ToString();
-  EXPECT_EQ(p->operator_role, "administrator");
+  EXPECT_EQ(p->operator_role, "vault_admin");
   auto none = As("");
   ASSERT_TRUE(none.ok());
-  EXPECT_EQ(none->operator_role, "administrator");
+  EXPECT_EQ(none->operator_role, "vault_admin");
 }
 
 TEST_F(OperatorRolesTest, AGroupEntryWithTheRoleWinsOverAUidEntryWithout) {
   OperatorConfig group;
-  group.role = "compliance-officer";
+  group.role = "compliance_officer";
   group.actions = {"audit.export"};
   const struct group* g = ::getgrgid(::getgid());
   ASSERT_NE(g, nullptr);
   group.group = g->gr_name;
-  config_.operators = {ByUid("administrator", {"status"}), group};
-  auto officer = As("compliance-officer");
+  config_.operators = {ByUid("vault_admin", {"status"}), group};
+  auto officer = As("compliance_officer");
   ASSERT_TRUE(officer.ok()) << officer.status().ToString();
-  EXPECT_EQ(officer->operator_role, "compliance-officer");
+  EXPECT_EQ(officer->operator_role, "compliance_officer");
   // Without that role asked for, the uid entry still comes first.
   auto admin = As("nurse");
   ASSERT_TRUE(admin.ok());
-  EXPECT_EQ(admin->operator_role, "administrator");
+  EXPECT_EQ(admin->operator_role, "vault_admin");
 }
 
 }  // namespace

@@ -115,19 +115,19 @@ TEST_F(AuthTest, OperatorIsFoundByUid) {
 TEST_F(AuthTest, OperatorIsFoundByPrimaryGroup) {
   const std::string group = OwnGroupName();
   ASSERT_FALSE(group.empty());
-  config_.operators.push_back(OperatorConfig{std::nullopt, group, "administrator", {"status"}});
+  config_.operators.push_back(OperatorConfig{std::nullopt, group, "vault_admin", {"status"}});
   auto auth = Make([](uint32_t, uint32_t primary) { return std::vector<uint32_t>{primary}; });
   auto p = auth->Authenticate(Peer(4321, getgid()), std::nullopt);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_EQ(p->name, "cli:4321");
-  EXPECT_EQ(p->operator_role, "administrator");
+  EXPECT_EQ(p->operator_role, "vault_admin");
   EXPECT_FALSE(auth->Authenticate(Peer(4321, getgid() + 1), std::nullopt).ok());
 }
 
 TEST_F(AuthTest, OperatorIsFoundBySupplementaryGroup) {
   const std::string group = OwnGroupName();
   ASSERT_FALSE(group.empty());
-  config_.operators.push_back(OperatorConfig{std::nullopt, group, "administrator", {"status"}});
+  config_.operators.push_back(OperatorConfig{std::nullopt, group, "vault_admin", {"status"}});
   const uint32_t gid = getgid();
   auto auth = Make([gid](uint32_t uid, uint32_t primary) {
     return uid == 4321 ? std::vector<uint32_t>{primary, gid} : std::vector<uint32_t>{primary};
@@ -138,7 +138,7 @@ TEST_F(AuthTest, OperatorIsFoundBySupplementaryGroup) {
 
 TEST_F(AuthTest, UidEntryWinsOverGroupEntry) {
   config_.operators.push_back(
-      OperatorConfig{std::nullopt, OwnGroupName(), "administrator", {"status"}});
+      OperatorConfig{std::nullopt, OwnGroupName(), "vault_admin", {"status"}});
   config_.operators.push_back(OperatorConfig{4321, "", "physician", {"record.read"}});
   auto auth = Make([](uint32_t, uint32_t primary) { return std::vector<uint32_t>{primary}; });
   auto p = auth->Authenticate(Peer(4321, getgid()), std::nullopt);
@@ -148,7 +148,7 @@ TEST_F(AuthTest, UidEntryWinsOverGroupEntry) {
 
 TEST_F(AuthTest, UnknownOperatorGroupFailsAtCreation) {
   config_.operators.push_back(
-      OperatorConfig{std::nullopt, "phivault-no-such-group-xyz", "administrator", {"status"}});
+      OperatorConfig{std::nullopt, "phivault-no-such-group-xyz", "vault_admin", {"status"}});
   auto a = Authenticator::Create(config_);
   ASSERT_FALSE(a.ok());
   EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument);
@@ -242,13 +242,13 @@ TEST(ActingPartyTest, OperatorInAnotherRoleIsToldAboutTheMissingToken) {
   op.kind = Principal::Kind::kOperator;
   op.name = "cli:1000";
   op.uid = 1000;
-  op.operator_role = "administrator";
-  EXPECT_TRUE(CheckOperatorRole(op, "administrator").ok());
+  op.operator_role = "vault_admin";
+  EXPECT_TRUE(CheckOperatorRole(op, "vault_admin").ok());
   const Status s = CheckOperatorRole(op, "nurse");
   EXPECT_EQ(s.code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(s.message(),
             "no bearer token was sent, and the operator entry for peer uid 1000 allows role "
-            "\"administrator\" only (X-Phivault-Role names \"nurse\"); operators act only in "
+            "\"vault_admin\" only (X-Phivault-Role names \"nurse\"); operators act only in "
             "their configured role");
   Principal app = op;
   app.kind = Principal::Kind::kApplication;
@@ -261,10 +261,10 @@ TEST(ActingPartyTest, ApplicationAssertsOnlyItsBoundRolesAndPurposes) {
   app.name = "ehr";
   app.roles = {"physician", "nurse"};
   EXPECT_TRUE(CheckBoundClaims(app, "nurse", "ETREAT").ok());  // no `purposes`: any
-  Status s = CheckBoundClaims(app, "compliance-officer", "HOPERAT");
+  Status s = CheckBoundClaims(app, "compliance_officer", "HOPERAT");
   EXPECT_EQ(s.code(), StatusCode::kPermissionDenied);
   EXPECT_EQ(s.message(),
-            "application ehr may not assert role compliance-officer (config:application_roles)");
+            "application ehr may not assert role compliance_officer (config:application_roles)");
   app.purposes = {"TREAT"};
   EXPECT_TRUE(CheckBoundClaims(app, "physician", "TREAT").ok());
   s = CheckBoundClaims(app, "physician", "HMARKT");
@@ -274,8 +274,8 @@ TEST(ActingPartyTest, ApplicationAssertsOnlyItsBoundRolesAndPurposes) {
   // Operators are bound by CheckOperatorRole instead.
   Principal op;
   op.kind = Principal::Kind::kOperator;
-  op.operator_role = "administrator";
-  EXPECT_TRUE(CheckBoundClaims(op, "administrator", "HOPERAT").ok());
+  op.operator_role = "vault_admin";
+  EXPECT_TRUE(CheckBoundClaims(op, "vault_admin", "HOPERAT").ok());
 }
 
 TEST_F(AuthTest, OperatorIsBoundToItsEntrysRoleAndActsAsItsAccount) {

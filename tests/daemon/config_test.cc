@@ -29,8 +29,8 @@ socket_group = "phivault"
 default_retention_years = 7
 max_content_bytes = 1048576
 categories = ["clinical-note", "lab-result"]
-roles = ["physician", "administrator"]
-compliance_role = "administrator"
+roles = ["physician", "vault_admin"]
+compliance_role = "vault_admin"
 practice_name = "Synthetic Family Practice"
 audit_origin = "clinic.example/phivault"
 audit_checkpoint_interval_seconds = 60
@@ -65,7 +65,7 @@ token_sha256 = ")" +
          R"("
 uids = [998, 999]
 actions = ["record.create", "record.read"]
-roles = ["physician", "administrator"]
+roles = ["physician", "vault_admin"]
 purposes = ["TREAT", "HPAYMT"]
 
 [[operators]]
@@ -75,7 +75,7 @@ actions = ["status"]
 
 [[operators]]
 group = "phivault-admin"
-role = "administrator"
+role = "vault_admin"
 actions = ["status", "record.list"]
 )";
 }
@@ -124,8 +124,8 @@ TEST_F(ConfigTest, CompleteFileLoadsEveryValue) {
   EXPECT_EQ(c->default_retention_years, 7u);
   EXPECT_EQ(c->max_content_bytes, 1048576u);
   EXPECT_EQ(c->categories, (std::vector<std::string>{"clinical-note", "lab-result"}));
-  EXPECT_EQ(c->roles, (std::vector<std::string>{"physician", "administrator"}));
-  EXPECT_EQ(c->compliance_role, "administrator");
+  EXPECT_EQ(c->roles, (std::vector<std::string>{"physician", "vault_admin"}));
+  EXPECT_EQ(c->compliance_role, "vault_admin");
   EXPECT_EQ(c->practice_name, "Synthetic Family Practice");
   EXPECT_EQ(c->audit_origin, "clinic.example/phivault");
   EXPECT_EQ(c->audit_checkpoint_interval_seconds, 60u);
@@ -152,7 +152,7 @@ TEST_F(ConfigTest, CompleteFileLoadsEveryValue) {
   EXPECT_EQ(c->applications[0].token_sha256_hex, kHash);  // normalised to lower case
   EXPECT_EQ(c->applications[0].uids, (std::vector<uint32_t>{998, 999}));
   EXPECT_EQ(c->applications[0].actions, (std::vector<std::string>{"record.create", "record.read"}));
-  EXPECT_EQ(c->applications[0].roles, (std::vector<std::string>{"physician", "administrator"}));
+  EXPECT_EQ(c->applications[0].roles, (std::vector<std::string>{"physician", "vault_admin"}));
   EXPECT_EQ(c->applications[0].purposes, (std::vector<std::string>{"TREAT", "HPAYMT"}));
   ASSERT_EQ(c->operators.size(), 2u);
   EXPECT_EQ(c->operators[0].uid, std::optional<uint32_t>(1000));
@@ -388,10 +388,10 @@ TEST_F(ConfigTest, ApplicationRolesAndPurposes) {
   ExpectRejected(App(base + "roles = [\"nurse\"]\npurposes = []\n"),
                  "applications[0].purposes must not be empty");
 
-  const std::string path = Write(App(base + "roles = [\"nurse\", \"compliance-officer\"]\n"));
+  const std::string path = Write(App(base + "roles = [\"nurse\", \"compliance_officer\"]\n"));
   auto c = LoadConfig(path);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ(c->applications[0].roles, (std::vector<std::string>{"nurse", "compliance-officer"}));
+  EXPECT_EQ(c->applications[0].roles, (std::vector<std::string>{"nurse", "compliance_officer"}));
   EXPECT_TRUE(c->applications[0].purposes.empty());  // absent: any purpose
 }
 

@@ -490,7 +490,7 @@ TEST_F(HttpServerTest, OperatorIsRecognisedByPeerUidWithoutToken) {
   Config config = TestConfig(getuid() + 1);
   OperatorConfig op;
   op.uid = getuid();
-  op.role = "administrator";
+  op.role = "vault_admin";
   op.actions = {"status"};
   config.operators.push_back(op);
   Start(config);
@@ -501,12 +501,12 @@ TEST_F(HttpServerTest, OperatorIsRecognisedByPeerUidWithoutToken) {
   EXPECT_CALL(service_,
               GetStatus(AllOf(Field(&RequestContext::principal,
                                     Field(&Principal::name, "cli:" + std::to_string(getuid()))),
-                              Field(&RequestContext::role, "administrator"))))
+                              Field(&RequestContext::role, "vault_admin"))))
       .WillOnce(Return(status));
   std::string req = Request("GET", "/v1/status");
   req.replace(req.find("Authorization: "),
               req.find("\r\n", req.find("Authorization: ")) - req.find("Authorization: ") + 2, "");
-  req.replace(req.find("Role: nurse"), 11, "Role: administrator");
+  req.replace(req.find("Role: nurse"), 11, "Role: vault_admin");
   const RawResponse r = Send(req);
   ASSERT_EQ(r.status, 200);
   const json j = Body(r);
@@ -520,7 +520,7 @@ TEST_F(HttpServerTest, OperatorActsAsThePeersAccountNotTheUserHeader) {
   Config config = TestConfig(getuid() + 1);
   OperatorConfig op;
   op.uid = getuid();
-  op.role = "administrator";
+  op.role = "vault_admin";
   op.actions = {"status"};
   config.operators.push_back(op);
   Start(config);
@@ -532,12 +532,12 @@ TEST_F(HttpServerTest, OperatorActsAsThePeersAccountNotTheUserHeader) {
           AllOf(Field(&RequestContext::user, account),
                 Field(&RequestContext::principal,
                       AllOf(Field(&Principal::account, account),
-                            Field(&Principal::roles, std::vector<std::string>{"administrator"}))))))
+                            Field(&Principal::roles, std::vector<std::string>{"vault_admin"}))))))
       .WillOnce(Return(VaultStatus{}));
   std::string req = Request("GET", "/v1/status");
   req.replace(req.find("Authorization: "),
               req.find("\r\n", req.find("Authorization: ")) - req.find("Authorization: ") + 2, "");
-  req.replace(req.find("Role: nurse"), 11, "Role: administrator");
+  req.replace(req.find("Role: nurse"), 11, "Role: vault_admin");
   EXPECT_EQ(Send(req).status, 200);
 }
 
@@ -551,20 +551,20 @@ TEST_F(HttpServerTest, RoleOrPurposeTheApplicationIsNotBoundToIs403AndAudited) {
   const std::string target = std::string("/v1/records/") + kRecordId;
 
   std::string officer = Request("GET", target);
-  officer.replace(officer.find("Role: nurse"), 11, "Role: compliance-officer");
+  officer.replace(officer.find("Role: nurse"), 11, "Role: compliance_officer");
   EXPECT_CALL(
       service_,
-      AuditRejected(AllOf(Field(&RequestContext::role, "compliance-officer"),
+      AuditRejected(AllOf(Field(&RequestContext::role, "compliance_officer"),
                           Field(&RequestContext::principal, Field(&Principal::name, "ehr"))),
                     std::string("record.read"),
-                    HasSubstr("application ehr may not assert role compliance-officer "
+                    HasSubstr("application ehr may not assert role compliance_officer "
                               "(config:application_roles)"),
                     1))
       .WillOnce(Return(Status::Ok()));
   RawResponse r = Send(officer);
   ExpectProblem(r, 403, "forbidden");
   EXPECT_EQ(Body(r)["detail"],
-            "application ehr may not assert role compliance-officer (config:application_roles)");
+            "application ehr may not assert role compliance_officer (config:application_roles)");
 
   std::string payment = Request("GET", target);
   payment.replace(payment.find("Role: nurse"), 11, "Role: physician");
@@ -740,7 +740,7 @@ TEST_F(HttpServerTest, OperatorWithoutTokenInAnotherRoleIsToldTheTokenIsMissing)
   Config config = TestConfig(getuid());
   OperatorConfig op;
   op.uid = getuid();
-  op.role = "administrator";
+  op.role = "vault_admin";
   op.actions = KnownActions();
   config.operators.push_back(op);
   Start(config);
@@ -749,7 +749,7 @@ TEST_F(HttpServerTest, OperatorWithoutTokenInAnotherRoleIsToldTheTokenIsMissing)
   req.erase(auth, req.find("\r\n", auth) - auth + 2);
   const std::string expected = "no bearer token was sent, and the operator entry for peer uid " +
                                std::to_string(getuid()) +
-                               " allows role \"administrator\" only (X-Phivault-Role names "
+                               " allows role \"vault_admin\" only (X-Phivault-Role names "
                                "\"nurse\"); operators act only in their configured role";
   EXPECT_CALL(service_,
               AuditRejected(Field(&RequestContext::principal,

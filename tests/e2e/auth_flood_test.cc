@@ -34,7 +34,7 @@ client::NewRecord Note() {
 }
 
 const client::Actor kOfficer{
-    .user = "co.synthetic", .role = "compliance-officer", .purpose = "HOPERAT"};
+    .user = "co.synthetic", .role = "compliance_officer", .purpose = "HOPERAT"};
 
 std::string Get(const std::string& target, const std::string& token, const std::string& user,
                 const std::string& role = "physician") {
@@ -191,7 +191,7 @@ TEST_F(E2eAuthFloodTest, SummariesStillOpenAtShutdownAreWritten) {
 TEST_F(E2eAuthFloodTest, MalformedHeadersAndTokenlessOperatorsAreRefusedAndAudited) {
   // phivault init makes its caller an operator in every role; this operator holds no physician
   // entry, so a tokenless physician request finds only the administrator entry.
-  vault_.EditConfig("role = \"physician\"", "role = \"administrator\"");
+  vault_.EditConfig("role = \"physician\"", "role = \"vault_admin\"");
   ASSERT_TRUE(vault_.Start());
   const std::string target = "/v1/records/AAAAAAAAAAAAAAAAAAAAAA/metadata";
 
@@ -217,7 +217,7 @@ TEST_F(E2eAuthFloodTest, MalformedHeadersAndTokenlessOperatorsAreRefusedAndAudit
   EXPECT_EQ(problem.value("detail", ""),
             "no bearer token was sent, and the operator entry for peer uid " +
                 std::to_string(getuid()) +
-                " allows role \"administrator\" only (X-Phivault-Role names \"physician\"); "
+                " allows role \"vault_admin\" only (X-Phivault-Role names \"physician\"); "
                 "operators act only in their configured role");
 
   // A byte 0xFF, which Poco would silently drop from the header: refused, not read as "dr.ff".

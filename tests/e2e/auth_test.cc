@@ -110,7 +110,7 @@ TEST_F(E2eAuthTest, CliExitCodesAgainstTheRealDaemon) {
 
   // An operator (recognised by uid, no token) as `phivault init` configured it.
   const ProcessResult status =
-      vault_.Cli({"status"}, {{"PHIVAULT_ROLE", "administrator"}, {"PHIVAULT_USER", "admin"}});
+      vault_.Cli({"status"}, {{"PHIVAULT_ROLE", "vault_admin"}, {"PHIVAULT_USER", "admin"}});
   EXPECT_EQ(status.exit_code, 0) << status.err;
   EXPECT_NE(status.out.find("audit entries:"), std::string::npos) << status.out;
 
@@ -139,8 +139,8 @@ nlohmann::json EntryOf(const nlohmann::json& line) {
 
 // The roles line `phivault init` writes for its app (tools/cli_init.cc): every role.
 constexpr char kInitAppRoles[] =
-    R"(roles = ["administrator", "physician", "nurse", "reception", "billing", )"
-    R"("compliance-officer", "medical-assistant"])";
+    R"(roles = ["vault_admin", "physician", "nurse", "front_office", "billing", )"
+    R"("compliance_officer", "medical_assistant"])";
 
 class E2eAppRolesTest : public VaultTest {
  protected:
@@ -158,14 +158,14 @@ TEST_F(E2eAppRolesTest, AppBoundToPhysicianCannotActAsComplianceOfficer) {
   ASSERT_TRUE(stored.ok()) << stored.error().Message();
 
   const client::Actor officer{
-      .user = "co.claimed", .role = "compliance-officer", .purpose = "HOPERAT"};
+      .user = "co.claimed", .role = "compliance_officer", .purpose = "HOPERAT"};
   std::ostringstream refused_out;
   auto refused = app.ExportAudit(officer, client::AuditExportQuery{}, refused_out);
   ASSERT_FALSE(refused.ok()) << "an app bound to physician exported as the compliance officer";
   EXPECT_EQ(refused.error().http_status, 403);
   EXPECT_EQ(refused.error().type, "urn:phivault:problem:forbidden");
   EXPECT_NE(refused.error().Message().find("application dev-app may not assert role "
-                                           "compliance-officer (config:application_roles)"),
+                                           "compliance_officer (config:application_roles)"),
             std::string::npos)
       << refused.error().Message();
   EXPECT_EQ(refused_out.str().find("synthetic-patient-auth"), std::string::npos);
@@ -185,7 +185,7 @@ TEST_F(E2eAppRolesTest, AppBoundToPhysicianCannotActAsComplianceOfficer) {
     EXPECT_FALSE(line.contains("phi_salt")) << line.dump();
     const auto e = EntryOf(line);
     if (e.value("outcome", "") == "denied" && e.value("action", "") == "audit.export" &&
-        e.value("app", "") == "dev-app" && e.value("role", "") == "compliance-officer" &&
+        e.value("app", "") == "dev-app" && e.value("role", "") == "compliance_officer" &&
         e.value("reason", "").find("config:application_roles") != std::string::npos) {
       refusal_audited = true;
     }
@@ -197,19 +197,19 @@ TEST_F(E2eAppRolesTest, AppBoundToPhysicianCannotActAsComplianceOfficer) {
   const struct passwd* pw = getpwuid(getuid());
   const std::string account =
       pw != nullptr ? std::string(pw->pw_name) : "uid:" + std::to_string(getuid());
-  const ProcessResult cli = vault_.Cli({"--role", "compliance-officer", "--purpose", "HOPERAT",
+  const ProcessResult cli = vault_.Cli({"--role", "compliance_officer", "--purpose", "HOPERAT",
                                         "--as", "someone.else", "--json", "audit", "export"});
   ASSERT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_NE(cli.out.find("synthetic-patient-auth"), std::string::npos)
       << "the compliance officer's export does not unseal the patient id";
-  const ProcessResult again = vault_.Cli({"--role", "compliance-officer", "--purpose", "HOPERAT",
+  const ProcessResult again = vault_.Cli({"--role", "compliance_officer", "--purpose", "HOPERAT",
                                           "--as", "someone.else", "--json", "audit", "export"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   bool officer_entry = false;
   for (const auto& line : EntryLines(again.out)) {
     const auto e = EntryOf(line);
     if (e.value("action", "") != "audit.export" || e.value("outcome", "") == "denied") continue;
-    if (e.value("role", "") != "compliance-officer") continue;
+    if (e.value("role", "") != "compliance_officer") continue;
     officer_entry = true;
     EXPECT_EQ(e.value("user", ""), account) << e.dump();
   }

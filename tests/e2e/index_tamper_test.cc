@@ -18,7 +18,7 @@ constexpr const char* kPatient = "synthetic-patient-index-tamper";
 
 client::Actor Officer() {
   return client::Actor{
-      .user = "officer.synthetic", .role = "compliance-officer", .purpose = "HOPERAT"};
+      .user = "officer.synthetic", .role = "compliance_officer", .purpose = "HOPERAT"};
 }
 
 // Deletes every key of `cf` that ends with `suffix` and starts with `prefix`; returns how many.
@@ -98,7 +98,7 @@ TEST_F(E2eIndexTamperTest, DeletedPatientIndexKeyFailsTheAccountingClosed) {
   // The CLI says so too, with the integrity exit code.
   const ProcessResult cli = vault_.Cli({"report", "accounting", "--patient", kPatient},
                                        {{"PHIVAULT_TOKEN", vault_.token()},
-                                        {"PHIVAULT_ROLE", "compliance-officer"},
+                                        {"PHIVAULT_ROLE", "compliance_officer"},
                                         {"PHIVAULT_USER", "officer.synthetic"},
                                         {"PHIVAULT_PURPOSE", "HOPERAT"}});
   EXPECT_EQ(cli.exit_code, 6) << cli.out << cli.err;

@@ -34,7 +34,7 @@ class ComplianceTest : public ::testing::Test {
     ctx.principal.name = "test-app";
     ctx.principal.actions = KnownActions();
     ctx.principal.roles = DefaultRoles();  // bound to every role, as the handler checked
-    ctx.user = role == "compliance-officer" ? "co.synthetic" : "dr.synthetic";
+    ctx.user = role == "compliance_officer" ? "co.synthetic" : "dr.synthetic";
     ctx.role = std::move(role);
     ctx.purpose = std::move(purpose);
     return ctx;
@@ -61,7 +61,7 @@ class ComplianceTest : public ::testing::Test {
   storage::AuditVerifyReport VerifyOffline(const std::string& exported) {
     const std::string path = dir_.Sub("export-" + std::to_string(++exports_) + ".jsonl");
     std::ofstream(path) << exported;
-    auto vkey = service_->AuditVerifierKey(Ctx("compliance-officer", "HOPERAT"));
+    auto vkey = service_->AuditVerifierKey(Ctx("compliance_officer", "HOPERAT"));
     EXPECT_TRUE(vkey.ok());
     auto verifier = crypto::ParseNoteVerifierKey(vkey.ok() ? *vkey : "");
     EXPECT_TRUE(verifier.ok());
@@ -108,7 +108,7 @@ TEST_F(ComplianceTest, AccountingListsAccountableDisclosuresAndLeavesOutTreatmen
   ASSERT_TRUE(service_->DiscloseRecord(Ctx(), id, std::nullopt, to_specialist).ok());
 
   auto report =
-      service_->AccountingOfDisclosures(Ctx("compliance-officer", "HOPERAT"),
+      service_->AccountingOfDisclosures(Ctx("compliance_officer", "HOPERAT"),
                                         {"synthetic-acct-1", std::nullopt, ReportFormat::kJson});
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_EQ(report->content_type, "application/json");
@@ -117,11 +117,11 @@ TEST_F(ComplianceTest, AccountingListsAccountableDisclosuresAndLeavesOutTreatmen
   EXPECT_EQ(report->body.find("Synthetic Cardiology"), std::string::npos);
 
   auto csv = service_->AccountingOfDisclosures(
-      Ctx("compliance-officer", "HOPERAT"), {"synthetic-acct-1", std::nullopt, ReportFormat::kCsv});
+      Ctx("compliance_officer", "HOPERAT"), {"synthetic-acct-1", std::nullopt, ReportFormat::kCsv});
   ASSERT_TRUE(csv.ok());
   EXPECT_NE(csv->body.find("County Health Department"), std::string::npos);
   auto html =
-      service_->AccountingOfDisclosures(Ctx("compliance-officer", "HOPERAT"),
+      service_->AccountingOfDisclosures(Ctx("compliance_officer", "HOPERAT"),
                                         {"synthetic-acct-1", std::nullopt, ReportFormat::kHtml});
   ASSERT_TRUE(html.ok());
   EXPECT_NE(html->body.find("Accounting of Disclosures"), std::string::npos);
@@ -139,7 +139,7 @@ TEST_F(ComplianceTest, AnotherPatientsDisclosuresNeverAppear) {
                                        "immunization record", ""}})
                   .ok());
   auto report =
-      service_->AccountingOfDisclosures(Ctx("compliance-officer", "HOPERAT"),
+      service_->AccountingOfDisclosures(Ctx("compliance_officer", "HOPERAT"),
                                         {"synthetic-acct-2", std::nullopt, ReportFormat::kJson});
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->body.find("State Registry"), std::string::npos);
@@ -162,14 +162,14 @@ TEST_F(ComplianceTest, SuspensionWithholdsDisclosuresToThatAgencyWhileItRuns) {
                                now + 86400LL * 1000000 * 10, false,
                                "written request by Det. Synthetic, case 42"};
   ASSERT_TRUE(
-      service_->AddDisclosureSuspension(Ctx("compliance-officer", "HOPERAT"), suspension).ok());
+      service_->AddDisclosureSuspension(Ctx("compliance_officer", "HOPERAT"), suspension).ok());
   auto report =
-      service_->AccountingOfDisclosures(Ctx("compliance-officer", "HOPERAT"),
+      service_->AccountingOfDisclosures(Ctx("compliance_officer", "HOPERAT"),
                                         {"synthetic-acct-4", std::nullopt, ReportFormat::kJson});
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->body.find("Synthetic Police Department"), std::string::npos);
   SuspensionRequest no_end{"Agency", now, std::nullopt, false, "written, no end"};
-  EXPECT_EQ(service_->AddDisclosureSuspension(Ctx("compliance-officer", "HOPERAT"), no_end)
+  EXPECT_EQ(service_->AddDisclosureSuspension(Ctx("compliance_officer", "HOPERAT"), no_end)
                 .status()
                 .code(),
             StatusCode::kInvalidArgument);
@@ -189,7 +189,7 @@ TEST_F(ComplianceTest, DisclosuresNeedABasisWhenThePurposeDoesNotSettleIt) {
 // The purpose an accounting shows is the disclosure's, not that of the officer who recorded it.
 TEST_F(ComplianceTest, ADisclosuresPurposeComesFromItsBasisNotTheRecordingRequest) {
   NewRecord("synthetic-acct-7");
-  const RequestContext officer = Ctx("compliance-officer", "HOPERAT");
+  const RequestContext officer = Ctx("compliance_officer", "HOPERAT");
   RecordDisclosureRequest police{
       "synthetic-acct-7",
       {},
@@ -233,13 +233,13 @@ TEST_F(ComplianceTest, ADisclosuresPurposeComesFromItsBasisNotTheRecordingReques
 TEST_F(ComplianceTest, SealedPhiMovedToAnotherEntryFailsTheReport) {
   NewRecord("synthetic-acct-8");
   auto first = service_->RecordDisclosure(
-      Ctx("compliance-officer", "HOPERAT"),
+      Ctx("compliance_officer", "HOPERAT"),
       {"synthetic-acct-8",
        {},
        std::nullopt,
        {"Synthetic Health Dept", std::nullopt, "public_health", "lab result", ""}});
   auto second = service_->RecordDisclosure(
-      Ctx("compliance-officer", "HOPERAT"),
+      Ctx("compliance_officer", "HOPERAT"),
       {"synthetic-acct-8",
        {},
        std::nullopt,
@@ -254,7 +254,7 @@ TEST_F(ComplianceTest, SealedPhiMovedToAnotherEntryFailsTheReport) {
   batch.Put(storage::Cf::kAudit, storage::AuditKey(*second), *storage::EncodeAuditEntry(*b));
   ASSERT_TRUE(store_->Write(batch, /*sync=*/true).ok());
   auto report =
-      service_->AccountingOfDisclosures(Ctx("compliance-officer", "HOPERAT"),
+      service_->AccountingOfDisclosures(Ctx("compliance_officer", "HOPERAT"),
                                         {"synthetic-acct-8", std::nullopt, ReportFormat::kJson});
   ASSERT_FALSE(report.ok()) << report->body;
   EXPECT_EQ(report.status().code(), StatusCode::kDataLoss);
@@ -265,7 +265,7 @@ TEST_F(ComplianceTest, SealedPhiMovedToAnotherEntryFailsTheReport) {
 TEST_F(ComplianceTest, AccessReportShowsWhoReadThePatientsRecords) {
   const std::string id = NewRecord("synthetic-acct-6");
   ASSERT_TRUE(service_->ReadRecord(Ctx(), id, std::nullopt, true).ok());
-  auto report = service_->AccessReport(Ctx("compliance-officer", "HOPERAT"),
+  auto report = service_->AccessReport(Ctx("compliance_officer", "HOPERAT"),
                                        {"synthetic-acct-6", std::nullopt, ReportFormat::kCsv});
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_NE(report->body.find("dr.synthetic"), std::string::npos);
@@ -275,12 +275,12 @@ TEST_F(ComplianceTest, AccessReportShowsWhoReadThePatientsRecords) {
 TEST_F(ComplianceTest, FullJsonLinesExportVerifiesOfflineWithOnlyThePublicKey) {
   const std::string id = NewRecord("synthetic-acct-7");
   ASSERT_TRUE(service_->ReadRecord(Ctx(), id, std::nullopt, true).ok());
-  const std::string exported = Export(Ctx("compliance-officer", "HOPERAT"), {});
+  const std::string exported = Export(Ctx("compliance_officer", "HOPERAT"), {});
   // The export was audited before it was produced, so it contains its own entry.
   EXPECT_NE(exported.find("audit.export"), std::string::npos);
   const std::string path = dir_.Sub("export.jsonl");
   std::ofstream(path) << exported;
-  auto vkey = service_->AuditVerifierKey(Ctx("compliance-officer", "HOPERAT"));
+  auto vkey = service_->AuditVerifierKey(Ctx("compliance_officer", "HOPERAT"));
   ASSERT_TRUE(vkey.ok());
   auto verifier = crypto::ParseNoteVerifierKey(*vkey);
   ASSERT_TRUE(verifier.ok());
@@ -296,7 +296,7 @@ TEST_F(ComplianceTest, PatientFilteredJsonLinesExportVerifiesOfflineAndHoldsOnly
   const std::string id = NewRecord("synthetic-acct-11");
   NewRecord("synthetic-acct-11");
   const std::string other = NewRecord("synthetic-acct-12");
-  auto compliance = Ctx("compliance-officer", "HOPERAT");
+  auto compliance = Ctx("compliance_officer", "HOPERAT");
   ASSERT_TRUE(service_->AuditCheckpoint(compliance, true).ok());  // an older checkpoint, size 3
   ASSERT_TRUE(service_->ReadRecord(Ctx(), id, std::nullopt, true).ok());
   ASSERT_TRUE(service_->ReadRecord(Ctx(), other, std::nullopt, true).ok());
@@ -332,7 +332,7 @@ TEST_F(ComplianceTest, UserFilteredJsonLinesExportVerifiesOfflineAndHoldsOnlyTha
 
   AuditExportRequest req;
   req.user = "dr.other";
-  const std::string exported = Export(Ctx("compliance-officer", "HOPERAT"), req);
+  const std::string exported = Export(Ctx("compliance_officer", "HOPERAT"), req);
   size_t checkpoints = 0;
   const std::vector<nlohmann::json> entries = EntryLines(exported, &checkpoints);
   ASSERT_EQ(entries.size(), 2u);
@@ -357,7 +357,7 @@ TEST_F(ComplianceTest, FilteredJsonLinesExportThatMatchesNothingIsEmpty) {
   NewRecord("synthetic-acct-14");
   AuditExportRequest req;
   req.action = "record.disclose";
-  const std::string exported = Export(Ctx("compliance-officer", "HOPERAT"), req);
+  const std::string exported = Export(Ctx("compliance_officer", "HOPERAT"), req);
   EXPECT_EQ(exported, "");
   // An empty file proves nothing (an attacker could hand one over for any export).
   const storage::AuditVerifyReport report = VerifyOffline(exported);
@@ -370,21 +370,21 @@ TEST_F(ComplianceTest, ExportsUnsealPhiOnlyForTheComplianceRole) {
   NewRecord("synthetic-acct-8");
   const std::string as_physician = Export(Ctx(), {});
   EXPECT_EQ(as_physician.find("synthetic-acct-8"), std::string::npos);
-  const std::string as_compliance = Export(Ctx("compliance-officer", "HOPERAT"), {});
+  const std::string as_compliance = Export(Ctx("compliance_officer", "HOPERAT"), {});
   EXPECT_NE(as_compliance.find("synthetic-acct-8"), std::string::npos);
   // Defence in depth behind the handler's role check: a principal not bound to the compliance
   // role gets nothing unsealed even if its request claims that role.
-  RequestContext claimed = Ctx("compliance-officer", "HOPERAT");
+  RequestContext claimed = Ctx("compliance_officer", "HOPERAT");
   claimed.principal.roles = {"physician", "nurse"};
   EXPECT_EQ(Export(claimed, {}).find("synthetic-acct-8"), std::string::npos);
   claimed.principal.kind = Principal::Kind::kOperator;
-  claimed.principal.operator_role = "compliance-officer";
-  claimed.principal.roles = {"compliance-officer"};
+  claimed.principal.operator_role = "compliance_officer";
+  claimed.principal.roles = {"compliance_officer"};
   EXPECT_NE(Export(claimed, {}).find("synthetic-acct-8"), std::string::npos);
   AuditExportRequest fhir;
   fhir.format = ExportFormat::kFhir;
   fhir.action = "record.create";
-  auto bundle = nlohmann::json::parse(Export(Ctx("compliance-officer", "HOPERAT"), fhir));
+  auto bundle = nlohmann::json::parse(Export(Ctx("compliance_officer", "HOPERAT"), fhir));
   EXPECT_EQ(bundle["resourceType"], "Bundle");
   ASSERT_EQ(bundle["entry"].size(), 1u);
   EXPECT_EQ(bundle["entry"][0]["resource"]["resourceType"], "AuditEvent");
@@ -392,7 +392,7 @@ TEST_F(ComplianceTest, ExportsUnsealPhiOnlyForTheComplianceRole) {
 
 TEST_F(ComplianceTest, InclusionAndConsistencyProofsVerifyAgainstTheCheckpointRoot) {
   for (int i = 0; i < 5; ++i) NewRecord("synthetic-acct-9");
-  auto ctx = Ctx("compliance-officer", "HOPERAT");
+  auto ctx = Ctx("compliance_officer", "HOPERAT");
   auto note = service_->AuditCheckpoint(ctx, true);
   ASSERT_TRUE(note.ok()) << note.status().ToString();
   auto vkey = crypto::ParseNoteVerifierKey(*service_->AuditVerifierKey(ctx));

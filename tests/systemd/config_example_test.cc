@@ -40,7 +40,7 @@ TEST(ConfigExampleTest, LoadsWithTheDaemonsParser) {
   EXPECT_EQ(config->master_key.kind, MasterKeySource::Kind::kCredential);
   EXPECT_TRUE(config->applications.empty());
   ASSERT_EQ(config->operators.size(), 1u);
-  EXPECT_EQ(config->operators[0].role, "administrator");
+  EXPECT_EQ(config->operators[0].role, "vault_admin");
 }
 
 TEST(ConfigExampleTest, CredentialNameIsTheOneTheServiceLoads) {
@@ -97,7 +97,7 @@ TEST(ConfigExampleTest, CommentedApplicationExampleLoadsOnceFilledIn) {
   ASSERT_EQ(config->applications.size(), 1u);
   EXPECT_EQ(config->applications[0].actions.size(), 5u);
   EXPECT_EQ(config->applications[0].roles,
-            (std::vector<std::string>{"physician", "nurse", "medical-assistant"}));
+            (std::vector<std::string>{"physician", "nurse", "medical_assistant"}));
   EXPECT_EQ(config->applications[0].purposes,
             (std::vector<std::string>{"TREAT", "ETREAT", "HPAYMT", "HOPERAT"}));
 }

@@ -84,7 +84,7 @@ class CliAuditTest : public ::testing::Test {
   }
   // Talks to the fake daemon as the compliance officer.
   std::vector<std::string> To(std::vector<std::string> rest) {
-    std::vector<std::string> args = {"--socket",  sock_,     "--role",  "compliance-officer",
+    std::vector<std::string> args = {"--socket",  sock_,     "--role",  "compliance_officer",
                                      "--purpose", "HOPERAT", "--token", "t"};
     args.insert(args.end(), rest.begin(), rest.end());
     return args;

@@ -125,10 +125,10 @@ TEST_F(CliTest, InitCreatesKeyDataAndConfigWithTheHashedToken) {
     EXPECT_EQ(op["actions"].as_array()->size(), 11u);
     roles.push_back(op["role"].value<std::string>().value_or(""));
   }
-  EXPECT_EQ(roles.front(), "administrator");
-  EXPECT_THAT(roles, ::testing::UnorderedElementsAre("administrator", "physician", "nurse",
-                                                     "medical-assistant", "reception", "billing",
-                                                     "compliance-officer"));
+  EXPECT_EQ(roles.front(), "vault_admin");
+  EXPECT_THAT(roles, ::testing::UnorderedElementsAre("vault_admin", "physician", "nurse",
+                                                     "medical_assistant", "front_office", "billing",
+                                                     "compliance_officer"));
 }
 
 TEST_F(CliTest, InitJsonNamesTheTokenFileAndPrintsNoToken) {

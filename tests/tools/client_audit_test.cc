@@ -22,7 +22,7 @@ using testing::Problem;
 using testing::Reply;
 using testing::SeenRequest;
 
-const Actor kCompliance{.user = "co.synthetic", .role = "compliance-officer", .purpose = "HOPERAT"};
+const Actor kCompliance{.user = "co.synthetic", .role = "compliance_officer", .purpose = "HOPERAT"};
 
 const std::string kHashA(64, 'a');
 const std::string kHashB(64, 'b');
@@ -63,7 +63,7 @@ TEST_F(ClientAuditTest, RecordDisclosureSendsEveryGivenFieldAndReturnsTheAuditSe
   SeenRequest req = daemon_.last();
   EXPECT_EQ(req.method, "POST");
   EXPECT_EQ(req.uri, "/v1/disclosures");
-  EXPECT_EQ(req.headers["x-phivault-role"], "compliance-officer");
+  EXPECT_EQ(req.headers["x-phivault-role"], "compliance_officer");
   EXPECT_EQ(LastBody(), (nlohmann::json{{"patient_id", "SYNTH-0001"},
                                         {"record_ids", {"rec_1", "rec_2"}},
                                         {"disclosed_at", "2026-11-29"},

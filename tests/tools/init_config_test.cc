@@ -51,7 +51,7 @@ TEST(InitConfigTest, TheDaemonLoadsTheConfigThatInitWrites) {
     roles.push_back(op.role);
   }
   ASSERT_FALSE(roles.empty());
-  EXPECT_EQ(roles.front(), "administrator");
+  EXPECT_EQ(roles.front(), "vault_admin");
   std::vector<std::string> default_roles = daemon::DefaultRoles();
   std::sort(roles.begin(), roles.end());
   std::sort(default_roles.begin(), default_roles.end());

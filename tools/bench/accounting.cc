@@ -266,7 +266,7 @@ enum class Report { kAccounting, kAccess };
 void PatientReport(benchmark::State& state, Report report) {
   LargeLog& log = Log();
   daemon::VaultService& service = log.env().service();
-  auto ctx = Context("co.synthetic", "compliance-officer", "HOPERAT");
+  auto ctx = Context("co.synthetic", "compliance_officer", "HOPERAT");
   double indexed = 0;
   for (uint64_t t = 0; t < kTargets; ++t) indexed += static_cast<double>(log.TargetEntries(t));
   std::vector<double> ms;
