@@ -480,4 +480,215 @@ std::string DumpJson(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+
+StatusOr<PolicyCheckRequest> DecodePolicyCheck(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"as_user", "role", "purpose", "action", "record_id",
+                                      "version", "category", "consent", "break_glass"}));
+  PolicyCheckRequest req;
+  PV_RETURN_IF_ERROR(GetString(j, "as_user", true, req.as_user));
+  PV_RETURN_IF_ERROR(GetString(j, "role", true, req.role));
+  PV_RETURN_IF_ERROR(GetString(j, "purpose", true, req.purpose));
+  PV_RETURN_IF_ERROR(GetString(j, "action", true, req.action));
+  PV_RETURN_IF_ERROR(GetOptionalString(j, "record_id", req.record_id));
+  PV_RETURN_IF_ERROR(GetVersion(j, "version", req.version));
+  PV_RETURN_IF_ERROR(GetOptionalString(j, "category", req.category));
+  PV_RETURN_IF_ERROR(GetBool(j, "consent", req.consent));
+  PV_RETURN_IF_ERROR(GetBool(j, "break_glass", req.break_glass));
+  if (req.record_id && req.category) {
+    return InvalidArgument("give either field 'record_id' or field 'category', not both");
+  }
+  return req;
+}
+
+StatusOr<bool> DecodeReviewQuery(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"status"}));
+  std::string status = "pending";
+  PV_RETURN_IF_ERROR(GetString(j, "status", false, status));
+  if (status != "pending" && status != "all") {
+    return InvalidArgument("field 'status' must be one of: pending, all");
+  }
+  return status == "pending";
+}
+
+StatusOr<std::string> DecodeSignOff(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"note"}));
+  std::string note;
+  PV_RETURN_IF_ERROR(GetString(j, "note", true, note));
+  return note;
+}
+
+StatusOr<Restriction> DecodeAddRestriction(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(
+      j, {"patient_id", "purposes", "record_ids", "categories", "recipient", "note"}));
+  Restriction r;
+  PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, r.patient_id));
+  if (!j.contains("purposes")) return InvalidArgument("field 'purposes' is required");
+  PV_RETURN_IF_ERROR(GetStringArray(j, "purposes", r.purposes));
+  PV_RETURN_IF_ERROR(GetStringArray(j, "record_ids", r.record_ids));
+  PV_RETURN_IF_ERROR(GetStringArray(j, "categories", r.categories));
+  PV_RETURN_IF_ERROR(GetString(j, "recipient", false, r.recipient));
+  PV_RETURN_IF_ERROR(GetString(j, "note", false, r.note));
+  return r;
+}
+
+StatusOr<RestrictionSearch> DecodeRestrictionSearch(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"patient_id", "include_ended"}));
+  RestrictionSearch r;
+  PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, r.patient_id));
+  PV_RETURN_IF_ERROR(GetBool(j, "include_ended", r.include_ended));
+  return r;
+}
+
+StatusOr<EndRestrictionBody> DecodeEndRestriction(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"patient_id", "reason"}));
+  EndRestrictionBody r;
+  PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, r.patient_id));
+  PV_RETURN_IF_ERROR(GetString(j, "reason", true, r.reason));
+  return r;
+}
+
+StatusOr<PatientExportRequest> DecodePatientExport(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"patient_id", "request_id"}));
+  PatientExportRequest r;
+  PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, r.patient_id));
+  PV_RETURN_IF_ERROR(GetString(j, "request_id", false, r.request_id));
+  return r;
+}
+
+StatusOr<OpenRequestBody> DecodeOpenRequest(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"patient_id", "kind", "received", "note"}));
+  OpenRequestBody r;
+  PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, r.patient_id));
+  PV_RETURN_IF_ERROR(GetString(j, "kind", true, r.kind));
+  PV_RETURN_IF_ERROR(GetOptionalString(j, "received", r.received));
+  PV_RETURN_IF_ERROR(GetString(j, "note", false, r.note));
+  return r;
+}
+
+StatusOr<std::string> DecodeExtendRequest(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"reason"}));
+  std::string reason;
+  PV_RETURN_IF_ERROR(GetString(j, "reason", true, reason));
+  return reason;
+}
+
+StatusOr<CloseRequestBody> DecodeCloseRequest(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"outcome", "delivered", "note"}));
+  CloseRequestBody r;
+  PV_RETURN_IF_ERROR(GetString(j, "outcome", true, r.outcome));
+  PV_RETURN_IF_ERROR(GetString(j, "delivered", true, r.delivered));
+  PV_RETURN_IF_ERROR(GetString(j, "note", false, r.note));
+  return r;
+}
+
+StatusOr<RequestSearch> DecodeRequestSearch(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"patient_id", "overdue", "include_closed"}));
+  RequestSearch r;
+  PV_RETURN_IF_ERROR(GetOptionalString(j, "patient_id", r.patient_id));
+  PV_RETURN_IF_ERROR(GetBool(j, "overdue", r.overdue));
+  PV_RETURN_IF_ERROR(GetBool(j, "include_closed", r.include_closed));
+  return r;
+}
+
+StatusOr<ConfidentialContact> DecodeSetContact(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"patient_id", "address", "channel", "note"}));
+  ConfidentialContact c;
+  PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, c.patient_id));
+  PV_RETURN_IF_ERROR(GetString(j, "address", true, c.address));
+  std::string channel;
+  PV_RETURN_IF_ERROR(GetString(j, "channel", true, channel));
+  PV_ASSIGN_OR_RETURN(c.channel, ParseContactChannel(channel));
+  PV_RETURN_IF_ERROR(GetString(j, "note", false, c.note));
+  return c;
+}
+
+namespace {
+json OptionalTime(const std::optional<int64_t>& t) {
+  return t ? json(FormatRfc3339Micros(*t)) : json(nullptr);
+}
+json OptionalText(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+}  // namespace
+
+json EncodePolicyInfo(const PolicyInfo& info, bool with_text) {
+  json j = {{"name", info.name},
+            {"sha256", info.sha256_hex},
+            {"in_force_from", FormatRfc3339Micros(info.in_force_from_unix_us)},
+            {"in_force_until", OptionalTime(info.in_force_until_unix_us)},
+            {"audit_seq", info.audit_seq}};
+  if (with_text) j["text"] = info.text;
+  return j;
+}
+
+json EncodePolicyCheck(const PolicyCheckResult& r) {
+  return {{"allowed", r.allowed},   {"rule", r.rule},         {"explanation", r.explanation},
+          {"category", r.category}, {"is_author", r.is_author}};
+}
+
+json EncodeWindow(const BreakGlassWindow& w) {
+  return {{"id", w.id},
+          {"user", w.user},
+          {"role", w.role},
+          {"application", w.application},
+          {"patient_id", w.patient_id},
+          {"reason", w.reason},
+          {"opened", FormatRfc3339Micros(w.opened_us)},
+          {"expires", FormatRfc3339Micros(w.expires_us)},
+          {"closed", OptionalTime(w.closed_us)},
+          {"accesses", w.accesses},
+          {"status", std::string(WindowStatusName(StatusOf(w)))},
+          {"signed_off_by", OptionalText(w.signed_off_by)},
+          {"signed_off_at", OptionalTime(w.signed_off_at_us)},
+          {"note", OptionalText(w.note)}};
+}
+
+json EncodeRestriction(const Restriction& r) {
+  return {{"id", r.id},
+          {"purposes", r.purposes},
+          {"record_ids", r.record_ids},
+          {"categories", r.categories},
+          {"recipient", r.recipient},
+          {"note", r.note},
+          {"created", FormatRfc3339Micros(r.created_us)},
+          {"created_by", r.created_by},
+          {"ended", OptionalTime(r.ended_us)},
+          {"ended_by", OptionalText(r.ended_by)},
+          {"end_reason", OptionalText(r.end_reason)}};
+}
+
+json EncodePatientRequest(const PatientRequest& r, std::string_view today) {
+  return {{"id", r.id},
+          {"patient_id", r.patient_id},
+          {"kind", std::string(RequestKindName(r.kind))},
+          {"received", r.received},
+          {"due", r.due},
+          {"extended", r.extended},
+          {"extension_reason", OptionalText(r.extension_reason)},
+          {"note", OptionalText(r.note)},
+          {"status", r.closed ? "closed" : "open"},
+          {"outcome", r.outcome ? json(std::string(RequestOutcomeName(*r.outcome))) : json(nullptr)},
+          {"closed", OptionalTime(r.closed_us)},
+          {"delivered", OptionalText(r.delivered)},
+          {"overdue", IsOverdue(r, today)}};
+}
+
+json EncodeContact(const ConfidentialContact& c) {
+  return {{"patient_id", c.patient_id},
+          {"address", c.address},
+          {"channel", std::string(ContactChannelName(c.channel))},
+          {"note", OptionalText(c.note)},
+          {"updated", FormatRfc3339Micros(c.updated_us)}};
+}
+
 }  // namespace phivault::daemon

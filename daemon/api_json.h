@@ -70,6 +70,55 @@ StatusOr<AuditExportRequest> DecodeAuditExport(std::string_view body);
 // The Content-Type of an export in `format`.
 std::string_view ExportContentType(ExportFormat format);
 
+// ---- Issue 8: policy, break-glass review, patient rights (docs/api/openapi.json). Each decoder
+// refuses unknown members and names the field it rejects, never its value.
+StatusOr<PolicyCheckRequest> DecodePolicyCheck(std::string_view body);
+// {"status": "pending"|"all"} (default pending): true for pending only.
+StatusOr<bool> DecodeReviewQuery(std::string_view body);
+// {"note": "..."} (required, 1..4096 bytes).
+StatusOr<std::string> DecodeSignOff(std::string_view body);
+StatusOr<Restriction> DecodeAddRestriction(std::string_view body);
+struct RestrictionSearch {
+  std::string patient_id;
+  bool include_ended = false;
+};
+StatusOr<RestrictionSearch> DecodeRestrictionSearch(std::string_view body);
+struct EndRestrictionBody {
+  std::string patient_id;
+  std::string reason;
+};
+StatusOr<EndRestrictionBody> DecodeEndRestriction(std::string_view body);
+StatusOr<PatientExportRequest> DecodePatientExport(std::string_view body);
+struct OpenRequestBody {
+  std::string patient_id;
+  std::string kind;
+  std::optional<std::string> received;
+  std::string note;
+};
+StatusOr<OpenRequestBody> DecodeOpenRequest(std::string_view body);
+// {"reason": "..."}.
+StatusOr<std::string> DecodeExtendRequest(std::string_view body);
+struct CloseRequestBody {
+  std::string outcome;
+  std::string delivered;
+  std::string note;
+};
+StatusOr<CloseRequestBody> DecodeCloseRequest(std::string_view body);
+struct RequestSearch {
+  std::optional<std::string> patient_id;
+  bool overdue = false;
+  bool include_closed = false;
+};
+StatusOr<RequestSearch> DecodeRequestSearch(std::string_view body);
+StatusOr<ConfidentialContact> DecodeSetContact(std::string_view body);
+
+nlohmann::json EncodePolicyInfo(const PolicyInfo& info, bool with_text);
+nlohmann::json EncodePolicyCheck(const PolicyCheckResult& result);
+nlohmann::json EncodeWindow(const BreakGlassWindow& window);
+nlohmann::json EncodeRestriction(const Restriction& r);
+nlohmann::json EncodePatientRequest(const PatientRequest& r, std::string_view today);
+nlohmann::json EncodeContact(const ConfidentialContact& c);
+
 // A body that must be the empty object {} (routes whose body is optional).
 Status DecodeEmptyObject(std::string_view body);
 

@@ -1,5 +1,6 @@
 #include "daemon/handlers.h"
 
+#include <cctype>
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -32,6 +33,31 @@
 
 namespace phivault::daemon {
 namespace {
+
+// Decodes %XX escapes (and nothing else: '+' stays '+'). False for a malformed escape.
+bool PercentDecode(std::string_view in, std::string& out) {
+  out.clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size() || !std::isxdigit(static_cast<unsigned char>(in[i + 1])) ||
+        !std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
+      return false;
+    }
+    out += static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16));
+    i += 2;
+  }
+  return true;
+}
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 
 using nlohmann::json;
 using Poco::Net::HTTPServerRequest;
@@ -477,8 +503,215 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         if (!path.ok()) return SendProblem(resp, ex, ProblemFromStatus(path.status()));
         return SendJson(resp, ex, 200, EncodeConsistencyProof(from, to, *path));
       }
+      case RouteId::kPolicyReload: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        if (Status s = DecodeEmptyObject(body); !s.ok()) {
+          return SendProblem(resp, ex, ProblemFromStatus(s));
+        }
+        auto info = service.ReloadPolicy(&ctx);
+        if (!info.ok()) return SendProblem(resp, ex, ProblemFromStatus(info.status()));
+        json j = EncodePolicyInfo(*info, false);
+        j["rules"] = info->rules;
+        j["changed"] = info->changed;
+        return SendJson(resp, ex, 200, j);
+      }
+      case RouteId::kPolicyShow: {
+        if (!CheckNoBody(resp, ex)) return;
+        std::optional<int64_t> at;
+        if (!query.empty()) {
+          constexpr std::string_view kAt = "at=";
+          if (query.rfind(kAt, 0) != 0 || query.find('&') != std::string_view::npos) {
+            return SendProblem(resp, ex,
+                               MakeProblem(400, "invalid-request",
+                                           "this route takes one query parameter: at"));
+          }
+          std::string text;
+          if (!PercentDecode(query.substr(kAt.size()), text)) {
+            return SendProblem(resp, ex,
+                               MakeProblem(400, "invalid-request", "'at' is malformed"));
+          }
+          auto t = ParseRequestTime("at", text);
+          if (!t.ok()) return SendProblem(resp, ex, ProblemFromStatus(t.status()));
+          at = *t;
+        }
+        auto info = service.PolicyAt(ctx, at);
+        if (!info.ok()) return SendProblem(resp, ex, ProblemFromStatus(info.status()));
+        return SendJson(resp, ex, 200, EncodePolicyInfo(*info, true));
+      }
+      case RouteId::kPolicyHistory: {
+        if (!CheckNoBodyOrQuery(resp, ex, query)) return;
+        auto history = service.PolicyHistory(ctx);
+        if (!history.ok()) return SendProblem(resp, ex, ProblemFromStatus(history.status()));
+        json versions = json::array();
+        for (size_t i = 0; i < history->size(); ++i) {
+          PolicyInfo info = (*history)[i];
+          if (i + 1 < history->size()) {
+            info.in_force_until_unix_us = (*history)[i + 1].in_force_from_unix_us;
+          }
+          versions.push_back(EncodePolicyInfo(info, false));
+        }
+        return SendJson(resp, ex, 200, json{{"versions", std::move(versions)}});
+      }
+      case RouteId::kPolicyCheck: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodePolicyCheck(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto result = service.CheckPolicy(ctx, *decoded);
+        if (!result.ok()) return SendProblem(resp, ex, ProblemFromStatus(result.status()));
+        return SendJson(resp, ex, 200, EncodePolicyCheck(*result));
+      }
+      case RouteId::kAuditReview: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto pending = DecodeReviewQuery(body);
+        if (!pending.ok()) return SendProblem(resp, ex, ProblemFromStatus(pending.status()));
+        auto windows = service.ReviewBreakGlass(ctx, *pending);
+        if (!windows.ok()) return SendProblem(resp, ex, ProblemFromStatus(windows.status()));
+        json events = json::array();
+        for (const auto& w : *windows) events.push_back(EncodeWindow(w));
+        return SendJson(resp, ex, 200, json{{"events", std::move(events)}});
+      }
+      case RouteId::kAuditSignOff: {
+        std::string body;
+        if (!CheckObjectId(resp, ex, params) || !CheckNoQuery(resp, ex, query) ||
+            !ReadJsonBody(req, resp, ex, body)) {
+          return;
+        }
+        auto note = DecodeSignOff(body);
+        if (!note.ok()) return SendProblem(resp, ex, ProblemFromStatus(note.status()));
+        auto w = service.SignOffBreakGlass(ctx, params[0], *note);
+        if (!w.ok()) return SendProblem(resp, ex, ProblemFromStatus(w.status()));
+        return SendJson(resp, ex, 200, EncodeWindow(*w));
+      }
+      case RouteId::kAddRestriction: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodeAddRestriction(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto added = service.AddRestriction(ctx, std::move(decoded).value());
+        if (!added.ok()) return SendProblem(resp, ex, ProblemFromStatus(added.status()));
+        return SendJson(resp, ex, 201, json{{"id", added->first.id}, {"audit_seq", added->second}});
+      }
+      case RouteId::kSearchRestrictions: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodeRestrictionSearch(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto list = service.ListRestrictions(ctx, decoded->patient_id, decoded->include_ended);
+        if (!list.ok()) return SendProblem(resp, ex, ProblemFromStatus(list.status()));
+        json out = json::array();
+        for (const auto& r : *list) out.push_back(EncodeRestriction(r));
+        return SendJson(resp, ex, 200, json{{"restrictions", std::move(out)}});
+      }
+      case RouteId::kEndRestriction: {
+        std::string body;
+        if (!CheckObjectId(resp, ex, params) || !CheckNoQuery(resp, ex, query) ||
+            !ReadJsonBody(req, resp, ex, body)) {
+          return;
+        }
+        auto decoded = DecodeEndRestriction(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto ended = service.EndRestriction(ctx, decoded->patient_id, params[0], decoded->reason);
+        if (!ended.ok()) return SendProblem(resp, ex, ProblemFromStatus(ended.status()));
+        return SendJson(resp, ex, 200,
+                        json{{"id", ended->first.id},
+                             {"ended", FormatRfc3339Micros(ended->first.ended_us.value_or(0))},
+                             {"audit_seq", ended->second}});
+      }
+      case RouteId::kPatientExport: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodePatientExport(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        return StreamBody(req, resp, ex, "application/x-tar", [&](const ExportSink& sink) {
+          return deps_.service->ExportPatient(ctx, *decoded, sink);
+        });
+      }
+      case RouteId::kOpenPatientRequest: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto d = DecodeOpenRequest(body);
+        if (!d.ok()) return SendProblem(resp, ex, ProblemFromStatus(d.status()));
+        auto opened = service.OpenPatientRequest(ctx, d->patient_id, d->kind, d->received, d->note);
+        if (!opened.ok()) return SendProblem(resp, ex, ProblemFromStatus(opened.status()));
+        return SendJson(resp, ex, 201,
+                        json{{"id", opened->first.id},
+                             {"due", opened->first.due},
+                             {"audit_seq", opened->second}});
+      }
+      case RouteId::kExtendPatientRequest: {
+        std::string body;
+        if (!CheckObjectId(resp, ex, params) || !CheckNoQuery(resp, ex, query) ||
+            !ReadJsonBody(req, resp, ex, body)) {
+          return;
+        }
+        auto reason = DecodeExtendRequest(body);
+        if (!reason.ok()) return SendProblem(resp, ex, ProblemFromStatus(reason.status()));
+        auto extended = service.ExtendPatientRequest(ctx, params[0], *reason);
+        if (!extended.ok()) return SendProblem(resp, ex, ProblemFromStatus(extended.status()));
+        return SendJson(resp, ex, 200,
+                        json{{"id", extended->first.id},
+                             {"due", extended->first.due},
+                             {"audit_seq", extended->second}});
+      }
+      case RouteId::kClosePatientRequest: {
+        std::string body;
+        if (!CheckObjectId(resp, ex, params) || !CheckNoQuery(resp, ex, query) ||
+            !ReadJsonBody(req, resp, ex, body)) {
+          return;
+        }
+        auto d = DecodeCloseRequest(body);
+        if (!d.ok()) return SendProblem(resp, ex, ProblemFromStatus(d.status()));
+        auto closed = service.ClosePatientRequest(ctx, params[0], d->outcome, d->delivered, d->note);
+        if (!closed.ok()) return SendProblem(resp, ex, ProblemFromStatus(closed.status()));
+        return SendJson(resp, ex, 200,
+                        json{{"id", closed->first.id},
+                             {"closed", FormatRfc3339Micros(closed->first.closed_us.value_or(0))},
+                             {"audit_seq", closed->second}});
+      }
+      case RouteId::kSearchPatientRequests: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto d = DecodeRequestSearch(body);
+        if (!d.ok()) return SendProblem(resp, ex, ProblemFromStatus(d.status()));
+        auto list = service.ListPatientRequests(ctx, d->patient_id, d->overdue, d->include_closed);
+        if (!list.ok()) return SendProblem(resp, ex, ProblemFromStatus(list.status()));
+        const std::string today = FormatRfc3339Micros(NowMicros()).substr(0, 10);
+        json out = json::array();
+        for (const auto& r : *list) out.push_back(EncodePatientRequest(r, today));
+        return SendJson(resp, ex, 200, json{{"requests", std::move(out)}});
+      }
+      case RouteId::kSetContact: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto c = DecodeSetContact(body);
+        if (!c.ok()) return SendProblem(resp, ex, ProblemFromStatus(c.status()));
+        auto seq = service.SetContact(ctx, std::move(c).value());
+        if (!seq.ok()) return SendProblem(resp, ex, ProblemFromStatus(seq.status()));
+        return SendJson(resp, ex, 200, json{{"audit_seq", *seq}});
+      }
+      case RouteId::kGetContact: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto patient_id = DecodeSearchRecords(body);
+        if (!patient_id.ok()) return SendProblem(resp, ex, ProblemFromStatus(patient_id.status()));
+        auto c = service.GetContact(ctx, *patient_id);
+        if (!c.ok()) return SendProblem(resp, ex, ProblemFromStatus(c.status()));
+        return SendJson(resp, ex, 200, EncodeContact(*c));
+      }
     }
     SendProblem(resp, ex, MakeProblem(500, "internal", "unhandled route"));
+  }
+
+  // The ids of restrictions, break-glass windows and patient requests have a record id's form.
+  bool CheckObjectId(HTTPServerResponse& resp, Exchange& ex,
+                     const std::vector<std::string>& params) {
+    if (params.size() == 1 && storage::IsValidRecordId(params[0])) return true;
+    SendProblem(resp, ex,
+                MakeProblem(400, "invalid-request", "an id is 22 characters from [A-Za-z0-9_-]"));
+    return false;
   }
 
   void SendAuditSeq(HTTPServerResponse& resp, Exchange& ex, const StatusOr<uint64_t>& seq) {
@@ -498,12 +731,21 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
   // chunk, so that no client can take a truncated export for a complete one.
   void StreamExport(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
                     const RequestContext& ctx, const AuditExportRequest& export_request) {
+    StreamBody(req, resp, ex, ExportContentType(export_request.format),
+               [&](const ExportSink& sink) {
+                 return deps_.service->ExportAudit(ctx, export_request, sink);
+               });
+  }
+
+  void StreamBody(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
+                  std::string_view content_type,
+                  const std::function<Status(const ExportSink&)>& produce) {
     std::ostream* out = nullptr;
     bool client_gone = false;
     const ExportSink sink = [&](std::string_view chunk) {
       if (out == nullptr) {
         PrepareHeaders(resp, ex, 200);
-        resp.setContentType(std::string(ExportContentType(export_request.format)));
+        resp.setContentType(std::string(content_type));
         resp.setChunkedTransferEncoding(true);
         out = &resp.send();
       }
@@ -512,7 +754,7 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
       client_gone = !out->good();
       return !client_gone;
     };
-    const Status status = deps_.service->ExportAudit(ctx, export_request, sink);
+    const Status status = produce(sink);
     if (out == nullptr) {
       if (!status.ok()) return SendProblem(resp, ex, ProblemFromStatus(status));
       sink({});

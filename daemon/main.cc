@@ -34,6 +34,7 @@
 #include "daemon/handlers.h"
 #include "daemon/http_server.h"
 #include "daemon/logging.h"
+#include "daemon/policy_loader.h"
 #include "daemon/service.h"
 #include "daemon/systemd_integration.h"
 #include "storage/audit_log.h"
@@ -214,15 +215,55 @@ class CheckpointTimer {
   std::thread thread_;     // last: starts once everything above is initialised
 };
 
-// Waits for a termination signal; SIGHUP is acknowledged and ignored.
-void WaitForTermination(const sigset_t& signals) {
+// Closes expired break-glass windows (each with its end audit entry) every few seconds.
+class BreakGlassTimer {
+ public:
+  explicit BreakGlassTimer(VaultService& service) : service_(service) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~BreakGlassTimer() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!wake_.wait_for(lock, std::chrono::seconds(5), [this] { return stopping_; })) {
+      lock.unlock();
+      if (Status s = service_.CloseExpiredBreakGlass(); !s.ok()) {
+        spdlog::error("expired break-glass windows could not be closed: {}",
+                      StatusCodeName(s.code()));
+      }
+      lock.lock();
+    }
+  }
+
+  VaultService& service_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;  // guarded by mu_
+  std::thread thread_;     // last
+};
+
+// Waits for a termination signal; SIGHUP reloads the access policy (the configuration itself is
+// not reloaded).
+void WaitForTermination(const sigset_t& signals, VaultService& service) {
   for (;;) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      spdlog::info(
-          "SIGHUP received; configuration reload is not supported, keeping the running "
-          "configuration");
+      auto info = service.ReloadPolicy(nullptr);
+      if (info.ok()) {
+        spdlog::info("SIGHUP: access policy {} (sha256 {}) in force{}", info->name,
+                     info->sha256_hex, info->changed ? "" : ", unchanged");
+      } else {
+        spdlog::error("SIGHUP: the policy in force is unchanged: {}", info.status().message());
+      }
       continue;
     }
     spdlog::info("{} received; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -259,8 +300,11 @@ int Run(int argc, char** argv) {
   if (!config.ok()) return Fail(kExitBadConfig, config.status().message());
   auto authenticator = Authenticator::Create(*config);
   if (!authenticator.ok()) return Fail(kExitBadConfig, authenticator.status().message());
+  auto policy = LoadAccessPolicy(*config);
+  if (!policy.ok()) return Fail(kExitBadConfig, policy.status().message());
   if (check_only) {
-    std::printf("%s: configuration is valid\n", config_path.c_str());
+    std::printf("%s: configuration is valid (access policy %s, %zu rules)\n", config_path.c_str(),
+                (*policy)->name().c_str(), (*policy)->rules().size());
     return kExitOk;
   }
   if (Status s = SetupLogging(config->log_level, config->log_file); !s.ok()) {
@@ -296,8 +340,12 @@ int Run(int argc, char** argv) {
   if (!audit_log.ok()) {
     return Fail(kExitStartFailed, "cannot open the audit log: " + audit_log.status().message());
   }
-  std::unique_ptr<VaultService> service = NewVaultService(ServiceDeps{
-      &*config, store->get(), &(*audit_log)->ledger(), keyring->get(), audit_log->get()});
+  auto opened = NewVaultService(ServiceDeps{&*config, store->get(), &(*audit_log)->ledger(),
+                                            keyring->get(), audit_log->get(), *policy});
+  if (!opened.ok()) {
+    return Fail(kExitStartFailed, "cannot start the vault service: " + opened.status().message());
+  }
+  std::unique_ptr<VaultService> service = std::move(opened).value();
 
   auto listen_fd = TakeListenFd();
   if (!listen_fd.ok()) return Fail(kExitStartFailed, listen_fd.status().message());
@@ -325,9 +373,12 @@ int Run(int argc, char** argv) {
         **audit_log, std::chrono::seconds(config->audit_checkpoint_interval_seconds));
   }
 
-  WaitForTermination(signals);
+  auto break_glass = std::make_unique<BreakGlassTimer>(*service);
+
+  WaitForTermination(signals, *service);
   (void)SdNotify("STOPPING=1\nSTATUS=finishing requests in progress");
   checkpoints.reset();
+  break_glass.reset();
   const bool finished = (*server)->Stop(kShutdownGrace);
   if (!finished) {
     spdlog::error("requests were still running after {} s; exiting without them",

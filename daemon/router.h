@@ -28,6 +28,22 @@ enum class RouteId {
   kAuditNewCheckpoint,
   kAuditInclusionProof,
   kAuditConsistencyProof,
+  kPolicyReload,
+  kPolicyShow,
+  kPolicyHistory,
+  kPolicyCheck,
+  kAuditReview,
+  kAuditSignOff,
+  kAddRestriction,
+  kSearchRestrictions,
+  kEndRestriction,
+  kPatientExport,
+  kOpenPatientRequest,
+  kExtendPatientRequest,
+  kClosePatientRequest,
+  kSearchPatientRequests,
+  kSetContact,
+  kGetContact,
 };
 
 struct RouteSpec {

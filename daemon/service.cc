@@ -10,11 +10,14 @@
 #include <spdlog/spdlog.h>
 
 #include "crypto/hash.h"
+#include "daemon/patient_export.h"
 #include "daemon/policy_loader.h"
+#include "daemon/problem.h"
 #include "daemon/record_rules.h"
 #include "policies/accounting.h"
 #include "policies/fhir_audit_event.h"
 #include "policies/purpose_of_use.h"
+#include "policies/time_format.h"
 #include "policies/report_render.h"
 #include "storage/audit_verify.h"
 
@@ -77,6 +80,7 @@ struct Pass {
   bool decided = false;  // an access decision was made (checked before anything is committed)
   bool committed = false;
   std::string upfront_rule;  // record actions: the rule that lets the role act on some category
+  std::vector<std::function<void()>> after_commit;  // in-memory effects of what was staged
   std::vector<std::string> rules;  // the rules that permitted, for the entry's reason
   void Permitted(std::string_view rule) {
     decided = true;
@@ -93,6 +97,8 @@ class VaultServiceImpl final : public VaultService {
         keyring_(*deps.keyring),
         audit_log_(deps.audit_log),
         records_(*deps.store, *deps.keyring),
+        state_(*deps.store, deps.keyring->audit_key(),
+               [this](std::string_view patient_id) { return records_.PatientBlindId(patient_id); }),
         policy_(deps.policy),
         started_(std::chrono::steady_clock::now()) {
     if (policy_ == nullptr) {
@@ -562,6 +568,353 @@ class VaultServiceImpl final : public VaultService {
     return audit_log_->VerifierKey();
   }
 
+  // ---- Start-up and the access policy
+
+  Status Start() {
+    PV_RETURN_IF_ERROR(state_.Load());
+    PV_RETURN_IF_ERROR(InstallPolicy(nullptr, std::atomic_load(&policy_)).status());
+    return CloseExpiredBreakGlass();
+  }
+
+  StatusOr<PolicyInfo> ReloadPolicy(const RequestContext* ctx) override {
+    if (ctx != nullptr) {
+      // A person or application asking: guarded like everything else, and a bad file is
+      // audited as the request's error.
+      std::shared_ptr<const policies::AccessPolicy> loaded;
+      auto admitted = Guarded<bool>(*ctx, "policy.reload", "admin", [&](Pass&) -> StatusOr<bool> {
+        auto l = LoadAccessPolicy(config_);
+        if (!l.ok()) {
+          return InvalidArgument(std::string(kInvalidPolicyMessage) + ": " + l.status().message());
+        }
+        loaded = std::move(l).value();
+        return true;
+      });
+      if (!admitted.ok()) return admitted.status();
+      return InstallPolicy(ctx, std::move(loaded));
+    }
+    auto l = LoadAccessPolicy(config_);
+    if (!l.ok()) {
+      return InvalidArgument(std::string(kInvalidPolicyMessage) + ": " + l.status().message());
+    }
+    return InstallPolicy(nullptr, std::move(l).value());
+  }
+
+  StatusOr<PolicyInfo> PolicyAt(const RequestContext& ctx,
+                                std::optional<int64_t> at_unix_us) override {
+    PV_RETURN_IF_ERROR(AuthorizeUnaudited(ctx, "policy.show", "policy"));
+    const int64_t at = at_unix_us.value_or(NowUnixMicros());
+    auto version = state_.PolicyAt(at);
+    if (!version) return NotFound("no policy was in force at that time");
+    PolicyInfo info = InfoOf(*version);
+    info.text = version->text;
+    return info;
+  }
+
+  StatusOr<std::vector<PolicyInfo>> PolicyHistory(const RequestContext& ctx) override {
+    PV_RETURN_IF_ERROR(AuthorizeUnaudited(ctx, "policy.show", "policy"));
+    std::vector<PolicyInfo> out;
+    for (const auto& v : state_.PolicyHistory()) out.push_back(InfoOf(v));
+    return out;
+  }
+
+  StatusOr<PolicyCheckResult> CheckPolicy(const RequestContext& ctx,
+                                          const PolicyCheckRequest& req) override {
+    return Guarded<PolicyCheckResult>(
+        ctx, "policy.check", "policy", [&](Pass& pass) -> StatusOr<PolicyCheckResult> {
+          if (!policies::IsPolicyAction(req.action)) {
+            std::string known;
+            for (auto a : policies::PolicyActions()) known += (known.empty() ? "" : ", ") + std::string(a);
+            return InvalidArgument("field 'action' must be one of: " + known);
+          }
+          if (!policies::LookupPurposeOfUse(req.purpose)) {
+            return InvalidArgument("field 'purpose' is not an HL7 PurposeOfUse code");
+          }
+          RequestContext as = ctx;
+          as.user = req.as_user;
+          as.role = req.role;
+          as.purpose = req.purpose;
+          as.consent = req.consent ? "check" : "";
+          as.break_glass_reason = req.break_glass ? "check" : "";
+          PolicyCheckResult out;
+          storage::RecordMetadata subject;
+          const storage::RecordMetadata* record = nullptr;
+          if (policies::IsRecordAction(req.action)) {
+            if (req.record_id) {
+              if (!storage::IsValidRecordId(*req.record_id)) {
+                return InvalidArgument("record id is malformed");
+              }
+              uint32_t v = 0;
+              if (req.version) {
+                v = *req.version;
+              } else {
+                PV_ASSIGN_OR_RETURN(v, records_.LatestVersion(*req.record_id));
+              }
+              PV_ASSIGN_OR_RETURN(storage::Record r,
+                                  records_.ReadVersion(*req.record_id, v, /*with_content=*/false));
+              subject = std::move(r.meta);
+              AttachPatient(pass, subject.patient_id);
+              pass.entry.records = {*req.record_id + "@" + std::to_string(v)};
+            } else if (req.category) {
+              PV_RETURN_IF_ERROR(ValidateCategory(*req.category));
+              subject.category = *req.category;
+              subject.created_by = req.as_user;
+            } else {
+              return InvalidArgument(
+                  "a record action is decided on a record: give record_id or category");
+            }
+            record = &subject;
+          }
+          // The check itself must not open or count a break-glass window.
+          const Verdict v = Decide(pass, as, req.action, record);
+          out.allowed = v.allowed;
+          out.rule = v.rule;
+          out.explanation = v.allowed ? "allowed by rule '" + v.rule + "' of policy '" +
+                                            pass.policy->name() + "'"
+                                      : v.explanation;
+          out.category = subject.category;
+          out.is_author = record != nullptr && !subject.created_by.empty() &&
+                          subject.created_by == req.as_user;
+          pass.phi["checked"] = {{"user", req.as_user}, {"role", req.role},
+                                 {"purpose", req.purpose}, {"action", req.action},
+                                 {"allowed", v.allowed}, {"rule", v.rule}};
+          return out;
+        });
+  }
+
+  // ---- Break-glass review
+
+  StatusOr<std::vector<BreakGlassWindow>> ReviewBreakGlass(const RequestContext& ctx,
+                                                           bool pending_only) override {
+    PV_RETURN_IF_ERROR(CloseExpiredBreakGlass());
+    return Guarded<std::vector<BreakGlassWindow>>(
+        ctx, "audit.review", "review", [&](Pass& pass) -> StatusOr<std::vector<BreakGlassWindow>> {
+          auto list = state_.ListWindows(pending_only);
+          for (const auto& w : list) pass.entry.records.push_back("window:" + w.id);
+          return list;
+        });
+  }
+
+  StatusOr<BreakGlassWindow> SignOffBreakGlass(const RequestContext& ctx,
+                                               const std::string& window_id,
+                                               const std::string& note) override {
+    PV_RETURN_IF_ERROR(CloseExpiredBreakGlass());
+    return Guarded<BreakGlassWindow>(
+        ctx, "audit.sign-off", "review", [&](Pass& pass) -> StatusOr<BreakGlassWindow> {
+          pass.entry.records = {"window:" + window_id};
+          std::lock_guard<std::mutex> lock(state_mu_);
+          auto window = state_.GetWindow(window_id);
+          if (!window) return NotFound("no such break-glass window");
+          AttachPatient(pass, window->patient_id);
+          PV_ASSIGN_OR_RETURN(BreakGlassWindow signed_off,
+                              state_.StageSignOff(window_id, ctx.user, note, NowUnixMicros(),
+                                                  pass.batch));
+          pass.phi["note"] = note;
+          pass.after_commit.push_back([this, signed_off] { state_.ApplyWindow(signed_off); });
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          return signed_off;
+        });
+  }
+
+  Status CloseExpiredBreakGlass() override {
+    const int64_t now = NowUnixMicros();
+    for (const BreakGlassWindow& w : state_.TakeExpired(now)) {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      storage::WriteBatch batch;
+      auto closed = state_.StageCloseWindow(w.id, std::min(now, w.expires_us), batch);
+      if (!closed.ok()) {
+        state_.ReleaseExpired(w.id);
+        return closed.status();
+      }
+      storage::AuditEntry end;
+      end.application = "phivaultd";
+      end.action = "breakglass.end";
+      end.outcome = "success";
+      end.reason = "expired";
+      end.user = w.user;
+      end.role = w.role;
+      end.break_glass = true;
+      end.records = {"window:" + w.id};
+      end.patient_bid = crypto::HexEncode(records_.PatientBlindId(w.patient_id));
+      SealPhi(end, {{"patient_id", w.patient_id},
+                    {"break_glass_reason", w.reason},
+                    {"accesses", closed->accesses}});
+      auto seq = CommitWithEntry(std::move(batch), std::move(end));
+      if (!seq.ok()) {
+        state_.ReleaseExpired(w.id);
+        return seq.status();
+      }
+      state_.ApplyWindow(*closed);
+    }
+    return Status::Ok();
+  }
+
+  // ---- Patient rights
+
+  StatusOr<std::pair<Restriction, uint64_t>> AddRestriction(const RequestContext& ctx,
+                                                            Restriction draft) override {
+    return Guarded<std::pair<Restriction, uint64_t>>(
+        ctx, "restriction.add", "restrict",
+        [&](Pass& pass) -> StatusOr<std::pair<Restriction, uint64_t>> {
+          if (ValidatePatientId(draft.patient_id).ok()) AttachPatient(pass, draft.patient_id);
+          PV_RETURN_IF_ERROR(ValidatePatientId(draft.patient_id));
+          for (const auto& c : draft.categories) PV_RETURN_IF_ERROR(ValidateCategory(c));
+          draft.created_by = ctx.user;
+          draft.created_us = NowUnixMicros();
+          std::lock_guard<std::mutex> lock(state_mu_);
+          PV_ASSIGN_OR_RETURN(Restriction added,
+                              state_.StageAddRestriction(std::move(draft), pass.batch));
+          pass.entry.records = {"restriction:" + added.id};
+          pass.entry.records.insert(pass.entry.records.end(), added.record_ids.begin(),
+                                    added.record_ids.end());
+          pass.phi["restriction"] = {{"purposes", added.purposes},
+                                     {"categories", added.categories},
+                                     {"recipient", added.recipient}};
+          pass.after_commit.push_back([this, added] { state_.ApplyRestriction(added); });
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          return std::make_pair(added, pass.entry.seq);
+        });
+  }
+
+  StatusOr<std::vector<Restriction>> ListRestrictions(const RequestContext& ctx,
+                                                      const std::string& patient_id,
+                                                      bool include_ended) override {
+    return Guarded<std::vector<Restriction>>(
+        ctx, "restriction.list", "restrict", [&](Pass& pass) -> StatusOr<std::vector<Restriction>> {
+          if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
+          PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
+          return state_.RestrictionsOf(patient_id, include_ended);
+        });
+  }
+
+  StatusOr<std::pair<Restriction, uint64_t>> EndRestriction(const RequestContext& ctx,
+                                                            const std::string& patient_id,
+                                                            const std::string& id,
+                                                            const std::string& reason) override {
+    return Guarded<std::pair<Restriction, uint64_t>>(
+        ctx, "restriction.end", "restrict",
+        [&](Pass& pass) -> StatusOr<std::pair<Restriction, uint64_t>> {
+          pass.entry.records = {"restriction:" + id};
+          if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
+          PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
+          std::lock_guard<std::mutex> lock(state_mu_);
+          PV_ASSIGN_OR_RETURN(Restriction ended,
+                              state_.StageEndRestriction(patient_id, id, ctx.user, reason,
+                                                         NowUnixMicros(), pass.batch));
+          pass.phi["end_reason"] = reason;
+          pass.after_commit.push_back([this, ended] { state_.ApplyRestriction(ended); });
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          return std::make_pair(ended, pass.entry.seq);
+        });
+  }
+
+  StatusOr<std::pair<PatientRequest, uint64_t>> OpenPatientRequest(
+      const RequestContext& ctx, const std::string& patient_id, const std::string& kind,
+      const std::optional<std::string>& received, const std::string& note) override {
+    return Guarded<std::pair<PatientRequest, uint64_t>>(
+        ctx, "request.open", "request",
+        [&](Pass& pass) -> StatusOr<std::pair<PatientRequest, uint64_t>> {
+          if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
+          PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
+          PV_ASSIGN_OR_RETURN(RequestKind k, ParseRequestKind(kind));
+          const std::string day = received.value_or(policies::FormatUtcDate(NowUnixMicros()));
+          std::lock_guard<std::mutex> lock(state_mu_);
+          PV_ASSIGN_OR_RETURN(PatientRequest opened,
+                              state_.StageOpenRequest(patient_id, k, day, note, pass.batch));
+          pass.entry.records = {"request:" + opened.id};
+          pass.phi["request"] = {{"kind", kind}, {"received", opened.received},
+                                 {"due", opened.due}};
+          pass.after_commit.push_back([this, opened] { state_.ApplyRequest(opened); });
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          return std::make_pair(opened, pass.entry.seq);
+        });
+  }
+
+  StatusOr<std::pair<PatientRequest, uint64_t>> ExtendPatientRequest(
+      const RequestContext& ctx, const std::string& id, const std::string& reason) override {
+    return Guarded<std::pair<PatientRequest, uint64_t>>(
+        ctx, "request.extend", "request",
+        [&](Pass& pass) -> StatusOr<std::pair<PatientRequest, uint64_t>> {
+          pass.entry.records = {"request:" + id};
+          std::lock_guard<std::mutex> lock(state_mu_);
+          auto existing = state_.GetRequest(id);
+          if (existing) AttachPatient(pass, existing->patient_id);
+          PV_ASSIGN_OR_RETURN(PatientRequest extended,
+                              state_.StageExtendRequest(id, reason, pass.batch));
+          pass.phi["extension_reason"] = reason;
+          pass.phi["due"] = extended.due;
+          pass.after_commit.push_back([this, extended] { state_.ApplyRequest(extended); });
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          return std::make_pair(extended, pass.entry.seq);
+        });
+  }
+
+  StatusOr<std::pair<PatientRequest, uint64_t>> ClosePatientRequest(
+      const RequestContext& ctx, const std::string& id, const std::string& outcome,
+      const std::string& delivered, const std::string& note) override {
+    return Guarded<std::pair<PatientRequest, uint64_t>>(
+        ctx, "request.close", "request",
+        [&](Pass& pass) -> StatusOr<std::pair<PatientRequest, uint64_t>> {
+          pass.entry.records = {"request:" + id};
+          PV_ASSIGN_OR_RETURN(RequestOutcome o, ParseRequestOutcome(outcome));
+          std::lock_guard<std::mutex> lock(state_mu_);
+          auto existing = state_.GetRequest(id);
+          if (existing) AttachPatient(pass, existing->patient_id);
+          PV_ASSIGN_OR_RETURN(PatientRequest closed,
+                              state_.StageCloseRequest(id, o, delivered, note, NowUnixMicros(),
+                                                       pass.batch));
+          pass.phi["delivered"] = delivered;
+          pass.phi["outcome"] = outcome;
+          pass.after_commit.push_back([this, closed] { state_.ApplyRequest(closed); });
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          return std::make_pair(closed, pass.entry.seq);
+        });
+  }
+
+  StatusOr<std::vector<PatientRequest>> ListPatientRequests(
+      const RequestContext& ctx, const std::optional<std::string>& patient_id, bool overdue_only,
+      bool include_closed) override {
+    return Guarded<std::vector<PatientRequest>>(
+        ctx, "request.list", "request", [&](Pass& pass) -> StatusOr<std::vector<PatientRequest>> {
+          if (patient_id) {
+            if (ValidatePatientId(*patient_id).ok()) AttachPatient(pass, *patient_id);
+            PV_RETURN_IF_ERROR(ValidatePatientId(*patient_id));
+          }
+          auto list = state_.ListRequests(patient_id, overdue_only,
+                                          policies::FormatUtcDate(NowUnixMicros()), include_closed);
+          for (const auto& r : list) pass.entry.records.push_back("request:" + r.id);
+          return list;
+        });
+  }
+
+  StatusOr<uint64_t> SetContact(const RequestContext& ctx, ConfidentialContact contact) override {
+    return Guarded<uint64_t>(ctx, "contact.set", "contact", [&](Pass& pass) -> StatusOr<uint64_t> {
+      if (ValidatePatientId(contact.patient_id).ok()) AttachPatient(pass, contact.patient_id);
+      PV_RETURN_IF_ERROR(ValidatePatientId(contact.patient_id));
+      contact.updated_us = NowUnixMicros();
+      std::lock_guard<std::mutex> lock(state_mu_);
+      PV_ASSIGN_OR_RETURN(ConfidentialContact set, state_.StageSetContact(contact, pass.batch));
+      pass.phi["channel"] = std::string(ContactChannelName(set.channel));
+      pass.after_commit.push_back([this, set] { state_.ApplyContact(set); });
+      PV_RETURN_IF_ERROR(CommitPass(pass));
+      return pass.entry.seq;
+    });
+  }
+
+  StatusOr<ConfidentialContact> GetContact(const RequestContext& ctx,
+                                           const std::string& patient_id) override {
+    return Guarded<ConfidentialContact>(
+        ctx, "contact.show", "contact", [&](Pass& pass) -> StatusOr<ConfidentialContact> {
+          if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
+          PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
+          auto c = state_.GetContact(patient_id);
+          if (!c) return NotFound("no confidential contact is recorded for this patient");
+          return *c;
+        });
+  }
+
+  Status ExportPatient(const RequestContext& ctx, const PatientExportRequest& req,
+                       const ExportSink& sink) override;
+
  private:
   // A policy decision, with what a denial says.
   struct Verdict {
@@ -806,6 +1159,7 @@ class VaultServiceImpl final : public VaultService {
     if (!seq.ok()) return seq.status();
     pass.entry.seq = *seq;
     pass.committed = true;
+    for (auto& apply : pass.after_commit) apply();
     return Status::Ok();
   }
 
@@ -1017,6 +1371,71 @@ class VaultServiceImpl final : public VaultService {
     return c;
   }
 
+  // Requests that reveal no PHI (the policy text, proofs): decided but not audited.
+  Status AuthorizeUnaudited(const RequestContext& ctx, std::string_view config_action,
+                            std::string_view policy_action) const {
+    PV_RETURN_IF_ERROR(Authorize(ctx, config_action));
+    Pass pass;
+    pass.policy = std::atomic_load(&policy_);
+    if (pass.policy == nullptr) return Unavailable("no access policy is in force");
+    const Verdict v = Decide(pass, ctx, policy_action, nullptr);
+    if (!v.allowed) return Denied(v.explanation, v.rule);
+    return Status::Ok();
+  }
+
+  static PolicyInfo InfoOf(const PolicyVersion& v) {
+    PolicyInfo info;
+    info.name = v.name;
+    info.sha256_hex = v.sha256_hex;
+    info.in_force_from_unix_us = v.from_us;
+    info.audit_seq = v.audit_seq;
+    return info;
+  }
+
+  // Puts `policy` in force. If it differs from the newest version in the history, its coming
+  // into force is audited (by `ctx`, or the daemon) together with the new history version.
+  StatusOr<PolicyInfo> InstallPolicy(const RequestContext* ctx,
+                                     std::shared_ptr<const policies::AccessPolicy> policy) {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    const auto history = state_.PolicyHistory();
+    PolicyInfo info;
+    info.name = policy->name();
+    info.sha256_hex = policy->sha256_hex();
+    info.rules = policy->rules().size();
+    if (!history.empty() && history.back().sha256_hex == policy->sha256_hex()) {
+      info.in_force_from_unix_us = history.back().from_us;
+      info.audit_seq = history.back().audit_seq;
+      std::atomic_store(&policy_, std::move(policy));
+      return info;
+    }
+    storage::WriteBatch batch;
+    const int64_t now = std::max(NowUnixMicros(), history.empty() ? 0 : history.back().from_us + 1);
+    PV_ASSIGN_OR_RETURN(PolicyVersion version,
+                        state_.StagePolicyVersion(policy->name(), policy->text(), now, batch));
+    storage::AuditEntry e;
+    if (ctx != nullptr) {
+      e = NewEntry(*ctx, "policy.load");
+    } else {
+      e.application = "phivaultd";
+      e.action = "policy.load";
+      e.outcome = "success";
+    }
+    e.reason = "sha256:" + policy->sha256_hex();
+    e.records = {"policy:" + policy->name()};
+    PV_ASSIGN_OR_RETURN(uint64_t seq, CommitWithEntry(std::move(batch), std::move(e)));
+    std::atomic_store(&policy_, std::move(policy));
+    if (Status s = state_.ApplyPolicyVersion(version, seq); !s.ok()) {
+      spdlog::warn("the policy history could not record its audit seq: {}",
+                   StatusCodeName(s.code()));
+    }
+    spdlog::info("access policy {} (sha256 {}) in force, {} rules", info.name, info.sha256_hex,
+                 info.rules);
+    info.changed = true;
+    info.in_force_from_unix_us = now;
+    info.audit_seq = seq;
+    return info;
+  }
+
   // Proofs and checkpoints reveal no PHI: decided (action audit) but not audited.
   Status AuthorizeAuditRead(const RequestContext& ctx) const {
     PV_RETURN_IF_ERROR(Authorize(ctx, "audit.verify"));
@@ -1029,15 +1448,60 @@ class VaultServiceImpl final : public VaultService {
     return Status::Ok();
   }
 
-  // PENDING(patient_state): break-glass windows and restrictions.
-  bool BreakGlassOpen(const RequestContext&, const std::string&) const { return false; }
-  std::optional<std::string> BlockingRestriction(const storage::RecordMetadata&,
-                                                 const std::string&) const {
-    return std::nullopt;
+  bool BreakGlassOpen(const RequestContext& ctx, const std::string& patient_id) const {
+    return state_.FindOpen(ctx.user, patient_id, NowUnixMicros()).has_value();
   }
-  StatusOr<std::string> EnterBreakGlass(Pass&, const RequestContext& ctx, const std::string&) {
-    if (ctx.break_glass_reason.empty()) return Internal("break-glass without a reason");
-    return ctx.break_glass_reason;
+
+  // The id of an active restriction of the record's patient that withholds it from `purpose`.
+  std::optional<std::string> BlockingRestriction(const storage::RecordMetadata& record,
+                                                 const std::string& purpose) const {
+    const std::vector<Restriction> all = state_.RestrictionsOf(record.patient_id, false);
+    if (all.empty()) return std::nullopt;
+    const Restriction* r = FindBlocking(all, record.record_id, record.category, purpose);
+    if (r == nullptr) return std::nullopt;
+    return r->id;
+  }
+
+  // Break-glass access by ctx.user to the patient's records: counted in the user's open window,
+  // or, with a stated reason, in a new one whose start is audited on its own entry first.
+  // Returns the window's reason.
+  StatusOr<std::string> EnterBreakGlass(Pass& pass, const RequestContext& ctx,
+                                        const std::string& patient_id) {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    const int64_t now = NowUnixMicros();
+    std::optional<BreakGlassWindow> window = state_.FindOpen(ctx.user, patient_id, now);
+    if (!window) {
+      if (ctx.break_glass_reason.empty()) {
+        return Denied("the break-glass window has ended: state a reason in "
+                      "X-Phivault-Break-Glass-Reason to open a new one",
+                      "break-glass:window-ended");
+      }
+      BreakGlassWindow draft;
+      draft.user = ctx.user;
+      draft.role = ctx.role;
+      draft.application = ctx.principal.name;
+      draft.patient_id = patient_id;
+      draft.reason = ctx.break_glass_reason;
+      draft.opened_us = now;
+      draft.expires_us = now + pass.policy->break_glass_window_seconds() * 1000000;
+      storage::WriteBatch batch;
+      PV_ASSIGN_OR_RETURN(BreakGlassWindow opened, state_.StageOpenWindow(draft, batch));
+      storage::AuditEntry start = NewEntry(ctx, "breakglass.start");
+      start.break_glass = true;
+      start.reason = std::string(pass.rules.empty() ? "break-glass" : pass.rules.back());
+      start.records = {"window:" + opened.id};
+      start.patient_bid = crypto::HexEncode(records_.PatientBlindId(patient_id));
+      SealPhi(start, {{"patient_id", patient_id},
+                      {"break_glass_reason", opened.reason},
+                      {"expires_us", opened.expires_us}});
+      PV_RETURN_IF_ERROR(CommitWithEntry(std::move(batch), std::move(start)).status());
+      state_.ApplyOpenWindow(opened);
+      window = std::move(opened);
+    }
+    PV_RETURN_IF_ERROR(state_.StageAccess(window->id, pass.batch));
+    pass.after_commit.push_back([this, id = window->id] { state_.ApplyAccess(id); });
+    pass.phi["break_glass_window"] = window->id;
+    return window->reason;
   }
 
   static std::string HexOf(const storage::MerkleHash& h) {
@@ -1120,15 +1584,104 @@ class VaultServiceImpl final : public VaultService {
   crypto::Keyring& keyring_;
   storage::AuditLog* audit_log_;
   storage::RecordRepository records_;
+  PatientState state_;
+  // Serialises Stage -> Commit -> Apply on state_ (daemon/patient_state.h), and reloads.
+  std::mutex state_mu_;
   std::shared_ptr<const policies::AccessPolicy> policy_;  // atomic_load/atomic_store only
   std::chrono::steady_clock::time_point started_;
   std::array<std::mutex, 64> stripes_;
 };
 
+Status VaultServiceImpl::ExportPatient(const RequestContext& ctx, const PatientExportRequest& req,
+                                       const ExportSink& sink) {
+  struct Item {
+    storage::RecordMetadata latest;
+  };
+  std::vector<Item> items;
+  uint64_t withheld = 0;
+  const int64_t now = NowUnixMicros();
+  auto admitted = Guarded<bool>(ctx, "record.disclose", "export", [&](Pass& pass) -> StatusOr<bool> {
+    if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
+    PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
+    if (!req.request_id.empty()) {
+      auto request = state_.GetRequest(req.request_id);
+      if (!request || request->patient_id != req.patient_id) {
+        return NotFound("no such patient request for this patient");
+      }
+      pass.phi["patient_request"] = req.request_id;
+    }
+    PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all, records_.ListPatient(req.patient_id));
+    for (auto& m : all) {
+      const Verdict v = Decide(pass, ctx, "export", &m);
+      if (!v.allowed) {
+        ++withheld;
+        continue;
+      }
+      PV_RETURN_IF_ERROR(Admit(pass, ctx, v, m));
+      for (uint32_t version = 1; version <= m.version; ++version) {
+        pass.entry.records.push_back(m.record_id + "@" + std::to_string(version));
+      }
+      items.push_back({std::move(m)});
+    }
+    if (!pass.decided) pass.Permitted(pass.upfront_rule);
+    if (withheld > 0) pass.rules.push_back("withheld=" + std::to_string(withheld));
+    const auto contact = state_.GetContact(req.patient_id);
+    pass.phi.update({{"recipient_name", "the individual (right of access, 45 CFR 164.524)"},
+                     {"description", "designated record set: " + std::to_string(items.size()) +
+                                         " records"},
+                     {"basis", std::string(policies::DisclosureKindName(
+                                   policies::DisclosureKind::kToIndividual))},
+                     {"purpose", ctx.purpose}});
+    if (contact) pass.phi["recipient_address"] = contact->address;
+    return true;
+  });
+  if (!admitted.ok()) return admitted.status();
+
+  // On the record; now the archive. A failure from here on cuts the stream short.
+  PV_ASSIGN_OR_RETURN(auto tar, TarStreamWriter::Create(sink));
+  ExportManifest manifest;
+  manifest.patient_id = req.patient_id;
+  manifest.generated_us = now;
+  manifest.practice = config_.practice_name;
+  manifest.deliver_to = state_.GetContact(req.patient_id);
+  manifest.withheld = withheld;
+  if (withheld > 0) {
+    manifest.withheld_reason =
+        "Some records are not part of what this export may include under the practice's access "
+        "policy (for example psychotherapy notes, which 45 CFR 164.524(a)(1)(i) excludes from the "
+        "right of access). You may ask the practice about them.";
+  }
+  for (const Item& item : items) {
+    for (uint32_t version = 1; version <= item.latest.version; ++version) {
+      PV_ASSIGN_OR_RETURN(storage::Record r,
+                          records_.ReadVersion(item.latest.record_id, version, true));
+      ExportManifestRecord m;
+      m.record_id = r.meta.record_id;
+      m.version = version;
+      m.category = r.meta.category;
+      m.content_type = r.meta.content_type;
+      m.encounter_date = r.meta.encounter_date;
+      m.author = r.meta.author;
+      m.created_us = r.meta.created_unix_us;
+      m.file = ExportRecordPath(m.record_id, version, m.content_type);
+      const crypto::Sha256Digest digest = crypto::Sha256(r.content);
+      m.sha256_hex = crypto::HexEncode(
+          std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+      PV_RETURN_IF_ERROR(tar->AddFile(m.file, r.content, r.meta.created_unix_us / 1000000));
+      manifest.records.push_back(std::move(m));
+    }
+  }
+  PV_RETURN_IF_ERROR(
+      tar->AddFile("manifest.json", BuildExportManifestJson(manifest), now / 1000000));
+  return tar->Finish();
+}
+
 }  // namespace
 
-std::unique_ptr<VaultService> NewVaultService(const ServiceDeps& deps) {
-  return std::make_unique<VaultServiceImpl>(deps);
+StatusOr<std::unique_ptr<VaultService>> NewVaultService(const ServiceDeps& deps) {
+  auto service = std::make_unique<VaultServiceImpl>(deps);
+  PV_RETURN_IF_ERROR(service->Start());
+  return std::unique_ptr<VaultService>(std::move(service));
 }
 
 }  // namespace phivault::daemon

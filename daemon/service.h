@@ -16,6 +16,7 @@
 #include "crypto/keyring.h"
 #include "base/status.h"
 #include "daemon/config.h"
+#include "daemon/patient_state.h"
 #include "policies/access_policy.h"
 #include "storage/audit_log.h"
 #include "storage/ledger.h"
@@ -185,6 +186,13 @@ struct PolicyCheckResult {
   bool is_author = false;
 };
 
+// The right of access (45 CFR 164.524): every record version of the patient's designated record
+// set that the policy lets out, as a tar archive.
+struct PatientExportRequest {
+  std::string patient_id;
+  std::string request_id;  // optional: the patient request (RequestKind::kAccess) it answers
+};
+
 struct VaultStatus {
   std::string version;
   int64_t uptime_seconds = 0;
@@ -258,6 +266,65 @@ class VaultService {
                                                                    uint64_t size2) = 0;
   virtual StatusOr<std::string> AuditVerifierKey(const RequestContext& ctx) = 0;
 
+  // ---- Access policy (docs/policy.md)
+  // Reads the configuration's policy file again and puts it in force for every later request.
+  // InvalidArgument containing kInvalidPolicyMessage (daemon/problem.h) and naming file, line
+  // and rule if it does not validate: the old policy stays. A policy that differs from the last
+  // one in force is audited (action policy.load, reason "sha256:<hex>") and kept in the history.
+  // `ctx` null: the daemon itself (start-up, SIGHUP), which needs no permission.
+  virtual StatusOr<PolicyInfo> ReloadPolicy(const RequestContext* ctx) = 0;
+  // The policy in force at `at_unix_us` (now if unset), with its text. NotFound before the first.
+  virtual StatusOr<PolicyInfo> PolicyAt(const RequestContext& ctx,
+                                        std::optional<int64_t> at_unix_us) = 0;
+  // Every version ever in force, oldest first (kept for good: at least the six years of
+  // 45 CFR 164.316(b)(2)).
+  virtual StatusOr<std::vector<PolicyInfo>> PolicyHistory(const RequestContext& ctx) = 0;
+  // What the policy in force decides for `req` (a record's metadata is read, never its content).
+  // Audited (policy.check).
+  virtual StatusOr<PolicyCheckResult> CheckPolicy(const RequestContext& ctx,
+                                                  const PolicyCheckRequest& req) = 0;
+
+  // ---- Break-glass review
+  // Closes windows that have expired (writing each one's end entry), then lists windows: all, or
+  // only those ended and not yet signed off.
+  virtual StatusOr<std::vector<BreakGlassWindow>> ReviewBreakGlass(const RequestContext& ctx,
+                                                                   bool pending_only) = 0;
+  // The compliance officer's sign-off on an ended window. Audited.
+  virtual StatusOr<BreakGlassWindow> SignOffBreakGlass(const RequestContext& ctx,
+                                                       const std::string& window_id,
+                                                       const std::string& note) = 0;
+  // Writes the end entry of every window that has expired (the daemon calls this periodically).
+  virtual Status CloseExpiredBreakGlass() = 0;
+
+  // ---- Patient rights
+  virtual StatusOr<std::pair<Restriction, uint64_t>> AddRestriction(const RequestContext& ctx,
+                                                                    Restriction draft) = 0;
+  virtual StatusOr<std::vector<Restriction>> ListRestrictions(const RequestContext& ctx,
+                                                              const std::string& patient_id,
+                                                              bool include_ended) = 0;
+  virtual StatusOr<std::pair<Restriction, uint64_t>> EndRestriction(
+      const RequestContext& ctx, const std::string& patient_id, const std::string& id,
+      const std::string& reason) = 0;
+  // Streams the archive to `sink`; audited as a disclosure to the individual before the first
+  // byte. The archive's manifest names the patient's confidential contact, if any.
+  virtual Status ExportPatient(const RequestContext& ctx, const PatientExportRequest& req,
+                               const ExportSink& sink) = 0;
+  virtual StatusOr<std::pair<PatientRequest, uint64_t>> OpenPatientRequest(
+      const RequestContext& ctx, const std::string& patient_id, const std::string& kind,
+      const std::optional<std::string>& received, const std::string& note) = 0;
+  virtual StatusOr<std::pair<PatientRequest, uint64_t>> ExtendPatientRequest(
+      const RequestContext& ctx, const std::string& id, const std::string& reason) = 0;
+  virtual StatusOr<std::pair<PatientRequest, uint64_t>> ClosePatientRequest(
+      const RequestContext& ctx, const std::string& id, const std::string& outcome,
+      const std::string& delivered, const std::string& note) = 0;
+  virtual StatusOr<std::vector<PatientRequest>> ListPatientRequests(
+      const RequestContext& ctx, const std::optional<std::string>& patient_id, bool overdue_only,
+      bool include_closed) = 0;
+  virtual StatusOr<uint64_t> SetContact(const RequestContext& ctx,
+                                        ConfidentialContact contact) = 0;
+  virtual StatusOr<ConfidentialContact> GetContact(const RequestContext& ctx,
+                                                   const std::string& patient_id) = 0;
+
   // Audits a request that failed authentication or header validation before reaching one of
   // the methods above (`action` is the route's action). `count` > 1 summarises that many
   // rejected attempts in one entry. For an unauthenticated `ctx` (empty principal name) the
@@ -276,6 +343,9 @@ struct ServiceDeps {
   // The policy to start with (daemon/policy_loader.h LoadAccessPolicy); null: the configuration's.
   std::shared_ptr<const policies::AccessPolicy> policy;
 };
-std::unique_ptr<VaultService> NewVaultService(const ServiceDeps& deps);
+// Loads the patient-rights state, puts the policy in force (auditing it if it is new), and closes
+// break-glass windows that expired while the daemon was down. The store's or the state's error
+// (DataLoss for a tampered value), or the policy's (InvalidArgument) otherwise.
+StatusOr<std::unique_ptr<VaultService>> NewVaultService(const ServiceDeps& deps);
 
 }  // namespace phivault::daemon

@@ -64,14 +64,18 @@ class InProcessVault {
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     audit_log = std::move(*log);
     faulty_ledger = std::make_unique<FaultyLedger>(audit_log->ledger());
-    service = daemon::NewVaultService(
-        {&config, store.get(), faulty_ledger.get(), keyring.get(), audit_log.get()});
+    auto opened = daemon::NewVaultService(
+        {&config, store.get(), faulty_ledger.get(), keyring.get(), audit_log.get(), policy});
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    service = std::move(*opened);
   }
 
   storage::Ledger& ledger() { return audit_log->ledger(); }
 
   TempDir dir;
   daemon::Config config;
+  // The access policy to start with; null: the configuration's (the shipped default policy).
+  std::shared_ptr<const policies::AccessPolicy> policy;
   std::unique_ptr<crypto::Keyring> keyring;
   std::unique_ptr<storage::Store> store;
   std::unique_ptr<storage::AuditLog> audit_log;

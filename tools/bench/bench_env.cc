@@ -79,8 +79,9 @@ StatusOr<std::unique_ptr<VaultEnv>> VaultEnv::Open(const VaultEnvOptions& option
   } else {
     PV_ASSIGN_OR_RETURN(env->ledger_, storage::Ledger::Open(*env->store_));
   }
-  env->service_ = daemon::NewVaultService({&env->config_, env->store_.get(), &env->ledger(),
-                                           env->keyring_.get(), env->audit_log_.get()});
+  PV_ASSIGN_OR_RETURN(env->service_,
+                      daemon::NewVaultService({&env->config_, env->store_.get(), &env->ledger(),
+                                               env->keyring_.get(), env->audit_log_.get()}));
   return env;
 }
 
