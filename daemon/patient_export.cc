@@ -11,7 +11,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "daemon/api_json.h"
 #include "policies/time_format.h"
 
 namespace phivault::daemon {
@@ -45,17 +44,18 @@ struct TarStreamWriterCallbacks {
 };
 
 bool IsSafeArchivePath(std::string_view path) {
-  if (path.empty() || path.size() > kMaxArchivePathBytes || path.front() == '/') return false;
-  if (!IsValidUtf8(path)) return false;
-  for (unsigned char c : path) {
-    if (c < 0x20 || c == 0x7f || c == '\\') return false;
-  }
+  if (path.empty() || path.size() > kMaxArchivePathBytes) return false;
   size_t start = 0;
   while (true) {
     const size_t slash = path.find('/', start);
     const std::string_view segment = path.substr(
         start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
     if (segment.empty() || segment == "." || segment == "..") return false;
+    for (char c : segment) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-';
+      if (!ok) return false;
+    }
     if (slash == std::string_view::npos) return true;
     start = slash + 1;
   }
@@ -100,7 +100,7 @@ Status TarStreamWriter::AddFile(std::string_view path, std::string_view bytes,
                                                                              archive_entry_free);
   if (!entry) return Internal("libarchive could not allocate an entry");
   const std::string name(path);
-  archive_entry_set_pathname_utf8(entry.get(), name.c_str());
+  archive_entry_copy_pathname(entry.get(), name.c_str());
   archive_entry_set_filetype(entry.get(), AE_IFREG);
   archive_entry_set_perm(entry.get(), 0644);
   archive_entry_set_size(entry.get(), static_cast<la_int64_t>(bytes.size()));

@@ -33,10 +33,9 @@ class TarStreamWriter {
   TarStreamWriter& operator=(const TarStreamWriter&) = delete;
 
   // Appends a regular file (mode 0644, owner 0:0) at `path` holding `bytes`.
-  // InvalidArgument "unsafe archive path" for a path that is empty, absolute, has an empty, "."
-  // or ".." segment, a backslash or a control character, is not valid UTF-8, or is over 1024
-  // bytes; nothing is written then. Unavailable "the export stream was aborted" if the sink
-  // refused bytes; FailedPrecondition after Finish.
+  // InvalidArgument "unsafe archive path" unless IsSafeArchivePath(path); nothing is written
+  // then. Unavailable "the export stream was aborted" if the sink refused bytes;
+  // FailedPrecondition after Finish.
   [[nodiscard]] Status AddFile(std::string_view path, std::string_view bytes, int64_t mtime_unix_s);
 
   // Writes the end-of-archive blocks and flushes everything to the sink. The archive is complete
@@ -54,7 +53,10 @@ class TarStreamWriter {
   bool finished_ = false;
 };
 
-// True if `path` may name a file in an export archive (see TarStreamWriter::AddFile).
+// True if `path` may name a file in an export archive: 1..1024 bytes of '/'-separated segments,
+// each non-empty, not "." or "..", of ASCII letters, digits, '.', '_' and '-' only (so not
+// absolute). ASCII only because export paths are built from record ids and versions, and because
+// a name that means the same bytes in every locale cannot unpack somewhere unexpected.
 bool IsSafeArchivePath(std::string_view path);
 
 // The file name extension for a record's content type (parameters and case ignored):
