@@ -192,7 +192,8 @@ std::string BuildExportManifestJson(const ExportManifest& m) {
                             {"records", std::move(records)},
                             {"withheld", m.withheld},
                             {"withheld_reason", m.withheld_reason}};
-  return j.dump(2) + "\n";
+  // Invalid UTF-8 (which record validation keeps out) becomes U+FFFD rather than an exception.
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace phivault::daemon

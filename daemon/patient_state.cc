@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/hash.h"
+#include "daemon/api_json.h"
 #include "daemon/record_rules.h"
 #include "policies/purpose_of_use.h"
 #include "storage/records.h"
@@ -25,6 +26,7 @@ constexpr std::string_view kContactKind = "contact";
 constexpr std::string_view kPolicyKind = "policy";
 
 constexpr size_t kMaxListEntries = 256;
+constexpr size_t kMaxPolicyTextBytes = 1 << 20;
 
 std::string Prefix(std::string_view kind) { return "ps/" + std::string(kind) + "/"; }
 
@@ -32,7 +34,8 @@ std::string Aad(std::string_view kind, std::string_view key) {
   return "phivault/patient-state/" + std::string(kind) + "/v1\n" + std::string(key);
 }
 
-std::string NewId() { return crypto::Base64UrlEncode(crypto::RandomBytes(16)); }
+// The form of record ids: 22 URL-safe characters, never starting with '-' or '_' (command lines).
+std::string NewId() { return storage::NewRecordId(); }
 
 std::string PolicyKey(int64_t from_us) {
   char buf[32];
@@ -793,6 +796,11 @@ StatusOr<PolicyVersion> PatientState::StagePolicyVersion(std::string_view name,
                                                          storage::WriteBatch& batch) const {
   PV_RETURN_IF_ERROR(ValidateText("name", name, 256));
   if (text.empty()) return InvalidArgument("text must not be empty");
+  if (text.size() > kMaxPolicyTextBytes) {
+    return InvalidArgument("text must be at most " + std::to_string(kMaxPolicyTextBytes) +
+                           " bytes");
+  }
+  if (!IsValidUtf8(text)) return InvalidArgument("text must be valid UTF-8");
   if (from_us < 0) return InvalidArgument("from must not be before 1970");
   {
     std::shared_lock lock(mu_);

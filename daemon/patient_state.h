@@ -40,7 +40,7 @@ namespace phivault::daemon {
 // A restriction the practice agreed to (or must honour, 164.522(a)(1)(vi)): uses or disclosures
 // for `purposes` of the covered records are refused.
 struct Restriction {
-  std::string id;  // random, URL-safe base64 (22 characters); set by StageAddRestriction
+  std::string id;  // random, in the form of a record id (22 URL-safe characters)
   std::string patient_id;
   std::vector<std::string> purposes;    // HL7 PurposeOfUse codes; non-empty
   std::vector<std::string> record_ids;  // covered records; with `categories` both empty = all
@@ -236,7 +236,8 @@ class PatientState {
                                           storage::WriteBatch& batch) const;
   // Makes a staged close or sign-off visible (replaces by id, keeping the access count).
   void ApplyWindow(BreakGlassWindow window);
-  // Every window, oldest first; with `pending_only` only those closed and not signed off.
+  // Every window, oldest first; with `pending_only` only those closed and not signed off. An
+  // expired window stays kOpen until closed: call TakeExpired (and close what it returns) first.
   std::vector<BreakGlassWindow> ListWindows(bool pending_only) const;
   std::optional<BreakGlassWindow> GetWindow(std::string_view window_id) const;
 
@@ -275,7 +276,8 @@ class PatientState {
 
   // -- Policy history
   // Stages a new version (sha256 computed here, audit_seq 0) in force from `from_us`.
-  // InvalidArgument for an empty name (or over 256 bytes) or empty text; FailedPrecondition
+  // InvalidArgument for an empty name (or over 256 bytes), or text that is empty, over 1 MiB or
+  // not valid UTF-8; FailedPrecondition
   // "policy versions must be added in time order" unless `from_us` is after the newest version.
   StatusOr<PolicyVersion> StagePolicyVersion(std::string_view name, std::string_view text,
                                              int64_t from_us, storage::WriteBatch& batch) const;

@@ -152,7 +152,7 @@ TEST_F(PatientStateTest, RestrictionAndItsEndSurviveARestart) {
   draft.record_ids = {storage::NewRecordId()};
   draft.categories = {"lab_result"};
   const Restriction added = AddRestriction(draft);
-  EXPECT_EQ(added.id.size(), 22u);
+  EXPECT_TRUE(storage::IsValidRecordId(added.id)) << "ids have the form of record ids";
 
   PatientState& reloaded = Restart();
   auto list = reloaded.RestrictionsOf("synthetic-0001", /*include_ended=*/false);
@@ -574,6 +574,12 @@ TEST_F(PatientStateTest, PolicyHistoryAnswersWhichVersionWasInForce) {
   storage::WriteBatch stale;
   EXPECT_EQ(state_->StagePolicyVersion("old", "x", kT0 + kHourUs, stale).status().code(),
             StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      state_->StagePolicyVersion("bad", "rule \xff", kT0 + 2 * kHourUs, stale).status().code(),
+      StatusCode::kInvalidArgument);
+  EXPECT_EQ(state_->StagePolicyVersion("", "x", kT0 + 2 * kHourUs, stale).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(stale.empty());
 
   PatientState& reloaded = Restart();
   auto history = reloaded.PolicyHistory();
