@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "crypto/secret.h"
 #include "base/status.h"
+#include "crypto/secret.h"
 
 namespace phivault::crypto {
 

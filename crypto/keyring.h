@@ -56,12 +56,12 @@
 #include <string_view>
 #include <vector>
 
+#include "base/status.h"
 #include "crypto/aead.h"
 #include "crypto/hash.h"
 #include "crypto/keyring_file.h"
 #include "crypto/secret.h"
 #include "crypto/signing.h"
-#include "base/status.h"
 
 namespace phivault::crypto {
 

@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include "crypto/secret.h"
 #include "base/status.h"
+#include "crypto/secret.h"
 
 namespace phivault::crypto {
 

@@ -480,7 +480,6 @@ std::string DumpJson(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-
 StatusOr<PolicyCheckRequest> DecodePolicyCheck(std::string_view body) {
   PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
   PV_RETURN_IF_ERROR(CheckMembers(j, {"as_user", "role", "purpose", "action", "record_id",
@@ -522,8 +521,8 @@ StatusOr<std::string> DecodeSignOff(std::string_view body) {
 
 StatusOr<Restriction> DecodeAddRestriction(std::string_view body) {
   PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
-  PV_RETURN_IF_ERROR(CheckMembers(
-      j, {"patient_id", "purposes", "record_ids", "categories", "recipient", "note"}));
+  PV_RETURN_IF_ERROR(
+      CheckMembers(j, {"patient_id", "purposes", "record_ids", "categories", "recipient", "note"}));
   Restriction r;
   PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, r.patient_id));
   if (!j.contains("purposes")) return InvalidArgument("field 'purposes' is required");
@@ -632,8 +631,11 @@ json EncodePolicyInfo(const PolicyInfo& info, bool with_text) {
 }
 
 json EncodePolicyCheck(const PolicyCheckResult& r) {
-  return {{"allowed", r.allowed},   {"rule", r.rule},         {"explanation", r.explanation},
-          {"category", r.category}, {"is_author", r.is_author}};
+  return {{"allowed", r.allowed},
+          {"rule", r.rule},
+          {"explanation", r.explanation},
+          {"category", r.category},
+          {"is_author", r.is_author}};
 }
 
 json EncodeWindow(const BreakGlassWindow& w) {
@@ -668,19 +670,20 @@ json EncodeRestriction(const Restriction& r) {
 }
 
 json EncodePatientRequest(const PatientRequest& r, std::string_view today) {
-  return {{"id", r.id},
-          {"patient_id", r.patient_id},
-          {"kind", std::string(RequestKindName(r.kind))},
-          {"received", r.received},
-          {"due", r.due},
-          {"extended", r.extended},
-          {"extension_reason", OptionalText(r.extension_reason)},
-          {"note", OptionalText(r.note)},
-          {"status", r.closed ? "closed" : "open"},
-          {"outcome", r.outcome ? json(std::string(RequestOutcomeName(*r.outcome))) : json(nullptr)},
-          {"closed", OptionalTime(r.closed_us)},
-          {"delivered", OptionalText(r.delivered)},
-          {"overdue", IsOverdue(r, today)}};
+  return {
+      {"id", r.id},
+      {"patient_id", r.patient_id},
+      {"kind", std::string(RequestKindName(r.kind))},
+      {"received", r.received},
+      {"due", r.due},
+      {"extended", r.extended},
+      {"extension_reason", OptionalText(r.extension_reason)},
+      {"note", OptionalText(r.note)},
+      {"status", r.closed ? "closed" : "open"},
+      {"outcome", r.outcome ? json(std::string(RequestOutcomeName(*r.outcome))) : json(nullptr)},
+      {"closed", OptionalTime(r.closed_us)},
+      {"delivered", OptionalText(r.delivered)},
+      {"overdue", IsOverdue(r, today)}};
 }
 
 json EncodeContact(const ConfidentialContact& c) {

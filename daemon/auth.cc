@@ -317,12 +317,11 @@ Status CheckRequestConditionHeaders(const RequestConditionHeaders& h) {
         "the X-Phivault-Break-Glass-Reason header must be 1 to 512 bytes of UTF-8 text without "
         "control characters");
   }
-  if (h.consent != nullptr &&
-      (h.consent->empty() || h.consent->size() > kMaxConsentBytes ||
-       !std::all_of(h.consent->begin(), h.consent->end(), [](char c) {
-         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' ||
-                c == ':' || c == '/' || c == '-';
-       }))) {
+  if (h.consent != nullptr && (h.consent->empty() || h.consent->size() > kMaxConsentBytes ||
+                               !std::all_of(h.consent->begin(), h.consent->end(), [](char c) {
+                                 return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+                                        c == '.' || c == '_' || c == ':' || c == '/' || c == '-';
+                               }))) {
     return InvalidArgument(
         "the X-Phivault-Consent header must be 1 to 128 characters from [A-Za-z0-9._:/-]");
   }

@@ -412,8 +412,7 @@ Status Parse(const Reader& r, const toml::table& root, Config& c) {
       {"data_dir", "socket_path", "socket_mode", "socket_group", "default_retention_years",
        "max_content_bytes", "categories", "roles", "compliance_role", "practice_name",
        "audit_origin", "audit_checkpoint_interval_seconds", "keyring_mirrors", "master_key",
-       "policy_file",
-       "limits", "log", "applications", "operators"}));
+       "policy_file", "limits", "log", "applications", "operators"}));
 
   PV_RETURN_IF_ERROR(r.Path(root, "", "data_dir", c.data_dir, /*required=*/true));
   PV_RETURN_IF_ERROR(r.Path(root, "", "socket_path", c.socket_path, /*required=*/true));
@@ -505,17 +504,23 @@ std::vector<std::string> DefaultCategories() {
 }
 
 std::vector<std::string> DefaultRoles() {
-  return {"physician",          "nurse",        "medical_assistant", "front_office", "billing",
+  return {"physician",          "nurse",      "medical_assistant", "front_office", "billing",
           "compliance_officer", "vault_admin"};
 }
 
 std::vector<std::string> KnownActions() {
-  return {"record.create",     "record.read",     "record.amend",    "record.list",
-          "record.disclose",   "disclosure.suspend", "report.accounting", "report.access",
-          "audit.export",      "audit.verify",    "audit.review",    "audit.sign-off",
-          "policy.reload",     "policy.show",     "policy.check",    "restriction.add",
-          "restriction.list",  "restriction.end", "patient.export",  "request.open",
-          "request.extend",    "request.close",   "request.list",    "contact.set",
+  return {"record.create",     "record.read",
+          "record.amend",      "record.list",
+          "record.disclose",   "disclosure.suspend",
+          "report.accounting", "report.access",
+          "audit.export",      "audit.verify",
+          "audit.review",      "audit.sign-off",
+          "policy.reload",     "policy.show",
+          "policy.check",      "restriction.add",
+          "restriction.list",  "restriction.end",
+          "patient.export",    "request.open",
+          "request.extend",    "request.close",
+          "request.list",      "contact.set",
           "contact.show",      "status"};
 }
 

@@ -1,7 +1,7 @@
 #include "daemon/handlers.h"
 
-#include <cctype>
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <initializer_list>
@@ -57,7 +57,6 @@ int64_t NowMicros() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
 
 using nlohmann::json;
 using Poco::Net::HTTPServerRequest;
@@ -522,14 +521,13 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         if (!query.empty()) {
           constexpr std::string_view kAt = "at=";
           if (query.rfind(kAt, 0) != 0 || query.find('&') != std::string_view::npos) {
-            return SendProblem(resp, ex,
-                               MakeProblem(400, "invalid-request",
-                                           "this route takes one query parameter: at"));
+            return SendProblem(
+                resp, ex,
+                MakeProblem(400, "invalid-request", "this route takes one query parameter: at"));
           }
           std::string text;
           if (!PercentDecode(query.substr(kAt.size()), text)) {
-            return SendProblem(resp, ex,
-                               MakeProblem(400, "invalid-request", "'at' is malformed"));
+            return SendProblem(resp, ex, MakeProblem(400, "invalid-request", "'at' is malformed"));
           }
           auto t = ParseRequestTime("at", text);
           if (!t.ok()) return SendProblem(resp, ex, ProblemFromStatus(t.status()));
@@ -664,7 +662,8 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         }
         auto d = DecodeCloseRequest(body);
         if (!d.ok()) return SendProblem(resp, ex, ProblemFromStatus(d.status()));
-        auto closed = service.ClosePatientRequest(ctx, params[0], d->outcome, d->delivered, d->note);
+        auto closed =
+            service.ClosePatientRequest(ctx, params[0], d->outcome, d->delivered, d->note);
         if (!closed.ok()) return SendProblem(resp, ex, ProblemFromStatus(closed.status()));
         return SendJson(resp, ex, 200,
                         json{{"id", closed->first.id},

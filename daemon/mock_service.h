@@ -44,6 +44,52 @@ class MockVaultService : public VaultService {
   MOCK_METHOD(StatusOr<std::vector<std::string>>, AuditConsistencyProof,
               (const RequestContext& ctx, uint64_t size1, uint64_t size2), (override));
   MOCK_METHOD(StatusOr<std::string>, AuditVerifierKey, (const RequestContext& ctx), (override));
+  MOCK_METHOD(StatusOr<PolicyInfo>, ReloadPolicy, (const RequestContext* ctx), (override));
+  MOCK_METHOD(StatusOr<PolicyInfo>, PolicyAt,
+              (const RequestContext& ctx, std::optional<int64_t> at_unix_us), (override));
+  MOCK_METHOD(StatusOr<std::vector<PolicyInfo>>, PolicyHistory, (const RequestContext& ctx),
+              (override));
+  MOCK_METHOD(StatusOr<PolicyCheckResult>, CheckPolicy,
+              (const RequestContext& ctx, const PolicyCheckRequest& req), (override));
+  MOCK_METHOD(StatusOr<std::vector<BreakGlassWindow>>, ReviewBreakGlass,
+              (const RequestContext& ctx, bool pending_only), (override));
+  MOCK_METHOD(StatusOr<BreakGlassWindow>, SignOffBreakGlass,
+              (const RequestContext& ctx, const std::string& window_id, const std::string& note),
+              (override));
+  MOCK_METHOD(Status, CloseExpiredBreakGlass, (), (override));
+  using RestrictionResult = std::pair<Restriction, uint64_t>;
+  using RequestResult = std::pair<PatientRequest, uint64_t>;
+  MOCK_METHOD(StatusOr<RestrictionResult>, AddRestriction,
+              (const RequestContext& ctx, Restriction draft), (override));
+  MOCK_METHOD(StatusOr<std::vector<Restriction>>, ListRestrictions,
+              (const RequestContext& ctx, const std::string& patient_id, bool include_ended),
+              (override));
+  MOCK_METHOD(StatusOr<RestrictionResult>, EndRestriction,
+              (const RequestContext& ctx, const std::string& patient_id, const std::string& id,
+               const std::string& reason),
+              (override));
+  MOCK_METHOD(Status, ExportPatient,
+              (const RequestContext& ctx, const PatientExportRequest& req, const ExportSink& sink),
+              (override));
+  MOCK_METHOD(StatusOr<RequestResult>, OpenPatientRequest,
+              (const RequestContext& ctx, const std::string& patient_id, const std::string& kind,
+               const std::optional<std::string>& received, const std::string& note),
+              (override));
+  MOCK_METHOD(StatusOr<RequestResult>, ExtendPatientRequest,
+              (const RequestContext& ctx, const std::string& id, const std::string& reason),
+              (override));
+  MOCK_METHOD(StatusOr<RequestResult>, ClosePatientRequest,
+              (const RequestContext& ctx, const std::string& id, const std::string& outcome,
+               const std::string& delivered, const std::string& note),
+              (override));
+  MOCK_METHOD(StatusOr<std::vector<PatientRequest>>, ListPatientRequests,
+              (const RequestContext& ctx, const std::optional<std::string>& patient_id,
+               bool overdue_only, bool include_closed),
+              (override));
+  MOCK_METHOD(StatusOr<uint64_t>, SetContact,
+              (const RequestContext& ctx, ConfidentialContact contact), (override));
+  MOCK_METHOD(StatusOr<ConfidentialContact>, GetContact,
+              (const RequestContext& ctx, const std::string& patient_id), (override));
   MOCK_METHOD(Status, AuditRejected,
               (const RequestContext& ctx, const std::string& action, const std::string& reason,
                uint64_t count),

@@ -40,13 +40,14 @@ inline constexpr std::string_view kInvalidPolicyMessage = "the policy was not lo
 inline constexpr std::string_view kRuleMarker = " [rule: ";
 
 // Maps a non-OK Status to its problem:
-//   InvalidArgument 400 invalid-request (422 invalid-policy for kInvalidPolicyMessage), Unauthenticated 401 unauthenticated,
-//   PermissionDenied 403 forbidden (with `rule`), NotFound 404 not-found, AlreadyExists 409 conflict,
-//   FailedPrecondition 409 failed-precondition (410 record-shredded for kShreddedMessage),
-//   ResourceExhausted 413 payload-too-large for kContentTooLargeMessage, otherwise 507
-//   insufficient-storage (the store's disk-space refusals: the reserve, compaction space,
-//   RocksDB's own out-of-space), DataLoss 500 integrity-failure, Unavailable 503 audit-unavailable
-//   for kAuditUnavailableMessage, otherwise unavailable, Internal 500 internal.
+//   InvalidArgument 400 invalid-request (422 invalid-policy for kInvalidPolicyMessage),
+//   Unauthenticated 401 unauthenticated, PermissionDenied 403 forbidden (with `rule`), NotFound 404
+//   not-found, AlreadyExists 409 conflict, FailedPrecondition 409 failed-precondition (410
+//   record-shredded for kShreddedMessage), ResourceExhausted 413 payload-too-large for
+//   kContentTooLargeMessage, otherwise 507 insufficient-storage (the store's disk-space refusals:
+//   the reserve, compaction space, RocksDB's own out-of-space), DataLoss 500 integrity-failure,
+//   Unavailable 503 audit-unavailable for kAuditUnavailableMessage, otherwise unavailable, Internal
+//   500 internal.
 // A message matches when it contains the whole phrase (a caller may add context around it).
 Problem ProblemFromStatus(const Status& status);
 

@@ -6,8 +6,8 @@
 #include <functional>
 #include <mutex>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "crypto/hash.h"
 #include "daemon/patient_export.h"
@@ -17,8 +17,8 @@
 #include "policies/accounting.h"
 #include "policies/fhir_audit_event.h"
 #include "policies/purpose_of_use.h"
-#include "policies/time_format.h"
 #include "policies/report_render.h"
+#include "policies/time_format.h"
 #include "storage/audit_verify.h"
 
 namespace phivault::daemon {
@@ -279,70 +279,74 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<uint64_t> RecordDisclosure(const RequestContext& ctx,
                                       RecordDisclosureRequest req) override {
-    return Guarded<uint64_t>(ctx, "record.disclose", "account", [&](Pass& pass) -> StatusOr<uint64_t> {
-      if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
-      PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
-      for (const auto& id : req.record_ids) {
-        if (!storage::IsValidRecordId(id)) return InvalidArgument("record_ids must be record ids");
-      }
-      const int64_t now = NowUnixMicros();
-      const int64_t when = req.disclosed_at_unix_us.value_or(now);
-      if (when > now + kFutureSkewUs) {
-        return InvalidArgument("disclosed_at must not be in the future");
-      }
-      PV_ASSIGN_OR_RETURN(nlohmann::json phi, DisclosurePhi(req.disclosure, /*read_purpose=*/""));
-      phi["disclosed_at_us"] = when;
-      pass.phi.update(phi);
-      pass.entry.records = req.record_ids;
-      PV_RETURN_IF_ERROR(CommitPass(pass));
-      return pass.entry.seq;
-    });
+    return Guarded<uint64_t>(
+        ctx, "record.disclose", "account", [&](Pass& pass) -> StatusOr<uint64_t> {
+          if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
+          PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
+          for (const auto& id : req.record_ids) {
+            if (!storage::IsValidRecordId(id))
+              return InvalidArgument("record_ids must be record ids");
+          }
+          const int64_t now = NowUnixMicros();
+          const int64_t when = req.disclosed_at_unix_us.value_or(now);
+          if (when > now + kFutureSkewUs) {
+            return InvalidArgument("disclosed_at must not be in the future");
+          }
+          PV_ASSIGN_OR_RETURN(nlohmann::json phi,
+                              DisclosurePhi(req.disclosure, /*read_purpose=*/""));
+          phi["disclosed_at_us"] = when;
+          pass.phi.update(phi);
+          pass.entry.records = req.record_ids;
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          return pass.entry.seq;
+        });
   }
 
   StatusOr<uint64_t> AddDisclosureSuspension(const RequestContext& ctx,
                                              SuspensionRequest req) override {
-    return Guarded<uint64_t>(ctx, "disclosure.suspend", "suspend", [&](Pass& pass) -> StatusOr<uint64_t> {
-    Status valid = ValidateText("agency", req.agency, 256);
-    if (valid.ok()) valid = ValidateText("statement", req.statement, 4096);
-    if (valid.ok() && !req.oral && !req.end_unix_us) {
-      valid = InvalidArgument("end is required for a written suspension");
-    }
-    if (valid.ok() && req.end_unix_us && *req.end_unix_us <= req.start_unix_us) {
-      valid = InvalidArgument("end must be after start");
-    }
-    PV_RETURN_IF_ERROR(valid);
-    nlohmann::json body = {{"agency", req.agency},
-                           {"start_us", req.start_unix_us},
-                           {"oral", req.oral},
-                           {"statement", req.statement}};
-    if (req.end_unix_us) body["end_us"] = *req.end_unix_us;
-    pass.batch.Put(storage::Cf::kState,
+    return Guarded<uint64_t>(
+        ctx, "disclosure.suspend", "suspend", [&](Pass& pass) -> StatusOr<uint64_t> {
+          Status valid = ValidateText("agency", req.agency, 256);
+          if (valid.ok()) valid = ValidateText("statement", req.statement, 4096);
+          if (valid.ok() && !req.oral && !req.end_unix_us) {
+            valid = InvalidArgument("end is required for a written suspension");
+          }
+          if (valid.ok() && req.end_unix_us && *req.end_unix_us <= req.start_unix_us) {
+            valid = InvalidArgument("end must be after start");
+          }
+          PV_RETURN_IF_ERROR(valid);
+          nlohmann::json body = {{"agency", req.agency},
+                                 {"start_us", req.start_unix_us},
+                                 {"oral", req.oral},
+                                 {"statement", req.statement}};
+          if (req.end_unix_us) body["end_us"] = *req.end_unix_us;
+          pass.batch.Put(
+              storage::Cf::kState,
               std::string(kSuspensionPrefix) + crypto::HexEncode(crypto::RandomBytes(16)),
               keyring_.audit_key().Encrypt(body.dump(), kSuspensionAad));
-    pass.phi.update(body);
-    PV_RETURN_IF_ERROR(CommitPass(pass));
-    return pass.entry.seq;
-    });
+          pass.phi.update(body);
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          return pass.entry.seq;
+        });
   }
 
   StatusOr<RenderedReport> AccountingOfDisclosures(const RequestContext& ctx,
                                                    const ReportRequest& req) override {
     const int64_t now = NowUnixMicros();
     auto built = Guarded<policies::Accounting>(
-        ctx, "report.accounting", "report",
-        [&](Pass& pass) -> StatusOr<policies::Accounting> {
-    if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
-    PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
-    std::vector<policies::Disclosure> disclosures;
-    Status gathered = ForEachPatientEntry(
-        req.patient_id, [&](const storage::AuditEntry& e, const nlohmann::json& phi) {
-          if (e.action != "record.disclose" || e.outcome != "success") return Status::Ok();
-          return AppendDisclosure(e, phi, disclosures);
-        });
-    PV_RETURN_IF_ERROR(gathered);
-    PV_ASSIGN_OR_RETURN(auto suspensions, LoadSuspensions());
-    return policies::BuildAccounting({req.patient_id, now, req.period_start_unix_us},
-                                                disclosures, suspensions);
+        ctx, "report.accounting", "report", [&](Pass& pass) -> StatusOr<policies::Accounting> {
+          if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
+          PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
+          std::vector<policies::Disclosure> disclosures;
+          Status gathered = ForEachPatientEntry(
+              req.patient_id, [&](const storage::AuditEntry& e, const nlohmann::json& phi) {
+                if (e.action != "record.disclose" || e.outcome != "success") return Status::Ok();
+                return AppendDisclosure(e, phi, disclosures);
+              });
+          PV_RETURN_IF_ERROR(gathered);
+          PV_ASSIGN_OR_RETURN(auto suspensions, LoadSuspensions());
+          return policies::BuildAccounting({req.patient_id, now, req.period_start_unix_us},
+                                           disclosures, suspensions);
         });
     if (!built.ok()) return built.status();
     const auto* accounting = &*built;
@@ -365,16 +369,16 @@ class VaultServiceImpl final : public VaultService {
     const int64_t now = NowUnixMicros();
     auto built = Guarded<policies::AccessReport>(
         ctx, "report.access", "report", [&](Pass& pass) -> StatusOr<policies::AccessReport> {
-    if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
-    PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
-    std::vector<policies::DecodedAuditEntry> entries;
-    Status gathered = ForEachPatientEntry(
-        req.patient_id, [&](const storage::AuditEntry& e, const nlohmann::json& phi) {
-          entries.push_back(Decode(e, &phi));
-          return Status::Ok();
-        });
-    PV_RETURN_IF_ERROR(gathered);
-    return policies::BuildAccessReport({req.patient_id, now}, entries);
+          if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
+          PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
+          std::vector<policies::DecodedAuditEntry> entries;
+          Status gathered = ForEachPatientEntry(
+              req.patient_id, [&](const storage::AuditEntry& e, const nlohmann::json& phi) {
+                entries.push_back(Decode(e, &phi));
+                return Status::Ok();
+              });
+          PV_RETURN_IF_ERROR(gathered);
+          return policies::BuildAccessReport({req.patient_id, now}, entries);
         });
     if (!built.ok()) return built.status();
     const auto* report = &*built;
@@ -623,7 +627,8 @@ class VaultServiceImpl final : public VaultService {
         ctx, "policy.check", "policy", [&](Pass& pass) -> StatusOr<PolicyCheckResult> {
           if (!policies::IsPolicyAction(req.action)) {
             std::string known;
-            for (auto a : policies::PolicyActions()) known += (known.empty() ? "" : ", ") + std::string(a);
+            for (auto a : policies::PolicyActions())
+              known += (known.empty() ? "" : ", ") + std::string(a);
             return InvalidArgument("field 'action' must be one of: " + known);
           }
           if (!policies::LookupPurposeOfUse(req.purpose)) {
@@ -668,15 +673,15 @@ class VaultServiceImpl final : public VaultService {
           const Verdict v = Decide(pass, as, req.action, record);
           out.allowed = v.allowed;
           out.rule = v.rule;
-          out.explanation = v.allowed ? "allowed by rule '" + v.rule + "' of policy '" +
-                                            pass.policy->name() + "'"
-                                      : v.explanation;
+          out.explanation =
+              v.allowed ? "allowed by rule '" + v.rule + "' of policy '" + pass.policy->name() + "'"
+                        : v.explanation;
           out.category = subject.category;
-          out.is_author = record != nullptr && !subject.created_by.empty() &&
-                          subject.created_by == req.as_user;
-          pass.phi["checked"] = {{"user", req.as_user}, {"role", req.role},
+          out.is_author =
+              record != nullptr && !subject.created_by.empty() && subject.created_by == req.as_user;
+          pass.phi["checked"] = {{"user", req.as_user},    {"role", req.role},
                                  {"purpose", req.purpose}, {"action", req.action},
-                                 {"allowed", v.allowed}, {"rule", v.rule}};
+                                 {"allowed", v.allowed},   {"rule", v.rule}};
           return out;
         });
   }
@@ -705,9 +710,9 @@ class VaultServiceImpl final : public VaultService {
           auto window = state_.GetWindow(window_id);
           if (!window) return NotFound("no such break-glass window");
           AttachPatient(pass, window->patient_id);
-          PV_ASSIGN_OR_RETURN(BreakGlassWindow signed_off,
-                              state_.StageSignOff(window_id, ctx.user, note, NowUnixMicros(),
-                                                  pass.batch));
+          PV_ASSIGN_OR_RETURN(
+              BreakGlassWindow signed_off,
+              state_.StageSignOff(window_id, ctx.user, note, NowUnixMicros(), pass.batch));
           pass.phi["note"] = note;
           pass.after_commit.push_back([this, signed_off] { state_.ApplyWindow(signed_off); });
           PV_RETURN_IF_ERROR(CommitPass(pass));
@@ -821,8 +826,8 @@ class VaultServiceImpl final : public VaultService {
           PV_ASSIGN_OR_RETURN(PatientRequest opened,
                               state_.StageOpenRequest(patient_id, k, day, note, pass.batch));
           pass.entry.records = {"request:" + opened.id};
-          pass.phi["request"] = {{"kind", kind}, {"received", opened.received},
-                                 {"due", opened.due}};
+          pass.phi["request"] = {
+              {"kind", kind}, {"received", opened.received}, {"due", opened.due}};
           pass.after_commit.push_back([this, opened] { state_.ApplyRequest(opened); });
           PV_RETURN_IF_ERROR(CommitPass(pass));
           return std::make_pair(opened, pass.entry.seq);
@@ -859,9 +864,9 @@ class VaultServiceImpl final : public VaultService {
           std::lock_guard<std::mutex> lock(state_mu_);
           auto existing = state_.GetRequest(id);
           if (existing) AttachPatient(pass, existing->patient_id);
-          PV_ASSIGN_OR_RETURN(PatientRequest closed,
-                              state_.StageCloseRequest(id, o, delivered, note, NowUnixMicros(),
-                                                       pass.batch));
+          PV_ASSIGN_OR_RETURN(
+              PatientRequest closed,
+              state_.StageCloseRequest(id, o, delivered, note, NowUnixMicros(), pass.batch));
           pass.phi["delivered"] = delivered;
           pass.phi["outcome"] = outcome;
           pass.after_commit.push_back([this, closed] { state_.ApplyRequest(closed); });
@@ -1019,9 +1024,10 @@ class VaultServiceImpl final : public VaultService {
       if (auto blocking = BlockingRestriction(*record, ctx.purpose); blocking) {
         v.allowed = false;
         v.rule = "restriction:" + *blocking;
-        v.explanation = "a restriction the patient requested (45 CFR 164.522(a)) withholds this "
-                        "record from purpose " +
-                        ctx.purpose;
+        v.explanation =
+            "a restriction the patient requested (45 CFR 164.522(a)) withholds this "
+            "record from purpose " +
+            ctx.purpose;
       }
     }
     return v;
@@ -1030,9 +1036,9 @@ class VaultServiceImpl final : public VaultService {
   static std::string ExplainDenial(const policies::AccessPolicy& policy, const RequestContext& ctx,
                                    std::string_view action, const storage::RecordMetadata* record,
                                    const policies::AccessRequest& r, const policies::Decision& d) {
-    const std::string what =
-        record != nullptr ? std::string(action) + " " + record->category + " records"
-                          : std::string(action);
+    const std::string what = record != nullptr
+                                 ? std::string(action) + " " + record->category + " records"
+                                 : std::string(action);
     const std::string_view rule = d.rule;
     if (rule.rfind("protected:", 0) == 0) {
       switch (policy.ProtectionOf(r.category)) {
@@ -1472,9 +1478,10 @@ class VaultServiceImpl final : public VaultService {
     std::optional<BreakGlassWindow> window = state_.FindOpen(ctx.user, patient_id, now);
     if (!window) {
       if (ctx.break_glass_reason.empty()) {
-        return Denied("the break-glass window has ended: state a reason in "
-                      "X-Phivault-Break-Glass-Reason to open a new one",
-                      "break-glass:window-ended");
+        return Denied(
+            "the break-glass window has ended: state a reason in "
+            "X-Phivault-Break-Glass-Reason to open a new one",
+            "break-glass:window-ended");
       }
       BreakGlassWindow draft;
       draft.user = ctx.user;
@@ -1524,9 +1531,9 @@ class VaultServiceImpl final : public VaultService {
     }
     if (!Allows(ctx.principal, action)) {
       if (rule != nullptr) *rule = "config:actions";
-      return Denied("the configuration does not allow this principal to perform " +
-                        std::string(action),
-                    "config:actions");
+      return Denied(
+          "the configuration does not allow this principal to perform " + std::string(action),
+          "config:actions");
     }
     return Status::Ok();
   }
@@ -1600,41 +1607,43 @@ Status VaultServiceImpl::ExportPatient(const RequestContext& ctx, const PatientE
   std::vector<Item> items;
   uint64_t withheld = 0;
   const int64_t now = NowUnixMicros();
-  auto admitted = Guarded<bool>(ctx, "record.disclose", "export", [&](Pass& pass) -> StatusOr<bool> {
-    if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
-    PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
-    if (!req.request_id.empty()) {
-      auto request = state_.GetRequest(req.request_id);
-      if (!request || request->patient_id != req.patient_id) {
-        return NotFound("no such patient request for this patient");
-      }
-      pass.phi["patient_request"] = req.request_id;
-    }
-    PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all, records_.ListPatient(req.patient_id));
-    for (auto& m : all) {
-      const Verdict v = Decide(pass, ctx, "export", &m);
-      if (!v.allowed) {
-        ++withheld;
-        continue;
-      }
-      PV_RETURN_IF_ERROR(Admit(pass, ctx, v, m));
-      for (uint32_t version = 1; version <= m.version; ++version) {
-        pass.entry.records.push_back(m.record_id + "@" + std::to_string(version));
-      }
-      items.push_back({std::move(m)});
-    }
-    if (!pass.decided) pass.Permitted(pass.upfront_rule);
-    if (withheld > 0) pass.rules.push_back("withheld=" + std::to_string(withheld));
-    const auto contact = state_.GetContact(req.patient_id);
-    pass.phi.update({{"recipient_name", "the individual (right of access, 45 CFR 164.524)"},
-                     {"description", "designated record set: " + std::to_string(items.size()) +
-                                         " records"},
-                     {"basis", std::string(policies::DisclosureKindName(
-                                   policies::DisclosureKind::kToIndividual))},
-                     {"purpose", ctx.purpose}});
-    if (contact) pass.phi["recipient_address"] = contact->address;
-    return true;
-  });
+  auto admitted =
+      Guarded<bool>(ctx, "record.disclose", "export", [&](Pass& pass) -> StatusOr<bool> {
+        if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
+        PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
+        if (!req.request_id.empty()) {
+          auto request = state_.GetRequest(req.request_id);
+          if (!request || request->patient_id != req.patient_id) {
+            return NotFound("no such patient request for this patient");
+          }
+          pass.phi["patient_request"] = req.request_id;
+        }
+        PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all,
+                            records_.ListPatient(req.patient_id));
+        for (auto& m : all) {
+          const Verdict v = Decide(pass, ctx, "export", &m);
+          if (!v.allowed) {
+            ++withheld;
+            continue;
+          }
+          PV_RETURN_IF_ERROR(Admit(pass, ctx, v, m));
+          for (uint32_t version = 1; version <= m.version; ++version) {
+            pass.entry.records.push_back(m.record_id + "@" + std::to_string(version));
+          }
+          items.push_back({std::move(m)});
+        }
+        if (!pass.decided) pass.Permitted(pass.upfront_rule);
+        if (withheld > 0) pass.rules.push_back("withheld=" + std::to_string(withheld));
+        const auto contact = state_.GetContact(req.patient_id);
+        pass.phi.update(
+            {{"recipient_name", "the individual (right of access, 45 CFR 164.524)"},
+             {"description", "designated record set: " + std::to_string(items.size()) + " records"},
+             {"basis",
+              std::string(policies::DisclosureKindName(policies::DisclosureKind::kToIndividual))},
+             {"purpose", ctx.purpose}});
+        if (contact) pass.phi["recipient_address"] = contact->address;
+        return true;
+      });
   if (!admitted.ok()) return admitted.status();
 
   // On the record; now the archive. A failure from here on cuts the stream short.

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "crypto/keyring.h"
 #include "base/status.h"
+#include "crypto/keyring.h"
 #include "daemon/config.h"
 #include "daemon/patient_state.h"
 #include "policies/access_policy.h"
@@ -49,9 +49,9 @@ struct RequestContext {
   // Empty `principal.name` means authentication failed: user, role and purpose are then only
   // what the caller claimed, and the audit entry records them as claims.
   Principal principal;
-  std::string user;       // acting user (X-Phivault-User)
-  std::string role;       // acting role (X-Phivault-Role)
-  std::string purpose;    // HL7 PurposeOfUse (X-Phivault-Purpose)
+  std::string user;     // acting user (X-Phivault-User)
+  std::string role;     // acting role (X-Phivault-Role)
+  std::string purpose;  // HL7 PurposeOfUse (X-Phivault-Purpose)
   // X-Phivault-Break-Glass-Reason: why the user breaks the glass (purpose ETREAT or BTG); opens a
   // time-limited window for this user and patient. Sealed into the audit entry. Empty: none.
   std::string break_glass_reason;
@@ -302,9 +302,10 @@ class VaultService {
   virtual StatusOr<std::vector<Restriction>> ListRestrictions(const RequestContext& ctx,
                                                               const std::string& patient_id,
                                                               bool include_ended) = 0;
-  virtual StatusOr<std::pair<Restriction, uint64_t>> EndRestriction(
-      const RequestContext& ctx, const std::string& patient_id, const std::string& id,
-      const std::string& reason) = 0;
+  virtual StatusOr<std::pair<Restriction, uint64_t>> EndRestriction(const RequestContext& ctx,
+                                                                    const std::string& patient_id,
+                                                                    const std::string& id,
+                                                                    const std::string& reason) = 0;
   // Streams the archive to `sink`; audited as a disclosure to the individual before the first
   // byte. The archive's manifest names the patient's confidential contact, if any.
   virtual Status ExportPatient(const RequestContext& ctx, const PatientExportRequest& req,
@@ -320,8 +321,7 @@ class VaultService {
   virtual StatusOr<std::vector<PatientRequest>> ListPatientRequests(
       const RequestContext& ctx, const std::optional<std::string>& patient_id, bool overdue_only,
       bool include_closed) = 0;
-  virtual StatusOr<uint64_t> SetContact(const RequestContext& ctx,
-                                        ConfidentialContact contact) = 0;
+  virtual StatusOr<uint64_t> SetContact(const RequestContext& ctx, ConfidentialContact contact) = 0;
   virtual StatusOr<ConfidentialContact> GetContact(const RequestContext& ctx,
                                                    const std::string& patient_id) = 0;
 

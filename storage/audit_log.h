@@ -26,8 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "crypto/signing.h"
 #include "base/status.h"
+#include "crypto/signing.h"
 #include "storage/checkpoint.h"
 #include "storage/ledger.h"
 #include "storage/merkle.h"

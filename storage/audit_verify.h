@@ -59,8 +59,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "crypto/signing.h"
 #include "base/status.h"
+#include "crypto/signing.h"
 #include "storage/merkle.h"
 
 namespace phivault::storage {

@@ -24,8 +24,8 @@
 #include <string_view>
 #include <vector>
 
-#include "crypto/signing.h"
 #include "base/status.h"
+#include "crypto/signing.h"
 #include "storage/merkle.h"
 
 namespace phivault::storage {

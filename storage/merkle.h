@@ -24,8 +24,8 @@
 #include <string_view>
 #include <vector>
 
-#include "crypto/hash.h"
 #include "base/status.h"
+#include "crypto/hash.h"
 #include "storage/ledger.h"
 #include "storage/store.h"
 

@@ -32,8 +32,8 @@
 #include <string_view>
 #include <vector>
 
-#include "crypto/keyring.h"
 #include "base/status.h"
+#include "crypto/keyring.h"
 #include "storage/store.h"
 
 namespace phivault::storage {

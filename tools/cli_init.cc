@@ -29,8 +29,8 @@ constexpr const char* kActions =
 // The daemon's default roles (daemon/config.cc DefaultRoles). The creator of a development vault
 // gets an operator entry for each, so that every guide in docs/ works as written whichever role
 // it uses; administrator comes first because it is the role of a request that names none of them.
-constexpr const char* kRoles[] = {"vault_admin",    "physician", "nurse",
-                                  "front_office",        "billing",   "compliance_officer",
+constexpr const char* kRoles[] = {"vault_admin",      "physician", "nurse",
+                                  "front_office",     "billing",   "compliance_officer",
                                   "medical_assistant"};
 
 Status ErrnoStatus(const std::string& what, int err) {

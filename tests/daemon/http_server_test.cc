@@ -246,13 +246,14 @@ TEST_F(HttpServerTest, BadQueriesAreRejected) {
 TEST_F(HttpServerTest, SearchTakesThePatientIdFromTheBody) {
   Start();
   EXPECT_CALL(service_, ListRecords(_, std::string("synthetic-patient-0001")))
-      .WillOnce(Return(std::vector<storage::RecordMetadata>{SampleMeta(), SampleMeta(3)}));
+      .WillOnce(Return(RecordList{{SampleMeta(), SampleMeta(3)}, 2}));
   const RawResponse r =
       Send(Request("POST", "/v1/records/_search", R"({"patient_id":"synthetic-patient-0001"})"));
   ASSERT_EQ(r.status, 200);
   const json j = Body(r);
   ASSERT_EQ(j["records"].size(), 2u);
   EXPECT_EQ(j["records"][1]["version"], 3);
+  EXPECT_EQ(j["withheld"], 2) << "how many records the policy kept back, and nothing about them";
 }
 
 TEST_F(HttpServerTest, AmendPassesOptionalFieldsOnlyWhenGiven) {
@@ -323,7 +324,7 @@ TEST_F(HttpServerTest, OversizedChunkedBodyIs413) {
 TEST_F(HttpServerTest, ChunkedBodyWithinTheLimitIsAccepted) {
   Start();
   EXPECT_CALL(service_, ListRecords(_, std::string("synthetic-patient-0001")))
-      .WillOnce(Return(std::vector<storage::RecordMetadata>{}));
+      .WillOnce(Return(RecordList{}));
   const std::string body = R"({"patient_id":"synthetic-patient-0001"})";
   std::string head = Request("POST", "/v1/records/_search", "");
   head.replace(head.find("Content-Length: 0"), 17, "Transfer-Encoding: chunked");
@@ -381,7 +382,7 @@ TEST_F(HttpServerTest, BodyExactlyAtTheLimitIsReadAndOneByteMoreIs413) {
   };
   EXPECT_CALL(service_, ListRecords(_, std::string("synthetic-patient-0001")))
       .Times(2)
-      .WillRepeatedly(Return(std::vector<storage::RecordMetadata>{}));
+      .WillRepeatedly(Return(RecordList{}));
   const std::size_t max = config.limits.max_body_bytes;
   EXPECT_EQ(Send(Request("POST", "/v1/records/_search", padded(max))).status, 200);
   EXPECT_EQ(Send(chunked(Request("POST", "/v1/records/_search", ""), padded(max))).status, 200);
@@ -526,13 +527,12 @@ TEST_F(HttpServerTest, OperatorActsAsThePeersAccountNotTheUserHeader) {
   Start(config);
   const std::string account = AccountNameOf(getuid());
   ASSERT_NE(account, "nurse.synthetic");
-  EXPECT_CALL(
-      service_,
-      GetStatus(
-          AllOf(Field(&RequestContext::user, account),
-                Field(&RequestContext::principal,
-                      AllOf(Field(&Principal::account, account),
-                            Field(&Principal::roles, std::vector<std::string>{"vault_admin"}))))))
+  EXPECT_CALL(service_,
+              GetStatus(AllOf(
+                  Field(&RequestContext::user, account),
+                  Field(&RequestContext::principal,
+                        AllOf(Field(&Principal::account, account),
+                              Field(&Principal::roles, std::vector<std::string>{"vault_admin"}))))))
       .WillOnce(Return(VaultStatus{}));
   std::string req = Request("GET", "/v1/status");
   req.replace(req.find("Authorization: "),

@@ -25,6 +25,9 @@ class ServiceTest : public ::testing::Test {
     ledger_ = &vault_.ledger();
     faulty_ = vault_.faulty_ledger.get();
     service_ = vault_.service.get();
+    // The vault starts with one entry: the access policy coming into force.
+    ASSERT_EQ(ledger_->size(), 1u);
+    ASSERT_EQ(LastEntry().action, "policy.load");
   }
 
   RequestContext Ctx(std::vector<std::string> actions = {"record.create", "record.read",
@@ -64,7 +67,7 @@ TEST_F(ServiceTest, CreateThenReadReturnsWhatWasStoredAndAuditsBoth) {
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   EXPECT_EQ(created->version, 1u);
   EXPECT_TRUE(storage::IsValidRecordId(created->record_id));
-  EXPECT_EQ(ledger_->size(), 1u);
+  EXPECT_EQ(ledger_->size(), 2u);
   EXPECT_EQ(LastEntry().action, "record.create");
 
   auto read = service_->ReadRecord(Ctx(), created->record_id, std::nullopt, true);
@@ -73,7 +76,7 @@ TEST_F(ServiceTest, CreateThenReadReturnsWhatWasStoredAndAuditsBoth) {
   EXPECT_EQ(read->meta.patient_id, "synthetic-0001");
   EXPECT_EQ(read->meta.category, "clinical_note");
   EXPECT_EQ(read->meta.encounter_date, "2026-11-02");
-  EXPECT_EQ(ledger_->size(), 2u);
+  EXPECT_EQ(ledger_->size(), 3u);
   storage::AuditEntry e = LastEntry();
   EXPECT_EQ(e.action, "record.read");
   EXPECT_EQ(e.outcome, "success");
@@ -139,9 +142,10 @@ TEST_F(ServiceTest, ListReturnsEachRecordOfThePatientAtItsLatestVersion) {
           .ok());
   auto list = service_->ListRecords(Ctx(), "synthetic-0004");
   ASSERT_TRUE(list.ok()) << list.status().ToString();
-  ASSERT_EQ(list->size(), 2u);
+  ASSERT_EQ(list->records.size(), 2u);
+  EXPECT_EQ(list->withheld, 0u);
   std::map<std::string, uint32_t> got;
-  for (const auto& m : *list) got[m.record_id] = m.version;
+  for (const auto& m : list->records) got[m.record_id] = m.version;
   EXPECT_EQ(got[a->record_id], 1u);
   EXPECT_EQ(got[b->record_id], 2u);
   EXPECT_EQ(LastEntry().action, "record.list");
@@ -197,7 +201,7 @@ TEST_F(ServiceTest, WriteFailsClosedAndStoresNothingWhenTheAuditEntryCannotBeWri
   faulty_->fail_ = false;
   auto list = service_->ListRecords(Ctx(), "synthetic-0008");
   ASSERT_TRUE(list.ok());
-  EXPECT_TRUE(list->empty());
+  EXPECT_TRUE(list->records.empty());
 }
 
 TEST_F(ServiceTest, TamperedContentFailsTheReadWithAnIntegrityErrorThatIsAudited) {
@@ -240,7 +244,7 @@ TEST_F(ServiceTest, BadInputIsRejectedWithTheFieldNamedAndNothingStored) {
             StatusCode::kInvalidArgument);
   auto list = service_->ListRecords(Ctx(), "synthetic-0010");
   ASSERT_TRUE(list.ok());
-  EXPECT_TRUE(list->empty());
+  EXPECT_TRUE(list->records.empty());
 }
 
 TEST_F(ServiceTest, AuditEntriesNeverHoldThePatientIdInTheClear) {
@@ -266,9 +270,9 @@ TEST_F(ServiceTest, StatusCountsAuditEntriesWithoutAuditingItself) {
   ASSERT_TRUE(service_->CreateRecord(Ctx(), Note("synthetic-0011", "x")).ok());
   auto st = service_->GetStatus(Ctx());
   ASSERT_TRUE(st.ok());
-  EXPECT_EQ(st->audit_entries, 1u);
+  EXPECT_EQ(st->audit_entries, 2u) << "the policy coming into force, and the create";
   EXPECT_EQ(st->epochs, 1u);
-  EXPECT_EQ(ledger_->size(), 1u);
+  EXPECT_EQ(ledger_->size(), 2u);
   EXPECT_EQ(service_->GetStatus(Ctx({"record.read"})).status().code(),
             StatusCode::kPermissionDenied);
 }

@@ -9,8 +9,8 @@
 #include <string_view>
 #include <utility>
 
-#include "crypto/keyring.h"
 #include "base/status.h"
+#include "crypto/keyring.h"
 #include "daemon/config.h"
 #include "daemon/service.h"
 #include "storage/audit_log.h"
