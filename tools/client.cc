@@ -51,6 +51,10 @@ ErrorKind KindForStatus(int status, std::string_view type) {
       return ErrorKind::kForbidden;
     case 404:
       return ErrorKind::kNotFound;
+    case 409:
+      return ErrorKind::kConflict;
+    case 422:
+      return ErrorKind::kInvalidPolicy;
     case 410:
       return ErrorKind::kShredded;
     case 413:
@@ -145,6 +149,10 @@ std::string_view ErrorKindName(ErrorKind kind) {
       return "forbidden";
     case ErrorKind::kNotFound:
       return "not-found";
+    case ErrorKind::kConflict:
+      return "conflict";
+    case ErrorKind::kInvalidPolicy:
+      return "invalid-policy";
     case ErrorKind::kShredded:
       return "shredded";
     case ErrorKind::kTooLarge:
@@ -176,8 +184,12 @@ Status Error::ToStatus() const {
       code = StatusCode::kUnavailable;
       break;
     case ErrorKind::kInvalid:
+    case ErrorKind::kInvalidPolicy:
     case ErrorKind::kClient:
       code = StatusCode::kInvalidArgument;
+      break;
+    case ErrorKind::kConflict:
+      code = StatusCode::kFailedPrecondition;
       break;
     case ErrorKind::kUnauthenticated:
       code = StatusCode::kUnauthenticated;

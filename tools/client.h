@@ -55,6 +55,8 @@ enum class ErrorKind {
   kUnauthenticated,  // 401: missing or bad token / unknown peer
   kForbidden,        // 403: authenticated but not allowed
   kNotFound,         // 404
+  kConflict,         // 409: the state does not allow it (already signed off, ended, closed...)
+  kInvalidPolicy,    // 422: the policy file is invalid (detail names file:line and rule)
   kShredded,         // 410: the record existed and was destroyed
   kTooLarge,         // 413
   kIntegrity,        // 500 with type integrity-failure: stored bytes failed authentication
@@ -511,7 +513,7 @@ class Client {
   // GET /v1/audit/pubkey: the signed-note verifier key of the audit checkpoints.
   Result<std::string> AuditVerifierKey(const Actor& actor);
   // GET /v1/audit/checkpoint (newest stored; kNotFound if none yet) or, if `fresh`, POST
-  // /v1/audit/checkpoints (signs one now; 409 kServer if the log is empty). The signed note.
+  // /v1/audit/checkpoints (signs one now; 409 kConflict if the log is empty). The signed note.
   Result<std::string> AuditCheckpoint(const Actor& actor, bool fresh = false);
   // GET /v1/audit/proofs/inclusion: entry `seq` in the tree of `tree_size` leaves (default: the
   // current tree). kProtocol if the answer is for another entry or a hash is malformed.
@@ -520,7 +522,7 @@ class Client {
   // GET /v1/audit/proofs/consistency: the tree of `from` leaves is a prefix of that of `to`.
   Result<ConsistencyProofResult> ConsistencyProof(const Actor& actor, uint64_t from, uint64_t to);
 
-  // POST /v1/policy/reload: re-reads the policy file. kServer 422 (detail "<file>:<line>: rule
+  // POST /v1/policy/reload: re-reads the policy file. kInvalidPolicy (detail "<file>:<line>: rule
   // '<name>': <what>") if the file is invalid; the policy in force then stays.
   Result<PolicyReloadResult> ReloadPolicy(const Actor& actor);
   // GET /v1/policy[?at=...]: the policy in force now or at `at` (RFC 3339 or YYYY-MM-DD), with
@@ -535,7 +537,7 @@ class Client {
   // POST /v1/audit/review: break-glass windows awaiting review, or all of them.
   Result<std::vector<BreakGlassEvent>> ListBreakGlassEvents(const Actor& actor,
                                                             bool include_all = false);
-  // POST /v1/audit/review/{id}/sign-off. kServer 409 if already signed off or still open.
+  // POST /v1/audit/review/{id}/sign-off. kConflict if already signed off or still open.
   Result<SignOffResult> SignOffBreakGlass(const Actor& actor, const std::string& event_id,
                                           const std::string& note);
 
@@ -545,7 +547,7 @@ class Client {
   Result<std::vector<Restriction>> ListRestrictions(const Actor& actor,
                                                     const std::string& patient_id,
                                                     bool include_ended = false);
-  // POST /v1/restrictions/{id}/end. kServer 409 if already ended.
+  // POST /v1/restrictions/{id}/end. kConflict if already ended.
   Result<RestrictionEnded> EndRestriction(const Actor& actor, const std::string& patient_id,
                                           const std::string& restriction_id,
                                           const std::string& reason);
@@ -562,12 +564,12 @@ class Client {
   // POST /v1/patient-requests: opens a request and returns its due date.
   Result<PatientRequestOpened> OpenPatientRequest(const Actor& actor,
                                                   const NewPatientRequest& request);
-  // POST /v1/patient-requests/{id}/extend: +30 days, once (kServer 409 the second time or
+  // POST /v1/patient-requests/{id}/extend: +30 days, once (kConflict the second time or
   // once closed).
   Result<PatientRequestExtended> ExtendPatientRequest(const Actor& actor,
                                                       const std::string& request_id,
                                                       const std::string& reason);
-  // POST /v1/patient-requests/{id}/close. kServer 409 if already closed.
+  // POST /v1/patient-requests/{id}/close. kConflict if already closed.
   Result<PatientRequestClosed> ClosePatientRequest(const Actor& actor,
                                                    const std::string& request_id,
                                                    const PatientRequestClosure& closure);
