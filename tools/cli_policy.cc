@@ -7,11 +7,9 @@
 
 #include <CLI/CLI.hpp>
 
-#include "tools/cli_internal.h"
-#ifdef PHIVAULT_HAVE_POLICY_ENGINE
 #include "daemon/config.h"
 #include "policies/access_policy.h"
-#endif
+#include "tools/cli_internal.h"
 
 namespace phivault::tools {
 namespace {
@@ -88,8 +86,6 @@ int RunReload(client::Client& c, const client::Actor& actor, const Globals& g) {
             << r->audit_seq << "\n";
   return kExitOk;
 }
-
-#ifdef PHIVAULT_HAVE_POLICY_ENGINE
 
 // The vocabulary a policy file is checked against: the categories and roles of `config_path`,
 // or the daemon's default categories and no required roles. Exit code in `*rc`.
@@ -218,8 +214,6 @@ int RunDiff(const Globals& g, const std::string& config, const std::string& old_
   return cells.empty() ? kExitOk : kExitError;
 }
 
-#endif  // PHIVAULT_HAVE_POLICY_ENGINE
-
 }  // namespace
 
 PolicyCommands::PolicyCommands(CLI::App& app) {
@@ -281,14 +275,8 @@ PolicyCommands::PolicyCommands(CLI::App& app) {
 
 std::optional<int> PolicyCommands::RunLocal(const Globals& g) const {
   if (!test_->parsed() && !diff_->parsed()) return std::nullopt;
-#ifdef PHIVAULT_HAVE_POLICY_ENGINE
   if (test_->parsed()) return RunTest(g, a_.config, a_.policy_file, a_.cases_file);
   return RunDiff(g, a_.config, a_.old_file, a_.new_file);
-#else
-  (void)g;
-  PrintError("not available", "this phivault was built without the policy engine");
-  return kExitError;
-#endif
 }
 
 std::optional<int> PolicyCommands::Run(client::Client& c, const client::Actor& actor,
