@@ -69,9 +69,10 @@ namespace {
 constexpr const char* kExitCodeHelp =
     "Exit codes:\n"
     "  0  success\n"
-    "  1  other error (bad request, too large, disk below reserve, server error)\n"
+    "  1  other error (bad request, conflict, invalid policy, too large, disk below\n"
+    "     reserve, server error); `policy test`: a case failed; `policy diff`: changes\n"
     "  2  usage error (bad or missing arguments)\n"
-    "  3  denied (401 unauthenticated, 403 forbidden)\n"
+    "  3  denied (401 unauthenticated, 403 forbidden); `policy check`: deny\n"
     "  4  not found (404), or the record was shredded (410)\n"
     "  5  daemon unavailable (cannot connect, connection lost, or 503)\n"
     "  6  integrity failure (stored data failed authentication)\n"

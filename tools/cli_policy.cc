@@ -229,12 +229,15 @@ PolicyCommands::PolicyCommands(CLI::App& app) {
   check_->add_option("--role", a_.role, "their role")->required();
   check_->add_option("--purpose", a_.purpose, "the HL7 PurposeOfUse code they would act with")
       ->required();
-  check_
-      ->add_option("--action", a_.action,
-                   "policy action: create, read, amend, list, disclose, export, account, "
-                   "report, audit, review, restrict, request, contact, suspend, hold, sweep, "
-                   "policy, admin")
-      ->required();
+  std::vector<std::string> actions;
+  std::string action_list;
+  for (std::string_view action : policies::PolicyActions()) {
+    actions.emplace_back(action);
+    action_list += (action_list.empty() ? "" : ", ") + std::string(action);
+  }
+  check_->add_option("--action", a_.action, "policy action: " + action_list)
+      ->required()
+      ->check(CLI::IsMember(actions));
   CLI::Option* record = check_->add_option("--record", a_.record, "decide on this record");
   check_->add_option("--version", a_.version, "the record's version (default: latest)")
       ->needs(record)

@@ -120,6 +120,10 @@ TEST_F(CliPolicyTest, PolicyCheckUsageErrorsSendNothing) {
   r = Phivault(To({"policy", "check", "--as", "dr.b", "--role", "physician", "--purpose", "TREAT",
                    "--action", "read", "--record", "rec_1", "--category", "x"}));
   EXPECT_EQ(r.exit_code, 2);
+  r = Phivault(To({"policy", "check", "--as", "dr.b", "--role", "physician", "--purpose", "TREAT",
+                   "--action", "peek"}));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("disclose"));
   r = Phivault(
       To({"policy", "check", "--role", "physician", "--purpose", "TREAT", "--action", "read"}));
   EXPECT_EQ(r.exit_code, 2);
