@@ -179,6 +179,8 @@ std::string Printable(std::string_view s) {
   return out;
 }
 
+namespace {
+
 // As Printable, but keeps line breaks (for multi-line daemon text such as a checkpoint note).
 std::string PrintableLines(std::string_view s) {
   std::string out(s);
@@ -188,6 +190,8 @@ std::string PrintableLines(std::string_view s) {
   }
   return out;
 }
+
+}  // namespace
 
 std::optional<std::string> ReadInput(const std::string& path, std::string* error) {
   std::string data;

@@ -1,6 +1,8 @@
 // `phivault policy ...`: the access policy in force (check, show, history, reload) and, without
 // a daemon, the policy engine itself on files (test, diff).
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -91,8 +93,9 @@ int RunReload(client::Client& c, const client::Actor& actor, const Globals& g) {
 // or the daemon's default categories and no required roles. Exit code in `*rc`.
 std::optional<policies::PolicyVocabulary> Vocabulary(const std::string& config_path, int* rc) {
   *rc = kExitOk;
-  if (config_path.empty())
+  if (config_path.empty()) {
     return policies::PolicyVocabulary{.categories = daemon::DefaultCategories()};
+  }
   auto config = daemon::LoadConfig(config_path);
   if (!config.ok()) {
     *rc = UsageError("--config: " + config.status().message());
@@ -102,15 +105,14 @@ std::optional<policies::PolicyVocabulary> Vocabulary(const std::string& config_p
                                     .required_roles = config->roles};
 }
 
-std::optional<std::shared_ptr<const policies::AccessPolicy>> Load(
-    const std::string& path, const policies::PolicyVocabulary& vocabulary, int* rc) {
+// The policy in `path`, or nullptr once the reason it cannot be used (naming file:line) is printed.
+std::shared_ptr<const policies::AccessPolicy> Load(const std::string& path,
+                                                   const policies::PolicyVocabulary& vocabulary) {
   auto policy = policies::AccessPolicy::LoadFile(path, vocabulary);
   if (!policy.ok()) {
     PrintError("invalid policy", Printable(policy.status().message()));
-    *rc = kExitUsage;
-    return std::nullopt;
+    return nullptr;
   }
-  *rc = kExitOk;
   return std::move(policy).value();
 }
 
@@ -123,15 +125,15 @@ int RunTest(const Globals& g, const std::string& config, const std::string& poli
   int rc = kExitOk;
   auto vocabulary = Vocabulary(config, &rc);
   if (!vocabulary) return rc;
-  auto policy = Load(policy_file, *vocabulary, &rc);
-  if (!policy) return rc;
+  const auto policy = Load(policy_file, *vocabulary);
+  if (!policy) return kExitUsage;
   std::string error;
   auto cases = ReadInput(cases_file, &error);
   if (!cases) {
     PrintError("cannot read the cases", error);
     return kExitUsage;
   }
-  auto results = policies::RunPolicyCases(**policy, *cases, cases_file);
+  auto results = policies::RunPolicyCases(*policy, *cases, cases_file);
   if (!results.ok()) {
     PrintError("invalid cases", Printable(results.status().message()));
     return kExitUsage;
@@ -153,8 +155,8 @@ int RunTest(const Globals& g, const std::string& config, const std::string& poli
     }
   }
   if (g.json) {
-    PrintJson({{"policy", (*policy)->name()},
-               {"sha256", (*policy)->sha256_hex()},
+    PrintJson({{"policy", policy->name()},
+               {"sha256", policy->sha256_hex()},
                {"cases", results->size()},
                {"failed", failed},
                {"results", list}});
@@ -179,11 +181,11 @@ int RunDiff(const Globals& g, const std::string& config, const std::string& old_
   int rc = kExitOk;
   auto vocabulary = Vocabulary(config, &rc);
   if (!vocabulary) return rc;
-  auto before = Load(old_file, *vocabulary, &rc);
-  if (!before) return rc;
-  auto after = Load(new_file, *vocabulary, &rc);
-  if (!after) return rc;
-  const std::vector<policies::PolicyDiffCell> cells = policies::DiffPolicies(**before, **after);
+  const auto before = Load(old_file, *vocabulary);
+  if (!before) return kExitUsage;
+  const auto after = Load(new_file, *vocabulary);
+  if (!after) return kExitUsage;
+  const std::vector<policies::PolicyDiffCell> cells = policies::DiffPolicies(*before, *after);
   size_t allowed = 0, denied = 0;
   nlohmann::json list = nlohmann::json::array();
   for (const auto& d : cells) {
