@@ -1140,7 +1140,8 @@ int RunCli(int argc, char** argv) {
   CLI::App app{
       "phivault: command-line client for phivaultd, the encrypted medical-records vault.\n"
       "Talks to the daemon over its Unix socket; every record access is audited by the "
-      "daemon. `audit verify FILE` works offline, without a daemon."};
+      "daemon. `audit verify FILE`, `policy test` and `policy diff` work offline, without a "
+      "daemon."};
   app.name("phivault");
   app.footer(kExitCodeHelp);
   app.require_subcommand(1);
