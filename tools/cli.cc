@@ -1248,7 +1248,7 @@ int RunCli(int argc, char** argv) {
   // Sent as X-Phivault-Break-Glass-Reason and X-Phivault-Consent; sealed into the audit entry.
   std::string break_glass_reason, consent;
   std::vector<CLI::Option*> request_conditions;
-  for (CLI::App* cmd : {get, ls, disclose}) {
+  for (CLI::App* cmd : {put, get, amend, ls, disclose}) {
     request_conditions.push_back(cmd->add_option(
         "--break-glass-reason", break_glass_reason,
         "why emergency access is needed (opens a break-glass window with --purpose ETREAT or "

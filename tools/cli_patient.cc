@@ -13,7 +13,10 @@
 namespace phivault::tools {
 namespace {
 
-std::string OrDash(const std::optional<std::string>& v) { return v ? Printable(*v) : "-"; }
+// "-" for a value that is absent, null or empty.
+std::string OrDash(const std::optional<std::string>& v) {
+  return v && !v->empty() ? Printable(*v) : "-";
+}
 
 std::string Join(const std::vector<std::string>& items) {
   std::string out;

@@ -553,7 +553,7 @@ class Client {
                                           const std::string& reason);
 
   // POST /v1/patients/export, streamed as ExportAudit: the tar of the patient's designated
-  // record set (manifest.json first). `request_id`: the patient request it fulfils. The
+  // record set (manifest.json and records/). `request_id`: the patient request it fulfils. The
   // actor's purpose should be PATRQT.
   Result<ExportInfo> ExportPatient(const Actor& actor, const std::string& patient_id,
                                    const std::optional<std::string>& request_id,

@@ -260,6 +260,27 @@ TEST_F(CliPolicyTest, LsSaysHowManyRecordsThePolicyWithholds) {
   EXPECT_EQ(r.err, "");
 }
 
+TEST_F(CliPolicyTest, PutAndAmendSendTheConsent) {
+  Answer(JsonReply(201, {{"record_id", "rec_2"},
+                         {"version", 1},
+                         {"patient_id", "SYNTH-0001"},
+                         {"category", "substance_use"},
+                         {"content_type", "text/plain"},
+                         {"encounter_date", "2024-03-01"},
+                         {"author", "Dr. S"},
+                         {"created", "2024-03-01T10:00:00Z"},
+                         {"content_bytes", 4}}));
+  CliRun r = Phivault(
+      To({"put", "--patient", "SYNTH-0001", "--category", "substance_use", "--type", "text/plain",
+          "--encounter-date", "2024-03-01", "--author", "Dr. S", "--consent", "consent:7", "-"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(daemon_.last().headers["x-phivault-consent"], "consent:7");
+  r = Phivault(To({"amend", "rec_2", "--reason", "typo", "--consent", "consent:7", "-"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(daemon_.last().uri, "/v1/records/rec_2/versions");
+  EXPECT_EQ(daemon_.last().headers["x-phivault-consent"], "consent:7");
+}
+
 TEST_F(CliPolicyTest, DiscloseSendsTheConsent) {
   Answer(JsonReply(201, {{"audit_seq", 9}}));
   CliRun r = Phivault(To({"disclose", "--patient", "SYNTH-0001", "--recipient", "Clinic",
