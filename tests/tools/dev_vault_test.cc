@@ -149,9 +149,9 @@ TEST_F(GuideTest, ComplianceGuideRunsAsWrittenOnAFreshDevVault) {
   const std::string guide = std::string(PHIVAULT_DOCS_DIR) + "/compliance.md";
   const std::string commands = Joined(ShellBlocks(ReadFile(guide)));
   // Section 1's settings, with this vault's socket for /run/phivault/phivault.sock.
-  EXPECT_THAT(commands, HasSubstr("export PHIVAULT_ROLE=compliance_officer"));
+  EXPECT_THAT(commands, HasSubstr("export PHIVAULT_ROLE=compliance-officer"));
   EXPECT_THAT(commands, HasSubstr("export PHIVAULT_PURPOSE=HOPERAT"));
-  const std::map<std::string, std::string> env = {{"PHIVAULT_ROLE", "compliance_officer"},
+  const std::map<std::string, std::string> env = {{"PHIVAULT_ROLE", "compliance-officer"},
                                                   {"PHIVAULT_PURPOSE", "HOPERAT"}};
   const std::string today_export = "audit-$(date -u +%F).jsonl";
   const std::string first_saved = "old=$(ls checkpoints/2*.txt | head -n 1)\n";
@@ -299,7 +299,7 @@ TEST_F(GuideTest, StatusShowsRecordsPatientsAndLiveData) {
     ASSERT_TRUE(m.ok()) << m.error().Message();
   }
   ProcessResult r =
-      Bash("phivault --json status", {{"PHIVAULT_ROLE", "vault_admin"}, {"PHIVAULT_USER", "a"}});
+      Bash("phivault --json status", {{"PHIVAULT_ROLE", "administrator"}, {"PHIVAULT_USER", "a"}});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["records"], 3);
@@ -310,7 +310,7 @@ TEST_F(GuideTest, StatusShowsRecordsPatientsAndLiveData) {
                       j["disk"]["blob_bytes"].get<uint64_t>() +
                       j["disk"]["log_bytes"].get<uint64_t>());
 
-  ProcessResult text = Bash("phivault status", {{"PHIVAULT_ROLE", "vault_admin"}});
+  ProcessResult text = Bash("phivault status", {{"PHIVAULT_ROLE", "administrator"}});
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_THAT(text.out, HasSubstr("records:          3\n"));
   EXPECT_THAT(text.out, HasSubstr("patients:         2\n"));
@@ -319,7 +319,7 @@ TEST_F(GuideTest, StatusShowsRecordsPatientsAndLiveData) {
   // The daemon flushes on a clean stop: the content is then in blob files, and still counted.
   vault_.Stop();
   ASSERT_TRUE(vault_.Start());
-  ProcessResult again = Bash("phivault --json status", {{"PHIVAULT_ROLE", "vault_admin"}});
+  ProcessResult again = Bash("phivault --json status", {{"PHIVAULT_ROLE", "administrator"}});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   const auto k = nlohmann::json::parse(again.out);
   EXPECT_EQ(k["records"], 3);
@@ -332,8 +332,8 @@ TEST_F(GuideTest, StatusShowsRecordsPatientsAndLiveData) {
 // The creator of a dev vault is an operator in every role; a role the config does not know is
 // still refused, and so is a request naming none of the configured roles.
 TEST_F(GuideTest, TheCreatorActsInAnyConfiguredRoleWithoutAToken) {
-  for (const char* role : {"vault_admin", "physician", "nurse", "front_office", "billing",
-                           "compliance_officer", "medical_assistant"}) {
+  for (const char* role : {"administrator", "physician", "nurse", "reception", "billing",
+                           "compliance-officer", "medical-assistant"}) {
     ProcessResult r = Bash("phivault status", {{"PHIVAULT_ROLE", role}});
     EXPECT_EQ(r.exit_code, 0) << role << ": " << r.err;
   }
