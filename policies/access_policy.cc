@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -26,8 +25,10 @@ constexpr size_t kMaxCategories = 64;  // a category is one bit of a rule's cate
 constexpr size_t kMaxRules = 65535;    // rule indexes are uint16_t
 
 int ActionIndex(std::string_view action) {
+  if (action.empty()) return -1;
   for (size_t i = 0; i < kActions.size(); ++i) {
-    if (kActions[i] == action) return static_cast<int>(i);
+    // The first letter rules out most names without a call to memcmp.
+    if (kActions[i][0] == action[0] && kActions[i] == action) return static_cast<int>(i);
   }
   return -1;
 }
@@ -110,12 +111,17 @@ struct PolicyData {
   int64_t break_glass_window_seconds = 3600;
   std::vector<PolicyRule> rules;
   std::vector<CompiledRule> compiled;  // parallel to rules
-  // Per (role, action), rule indexes in file order: the rules that name both.
+  // Per (role, action, category or none), rule indexes in file order: the rules that can match
+  // there, so a decision scans only those.
   std::vector<std::vector<uint16_t>> forbids, permits;
   // Keys point into `roles` and `categories`, which never change after construction.
   std::unordered_map<std::string_view, uint16_t> role_index, category_index;
 
-  size_t Cell(size_t role, size_t action) const { return role * kActions.size() + action; }
+  // `category` is -1 for an action on no record.
+  size_t Cell(size_t role, size_t action, int category) const {
+    return (role * kActions.size() + action) * (categories.size() + 1) +
+           static_cast<size_t>(category + 1);
+  }
 
   static bool Matches(const CompiledRule& r, int category, uint64_t purpose_bit,
                       const Conditions& c) {
@@ -145,7 +151,7 @@ struct PolicyData {
   Decision DecideInterned(size_t role, size_t action, int category, size_t purpose,
                           const Conditions& c) const {
     const uint64_t purpose_bit = uint64_t{1} << purpose;
-    const size_t cell = Cell(role, action);
+    const size_t cell = Cell(role, action, category);
     for (uint16_t i : forbids[cell]) {
       if (Matches(compiled[i], category, purpose_bit, c)) return {false, rules[i].name, false};
     }
@@ -514,6 +520,11 @@ class Builder {
       c.categories |= uint64_t{1} << id;
       names_author_protected |= p_.protection[id] == Protection::kAuthor;
     }
+    if (any_record && c.categories == 0) {
+      return r_.At(*cats_n, where +
+                                "categories match no category: '*' covers only the unprotected "
+                                "ones, and every configured category is protected");
+    }
     if (rule.author_only && any_other) {
       return r_.At(*t.get("author_only"),
                    where + "author_only applies only to record actions, and the rule names " +
@@ -631,15 +642,22 @@ class Builder {
   }
 
   void Index() {
-    const size_t cells = p_.roles.size() * kActions.size();
+    const size_t cells = p_.roles.size() * kActions.size() * (p_.categories.size() + 1);
     p_.forbids.assign(cells, {});
     p_.permits.assign(cells, {});
     for (size_t i = 0; i < parsed_.size(); ++i) {
       const ParsedRule& pr = parsed_[i];
+      auto& lists = pr.rule.forbid ? p_.forbids : p_.permits;
       for (size_t role : pr.role_ids) {
         for (size_t action : pr.action_ids) {
-          (pr.rule.forbid ? p_.forbids : p_.permits)[p_.Cell(role, action)].push_back(
-              static_cast<uint16_t>(i));
+          if (action >= kRecordActionCount) {
+            lists[p_.Cell(role, action, -1)].push_back(static_cast<uint16_t>(i));
+            continue;
+          }
+          for (size_t c = 0; c < p_.categories.size(); ++c) {
+            if ((pr.compiled.categories & (uint64_t{1} << c)) == 0) continue;
+            lists[p_.Cell(role, action, static_cast<int>(c))].push_back(static_cast<uint16_t>(i));
+          }
         }
       }
       p_.rules.push_back(pr.rule);

@@ -151,7 +151,10 @@ struct PolicyDiffCell {
 };
 // Every cell (union of both policies' roles; the categories of `after`) whose allowed/denied
 // outcome changes, in order role, action, category, purpose, conditions. Cells whose deciding
-// rule changes but whose outcome does not are not listed.
+// rule changes but whose outcome does not are not listed. Roles are in name order, actions in
+// PolicyActions() order, categories in `after`'s order ("" for actions on no record), purposes in
+// AllPurposeOfUseCodes() order (the abstract root excluded), and conditions counted as the binary
+// number (is_author, has_consent, break_glass) from 000 to 111.
 std::vector<PolicyDiffCell> DiffPolicies(const AccessPolicy& before, const AccessPolicy& after);
 
 // A table of expected decisions (TOML, `[[case]]` entries: role, action, purpose, category,

@@ -1,13 +1,29 @@
 #include "policies/access_policy.h"
 
+#include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <new>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "crypto/hash.h"
+
+// Counts allocations, so a test can show that deciding makes none.
+namespace {
+std::atomic<long> g_allocations{0};
+}  // namespace
+
+void* operator new(std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace phivault::policies {
 namespace {
@@ -476,6 +492,45 @@ purposes = ["HOPERAT"]
   EXPECT_TRUE(Ask(*p, "clerk", "report", "", "HLEGAL").allowed);
   EXPECT_FALSE(Ask(*p, "clerk", "report", "", "HPAYMT").allowed);
   EXPECT_FALSE(Ask(*p, "clerk", "report", "", "PurposeOfUse").allowed);
+}
+
+TEST(AccessPolicyDecide, DecidingAllocatesNothing) {
+  auto p = MustParse(WithRules(R"(
+[[forbid]]
+name = "no-marketing"
+roles = ["*"]
+actions = ["read"]
+categories = ["*"]
+purposes = ["HMARKT"]
+[[permit]]
+name = "treatment"
+roles = ["physician", "nurse"]
+actions = ["read", "list"]
+categories = ["*", "substance_use"]
+purposes = ["TREAT"]
+[[permit]]
+name = "reports"
+roles = ["clerk"]
+actions = ["report"]
+purposes = ["HOPERAT"]
+)"));
+  ASSERT_NE(p, nullptr);
+  const std::vector<AccessRequest> requests = {
+      {"physician", "read", "TREAT", "clinical_note"},
+      {"nurse", "list", "COC", "substance_use", false, true},
+      {"nurse", "read", "TREAT", "substance_use"},
+      {"clerk", "read", "HMARKT", "demographics"},
+      {"clerk", "report", "HSYSADMIN", ""},
+      {"surgeon", "read", "TREAT", "clinical_note"},
+      {"physician", "read", "NOTACODE", "clinical_note"},
+  };
+  int allowed = 0;
+  const long before = g_allocations.load();
+  for (int i = 0; i < 1000; ++i) {
+    for (const AccessRequest& r : requests) allowed += p->Decide(r).allowed ? 1 : 0;
+  }
+  EXPECT_EQ(g_allocations.load() - before, 0);
+  EXPECT_EQ(allowed, 3000);
 }
 
 std::string Describe(const PolicyDiffCell& c) {
