@@ -30,6 +30,7 @@
 #include "storage/checkpoint.h"
 #include "storage/merkle.h"
 #include "tools/cli_init.h"
+#include "tools/cli_internal.h"
 
 namespace phivault::tools {
 namespace {
@@ -40,6 +41,8 @@ constexpr const char* kDefaultSocket = "/run/phivault/phivault.sock";
 constexpr const char* kDefaultCategories =
     "demographics, insurance, clinical_note, lab_result, imaging, medication, billing, consent, "
     "correspondence, psychotherapy_note, substance_use";
+
+}  // namespace
 
 // The codes a request may carry: every PurposeOfUse code but the abstract root (as the daemon's
 // daemon/auth.cc PurposeOfUseCodes). Checked here so that a typo is a usage error naming the
@@ -61,27 +64,21 @@ std::string PurposeOfUseCodeList() {
   return out;
 }
 
+namespace {
+
 constexpr const char* kExitCodeHelp =
     "Exit codes:\n"
     "  0  success\n"
-    "  1  other error (bad request, too large, disk below reserve, server error)\n"
+    "  1  other error (bad request, conflict, invalid policy, too large, disk below\n"
+    "     reserve, server error); `policy test`: a case failed; `policy diff`: changes\n"
     "  2  usage error (bad or missing arguments)\n"
-    "  3  denied (401 unauthenticated, 403 forbidden)\n"
+    "  3  denied (401 unauthenticated, 403 forbidden); `policy check`: deny\n"
     "  4  not found (404), or the record was shredded (410)\n"
     "  5  daemon unavailable (cannot connect, connection lost, or 503)\n"
     "  6  integrity failure (stored data failed authentication)\n"
     "  7  verification failed (audit export, proof or checkpoint did not verify)\n"
     "Environment: PHIVAULT_SOCKET, PHIVAULT_TOKEN, PHIVAULT_USER, PHIVAULT_ROLE,\n"
     "PHIVAULT_PURPOSE provide defaults for the matching options.\n";
-
-struct Globals {
-  std::string socket = kDefaultSocket;
-  std::string token;
-  std::string user;
-  std::string role;
-  std::string purpose = "TREAT";
-  bool json = false;
-};
 
 struct RecordArgs {
   std::string patient;
@@ -151,6 +148,8 @@ std::string LoginName() {
   return "uid:" + std::to_string(::geteuid());
 }
 
+}  // namespace
+
 void PrintError(std::string_view title, std::string_view detail) {
   std::cerr << "phivault: " << title;
   if (!detail.empty()) std::cerr << ": " << detail;
@@ -158,7 +157,9 @@ void PrintError(std::string_view title, std::string_view detail) {
 }
 
 int Fail(const client::Error& e) {
-  PrintError(e.title, e.detail);
+  std::string detail = e.detail;
+  if (!e.rule.empty()) detail += (detail.empty() ? "(rule: " : " (rule: ") + e.rule + ")";
+  PrintError(e.title, detail);
   return ExitCodeFor(e);
 }
 
@@ -178,6 +179,8 @@ std::string Printable(std::string_view s) {
   return out;
 }
 
+namespace {
+
 // As Printable, but keeps line breaks (for multi-line daemon text such as a checkpoint note).
 std::string PrintableLines(std::string_view s) {
   std::string out(s);
@@ -187,6 +190,8 @@ std::string PrintableLines(std::string_view s) {
   }
   return out;
 }
+
+}  // namespace
 
 std::optional<std::string> ReadInput(const std::string& path, std::string* error) {
   std::string data;
@@ -211,70 +216,94 @@ std::optional<std::string> ReadInput(const std::string& path, std::string* error
   return data;
 }
 
-// A file that receives PHI (content, reports, exports): mode 0600 even if it existed before,
-// and removed again unless Commit succeeds, so that a failed write leaves no partial copy.
-class OutputFile {
- public:
-  static std::optional<OutputFile> Create(const std::string& path, std::string* error) {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      *error = "cannot create " + path + ": " + std::strerror(errno);
-      return std::nullopt;
-    }
-    if (::fchmod(fd, 0600) != 0) {
-      *error = "cannot make " + path + " private: " + std::strerror(errno);
-      ::close(fd);
-      return std::nullopt;
-    }
-    return OutputFile(path, fd);
+std::optional<OutputFile> OutputFile::Create(const std::string& path, std::string* error) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    *error = "cannot create " + path + ": " + std::strerror(errno);
+    return std::nullopt;
   }
-  OutputFile(OutputFile&& other) noexcept
-      : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)) {}
-  OutputFile& operator=(OutputFile&&) = delete;
-  OutputFile(const OutputFile&) = delete;
-  OutputFile& operator=(const OutputFile&) = delete;
-  ~OutputFile() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      ::unlink(path_.c_str());
-    }
+  if (::fchmod(fd, 0600) != 0) {
+    *error = "cannot make " + path + " private: " + std::strerror(errno);
+    ::close(fd);
+    return std::nullopt;
   }
+  return OutputFile(path, fd);
+}
 
-  bool Write(std::string_view data) {
-    while (!data.empty()) {
-      ssize_t n = ::write(fd_, data.data(), data.size());
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        error_ = "cannot write " + path_ + ": " + std::strerror(errno);
-        return false;
-      }
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-  // Closes the file and keeps it. False (file removed, `*error` set) if an earlier write or the
-  // close failed.
-  bool Commit(std::string* error) {
-    const int fd = std::exchange(fd_, -1);
-    if (error_.empty() && ::close(fd) != 0) {
-      error_ = "cannot write " + path_ + ": " + std::strerror(errno);
-    } else if (!error_.empty()) {
-      ::close(fd);
-    }
-    if (error_.empty()) return true;
+OutputFile::OutputFile(OutputFile&& other) noexcept
+    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)) {}
+
+OutputFile::~OutputFile() {
+  if (fd_ >= 0) {
+    ::close(fd_);
     ::unlink(path_.c_str());
-    *error = error_;
-    return false;
   }
-  // Why the last Write failed.
-  const std::string& error() const { return error_; }
+}
 
- private:
-  OutputFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
-  std::string path_;
-  int fd_;
-  std::string error_;
-};
+bool OutputFile::Write(std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd_, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error_ = "cannot write " + path_ + ": " + std::strerror(errno);
+      return false;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+bool OutputFile::Commit(std::string* error) {
+  const int fd = std::exchange(fd_, -1);
+  if (error_.empty() && ::close(fd) != 0) {
+    error_ = "cannot write " + path_ + ": " + std::strerror(errno);
+  } else if (!error_.empty()) {
+    ::close(fd);
+  }
+  if (error_.empty()) return true;
+  ::unlink(path_.c_str());
+  *error = error_;
+  return false;
+}
+
+void PrintJson(const nlohmann::json& j) {
+  std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+}
+
+int PrintAuditSeq(const client::Result<uint64_t>& seq, const Globals& g) {
+  if (!seq.ok()) return Fail(seq.error());
+  if (g.json) {
+    PrintJson({{"audit_seq", *seq}});
+  } else {
+    std::cout << *seq << "\n";
+  }
+  return kExitOk;
+}
+
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  if (rows.empty()) return;
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size() && i < widths.size(); ++i) {
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+}
+
+std::optional<std::string> Opt(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  return s;
+}
+
+namespace {
 
 bool WriteOutput(const std::string& path, std::string_view data, std::string* error) {
   auto file = OutputFile::Create(path, error);
@@ -300,11 +329,6 @@ int Emit(const std::string& path, std::string_view data, std::string_view what) 
     return kExitError;
   }
   return kExitOk;
-}
-
-// Text from the daemon or from an export that is not valid UTF-8 is printed with U+FFFD.
-void PrintJson(const nlohmann::json& j) {
-  std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
 }
 
 int RunInit(const Globals& g, const RecordArgs& a) {
@@ -425,11 +449,6 @@ int RunPut(client::Client& c, const client::Actor& actor, const Globals& g, cons
   return kExitOk;
 }
 
-std::optional<std::string> Opt(const std::string& s) {
-  if (s.empty()) return std::nullopt;
-  return s;
-}
-
 client::Disclosure DisclosureFrom(const ComplianceArgs& d) {
   return client::Disclosure{.recipient_name = d.recipient,
                             .recipient_address = Opt(d.address),
@@ -461,16 +480,6 @@ int RunGet(client::Client& c, const client::Actor& actor, const Globals& g, cons
   auto content = c.ReadContent(actor, a.id, version);
   if (!content.ok()) return Fail(content.error());
   return Emit(a.output, content->bytes, "content");
-}
-
-int PrintAuditSeq(const client::Result<uint64_t>& seq, const Globals& g) {
-  if (!seq.ok()) return Fail(seq.error());
-  if (g.json) {
-    PrintJson({{"audit_seq", *seq}});
-  } else {
-    std::cout << *seq << "\n";
-  }
-  return kExitOk;
 }
 
 int RunDisclose(client::Client& c, const client::Actor& actor, const Globals& g,
@@ -1059,32 +1068,25 @@ int RunAmend(client::Client& c, const client::Actor& actor, const Globals& g, co
 }
 
 int RunList(client::Client& c, const client::Actor& actor, const Globals& g, const RecordArgs& a) {
-  auto records = c.SearchPatient(actor, a.patient);
-  if (!records.ok()) return Fail(records.error());
+  auto found = c.SearchPatientRecords(actor, a.patient);
+  if (!found.ok()) return Fail(found.error());
   if (g.json) {
     nlohmann::json list = nlohmann::json::array();
-    for (const auto& m : *records) list.push_back(client::ToJson(m));
-    PrintJson({{"records", list}});
+    for (const auto& m : found->records) list.push_back(client::ToJson(m));
+    PrintJson({{"records", list}, {"withheld", found->withheld}});
     return kExitOk;
   }
   std::vector<std::vector<std::string>> rows = {
       {"RECORD ID", "VERSION", "CATEGORY", "TYPE", "ENCOUNTER", "AUTHOR", "CREATED", "SIZE"}};
-  for (const auto& m : *records) {
+  for (const auto& m : found->records) {
     rows.push_back({Printable(m.record_id), std::to_string(m.version), Printable(m.category),
                     Printable(m.content_type), Printable(m.encounter_date), Printable(m.author),
                     Printable(m.created), std::to_string(m.content_bytes)});
   }
-  std::vector<size_t> widths(rows[0].size(), 0);
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
-    }
-    std::cout << line << "\n";
+  PrintTable(rows);
+  if (found->withheld > 0) {
+    std::cerr << "phivault: " << found->withheld << " more record"
+              << (found->withheld == 1 ? "" : "s") << " withheld by policy\n";
   }
   return kExitOk;
 }
@@ -1104,6 +1106,8 @@ ExitCode ExitCodeFor(const client::Error& error) {
     case client::ErrorKind::kIntegrity:
       return kExitIntegrity;
     case client::ErrorKind::kInvalid:
+    case client::ErrorKind::kConflict:
+    case client::ErrorKind::kInvalidPolicy:
     case client::ErrorKind::kTooLarge:
     case client::ErrorKind::kDiskFull:
     case client::ErrorKind::kServer:
@@ -1136,13 +1140,15 @@ int RunCli(int argc, char** argv) {
   CLI::App app{
       "phivault: command-line client for phivaultd, the encrypted medical-records vault.\n"
       "Talks to the daemon over its Unix socket; every record access is audited by the "
-      "daemon. `audit verify FILE` works offline, without a daemon."};
+      "daemon. `audit verify FILE`, `policy test` and `policy diff` work offline, without a "
+      "daemon."};
   app.name("phivault");
   app.footer(kExitCodeHelp);
   app.require_subcommand(1);
   app.fallthrough();
 
   Globals g;
+  g.socket = kDefaultSocket;
   g.user = LoginName();
   app.add_option("--socket", g.socket, "daemon socket")
       ->envname("PHIVAULT_SOCKET")
@@ -1154,11 +1160,12 @@ int RunCli(int argc, char** argv) {
   app.add_option("--as", g.user, "acting user")->envname("PHIVAULT_USER")->capture_default_str();
   app.add_option("--role", g.role, "acting role, e.g. physician (required to talk to the daemon)")
       ->envname("PHIVAULT_ROLE");
-  app.add_option("--purpose", g.purpose,
-                 "HL7 PurposeOfUse code, e.g. TREAT, ETREAT, HPAYMT, HOPERAT, PATRQT, HLEGAL, "
-                 "PUBHLTH, HRESCH")
-      ->envname("PHIVAULT_PURPOSE")
-      ->capture_default_str();
+  CLI::Option* purpose =
+      app.add_option("--purpose", g.purpose,
+                     "HL7 PurposeOfUse code, e.g. TREAT, ETREAT, HPAYMT, HOPERAT, PATRQT, HLEGAL, "
+                     "PUBHLTH, HRESCH")
+          ->envname("PHIVAULT_PURPOSE")
+          ->capture_default_str();
   app.add_flag("--json", g.json, "machine-readable JSON output");
 
   RecordArgs a;
@@ -1216,7 +1223,8 @@ int RunCli(int argc, char** argv) {
   amend->add_option("file", a.input, "content file, or - for standard input")
       ->capture_default_str();
 
-  CLI::App* ls = app.add_subcommand("ls", "list a patient's records (latest versions)");
+  CLI::App* ls = app.add_subcommand(
+      "ls", "list a patient's records (latest versions); says how many the policy withholds");
   ls->add_option("--patient", a.patient, "patient identifier")->required();
 
   CLI::App* disclose = app.add_subcommand(
@@ -1236,6 +1244,19 @@ int RunCli(int argc, char** argv) {
   disclose->add_option("--date", d.date,
                        "when it was disclosed: YYYY-MM-DD or RFC 3339 UTC (default: now)");
   disclose->add_option("--statement", d.statement, "statement of the purpose of the disclosure");
+
+  // Sent as X-Phivault-Break-Glass-Reason and X-Phivault-Consent; sealed into the audit entry.
+  std::string break_glass_reason, consent;
+  std::vector<CLI::Option*> request_conditions;
+  for (CLI::App* cmd : {put, get, amend, ls, disclose}) {
+    request_conditions.push_back(cmd->add_option(
+        "--break-glass-reason", break_glass_reason,
+        "why emergency access is needed (opens a break-glass window with --purpose ETREAT or "
+        "BTG; the access is reviewed)"));
+    request_conditions.push_back(cmd->add_option(
+        "--consent", consent,
+        "consent or authorization id for consent-protected records (42 CFR Part 2)"));
+  }
 
   CLI::App* suspend = app.add_subcommand(
       "suspend", "record an agency's suspension of accounting (45 CFR 164.528(a)(2))");
@@ -1313,6 +1334,9 @@ int RunCli(int argc, char** argv) {
                          "a checkpoint kept from before (repeatable): a filtered export then "
                          "carries the proof that it extends it");
 
+  PolicyCommands policy(app);
+  PatientCommands patient(app, *audit);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -1331,6 +1355,7 @@ int RunCli(int argc, char** argv) {
     return UsageError("audit verify needs either FILE or --live");
   }
   if (verify->parsed() && !d.live) return RunAuditVerifyFile(g, d);
+  if (auto rc = policy.RunLocal(g)) return *rc;
 
   if (g.role.empty()) return UsageError("--role is required (or set PHIVAULT_ROLE)");
   if (g.user.empty()) return UsageError("--as must not be empty");
@@ -1350,9 +1375,17 @@ int RunCli(int argc, char** argv) {
   if (get_description->count() > 0 && d.description.empty()) {
     return UsageError("--description must not be empty");
   }
+  for (CLI::Option* opt : request_conditions) {
+    if (opt->count() > 0 && opt->as<std::string>().empty()) {
+      return UsageError(opt->get_name() + " must not be empty");
+    }
+  }
+  g.purpose_given = purpose->count() > 0;
 
   client::Client c(client::ClientOptions{.socket_path = g.socket, .token = g.token});
-  const client::Actor actor{.user = g.user, .role = g.role, .purpose = g.purpose};
+  client::Actor actor{.user = g.user, .role = g.role, .purpose = g.purpose};
+  if (!break_glass_reason.empty()) actor.break_glass_reason = break_glass_reason;
+  if (!consent.empty()) actor.consent = consent;
   if (status->parsed()) return RunStatus(c, actor, g);
   if (put->parsed()) return RunPut(c, actor, g, a);
   if (get->parsed()) return RunGet(c, actor, g, a, d);
@@ -1368,6 +1401,8 @@ int RunCli(int argc, char** argv) {
   if (consistency->parsed()) return RunAuditConsistency(c, actor, g, d);
   if (export_cmd->parsed()) return RunAuditExport(c, actor, d);
   if (verify->parsed()) return RunAuditVerifyLive(c, actor, g, d);
+  if (auto rc = policy.Run(c, actor, g)) return *rc;
+  if (auto rc = patient.Run(c, actor, g)) return *rc;
   return UsageError("unknown command");
 }
 

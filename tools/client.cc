@@ -51,6 +51,10 @@ ErrorKind KindForStatus(int status, std::string_view type) {
       return ErrorKind::kForbidden;
     case 404:
       return ErrorKind::kNotFound;
+    case 409:
+      return ErrorKind::kConflict;
+    case 422:
+      return ErrorKind::kInvalidPolicy;
     case 410:
       return ErrorKind::kShredded;
     case 413:
@@ -76,11 +80,17 @@ bool IsSafeHeaderValue(std::string_view v) {
   return true;
 }
 
+// `prefix` + the id as one path segment + `suffix`.
+std::string IdPath(std::string_view prefix, const std::string& id, std::string_view suffix) {
+  std::string path(prefix);
+  Poco::URI::encode(id, "/?#[]@!$&'()*+,;=%", path);
+  path += suffix;
+  return path;
+}
+
 std::string RecordPath(const std::string& record_id, std::string_view suffix,
                        std::optional<uint32_t> version) {
-  std::string path = "/v1/records/";
-  Poco::URI::encode(record_id, "/?#[]@!$&'()*+,;=%", path);
-  path += suffix;
+  std::string path = IdPath("/v1/records/", record_id, suffix);
   if (version) path += "?version=" + std::to_string(*version);
   return path;
 }
@@ -139,6 +149,10 @@ std::string_view ErrorKindName(ErrorKind kind) {
       return "forbidden";
     case ErrorKind::kNotFound:
       return "not-found";
+    case ErrorKind::kConflict:
+      return "conflict";
+    case ErrorKind::kInvalidPolicy:
+      return "invalid-policy";
     case ErrorKind::kShredded:
       return "shredded";
     case ErrorKind::kTooLarge:
@@ -158,8 +172,9 @@ std::string_view ErrorKindName(ErrorKind kind) {
 }
 
 std::string Error::Message() const {
-  if (detail.empty()) return title;
-  return title + ": " + detail;
+  std::string out = detail.empty() ? title : title + ": " + detail;
+  if (!rule.empty()) out += " (rule: " + rule + ")";
+  return out;
 }
 
 Status Error::ToStatus() const {
@@ -169,8 +184,12 @@ Status Error::ToStatus() const {
       code = StatusCode::kUnavailable;
       break;
     case ErrorKind::kInvalid:
+    case ErrorKind::kInvalidPolicy:
     case ErrorKind::kClient:
       code = StatusCode::kInvalidArgument;
+      break;
+    case ErrorKind::kConflict:
+      code = StatusCode::kFailedPrecondition;
       break;
     case ErrorKind::kUnauthenticated:
       code = StatusCode::kUnauthenticated;
@@ -211,6 +230,7 @@ Error ErrorFromResponse(int http_status, const std::string& content_type, const 
       e.title = str("title");
       e.detail = str("detail");
       e.request_id = str("request_id");
+      e.rule = str("rule");
     }
   }
   e.kind = KindForStatus(http_status, e.type);
@@ -533,11 +553,15 @@ Result<Client::RawResponse> Client::Exchange(const std::string& method, const st
     headers_ok &= add_header("X-Phivault-Role", actor->role);
     headers_ok &= add_header("X-Phivault-Purpose", actor->purpose);
     if (!actor->request_id.empty()) headers_ok &= add_header("X-Request-Id", actor->request_id);
+    if (actor->break_glass_reason) {
+      headers_ok &= add_header("X-Phivault-Break-Glass-Reason", *actor->break_glass_reason);
+    }
+    if (actor->consent) headers_ok &= add_header("X-Phivault-Consent", *actor->consent);
   }
   if (!headers_ok) {
     return MakeError(ErrorKind::kClient, "invalid request",
-                     "token, user, role, purpose and request id must not contain control "
-                     "characters");
+                     "token, user, role, purpose, request id, break-glass reason and consent "
+                     "must not contain control characters");
   }
   size_t body_size = 0;
   for (std::string_view part : body) body_size += part.size();
@@ -756,6 +780,13 @@ Result<RecordMetadata> Client::AmendRecord(const Actor& actor, const std::string
 
 Result<std::vector<RecordMetadata>> Client::SearchPatient(const Actor& actor,
                                                           const std::string& patient_id) {
+  auto r = SearchPatientRecords(actor, patient_id);
+  if (!r.ok()) return r.error();
+  return std::move(r->records);
+}
+
+Result<PatientRecords> Client::SearchPatientRecords(const Actor& actor,
+                                                    const std::string& patient_id) {
   auto body = DumpBody(nlohmann::json{{"patient_id", patient_id}});
   if (!body.ok()) return body.error();
   auto j = JsonOrError(Exchange("POST", "/v1/records/_search", &actor, {*body}));
@@ -764,13 +795,15 @@ Result<std::vector<RecordMetadata>> Client::SearchPatient(const Actor& actor,
   if (records == j->end() || !records->is_array()) {
     return ProtocolError("missing array \"records\"");
   }
-  std::vector<RecordMetadata> out;
-  out.reserve(records->size());
+  PatientRecords out;
+  out.records.reserve(records->size());
   for (const auto& item : *records) {
     RecordMetadata m;
     PV_CLIENT_ASSIGN(m, MetadataFromJson(item));
-    out.push_back(std::move(m));
+    out.records.push_back(std::move(m));
   }
+  // Daemons before issue 8 withhold nothing and do not send the count.
+  if (j->contains("withheld")) PV_CLIENT_ASSIGN(out.withheld, Field<uint64_t>(*j, "withheld"));
   return out;
 }
 
@@ -918,6 +951,419 @@ Result<ConsistencyProofResult> Client::ConsistencyProof(const Actor& actor, uint
     return ProtocolError("the consistency proof is for other tree sizes");
   }
   return p;
+}
+
+namespace {
+
+// A member that may be absent or null (nullopt), else must be a string.
+Result<std::optional<std::string>> NullableString(const nlohmann::json& j, const char* name) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null()) return std::optional<std::string>();
+  if (!it->is_string()) {
+    return ProtocolError(std::string("field \"") + name + "\" has the wrong type");
+  }
+  return std::optional<std::string>(it->get<std::string>());
+}
+
+// A string list that may be absent or null (empty).
+Result<std::vector<std::string>> OptionalList(const nlohmann::json& j, const char* name) {
+  auto it = j.find(name);
+  if (it == j.end() || it->is_null()) return std::vector<std::string>();
+  return Field<std::vector<std::string>>(j, name);
+}
+
+nlohmann::json Nullable(const std::optional<std::string>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+// Each element of the array `name` of a 2xx JSON response, parsed by `parse`.
+template <typename T, typename Parse>
+Result<std::vector<T>> ListOrError(Result<Client::RawResponse> r, const char* name, Parse parse) {
+  auto j = JsonOrError(std::move(r));
+  if (!j.ok()) return j.error();
+  auto items = j->find(name);
+  if (items == j->end() || !items->is_array()) {
+    return ProtocolError(std::string("missing array \"") + name + "\"");
+  }
+  std::vector<T> out;
+  out.reserve(items->size());
+  for (const auto& item : *items) {
+    if (!item.is_object()) {
+      return ProtocolError(std::string("an element of \"") + name + "\" is not an object");
+    }
+    T value;
+    PV_CLIENT_ASSIGN(value, parse(item));
+    out.push_back(std::move(value));
+  }
+  return out;
+}
+
+Result<PolicyVersion> PolicyVersionFromJson(const nlohmann::json& j) {
+  PolicyVersion v;
+  PV_CLIENT_ASSIGN(v.name, Field<std::string>(j, "name"));
+  PV_CLIENT_ASSIGN(v.sha256, Field<std::string>(j, "sha256"));
+  PV_CLIENT_ASSIGN(v.in_force_from, Field<std::string>(j, "in_force_from"));
+  PV_CLIENT_ASSIGN(v.in_force_until, NullableString(j, "in_force_until"));
+  PV_CLIENT_ASSIGN(v.audit_seq, Field<uint64_t>(j, "audit_seq"));
+  if (j.contains("text")) PV_CLIENT_ASSIGN(v.text, Field<std::string>(j, "text"));
+  return v;
+}
+
+Result<BreakGlassEvent> BreakGlassEventFromJson(const nlohmann::json& j) {
+  BreakGlassEvent e;
+  PV_CLIENT_ASSIGN(e.id, Field<std::string>(j, "id"));
+  PV_CLIENT_ASSIGN(e.user, Field<std::string>(j, "user"));
+  PV_CLIENT_ASSIGN(e.role, Field<std::string>(j, "role"));
+  PV_CLIENT_ASSIGN(e.application, Field<std::string>(j, "application"));
+  PV_CLIENT_ASSIGN(e.patient_id, Field<std::string>(j, "patient_id"));
+  PV_CLIENT_ASSIGN(e.reason, Field<std::string>(j, "reason"));
+  PV_CLIENT_ASSIGN(e.opened, Field<std::string>(j, "opened"));
+  PV_CLIENT_ASSIGN(e.expires, Field<std::string>(j, "expires"));
+  PV_CLIENT_ASSIGN(e.closed, NullableString(j, "closed"));
+  PV_CLIENT_ASSIGN(e.accesses, Field<uint64_t>(j, "accesses"));
+  PV_CLIENT_ASSIGN(e.status, Field<std::string>(j, "status"));
+  PV_CLIENT_ASSIGN(e.signed_off_by, NullableString(j, "signed_off_by"));
+  PV_CLIENT_ASSIGN(e.signed_off_at, NullableString(j, "signed_off_at"));
+  PV_CLIENT_ASSIGN(e.note, NullableString(j, "note"));
+  return e;
+}
+
+Result<Restriction> RestrictionFromJson(const nlohmann::json& j) {
+  Restriction r;
+  PV_CLIENT_ASSIGN(r.id, Field<std::string>(j, "id"));
+  PV_CLIENT_ASSIGN(r.purposes, Field<std::vector<std::string>>(j, "purposes"));
+  PV_CLIENT_ASSIGN(r.record_ids, OptionalList(j, "record_ids"));
+  PV_CLIENT_ASSIGN(r.categories, OptionalList(j, "categories"));
+  PV_CLIENT_ASSIGN(r.recipient, Field<std::string>(j, "recipient"));
+  PV_CLIENT_ASSIGN(r.note, NullableString(j, "note"));
+  PV_CLIENT_ASSIGN(r.created, Field<std::string>(j, "created"));
+  PV_CLIENT_ASSIGN(r.created_by, Field<std::string>(j, "created_by"));
+  PV_CLIENT_ASSIGN(r.ended, NullableString(j, "ended"));
+  PV_CLIENT_ASSIGN(r.ended_by, NullableString(j, "ended_by"));
+  PV_CLIENT_ASSIGN(r.end_reason, NullableString(j, "end_reason"));
+  return r;
+}
+
+Result<PatientRequest> PatientRequestFromJson(const nlohmann::json& j) {
+  PatientRequest r;
+  PV_CLIENT_ASSIGN(r.id, Field<std::string>(j, "id"));
+  PV_CLIENT_ASSIGN(r.patient_id, Field<std::string>(j, "patient_id"));
+  PV_CLIENT_ASSIGN(r.kind, Field<std::string>(j, "kind"));
+  PV_CLIENT_ASSIGN(r.received, Field<std::string>(j, "received"));
+  PV_CLIENT_ASSIGN(r.due, Field<std::string>(j, "due"));
+  PV_CLIENT_ASSIGN(r.extended, Field<bool>(j, "extended"));
+  PV_CLIENT_ASSIGN(r.extension_reason, NullableString(j, "extension_reason"));
+  PV_CLIENT_ASSIGN(r.status, Field<std::string>(j, "status"));
+  PV_CLIENT_ASSIGN(r.outcome, NullableString(j, "outcome"));
+  PV_CLIENT_ASSIGN(r.closed, NullableString(j, "closed"));
+  PV_CLIENT_ASSIGN(r.delivered, NullableString(j, "delivered"));
+  PV_CLIENT_ASSIGN(r.overdue, Field<bool>(j, "overdue"));
+  return r;
+}
+
+}  // namespace
+
+nlohmann::json ToJson(const PolicyVersion& v) {
+  nlohmann::json j = {{"name", v.name},
+                      {"sha256", v.sha256},
+                      {"in_force_from", v.in_force_from},
+                      {"in_force_until", Nullable(v.in_force_until)},
+                      {"audit_seq", v.audit_seq}};
+  if (!v.text.empty()) j["text"] = v.text;
+  return j;
+}
+
+nlohmann::json ToJson(const PolicyCheckResult& r) {
+  return {{"allowed", r.allowed},
+          {"rule", r.rule},
+          {"explanation", r.explanation},
+          {"category", r.category},
+          {"is_author", r.is_author}};
+}
+
+nlohmann::json ToJson(const BreakGlassEvent& e) {
+  return {{"id", e.id},
+          {"user", e.user},
+          {"role", e.role},
+          {"application", e.application},
+          {"patient_id", e.patient_id},
+          {"reason", e.reason},
+          {"opened", e.opened},
+          {"expires", e.expires},
+          {"closed", Nullable(e.closed)},
+          {"accesses", e.accesses},
+          {"status", e.status},
+          {"signed_off_by", Nullable(e.signed_off_by)},
+          {"signed_off_at", Nullable(e.signed_off_at)},
+          {"note", Nullable(e.note)}};
+}
+
+nlohmann::json ToJson(const Restriction& r) {
+  return {{"id", r.id},
+          {"purposes", r.purposes},
+          {"record_ids", r.record_ids},
+          {"categories", r.categories},
+          {"recipient", r.recipient},
+          {"note", Nullable(r.note)},
+          {"created", r.created},
+          {"created_by", r.created_by},
+          {"ended", Nullable(r.ended)},
+          {"ended_by", Nullable(r.ended_by)},
+          {"end_reason", Nullable(r.end_reason)}};
+}
+
+nlohmann::json ToJson(const PatientRequest& r) {
+  return {{"id", r.id},
+          {"patient_id", r.patient_id},
+          {"kind", r.kind},
+          {"received", r.received},
+          {"due", r.due},
+          {"extended", r.extended},
+          {"extension_reason", Nullable(r.extension_reason)},
+          {"status", r.status},
+          {"outcome", Nullable(r.outcome)},
+          {"closed", Nullable(r.closed)},
+          {"delivered", Nullable(r.delivered)},
+          {"overdue", r.overdue}};
+}
+
+nlohmann::json ToJson(const ConfidentialContact& c) {
+  return {{"patient_id", c.patient_id},
+          {"address", c.address},
+          {"channel", c.channel},
+          {"note", Nullable(c.note)},
+          {"updated", c.updated}};
+}
+
+Result<PolicyReloadResult> Client::ReloadPolicy(const Actor& actor) {
+  auto j = JsonOrError(Exchange("POST", "/v1/policy/reload", &actor, {"{}"}));
+  if (!j.ok()) return j.error();
+  PolicyReloadResult r;
+  PV_CLIENT_ASSIGN(r.name, Field<std::string>(*j, "name"));
+  PV_CLIENT_ASSIGN(r.sha256, Field<std::string>(*j, "sha256"));
+  PV_CLIENT_ASSIGN(r.rules, Field<uint64_t>(*j, "rules"));
+  PV_CLIENT_ASSIGN(r.changed, Field<bool>(*j, "changed"));
+  PV_CLIENT_ASSIGN(r.audit_seq, Field<uint64_t>(*j, "audit_seq"));
+  return r;
+}
+
+Result<PolicyVersion> Client::ShowPolicy(const Actor& actor, const std::optional<std::string>& at) {
+  std::string path = "/v1/policy";
+  if (at) {
+    path += "?at=";
+    Poco::URI::encode(*at, "/?#[]@!$&'()*+,;=%", path);
+  }
+  auto j = JsonOrError(Exchange("GET", path, &actor, {}));
+  if (!j.ok()) return j.error();
+  PolicyVersion v;
+  PV_CLIENT_ASSIGN(v, PolicyVersionFromJson(*j));
+  PV_CLIENT_ASSIGN(v.text, Field<std::string>(*j, "text"));
+  return v;
+}
+
+Result<std::vector<PolicyVersion>> Client::PolicyHistory(const Actor& actor) {
+  return ListOrError<PolicyVersion>(Exchange("GET", "/v1/policy/history", &actor, {}), "versions",
+                                    PolicyVersionFromJson);
+}
+
+Result<PolicyCheckResult> Client::CheckPolicy(const Actor& actor, const PolicyCheckQuery& query) {
+  nlohmann::json fields = {{"as_user", query.as_user}, {"role", query.role},
+                           {"purpose", query.purpose}, {"action", query.action},
+                           {"consent", query.consent}, {"break_glass", query.break_glass}};
+  PutOptional(fields, "record_id", query.record_id);
+  if (query.version) fields["version"] = *query.version;
+  PutOptional(fields, "category", query.category);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(Exchange("POST", "/v1/policy/check", &actor, {*body}));
+  if (!j.ok()) return j.error();
+  PolicyCheckResult r;
+  PV_CLIENT_ASSIGN(r.allowed, Field<bool>(*j, "allowed"));
+  PV_CLIENT_ASSIGN(r.rule, Field<std::string>(*j, "rule"));
+  PV_CLIENT_ASSIGN(r.explanation, Field<std::string>(*j, "explanation"));
+  PV_CLIENT_ASSIGN(r.category, Field<std::string>(*j, "category"));
+  PV_CLIENT_ASSIGN(r.is_author, Field<bool>(*j, "is_author"));
+  return r;
+}
+
+Result<std::vector<BreakGlassEvent>> Client::ListBreakGlassEvents(const Actor& actor,
+                                                                  bool include_all) {
+  auto body = DumpBody(nlohmann::json{{"status", include_all ? "all" : "pending"}});
+  if (!body.ok()) return body.error();
+  return ListOrError<BreakGlassEvent>(Exchange("POST", "/v1/audit/review", &actor, {*body}),
+                                      "events", BreakGlassEventFromJson);
+}
+
+Result<SignOffResult> Client::SignOffBreakGlass(const Actor& actor, const std::string& event_id,
+                                                const std::string& note) {
+  auto body = DumpBody(nlohmann::json{{"note", note}});
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(
+      Exchange("POST", IdPath("/v1/audit/review/", event_id, "/sign-off"), &actor, {*body}));
+  if (!j.ok()) return j.error();
+  SignOffResult r;
+  PV_CLIENT_ASSIGN(r.id, Field<std::string>(*j, "id"));
+  PV_CLIENT_ASSIGN(r.signed_off_by, Field<std::string>(*j, "signed_off_by"));
+  PV_CLIENT_ASSIGN(r.signed_off_at, Field<std::string>(*j, "signed_off_at"));
+  PV_CLIENT_ASSIGN(r.audit_seq, Field<uint64_t>(*j, "audit_seq"));
+  return r;
+}
+
+Result<Created> Client::AddRestriction(const Actor& actor, const NewRestriction& restriction) {
+  nlohmann::json fields = {{"patient_id", restriction.patient_id},
+                           {"purposes", restriction.purposes},
+                           {"recipient", restriction.recipient}};
+  if (!restriction.record_ids.empty()) fields["record_ids"] = restriction.record_ids;
+  if (!restriction.categories.empty()) fields["categories"] = restriction.categories;
+  PutOptional(fields, "note", restriction.note);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(Exchange("POST", "/v1/restrictions", &actor, {*body}));
+  if (!j.ok()) return j.error();
+  Created c;
+  PV_CLIENT_ASSIGN(c.id, Field<std::string>(*j, "id"));
+  PV_CLIENT_ASSIGN(c.audit_seq, Field<uint64_t>(*j, "audit_seq"));
+  return c;
+}
+
+Result<std::vector<Restriction>> Client::ListRestrictions(const Actor& actor,
+                                                          const std::string& patient_id,
+                                                          bool include_ended) {
+  auto body =
+      DumpBody(nlohmann::json{{"patient_id", patient_id}, {"include_ended", include_ended}});
+  if (!body.ok()) return body.error();
+  return ListOrError<Restriction>(Exchange("POST", "/v1/restrictions/_search", &actor, {*body}),
+                                  "restrictions", RestrictionFromJson);
+}
+
+Result<RestrictionEnded> Client::EndRestriction(const Actor& actor, const std::string& patient_id,
+                                                const std::string& restriction_id,
+                                                const std::string& reason) {
+  auto body = DumpBody(nlohmann::json{{"patient_id", patient_id}, {"reason", reason}});
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(
+      Exchange("POST", IdPath("/v1/restrictions/", restriction_id, "/end"), &actor, {*body}));
+  if (!j.ok()) return j.error();
+  RestrictionEnded r;
+  PV_CLIENT_ASSIGN(r.id, Field<std::string>(*j, "id"));
+  PV_CLIENT_ASSIGN(r.ended, Field<std::string>(*j, "ended"));
+  PV_CLIENT_ASSIGN(r.audit_seq, Field<uint64_t>(*j, "audit_seq"));
+  return r;
+}
+
+Result<ExportInfo> Client::ExportPatient(const Actor& actor, const std::string& patient_id,
+                                         const std::optional<std::string>& request_id,
+                                         const ChunkSink& sink) {
+  nlohmann::json fields = {{"patient_id", patient_id}};
+  PutOptional(fields, "request_id", request_id);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  uint64_t bytes = 0;
+  const ChunkSink counting = [&sink, &bytes](std::string_view chunk) {
+    bytes += chunk.size();
+    return sink(chunk);
+  };
+  auto r = OkOrError(Exchange("POST", "/v1/patients/export", &actor, {*body}, &counting));
+  if (!r.ok()) return r.error();
+  return ExportInfo{.content_type = std::move(r->content_type), .bytes = bytes};
+}
+
+Result<ExportInfo> Client::ExportPatient(const Actor& actor, const std::string& patient_id,
+                                         const std::optional<std::string>& request_id,
+                                         std::ostream& out) {
+  auto r = ExportPatient(actor, patient_id, request_id, [&out](std::string_view chunk) {
+    out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    return out.good();
+  });
+  if (!r.ok()) return r;
+  out.flush();
+  if (!out.good()) {
+    return MakeError(ErrorKind::kClient, "output failed",
+                     "the response could not be written out; it is incomplete");
+  }
+  return r;
+}
+
+Result<PatientRequestOpened> Client::OpenPatientRequest(const Actor& actor,
+                                                        const NewPatientRequest& request) {
+  nlohmann::json fields = {{"patient_id", request.patient_id}, {"kind", request.kind}};
+  PutOptional(fields, "received", request.received);
+  PutOptional(fields, "note", request.note);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(Exchange("POST", "/v1/patient-requests", &actor, {*body}));
+  if (!j.ok()) return j.error();
+  PatientRequestOpened r;
+  PV_CLIENT_ASSIGN(r.id, Field<std::string>(*j, "id"));
+  PV_CLIENT_ASSIGN(r.due, Field<std::string>(*j, "due"));
+  PV_CLIENT_ASSIGN(r.audit_seq, Field<uint64_t>(*j, "audit_seq"));
+  return r;
+}
+
+Result<PatientRequestExtended> Client::ExtendPatientRequest(const Actor& actor,
+                                                            const std::string& request_id,
+                                                            const std::string& reason) {
+  auto body = DumpBody(nlohmann::json{{"reason", reason}});
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(
+      Exchange("POST", IdPath("/v1/patient-requests/", request_id, "/extend"), &actor, {*body}));
+  if (!j.ok()) return j.error();
+  PatientRequestExtended r;
+  PV_CLIENT_ASSIGN(r.id, Field<std::string>(*j, "id"));
+  PV_CLIENT_ASSIGN(r.due, Field<std::string>(*j, "due"));
+  return r;
+}
+
+Result<PatientRequestClosed> Client::ClosePatientRequest(const Actor& actor,
+                                                         const std::string& request_id,
+                                                         const PatientRequestClosure& closure) {
+  nlohmann::json fields = {{"outcome", closure.outcome}, {"delivered", closure.delivered}};
+  PutOptional(fields, "note", closure.note);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(
+      Exchange("POST", IdPath("/v1/patient-requests/", request_id, "/close"), &actor, {*body}));
+  if (!j.ok()) return j.error();
+  PatientRequestClosed r;
+  PV_CLIENT_ASSIGN(r.id, Field<std::string>(*j, "id"));
+  PV_CLIENT_ASSIGN(r.closed, Field<std::string>(*j, "closed"));
+  PV_CLIENT_ASSIGN(r.audit_seq, Field<uint64_t>(*j, "audit_seq"));
+  return r;
+}
+
+Result<std::vector<PatientRequest>> Client::ListPatientRequests(const Actor& actor,
+                                                                const PatientRequestQuery& query) {
+  nlohmann::json fields = {{"overdue", query.overdue}, {"include_closed", query.include_closed}};
+  PutOptional(fields, "patient_id", query.patient_id);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  return ListOrError<PatientRequest>(
+      Exchange("POST", "/v1/patient-requests/_search", &actor, {*body}), "requests",
+      PatientRequestFromJson);
+}
+
+Result<uint64_t> Client::SetContact(const Actor& actor, const ConfidentialContact& contact) {
+  nlohmann::json fields = {{"patient_id", contact.patient_id},
+                           {"address", contact.address},
+                           {"channel", contact.channel}};
+  PutOptional(fields, "note", contact.note);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  return AuditSeqOrError(Exchange("PUT", "/v1/patients/contact", &actor, {*body}));
+}
+
+Result<ConfidentialContact> Client::GetContact(const Actor& actor, const std::string& patient_id) {
+  auto body = DumpBody(nlohmann::json{{"patient_id", patient_id}});
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(Exchange("POST", "/v1/patients/contact/_get", &actor, {*body}));
+  if (!j.ok()) return j.error();
+  ConfidentialContact c;
+  PV_CLIENT_ASSIGN(c.patient_id, Field<std::string>(*j, "patient_id"));
+  PV_CLIENT_ASSIGN(c.address, Field<std::string>(*j, "address"));
+  PV_CLIENT_ASSIGN(c.channel, Field<std::string>(*j, "channel"));
+  PV_CLIENT_ASSIGN(c.note, NullableString(*j, "note"));
+  PV_CLIENT_ASSIGN(c.updated, Field<std::string>(*j, "updated"));
+  return c;
 }
 
 }  // namespace phivault::client

@@ -33,12 +33,19 @@ namespace phivault::client {
 
 // Who is acting and why; sent as X-Phivault-User / -Role / -Purpose on every call except
 // Health. `request_id`, if set, is sent as X-Request-Id and echoed in the daemon's audit entry
-// and problem responses.
+// and problem responses. The optional fields are sent only when set; the daemon seals both
+// into the audit entry.
 struct Actor {
   std::string user;
   std::string role;
   std::string purpose = "TREAT";  // HL7 PurposeOfUse code
   std::string request_id;
+  // X-Phivault-Break-Glass-Reason: why the emergency access is needed (1..512 bytes). Required
+  // to open a break-glass window (purpose ETREAT or BTG).
+  std::optional<std::string> break_glass_reason;
+  // X-Phivault-Consent: the consent or authorization id (1..128 of [A-Za-z0-9._:/-]) that lets
+  // the request reach consent-protected records (42 CFR Part 2).
+  std::optional<std::string> consent;
 };
 
 // What went wrong, as precisely as the caller needs to decide what to do next.
@@ -48,6 +55,8 @@ enum class ErrorKind {
   kUnauthenticated,  // 401: missing or bad token / unknown peer
   kForbidden,        // 403: authenticated but not allowed
   kNotFound,         // 404
+  kConflict,         // 409: the state does not allow it (already signed off, ended, closed...)
+  kInvalidPolicy,    // 422: the policy file is invalid (detail names file:line and rule)
   kShredded,         // 410: the record existed and was destroyed
   kTooLarge,         // 413
   kIntegrity,        // 500 with type integrity-failure: stored bytes failed authentication
@@ -67,8 +76,9 @@ struct Error {
   std::string title;       // short, human readable; never empty
   std::string detail;      // may be empty
   std::string request_id;  // as reported by the daemon; may be empty
+  std::string rule;        // 403: the policy rule that decided ("restriction:r_1"); may be empty
 
-  // "<title>: <detail>", or "<title>" when there is no detail.
+  // "<title>: <detail>", or "<title>" when there is no detail; then " (rule: <rule>)" if known.
   std::string Message() const;
   // The closest phivault::Status (e.g. kForbidden -> PermissionDenied), message = Message().
   phivault::Status ToStatus() const;
@@ -245,6 +255,186 @@ nlohmann::json ToJson(const ConsistencyProofResult& p);
 // Parses the daemon's metadata object. kProtocol Error naming the missing/ill-typed field.
 Result<RecordMetadata> MetadataFromJson(const nlohmann::json& j);
 
+// POST /v1/records/_search: what the caller may see of a patient's records.
+struct PatientRecords {
+  std::vector<RecordMetadata> records;  // latest version of each
+  uint64_t withheld = 0;                // records of the patient the policy keeps from the caller
+};
+
+// ---- access policy (issue 8) ----
+
+// POST /v1/policy/reload.
+struct PolicyReloadResult {
+  std::string name;
+  std::string sha256;
+  uint64_t rules = 0;
+  bool changed = false;  // false: the file was the policy already in force
+  uint64_t audit_seq = 0;
+};
+
+// A policy version: GET /v1/policy (with `text`) or an entry of GET /v1/policy/history
+// (`text` empty). Times RFC 3339 UTC.
+struct PolicyVersion {
+  std::string name;
+  std::string sha256;
+  std::string in_force_from;
+  std::optional<std::string> in_force_until;  // nullopt: still in force
+  uint64_t audit_seq = 0;
+  std::string text;
+};
+
+// POST /v1/policy/check: what the policy in force decides for a user, without acting. Either
+// `record_id` (decided on its metadata; `version` default latest) or `category`.
+struct PolicyCheckQuery {
+  std::string as_user;
+  std::string role;
+  std::string purpose;
+  std::string action;  // a policy action: read, list, disclose, ...
+  std::optional<std::string> record_id;
+  std::optional<uint32_t> version;
+  std::optional<std::string> category;
+  bool consent = false;
+  bool break_glass = false;
+};
+
+struct PolicyCheckResult {
+  bool allowed = false;
+  std::string rule;
+  std::string explanation;
+  std::string category;
+  bool is_author = false;
+};
+
+// One break-glass window, from POST /v1/audit/review.
+struct BreakGlassEvent {
+  std::string id;
+  std::string user;
+  std::string role;
+  std::string application;
+  std::string patient_id;
+  std::string reason;
+  std::string opened;
+  std::string expires;
+  std::optional<std::string> closed;
+  uint64_t accesses = 0;
+  std::string status;  // "open", "pending" (ended, not signed off) or "signed_off"
+  std::optional<std::string> signed_off_by;
+  std::optional<std::string> signed_off_at;
+  std::optional<std::string> note;
+};
+
+struct SignOffResult {
+  std::string id;
+  std::string signed_off_by;
+  std::string signed_off_at;
+  uint64_t audit_seq = 0;
+};
+
+// A restriction of uses and disclosures the practice agreed to (45 CFR 164.522(a)). No
+// record_ids and no categories: it covers all of the patient's records.
+struct NewRestriction {
+  std::string patient_id;
+  std::vector<std::string> purposes;  // HL7 PurposeOfUse codes; required, non-empty
+  std::vector<std::string> record_ids;
+  std::vector<std::string> categories;
+  std::string recipient;
+  std::optional<std::string> note;
+};
+
+struct Restriction {
+  std::string id;
+  std::vector<std::string> purposes;
+  std::vector<std::string> record_ids;
+  std::vector<std::string> categories;
+  std::string recipient;
+  std::optional<std::string> note;
+  std::string created;
+  std::string created_by;
+  std::optional<std::string> ended;
+  std::optional<std::string> ended_by;
+  std::optional<std::string> end_reason;
+};
+
+// What an audited creation returns: the new object's id and its audit entry.
+struct Created {
+  std::string id;
+  uint64_t audit_seq = 0;
+};
+
+struct RestrictionEnded {
+  std::string id;
+  std::string ended;
+  uint64_t audit_seq = 0;
+};
+
+// A patient's request under 45 CFR 164.524/.526/.528 and its deadline.
+struct NewPatientRequest {
+  std::string patient_id;
+  std::string kind;                     // "access", "amendment" or "accounting"
+  std::optional<std::string> received;  // YYYY-MM-DD; default today
+  std::optional<std::string> note;
+};
+
+struct PatientRequestOpened {
+  std::string id;
+  std::string due;  // YYYY-MM-DD
+  uint64_t audit_seq = 0;
+};
+
+struct PatientRequestExtended {
+  std::string id;
+  std::string due;
+};
+
+struct PatientRequestClosure {
+  std::string outcome;    // "fulfilled" or "denied"
+  std::string delivered;  // an export's sha256, a report's audit seq, a record@version
+  std::optional<std::string> note;
+};
+
+struct PatientRequestClosed {
+  std::string id;
+  std::string closed;
+  uint64_t audit_seq = 0;
+};
+
+struct PatientRequestQuery {
+  std::optional<std::string> patient_id;  // default: every patient's
+  bool overdue = false;                   // only requests past their due date
+  bool include_closed = false;
+};
+
+struct PatientRequest {
+  std::string id;
+  std::string patient_id;
+  std::string kind;
+  std::string received;
+  std::string due;
+  bool extended = false;
+  std::optional<std::string> extension_reason;
+  std::string status;  // "open" or "closed"
+  std::optional<std::string> outcome;
+  std::optional<std::string> closed;
+  std::optional<std::string> delivered;
+  bool overdue = false;
+};
+
+// Where a patient asked to be contacted (45 CFR 164.522(b)).
+struct ConfidentialContact {
+  std::string patient_id;
+  std::string address;
+  std::string channel;  // "mail", "email", "phone" or "portal"
+  std::optional<std::string> note;
+  std::string updated;  // as read back; not sent
+};
+
+nlohmann::json ToJson(const PolicyVersion& v);
+nlohmann::json ToJson(const PolicyCheckResult& r);
+nlohmann::json ToJson(const BreakGlassEvent& e);
+nlohmann::json ToJson(const Restriction& r);
+nlohmann::json ToJson(const PatientRequest& r);
+nlohmann::json ToJson(const ConfidentialContact& c);
+
 struct ClientOptions {
   std::string socket_path;
   std::string token;  // bearer token; empty for operators (recognised by peer uid)
@@ -290,6 +480,8 @@ class Client {
   // POST /v1/records/_search: metadata of the latest version of each of a patient's records.
   Result<std::vector<RecordMetadata>> SearchPatient(const Actor& actor,
                                                     const std::string& patient_id);
+  // As SearchPatient, with the number of records the policy withholds from the caller.
+  Result<PatientRecords> SearchPatientRecords(const Actor& actor, const std::string& patient_id);
 
   // POST /v1/records/{id}/disclosures: reads a version (latest if none given) and records its
   // disclosure to `disclosure.recipient_name` in the same audited call.
@@ -321,7 +513,7 @@ class Client {
   // GET /v1/audit/pubkey: the signed-note verifier key of the audit checkpoints.
   Result<std::string> AuditVerifierKey(const Actor& actor);
   // GET /v1/audit/checkpoint (newest stored; kNotFound if none yet) or, if `fresh`, POST
-  // /v1/audit/checkpoints (signs one now; 409 kServer if the log is empty). The signed note.
+  // /v1/audit/checkpoints (signs one now; 409 kConflict if the log is empty). The signed note.
   Result<std::string> AuditCheckpoint(const Actor& actor, bool fresh = false);
   // GET /v1/audit/proofs/inclusion: entry `seq` in the tree of `tree_size` leaves (default: the
   // current tree). kProtocol if the answer is for another entry or a hash is malformed.
@@ -329,6 +521,67 @@ class Client {
                                               std::optional<uint64_t> tree_size = std::nullopt);
   // GET /v1/audit/proofs/consistency: the tree of `from` leaves is a prefix of that of `to`.
   Result<ConsistencyProofResult> ConsistencyProof(const Actor& actor, uint64_t from, uint64_t to);
+
+  // POST /v1/policy/reload: re-reads the policy file. kInvalidPolicy (detail "<file>:<line>: rule
+  // '<name>': <what>") if the file is invalid; the policy in force then stays.
+  Result<PolicyReloadResult> ReloadPolicy(const Actor& actor);
+  // GET /v1/policy[?at=...]: the policy in force now or at `at` (RFC 3339 or YYYY-MM-DD), with
+  // its text. kNotFound if none was in force then.
+  Result<PolicyVersion> ShowPolicy(const Actor& actor,
+                                   const std::optional<std::string>& at = std::nullopt);
+  // GET /v1/policy/history: every version that was in force, oldest first (text empty).
+  Result<std::vector<PolicyVersion>> PolicyHistory(const Actor& actor);
+  // POST /v1/policy/check: the decision the policy in force makes for `query` (audited).
+  Result<PolicyCheckResult> CheckPolicy(const Actor& actor, const PolicyCheckQuery& query);
+
+  // POST /v1/audit/review: break-glass windows awaiting review, or all of them.
+  Result<std::vector<BreakGlassEvent>> ListBreakGlassEvents(const Actor& actor,
+                                                            bool include_all = false);
+  // POST /v1/audit/review/{id}/sign-off. kConflict if already signed off or still open.
+  Result<SignOffResult> SignOffBreakGlass(const Actor& actor, const std::string& event_id,
+                                          const std::string& note);
+
+  // POST /v1/restrictions.
+  Result<Created> AddRestriction(const Actor& actor, const NewRestriction& restriction);
+  // POST /v1/restrictions/_search: the patient's restrictions in force (and ended ones too).
+  Result<std::vector<Restriction>> ListRestrictions(const Actor& actor,
+                                                    const std::string& patient_id,
+                                                    bool include_ended = false);
+  // POST /v1/restrictions/{id}/end. kConflict if already ended.
+  Result<RestrictionEnded> EndRestriction(const Actor& actor, const std::string& patient_id,
+                                          const std::string& restriction_id,
+                                          const std::string& reason);
+
+  // POST /v1/patients/export, streamed as ExportAudit: the tar of the patient's designated
+  // record set (manifest.json and records/). `request_id`: the patient request it fulfils. The
+  // actor's purpose should be PATRQT.
+  Result<ExportInfo> ExportPatient(const Actor& actor, const std::string& patient_id,
+                                   const std::optional<std::string>& request_id,
+                                   const ChunkSink& sink);
+  Result<ExportInfo> ExportPatient(const Actor& actor, const std::string& patient_id,
+                                   const std::optional<std::string>& request_id, std::ostream& out);
+
+  // POST /v1/patient-requests: opens a request and returns its due date.
+  Result<PatientRequestOpened> OpenPatientRequest(const Actor& actor,
+                                                  const NewPatientRequest& request);
+  // POST /v1/patient-requests/{id}/extend: +30 days, once (kConflict the second time or
+  // once closed).
+  Result<PatientRequestExtended> ExtendPatientRequest(const Actor& actor,
+                                                      const std::string& request_id,
+                                                      const std::string& reason);
+  // POST /v1/patient-requests/{id}/close. kConflict if already closed.
+  Result<PatientRequestClosed> ClosePatientRequest(const Actor& actor,
+                                                   const std::string& request_id,
+                                                   const PatientRequestClosure& closure);
+  // POST /v1/patient-requests/_search.
+  Result<std::vector<PatientRequest>> ListPatientRequests(const Actor& actor,
+                                                          const PatientRequestQuery& query);
+
+  // PUT /v1/patients/contact: sets (replaces) where the patient is to be contacted; returns
+  // the audit seq. `contact.updated` is not sent.
+  Result<uint64_t> SetContact(const Actor& actor, const ConfidentialContact& contact);
+  // POST /v1/patients/contact/_get. kNotFound if the patient asked for none.
+  Result<ConfidentialContact> GetContact(const Actor& actor, const std::string& patient_id);
 
   // Number of connections opened so far (keep-alive observability for tests and benchmarks).
   uint64_t connections_opened() const;

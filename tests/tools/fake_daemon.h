@@ -58,6 +58,16 @@ inline Reply Problem(int status, const std::string& name, const std::string& tit
                        "\",\"request_id\":\"req-42\"}"};
 }
 
+// A 403 problem+json naming the deciding policy rule, as phivaultd sends it (issue 8).
+inline Reply Forbidden(const std::string& detail, const std::string& rule) {
+  return Reply{.status = 403,
+               .content_type = "application/problem+json",
+               .body =
+                   "{\"type\":\"urn:phivault:problem:forbidden\",\"title\":\"Forbidden\","
+                   "\"status\":403,\"detail\":\"" +
+                   detail + "\",\"rule\":\"" + rule + "\",\"request_id\":\"req-43\"}"};
+}
+
 class FakeDaemon {
  public:
   using Handler = std::function<Reply(const SeenRequest&)>;
