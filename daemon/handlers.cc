@@ -581,7 +581,9 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         if (!note.ok()) return SendProblem(resp, ex, ProblemFromStatus(note.status()));
         auto w = service.SignOffBreakGlass(ctx, params[0], *note);
         if (!w.ok()) return SendProblem(resp, ex, ProblemFromStatus(w.status()));
-        return SendJson(resp, ex, 200, EncodeWindow(*w));
+        json j = EncodeWindow(w->first);
+        j["audit_seq"] = w->second;
+        return SendJson(resp, ex, 200, j);
       }
       case RouteId::kAddRestriction: {
         std::string body;

@@ -53,7 +53,8 @@ class MockVaultService : public VaultService {
               (const RequestContext& ctx, const PolicyCheckRequest& req), (override));
   MOCK_METHOD(StatusOr<std::vector<BreakGlassWindow>>, ReviewBreakGlass,
               (const RequestContext& ctx, bool pending_only), (override));
-  MOCK_METHOD(StatusOr<BreakGlassWindow>, SignOffBreakGlass,
+  using SignOffResult = std::pair<BreakGlassWindow, uint64_t>;
+  MOCK_METHOD(StatusOr<SignOffResult>, SignOffBreakGlass,
               (const RequestContext& ctx, const std::string& window_id, const std::string& note),
               (override));
   MOCK_METHOD(Status, CloseExpiredBreakGlass, (), (override));

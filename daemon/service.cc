@@ -699,12 +699,12 @@ class VaultServiceImpl final : public VaultService {
         });
   }
 
-  StatusOr<BreakGlassWindow> SignOffBreakGlass(const RequestContext& ctx,
-                                               const std::string& window_id,
-                                               const std::string& note) override {
+  StatusOr<std::pair<BreakGlassWindow, uint64_t>> SignOffBreakGlass(
+      const RequestContext& ctx, const std::string& window_id, const std::string& note) override {
     PV_RETURN_IF_ERROR(CloseExpiredBreakGlass());
-    return Guarded<BreakGlassWindow>(
-        ctx, "audit.sign-off", "review", [&](Pass& pass) -> StatusOr<BreakGlassWindow> {
+    return Guarded<std::pair<BreakGlassWindow, uint64_t>>(
+        ctx, "audit.sign-off", "review",
+        [&](Pass& pass) -> StatusOr<std::pair<BreakGlassWindow, uint64_t>> {
           pass.entry.records = {"window:" + window_id};
           std::lock_guard<std::mutex> lock(state_mu_);
           auto window = state_.GetWindow(window_id);
@@ -716,7 +716,7 @@ class VaultServiceImpl final : public VaultService {
           pass.phi["note"] = note;
           pass.after_commit.push_back([this, signed_off] { state_.ApplyWindow(signed_off); });
           PV_RETURN_IF_ERROR(CommitPass(pass));
-          return signed_off;
+          return std::make_pair(signed_off, pass.entry.seq);
         });
   }
 

@@ -290,9 +290,8 @@ class VaultService {
   virtual StatusOr<std::vector<BreakGlassWindow>> ReviewBreakGlass(const RequestContext& ctx,
                                                                    bool pending_only) = 0;
   // The compliance officer's sign-off on an ended window. Audited.
-  virtual StatusOr<BreakGlassWindow> SignOffBreakGlass(const RequestContext& ctx,
-                                                       const std::string& window_id,
-                                                       const std::string& note) = 0;
+  virtual StatusOr<std::pair<BreakGlassWindow, uint64_t>> SignOffBreakGlass(
+      const RequestContext& ctx, const std::string& window_id, const std::string& note) = 0;
   // Writes the end entry of every window that has expired (the daemon calls this periodically).
   virtual Status CloseExpiredBreakGlass() = 0;
 

@@ -14,17 +14,20 @@
 
 #include "crypto/hash.h"
 #include "crypto/master_key.h"
+#include "daemon/config.h"
 
 namespace phivault::tools {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A development vault may do everything the daemon knows (daemon/config.cc KnownActions).
-constexpr const char* kActions =
-    R"(["record.create","record.read","record.amend","record.list","record.disclose",)"
-    R"("disclosure.suspend","report.accounting","report.access","audit.export","audit.verify",)"
-    R"("status"])";
+// A development vault may do everything the daemon knows (daemon/config.cc KnownActions), as a
+// TOML array.
+std::string AllActions() {
+  std::string out = "[";
+  for (const auto& a : daemon::KnownActions()) out += (out.size() > 1 ? ",\"" : "\"") + a + "\"";
+  return out + "]";
+}
 
 // The daemon's default roles (daemon/config.cc DefaultRoles). The creator of a development vault
 // gets an operator entry for each, so that every guide in docs/ works as written whichever role
@@ -146,7 +149,7 @@ std::string RenderDevConfig(const DevConfig& c) {
   out += "name = \"dev-app\"\n";
   out += "token_sha256 = " + TomlQuote(c.token_sha256_hex) + "\n";
   out += "uids = [" + uid + "]\n";
-  out += std::string("actions = ") + kActions + "\n";
+  out += "actions = " + AllActions() + "\n";
   out +=
       "# The roles the app may assert in X-Phivault-Role; a real installation lists only the\n"
       "# ones its users hold (docs/configuration.md). Optionally `purposes = [...]` too.\n";
@@ -162,7 +165,7 @@ std::string RenderDevConfig(const DevConfig& c) {
     out += "[[operators]]\n";
     out += "uid = " + uid + "\n";
     out += std::string("role = \"") + role + "\"\n";
-    out += std::string("actions = ") + kActions + "\n";
+    out += "actions = " + AllActions() + "\n";
   }
   return out;
 }
