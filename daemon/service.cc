@@ -100,6 +100,7 @@ class VaultServiceImpl final : public VaultService {
         state_(*deps.store, deps.keyring->audit_key(),
                [this](std::string_view patient_id) { return records_.PatientBlindId(patient_id); }),
         policy_(deps.policy),
+        clock_(deps.clock),
         started_(std::chrono::steady_clock::now()) {
     if (policy_ == nullptr) {
       auto loaded = LoadAccessPolicy(config_);
@@ -137,7 +138,7 @@ class VaultServiceImpl final : public VaultService {
           record.meta.encounter_date = std::move(req.encounter_date);
           record.meta.author = std::move(req.author);
           record.meta.created_by = ctx.user;
-          record.meta.created_unix_us = NowUnixMicros();
+          record.meta.created_unix_us = Now();
           record.meta.content_bytes = req.content.size();
           record.meta.epoch_id =
               RetentionEpochId(record.meta.created_unix_us, config_.default_retention_years);
@@ -187,7 +188,7 @@ class VaultServiceImpl final : public VaultService {
           if (req.encounter_date) record.meta.encounter_date = std::move(*req.encounter_date);
           if (req.author) record.meta.author = std::move(*req.author);
           record.meta.amendment_reason = std::move(req.reason);
-          record.meta.created_unix_us = NowUnixMicros();
+          record.meta.created_unix_us = Now();
           record.meta.content_bytes = req.content.size();
           record.content = std::move(req.content);
           pass.entry.records = {record_id + "@" + std::to_string(record.meta.version)};
@@ -287,7 +288,7 @@ class VaultServiceImpl final : public VaultService {
             if (!storage::IsValidRecordId(id))
               return InvalidArgument("record_ids must be record ids");
           }
-          const int64_t now = NowUnixMicros();
+          const int64_t now = Now();
           const int64_t when = req.disclosed_at_unix_us.value_or(now);
           if (when > now + kFutureSkewUs) {
             return InvalidArgument("disclosed_at must not be in the future");
@@ -332,7 +333,7 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<RenderedReport> AccountingOfDisclosures(const RequestContext& ctx,
                                                    const ReportRequest& req) override {
-    const int64_t now = NowUnixMicros();
+    const int64_t now = Now();
     auto built = Guarded<policies::Accounting>(
         ctx, "report.accounting", "report", [&](Pass& pass) -> StatusOr<policies::Accounting> {
           if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
@@ -366,7 +367,7 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<RenderedReport> AccessReport(const RequestContext& ctx,
                                         const ReportRequest& req) override {
-    const int64_t now = NowUnixMicros();
+    const int64_t now = Now();
     auto built = Guarded<policies::AccessReport>(
         ctx, "report.access", "report", [&](Pass& pass) -> StatusOr<policies::AccessReport> {
           if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
@@ -525,8 +526,8 @@ class VaultServiceImpl final : public VaultService {
         }
         break;
       case ExportFormat::kFhir:
-        chunk = policies::ToFhirBundleJson(decoded, policies::FhirBundleType::kSearchset,
-                                           NowUnixMicros(), {});
+        chunk =
+            policies::ToFhirBundleJson(decoded, policies::FhirBundleType::kSearchset, Now(), {});
         break;
       case ExportFormat::kCsv:
         chunk = policies::RenderAuditEntriesCsv(decoded);
@@ -606,7 +607,7 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<PolicyInfo> PolicyAt(const RequestContext& ctx,
                                 std::optional<int64_t> at_unix_us) override {
     PV_RETURN_IF_ERROR(AuthorizeUnaudited(ctx, "policy.show", "policy"));
-    const int64_t at = at_unix_us.value_or(NowUnixMicros());
+    const int64_t at = at_unix_us.value_or(Now());
     auto version = state_.PolicyAt(at);
     if (!version) return NotFound("no policy was in force at that time");
     PolicyInfo info = InfoOf(*version);
@@ -710,9 +711,8 @@ class VaultServiceImpl final : public VaultService {
           auto window = state_.GetWindow(window_id);
           if (!window) return NotFound("no such break-glass window");
           AttachPatient(pass, window->patient_id);
-          PV_ASSIGN_OR_RETURN(
-              BreakGlassWindow signed_off,
-              state_.StageSignOff(window_id, ctx.user, note, NowUnixMicros(), pass.batch));
+          PV_ASSIGN_OR_RETURN(BreakGlassWindow signed_off,
+                              state_.StageSignOff(window_id, ctx.user, note, Now(), pass.batch));
           pass.phi["note"] = note;
           pass.after_commit.push_back([this, signed_off] { state_.ApplyWindow(signed_off); });
           PV_RETURN_IF_ERROR(CommitPass(pass));
@@ -721,7 +721,7 @@ class VaultServiceImpl final : public VaultService {
   }
 
   Status CloseExpiredBreakGlass() override {
-    const int64_t now = NowUnixMicros();
+    const int64_t now = Now();
     for (const BreakGlassWindow& w : state_.TakeExpired(now)) {
       std::lock_guard<std::mutex> lock(state_mu_);
       storage::WriteBatch batch;
@@ -764,7 +764,7 @@ class VaultServiceImpl final : public VaultService {
           PV_RETURN_IF_ERROR(ValidatePatientId(draft.patient_id));
           for (const auto& c : draft.categories) PV_RETURN_IF_ERROR(ValidateCategory(c));
           draft.created_by = ctx.user;
-          draft.created_us = NowUnixMicros();
+          draft.created_us = Now();
           std::lock_guard<std::mutex> lock(state_mu_);
           PV_ASSIGN_OR_RETURN(Restriction added,
                               state_.StageAddRestriction(std::move(draft), pass.batch));
@@ -802,9 +802,9 @@ class VaultServiceImpl final : public VaultService {
           if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
           std::lock_guard<std::mutex> lock(state_mu_);
-          PV_ASSIGN_OR_RETURN(Restriction ended,
-                              state_.StageEndRestriction(patient_id, id, ctx.user, reason,
-                                                         NowUnixMicros(), pass.batch));
+          PV_ASSIGN_OR_RETURN(
+              Restriction ended,
+              state_.StageEndRestriction(patient_id, id, ctx.user, reason, Now(), pass.batch));
           pass.phi["end_reason"] = reason;
           pass.after_commit.push_back([this, ended] { state_.ApplyRestriction(ended); });
           PV_RETURN_IF_ERROR(CommitPass(pass));
@@ -821,7 +821,7 @@ class VaultServiceImpl final : public VaultService {
           if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
           PV_ASSIGN_OR_RETURN(RequestKind k, ParseRequestKind(kind));
-          const std::string day = received.value_or(policies::FormatUtcDate(NowUnixMicros()));
+          const std::string day = received.value_or(policies::FormatUtcDate(Now()));
           std::lock_guard<std::mutex> lock(state_mu_);
           PV_ASSIGN_OR_RETURN(PatientRequest opened,
                               state_.StageOpenRequest(patient_id, k, day, note, pass.batch));
@@ -864,9 +864,8 @@ class VaultServiceImpl final : public VaultService {
           std::lock_guard<std::mutex> lock(state_mu_);
           auto existing = state_.GetRequest(id);
           if (existing) AttachPatient(pass, existing->patient_id);
-          PV_ASSIGN_OR_RETURN(
-              PatientRequest closed,
-              state_.StageCloseRequest(id, o, delivered, note, NowUnixMicros(), pass.batch));
+          PV_ASSIGN_OR_RETURN(PatientRequest closed,
+                              state_.StageCloseRequest(id, o, delivered, note, Now(), pass.batch));
           pass.phi["delivered"] = delivered;
           pass.phi["outcome"] = outcome;
           pass.after_commit.push_back([this, closed] { state_.ApplyRequest(closed); });
@@ -884,8 +883,8 @@ class VaultServiceImpl final : public VaultService {
             if (ValidatePatientId(*patient_id).ok()) AttachPatient(pass, *patient_id);
             PV_RETURN_IF_ERROR(ValidatePatientId(*patient_id));
           }
-          auto list = state_.ListRequests(patient_id, overdue_only,
-                                          policies::FormatUtcDate(NowUnixMicros()), include_closed);
+          auto list = state_.ListRequests(patient_id, overdue_only, policies::FormatUtcDate(Now()),
+                                          include_closed);
           for (const auto& r : list) pass.entry.records.push_back("request:" + r.id);
           return list;
         });
@@ -895,7 +894,7 @@ class VaultServiceImpl final : public VaultService {
     return Guarded<uint64_t>(ctx, "contact.set", "contact", [&](Pass& pass) -> StatusOr<uint64_t> {
       if (ValidatePatientId(contact.patient_id).ok()) AttachPatient(pass, contact.patient_id);
       PV_RETURN_IF_ERROR(ValidatePatientId(contact.patient_id));
-      contact.updated_us = NowUnixMicros();
+      contact.updated_us = Now();
       std::lock_guard<std::mutex> lock(state_mu_);
       PV_ASSIGN_OR_RETURN(ConfidentialContact set, state_.StageSetContact(contact, pass.batch));
       pass.phi["channel"] = std::string(ContactChannelName(set.channel));
@@ -921,6 +920,8 @@ class VaultServiceImpl final : public VaultService {
                        const ExportSink& sink) override;
 
  private:
+  int64_t Now() const { return clock_ ? clock_() : NowUnixMicros(); }
+
   // A policy decision, with what a denial says.
   struct Verdict {
     bool allowed = false;
@@ -1370,8 +1371,12 @@ class VaultServiceImpl final : public VaultService {
     return true;
   }
 
-  policies::ReportContext ReportContextFor(int64_t now, const std::string& /*patient_id*/) const {
+  policies::ReportContext ReportContextFor(int64_t now, const std::string& patient_id) const {
     policies::ReportContext c;
+    if (auto contact = state_.GetContact(patient_id); contact) {
+      c.deliver_to_address = contact->address;
+      c.deliver_to_channel = std::string(ContactChannelName(contact->channel));
+    }
     c.practice_name = config_.practice_name;
     c.generated_at_unix_us = now;
     return c;
@@ -1415,7 +1420,7 @@ class VaultServiceImpl final : public VaultService {
       return info;
     }
     storage::WriteBatch batch;
-    const int64_t now = std::max(NowUnixMicros(), history.empty() ? 0 : history.back().from_us + 1);
+    const int64_t now = std::max(Now(), history.empty() ? 0 : history.back().from_us + 1);
     PV_ASSIGN_OR_RETURN(PolicyVersion version,
                         state_.StagePolicyVersion(policy->name(), policy->text(), now, batch));
     storage::AuditEntry e;
@@ -1442,20 +1447,17 @@ class VaultServiceImpl final : public VaultService {
     return info;
   }
 
-  // Proofs and checkpoints reveal no PHI: decided (action audit) but not audited.
+  // Proofs, checkpoints and the verifier key reveal no PHI and are made to be handed to anyone
+  // who holds (part of) the log: the configuration's audit.verify action is all they need, like
+  // the status. Everything that reveals an entry goes through the policy (ExportAudit).
   Status AuthorizeAuditRead(const RequestContext& ctx) const {
     PV_RETURN_IF_ERROR(Authorize(ctx, "audit.verify"));
-    Pass pass;
-    pass.policy = std::atomic_load(&policy_);
-    if (pass.policy == nullptr) return Unavailable("no access policy is in force");
-    const Verdict v = Decide(pass, ctx, "audit", nullptr);
-    if (!v.allowed) return Denied(v.explanation, v.rule);
     if (audit_log_ == nullptr) return FailedPrecondition("the verifiable audit log is not open");
     return Status::Ok();
   }
 
   bool BreakGlassOpen(const RequestContext& ctx, const std::string& patient_id) const {
-    return state_.FindOpen(ctx.user, patient_id, NowUnixMicros()).has_value();
+    return state_.FindOpen(ctx.user, patient_id, Now()).has_value();
   }
 
   // The id of an active restriction of the record's patient that withholds it from `purpose`.
@@ -1474,7 +1476,7 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<std::string> EnterBreakGlass(Pass& pass, const RequestContext& ctx,
                                         const std::string& patient_id) {
     std::lock_guard<std::mutex> lock(state_mu_);
-    const int64_t now = NowUnixMicros();
+    const int64_t now = Now();
     std::optional<BreakGlassWindow> window = state_.FindOpen(ctx.user, patient_id, now);
     if (!window) {
       if (ctx.break_glass_reason.empty()) {
@@ -1595,6 +1597,7 @@ class VaultServiceImpl final : public VaultService {
   // Serialises Stage -> Commit -> Apply on state_ (daemon/patient_state.h), and reloads.
   std::mutex state_mu_;
   std::shared_ptr<const policies::AccessPolicy> policy_;  // atomic_load/atomic_store only
+  std::function<int64_t()> clock_;
   std::chrono::steady_clock::time_point started_;
   std::array<std::mutex, 64> stripes_;
 };
@@ -1606,7 +1609,7 @@ Status VaultServiceImpl::ExportPatient(const RequestContext& ctx, const PatientE
   };
   std::vector<Item> items;
   uint64_t withheld = 0;
-  const int64_t now = NowUnixMicros();
+  const int64_t now = Now();
   auto admitted =
       Guarded<bool>(ctx, "record.disclose", "export", [&](Pass& pass) -> StatusOr<bool> {
         if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);

@@ -341,6 +341,8 @@ struct ServiceDeps {
   storage::AuditLog* audit_log;  // proofs and checkpoints; may be null in tests of the record path
   // The policy to start with (daemon/policy_loader.h LoadAccessPolicy); null: the configuration's.
   std::shared_ptr<const policies::AccessPolicy> policy;
+  // Unix microseconds now; null: the system clock. Tests move it to expire break-glass windows.
+  std::function<int64_t()> clock;
 };
 // Loads the patient-rights state, puts the policy in force (auditing it if it is new), and closes
 // break-glass windows that expired while the daemon was down. The store's or the state's error

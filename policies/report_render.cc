@@ -142,10 +142,15 @@ std::string PatientLabel(const ReportContext& context, const std::string& patien
 
 json Header(std::string_view report, const std::string& patient_id, int64_t requested_at,
             int64_t start, int64_t end, const ReportContext& context) {
+  json deliver_to = nullptr;
+  if (!context.deliver_to_address.empty()) {
+    deliver_to = {{"address", context.deliver_to_address}, {"channel", context.deliver_to_channel}};
+  }
   return json{
       {"report", report},
       {"practice", {{"name", context.practice_name}, {"contact", context.practice_contact}}},
       {"patient", {{"id", patient_id}, {"display", PatientLabel(context, patient_id)}}},
+      {"deliver_to", std::move(deliver_to)},
       {"requested_at", FormatUtcTimestamp(requested_at)},
       {"period", {{"start", FormatUtcTimestamp(start)}, {"end", FormatUtcTimestamp(end)}}},
       {"generated_at", FormatUtcTimestamp(context.generated_at_unix_us)}};
@@ -203,6 +208,11 @@ void OpenPage(std::string& out, std::string_view title, const ReportContext& con
   }
   out += "<h1>" + Html(title) + "</h1>\n<dl class=\"meta\">\n";
   out += "<dt>Patient</dt><dd>" + Html(PatientLabel(context, patient_id)) + "</dd>\n";
+  if (!context.deliver_to_address.empty()) {
+    out += "<dt>Deliver only to</dt><dd>" + Html(context.deliver_to_address) + " (" +
+           Html(context.deliver_to_channel) +
+           ", the patient's request for confidential communications)</dd>\n";
+  }
   out += "<dt>Period covered</dt><dd>" + FormatUtcDate(start) + " to " + FormatUtcDate(end) +
          "</dd>\n";
   out += "<dt>Date of request</dt><dd>" + FormatUtcDate(requested_at) + "</dd>\n";

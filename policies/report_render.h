@@ -26,6 +26,10 @@ struct ReportContext {
                                  // "" -> the patient id
   std::string practice_contact;  // address / phone for questions; may be empty
   int64_t generated_at_unix_us = 0;
+  // Where the patient asked to receive communications (45 CFR 164.522(b)): the report is to be
+  // sent there and only there. Empty: no such request is recorded.
+  std::string deliver_to_address;
+  std::string deliver_to_channel;  // "mail", "email", "phone", "portal"
 };
 
 std::string RenderAccountingJson(const Accounting& accounting, const ReportContext& context);

@@ -99,8 +99,10 @@ ProcessResult Officer(Vault& vault, std::vector<std::string> args) {
 }
 
 ProcessResult PhysicianCli(Vault& vault, std::vector<std::string> args) {
-  std::vector<std::string> argv = {"--role",       "physician", "--as",
-                                   "dr.synthetic", "--purpose", "TREAT"};
+  std::vector<std::string> argv = {"--role", "physician", "--as", "dr.synthetic"};
+  if (std::find(args.begin(), args.end(), "--purpose") == args.end()) {
+    argv.insert(argv.end(), {"--purpose", "TREAT"});
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   return vault.Cli(argv, {{"PHIVAULT_TOKEN", vault.token()}});
 }
@@ -151,23 +153,27 @@ PracticeDay RecordPracticeDay(Vault& vault) {
     EXPECT_EQ(r.exit_code, 0) << Describe(r);
     EXPECT_FALSE(Lines(r.out).empty()) << "disclose should print the audit seq";
   };
-  disclose({"--purpose", "PUBHLTH", "--patient", day.patient, "--recipient", day.health_department,
+  // The officer records disclosures made outside the vault as an operations task (HOPERAT); each
+  // disclosure's own purpose follows from its basis.
+  disclose({"--purpose", "HOPERAT", "--patient", day.patient, "--recipient", day.health_department,
             "--address", day.health_department_address, "--basis", "public_health", "--description",
             "Laboratory result for a notifiable condition", "--record", day.record_ids[1], "--date",
             day.health_department_date});
-  disclose({"--purpose", "TREAT", "--patient", day.patient, "--recipient", day.referral_clinic,
+  disclose({"--purpose", "HOPERAT", "--patient", day.patient, "--recipient", day.referral_clinic,
             "--basis", "tpo_treatment", "--description", "Referral letter and clinical note",
             "--record", day.record_ids[0], "--date", DaysAgo(35)});
   for (int i = 0; i < PracticeDay::kRegistryDisclosures; ++i) {
     day.registry_last_date = i == 0 ? day.registry_first_date : DaysAgo(30 - 10 * i);
-    disclose({"--purpose", "PUBHLTH", "--patient", day.patient, "--recipient", day.registry,
+    disclose({"--purpose", "HOPERAT", "--patient", day.patient, "--recipient", day.registry,
               "--basis", "public_health", "--description", "Tumour registry abstract",
               "--statement", "Cancer registry reporting required by state law", "--date",
               day.registry_last_date});
   }
-  auto get = Officer(vault, {"--purpose", "HLEGAL", "get", day.record_ids[0], "--disclose-to",
-                             day.police, "--basis", "law_enforcement", "--description",
-                             "Clinical note requested by court-ordered warrant"});
+  // Clinical content leaves only through a clinician (the compliance role reads none): the
+  // physician answers the warrant.
+  auto get = PhysicianCli(vault, {"--purpose", "HLEGAL", "get", day.record_ids[0], "--disclose-to",
+                                  day.police, "--basis", "law_enforcement", "--description",
+                                  "Clinical note requested by court-ordered warrant"});
   EXPECT_EQ(get.exit_code, 0) << Describe(get);
   EXPECT_EQ(get.out, day.record_content) << "get --disclose-to prints the record it disclosed";
   return day;

@@ -147,11 +147,12 @@ class E2eAppRolesTest : public VaultTest {
   bool StartInSetUp() const override { return false; }
 };
 
-// An application bound to `physician` only, though allowed audit.export, cannot get unsealed PHI
-// by claiming the compliance officer's role: the claim is refused and audited, and its own
-// exports carry no readable PHI. The compliance officer (an operator) still gets it.
+// An application bound to `physician` and `vault_admin`, though allowed audit.export, cannot get
+// unsealed PHI by claiming the compliance officer's role: the claim is refused and audited, the
+// policy refuses a physician the audit log, and the administrator's export carries no readable
+// PHI. The compliance officer (an operator) still gets it.
 TEST_F(E2eAppRolesTest, AppBoundToPhysicianCannotActAsComplianceOfficer) {
-  vault_.EditConfig(kInitAppRoles, R"(roles = ["physician"])");
+  vault_.EditConfig(kInitAppRoles, R"(roles = ["physician", "vault_admin"])");
   ASSERT_TRUE(vault_.Start());
   client::Client app = vault_.AppClient();
   auto stored = app.CreateRecord(Physician(), Note());
@@ -170,11 +171,20 @@ TEST_F(E2eAppRolesTest, AppBoundToPhysicianCannotActAsComplianceOfficer) {
       << refused.error().Message();
   EXPECT_EQ(refused_out.str().find("synthetic-patient-auth"), std::string::npos);
 
-  // In its own role, with audit.export allowed, the export has no unsealed PHI anywhere.
+  // As a physician the policy refuses it, naming its rule.
   client::Actor physician = Physician();
   physician.purpose = "HOPERAT";
+  std::ostringstream as_physician;
+  auto denied = app.ExportAudit(physician, client::AuditExportQuery{}, as_physician);
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(denied.error().http_status, 403);
+  EXPECT_EQ(denied.error().rule, "default-deny");
+  EXPECT_EQ(as_physician.str(), "");
+
+  // As its vault administrator, with audit.export allowed, the export has no unsealed PHI.
+  const client::Actor admin{.user = "it.synthetic", .role = "vault_admin", .purpose = "HOPERAT"};
   std::ostringstream own;
-  auto exported = app.ExportAudit(physician, client::AuditExportQuery{}, own);
+  auto exported = app.ExportAudit(admin, client::AuditExportQuery{}, own);
   ASSERT_TRUE(exported.ok()) << exported.error().Message();
   EXPECT_EQ(own.str().find("synthetic-patient-auth"), std::string::npos);
   const auto lines = EntryLines(own.str());

@@ -177,11 +177,11 @@ TEST_F(ComplianceTest, SuspensionWithholdsDisclosuresToThatAgencyWhileItRuns) {
 
 TEST_F(ComplianceTest, DisclosuresNeedABasisWhenThePurposeDoesNotSettleIt) {
   auto s = service_->RecordDisclosure(
-      Ctx("physician", "HRESCH"),
+      Ctx("compliance_officer", "HOPERAT"),
       {"synthetic-acct-5",
        {},
        std::nullopt,
-       {"Synthetic University", std::nullopt, "", "de-identified? no: full record", ""}});
+       {"Synthetic University", std::nullopt, "", "de-identified? no: full record", "", "HRESCH"}});
   EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.status().message().find("basis"), std::string::npos);
 }
@@ -288,8 +288,9 @@ TEST_F(ComplianceTest, FullJsonLinesExportVerifiesOfflineWithOnlyThePublicKey) {
   auto report = storage::VerifyAuditExport(in, *verifier);
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->ok) << (report->problem ? report->problem->message : "");
-  EXPECT_EQ(report->entries_checked, 3u);
-  EXPECT_EQ(report->entries_covered, 3u);
+  // The policy coming into force (seq 1), the create, the read and the export.
+  EXPECT_EQ(report->entries_checked, 4u);
+  EXPECT_EQ(report->entries_covered, 4u);
 }
 
 TEST_F(ComplianceTest, PatientFilteredJsonLinesExportVerifiesOfflineAndHoldsOnlyThatPatient) {
@@ -297,7 +298,7 @@ TEST_F(ComplianceTest, PatientFilteredJsonLinesExportVerifiesOfflineAndHoldsOnly
   NewRecord("synthetic-acct-11");
   const std::string other = NewRecord("synthetic-acct-12");
   auto compliance = Ctx("compliance_officer", "HOPERAT");
-  ASSERT_TRUE(service_->AuditCheckpoint(compliance, true).ok());  // an older checkpoint, size 3
+  ASSERT_TRUE(service_->AuditCheckpoint(compliance, true).ok());  // an older checkpoint, size 4
   ASSERT_TRUE(service_->ReadRecord(Ctx(), id, std::nullopt, true).ok());
   ASSERT_TRUE(service_->ReadRecord(Ctx(), other, std::nullopt, true).ok());
 
@@ -311,7 +312,7 @@ TEST_F(ComplianceTest, PatientFilteredJsonLinesExportVerifiesOfflineAndHoldsOnly
   ASSERT_EQ(entries.size(), 4u);
   for (const nlohmann::json& e : entries) {
     EXPECT_EQ(e["phi"]["patient_id"], "synthetic-acct-11");
-    EXPECT_EQ(e["tree_size"], 6u);
+    EXPECT_EQ(e["tree_size"], 7u);
   }
   EXPECT_EQ(checkpoints, 1u);  // only the one the proofs are against
 
@@ -319,7 +320,7 @@ TEST_F(ComplianceTest, PatientFilteredJsonLinesExportVerifiesOfflineAndHoldsOnly
   EXPECT_TRUE(report.ok) << (report.problem ? report.problem->message : "");
   EXPECT_TRUE(report.filtered);
   EXPECT_EQ(report.entries_checked, 4u);
-  EXPECT_EQ(report.entries_covered, 6u);
+  EXPECT_EQ(report.entries_covered, 7u);
 }
 
 TEST_F(ComplianceTest, UserFilteredJsonLinesExportVerifiesOfflineAndHoldsOnlyThatUser) {
@@ -343,14 +344,14 @@ TEST_F(ComplianceTest, UserFilteredJsonLinesExportVerifiesOfflineAndHoldsOnlyTha
     EXPECT_EQ(decoded->user, "dr.other");
     seqs.push_back(decoded->seq);
   }
-  EXPECT_EQ(seqs, (std::vector<uint64_t>{2, 4}));
+  EXPECT_EQ(seqs, (std::vector<uint64_t>{3, 5}));  // after the policy's entry and the create
   EXPECT_EQ(checkpoints, 1u);
 
   const storage::AuditVerifyReport report = VerifyOffline(exported);
   EXPECT_TRUE(report.ok) << (report.problem ? report.problem->message : "");
   EXPECT_TRUE(report.filtered);
   EXPECT_EQ(report.entries_checked, 2u);
-  EXPECT_EQ(report.entries_covered, 5u);
+  EXPECT_EQ(report.entries_covered, 6u);
 }
 
 TEST_F(ComplianceTest, FilteredJsonLinesExportThatMatchesNothingIsEmpty) {
@@ -368,8 +369,14 @@ TEST_F(ComplianceTest, FilteredJsonLinesExportThatMatchesNothingIsEmpty) {
 
 TEST_F(ComplianceTest, ExportsUnsealPhiOnlyForTheComplianceRole) {
   NewRecord("synthetic-acct-8");
-  const std::string as_physician = Export(Ctx(), {});
-  EXPECT_EQ(as_physician.find("synthetic-acct-8"), std::string::npos);
+  // The vault administrator may export the log (to archive it) but sees no PHI in it; a
+  // physician may not export it at all.
+  const std::string as_admin = Export(Ctx("vault_admin", "HOPERAT"), {});
+  EXPECT_NE(as_admin.find("record.create"), std::string::npos);
+  EXPECT_EQ(as_admin.find("synthetic-acct-8"), std::string::npos);
+  const Status physician = service_->ExportAudit(Ctx(), {}, [](std::string_view) { return true; });
+  EXPECT_EQ(physician.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(physician.message().find("[rule: default-deny]"), std::string::npos);
   const std::string as_compliance = Export(Ctx("compliance_officer", "HOPERAT"), {});
   EXPECT_NE(as_compliance.find("synthetic-acct-8"), std::string::npos);
   // Defence in depth behind the handler's role check: a principal not bound to the compliance
@@ -391,7 +398,8 @@ TEST_F(ComplianceTest, ExportsUnsealPhiOnlyForTheComplianceRole) {
 }
 
 TEST_F(ComplianceTest, InclusionAndConsistencyProofsVerifyAgainstTheCheckpointRoot) {
-  for (int i = 0; i < 5; ++i) NewRecord("synthetic-acct-9");
+  // Entry 1 is the policy coming into force; four creates make a tree of five.
+  for (int i = 0; i < 4; ++i) NewRecord("synthetic-acct-9");
   auto ctx = Ctx("compliance_officer", "HOPERAT");
   auto note = service_->AuditCheckpoint(ctx, true);
   ASSERT_TRUE(note.ok()) << note.status().ToString();

@@ -65,7 +65,7 @@ class InProcessVault {
     audit_log = std::move(*log);
     faulty_ledger = std::make_unique<FaultyLedger>(audit_log->ledger());
     auto opened = daemon::NewVaultService(
-        {&config, store.get(), faulty_ledger.get(), keyring.get(), audit_log.get(), policy});
+        {&config, store.get(), faulty_ledger.get(), keyring.get(), audit_log.get(), policy, clock});
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     service = std::move(*opened);
   }
@@ -76,6 +76,8 @@ class InProcessVault {
   daemon::Config config;
   // The access policy to start with; null: the configuration's (the shipped default policy).
   std::shared_ptr<const policies::AccessPolicy> policy;
+  // The service's clock (Unix microseconds); null: the system clock.
+  std::function<int64_t()> clock;
   std::unique_ptr<crypto::Keyring> keyring;
   std::unique_ptr<storage::Store> store;
   std::unique_ptr<storage::AuditLog> audit_log;
