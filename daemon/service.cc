@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -940,10 +941,17 @@ class VaultServiceImpl final : public VaultService {
   template <typename T, typename Work>
   StatusOr<T> Guarded(const RequestContext& ctx, std::string_view audit_action,
                       std::string_view policy_action, Work&& work) {
+    return GuardedAs<T>(ctx, audit_action, audit_action, policy_action, std::forward<Work>(work));
+  }
+  // Guarded, for a request whose configuration action is not the action it is audited as.
+  template <typename T, typename Work>
+  StatusOr<T> GuardedAs(const RequestContext& ctx, std::string_view config_action,
+                        std::string_view audit_action, std::string_view policy_action,
+                        Work&& work) {
     Pass pass;
     pass.entry = NewEntry(ctx, audit_action);
     pass.policy = std::atomic_load(&policy_);
-    if (Status s = Authorize(ctx, audit_action, &pass.entry.reason); !s.ok()) return Fail(pass, s);
+    if (Status s = Authorize(ctx, config_action, &pass.entry.reason); !s.ok()) return Fail(pass, s);
     if (pass.policy == nullptr) return Fail(pass, Unavailable("no access policy is in force"));
     if (Status s = DecideUpfront(pass, ctx, policy_action); !s.ok()) return Fail(pass, s);
     StatusOr<T> result = work(pass);
@@ -1610,8 +1618,9 @@ Status VaultServiceImpl::ExportPatient(const RequestContext& ctx, const PatientE
   std::vector<Item> items;
   uint64_t withheld = 0;
   const int64_t now = Now();
-  auto admitted =
-      Guarded<bool>(ctx, "record.disclose", "export", [&](Pass& pass) -> StatusOr<bool> {
+  // Authorised by the route's configuration action, audited as a disclosure to the individual.
+  auto admitted = GuardedAs<bool>(
+      ctx, "patient.export", "record.disclose", "export", [&](Pass& pass) -> StatusOr<bool> {
         if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
         PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
         if (!req.request_id.empty()) {
