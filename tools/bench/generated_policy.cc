@@ -33,8 +33,7 @@ std::string GeneratePolicy(const GeneratedPolicyOptions& options) {
                                           "hold",     "sweep",   "policy",  "admin"};
   const std::vector<std::string> purposes = {"TREAT", "HPAYMT",  "HOPERAT", "PATRQT",
                                              "COC",   "CAREMGT", "ELIGVER"};
-  std::string t =
-      "[policy]\nname = \"bench-" + std::to_string(options.permits + kForbids) + "\"\n[roles]\n";
+  std::string t = "[policy]\nname = \"" + options.name + "\"\n[roles]\n";
   for (int i = 0; i < kRoles; ++i) t += Role(i) + " = \"generated\"\n";
   t += options.extra_roles;
   t += "[protected.psychotherapy_note]\nrequire = \"author\"\n";
