@@ -723,12 +723,18 @@ class VaultServiceImpl final : public VaultService {
 
   Status CloseExpiredBreakGlass() override {
     const int64_t now = Now();
-    for (const BreakGlassWindow& w : state_.TakeExpired(now)) {
+    const std::vector<BreakGlassWindow> expired = state_.TakeExpired(now);
+    // On a failure, this window and the ones not reached yet go back to a later call.
+    auto release_from = [&](size_t first) {
+      for (size_t j = first; j < expired.size(); ++j) state_.ReleaseExpired(expired[j].id);
+    };
+    for (size_t i = 0; i < expired.size(); ++i) {
+      const BreakGlassWindow& w = expired[i];
       std::lock_guard<std::mutex> lock(state_mu_);
       storage::WriteBatch batch;
       auto closed = state_.StageCloseWindow(w.id, std::min(now, w.expires_us), batch);
       if (!closed.ok()) {
-        state_.ReleaseExpired(w.id);
+        release_from(i);
         return closed.status();
       }
       storage::AuditEntry end;
@@ -746,7 +752,7 @@ class VaultServiceImpl final : public VaultService {
                     {"accesses", closed->accesses}});
       auto seq = CommitWithEntry(std::move(batch), std::move(end));
       if (!seq.ok()) {
-        state_.ReleaseExpired(w.id);
+        release_from(i);
         return seq.status();
       }
       state_.ApplyWindow(*closed);

@@ -260,6 +260,25 @@ TEST_F(PolicyServiceTest, BreakGlassWindowsSurviveARestartAndExpireWhileDown) {
   EXPECT_EQ(Read(Physician("ETREAT"), id).status().code(), StatusCode::kPermissionDenied);
 }
 
+TEST_F(PolicyServiceTest, ExpiredWindowsAreAllClosedOnceTheAuditLogIsBack) {
+  const std::string a = Create(Physician(), "synthetic-bg-0003", "clinical_note", "a");
+  const std::string b = Create(Physician(), "synthetic-bg-0004", "clinical_note", "b");
+  RequestContext emergency = Physician("ETREAT");
+  emergency.break_glass_reason = "mass casualty incident";
+  ASSERT_TRUE(Read(emergency, a).ok());
+  Advance(kMinuteUs);
+  ASSERT_TRUE(Read(emergency, b).ok());
+  Advance(2 * 60 * kMinuteUs);
+
+  vault_.faulty_ledger->fail_ = true;
+  EXPECT_EQ(service_->CloseExpiredBreakGlass().code(), StatusCode::kUnavailable);
+  vault_.faulty_ledger->fail_ = false;
+  const uint64_t before = ledger_->size();
+  ASSERT_TRUE(service_->CloseExpiredBreakGlass().ok());
+  EXPECT_EQ(ledger_->size(), before + 2) << "one end entry per window, none lost to the failure";
+  EXPECT_EQ(Windows(/*pending_only=*/true).size(), 2u);
+}
+
 // ---- Denials ------------------------------------------------------------------------------
 
 TEST_F(PolicyServiceTest, ADeniedReadDecryptsNothingAndStoresOnlyItsAuditEntry) {
