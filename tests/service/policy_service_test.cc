@@ -169,6 +169,7 @@ TEST_F(PolicyServiceTest, BreakGlassWindowOpensWithAReasonExpiresAndIsSignedOffO
   EXPECT_EQ(read.reason, "emergency-access");
   const storage::AuditEntry start = Entry(ledger_->size() - 1);
   EXPECT_EQ(start.action, "breakglass.start");
+  EXPECT_EQ(start.reason, "emergency-access");
   EXPECT_TRUE(start.break_glass);
   EXPECT_EQ(start.patient_bid, BlindId(patient));
   ASSERT_EQ(start.records.size(), 1u);
