@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <mutex>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -722,12 +723,18 @@ class VaultServiceImpl final : public VaultService {
 
   Status CloseExpiredBreakGlass() override {
     const int64_t now = Now();
-    for (const BreakGlassWindow& w : state_.TakeExpired(now)) {
+    const std::vector<BreakGlassWindow> expired = state_.TakeExpired(now);
+    // On a failure, this window and the ones not reached yet go back to a later call.
+    auto release_from = [&](size_t first) {
+      for (size_t j = first; j < expired.size(); ++j) state_.ReleaseExpired(expired[j].id);
+    };
+    for (size_t i = 0; i < expired.size(); ++i) {
+      const BreakGlassWindow& w = expired[i];
       std::lock_guard<std::mutex> lock(state_mu_);
       storage::WriteBatch batch;
       auto closed = state_.StageCloseWindow(w.id, std::min(now, w.expires_us), batch);
       if (!closed.ok()) {
-        state_.ReleaseExpired(w.id);
+        release_from(i);
         return closed.status();
       }
       storage::AuditEntry end;
@@ -745,7 +752,7 @@ class VaultServiceImpl final : public VaultService {
                     {"accesses", closed->accesses}});
       auto seq = CommitWithEntry(std::move(batch), std::move(end));
       if (!seq.ok()) {
-        state_.ReleaseExpired(w.id);
+        release_from(i);
         return seq.status();
       }
       state_.ApplyWindow(*closed);
@@ -940,10 +947,17 @@ class VaultServiceImpl final : public VaultService {
   template <typename T, typename Work>
   StatusOr<T> Guarded(const RequestContext& ctx, std::string_view audit_action,
                       std::string_view policy_action, Work&& work) {
+    return GuardedAs<T>(ctx, audit_action, audit_action, policy_action, std::forward<Work>(work));
+  }
+  // Guarded, for a request whose configuration action is not the action it is audited as.
+  template <typename T, typename Work>
+  StatusOr<T> GuardedAs(const RequestContext& ctx, std::string_view config_action,
+                        std::string_view audit_action, std::string_view policy_action,
+                        Work&& work) {
     Pass pass;
     pass.entry = NewEntry(ctx, audit_action);
     pass.policy = std::atomic_load(&policy_);
-    if (Status s = Authorize(ctx, audit_action, &pass.entry.reason); !s.ok()) return Fail(pass, s);
+    if (Status s = Authorize(ctx, config_action, &pass.entry.reason); !s.ok()) return Fail(pass, s);
     if (pass.policy == nullptr) return Fail(pass, Unavailable("no access policy is in force"));
     if (Status s = DecideUpfront(pass, ctx, policy_action); !s.ok()) return Fail(pass, s);
     StatusOr<T> result = work(pass);
@@ -1610,8 +1624,9 @@ Status VaultServiceImpl::ExportPatient(const RequestContext& ctx, const PatientE
   std::vector<Item> items;
   uint64_t withheld = 0;
   const int64_t now = Now();
-  auto admitted =
-      Guarded<bool>(ctx, "record.disclose", "export", [&](Pass& pass) -> StatusOr<bool> {
+  // Authorised by the route's configuration action, audited as a disclosure to the individual.
+  auto admitted = GuardedAs<bool>(
+      ctx, "patient.export", "record.disclose", "export", [&](Pass& pass) -> StatusOr<bool> {
         if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
         PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
         if (!req.request_id.empty()) {

@@ -9,6 +9,8 @@
 #include <filesystem>
 
 #include "crypto/secret.h"
+#include "daemon/policy_loader.h"
+#include "policies/access_policy.h"
 
 namespace phivault::bench {
 namespace {
@@ -79,9 +81,16 @@ StatusOr<std::unique_ptr<VaultEnv>> VaultEnv::Open(const VaultEnvOptions& option
   } else {
     PV_ASSIGN_OR_RETURN(env->ledger_, storage::Ledger::Open(*env->store_));
   }
-  PV_ASSIGN_OR_RETURN(env->service_,
-                      daemon::NewVaultService({&env->config_, env->store_.get(), &env->ledger(),
-                                               env->keyring_.get(), env->audit_log_.get()}));
+  std::shared_ptr<const policies::AccessPolicy> policy;
+  if (!options.policy_toml.empty()) {
+    PV_ASSIGN_OR_RETURN(policy,
+                        policies::AccessPolicy::Parse(options.policy_toml, "bench-policy.toml",
+                                                      daemon::PolicyVocabularyFor(env->config_)));
+  }
+  PV_ASSIGN_OR_RETURN(
+      env->service_,
+      daemon::NewVaultService({&env->config_, env->store_.get(), &env->ledger(),
+                               env->keyring_.get(), env->audit_log_.get(), std::move(policy)}));
   return env;
 }
 

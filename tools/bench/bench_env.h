@@ -38,6 +38,8 @@ struct VaultEnvOptions {
   std::string dir;     // holds master.key, keyring and db/; created if missing
   bool merkle = true;  // true: storage::AuditLog (ledger + Merkle tree observer, as phivaultd);
                        // false: the plain storage::Ledger, no audit_log in ServiceDeps
+  // The access policy in force (TOML, docs/policy.md); empty: the shipped default policy.
+  std::string policy_toml;
 };
 
 class VaultEnv {
@@ -56,6 +58,7 @@ class VaultEnv {
   // Null when opened without the Merkle tree.
   storage::AuditLog* audit_log() { return audit_log_.get(); }
   crypto::Keyring& keyring() { return *keyring_; }
+  const daemon::Config& config() const { return config_; }
 
  private:
   VaultEnv() = default;

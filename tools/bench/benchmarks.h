@@ -28,4 +28,14 @@ void CloseLargeLog();
 // MerkleAppend, MerkleLeafHash: per-entry cost of the Merkle tree on its own.
 void RegisterMerkleMicroBenchmarks();
 
+struct PolicyShareOptions {
+  int rounds = 3;                       // each measures every variant once
+  double seconds = 2;                   // per throughput measurement
+  uint64_t policy_iterations = 200000;  // policy work alone, per round and policy
+};
+// --policy-share (not a Google Benchmark family): audited reads with the default and a 200-rule
+// policy at 1 and 16 threads, and the policy work of one read timed alone, in alternating rounds;
+// prints each measurement and the policy's share of a read. Returns the process exit status.
+int RunPolicyShare(const PolicyShareOptions& options);
+
 }  // namespace phivault::bench

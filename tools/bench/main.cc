@@ -17,7 +17,11 @@ constexpr const char* kUsage =
     "                   reused by later runs); default: a scratch directory under $TMPDIR\n"
     "  --entries N      audit entries in the large log (default 10000000)\n"
     "  --patients N     synthetic patients they are spread over (default 100000)\n"
-    "  --gen-threads N  concurrent clients while generating (default 128)\n";
+    "  --gen-threads N  concurrent clients while generating (default 128)\n"
+    "  --policy-share   instead of the benchmarks: the access policy's share of audited reads\n"
+    "                   (default and 200-rule policy, 1 and 16 threads), in one run\n"
+    "  --share-rounds N, --share-seconds N  its rounds (default 3) and seconds per measurement\n"
+    "                   (default 2)\n";
 
 [[noreturn]] void Usage(const std::string& problem) {
   std::fprintf(stderr, "phivault_bench: %s\n%s", problem.c_str(), kUsage);
@@ -35,11 +39,18 @@ uint64_t ParseCount(const std::string& flag, const std::string& value) {
 
 int main(int argc, char** argv) {
   phivault::bench::LargeLogOptions options;
+  phivault::bench::PolicyShareOptions share;
+  bool policy_share = false;
   // Our flags are taken out of argv before Google Benchmark sees the rest.
   std::vector<char*> rest = {argv[0]};
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
-    const std::string_view names[] = {"--db", "--entries", "--patients", "--gen-threads"};
+    if (arg == "--policy-share") {
+      policy_share = true;
+      continue;
+    }
+    const std::string_view names[] = {"--db",          "--entries",      "--patients",
+                                      "--gen-threads", "--share-rounds", "--share-seconds"};
     bool ours = false;
     for (std::string_view name : names) {
       std::string value;
@@ -59,11 +70,19 @@ int main(int argc, char** argv) {
         options.entries = ParseCount("--entries", value);
       } else if (name == "--patients") {
         options.patients = ParseCount("--patients", value);
+      } else if (name == "--share-rounds") {
+        share.rounds = static_cast<int>(ParseCount("--share-rounds", value));
+      } else if (name == "--share-seconds") {
+        share.seconds = static_cast<double>(ParseCount("--share-seconds", value));
       } else {
         options.generation_threads = static_cast<int>(ParseCount("--gen-threads", value));
       }
     }
     if (!ours) rest.push_back(argv[i]);
+  }
+  if (policy_share) {
+    if (rest.size() > 1) Usage("--policy-share takes no benchmark flags");
+    return phivault::bench::RunPolicyShare(share);
   }
   int rest_argc = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_argc, rest.data());
