@@ -117,8 +117,9 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<storage::RecordMetadata> CreateRecord(const RequestContext& ctx,
                                                  CreateRecordRequest req) override {
-    return Guarded<storage::RecordMetadata>(
-        ctx, "record.create", "create", [&](Pass& pass) -> StatusOr<storage::RecordMetadata> {
+    return GuardedFor<storage::RecordMetadata>(
+        ctx, "record.create", "create", req.patient_id,
+        [&](Pass& pass) -> StatusOr<storage::RecordMetadata> {
           if (!req.patient_id.empty() && ValidatePatientId(req.patient_id).ok()) {
             AttachPatient(pass, req.patient_id);
           }
@@ -202,28 +203,29 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<RecordList> ListRecords(const RequestContext& ctx,
                                    const std::string& patient_id) override {
-    return Guarded<RecordList>(ctx, "record.list", "list", [&](Pass& pass) -> StatusOr<RecordList> {
-      if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
-      PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
-      PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all,
-                          records_.ListPatient(patient_id));
-      RecordList out;
-      for (auto& m : all) {
-        const Verdict v = Decide(pass, ctx, "list", &m);
-        if (!v.allowed) {
-          ++out.withheld;
-          continue;
-        }
-        PV_RETURN_IF_ERROR(Admit(pass, ctx, v, m));
-        pass.entry.records.push_back(m.record_id + "@" + std::to_string(m.version));
-        out.records.push_back(std::move(m));
-      }
-      // Nothing visible (or nothing stored): the upfront check already found a rule that lets
-      // this role list some category for this purpose.
-      if (!pass.decided) pass.Permitted(pass.upfront_rule);
-      if (out.withheld > 0) pass.rules.push_back("withheld=" + std::to_string(out.withheld));
-      return out;
-    });
+    return GuardedFor<RecordList>(
+        ctx, "record.list", "list", patient_id, [&](Pass& pass) -> StatusOr<RecordList> {
+          if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
+          PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
+          PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all,
+                              records_.ListPatient(patient_id));
+          RecordList out;
+          for (auto& m : all) {
+            const Verdict v = Decide(pass, ctx, "list", &m);
+            if (!v.allowed) {
+              ++out.withheld;
+              continue;
+            }
+            PV_RETURN_IF_ERROR(Admit(pass, ctx, v, m));
+            pass.entry.records.push_back(m.record_id + "@" + std::to_string(m.version));
+            out.records.push_back(std::move(m));
+          }
+          // Nothing visible (or nothing stored): the upfront check already found a rule that lets
+          // this role list some category for this purpose.
+          if (!pass.decided) pass.Permitted(pass.upfront_rule);
+          if (out.withheld > 0) pass.rules.push_back("withheld=" + std::to_string(out.withheld));
+          return out;
+        });
   }
 
   StatusOr<VaultStatus> GetStatus(const RequestContext& ctx) override {
@@ -281,8 +283,8 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<uint64_t> RecordDisclosure(const RequestContext& ctx,
                                       RecordDisclosureRequest req) override {
-    return Guarded<uint64_t>(
-        ctx, "record.disclose", "account", [&](Pass& pass) -> StatusOr<uint64_t> {
+    return GuardedFor<uint64_t>(
+        ctx, "record.disclose", "account", req.patient_id, [&](Pass& pass) -> StatusOr<uint64_t> {
           if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
           for (const auto& id : req.record_ids) {
@@ -335,8 +337,9 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<RenderedReport> AccountingOfDisclosures(const RequestContext& ctx,
                                                    const ReportRequest& req) override {
     const int64_t now = Now();
-    auto built = Guarded<policies::Accounting>(
-        ctx, "report.accounting", "report", [&](Pass& pass) -> StatusOr<policies::Accounting> {
+    auto built = GuardedFor<policies::Accounting>(
+        ctx, "report.accounting", "report", req.patient_id,
+        [&](Pass& pass) -> StatusOr<policies::Accounting> {
           if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
           std::vector<policies::Disclosure> disclosures;
@@ -369,8 +372,9 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<RenderedReport> AccessReport(const RequestContext& ctx,
                                         const ReportRequest& req) override {
     const int64_t now = Now();
-    auto built = Guarded<policies::AccessReport>(
-        ctx, "report.access", "report", [&](Pass& pass) -> StatusOr<policies::AccessReport> {
+    auto built = GuardedFor<policies::AccessReport>(
+        ctx, "report.access", "report", req.patient_id,
+        [&](Pass& pass) -> StatusOr<policies::AccessReport> {
           if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
           std::vector<policies::DecodedAuditEntry> entries;
@@ -400,14 +404,18 @@ class VaultServiceImpl final : public VaultService {
   Status ExportAudit(const RequestContext& ctx, const AuditExportRequest& req,
                      const ExportSink& sink) override {
     // The export is on the record before any of it leaves.
-    auto admitted = Guarded<bool>(ctx, "audit.export", "audit", [&](Pass& pass) -> StatusOr<bool> {
-      if (req.patient_id && ValidatePatientId(*req.patient_id).ok()) {
-        AttachPatient(pass, *req.patient_id);
-      }
-      if (req.patient_id) PV_RETURN_IF_ERROR(ValidatePatientId(*req.patient_id));
-      if (audit_log_ == nullptr) return FailedPrecondition("the verifiable audit log is not open");
-      return true;
-    });
+    auto admitted =
+        GuardedFor<bool>(ctx, "audit.export", "audit", req.patient_id.value_or(""),
+                         [&](Pass& pass) -> StatusOr<bool> {
+                           if (req.patient_id && ValidatePatientId(*req.patient_id).ok()) {
+                             AttachPatient(pass, *req.patient_id);
+                           }
+                           if (req.patient_id)
+                             PV_RETURN_IF_ERROR(ValidatePatientId(*req.patient_id));
+                           if (audit_log_ == nullptr)
+                             return FailedPrecondition("the verifiable audit log is not open");
+                           return true;
+                         });
     if (!admitted.ok()) return admitted.status();
     // A filtered JSON Lines export proves each entry against a checkpoint signed now; a full
     // one also holds the stored checkpoints below it, which narrow down where a change was made.
@@ -764,8 +772,8 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<std::pair<Restriction, uint64_t>> AddRestriction(const RequestContext& ctx,
                                                             Restriction draft) override {
-    return Guarded<std::pair<Restriction, uint64_t>>(
-        ctx, "restriction.add", "restrict",
+    return GuardedFor<std::pair<Restriction, uint64_t>>(
+        ctx, "restriction.add", "restrict", draft.patient_id,
         [&](Pass& pass) -> StatusOr<std::pair<Restriction, uint64_t>> {
           if (ValidatePatientId(draft.patient_id).ok()) AttachPatient(pass, draft.patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(draft.patient_id));
@@ -790,8 +798,9 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<std::vector<Restriction>> ListRestrictions(const RequestContext& ctx,
                                                       const std::string& patient_id,
                                                       bool include_ended) override {
-    return Guarded<std::vector<Restriction>>(
-        ctx, "restriction.list", "restrict", [&](Pass& pass) -> StatusOr<std::vector<Restriction>> {
+    return GuardedFor<std::vector<Restriction>>(
+        ctx, "restriction.list", "restrict", patient_id,
+        [&](Pass& pass) -> StatusOr<std::vector<Restriction>> {
           if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
           return state_.RestrictionsOf(patient_id, include_ended);
@@ -802,8 +811,8 @@ class VaultServiceImpl final : public VaultService {
                                                             const std::string& patient_id,
                                                             const std::string& id,
                                                             const std::string& reason) override {
-    return Guarded<std::pair<Restriction, uint64_t>>(
-        ctx, "restriction.end", "restrict",
+    return GuardedFor<std::pair<Restriction, uint64_t>>(
+        ctx, "restriction.end", "restrict", patient_id,
         [&](Pass& pass) -> StatusOr<std::pair<Restriction, uint64_t>> {
           pass.entry.records = {"restriction:" + id};
           if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
@@ -822,8 +831,8 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<std::pair<PatientRequest, uint64_t>> OpenPatientRequest(
       const RequestContext& ctx, const std::string& patient_id, const std::string& kind,
       const std::optional<std::string>& received, const std::string& note) override {
-    return Guarded<std::pair<PatientRequest, uint64_t>>(
-        ctx, "request.open", "request",
+    return GuardedFor<std::pair<PatientRequest, uint64_t>>(
+        ctx, "request.open", "request", patient_id,
         [&](Pass& pass) -> StatusOr<std::pair<PatientRequest, uint64_t>> {
           if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
@@ -898,23 +907,25 @@ class VaultServiceImpl final : public VaultService {
   }
 
   StatusOr<uint64_t> SetContact(const RequestContext& ctx, ConfidentialContact contact) override {
-    return Guarded<uint64_t>(ctx, "contact.set", "contact", [&](Pass& pass) -> StatusOr<uint64_t> {
-      if (ValidatePatientId(contact.patient_id).ok()) AttachPatient(pass, contact.patient_id);
-      PV_RETURN_IF_ERROR(ValidatePatientId(contact.patient_id));
-      contact.updated_us = Now();
-      std::lock_guard<std::mutex> lock(state_mu_);
-      PV_ASSIGN_OR_RETURN(ConfidentialContact set, state_.StageSetContact(contact, pass.batch));
-      pass.phi["channel"] = std::string(ContactChannelName(set.channel));
-      pass.after_commit.push_back([this, set] { state_.ApplyContact(set); });
-      PV_RETURN_IF_ERROR(CommitPass(pass));
-      return pass.entry.seq;
-    });
+    return GuardedFor<uint64_t>(
+        ctx, "contact.set", "contact", contact.patient_id, [&](Pass& pass) -> StatusOr<uint64_t> {
+          if (ValidatePatientId(contact.patient_id).ok()) AttachPatient(pass, contact.patient_id);
+          PV_RETURN_IF_ERROR(ValidatePatientId(contact.patient_id));
+          contact.updated_us = Now();
+          std::lock_guard<std::mutex> lock(state_mu_);
+          PV_ASSIGN_OR_RETURN(ConfidentialContact set, state_.StageSetContact(contact, pass.batch));
+          pass.phi["channel"] = std::string(ContactChannelName(set.channel));
+          pass.after_commit.push_back([this, set] { state_.ApplyContact(set); });
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          return pass.entry.seq;
+        });
   }
 
   StatusOr<ConfidentialContact> GetContact(const RequestContext& ctx,
                                            const std::string& patient_id) override {
-    return Guarded<ConfidentialContact>(
-        ctx, "contact.show", "contact", [&](Pass& pass) -> StatusOr<ConfidentialContact> {
+    return GuardedFor<ConfidentialContact>(
+        ctx, "contact.show", "contact", patient_id,
+        [&](Pass& pass) -> StatusOr<ConfidentialContact> {
           if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
           auto c = state_.GetContact(patient_id);
@@ -949,13 +960,23 @@ class VaultServiceImpl final : public VaultService {
                       std::string_view policy_action, Work&& work) {
     return GuardedAs<T>(ctx, audit_action, audit_action, policy_action, std::forward<Work>(work));
   }
+  // Guarded, for a request about the patient `patient_id` (a claim, checked by the work).
+  template <typename T, typename Work>
+  StatusOr<T> GuardedFor(const RequestContext& ctx, std::string_view audit_action,
+                         std::string_view policy_action, std::string_view patient_id, Work&& work) {
+    return GuardedAs<T>(ctx, audit_action, audit_action, policy_action, std::forward<Work>(work),
+                        patient_id);
+  }
   // Guarded, for a request whose configuration action is not the action it is audited as.
   template <typename T, typename Work>
   StatusOr<T> GuardedAs(const RequestContext& ctx, std::string_view config_action,
-                        std::string_view audit_action, std::string_view policy_action,
-                        Work&& work) {
+                        std::string_view audit_action, std::string_view policy_action, Work&& work,
+                        std::string_view patient_id = {}) {
     Pass pass;
     pass.entry = NewEntry(ctx, audit_action);
+    // A request about one patient is linked to them from the start, so that even a refusal
+    // before any work shows in the patient's access report.
+    if (!patient_id.empty() && ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
     pass.policy = std::atomic_load(&policy_);
     if (Status s = Authorize(ctx, config_action, &pass.entry.reason); !s.ok()) return Fail(pass, s);
     if (pass.policy == nullptr) return Fail(pass, Unavailable("no access policy is in force"));
@@ -1626,13 +1647,17 @@ Status VaultServiceImpl::ExportPatient(const RequestContext& ctx, const PatientE
   const int64_t now = Now();
   // Authorised by the route's configuration action, audited as a disclosure to the individual.
   auto admitted = GuardedAs<bool>(
-      ctx, "patient.export", "record.disclose", "export", [&](Pass& pass) -> StatusOr<bool> {
+      ctx, "patient.export", "record.disclose", "export",
+      [&](Pass& pass) -> StatusOr<bool> {
         if (ValidatePatientId(req.patient_id).ok()) AttachPatient(pass, req.patient_id);
         PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
         if (!req.request_id.empty()) {
           auto request = state_.GetRequest(req.request_id);
           if (!request || request->patient_id != req.patient_id) {
             return NotFound("no such patient request for this patient");
+          }
+          if (request->kind != RequestKind::kAccess) {
+            return InvalidArgument("field 'request_id' names a request that is not for access");
           }
           pass.phi["patient_request"] = req.request_id;
         }
@@ -1661,7 +1686,8 @@ Status VaultServiceImpl::ExportPatient(const RequestContext& ctx, const PatientE
              {"purpose", ctx.purpose}});
         if (contact) pass.phi["recipient_address"] = contact->address;
         return true;
-      });
+      },
+      req.patient_id);
   if (!admitted.ok()) return admitted.status();
 
   // On the record; now the archive. A failure from here on cuts the stream short.
