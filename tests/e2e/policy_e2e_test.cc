@@ -358,6 +358,25 @@ TEST_F(E2ePolicyTest, RestrictionsRefuseTheirPurposesUntilEnded) {
   auto other_disclosed = app.DiscloseRecord(biller, other_bill, std::nullopt, to_plan);
   EXPECT_TRUE(other_disclosed.ok()) << other_disclosed.error().Message();
 
+  // A more specific payment purpose is no way around it.
+  auto specific = app.ReadContent(As("billing.synthetic", "billing", "CLMATTCH"), bill);
+  ASSERT_FALSE(specific.ok()) << "CLMATTCH (under HPAYMT) read the restricted record";
+  EXPECT_EQ(specific.error().rule, rule);
+  // A restriction naming a record that is not the patient's would refuse nothing: refused.
+  const ProcessResult stray =
+      Officer({"restrictions", "add", "--patient", patient, "--purpose", "HPAYMT", "--record",
+               other_bill, "--recipient", "health plan"});
+  EXPECT_EQ(stray.exit_code, 1) << stray.out << stray.err;
+  EXPECT_NE(stray.err.find("record_ids"), std::string::npos) << stray.err;
+  EXPECT_EQ(stray.out, "");
+  const ProcessResult unknown =
+      Officer({"restrictions", "add", "--patient", patient, "--purpose", "HPAYMT", "--record",
+               std::string(22, 'A'), "--recipient", "health plan"});
+  EXPECT_EQ(unknown.exit_code, 1) << unknown.out << unknown.err;
+  EXPECT_EQ(std::regex_replace(unknown.err, std::regex(std::string(22, 'A')), "ID"),
+            std::regex_replace(stray.err, std::regex(other_bill), "ID"))
+      << "the refusal tells whether the record exists";
+
   const ProcessResult ls = Officer({"restrictions", "ls", "--patient", patient});
   ASSERT_EQ(ls.exit_code, 0) << ls.err;
   EXPECT_NE(ls.out.find(rid), std::string::npos) << ls.out;
@@ -381,14 +400,16 @@ TEST_F(E2ePolicyTest, RestrictionsRefuseTheirPurposesUntilEnded) {
 
   const auto log = AuditLog();
   EXPECT_EQ(Entries(log, "restriction.add", "success").size(), 1u);
+  EXPECT_EQ(Entries(log, "restriction.add", "error").size(), 2u);
   EXPECT_EQ(Entries(log, "restriction.list", "success").size(), 2u);
   EXPECT_EQ(Entries(log, "restriction.end", "success").size(), 1u);
   const auto denied_reads = Entries(log, "record.read", "denied", bill);
-  ASSERT_EQ(denied_reads.size(), 2u);
+  ASSERT_EQ(denied_reads.size(), 3u);  // the app's, the CLI's, and as CLMATTCH
   for (const auto& a : denied_reads) EXPECT_EQ(a.entry.value("reason", ""), rule);
   const auto denied_disclosures = Entries(log, "record.disclose", "denied", bill);
   ASSERT_EQ(denied_disclosures.size(), 1u);
   EXPECT_EQ(denied_disclosures[0].entry.value("reason", ""), rule);
+  EXPECT_EQ(Entries(log, "record.disclose", "success", other_bill).size(), 1u);
   EXPECT_EQ(Entries(log, "record.read", "success", bill).size(), 1u);
 }
 
