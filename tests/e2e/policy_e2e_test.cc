@@ -224,6 +224,14 @@ TEST_F(E2ePolicyTest, DeniedRequestsReturnAndStoreNothingAndAreAuditedWithTheirR
     }
   }
   EXPECT_TRUE(listed) << "the access report does not list the refused read:\n" << report.out;
+  bool create_listed = false;
+  for (const auto& e : j.value("accesses", json::array())) {
+    if (e.value("user", "") == "billing.synthetic" && e.value("outcome", "") == "denied" &&
+        e.value("action", "") == "record.create") {
+      create_listed = true;
+    }
+  }
+  EXPECT_TRUE(create_listed) << "the access report does not list the refused create";
   EXPECT_EQ(report.out.find("Synthetic note"), std::string::npos);
 }
 
@@ -465,6 +473,8 @@ TEST_F(E2ePolicyTest, BreakGlassNeedsAReasonOpensAWindowAndIsReviewed) {
   const auto log = AuditLog();
   const auto starts = Entries(log, "breakglass.start", "success");
   ASSERT_EQ(starts.size(), 1u);
+  EXPECT_TRUE(starts[0].entry.value("btg", false));
+  EXPECT_EQ(starts[0].phi.value("break_glass_reason", ""), "unconscious on arrival (synth)");
   const auto reads = Entries(log, "record.read", "success", id);
   size_t flagged = 0;
   for (const auto& a : reads) {
@@ -641,6 +651,9 @@ TEST_F(E2ePolicyReloadTest, SighupReloadsAGoodFileAndKeepsTheOldPolicyForABadOne
   }
   EXPECT_EQ(PolicySha(), Sha256Hex(changed)) << "SIGHUP did not reload the policy";
   EXPECT_FALSE(FrontDeskReadsInsurance());
+  const ProcessResult history = Officer({"--json", "policy", "history"});
+  ASSERT_EQ(history.exit_code, 0) << history.err;
+  EXPECT_EQ(ParseJson(history.out).value("versions", json::array()).size(), 2u) << history.out;
 
   WriteFile(policy_path_, changed + "\n[[permit]]\nname = \"broken\"\nroles = [\"surgeon\"]\n");
   ASSERT_EQ(kill(vault_.daemon().pid(), SIGHUP), 0);
@@ -655,8 +668,75 @@ TEST_F(E2ePolicyReloadTest, SighupReloadsAGoodFileAndKeepsTheOldPolicyForABadOne
   EXPECT_FALSE(vault_.daemon().Exited()) << "a bad policy file stopped the daemon";
   EXPECT_EQ(PolicySha(), Sha256Hex(changed));
   EXPECT_FALSE(FrontDeskReadsInsurance());
+  const ProcessResult kept = Officer({"--json", "policy", "history"});
+  ASSERT_EQ(kept.exit_code, 0) << kept.err;
+  EXPECT_EQ(ParseJson(kept.out).value("versions", json::array()).size(), 2u) << kept.out;
   const std::string note = StoreNote(kPatient, "Synthetic: still serving.");
   EXPECT_EQ(ReadNote(note), "Synthetic: still serving.");
+}
+
+// 5. (continued) A window ends after its policy's window_minutes; it is then awaiting review,
+// no longer lets reads in without a reason, and can be signed off once.
+TEST_F(E2ePolicyReloadTest, BreakGlassWindowEndsAndIsSignedOffOnce) {
+  std::string text = default_text_;
+  const size_t at = text.find("window_minutes = 60");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, std::string("window_minutes = 60").size(), "window_minutes = 1");
+  WriteFile(policy_path_, text);
+  const ProcessResult reload = Admin({"policy", "reload"});
+  ASSERT_EQ(reload.exit_code, 0) << reload.err;
+
+  const std::string id = StoreNote(kPatient, "Synthetic: on warfarin.");
+  const ProcessResult opened =
+      Cli("nurse", "ETREAT", {"get", id, "--break-glass-reason", "collapsed in the lobby (synth)"});
+  ASSERT_EQ(opened.exit_code, 0) << opened.err;
+
+  // Wait (bounded) for the one-minute window to end.
+  json event;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const ProcessResult pending = Officer({"--json", "audit", "review"});
+    ASSERT_EQ(pending.exit_code, 0) << pending.err;
+    const json events = ParseJson(pending.out).value("events", json::array());
+    if (!events.empty()) {
+      event = events[0];
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  ASSERT_TRUE(event.is_object()) << "the window did not end within two minutes";
+  EXPECT_EQ(event.value("status", ""), "pending");
+  EXPECT_EQ(event.value("role", ""), "nurse");
+  EXPECT_EQ(event.value("accesses", 0), 1);
+  EXPECT_TRUE(event["closed"].is_string()) << event.dump();
+
+  const ProcessResult after = Cli("nurse", "ETREAT", {"get", id});
+  EXPECT_EQ(after.exit_code, 3) << "the ended window still lets reads in: " << after.out;
+  EXPECT_EQ(after.out, "");
+
+  const std::string window = event.value("id", "");
+  const ProcessResult sign =
+      Officer({"audit", "review", "sign-off", window, "--note", "reviewed with the nurse"});
+  ASSERT_EQ(sign.exit_code, 0) << sign.err;
+  EXPECT_EQ(sign.out.rfind("signed off " + window + " by " + OperatorAccount() + " at ", 0), 0u)
+      << sign.out;
+  const ProcessResult twice = Officer({"audit", "review", "sign-off", window, "--note", "again"});
+  EXPECT_EQ(twice.exit_code, 1) << twice.err;
+
+  const ProcessResult pending = Officer({"--json", "audit", "review"});
+  ASSERT_EQ(pending.exit_code, 0) << pending.err;
+  EXPECT_TRUE(ParseJson(pending.out).value("events", json::array()).empty()) << pending.out;
+  const ProcessResult all = Officer({"--json", "audit", "review", "--all"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  const json events = ParseJson(all.out).value("events", json::array());
+  ASSERT_EQ(events.size(), 1u) << all.out;
+  EXPECT_EQ(events[0].value("status", ""), "signed_off");
+  EXPECT_EQ(events[0].value("signed_off_by", ""), OperatorAccount());
+  EXPECT_EQ(events[0].value("note", ""), "reviewed with the nurse");
+
+  const auto log = AuditLog();
+  EXPECT_EQ(Entries(log, "breakglass.end", "success").size(), 1u);
+  EXPECT_EQ(Entries(log, "audit.sign-off", "success").size(), 1u);
 }
 
 // 7. `policy check` explains a decision on a record from its metadata, never its content.
