@@ -313,6 +313,17 @@ TEST_F(E2ePolicyTest, SubstanceUseRecordsNeedAConsentIdWhichIsAudited) {
   ASSERT_EQ(cli.exit_code, 0) << cli.err;
   EXPECT_EQ(cli.out, "Synthetic Part 2 program note.");
 
+  // A list withholds it without a consent and shows it with one.
+  auto hidden = app.SearchPatientRecords(Physician(), patient);
+  ASSERT_TRUE(hidden.ok()) << hidden.error().Message();
+  EXPECT_TRUE(hidden->records.empty());
+  EXPECT_EQ(hidden->withheld, 1u);
+  const ProcessResult ls =
+      Cli("physician", "TREAT", {"ls", "--patient", patient, "--consent", "consent:2026/0099"});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  EXPECT_NE(ls.out.find(id), std::string::npos) << ls.out;
+  EXPECT_EQ(ls.err.find("withheld"), std::string::npos) << ls.err;
+
   const auto reads = Entries(AuditLog(), "record.read", "success", id);
   ASSERT_EQ(reads.size(), 1u);
   EXPECT_EQ(reads[0].phi.value("consent_id", ""), "consent:2026/0099") << reads[0].phi.dump();
@@ -446,6 +457,22 @@ TEST_F(E2ePolicyTest, BreakGlassNeedsAReasonOpensAWindowAndIsReviewed) {
   EXPECT_EQ(opened.out, "Synthetic: allergic to penicillin.");
   const ProcessResult within = Cli("physician", "ETREAT", {"get", id});
   ASSERT_EQ(within.exit_code, 0) << "a read within the open window was refused: " << within.err;
+
+  // Neither the window nor a reason reaches a protected category.
+  const std::string psy =
+      Store(Physician("dr.author"), Synthetic(patient, "psychotherapy_note", "Synthetic session."));
+  ASSERT_FALSE(psy.empty());
+  const ProcessResult protected_read =
+      Cli("physician", "ETREAT", {"get", psy, "--break-glass-reason", "still unconscious"});
+  EXPECT_EQ(protected_read.exit_code, 3) << protected_read.out;
+  EXPECT_EQ(protected_read.out, "");
+  // Nor does it let the user write.
+  const ProcessResult put =
+      vault_.Cli({"put", "--patient", patient, "--category", "clinical_note", "--type",
+                  "text/plain", "--encounter-date", "2026-10-01", "--author", "Dr. Synthetic"},
+                 {{"PHIVAULT_ROLE", "physician"}, {"PHIVAULT_PURPOSE", "ETREAT"}},
+                 "Synthetic emergency note.");
+  EXPECT_EQ(put.exit_code, 3) << put.out << put.err;
 
   const ProcessResult review = Officer({"--json", "audit", "review", "--all"});
   ASSERT_EQ(review.exit_code, 0) << review.err;
@@ -899,6 +926,10 @@ TEST_F(E2ePolicyTest, PatientRequestsKeepTheirDeadlines) {
   ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
   const std::string fresh_id = fresh.out.substr(0, fresh.out.find(' '));
   EXPECT_EQ(fresh.out, fresh_id + " due " + DateDaysAgo(-60) + "\n");
+
+  const ProcessResult closed_extend =
+      front_desk({"requests", "extend", rid, "--reason", "after closing"});
+  EXPECT_EQ(closed_extend.exit_code, 1) << closed_extend.err;
 
   const ProcessResult overdue = front_desk({"requests", "ls", "--overdue"});
   ASSERT_EQ(overdue.exit_code, 0) << overdue.err;
