@@ -636,6 +636,10 @@ TEST_F(E2ePolicyReloadTest, ReloadRefusesBadFilesKeepsTheOldPolicyAndRecordsGood
   EXPECT_TRUE(versions[0]["in_force_until"].is_string()) << history.out;
   EXPECT_EQ(versions[1].value("sha256", ""), new_sha);
   EXPECT_TRUE(versions[1]["in_force_until"].is_null()) << history.out;
+  EXPECT_EQ(versions[0].value("in_force_until", ""), versions[1].value("in_force_from", ""))
+      << "a gap or an overlap between two versions: " << history.out;
+  EXPECT_LT(versions[0].value("in_force_from", ""), before);
+  EXPECT_GT(versions[1].value("in_force_from", ""), before);
   const ProcessResult table = Officer({"policy", "history"});
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find(sha), std::string::npos) << table.out;
