@@ -778,6 +778,23 @@ class VaultServiceImpl final : public VaultService {
           if (ValidatePatientId(draft.patient_id).ok()) AttachPatient(pass, draft.patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(draft.patient_id));
           for (const auto& c : draft.categories) PV_RETURN_IF_ERROR(ValidateCategory(c));
+          // A restriction naming a record that is not the patient's would refuse nothing. The
+          // answer is the same whether or not the record exists.
+          for (const std::string& id : draft.record_ids) {
+            if (!storage::IsValidRecordId(id)) continue;  // refused below, naming the field
+            StatusOr<uint32_t> latest = records_.LatestVersion(id);
+            if (!latest.ok() && latest.status().code() != StatusCode::kNotFound) {
+              return latest.status();
+            }
+            bool of_patient = false;
+            if (latest.ok()) {
+              PV_ASSIGN_OR_RETURN(storage::Record r, records_.ReadVersion(id, *latest, false));
+              of_patient = r.meta.patient_id == draft.patient_id;
+            }
+            if (!of_patient) {
+              return InvalidArgument("record_ids: " + id + " is not a record of this patient");
+            }
+          }
           draft.created_by = ctx.user;
           draft.created_us = Now();
           std::lock_guard<std::mutex> lock(state_mu_);

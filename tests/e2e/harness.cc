@@ -270,6 +270,24 @@ void VaultTest::TearDown() {
   if (vault_.daemon().running()) vault_.Stop();
 }
 
+std::string VaultTest::StoreNote(const std::string& patient_id, const std::string& content) {
+  client::Client c = vault_.AppClient();
+  auto m = c.CreateRecord(Physician(), client::NewRecord{.patient_id = patient_id,
+                                                         .category = "clinical_note",
+                                                         .content_type = "text/plain",
+                                                         .encounter_date = "2026-11-01",
+                                                         .author = "Dr. Synthetic",
+                                                         .content = content});
+  EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().Message());
+  return m.ok() ? m->record_id : "";
+}
+
+std::string VaultTest::ReadNote(const std::string& record_id) {
+  client::Client c = vault_.AppClient();
+  auto r = c.ReadRecord(Physician(), record_id);
+  return r.ok() ? r->content : "<" + r.error().Message() + ">";
+}
+
 client::Actor Physician(std::string user) {
   return client::Actor{.user = std::move(user), .role = "physician", .purpose = "TREAT"};
 }

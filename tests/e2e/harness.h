@@ -156,6 +156,12 @@ class VaultTest : public ::testing::Test {
   void TearDown() override;
   virtual bool StartInSetUp() const { return true; }
 
+  // Stores a synthetic clinical note with `content` for `patient_id`, as Physician() through the
+  // app client; its record id, or "" after a test failure.
+  std::string StoreNote(const std::string& patient_id, const std::string& content);
+  // The latest content of `record_id` as Physician() reads it, or "<error message>".
+  std::string ReadNote(const std::string& record_id);
+
   Vault vault_;
 };
 

@@ -12,8 +12,6 @@
 namespace phivault::e2e {
 namespace {
 
-using client::NewRecord;
-
 constexpr const char* kPatient = "synthetic-patient-index-tamper";
 
 client::Actor Officer() {
@@ -41,24 +39,11 @@ size_t DeleteKeys(storage::Store& store, storage::Cf cf, const std::string& pref
   return doomed.size();
 }
 
-class E2eIndexTamperTest : public VaultTest {
- protected:
-  // A synthetic note for the test's patient; its id.
-  std::string CreateNote(client::Client& c, std::string content) {
-    auto record = c.CreateRecord(Physician(), NewRecord{.patient_id = kPatient,
-                                                        .category = "clinical_note",
-                                                        .content_type = "text/plain",
-                                                        .encounter_date = "2026-05-05",
-                                                        .author = "dr.synthetic",
-                                                        .content = std::move(content)});
-    EXPECT_TRUE(record.ok()) << record.error().Message();
-    return record.ok() ? record->record_id : "";
-  }
-};
+using E2eIndexTamperTest = VaultTest;
 
 TEST_F(E2eIndexTamperTest, DeletedPatientIndexKeyFailsTheAccountingClosed) {
   client::Client c = vault_.AppClient();
-  const std::string id = CreateNote(c, "Synthetic note.");
+  const std::string id = StoreNote(kPatient, "Synthetic note.");
   ASSERT_FALSE(id.empty());
   client::DisclosureRecord police{.patient_id = kPatient,
                                   .record_ids = {id},
@@ -106,7 +91,7 @@ TEST_F(E2eIndexTamperTest, DeletedPatientIndexKeyFailsTheAccountingClosed) {
 
 TEST_F(E2eIndexTamperTest, DeletedNewestVersionIsAnIntegrityErrorNotTheOlderVersion) {
   client::Client c = vault_.AppClient();
-  const std::string id = CreateNote(c, "Allergy: none (synthetic).");
+  const std::string id = StoreNote(kPatient, "Allergy: none (synthetic).");
   ASSERT_FALSE(id.empty());
   auto amended = c.AmendRecord(
       Physician(), id,

@@ -9,6 +9,8 @@
 namespace phivault::e2e {
 namespace {
 
+constexpr char kPatient[] = "synthetic-keys-1";
+
 class E2eKeySourcesTest : public VaultTest {
  protected:
   bool StartInSetUp() const override { return false; }
@@ -16,26 +18,12 @@ class E2eKeySourcesTest : public VaultTest {
   std::string FileKeySection() const {
     return "source = \"file\"\nfile = \"" + vault_.key_path() + "\"";
   }
-
-  std::string StoreNote(const std::string& content) {
-    auto c = vault_.AppClient();
-    auto m = c.CreateRecord(Physician(), {"synthetic-keys-1", "clinical_note", "text/plain",
-                                          "2026-11-01", "Dr. Synthetic", content});
-    EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().Message());
-    return m.ok() ? m->record_id : "";
-  }
-
-  std::string ReadNote(const std::string& id) {
-    auto c = vault_.AppClient();
-    auto r = c.ReadRecord(Physician(), id);
-    return r.ok() ? r->content : "<" + r.error().Message() + ">";
-  }
 };
 
 TEST_F(E2eKeySourcesTest, SystemdCredentialServesTheVaultTheKeyFileCreated) {
   ASSERT_TRUE(vault_.ok());
   ASSERT_TRUE(vault_.Start());
-  const std::string id = StoreNote("stored with the key file");
+  const std::string id = StoreNote(kPatient, "stored with the key file");
   vault_.Stop();
 
   // The key moves into a credentials directory, as systemd's LoadCredential= provides it.
@@ -66,7 +54,7 @@ TEST_F(E2eKeySourcesTest, PassphraseDerivedKeyOpensOnlyWithTheSamePassphrase) {
                     "salt = \"c3ludGhldGljLXNhbHQxNg==\"\nopslimit = 1\nmemlimit = 8192");
   vault_.SetDaemonEnv({{"PV_TEST_PASSPHRASE", "correct horse battery staple"}});
   ASSERT_TRUE(vault_.Start());
-  const std::string id = StoreNote("stored under a passphrase");
+  const std::string id = StoreNote(kPatient, "stored under a passphrase");
   vault_.Stop();
 
   vault_.SetDaemonEnv({{"PV_TEST_PASSPHRASE", "correct horse battery stapler"}});
@@ -85,7 +73,7 @@ TEST_F(E2eKeySourcesTest, PassphraseDerivedKeyOpensOnlyWithTheSamePassphrase) {
 TEST_F(E2eKeySourcesTest, DiskBelowReserveRefusesWritesAndReadsWithoutLosingData) {
   ASSERT_TRUE(vault_.ok());
   ASSERT_TRUE(vault_.Start());
-  const std::string id = StoreNote("stored before the disk filled");
+  const std::string id = StoreNote(kPatient, "stored before the disk filled");
   vault_.Stop();
 
   // A reserve larger than any disk: every write, audit entries included, is refused.

@@ -13,25 +13,13 @@
 namespace phivault::e2e {
 namespace {
 
+constexpr char kPatient[] = "synthetic-bind-1";
+
 class E2eKeyringBindingTest : public VaultTest {
  protected:
   bool StartInSetUp() const override { return false; }
 
   std::string keyring_path() const { return vault_.data_dir() + "/keyring"; }
-
-  std::string StoreNote(const std::string& content) {
-    auto c = vault_.AppClient();
-    auto m = c.CreateRecord(Physician(), {"synthetic-bind-1", "clinical_note", "text/plain",
-                                          "2026-11-01", "Dr. Synthetic", content});
-    EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().Message());
-    return m.ok() ? m->record_id : "";
-  }
-
-  std::string ReadNote(const std::string& id) {
-    auto c = vault_.AppClient();
-    auto r = c.ReadRecord(Physician(), id);
-    return r.ok() ? r->content : "<" + r.error().Message() + ">";
-  }
 
   // Starts the daemon expecting it to refuse; its standard error.
   std::string StartExpectingRefusal() {
@@ -64,7 +52,7 @@ TEST_F(E2eKeyringBindingTest, FirstStartCreatesAndBindsTheKeyringAndRestartsReus
   ASSERT_TRUE(vault_.ok());
   ASSERT_FALSE(std::filesystem::exists(keyring_path()));
   ASSERT_TRUE(vault_.Start());
-  const std::string id = StoreNote("bound at the first start");
+  const std::string id = StoreNote(kPatient, "bound at the first start");
   vault_.Stop();
 
   const std::string vault_id = KeyringVaultId();
@@ -80,7 +68,7 @@ TEST_F(E2eKeyringBindingTest, FirstStartCreatesAndBindsTheKeyringAndRestartsReus
 TEST_F(E2eKeyringBindingTest, DeletedKeyringOverRecordsIsRefusedNotRecreated) {
   ASSERT_TRUE(vault_.ok());
   ASSERT_TRUE(vault_.Start());
-  const std::string id = StoreNote("needs its own keyring");
+  const std::string id = StoreNote(kPatient, "needs its own keyring");
   vault_.Stop();
   const std::string saved = ReadFile(keyring_path());
   std::filesystem::remove(keyring_path());
@@ -102,7 +90,7 @@ TEST_F(E2eKeyringBindingTest, DeletedKeyringOverRecordsIsRefusedNotRecreated) {
 TEST_F(E2eKeyringBindingTest, KeyringOfAnotherVaultIsRefusedNamingBothIds) {
   ASSERT_TRUE(vault_.ok());
   ASSERT_TRUE(vault_.Start());
-  const std::string id = StoreNote("bound to the first keyring");
+  const std::string id = StoreNote(kPatient, "bound to the first keyring");
   vault_.Stop();
   const std::string own_id = KeyringVaultId();
   const std::string own = keyring_path() + ".own";
@@ -146,7 +134,7 @@ TEST_F(E2eKeyringBindingTest, DeletedKeyringOfAnEmptyButBoundVaultIsRefused) {
 TEST_F(E2eKeyringBindingTest, VaultFromBeforeVaultIdsIsBoundOnceNotLockedOut) {
   ASSERT_TRUE(vault_.ok());
   ASSERT_TRUE(vault_.Start());
-  const std::string id = StoreNote("written before vault ids");
+  const std::string id = StoreNote(kPatient, "written before vault ids");
   vault_.Stop();
   const std::string vault_id = KeyringVaultId();
   {
@@ -172,7 +160,7 @@ TEST_F(E2eKeyringBindingTest, RolledBackKeyringPrimaryIsRefusedWhileAMirrorIsNew
   vault_.EditConfig("socket_mode = \"0660\"",
                     "socket_mode = \"0660\"\nkeyring_mirrors = [\"" + mirror + "\"]");
   ASSERT_TRUE(vault_.Start());
-  const std::string first = StoreNote("before the rollback");
+  const std::string first = StoreNote(kPatient, "before the rollback");
   vault_.Stop();
   const std::string old_primary = ReadFile(keyring_path());
   ASSERT_TRUE(ReadFile(mirror) == old_primary);
@@ -180,7 +168,7 @@ TEST_F(E2eKeyringBindingTest, RolledBackKeyringPrimaryIsRefusedWhileAMirrorIsNew
   // A longer retention puts the next record in another epoch: a new key in every copy.
   vault_.EditConfig("default_retention_years = 10", "default_retention_years = 11");
   ASSERT_TRUE(vault_.Start());
-  const std::string second = StoreNote("needs the newer keyring");
+  const std::string second = StoreNote(kPatient, "needs the newer keyring");
   vault_.Stop();
   const std::string new_mirror = ReadFile(mirror);
   ASSERT_TRUE(new_mirror != old_primary);
