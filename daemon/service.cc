@@ -608,6 +608,13 @@ class VaultServiceImpl final : public VaultService {
     }
     auto l = LoadAccessPolicy(config_);
     if (!l.ok()) {
+      // The daemon's own attempt (SIGHUP) is on the record too, like a requester's.
+      storage::AuditEntry e;
+      e.application = "phivaultd";
+      e.action = "policy.reload";
+      e.outcome = "error";
+      e.reason = "invalid_argument";
+      if (Status s = CommitWithEntry({}, std::move(e)).status(); !s.ok()) return s;
       return InvalidArgument(std::string(kInvalidPolicyMessage) + ": " + l.status().message());
     }
     return InstallPolicy(nullptr, std::move(l).value());
@@ -854,7 +861,12 @@ class VaultServiceImpl final : public VaultService {
           if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
           PV_ASSIGN_OR_RETURN(RequestKind k, ParseRequestKind(kind));
-          const std::string day = received.value_or(policies::FormatUtcDate(Now()));
+          const std::string today = policies::FormatUtcDate(Now());
+          const std::string day = received.value_or(today);
+          // YYYY-MM-DD compares as text; a day's grace for a request received in another zone.
+          if (day.size() == today.size() && day > policies::FormatUtcDate(Now() + 86400000000LL)) {
+            return InvalidArgument("field 'received' must not be in the future");
+          }
           std::lock_guard<std::mutex> lock(state_mu_);
           PV_ASSIGN_OR_RETURN(PatientRequest opened,
                               state_.StageOpenRequest(patient_id, k, day, note, pass.batch));
@@ -1508,8 +1520,15 @@ class VaultServiceImpl final : public VaultService {
     return Status::Ok();
   }
 
+  // A window belongs to the user, role and application that opened it: the same user name
+  // asserted by another application, or in another role, does not inherit it.
+  static bool WindowIsFor(const BreakGlassWindow& w, const RequestContext& ctx) {
+    return w.role == ctx.role && w.application == ctx.principal.name;
+  }
+
   bool BreakGlassOpen(const RequestContext& ctx, const std::string& patient_id) const {
-    return state_.FindOpen(ctx.user, patient_id, Now()).has_value();
+    const auto w = state_.FindOpen(ctx.user, patient_id, Now());
+    return w.has_value() && WindowIsFor(*w, ctx);
   }
 
   // The id of an active restriction of the record's patient that withholds it from `purpose`.
@@ -1530,6 +1549,13 @@ class VaultServiceImpl final : public VaultService {
     std::lock_guard<std::mutex> lock(state_mu_);
     const int64_t now = Now();
     std::optional<BreakGlassWindow> window = state_.FindOpen(ctx.user, patient_id, now);
+    if (window && !WindowIsFor(*window, ctx)) {
+      return Denied(
+          "this user's break-glass window for the patient was opened by another "
+          "application or in another role; it ends at " +
+              policies::FormatUtcTimestamp(window->expires_us),
+          "break-glass:window-elsewhere");
+    }
     if (!window) {
       if (ctx.break_glass_reason.empty()) {
         return Denied(

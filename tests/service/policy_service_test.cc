@@ -406,7 +406,15 @@ TEST(PolicyReloadTest, ABadFileKeepsTheOldPolicyAndAGoodOneIsAuditedAndKeptInThe
   const size_t line = std::stoul(bad.status().message().substr(at + where.size()));
   EXPECT_GT(line, broken_line) << "the line is in the appended rule";
   EXPECT_NE(bad.status().message().find("rule 'broken'"), std::string::npos);
-  EXPECT_EQ(ledger.size(), before);
+  // The daemon's failed attempt (SIGHUP) is audited, and changes nothing else.
+  ASSERT_EQ(ledger.size(), before + 1);
+  {
+    auto e = storage::ReadAuditEntry(*vault.store, ledger.size());
+    ASSERT_TRUE(e.ok());
+    EXPECT_EQ(e->action, "policy.reload");
+    EXPECT_EQ(e->outcome, "error");
+    EXPECT_EQ(e->application, "phivaultd");
+  }
   EXPECT_NE(in_force().find("policy 'small-practice-default'"), std::string::npos);
   before = ledger.size();
 
@@ -659,17 +667,22 @@ TEST_F(PolicyServiceTest, PatientExportHoldsWhatThePolicyLetsOutAndIsAuditedFirs
 TEST_F(PolicyServiceTest, PatientRequestsRoundTripWithTheirDeadlinesAndAreAudited) {
   const std::string patient = "synthetic-request-0001";
   auto opened =
-      service_->OpenPatientRequest(FrontDesk(), patient, "access", "2026-11-02", "by letter");
+      service_->OpenPatientRequest(FrontDesk(), patient, "access", "2026-10-02", "by letter");
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   const std::string id = opened->first.id;
-  EXPECT_EQ(opened->first.due, "2026-12-02");
+  EXPECT_EQ(opened->first.due, "2026-11-01");
+  // A request cannot have been received after today (the fake clock's 2026-10-27).
+  EXPECT_EQ(service_->OpenPatientRequest(FrontDesk(), patient, "access", "2026-11-30", "")
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(opened->second, ledger_->size());
   EXPECT_EQ(LastEntry().action, "request.open");
   EXPECT_EQ(LastEntry().patient_bid, BlindId(patient));
 
   auto extended = service_->ExtendPatientRequest(FrontDesk(), id, "records held off site");
   ASSERT_TRUE(extended.ok()) << extended.status().ToString();
-  EXPECT_EQ(extended->first.due, "2027-01-01");
+  EXPECT_EQ(extended->first.due, "2026-12-01");
   EXPECT_EQ(LastEntry().action, "request.extend");
   EXPECT_EQ(LastEntry().patient_bid, BlindId(patient));
   EXPECT_EQ(service_->ExtendPatientRequest(FrontDesk(), id, "again").status().code(),
