@@ -19,6 +19,7 @@
 #include "crypto/hash.h"
 #include "daemon/service.h"
 #include "policies/access_policy.h"
+#include "policies/time_format.h"
 #include "storage/audit_log.h"
 #include "storage/records.h"
 #include "tests/testing/in_process_vault.h"
@@ -27,7 +28,7 @@ namespace phivault::daemon {
 namespace {
 
 constexpr int64_t kMinuteUs = 60LL * 1000000;
-constexpr int64_t kStartUs = 1'793'000'000LL * 1000000;  // 2026-10-27, a fixed "now"
+constexpr int64_t kStartUs = 1'793'000'000LL * 1000000;  // 2026-10-26T07:33:20Z, a fixed "now"
 
 class PolicyServiceTest : public ::testing::Test {
  protected:
@@ -665,15 +666,15 @@ TEST_F(PolicyServiceTest, PatientExportHoldsWhatThePolicyLetsOutAndIsAuditedFirs
 // ---- Patient requests and confidential contacts -----------------------------------------------
 
 TEST_F(PolicyServiceTest, APatientRequestCannotHaveBeenReceivedAfterToday) {
-  // The fake clock's today is 2026-10-27; tomorrow is allowed for a request from another zone.
+  // Tomorrow (by the fake clock) is allowed, for a request received in another time zone.
   auto future = service_->OpenPatientRequest(FrontDesk(), "synthetic-request-0002", "access",
                                              "2026-11-30", "");
   EXPECT_EQ(future.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(future.status().message().find("received"), std::string::npos);
-  EXPECT_TRUE(
-      service_
-          ->OpenPatientRequest(FrontDesk(), "synthetic-request-0002", "access", "2026-10-28", "")
-          .ok());
+  EXPECT_TRUE(service_
+                  ->OpenPatientRequest(FrontDesk(), "synthetic-request-0002", "access",
+                                       policies::FormatUtcDate(kStartUs + 86400LL * 1000000), "")
+                  .ok());
 }
 
 TEST_F(PolicyServiceTest, PatientRequestsRoundTripWithTheirDeadlinesAndAreAudited) {
