@@ -483,7 +483,7 @@ std::string DumpJson(const json& j) {
 StatusOr<PolicyCheckRequest> DecodePolicyCheck(std::string_view body) {
   PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
   PV_RETURN_IF_ERROR(CheckMembers(j, {"as_user", "role", "purpose", "action", "record_id",
-                                      "version", "category", "consent", "break_glass"}));
+                                      "version", "category", "author", "consent", "break_glass"}));
   PolicyCheckRequest req;
   PV_RETURN_IF_ERROR(GetString(j, "as_user", true, req.as_user));
   PV_RETURN_IF_ERROR(GetString(j, "role", true, req.role));
@@ -492,8 +492,13 @@ StatusOr<PolicyCheckRequest> DecodePolicyCheck(std::string_view body) {
   PV_RETURN_IF_ERROR(GetOptionalString(j, "record_id", req.record_id));
   PV_RETURN_IF_ERROR(GetVersion(j, "version", req.version));
   PV_RETURN_IF_ERROR(GetOptionalString(j, "category", req.category));
+  PV_RETURN_IF_ERROR(GetBool(j, "author", req.author));
   PV_RETURN_IF_ERROR(GetBool(j, "consent", req.consent));
   PV_RETURN_IF_ERROR(GetBool(j, "break_glass", req.break_glass));
+  if (req.author && !req.category) {
+    return InvalidArgument(
+        "field 'author' needs field 'category' (a stored record's author is known)");
+  }
   if (req.record_id && req.category) {
     return InvalidArgument("give either field 'record_id' or field 'category', not both");
   }

@@ -679,7 +679,7 @@ class VaultServiceImpl final : public VaultService {
             } else if (req.category) {
               PV_RETURN_IF_ERROR(ValidateCategory(*req.category));
               subject.category = *req.category;
-              subject.created_by = req.as_user;
+              if (req.author) subject.created_by = req.as_user;
             } else {
               return InvalidArgument(
                   "a record action is decided on a record: give record_id or category");

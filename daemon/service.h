@@ -175,6 +175,7 @@ struct PolicyCheckRequest {
   std::optional<std::string> record_id;
   std::optional<uint32_t> version;
   std::optional<std::string> category;  // instead of a record
+  bool author = false;                  // with `category`: as if as_user wrote the record
   bool consent = false;
   bool break_glass = false;
 };

@@ -95,7 +95,7 @@ class PolicyCommands {
   struct Args {
     std::string as_user, role, purpose, action, record, category;
     uint32_t version = 0;
-    bool consent = false, break_glass = false;
+    bool author = false, consent = false, break_glass = false;
     std::string at;
     std::string policy_file, cases_file, old_file, new_file, config;
   };

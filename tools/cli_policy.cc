@@ -248,6 +248,8 @@ PolicyCommands::PolicyCommands(CLI::App& app) {
       ->add_option("--category", a_.category,
                    "decide on a record category (neither: an action on no record)")
       ->excludes(record);
+  check_->add_flag("--author", a_.author, "with --category: as if --as wrote the record")
+      ->needs("--category");
   check_->add_flag("--consent", a_.consent, "as if the request carried a consent id");
   check_->add_flag("--break-glass", a_.break_glass, "as if a break-glass reason were given");
 
@@ -298,6 +300,7 @@ std::optional<int> PolicyCommands::Run(client::Client& c, const client::Actor& a
                                    .action = a_.action,
                                    .record_id = Opt(a_.record),
                                    .category = Opt(a_.category),
+                                   .author = a_.author,
                                    .consent = a_.consent,
                                    .break_glass = a_.break_glass};
     if (a_.version != 0) query.version = a_.version;

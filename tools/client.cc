@@ -1173,6 +1173,7 @@ Result<PolicyCheckResult> Client::CheckPolicy(const Actor& actor, const PolicyCh
   PutOptional(fields, "record_id", query.record_id);
   if (query.version) fields["version"] = *query.version;
   PutOptional(fields, "category", query.category);
+  if (query.author) fields["author"] = true;
   auto body = DumpBody(fields);
   if (!body.ok()) return body.error();
   auto j = JsonOrError(Exchange("POST", "/v1/policy/check", &actor, {*body}));

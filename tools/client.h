@@ -293,6 +293,7 @@ struct PolicyCheckQuery {
   std::optional<std::string> record_id;
   std::optional<uint32_t> version;
   std::optional<std::string> category;
+  bool author = false;  // with `category`: as if as_user were the record's author
   bool consent = false;
   bool break_glass = false;
 };

@@ -472,6 +472,28 @@ TEST(PolicyReloadTest, ABadFileKeepsTheOldPolicyAndAGoodOneIsAuditedAndKeptInThe
   EXPECT_EQ(service.PolicyHistory(check_as)->size(), 2u);
 }
 
+// A check on a category decides on someone else's record unless it says the user wrote it: the
+// answer for a psychotherapy note differs.
+TEST_F(PolicyServiceTest, CheckPolicyOnACategoryDecidesAsTheAuthorOnlyWhenAsked) {
+  PolicyCheckRequest req;
+  req.as_user = "dr.synthetic";
+  req.role = "physician";
+  req.purpose = "TREAT";
+  req.action = "read";
+  req.category = "psychotherapy_note";
+  auto other = service_->CheckPolicy(Officer(), req);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_FALSE(other->allowed);
+  EXPECT_EQ(other->rule, "protected:psychotherapy_note");
+  EXPECT_FALSE(other->is_author);
+  req.author = true;
+  auto own = service_->CheckPolicy(Officer(), req);
+  ASSERT_TRUE(own.ok()) << own.status().ToString();
+  EXPECT_TRUE(own->allowed);
+  EXPECT_EQ(own->rule, "psychotherapy-notes-own");
+  EXPECT_TRUE(own->is_author);
+}
+
 TEST_F(PolicyServiceTest, CheckPolicyOpensNoWindowReadsNoContentAndIsAudited) {
   const std::string patient = "synthetic-check-0001";
   const std::string id = Create(Physician(), patient, "clinical_note", "chest pain");
