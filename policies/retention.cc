@@ -402,11 +402,11 @@ StatusOr<RetentionTable> RetentionTable::Parse(std::string_view toml_text,
 
   std::vector<WrittenRule> written;
   PV_RETURN_IF_ERROR(ReadRules(r, root, /*is_preset=*/false, categories, written));
-  std::map<std::string, const RetentionRule*> practice_names;
+  std::map<std::string, std::string> practice_names;  // name -> origin
   for (WrittenRule& w : written) {
     const std::string where = "rule " + Quoted(w.rule.name) + ": ";
-    if (auto [it, inserted] = practice_names.emplace(w.rule.name, &w.rule); !inserted) {
-      return r.At(*w.table, where + "is already defined at " + it->second->origin);
+    if (auto [it, inserted] = practice_names.emplace(w.rule.name, w.rule.origin); !inserted) {
+      return r.At(*w.table, where + "is already defined at " + it->second);
     }
     auto base = std::find_if(table.rules_.begin(), table.rules_.end(),
                              [&](const RetentionRule& p) { return p.name == w.rule.name; });
