@@ -64,10 +64,11 @@ struct RetentionDecision {
   RetentionOutcome outcome = RetentionOutcome::kUndetermined;
   std::chrono::year_month_day expires_on{};  // kExpires only
   // The rules that decided: every rule giving the winning date (or permanence, or the rules that
-  // could not be evaluated). Names point into the table.
+  // could not be evaluated), in table order. Names point into the table: valid while it lives.
   std::vector<std::string_view> rules;
-  // In words, naming rules, bases and dates but never the patient:
-  // "rule 'tx-physician-minor' (22 TAC 165.1(b)(1)): 3 years after the age of majority 18 -> ...".
+  // In words, naming the expiry date, each deciding rule, its source and basis, and no patient
+  // fact: "expires 2036-03-15: rule 'tx-minor' (22 Tex. Admin. Code 165.1(b)): 3 years after the
+  // patient reached the age of majority 18 (a minor at this record's encounter)".
   std::string reason;
 };
 
