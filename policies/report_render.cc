@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "policies/html.h"
 #include "policies/purpose_of_use.h"
 #include "policies/time_format.h"
 
@@ -11,83 +12,6 @@ namespace phivault::policies {
 namespace {
 
 using nlohmann::json;
-
-constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
-
-// Copies `in`, replacing every byte that does not start a well-formed UTF-8 sequence (RFC 3629:
-// no overlongs, no surrogates, nothing above U+10FFFF) with U+FFFD.
-std::string SanitizeUtf8(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  size_t i = 0;
-  while (i < in.size()) {
-    const auto b = [&](size_t k) { return static_cast<unsigned char>(in[k]); };
-    const unsigned char c = b(i);
-    size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c < 0x80) {
-      len = 1;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    }
-    bool ok = len > 0 && i + len <= in.size();
-    for (size_t k = 1; ok && k < len; ++k) {
-      const unsigned char min = k == 1 ? lo : 0x80;
-      const unsigned char max = k == 1 ? hi : 0xBF;
-      ok = b(i + k) >= min && b(i + k) <= max;
-    }
-    if (ok) {
-      out.append(in.substr(i, len));
-      i += len;
-    } else {
-      out.append(kReplacement);
-      ++i;
-    }
-  }
-  return out;
-}
-
-std::string Html(std::string_view raw) {
-  const std::string s = SanitizeUtf8(raw);
-  std::string out;
-  out.reserve(s.size());
-  for (char ch : s) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    switch (ch) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        // Control characters other than TAB/LF/CR are not allowed in HTML text.
-        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7F) {
-          out.append(kReplacement);
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
-  return out;
-}
 
 std::string CsvField(std::string_view raw) {
   std::string s = SanitizeUtf8(raw);
@@ -193,24 +117,22 @@ footer { margin-top: 2rem; font-size: .85rem; color: #333; }
 void OpenPage(std::string& out, std::string_view title, const ReportContext& context,
               const std::string& patient_id, int64_t requested_at, int64_t start, int64_t end) {
   out += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
-  out +=
-      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-      "style-src 'unsafe-inline'\">\n";
+  out += kHtmlSecurityPolicyMeta;
   out += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
-  out += "<title>" + Html(title) + "</title>\n<style>" + std::string(kStyle) + "</style>\n";
+  out += "<title>" + HtmlEscape(title) + "</title>\n<style>" + std::string(kStyle) + "</style>\n";
   out += "</head>\n<body>\n<header>\n";
   // Without a configured name the page names no author rather than the software's name.
   if (!context.practice_name.empty()) {
-    out += "<p class=\"practice\">" + Html(context.practice_name) + "</p>\n";
+    out += "<p class=\"practice\">" + HtmlEscape(context.practice_name) + "</p>\n";
   }
   if (!context.practice_contact.empty()) {
-    out += "<p class=\"contact\">" + Html(context.practice_contact) + "</p>\n";
+    out += "<p class=\"contact\">" + HtmlEscape(context.practice_contact) + "</p>\n";
   }
-  out += "<h1>" + Html(title) + "</h1>\n<dl class=\"meta\">\n";
-  out += "<dt>Patient</dt><dd>" + Html(PatientLabel(context, patient_id)) + "</dd>\n";
+  out += "<h1>" + HtmlEscape(title) + "</h1>\n<dl class=\"meta\">\n";
+  out += "<dt>Patient</dt><dd>" + HtmlEscape(PatientLabel(context, patient_id)) + "</dd>\n";
   if (!context.deliver_to_address.empty()) {
-    out += "<dt>Deliver only to</dt><dd>" + Html(context.deliver_to_address) + " (" +
-           Html(context.deliver_to_channel) +
+    out += "<dt>Deliver only to</dt><dd>" + HtmlEscape(context.deliver_to_address) + " (" +
+           HtmlEscape(context.deliver_to_channel) +
            ", the patient's request for confidential communications)</dd>\n";
   }
   out += "<dt>Period covered</dt><dd>" + FormatUtcDate(start) + " to " + FormatUtcDate(end) +
@@ -223,9 +145,9 @@ void OpenPage(std::string& out, std::string_view title, const ReportContext& con
 void ClosePage(std::string& out, const ReportContext& context) {
   out += "</main>\n<footer>\n<p>Prepared by " + (context.practice_name.empty()
                                                      ? std::string("your health care provider")
-                                                     : Html(context.practice_name));
+                                                     : HtmlEscape(context.practice_name));
   if (!context.practice_contact.empty()) {
-    out += ". Questions about this report: " + Html(context.practice_contact);
+    out += ". Questions about this report: " + HtmlEscape(context.practice_contact);
   }
   out += ".</p>\n</footer>\n</body>\n</html>\n";
 }
@@ -295,11 +217,12 @@ std::string RenderAccountingHtml(const Accounting& a, const ReportContext& conte
     for (const AccountingEntry& e : a.entries) {
       const Disclosure& d = e.first;
       out += e.summarised() ? "<tr class=\"summary\">" : "<tr>";
-      out += "<td>" + FormatUtcDate(d.time_unix_us) + "</td><td>" + Html(d.recipient_name);
+      out += "<td>" + FormatUtcDate(d.time_unix_us) + "</td><td>" + HtmlEscape(d.recipient_name);
       if (d.recipient_address && !d.recipient_address->empty()) {
-        out += "<span class=\"address\">" + Html(*d.recipient_address) + "</span>";
+        out += "<span class=\"address\">" + HtmlEscape(*d.recipient_address) + "</span>";
       }
-      out += "</td><td>" + Html(d.description) + "</td><td>" + Html(e.purpose) + "</td><td>";
+      out += "</td><td>" + HtmlEscape(d.description) + "</td><td>" + HtmlEscape(e.purpose) +
+             "</td><td>";
       if (e.summarised()) {
         out += "<span class=\"tag\">Summary</span><br>" + std::to_string(e.count) +
                " disclosures to this recipient for this purpose. The first is shown; the last "
@@ -313,7 +236,7 @@ std::string RenderAccountingHtml(const Accounting& a, const ReportContext& conte
     out += "</tbody>\n</table>\n";
   }
   const std::string practice =
-      context.practice_name.empty() ? std::string("we") : Html(context.practice_name);
+      context.practice_name.empty() ? std::string("we") : HtmlEscape(context.practice_name);
   out += "<section class=\"rights\">\n<h2>About this accounting and your rights</h2>\n";
   out +=
       "<p>Under the HIPAA Privacy Rule (45 CFR 164.528) you have the right to a list of "
@@ -396,12 +319,12 @@ std::string RenderAccessReportHtml(const AccessReport& r, const ReportContext& c
     for (const AccessReportEntry& e : r.entries) {
       const std::string display = PurposeDisplay(e.purpose);
       out += e.break_glass ? "<tr class=\"override\">" : "<tr>";
-      out += "<td>" + HumanTime(e.time_unix_us) + "</td><td>" + Html(e.user) + "</td><td>" +
-             Html(e.role) + "</td><td>" + Html(e.application) + "</td><td>" + Html(e.action) +
-             "</td><td>";
+      out += "<td>" + HumanTime(e.time_unix_us) + "</td><td>" + HtmlEscape(e.user) + "</td><td>" +
+             HtmlEscape(e.role) + "</td><td>" + HtmlEscape(e.application) + "</td><td>" +
+             HtmlEscape(e.action) + "</td><td>";
       if (e.break_glass) out += "<span class=\"tag\">Emergency access</span><br>";
-      out += Html(display.empty() ? e.purpose : display + " (" + e.purpose + ")");
-      out += "</td><td>" + Html(e.outcome) + "</td></tr>\n";
+      out += HtmlEscape(display.empty() ? e.purpose : display + " (" + e.purpose + ")");
+      out += "</td><td>" + HtmlEscape(e.outcome) + "</td></tr>\n";
     }
     out += "</tbody>\n</table>\n";
   }
