@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -70,7 +71,7 @@ template <typename T>
 bool ParseDecimal(std::string_view s, T& out) {
   if (s.empty() || (s.size() > 1 && s[0] == '0')) return false;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && end == s.data() + s.size() && s[0] != '-' && s[0] != '+';
+  return ec == std::errc() && end == s.data() + s.size();
 }
 
 // Unix microseconds of exactly what FormatMicros writes; nullopt for any other text.
@@ -161,7 +162,8 @@ Status Validate(const DestructionCertificate& c) {
 // The lines of a note text, in order, and which one is next.
 class LineReader {
  public:
-  explicit LineReader(std::vector<std::string_view> lines) : lines_(std::move(lines)) {}
+  LineReader(std::vector<std::string_view> lines, size_t next)
+      : lines_(std::move(lines)), next_(next) {}
 
   bool done() const { return next_ >= lines_.size(); }
   bool NextHas(std::string_view key) const {
@@ -177,7 +179,7 @@ class LineReader {
 
  private:
   std::vector<std::string_view> lines_;
-  size_t next_ = 0;
+  size_t next_;
 };
 
 StatusOr<std::string> TakeText(LineReader& in, std::string_view key) {
@@ -309,7 +311,7 @@ StatusOr<DestructionCertificate> ParseDestructionCertificateText(std::string_vie
   if (lines.size() < 2 || !IsToken(lines[0])) return Bad("line 1 must be the origin");
   if (lines[1] != kFormatLine) return Bad("line 2 must be '" + std::string(kFormatLine) + "'");
   const std::string parsed_origin(lines[0]);
-  LineReader in(std::vector<std::string_view>(lines.begin() + 2, lines.end()));
+  LineReader in(std::move(lines), 2);
 
   DestructionCertificate c;
   PV_ASSIGN_OR_RETURN(std::string_view id, in.Take("id"));

@@ -234,7 +234,7 @@ TEST(DestructionCertificateTest, OneFormOnly) {
   const size_t user = note.find("\nuser ") + 1;
   const std::string user_line = note.substr(user, note.find('\n', user) - user + 1);
   EXPECT_THAT(verify(note.substr(0, user) + user_line + note.substr(user)).message(),
-              HasSubstr("'role ...'"));
+              HasSubstr("line 6 must be 'role ...'"));
   EXPECT_THAT(verify(note.substr(0, user) + "comment hi\n" + note.substr(user)).message(),
               HasSubstr("'user ...'"));
   const size_t role = note.find("\nrole ") + 1;
