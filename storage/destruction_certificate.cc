@@ -51,10 +51,14 @@ bool IsEpochId(std::string_view s) {
          });
 }
 
+// The daemon's rule for configured category names (daemon/config.cc).
 bool IsCategory(std::string_view s) {
-  return !s.empty() && s.size() <= kMaxCategory && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
-  });
+  const auto letter_or_digit = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+  };
+  return !s.empty() && s.size() <= kMaxCategory && letter_or_digit(s[0]) &&
+         std::all_of(s.begin(), s.end(),
+                     [&](char c) { return letter_or_digit(c) || c == '_' || c == '-'; });
 }
 
 // "YYYY-MM-DDThh:mm:ss.ffffffZ"; "" outside the years 1970-9999.
@@ -141,7 +145,8 @@ Status Validate(const DestructionCertificate& c) {
     const DestroyedRecordVersion& r = c.records[i];
     if (!IsValidRecordId(r.record_id)) return Bad("record id is malformed");
     if (r.version == 0) return Bad("record version must be at least 1");
-    if (!IsCategory(r.category)) return Bad("record category must be 1-64 of [a-z0-9_.-]");
+    if (!IsCategory(r.category))
+      return Bad("record category must be 1-64 of [a-z0-9_-], starting with a letter or digit");
     if (!IsLowerHex(r.patient_bid, 64)) {
       return Bad("patient blind id must be 64 lowercase hex digits (never a patient id)");
     }

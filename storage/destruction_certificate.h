@@ -43,9 +43,9 @@
 //
 // <text> is non-empty UTF-8 without control characters or leading/trailing spaces. Epoch ids
 // are the keyring's (d<8 digits> or h<1-40 of [A-Za-z0-9_-]>), ascending, at least one.
-// Categories are 1-64 of [a-z0-9_.-]. There is exactly one text for a certificate: parsing
-// refuses missing, repeated, reordered or unknown lines, times in any other form, and numbers
-// with signs or leading zeroes.
+// Categories are configured category names: 1-64 of [a-z0-9_-], starting with a letter or digit.
+// There is exactly one text for a certificate: parsing refuses missing, repeated, reordered or
+// unknown lines, times in any other form, and numbers with signs or leading zeroes.
 #pragma once
 
 #include <cstdint>
