@@ -390,7 +390,7 @@ class PatientState {
   std::map<std::string, ConfidentialContact> contacts_;           // GUARDED_BY(mu_)
   std::vector<PolicyVersion> policies_;                           // GUARDED_BY(mu_)
   // Keyed by patient id (not its blind id: IsHeld runs once per record in a sweep); each vector
-  // in placement order.
+  // ordered as ListHolds.
   std::map<std::string, std::vector<LegalHold>, std::less<>> holds_;  // GUARDED_BY(mu_)
   std::map<std::string, PatientFacts> facts_;                         // GUARDED_BY(mu_)
 };
