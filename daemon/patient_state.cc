@@ -24,6 +24,8 @@ constexpr std::string_view kAccessKind = "window-access";
 constexpr std::string_view kRequestKind = "request";
 constexpr std::string_view kContactKind = "contact";
 constexpr std::string_view kPolicyKind = "policy";
+constexpr std::string_view kHoldKind = "hold";
+constexpr std::string_view kFactsKind = "facts";
 
 constexpr size_t kMaxListEntries = 256;
 constexpr size_t kMaxPolicyTextBytes = 1 << 20;
@@ -211,6 +213,61 @@ PolicyVersion PolicyFromJson(const json& j) {
   return p;
 }
 
+json ToJson(const LegalHold& h) {
+  json j = {{"id", h.id},
+            {"matter", h.matter},
+            {"reason", h.reason},
+            {"patient_id", h.patient_id},
+            {"scope", HoldScopeName(h.scope)},
+            {"record_ids", h.record_ids},
+            {"placed_by", h.placed_by},
+            {"placed_us", h.placed_us},
+            {"released_by", h.released_by},
+            {"release_reason", h.release_reason}};
+  PutOptional(j, "released_us", h.released_us);
+  return j;
+}
+
+StatusOr<LegalHold> HoldFromJson(const json& j) {
+  LegalHold h;
+  h.id = j.at("id").get<std::string>();
+  h.matter = j.at("matter").get<std::string>();
+  h.reason = j.at("reason").get<std::string>();
+  h.patient_id = j.at("patient_id").get<std::string>();
+  PV_ASSIGN_OR_RETURN(h.scope, ParseHoldScope(j.at("scope").get<std::string>()));
+  h.record_ids = j.at("record_ids").get<std::vector<std::string>>();
+  h.placed_by = j.at("placed_by").get<std::string>();
+  h.placed_us = j.at("placed_us").get<int64_t>();
+  h.released_us = OptionalMember<int64_t>(j, "released_us");
+  h.released_by = j.at("released_by").get<std::string>();
+  h.release_reason = j.at("release_reason").get<std::string>();
+  return h;
+}
+
+json ToJson(const PatientFacts& f) {
+  json j = {
+      {"patient_id", f.patient_id}, {"updated_us", f.updated_us}, {"updated_by", f.updated_by}};
+  PutOptional(j, "date_of_birth", f.date_of_birth);
+  PutOptional(j, "date_of_death", f.date_of_death);
+  PutOptional(j, "last_encounter", f.last_encounter);
+  return j;
+}
+
+PatientFacts FactsFromJson(const json& j) {
+  PatientFacts f;
+  f.patient_id = j.at("patient_id").get<std::string>();
+  f.date_of_birth = OptionalMember<std::string>(j, "date_of_birth");
+  f.date_of_death = OptionalMember<std::string>(j, "date_of_death");
+  f.last_encounter = OptionalMember<std::string>(j, "last_encounter");
+  f.updated_us = j.at("updated_us").get<int64_t>();
+  f.updated_by = j.at("updated_by").get<std::string>();
+  return f;
+}
+
+bool HoldOrder(const LegalHold& a, const LegalHold& b) {
+  return a.placed_us != b.placed_us ? a.placed_us < b.placed_us : a.id < b.id;
+}
+
 std::string Sha256Hex(std::string_view text) {
   return crypto::HexEncode(crypto::AsView(crypto::Sha256(text)));
 }
@@ -222,6 +279,8 @@ struct Loaded {
   std::map<std::string, PatientRequest, std::less<>> requests;
   std::map<std::string, ConfidentialContact> contacts;
   std::vector<PolicyVersion> policies;
+  std::map<std::string, std::vector<LegalHold>, std::less<>> holds;
+  std::map<std::string, PatientFacts> facts;
 };
 
 // Calls fn(key, plaintext) for every value of `kind`; DataLoss naming kind and key for a value
@@ -276,6 +335,23 @@ const Restriction* FindBlocking(std::span<const Restriction> restrictions,
     }
   }
   return nullptr;
+}
+
+std::string_view HoldScopeName(HoldScope scope) {
+  return scope == HoldScope::kRecords ? "records" : "patient";
+}
+
+StatusOr<HoldScope> ParseHoldScope(std::string_view name) {
+  if (name == "patient") return HoldScope::kPatient;
+  if (name == "records") return HoldScope::kRecords;
+  return InvalidArgument("scope must be one of patient, records");
+}
+
+bool HoldCovers(const LegalHold& hold, std::string_view patient_id, std::string_view record_id) {
+  if (!hold.active() || hold.patient_id != patient_id) return false;
+  return hold.scope == HoldScope::kPatient ||
+         std::find(hold.record_ids.begin(), hold.record_ids.end(), record_id) !=
+             hold.record_ids.end();
 }
 
 WindowStatus StatusOf(const BreakGlassWindow& window) {
@@ -439,6 +515,27 @@ Status PatientState::Load() {
         l.policies.push_back(std::move(p));
         return Status::Ok();
       }));
+  PV_RETURN_IF_ERROR(
+      ScanKind(store_, key_, kHoldKind, [&](std::string_view key, const std::string& plain) {
+        PV_ASSIGN_OR_RETURN(json j, ParseObject(plain));
+        PV_ASSIGN_OR_RETURN(LegalHold h, HoldFromJson(j));
+        if (key != PatientKey(kHoldKind, h.patient_id) + "/" + h.id) {
+          return DataLoss("does not belong to its key");
+        }
+        l.holds[h.patient_id].push_back(std::move(h));
+        return Status::Ok();
+      }));
+  for (auto& [patient, list] : l.holds) std::sort(list.begin(), list.end(), HoldOrder);
+  PV_RETURN_IF_ERROR(
+      ScanKind(store_, key_, kFactsKind, [&](std::string_view key, const std::string& plain) {
+        PV_ASSIGN_OR_RETURN(json j, ParseObject(plain));
+        PatientFacts f = FactsFromJson(j);
+        if (key != PatientKey(kFactsKind, f.patient_id)) {
+          return DataLoss("does not belong to its key");
+        }
+        l.facts[std::string(key.substr(Prefix(kFactsKind).size()))] = std::move(f);
+        return Status::Ok();
+      }));
   std::unique_lock lock(mu_);
   restrictions_ = std::move(l.restrictions);
   windows_ = std::move(l.windows);
@@ -446,6 +543,8 @@ Status PatientState::Load() {
   requests_ = std::move(l.requests);
   contacts_ = std::move(l.contacts);
   policies_ = std::move(l.policies);
+  holds_ = std::move(l.holds);
+  facts_ = std::move(l.facts);
   return Status::Ok();
 }
 
@@ -786,6 +885,145 @@ std::optional<ConfidentialContact> PatientState::GetContact(std::string_view pat
   std::shared_lock lock(mu_);
   auto it = contacts_.find(bid);
   if (it == contacts_.end()) return std::nullopt;
+  return it->second;
+}
+
+// ---- Legal holds
+
+StatusOr<LegalHold> PatientState::StageHold(LegalHold h, storage::WriteBatch& batch) const {
+  PV_RETURN_IF_ERROR(ValidateText("matter", h.matter, 256));
+  if (h.matter.find_first_of("\t\n") != std::string::npos) {
+    return InvalidArgument("matter must be one line");
+  }
+  PV_RETURN_IF_ERROR(ValidateText("reason", h.reason, 2048));
+  PV_RETURN_IF_ERROR(ValidatePatientId(h.patient_id));
+  if (h.scope == HoldScope::kPatient && !h.record_ids.empty()) {
+    return InvalidArgument("record_ids must be empty when scope is patient");
+  }
+  if (h.scope == HoldScope::kRecords && h.record_ids.empty()) {
+    return InvalidArgument("record_ids must not be empty when scope is records");
+  }
+  std::set<std::string_view> seen;
+  PV_RETURN_IF_ERROR(
+      ValidateList("record_ids", h.record_ids, [&](const std::string& name, const std::string& id) {
+        if (!storage::IsValidRecordId(id)) return InvalidArgument(name + " must be a record id");
+        if (!seen.insert(id).second) return InvalidArgument(name + " repeats an earlier entry");
+        return Status::Ok();
+      }));
+  PV_RETURN_IF_ERROR(ValidateText("placed_by", h.placed_by, 256));
+  h.id = NewId();
+  h.released_us.reset();
+  h.released_by.clear();
+  h.release_reason.clear();
+  StageSealed(kHoldKind, PatientKey(kHoldKind, h.patient_id) + "/" + h.id, ToJson(h).dump(), batch);
+  return h;
+}
+
+StatusOr<LegalHold> PatientState::StageRelease(std::string_view id, std::string_view released_by,
+                                               std::string_view reason, int64_t released_us,
+                                               storage::WriteBatch& batch) const {
+  PV_RETURN_IF_ERROR(ValidateText("released_by", released_by, 256));
+  PV_RETURN_IF_ERROR(ValidateText("reason", reason, 2048));
+  auto h = GetHold(id);
+  if (!h) return NotFound("no such legal hold");
+  if (!h->active()) return FailedPrecondition("legal hold already released");
+  if (released_us < h->placed_us) {
+    return InvalidArgument("released must not be before the hold was placed");
+  }
+  h->released_us = released_us;
+  h->released_by = released_by;
+  h->release_reason = reason;
+  StageSealed(kHoldKind, PatientKey(kHoldKind, h->patient_id) + "/" + h->id, ToJson(*h).dump(),
+              batch);
+  return *std::move(h);
+}
+
+void PatientState::ApplyHold(LegalHold hold) {
+  std::unique_lock lock(mu_);
+  auto& list = holds_[hold.patient_id];
+  auto it =
+      std::find_if(list.begin(), list.end(), [&](const LegalHold& x) { return x.id == hold.id; });
+  if (it != list.end()) {
+    *it = std::move(hold);
+  } else {
+    list.insert(std::upper_bound(list.begin(), list.end(), hold, HoldOrder), std::move(hold));
+  }
+}
+
+std::optional<LegalHold> PatientState::GetHold(std::string_view id) const {
+  std::shared_lock lock(mu_);
+  for (const auto& [patient, list] : holds_) {
+    for (const LegalHold& h : list) {
+      if (h.id == id) return h;
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<LegalHold> PatientState::ListHolds(const std::optional<std::string>& patient_id,
+                                               bool include_released) const {
+  std::vector<LegalHold> out;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [patient, list] : holds_) {
+      if (patient_id && patient != *patient_id) continue;
+      for (const LegalHold& h : list) {
+        if (include_released || h.active()) out.push_back(h);
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(), HoldOrder);
+  return out;
+}
+
+std::vector<LegalHold> PatientState::IsHeld(std::string_view patient_id,
+                                            std::string_view record_id) const {
+  std::vector<LegalHold> out;
+  std::shared_lock lock(mu_);
+  auto list = holds_.find(patient_id);
+  if (list == holds_.end()) return out;
+  for (const LegalHold& h : list->second) {
+    if (HoldCovers(h, patient_id, record_id)) out.push_back(h);
+  }
+  return out;
+}
+
+// ---- Patient facts
+
+StatusOr<PatientFacts> PatientState::StageSetFacts(PatientFacts f, std::string_view today,
+                                                   storage::WriteBatch& batch) const {
+  PV_RETURN_IF_ERROR(ValidatePatientId(f.patient_id));
+  PV_RETURN_IF_ERROR(ValidateDate("today", today));
+  // YYYY-MM-DD strings order as the dates do.
+  for (const auto& [field, date] :
+       {std::pair{"date_of_birth", &f.date_of_birth}, std::pair{"date_of_death", &f.date_of_death},
+        std::pair{"last_encounter", &f.last_encounter}}) {
+    if (!*date) continue;
+    PV_RETURN_IF_ERROR(ValidateDate(field, **date));
+    if (**date > today) return InvalidArgument(std::string(field) + " must not be after today");
+  }
+  if (f.date_of_birth && f.date_of_death && *f.date_of_death < *f.date_of_birth) {
+    return InvalidArgument("date_of_death must not be before date_of_birth");
+  }
+  if (f.date_of_birth && f.last_encounter && *f.last_encounter < *f.date_of_birth) {
+    return InvalidArgument("last_encounter must not be before date_of_birth");
+  }
+  PV_RETURN_IF_ERROR(ValidateText("updated_by", f.updated_by, 256));
+  StageSealed(kFactsKind, PatientKey(kFactsKind, f.patient_id), ToJson(f).dump(), batch);
+  return f;
+}
+
+void PatientState::ApplyFacts(PatientFacts facts) {
+  std::string bid = crypto::HexEncode(blind_id_(facts.patient_id));
+  std::unique_lock lock(mu_);
+  facts_.insert_or_assign(std::move(bid), std::move(facts));
+}
+
+std::optional<PatientFacts> PatientState::GetFacts(std::string_view patient_id) const {
+  const std::string bid = crypto::HexEncode(blind_id_(patient_id));
+  std::shared_lock lock(mu_);
+  auto it = facts_.find(bid);
+  if (it == facts_.end()) return std::nullopt;
   return it->second;
 }
 

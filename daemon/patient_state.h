@@ -1,7 +1,8 @@
 // PatientState: the vault's patient-rights and break-glass state — restrictions (45 CFR
 // 164.522(a)), confidential communications (164.522(b)), patient requests and their deadlines
 // (164.524, 164.526, 164.528), break-glass windows awaiting review, and the history of the access
-// policy in force.
+// policy in force; and, for retention (issue 9), legal holds and the patient facts that
+// retention rules read.
 //
 // Storage: every value lives in Cf::kState under a "ps/" key, sealed (AEAD) with an associated
 // data string that names its kind and contains its key, so a value can be neither altered nor
@@ -166,6 +167,50 @@ struct PolicyVersion {
   uint64_t audit_seq = 0;
 };
 
+// ---- Legal holds -------------------------------------------------------------------------------
+
+// What a legal hold covers: every record of its patient, or only the records it lists (all of
+// them that patient's).
+enum class HoldScope { kPatient, kRecords };
+// "patient", "records"; ParseHoldScope is its inverse (InvalidArgument naming 'scope').
+std::string_view HoldScopeName(HoldScope scope);
+StatusOr<HoldScope> ParseHoldScope(std::string_view name);
+
+// A legal hold placed for a matter (litigation, investigation, audit). While it is active nothing
+// it covers may be destroyed, whatever the record's retention says; releasing it ends that.
+struct LegalHold {
+  std::string id;      // random, in the form of a record id; set by StageHold
+  std::string matter;  // the matter's name, one line
+  std::string reason;
+  std::string patient_id;
+  HoldScope scope = HoldScope::kPatient;
+  std::vector<std::string> record_ids;  // kRecords: non-empty, no repeats; kPatient: empty
+  std::string placed_by;
+  int64_t placed_us = 0;
+  std::optional<int64_t> released_us;  // set once released
+  std::string released_by;
+  std::string release_reason;
+
+  bool active() const { return !released_us.has_value(); }
+};
+
+// True if `hold` is active, belongs to `patient_id` and covers `record_id` (its scope is the
+// patient, or it lists the record).
+bool HoldCovers(const LegalHold& hold, std::string_view patient_id, std::string_view record_id);
+
+// ---- Patient facts for retention ----------------------------------------------------------------
+
+// The facts retention rules are computed from (issue 9): "N years after the last encounter",
+// "after the age of majority", "after death". Each date is YYYY-MM-DD, absent when not known.
+struct PatientFacts {
+  std::string patient_id;
+  std::optional<std::string> date_of_birth;
+  std::optional<std::string> date_of_death;
+  std::optional<std::string> last_encounter;
+  int64_t updated_us = 0;
+  std::string updated_by;
+};
+
 // ---- The state ---------------------------------------------------------------------------------
 
 class PatientState {
@@ -182,7 +227,8 @@ class PatientState {
 
   // Reads every stored value into memory, replacing what was there. DataLoss naming the kind and
   // key if a value fails to open or decode, if a policy version's text does not hash to its
-  // sha256, or if an access marker names no stored window — a tampered value is never skipped.
+  // sha256, if an access marker names no stored window, or if a hold or facts value is stored
+  // under another patient's key — a tampered value is never skipped.
   // The store's error if it cannot be read. On error the memory is left as it was.
   [[nodiscard]] Status Load();
 
@@ -274,6 +320,40 @@ class PatientState {
   void ApplyContact(ConfidentialContact contact);
   std::optional<ConfidentialContact> GetContact(std::string_view patient_id) const;
 
+  // -- Legal holds
+  // Validates `draft` (matter: one line, 1..256 bytes; reason 1..2048; patient_id; record_ids:
+  // 1..256 distinct record ids for kRecords, none for kPatient; placed_by 1..256; placed_us as
+  // given), gives it a fresh id and stages it. InvalidArgument naming the field, never its value.
+  // The released fields of `draft` are ignored.
+  StatusOr<LegalHold> StageHold(LegalHold draft, storage::WriteBatch& batch) const;
+  // Stages the release of hold `id` at `released_us`. NotFound "no such legal hold";
+  // FailedPrecondition "legal hold already released"; InvalidArgument for an empty or oversized
+  // `released_by` (256 bytes) or `reason` (2048), or a release before the hold was placed.
+  StatusOr<LegalHold> StageRelease(std::string_view id, std::string_view released_by,
+                                   std::string_view reason, int64_t released_us,
+                                   storage::WriteBatch& batch) const;
+  // Makes a staged hold or release visible (inserts or replaces by id).
+  void ApplyHold(LegalHold hold);
+  std::optional<LegalHold> GetHold(std::string_view id) const;
+  // Holds ordered by placed_us then id; only `patient_id`'s if given; released ones only with
+  // `include_released`.
+  std::vector<LegalHold> ListHolds(const std::optional<std::string>& patient_id,
+                                   bool include_released) const;
+  // The active holds covering record `record_id` of `patient_id` (HoldCovers), ordered as
+  // ListHolds; empty if none. A record for which this is non-empty must not be destroyed.
+  std::vector<LegalHold> IsHeld(std::string_view patient_id, std::string_view record_id) const;
+
+  // -- Patient facts
+  // Validates and stages `facts`, replacing the patient's previous facts (to change one date,
+  // start from GetFacts). InvalidArgument naming the field: patient_id; updated_by 1..256; each
+  // date given must be a real date (YYYY-MM-DD), not after `today` (itself a real date, named
+  // 'today'); date_of_death and last_encounter must not be before date_of_birth.
+  StatusOr<PatientFacts> StageSetFacts(PatientFacts facts, std::string_view today,
+                                       storage::WriteBatch& batch) const;
+  void ApplyFacts(PatientFacts facts);
+  // nullopt if no facts were ever set for the patient.
+  std::optional<PatientFacts> GetFacts(std::string_view patient_id) const;
+
   // -- Policy history
   // Stages a new version (sha256 computed here, audit_seq 0) in force from `from_us`.
   // InvalidArgument for an empty name (or over 256 bytes), or text that is empty, over 1 MiB or
@@ -309,6 +389,10 @@ class PatientState {
   std::map<std::string, PatientRequest, std::less<>> requests_;   // GUARDED_BY(mu_)
   std::map<std::string, ConfidentialContact> contacts_;           // GUARDED_BY(mu_)
   std::vector<PolicyVersion> policies_;                           // GUARDED_BY(mu_)
+  // Keyed by patient id (not its blind id: IsHeld runs once per record in a sweep); each vector
+  // ordered as ListHolds.
+  std::map<std::string, std::vector<LegalHold>, std::less<>> holds_;  // GUARDED_BY(mu_)
+  std::map<std::string, PatientFacts> facts_;                         // GUARDED_BY(mu_)
 };
 
 }  // namespace phivault::daemon
