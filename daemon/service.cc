@@ -403,19 +403,23 @@ class VaultServiceImpl final : public VaultService {
 
   Status ExportAudit(const RequestContext& ctx, const AuditExportRequest& req,
                      const ExportSink& sink) override {
-    // The export is on the record before any of it leaves.
-    auto admitted =
-        GuardedFor<bool>(ctx, "audit.export", "audit", req.patient_id.value_or(""),
-                         [&](Pass& pass) -> StatusOr<bool> {
-                           if (req.patient_id && ValidatePatientId(*req.patient_id).ok()) {
-                             AttachPatient(pass, *req.patient_id);
-                           }
-                           if (req.patient_id)
-                             PV_RETURN_IF_ERROR(ValidatePatientId(*req.patient_id));
-                           if (audit_log_ == nullptr)
-                             return FailedPrecondition("the verifiable audit log is not open");
-                           return true;
-                         });
+    // The export is on the record before any of it leaves. Its entries' PHI fields are unsealed
+    // only where the policy in force (this request's snapshot) lets the role `unseal`, and only
+    // for a role the principal is bound to: the handler already refuses a role it is not bound
+    // to; checked here again so that no other path to ExportAudit unseals PHI on a header alone.
+    bool with_phi = false;
+    auto admitted = GuardedFor<bool>(
+        ctx, "audit.export", "audit", req.patient_id.value_or(""),
+        [&](Pass& pass) -> StatusOr<bool> {
+          if (req.patient_id) PV_RETURN_IF_ERROR(ValidatePatientId(*req.patient_id));
+          if (audit_log_ == nullptr) {
+            return FailedPrecondition("the verifiable audit log is not open");
+          }
+          const auto& bound = ctx.principal.roles;
+          with_phi = std::find(bound.begin(), bound.end(), ctx.role) != bound.end() &&
+                     Decide(pass, ctx, "unseal", nullptr).allowed;
+          return true;
+        });
     if (!admitted.ok()) return admitted.status();
     // A filtered JSON Lines export proves each entry against a checkpoint signed now; a full
     // one also holds the stored checkpoints below it, which narrow down where a change was made.
@@ -438,13 +442,7 @@ class VaultServiceImpl final : public VaultService {
       }
       checkpoints.push_back(std::move(fresh_note));
     }
-    // Unsealed only for a principal bound to the compliance role that also acts in it. The
-    // handler already refuses a role the principal is not bound to; this is checked here again
-    // so that no other path to ExportAudit can unseal PHI on a header alone.
-    const auto& bound = ctx.principal.roles;
-    const bool with_phi =
-        ctx.role == config_.compliance_role &&
-        std::find(bound.begin(), bound.end(), config_.compliance_role) != bound.end();
+
     uint64_t exported = 0;
 
     std::vector<policies::DecodedAuditEntry> decoded;  // FHIR and CSV are built whole

@@ -16,9 +16,10 @@
 namespace phivault::policies {
 namespace {
 
-constexpr std::array<std::string_view, 18> kActions{
-    "create", "read",     "amend",   "list",    "disclose", "export", "account", "report", "audit",
-    "review", "restrict", "request", "contact", "suspend",  "hold",   "sweep",   "policy", "admin"};
+constexpr std::array<std::string_view, 19> kActions{
+    "create",  "read",  "amend",  "list",   "disclose", "export",  "account",
+    "report",  "audit", "unseal", "review", "restrict", "request", "contact",
+    "suspend", "hold",  "sweep",  "policy", "admin"};
 constexpr size_t kRecordActionCount = 6;  // the first six of kActions
 constexpr std::string_view kDefaultDeny = "default-deny";
 constexpr size_t kMaxCategories = 64;  // a category is one bit of a rule's category mask

@@ -28,6 +28,8 @@ namespace phivault::policies {
 //   account  (recording a disclosure made outside the vault, for the accounting)
 //   report   (accounting of disclosures, access report)
 //   audit    (audit log export, checkpoints, proofs)
+//   unseal   (see the unsealed PHI fields — patient ids, recipients — in an audit export; only
+//            for a role the principal is bound to)
 //   review   (the break-glass review list and its sign-off)
 //   restrict (patient restrictions), request (patient requests and their deadlines),
 //   contact  (confidential communications), suspend (accounting suspensions),

@@ -356,6 +356,66 @@ TEST_F(PolicyServiceTest, ARoleWithNoListRightIsDeniedBeforeAnythingIsRead) {
 
 // ---- Policy reload, history and check ------------------------------------------------------
 
+// Who sees unsealed PHI in an audit export is the policy's `unseal` action, on a role the
+// principal is bound to: with a policy that grants it to nobody, even the compliance officer
+// gets none, and with one that grants it to the vault administrator, the administrator does.
+TEST(PolicyUnsealTest, ThePolicyDecidesWhoSeesUnsealedPhiInAnExport) {
+  auto export_as = [](const std::string& policy_text, const std::string& role) {
+    testing::InProcessVault vault;
+    const std::string path = vault.dir.Sub("policy.toml");
+    std::ofstream(path) << policy_text;
+    vault.config.policy_file = path;
+    EXPECT_NO_FATAL_FAILURE(vault.Open());
+    if (vault.service == nullptr) return std::string();
+    RequestContext physician;
+    physician.request_id = "req-create";
+    physician.principal.name = "test-app";
+    physician.principal.actions = KnownActions();
+    physician.principal.roles = DefaultRoles();
+    physician.user = "dr.synthetic";
+    physician.role = "physician";
+    physician.purpose = "TREAT";
+    EXPECT_TRUE(vault.service
+                    ->CreateRecord(physician, {"synthetic-unseal-1", "clinical_note", "text/plain",
+                                               "2026-10-01", "Dr. Synthetic", "note"})
+                    .ok());
+    RequestContext reader = physician;
+    reader.user = "reader.synthetic";
+    reader.role = role;
+    reader.purpose = "HOPERAT";
+    std::string out;
+    EXPECT_TRUE(vault.service
+                    ->ExportAudit(reader, {},
+                                  [&](std::string_view chunk) {
+                                    out.append(chunk);
+                                    return true;
+                                  })
+                    .ok());
+    return out;
+  };
+  const std::string original(policies::DefaultPolicyToml());
+  ASSERT_NE(export_as(original, "compliance_officer").find("synthetic-unseal-1"),
+            std::string::npos);
+  EXPECT_EQ(export_as(original, "vault_admin").find("synthetic-unseal-1"), std::string::npos);
+
+  std::string no_unseal = original;
+  const std::string granted = R"(actions = ["audit", "unseal", "review", "suspend", "policy"])";
+  const size_t at = no_unseal.find(granted);
+  ASSERT_NE(at, std::string::npos);
+  no_unseal.replace(at, granted.size(), R"(actions = ["audit", "review", "suspend", "policy"])");
+  const std::string officer_export = export_as(no_unseal, "compliance_officer");
+  EXPECT_NE(officer_export.find("record.create"), std::string::npos);
+  EXPECT_EQ(officer_export.find("synthetic-unseal-1"), std::string::npos);
+
+  const std::string admin_grant = R"(actions = ["admin", "policy", "hold", "sweep", "audit"])";
+  std::string admin_unseals = original;
+  const size_t admin_at = admin_unseals.find(admin_grant);
+  ASSERT_NE(admin_at, std::string::npos);
+  admin_unseals.replace(admin_at, admin_grant.size(),
+                        R"(actions = ["admin", "policy", "hold", "sweep", "audit", "unseal"])");
+  EXPECT_NE(export_as(admin_unseals, "vault_admin").find("synthetic-unseal-1"), std::string::npos);
+}
+
 TEST(PolicyReloadTest, ABadFileKeepsTheOldPolicyAndAGoodOneIsAuditedAndKeptInTheHistory) {
   std::atomic<int64_t> now{kStartUs};
   testing::InProcessVault vault;
