@@ -12,6 +12,7 @@
 
 #include "crypto/hash.h"
 #include "crypto/secret.h"
+#include "daemon/api_json.h"
 #include "policies/purpose_of_use.h"
 
 namespace phivault::daemon {
@@ -269,41 +270,14 @@ Status CheckActingPartyHeaders(const ActingPartyHeaders& h) {
 }
 
 namespace {
-// Valid UTF-8 (no overlong forms, surrogates or code points above U+10FFFF) without C0/C1
-// control characters or DEL.
+// Well-formed UTF-8 (daemon/api_json.h) without C0/C1 control characters or DEL: in UTF-8 the
+// C1 controls U+0080..U+009F are exactly the two-byte sequences C2 80..C2 9F.
 bool IsPrintableUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
+  if (!IsValidUtf8(s)) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      if (c < 0x20 || c == 0x7f) return false;
-      ++i;
-      continue;
-    }
-    size_t n = 0;
-    uint32_t cp = 0;
-    if ((c & 0xe0) == 0xc0) {
-      n = 1;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    for (size_t k = 1; k <= n; ++k) {
-      if (i + k >= s.size()) return false;
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-    if (cp >= 0x80 && cp < 0xa0) return false;  // C1 controls
-    i += n + 1;
+    if (c < 0x20 || c == 0x7f) return false;
+    if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) < 0xa0) return false;
   }
   return true;
 }

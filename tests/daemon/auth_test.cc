@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -313,6 +314,38 @@ TEST(ActingPartyTest, ClaimsAreSanitisedIntoValidUtf8) {
   EXPECT_TRUE(std::all_of(cleaned.begin(), cleaned.end(), [](char c) {
     return static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f;
   }));
+}
+
+// The two optional headers are refused (400) unless well-formed, so that what is sealed into an
+// audit entry and shown on the review list is text, and a consent id is an id.
+TEST(RequestConditionTest, BreakGlassReasonIsPrintableUtf8AndConsentAnId) {
+  auto reason_ok = [](const std::string& r) {
+    return CheckRequestConditionHeaders({&r, nullptr}).ok();
+  };
+  auto consent_ok = [](const std::string& c) {
+    return CheckRequestConditionHeaders({nullptr, &c}).ok();
+  };
+  EXPECT_TRUE(CheckRequestConditionHeaders({}).ok());
+  EXPECT_TRUE(reason_ok("unconscious patient, ED admission"));
+  EXPECT_TRUE(reason_ok("Patientin bewusstlos, Notaufnahme \xc3\xa4"));  // U+00E4
+  EXPECT_TRUE(reason_ok(std::string(kMaxBreakGlassReasonBytes, 'x')));
+  EXPECT_FALSE(reason_ok(""));
+  EXPECT_FALSE(reason_ok(std::string(kMaxBreakGlassReasonBytes + 1, 'x')));
+  EXPECT_FALSE(reason_ok("line\nbreak"));
+  EXPECT_FALSE(reason_ok("del\x7f"));
+  EXPECT_FALSE(reason_ok("c1 \xc2\x85 next-line"));  // U+0085, a C1 control
+  EXPECT_FALSE(reason_ok("bad \xff byte"));
+  EXPECT_FALSE(reason_ok("overlong \xc0\xaf"));
+  EXPECT_FALSE(reason_ok("truncated \xe2\x82"));
+  EXPECT_TRUE(consent_ok("consent:2026/0042-A_b.1"));
+  EXPECT_FALSE(consent_ok(""));
+  EXPECT_FALSE(consent_ok(std::string(kMaxConsentBytes + 1, 'a')));
+  EXPECT_FALSE(consent_ok("has space"));
+  EXPECT_FALSE(consent_ok("semi;colon"));
+  const std::string spaced = "a b";
+  const Status s = CheckRequestConditionHeaders({nullptr, &spaced});
+  EXPECT_NE(s.message().find("X-Phivault-Consent"), std::string::npos);
+  EXPECT_EQ(s.message().find("a b"), std::string::npos) << "never quotes the value";
 }
 
 }  // namespace
