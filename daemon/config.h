@@ -70,7 +70,13 @@ struct Config {
   std::string socket_path;
   uint32_t socket_mode = 0660;
   std::string socket_group;  // empty: the daemon's own group
-  uint32_t default_retention_years = 10;
+  // The practice's retention file (docs/retention.md: a preset, lengthened), relative paths
+  // relative to the config file; empty: the shipped us-federal preset alone. Read at start and on
+  // reload; a file that would shorten the retention in force is refused.
+  std::string retention_file;
+  // When the daemon runs its own retention sweep each day, "HH:MM" UTC; empty: never (run
+  // `phivault retention sweep`, or the phivault-sweep.timer unit).
+  std::string retention_sweep_at;
   uint64_t max_content_bytes = 64ull << 20;
   std::vector<std::string> categories;  // default list if not given
   std::vector<std::string> roles;       // default list if not given

@@ -17,7 +17,9 @@
 #include "crypto/keyring.h"
 #include "daemon/config.h"
 #include "daemon/patient_state.h"
+#include "daemon/retention_loader.h"
 #include "policies/access_policy.h"
+#include "policies/retention.h"
 #include "storage/audit_log.h"
 #include "storage/ledger.h"
 #include "storage/records.h"
@@ -194,6 +196,101 @@ struct PatientExportRequest {
   std::string request_id;  // optional: the patient request (RequestKind::kAccess) it answers
 };
 
+// ---- Retention, legal holds, destruction (docs/retention.md, docs/destruction.md)
+
+// `phivault patient set`: the facts retention rules read. Each field: unset = keep as stored;
+// "" = clear it; otherwise YYYY-MM-DD (not in the future; not before the date of birth).
+struct PatientFactsUpdate {
+  std::string patient_id;
+  std::optional<std::string> date_of_birth;
+  std::optional<std::string> date_of_death;
+  std::optional<std::string> last_encounter;
+};
+
+// How long one record is kept, as the retention table in force decides it now.
+struct RecordRetention {
+  std::string record_id;
+  uint32_t versions = 0;
+  std::string category;
+  std::string epoch_id;  // the epoch key its DEKs are wrapped under now
+  // "expires", "permanent", "held" (an active legal hold covers it), "undetermined".
+  std::string outcome;
+  std::string expires_on;             // YYYY-MM-DD for "expires" (and for "held": when it would)
+  std::string reason;                 // the deciding rules in words (RetentionDecision::reason)
+  std::vector<std::string> hold_ids;  // the active holds covering it
+};
+
+struct RetentionTableInfo {
+  std::string preset;
+  std::string source;      // the retention file, or "preset <name>" without one
+  std::string sha256_hex;  // of the table's canonical text: changes when the rules change
+  // One per rule: name, categories ("*" or a list), basis, years, age_of_majority, source.
+  std::vector<policies::RetentionRule> rules;
+};
+
+struct PlaceHoldRequest {
+  std::string patient_id;
+  std::string matter;  // the matter's name, one line
+  std::string reason;
+  std::vector<std::string> record_ids;  // empty: every record of the patient, now and later
+};
+
+struct SweepRequest {
+  bool dry_run = true;
+  // Destroy what has expired on or before this UTC day (YYYY-MM-DD). Default: today. A real
+  // sweep refuses a day after today (InvalidArgument); a dry run may look ahead.
+  std::optional<std::string> until;
+};
+
+// One record a sweep destroys (or, dry run, would destroy).
+struct SweepCandidate {
+  std::string record_id;
+  uint32_t versions = 0;
+  std::string category;
+  std::string patient_bid;  // hex blind id: a sweep's output never names a patient
+  std::string epoch_id;
+  std::string expires_on;  // YYYY-MM-DD
+  std::string reason;      // the deciding rules, as RecordRetention::reason
+};
+
+// Machine-readable progress of a sweep, reported between its steps and every few thousand
+// records: phase is "plan", "recheck", "erase", "delete", "compact", "verify", "audit",
+// "certificate", "done".
+struct SweepProgress {
+  std::string phase;
+  uint64_t done = 0;
+  uint64_t total = 0;
+};
+using SweepProgressFn = std::function<void(const SweepProgress&)>;
+
+struct SweepResult {
+  std::string sweep_id;  // = the certificate id when one was issued
+  bool dry_run = true;
+  std::string until;  // YYYY-MM-DD
+  // Destroyed (dry run: would be destroyed), ordered by record id. A dry run lists every
+  // candidate; a real sweep lists at most 1000 (the certificate lists them all).
+  std::vector<SweepCandidate> destroyed;
+  uint64_t destroyed_records = 0;
+  uint64_t destroyed_versions = 0;
+  uint64_t rewrapped_records = 0;  // found not to be expired after all and moved to a later epoch
+  uint64_t held_records = 0;       // found under a legal hold and moved to the hold's epoch
+  std::vector<std::string> epochs_destroyed;
+  bool resumed = false;        // it completed a sweep an earlier run left unfinished
+  std::string certificate_id;  // empty when nothing was destroyed (or dry run)
+  std::string verification_result;
+  uint64_t audit_seq = 0;  // the sweep's summary entry
+};
+
+struct CertificateSummary {
+  std::string id;
+  int64_t started_unix_us = 0;
+  int64_t finished_unix_us = 0;
+  uint64_t records = 0;
+  uint64_t versions = 0;
+  uint64_t patients = 0;
+  std::vector<std::string> epoch_ids;
+};
+
 struct VaultStatus {
   std::string version;
   int64_t uptime_seconds = 0;
@@ -325,6 +422,51 @@ class VaultService {
   virtual StatusOr<ConfidentialContact> GetContact(const RequestContext& ctx,
                                                    const std::string& patient_id) = 0;
 
+  // ---- Retention (docs/retention.md). Policy actions: patient facts "admin", holds "hold",
+  // sweeps "sweep", certificates and retention views "audit".
+  // Sets the patient's facts (audited, action patient.facts); the patient's records' expiry is
+  // recomputed and their DEKs re-wrapped where it moved. Returns the facts now stored.
+  virtual StatusOr<std::pair<PatientFacts, uint64_t>> SetPatientFacts(
+      const RequestContext& ctx, const PatientFactsUpdate& update) = 0;
+  // NotFound "no facts are recorded for this patient". Audited (patient.facts.show).
+  virtual StatusOr<PatientFacts> GetPatientFacts(const RequestContext& ctx,
+                                                 const std::string& patient_id) = 0;
+  // Each of the patient's records with its retention as decided now. Audited (retention.show);
+  // reveals no content.
+  virtual StatusOr<std::vector<RecordRetention>> PatientRetention(
+      const RequestContext& ctx, const std::string& patient_id) = 0;
+  // The retention table in force. Not audited (no PHI).
+  virtual StatusOr<RetentionTableInfo> RetentionRules(const RequestContext& ctx) = 0;
+
+  // Places a legal hold (audited, hold.place): its records are re-wrapped under the hold's own
+  // epoch key before this returns. InvalidArgument naming the field; NotFound "no such record"
+  // for a listed record that is not the patient's.
+  virtual StatusOr<std::pair<LegalHold, uint64_t>> PlaceHold(const RequestContext& ctx,
+                                                             const PlaceHoldRequest& req) = 0;
+  // Releases a hold (audited, hold.release): its records return to their retention epoch (or, if
+  // that has passed, to the next sweep's), then the hold's key is destroyed. NotFound "no such
+  // legal hold"; FailedPrecondition "legal hold already released".
+  virtual StatusOr<std::pair<LegalHold, uint64_t>> ReleaseHold(const RequestContext& ctx,
+                                                               const std::string& hold_id,
+                                                               const std::string& reason) = 0;
+  // Not audited beyond the action check (a hold list names patients only to holders of "hold").
+  virtual StatusOr<std::vector<LegalHold>> ListHolds(const RequestContext& ctx,
+                                                     const std::optional<std::string>& patient_id,
+                                                     bool include_released) = 0;
+
+  // A retention sweep (docs/destruction.md). `ctx` null: the daemon's scheduled sweep, as the
+  // system principal "phivaultd:retention". Audited (retention.sweep, and record.shred per
+  // patient). Fails closed: any step that cannot be confirmed fails the sweep (Unavailable /
+  // DataLoss naming the step) and no certificate is issued; the next sweep completes it.
+  // FailedPrecondition "a retention sweep is already running" if one is.
+  virtual StatusOr<SweepResult> Sweep(const RequestContext* ctx, const SweepRequest& req,
+                                      const SweepProgressFn& progress) = 0;
+  // Certificates of destruction, newest first. Action certificate.read, policy action "audit".
+  virtual StatusOr<std::vector<CertificateSummary>> ListCertificates(const RequestContext& ctx) = 0;
+  // The signed note (storage/destruction_certificate.h). NotFound "no such certificate".
+  virtual StatusOr<std::string> GetCertificate(const RequestContext& ctx,
+                                               const std::string& certificate_id) = 0;
+
   // Audits a request that failed authentication or header validation before reaching one of
   // the methods above (`action` is the route's action). `count` > 1 summarises that many
   // rejected attempts in one entry. For an unauthenticated `ctx` (empty principal name) the
@@ -344,6 +486,13 @@ struct ServiceDeps {
   std::shared_ptr<const policies::AccessPolicy> policy;
   // Unix microseconds now; null: the system clock. Tests move it to expire break-glass windows.
   std::function<int64_t()> clock;
+  // The retention table to start with (daemon/retention_loader.h LoadRetention); unset: the
+  // configuration's.
+  std::optional<LoadedRetention> retention;
+  // Tests only: called at each step of a real sweep ("recheck", "erase", "delete", "compact",
+  // "verify", "audit", "certificate") before it runs; an error stops the sweep right there, as a
+  // crash would, leaving its journal for the next sweep to complete.
+  std::function<Status(std::string_view step)> sweep_fault;
 };
 // Loads the patient-rights state, puts the policy in force (auditing it if it is new), and closes
 // break-glass windows that expired while the daemon was down. The store's or the state's error
