@@ -406,13 +406,44 @@ Status ParseOperators(const Reader& r, const toml::table& root, Config& c) {
   return Status::Ok();
 }
 
+// "HH:MM", 00:00 to 23:59.
+bool IsClockTime(std::string_view s) {
+  if (s.size() != 5 || s[2] != ':') return false;
+  for (size_t i : {0, 1, 3, 4}) {
+    if (s[i] < '0' || s[i] > '9') return false;
+  }
+  const int h = (s[0] - '0') * 10 + (s[1] - '0');
+  const int m = (s[3] - '0') * 10 + (s[4] - '0');
+  return h < 24 && m < 60;
+}
+
 Status Parse(const Reader& r, const toml::table& root, Config& c) {
-  PV_RETURN_IF_ERROR(r.CheckKeys(
-      root, "",
-      {"data_dir", "socket_path", "socket_mode", "socket_group", "default_retention_years",
-       "max_content_bytes", "categories", "roles", "compliance_role", "practice_name",
-       "audit_origin", "audit_checkpoint_interval_seconds", "keyring_mirrors", "master_key",
-       "policy_file", "limits", "log", "applications", "operators"}));
+  if (root.contains("default_retention_years")) {
+    return r.Error("default_retention_years",
+                   "was replaced by retention_file (a preset with its legal sources, which may "
+                   "only be lengthened; see docs/retention.md): remove it");
+  }
+  PV_RETURN_IF_ERROR(r.CheckKeys(root, "",
+                                 {"data_dir",
+                                  "socket_path",
+                                  "socket_mode",
+                                  "socket_group",
+                                  "retention_file",
+                                  "retention_sweep_at",
+                                  "max_content_bytes",
+                                  "categories",
+                                  "roles",
+                                  "compliance_role",
+                                  "practice_name",
+                                  "audit_origin",
+                                  "audit_checkpoint_interval_seconds",
+                                  "keyring_mirrors",
+                                  "master_key",
+                                  "policy_file",
+                                  "limits",
+                                  "log",
+                                  "applications",
+                                  "operators"}));
 
   PV_RETURN_IF_ERROR(r.Path(root, "", "data_dir", c.data_dir, /*required=*/true));
   PV_RETURN_IF_ERROR(r.Path(root, "", "socket_path", c.socket_path, /*required=*/true));
@@ -423,8 +454,11 @@ Status Parse(const Reader& r, const toml::table& root, Config& c) {
   }
   PV_RETURN_IF_ERROR(ParseSocketMode(r, root, c.socket_mode));
   PV_RETURN_IF_ERROR(r.NonEmptyString(root, "", "socket_group", c.socket_group));
-  PV_RETURN_IF_ERROR(
-      r.Integer(root, "", "default_retention_years", c.default_retention_years, 1, 150));
+  PV_RETURN_IF_ERROR(r.Path(root, "", "retention_file", c.retention_file));
+  PV_RETURN_IF_ERROR(r.NonEmptyString(root, "", "retention_sweep_at", c.retention_sweep_at));
+  if (!c.retention_sweep_at.empty() && !IsClockTime(c.retention_sweep_at)) {
+    return r.Error("retention_sweep_at", "must be a UTC time of day written HH:MM (00:00-23:59)");
+  }
   PV_RETURN_IF_ERROR(r.Integer(root, "", "max_content_bytes", c.max_content_bytes, 1, 1ull << 30));
 
   const auto valid_name = [](const std::string& s) { return IsValidName(s); };
@@ -509,19 +543,17 @@ std::vector<std::string> DefaultRoles() {
 }
 
 std::vector<std::string> KnownActions() {
-  return {"record.create",     "record.read",
-          "record.amend",      "record.list",
-          "record.disclose",   "disclosure.suspend",
-          "report.accounting", "report.access",
-          "audit.export",      "audit.verify",
-          "audit.review",      "audit.sign-off",
-          "policy.reload",     "policy.show",
-          "policy.check",      "restriction.add",
-          "restriction.list",  "restriction.end",
-          "patient.export",    "request.open",
-          "request.extend",    "request.close",
-          "request.list",      "contact.set",
-          "contact.show",      "status"};
+  return {"record.create",     "record.read",      "record.amend",
+          "record.list",       "record.disclose",  "disclosure.suspend",
+          "report.accounting", "report.access",    "audit.export",
+          "audit.verify",      "audit.review",     "audit.sign-off",
+          "policy.reload",     "policy.show",      "policy.check",
+          "restriction.add",   "restriction.list", "restriction.end",
+          "patient.export",    "request.open",     "request.extend",
+          "request.close",     "request.list",     "contact.set",
+          "contact.show",      "patient.facts",    "retention.show",
+          "retention.sweep",   "hold.place",       "hold.release",
+          "hold.list",         "certificate.read", "status"};
 }
 
 StatusOr<Config> LoadConfig(const std::string& path) {

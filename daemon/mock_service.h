@@ -95,6 +95,30 @@ class MockVaultService : public VaultService {
               (const RequestContext& ctx, const std::string& action, const std::string& reason,
                uint64_t count),
               (override));
+  MOCK_METHOD((StatusOr<std::pair<PatientFacts, uint64_t>>), SetPatientFacts,
+              (const RequestContext& ctx, const PatientFactsUpdate& update), (override));
+  MOCK_METHOD(StatusOr<PatientFacts>, GetPatientFacts,
+              (const RequestContext& ctx, const std::string& patient_id), (override));
+  MOCK_METHOD(StatusOr<std::vector<RecordRetention>>, PatientRetention,
+              (const RequestContext& ctx, const std::string& patient_id), (override));
+  MOCK_METHOD(StatusOr<RetentionTableInfo>, RetentionRules, (const RequestContext& ctx),
+              (override));
+  MOCK_METHOD((StatusOr<std::pair<LegalHold, uint64_t>>), PlaceHold,
+              (const RequestContext& ctx, const PlaceHoldRequest& req), (override));
+  MOCK_METHOD((StatusOr<std::pair<LegalHold, uint64_t>>), ReleaseHold,
+              (const RequestContext& ctx, const std::string& hold_id, const std::string& reason),
+              (override));
+  MOCK_METHOD(StatusOr<std::vector<LegalHold>>, ListHolds,
+              (const RequestContext& ctx, const std::optional<std::string>& patient_id,
+               bool include_released),
+              (override));
+  MOCK_METHOD(StatusOr<SweepResult>, Sweep,
+              (const RequestContext* ctx, const SweepRequest& req, const SweepProgressFn& progress),
+              (override));
+  MOCK_METHOD(StatusOr<std::vector<CertificateSummary>>, ListCertificates,
+              (const RequestContext& ctx), (override));
+  MOCK_METHOD(StatusOr<std::string>, GetCertificate,
+              (const RequestContext& ctx, const std::string& certificate_id), (override));
 };
 
 }  // namespace phivault::daemon

@@ -142,8 +142,7 @@ class VaultServiceImpl final : public VaultService {
           record.meta.created_by = ctx.user;
           record.meta.created_unix_us = Now();
           record.meta.content_bytes = req.content.size();
-          record.meta.epoch_id =
-              RetentionEpochId(record.meta.created_unix_us, config_.default_retention_years);
+          record.meta.epoch_id = RetentionEpochId(record.meta.created_unix_us, 10);
           record.content = std::move(req.content);
           pass.entry.records = {record.meta.record_id + "@1"};
           PV_RETURN_IF_ERROR(records_.StageVersion(record, pass.batch));
@@ -581,6 +580,44 @@ class VaultServiceImpl final : public VaultService {
   }
 
   // ---- Start-up and the access policy
+
+  // ---- Retention (issue 9; being built)
+  StatusOr<std::pair<PatientFacts, uint64_t>> SetPatientFacts(const RequestContext&,
+                                                              const PatientFactsUpdate&) override {
+    return Internal("not yet");
+  }
+  StatusOr<PatientFacts> GetPatientFacts(const RequestContext&, const std::string&) override {
+    return Internal("not yet");
+  }
+  StatusOr<std::vector<RecordRetention>> PatientRetention(const RequestContext&,
+                                                          const std::string&) override {
+    return Internal("not yet");
+  }
+  StatusOr<RetentionTableInfo> RetentionRules(const RequestContext&) override {
+    return Internal("not yet");
+  }
+  StatusOr<std::pair<LegalHold, uint64_t>> PlaceHold(const RequestContext&,
+                                                     const PlaceHoldRequest&) override {
+    return Internal("not yet");
+  }
+  StatusOr<std::pair<LegalHold, uint64_t>> ReleaseHold(const RequestContext&, const std::string&,
+                                                       const std::string&) override {
+    return Internal("not yet");
+  }
+  StatusOr<std::vector<LegalHold>> ListHolds(const RequestContext&,
+                                             const std::optional<std::string>&, bool) override {
+    return Internal("not yet");
+  }
+  StatusOr<SweepResult> Sweep(const RequestContext*, const SweepRequest&,
+                              const SweepProgressFn&) override {
+    return Internal("not yet");
+  }
+  StatusOr<std::vector<CertificateSummary>> ListCertificates(const RequestContext&) override {
+    return Internal("not yet");
+  }
+  StatusOr<std::string> GetCertificate(const RequestContext&, const std::string&) override {
+    return Internal("not yet");
+  }
 
   Status Start() {
     PV_RETURN_IF_ERROR(state_.Load());
