@@ -869,6 +869,39 @@ Status Keyring::DestroyEpoch(std::string_view epoch_id) {
                    /*repair_behind_first=*/false, &primary_written);
 }
 
+Status Keyring::DestroyEpochs(const std::vector<std::string>& epoch_ids) {
+  for (const auto& id : epoch_ids) {
+    if (!IsValidEpochId(id)) {
+      return InvalidArgument("epoch id must be d<YYYYMMDD> or h<hold id of 1-40 [A-Za-z0-9_-]>");
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  State& st = *state_;
+  std::vector<size_t> live;
+  for (const auto& id : epoch_ids) {
+    const std::optional<size_t> index = st.Find(id);
+    if (!index) return NotFound("epoch key " + id + " does not exist");
+    if (!st.image.slots[*index].destroyed &&
+        std::find(live.begin(), live.end(), *index) == live.end()) {
+      live.push_back(*index);
+    }
+  }
+  if (live.empty()) return st.copies_stale ? st.SyncCopies() : Status::Ok();
+  Image next = st.NextImage();
+  const int64_t now = NowUnix();
+  for (size_t index : live) {
+    st.epoch_keys.erase(st.image.slots[index].id);
+    Slot& slot = next.slots[index];
+    slot.destroyed = true;
+    slot.destroyed_unix = now;
+    slot.sealed.assign(kSealedBytes, '\0');
+    next.halves[index] ^= 1;
+  }
+  bool primary_written = false;
+  return st.Commit(std::move(next), nullptr, /*stop_if_primary_fails=*/false,
+                   /*repair_behind_first=*/false, &primary_written);
+}
+
 Status Keyring::Rotate(SecretBytes new_master_key) {
   if (new_master_key.size() != kMasterKeyBytes) {
     return InvalidArgument("master key must be 32 bytes");

@@ -114,6 +114,12 @@ class Keyring {
   // existed; OK (idempotent) if already destroyed and every copy already confirmed it.
   [[nodiscard]] Status DestroyEpoch(std::string_view epoch_id);
 
+  // DestroyEpoch for several epochs in one update of each copy (one tombstone per epoch, the same
+  // four synced steps): a sweep erasing many days of epochs does not pay four syncs per day.
+  // NotFound naming the first epoch that never existed (nothing destroyed); otherwise as
+  // DestroyEpoch. Already destroyed ones are skipped.
+  [[nodiscard]] Status DestroyEpochs(const std::vector<std::string>& epoch_ids);
+
   // Re-seals every key under `new_master_key` (O(number of keys); no record is touched) in place
   // in every copy; the places that held keys sealed under the old master key are zeroed. If the
   // primary's new header could not be written nothing changes (Unavailable). If it was written

@@ -283,6 +283,40 @@ TEST_F(KeyringTest, DestroyErasesKeyFromEveryCopyInPlace) {
   EXPECT_FALSE(epochs[1].destroyed);
 }
 
+TEST_F(KeyringTest, DestroyEpochsErasesSeveralInOneUpdateOfEveryCopy) {
+  {
+    auto keyring = OpenKeyring();
+    ASSERT_NE(keyring, nullptr);
+    for (const char* id : {"d20300101", "d20300102", "d20300103"}) {
+      ASSERT_NE(Epoch(*keyring, id), nullptr);
+    }
+  }
+  const std::string primary_bytes = ReadFileBytes(primary_);
+  const std::string first = SealedKey(primary_bytes, "d20300101");
+  const std::string second = SealedKey(primary_bytes, "d20300102");
+  auto keyring = OpenKeyring();
+  ASSERT_NE(keyring, nullptr);
+  // One unknown id: nothing is destroyed.
+  EXPECT_EQ(keyring->DestroyEpochs({"d20300101", "d20990909"}).code(), StatusCode::kNotFound);
+  EXPECT_TRUE(keyring->GetEpoch("d20300101").ok());
+
+  ASSERT_TRUE(keyring->DestroyEpochs({"d20300101", "d20300102", "d20300101"}).ok());
+  for (const std::string& path : {primary_, mirror_}) {
+    const std::string bytes = ReadFileBytes(path);
+    EXPECT_FALSE(Contains(bytes, first)) << path;
+    EXPECT_FALSE(Contains(bytes, second)) << path;
+  }
+  EXPECT_EQ(keyring->GetEpoch("d20300101").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(keyring->GetEpoch("d20300102").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(keyring->GetEpoch("d20300103").ok());
+  EXPECT_TRUE(keyring->DestroyEpochs({"d20300101", "d20300102"}).ok());  // idempotent
+  keyring.reset();
+  auto reopened = OpenKeyring();
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->GetEpoch("d20300102").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(reopened->GetEpoch("d20300103").ok());
+}
+
 TEST_F(KeyringTest, ZeroedSlotIsCorruptionRepairedFromAMirrorNotADestruction) {
   std::string ct;
   {
