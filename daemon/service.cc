@@ -2,9 +2,15 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <charconv>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -15,12 +21,15 @@
 #include "daemon/policy_loader.h"
 #include "daemon/problem.h"
 #include "daemon/record_rules.h"
+#include "daemon/retention_targets.h"
 #include "policies/accounting.h"
 #include "policies/fhir_audit_event.h"
 #include "policies/purpose_of_use.h"
 #include "policies/report_render.h"
 #include "policies/time_format.h"
 #include "storage/audit_verify.h"
+#include "storage/destruction_certificate.h"
+#include "storage/file_scan.h"
 
 namespace phivault::daemon {
 namespace {
@@ -102,7 +111,9 @@ class VaultServiceImpl final : public VaultService {
                [this](std::string_view patient_id) { return records_.PatientBlindId(patient_id); }),
         policy_(deps.policy),
         clock_(deps.clock),
-        started_(std::chrono::steady_clock::now()) {
+        started_(std::chrono::steady_clock::now()),
+        sweep_fault_(deps.sweep_fault) {
+    if (deps.retention) retention_ = std::make_shared<const LoadedRetention>(*deps.retention);
     if (policy_ == nullptr) {
       auto loaded = LoadAccessPolicy(config_);
       if (!loaded.ok()) {
@@ -117,6 +128,19 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<storage::RecordMetadata> CreateRecord(const RequestContext& ctx,
                                                  CreateRecordRequest req) override {
+    // A new record can lengthen the patient's other records (a later last encounter): the
+    // record and their re-wrap are one change to a sweep.
+    RetentionGate::Section section = gate_.Enter(req.patient_id);
+    const std::string patient_id = req.patient_id;
+    auto created = CreateRecordIn(ctx, std::move(req));
+    if (created.ok() && NoteEncounter(patient_id, created->encounter_date)) {
+      SettlePatientLogged(patient_id);
+    }
+    return created;
+  }
+
+  StatusOr<storage::RecordMetadata> CreateRecordIn(const RequestContext& ctx,
+                                                   CreateRecordRequest req) {
     return GuardedFor<storage::RecordMetadata>(
         ctx, "record.create", "create", req.patient_id,
         [&](Pass& pass) -> StatusOr<storage::RecordMetadata> {
@@ -142,7 +166,9 @@ class VaultServiceImpl final : public VaultService {
           record.meta.created_by = ctx.user;
           record.meta.created_unix_us = Now();
           record.meta.content_bytes = req.content.size();
-          record.meta.epoch_id = RetentionEpochId(record.meta.created_unix_us, 10);
+          PV_ASSIGN_OR_RETURN(RetentionTarget target,
+                              TargetFor(record.meta, record.meta.encounter_date));
+          PV_ASSIGN_OR_RETURN(record.meta.epoch_id, LiveEpochFor(target));
           record.content = std::move(req.content);
           pass.entry.records = {record.meta.record_id + "@1"};
           PV_RETURN_IF_ERROR(records_.StageVersion(record, pass.batch));
@@ -165,6 +191,21 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<storage::RecordMetadata> AmendRecord(const RequestContext& ctx,
                                                 const std::string& record_id,
                                                 AmendRecordRequest req) override {
+    RetentionGate::Section section = gate_.Enter({});
+    std::string patient_id;
+    bool encounter_moved = false;
+    auto amended = AmendRecordIn(ctx, record_id, std::move(req), &patient_id, &encounter_moved);
+    if (amended.ok() && encounter_moved) {
+      ForgetEncounters(patient_id);
+      SettlePatientLogged(patient_id);
+    }
+    return amended;
+  }
+
+  StatusOr<storage::RecordMetadata> AmendRecordIn(const RequestContext& ctx,
+                                                  const std::string& record_id,
+                                                  AmendRecordRequest req, std::string* patient_id,
+                                                  bool* encounter_moved) {
     return Guarded<storage::RecordMetadata>(
         ctx, "record.amend", "amend", [&](Pass& pass) -> StatusOr<storage::RecordMetadata> {
           pass.entry.records = {record_id};
@@ -179,10 +220,13 @@ class VaultServiceImpl final : public VaultService {
           PV_ASSIGN_OR_RETURN(storage::Record previous,
                               records_.ReadVersion(record_id, latest, /*with_content=*/false));
           AttachPatient(pass, previous.meta.patient_id);
+          gate_.Touch(previous.meta.patient_id);
+          *patient_id = previous.meta.patient_id;
           pass.entry.records = {record_id + "@" + std::to_string(latest)};
           PV_RETURN_IF_ERROR(DecideOnRecord(pass, ctx, "amend", previous.meta));
 
           storage::Record record;
+          const std::string previous_encounter = previous.meta.encounter_date;
           record.meta = std::move(previous.meta);
           record.meta.version = latest + 1;
           if (req.content_type) record.meta.content_type = std::move(*req.content_type);
@@ -193,6 +237,13 @@ class VaultServiceImpl final : public VaultService {
           record.meta.content_bytes = req.content.size();
           record.content = std::move(req.content);
           pass.entry.records = {record_id + "@" + std::to_string(record.meta.version)};
+          // The record's expiry follows its latest version: every version moves with it.
+          *encounter_moved = record.meta.encounter_date != previous_encounter;
+          PV_ASSIGN_OR_RETURN(RetentionTarget target,
+                              TargetFor(record.meta, record.meta.encounter_date));
+          PV_ASSIGN_OR_RETURN(record.meta.epoch_id, EpochToHold(target, record.meta.epoch_id));
+          PV_RETURN_IF_ERROR(
+              records_.StageRewrap(record_id, record.meta.epoch_id, pass.batch).status());
           PV_RETURN_IF_ERROR(records_.StageVersion(record, pass.batch));
           // The entry is committed under the stripe lock, so the next amendment sees this one.
           PV_RETURN_IF_ERROR(CommitPass(pass));
@@ -581,48 +632,1222 @@ class VaultServiceImpl final : public VaultService {
 
   // ---- Start-up and the access policy
 
-  // ---- Retention (issue 9; being built)
-  StatusOr<std::pair<PatientFacts, uint64_t>> SetPatientFacts(const RequestContext&,
-                                                              const PatientFactsUpdate&) override {
-    return Internal("not yet");
+  // ---- Retention, legal holds and destruction (docs/retention.md, docs/destruction.md)
+
+  StatusOr<std::pair<PatientFacts, uint64_t>> SetPatientFacts(
+      const RequestContext& ctx, const PatientFactsUpdate& update) override {
+    auto result = GuardedFor<std::pair<PatientFacts, uint64_t>>(
+        ctx, "patient.facts", "admin", update.patient_id,
+        [&](Pass& pass) -> StatusOr<std::pair<PatientFacts, uint64_t>> {
+          PV_RETURN_IF_ERROR(ValidatePatientId(update.patient_id));
+          RetentionGate::Section section = gate_.Enter(update.patient_id);
+          std::lock_guard<std::mutex> lock(state_mu_);
+          PatientFacts facts = state_.GetFacts(update.patient_id).value_or(PatientFacts{});
+          facts.patient_id = update.patient_id;
+          auto apply = [](std::optional<std::string>& field,
+                          const std::optional<std::string>& value) {
+            if (!value) return;
+            if (value->empty()) {
+              field.reset();
+            } else {
+              field = *value;
+            }
+          };
+          apply(facts.date_of_birth, update.date_of_birth);
+          apply(facts.date_of_death, update.date_of_death);
+          apply(facts.last_encounter, update.last_encounter);
+          facts.updated_us = Now();
+          facts.updated_by = ctx.user.empty() ? ctx.principal.name : ctx.user;
+          PV_ASSIGN_OR_RETURN(PatientFacts staged,
+                              state_.StageSetFacts(facts, policies::FormatUtcDate(Now()),
+                                                   pass.batch));
+          nlohmann::json changed = nlohmann::json::object();
+          if (update.date_of_birth) changed["date_of_birth"] = *update.date_of_birth;
+          if (update.date_of_death) changed["date_of_death"] = *update.date_of_death;
+          if (update.last_encounter) changed["last_encounter"] = *update.last_encounter;
+          pass.phi["facts"] = changed;
+          pass.after_commit.push_back([this, staged] { state_.ApplyFacts(staged); });
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          if (update.last_encounter) ForgetEncounters(update.patient_id);
+          return std::make_pair(staged, pass.entry.seq);
+        });
+    // The facts are stored and audited; moving the records follows (a failure here leaves them
+    // in epochs no later than... the sweep rechecks every record before it destroys anything).
+    if (result.ok()) SettlePatientLogged(update.patient_id);
+    return result;
   }
-  StatusOr<PatientFacts> GetPatientFacts(const RequestContext&, const std::string&) override {
-    return Internal("not yet");
+
+  StatusOr<PatientFacts> GetPatientFacts(const RequestContext& ctx,
+                                         const std::string& patient_id) override {
+    return GuardedFor<PatientFacts>(ctx, "patient.facts", "patient.facts.show", "admin",
+                                    patient_id, [&](Pass&) -> StatusOr<PatientFacts> {
+                                      PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
+                                      auto facts = state_.GetFacts(patient_id);
+                                      if (!facts) {
+                                        return NotFound(
+                                            "no facts are recorded for this patient");
+                                      }
+                                      return *facts;
+                                    });
   }
-  StatusOr<std::vector<RecordRetention>> PatientRetention(const RequestContext&,
-                                                          const std::string&) override {
-    return Internal("not yet");
+
+  StatusOr<std::vector<RecordRetention>> PatientRetention(const RequestContext& ctx,
+                                                          const std::string& patient_id) override {
+    return GuardedFor<std::vector<RecordRetention>>(
+        ctx, "retention.show", "retention.show", "audit", patient_id,
+        [&](Pass& pass) -> StatusOr<std::vector<RecordRetention>> {
+          PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
+          PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all,
+                              records_.ListPatient(patient_id));
+          std::vector<RecordRetention> out;
+          for (const auto& m : all) {
+            PV_ASSIGN_OR_RETURN(RetentionTarget t, TargetFor(m));
+            RecordRetention r;
+            r.record_id = m.record_id;
+            r.versions = m.version;
+            r.category = m.category;
+            r.epoch_id = m.epoch_id;
+            r.outcome = t.outcome;
+            if (t.expires) r.expires_on = FormatDay(*t.expires);
+            r.reason = t.reason;
+            r.hold_ids = t.hold_ids;
+            pass.entry.records.push_back(m.record_id + "@" + std::to_string(m.version));
+            out.push_back(std::move(r));
+          }
+          return out;
+        });
   }
-  StatusOr<RetentionTableInfo> RetentionRules(const RequestContext&) override {
-    return Internal("not yet");
+
+  StatusOr<RetentionTableInfo> RetentionRules(const RequestContext& ctx) override {
+    PV_RETURN_IF_ERROR(AuthorizeUnaudited(ctx, "retention.show", "audit"));
+    auto loaded = std::atomic_load(&retention_);
+    RetentionTableInfo info;
+    info.preset = loaded->table->preset();
+    info.source = loaded->source;
+    info.sha256_hex = loaded->sha256_hex;
+    info.rules = loaded->table->rules();
+    return info;
   }
-  StatusOr<std::pair<LegalHold, uint64_t>> PlaceHold(const RequestContext&,
-                                                     const PlaceHoldRequest&) override {
-    return Internal("not yet");
+
+  StatusOr<std::pair<LegalHold, uint64_t>> PlaceHold(const RequestContext& ctx,
+                                                     const PlaceHoldRequest& req) override {
+    std::vector<std::string> to_move;
+    auto placed = GuardedFor<std::pair<LegalHold, uint64_t>>(
+        ctx, "hold.place", "hold", req.patient_id,
+        [&](Pass& pass) -> StatusOr<std::pair<LegalHold, uint64_t>> {
+          PV_RETURN_IF_ERROR(ValidatePatientId(req.patient_id));
+          RetentionGate::Section section = gate_.Enter(req.patient_id);
+          if (req.record_ids.empty()) {
+            PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all,
+                                records_.ListPatient(req.patient_id));
+            for (const auto& m : all) to_move.push_back(m.record_id);
+          } else {
+            for (const auto& id : req.record_ids) {
+              if (!storage::IsValidRecordId(id)) {
+                return InvalidArgument("field 'record_ids': a record id is malformed");
+              }
+              PV_ASSIGN_OR_RETURN(uint32_t latest, records_.LatestVersion(id));
+              PV_ASSIGN_OR_RETURN(storage::Record r, records_.ReadVersion(id, latest, false));
+              if (r.meta.patient_id != req.patient_id) {
+                return NotFound("no such record for this patient");
+              }
+              to_move.push_back(id);
+            }
+          }
+          LegalHold draft;
+          draft.matter = req.matter;
+          draft.reason = req.reason;
+          draft.patient_id = req.patient_id;
+          draft.scope = req.record_ids.empty() ? HoldScope::kPatient : HoldScope::kRecords;
+          draft.record_ids = req.record_ids;
+          draft.placed_by = ctx.user.empty() ? ctx.principal.name : ctx.user;
+          draft.placed_us = Now();
+          std::lock_guard<std::mutex> lock(state_mu_);
+          PV_ASSIGN_OR_RETURN(LegalHold hold, state_.StageHold(draft, pass.batch));
+          // The hold's own key exists before anything refers to it.
+          PV_RETURN_IF_ERROR(keyring_.GetOrCreateEpoch("h" + hold.id).status());
+          pass.entry.records = {"hold:" + hold.id};
+          for (const auto& id : to_move) pass.entry.records.push_back(id);
+          pass.phi["matter"] = hold.matter;
+          pass.phi["reason"] = hold.reason;
+          pass.after_commit.push_back([this, hold] { state_.ApplyHold(hold); });
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          // Under the gate: a sweep cannot erase between the hold and the re-wrap.
+          for (const auto& id : to_move) {
+            if (auto moved = Settle(id); !moved.ok() && !IsShredded(moved.status())) {
+              return Unavailable(
+                  "the legal hold is placed and recorded, but moving a record under its key "
+                  "failed (" +
+                  moved.status().message() +
+                  "); nothing it covers will be destroyed, and the next sweep moves it");
+            }
+          }
+          return std::make_pair(hold, pass.entry.seq);
+        });
+    return placed;
   }
-  StatusOr<std::pair<LegalHold, uint64_t>> ReleaseHold(const RequestContext&, const std::string&,
-                                                       const std::string&) override {
-    return Internal("not yet");
+
+  StatusOr<std::pair<LegalHold, uint64_t>> ReleaseHold(const RequestContext& ctx,
+                                                       const std::string& hold_id,
+                                                       const std::string& reason) override {
+    return Guarded<std::pair<LegalHold, uint64_t>>(
+        ctx, "hold.release", "hold", [&](Pass& pass) -> StatusOr<std::pair<LegalHold, uint64_t>> {
+          pass.entry.records = {"hold:" + hold_id};
+          auto existing = state_.GetHold(hold_id);
+          if (!existing) return NotFound("no such legal hold");
+          AttachPatient(pass, existing->patient_id);
+          RetentionGate::Section section = gate_.Enter(existing->patient_id);
+          LegalHold released;
+          {
+            std::lock_guard<std::mutex> lock(state_mu_);
+            PV_ASSIGN_OR_RETURN(released,
+                                state_.StageRelease(hold_id,
+                                                    ctx.user.empty() ? ctx.principal.name
+                                                                     : ctx.user,
+                                                    reason, Now(), pass.batch));
+            pass.phi["reason"] = reason;
+            pass.after_commit.push_back([this, released] { state_.ApplyHold(released); });
+            PV_RETURN_IF_ERROR(CommitPass(pass));
+          }
+          PV_RETURN_IF_ERROR(RetireHoldEpoch(released.id));
+          return std::make_pair(released, pass.entry.seq);
+        });
   }
-  StatusOr<std::vector<LegalHold>> ListHolds(const RequestContext&,
-                                             const std::optional<std::string>&, bool) override {
-    return Internal("not yet");
+
+  StatusOr<std::vector<LegalHold>> ListHolds(const RequestContext& ctx,
+                                             const std::optional<std::string>& patient_id,
+                                             bool include_released) override {
+    if (patient_id) {
+      PV_RETURN_IF_ERROR(ValidatePatientId(*patient_id));
+    }
+    PV_RETURN_IF_ERROR(AuthorizeUnaudited(ctx, "hold.list", "hold"));
+    return state_.ListHolds(patient_id, include_released);
   }
-  StatusOr<SweepResult> Sweep(const RequestContext*, const SweepRequest&,
-                              const SweepProgressFn&) override {
-    return Internal("not yet");
+
+  StatusOr<std::vector<CertificateSummary>> ListCertificates(const RequestContext& ctx) override {
+    PV_RETURN_IF_ERROR(AuthorizeUnaudited(ctx, "certificate.read", "audit"));
+    std::vector<CertificateSummary> out;
+    Status parse_error;
+    PV_RETURN_IF_ERROR(store_.Scan(
+        storage::Cf::kState, kCertSummaryPrefix, PrefixEnd(kCertSummaryPrefix),
+        [&](std::string_view, std::string_view value) {
+          auto j = nlohmann::json::parse(value, nullptr, false);
+          if (j.is_discarded() || !j.is_object()) {
+            parse_error = DataLoss("a stored certificate summary is malformed");
+            return false;
+          }
+          CertificateSummary s;
+          s.id = j.value("id", "");
+          s.started_unix_us = j.value("started_us", int64_t{0});
+          s.finished_unix_us = j.value("finished_us", int64_t{0});
+          s.records = j.value("records", uint64_t{0});
+          s.versions = j.value("versions", uint64_t{0});
+          s.patients = j.value("patients", uint64_t{0});
+          s.epoch_ids = j.value("epoch_ids", std::vector<std::string>{});
+          out.push_back(std::move(s));
+          return true;
+        }));
+    PV_RETURN_IF_ERROR(parse_error);
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+      return a.finished_unix_us != b.finished_unix_us ? a.finished_unix_us > b.finished_unix_us
+                                                      : a.id < b.id;
+    });
+    return out;
   }
-  StatusOr<std::vector<CertificateSummary>> ListCertificates(const RequestContext&) override {
-    return Internal("not yet");
+
+  StatusOr<std::string> GetCertificate(const RequestContext& ctx,
+                                       const std::string& certificate_id) override {
+    PV_RETURN_IF_ERROR(AuthorizeUnaudited(ctx, "certificate.read", "audit"));
+    PV_ASSIGN_OR_RETURN(auto note, store_.Get(storage::Cf::kState,
+                                              std::string(kCertPrefix) + certificate_id));
+    if (!note) return NotFound("no such certificate");
+    return *note;
   }
-  StatusOr<std::string> GetCertificate(const RequestContext&, const std::string&) override {
-    return Internal("not yet");
+
+  StatusOr<SweepResult> Sweep(const RequestContext* ctx_in, const SweepRequest& req,
+                              const SweepProgressFn& progress) override {
+    const RequestContext system = SystemContext("retention.sweep");
+    const RequestContext& ctx = ctx_in != nullptr ? *ctx_in : system;
+    std::unique_lock<std::mutex> running(sweep_mu_, std::try_to_lock);
+    return Guarded<SweepResult>(
+        ctx, "retention.sweep", "sweep", [&](Pass& pass) -> StatusOr<SweepResult> {
+          if (!running.owns_lock()) {
+            return FailedPrecondition("a retention sweep is already running");
+          }
+          const std::chrono::year_month_day today = DayOf(Now());
+          std::chrono::year_month_day until = today;
+          if (req.until) {
+            auto d = ParseDay(*req.until);
+            if (!d || !ValidateDate("until", *req.until).ok()) {
+              return InvalidArgument("field 'until' must be a date written YYYY-MM-DD");
+            }
+            until = *d;
+          }
+          auto report = [&](std::string_view phase, uint64_t done, uint64_t total) {
+            if (progress) progress(SweepProgress{std::string(phase), done, total});
+          };
+          if (req.dry_run) {
+            pass.entry.reason = "dry-run until " + FormatDay(until);
+            pass.Permitted(pass.upfront_rule.empty() ? "sweep" : pass.upfront_rule);
+            return DryRunSweep(until, report);
+          }
+          if (std::chrono::sys_days(until) > std::chrono::sys_days(today)) {
+            return InvalidArgument(
+                "field 'until': a real sweep destroys only what has expired by today; use "
+                "--dry-run to look ahead");
+          }
+          auto result = RunSweep(ctx, pass, until, report);
+          if (result.ok()) {
+            pass.entry.reason = result->certificate_id.empty()
+                                    ? "nothing expired until " + result->until
+                                    : "certificate " + result->certificate_id;
+          }
+          return result;
+        });
   }
+
+ private:
+  static constexpr std::string_view kJournalKey = "sweep/journal";
+  static constexpr std::string_view kDoomedPrefix = "sweep/d/";
+  static constexpr std::string_view kShredMarkPrefix = "sweep/a/";
+  static constexpr std::string_view kCertPrefix = "cert/note/";
+  static constexpr std::string_view kCertSummaryPrefix = "cert/summary/";
+  static constexpr std::string_view kRetentionTableKey = "retention/table";
+  static constexpr size_t kSweepBatch = 512;
+
+  static std::string PrefixEnd(std::string_view prefix) {
+    std::string end(prefix);
+    end.back() = static_cast<char>(end.back() + 1);
+    return end;
+  }
+
+  static bool IsShredded(const Status& s) {
+    return s.code() == StatusCode::kFailedPrecondition &&
+           s.message().find(kShreddedMessage) != std::string::npos;
+  }
+
+  RequestContext SystemContext(std::string action) const {
+    RequestContext c;
+    c.request_id = "system";
+    c.principal.kind = Principal::Kind::kSystem;
+    c.principal.name = "phivaultd:retention";
+    c.principal.actions = {std::move(action)};
+    c.user = "phivaultd";
+    c.role = "system";
+    c.purpose = "HOPERAT";
+    return c;
+  }
+
+  // The patient's latest encounter known to the vault (the records' encounter dates), cached.
+  StatusOr<std::optional<std::chrono::year_month_day>> PatientLastEncounter(
+      const std::string& patient_id) {
+    {
+      std::lock_guard<std::mutex> lock(encounter_mu_);
+      auto it = encounters_.find(patient_id);
+      if (it != encounters_.end() && it->second.complete) return it->second.last;
+    }
+    PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all,
+                        records_.ListPatient(patient_id));
+    std::optional<std::chrono::year_month_day> last;
+    for (const auto& m : all) MergeDay(last, ParseDay(m.encounter_date));
+    std::lock_guard<std::mutex> lock(encounter_mu_);
+    KnownEncounter& k = encounters_[patient_id];
+    MergeDay(k.last, last);
+    k.complete = true;
+    return k.last;
+  }
+  static void MergeDay(std::optional<std::chrono::year_month_day>& into,
+                       std::optional<std::chrono::year_month_day> day) {
+    if (day && (!into || std::chrono::sys_days(*day) > std::chrono::sys_days(*into))) into = day;
+  }
+  // Returns true if `day` is later than what was known (the patient's other records may keep
+  // longer now).
+  bool NoteEncounter(const std::string& patient_id, std::string_view date) {
+    const auto day = ParseDay(date);
+    std::lock_guard<std::mutex> lock(encounter_mu_);
+    KnownEncounter& k = encounters_[patient_id];
+    const bool later =
+        day && (!k.last || std::chrono::sys_days(*day) > std::chrono::sys_days(*k.last));
+    MergeDay(k.last, day);
+    return later;
+  }
+  void ForgetEncounters(const std::string& patient_id) {
+    std::lock_guard<std::mutex> lock(encounter_mu_);
+    encounters_.erase(patient_id);
+  }
+
+  StatusOr<RetentionTarget> TargetFor(const storage::RecordMetadata& latest,
+                                      std::optional<std::string_view> extra_encounter = {}) {
+    auto loaded = std::atomic_load(&retention_);
+    PV_ASSIGN_OR_RETURN(auto last, PatientLastEncounter(latest.patient_id));
+    if (extra_encounter) MergeDay(last, ParseDay(*extra_encounter));
+    return DecideTarget(*loaded->table, latest, state_.GetFacts(latest.patient_id), last,
+                        state_.IsHeld(latest.patient_id, latest.record_id), DayOf(Now()));
+  }
+
+  // The live epoch for `t`, created on demand: a day already erased by a sweep is skipped to the
+  // next day (a record moved there dies at the next sweep).
+  StatusOr<std::string> LiveEpochFor(const RetentionTarget& t) {
+    if (t.epoch_id.front() == 'h') {
+      PV_RETURN_IF_ERROR(keyring_.GetOrCreateEpoch(t.epoch_id).status());
+      return t.epoch_id;
+    }
+    auto day = EpochDay(t.epoch_id);
+    if (!day) return Internal("retention target is not a day epoch");
+    for (int i = 0; i < 3660; ++i) {
+      const std::string id = DayEpochId(*day);
+      auto key = keyring_.GetOrCreateEpoch(id);
+      if (key.ok()) return id;
+      if (key.status().code() != StatusCode::kFailedPrecondition) return key.status();
+      day = std::chrono::year_month_day{std::chrono::sys_days(*day) + std::chrono::days(1)};
+    }
+    return Internal("no live epoch within ten years of the retention date");
+  }
+
+  // The epoch a record belongs under now, given where it is: a record already in a day epoch
+  // between its expiry and the earliest allowed day stays (moving it would only delay it).
+  StatusOr<std::string> EpochToHold(const RetentionTarget& t, std::string_view current) {
+    if (t.outcome == "expires" && t.expires) {
+      auto c = EpochDay(current);
+      auto d = EpochDay(t.epoch_id);
+      if (c && d && std::chrono::sys_days(*c) >= std::chrono::sys_days(*t.expires) &&
+          std::chrono::sys_days(*c) <= std::chrono::sys_days(*d) &&
+          keyring_.GetEpoch(current).ok()) {
+        return std::string(current);
+      }
+    }
+    return LiveEpochFor(t);
+  }
+
+  // Moves every version of `record_id` under the epoch its retention (or a hold) calls for.
+  // Caller holds the record's stripe lock. Returns the versions moved.
+  StatusOr<uint32_t> SettleLocked(std::string_view record_id) {
+    PV_ASSIGN_OR_RETURN(uint32_t latest, records_.LatestVersion(record_id));
+    PV_ASSIGN_OR_RETURN(storage::Record rec, records_.ReadVersion(record_id, latest, false));
+    PV_ASSIGN_OR_RETURN(RetentionTarget t, TargetFor(rec.meta));
+    PV_ASSIGN_OR_RETURN(std::string epoch, EpochToHold(t, rec.meta.epoch_id));
+    storage::WriteBatch batch;
+    PV_ASSIGN_OR_RETURN(uint32_t moved, records_.StageRewrap(record_id, epoch, batch));
+    if (moved > 0) PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
+    return moved;
+  }
+  StatusOr<uint32_t> Settle(std::string_view record_id) {
+    std::lock_guard<std::mutex> lock(StripeFor(record_id));
+    return SettleLocked(record_id);
+  }
+  // Re-settles every record of the patient. Failures are logged (no PHI) and left to the
+  // sweep's recheck, which never destroys a record before rechecking it.
+  void SettlePatientLogged(const std::string& patient_id) {
+    auto all = records_.ListPatient(patient_id);
+    if (!all.ok()) {
+      spdlog::warn("retention: could not list a patient's records to re-wrap them: {}",
+                   all.status().message());
+      return;
+    }
+    for (const auto& m : *all) {
+      if (auto s = Settle(m.record_id); !s.ok() && !IsShredded(s.status())) {
+        spdlog::warn("retention: re-wrap of record {} failed: {}", m.record_id,
+                     s.status().message());
+      }
+    }
+  }
+
+  // After a hold is released: its records go back to their retention (or another hold), then
+  // its key is destroyed. Nothing remains under the key when it is destroyed.
+  Status RetireHoldEpoch(const std::string& hold_id) {
+    const std::string epoch = "h" + hold_id;
+    auto key = keyring_.GetEpoch(epoch);
+    if (!key.ok()) {
+      return key.status().code() == StatusCode::kFailedPrecondition ||
+                     key.status().code() == StatusCode::kNotFound
+                 ? Status::Ok()
+                 : key.status();
+    }
+    std::set<std::string> ids;
+    PV_RETURN_IF_ERROR(records_.ScanEpoch(epoch, [&](std::string_view id, uint32_t) {
+      ids.emplace(id);
+      return true;
+    }));
+    for (const auto& id : ids) {
+      auto moved = Settle(id);
+      if (!moved.ok()) {
+        return Unavailable("the hold is released, but record " + id +
+                           " could not be moved back to its retention (" +
+                           moved.status().message() + "); the next sweep completes this");
+      }
+    }
+    bool empty = true;
+    PV_RETURN_IF_ERROR(records_.ScanEpoch(epoch, [&](std::string_view, uint32_t) {
+      empty = false;
+      return false;
+    }));
+    if (!empty) return Unavailable("the hold is released, but records remain under its key");
+    Status destroyed = keyring_.DestroyEpoch(epoch);
+    if (!destroyed.ok()) {
+      return Unavailable("the hold is released, but its key could not be destroyed in every "
+                         "keyring copy (" +
+                         destroyed.message() + "); the next sweep retries");
+    }
+    return Status::Ok();
+  }
+
+  // ---- The sweep
+
+  struct Doomed {
+    std::string record_id;
+    uint32_t versions = 0;
+    std::string category;
+    std::string patient_bid;
+    std::string epoch_id;
+    std::string expires_on;
+    std::string reason;
+    std::vector<std::string> fingerprints;
+  };
+  static nlohmann::json DoomedJson(const Doomed& d) {
+    std::vector<std::string> fps;
+    for (const auto& f : d.fingerprints) fps.push_back(crypto::HexEncode(f));
+    return {{"id", d.record_id},       {"v", d.versions},       {"cat", d.category},
+            {"bid", d.patient_bid},    {"epoch", d.epoch_id},   {"exp", d.expires_on},
+            {"why", d.reason},         {"fp", fps}};
+  }
+  static StatusOr<Doomed> DoomedFromJson(std::string_view text) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return DataLoss("sweep journal entry is malformed");
+    try {
+      Doomed d;
+      d.record_id = j.at("id").get<std::string>();
+      d.versions = j.at("v").get<uint32_t>();
+      d.category = j.at("cat").get<std::string>();
+      d.patient_bid = j.at("bid").get<std::string>();
+      d.epoch_id = j.at("epoch").get<std::string>();
+      d.expires_on = j.at("exp").get<std::string>();
+      d.reason = j.at("why").get<std::string>();
+      for (const auto& f : j.at("fp")) {
+        auto raw = crypto::HexDecode(f.get<std::string>());
+        if (!raw.ok()) return DataLoss("sweep journal entry is malformed");
+        d.fingerprints.push_back(*raw);
+      }
+      if (!storage::IsValidRecordId(d.record_id)) {
+        return DataLoss("sweep journal entry is malformed");
+      }
+      return d;
+    } catch (const std::exception&) {
+      return DataLoss("sweep journal entry is malformed");
+    }
+  }
+  static SweepCandidate CandidateOf(const Doomed& d) {
+    return SweepCandidate{d.record_id, d.versions,   d.category, d.patient_bid,
+                          d.epoch_id,  d.expires_on, d.reason};
+  }
+
+  struct Journal {
+    std::string id;
+    std::string until;
+    int64_t started_us = 0;
+    std::string phase;
+    std::vector<std::string> epochs;
+    std::string principal, user, role;
+    uint64_t rewrapped = 0, held = 0;
+    std::string verification_result;
+  };
+  static std::string JournalJson(const Journal& j) {
+    return nlohmann::json{{"id", j.id},
+                          {"until", j.until},
+                          {"started_us", j.started_us},
+                          {"phase", j.phase},
+                          {"epochs", j.epochs},
+                          {"principal", j.principal},
+                          {"user", j.user},
+                          {"role", j.role},
+                          {"rewrapped", j.rewrapped},
+                          {"held", j.held},
+                          {"verification_result", j.verification_result}}
+        .dump();
+  }
+  StatusOr<std::optional<Journal>> LoadJournal() {
+    PV_ASSIGN_OR_RETURN(auto v, store_.Get(storage::Cf::kState, kJournalKey));
+    if (!v) return std::optional<Journal>();
+    auto j = nlohmann::json::parse(*v, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return DataLoss("the sweep journal is malformed");
+    try {
+      Journal out;
+      out.id = j.at("id").get<std::string>();
+      out.until = j.at("until").get<std::string>();
+      out.started_us = j.at("started_us").get<int64_t>();
+      out.phase = j.at("phase").get<std::string>();
+      out.epochs = j.at("epochs").get<std::vector<std::string>>();
+      out.principal = j.at("principal").get<std::string>();
+      out.user = j.at("user").get<std::string>();
+      out.role = j.at("role").get<std::string>();
+      out.rewrapped = j.at("rewrapped").get<uint64_t>();
+      out.held = j.at("held").get<uint64_t>();
+      out.verification_result = j.at("verification_result").get<std::string>();
+      if (!ParseDay(out.until)) return DataLoss("the sweep journal is malformed");
+      return std::optional<Journal>(std::move(out));
+    } catch (const std::exception&) {
+      return DataLoss("the sweep journal is malformed");
+    }
+  }
+  Status SaveJournal(const Journal& j, storage::WriteBatch batch = {}) {
+    batch.Put(storage::Cf::kState, std::string(kJournalKey), JournalJson(j));
+    return store_.Write(batch, /*sync=*/true);
+  }
+  StatusOr<std::vector<Doomed>> LoadDoomed() {
+    std::vector<Doomed> out;
+    Status bad;
+    PV_RETURN_IF_ERROR(store_.Scan(storage::Cf::kState, kDoomedPrefix, PrefixEnd(kDoomedPrefix),
+                                   [&](std::string_view, std::string_view value) {
+                                     auto d = DoomedFromJson(value);
+                                     if (!d.ok()) {
+                                       bad = d.status();
+                                       return false;
+                                     }
+                                     out.push_back(std::move(d).value());
+                                     return true;
+                                   }));
+    PV_RETURN_IF_ERROR(bad);
+    return out;
+  }
+  Status StageDeletePrefix(std::string_view prefix, storage::WriteBatch& batch) {
+    return store_.Scan(storage::Cf::kState, prefix, PrefixEnd(prefix),
+                       [&](std::string_view key, std::string_view) {
+                         batch.Delete(storage::Cf::kState, std::string(key));
+                         return true;
+                       });
+  }
+
+  Status Fault(std::string_view step) { return sweep_fault_ ? sweep_fault_(step) : Status::Ok(); }
+
+  using Report = std::function<void(std::string_view, uint64_t, uint64_t)>;
+
+  // The live day epochs up to `until`, ascending.
+  std::vector<std::string> ExpiredDayEpochs(std::chrono::year_month_day until) const {
+    std::vector<std::string> out;
+    for (const auto& e : keyring_.ListEpochs()) {
+      if (e.destroyed) continue;
+      auto day = EpochDay(e.id);
+      if (day && std::chrono::sys_days(*day) <= std::chrono::sys_days(until)) out.push_back(e.id);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // Every record with a version in `epochs`, with its versions counted.
+  StatusOr<std::vector<std::string>> RecordsIn(const std::vector<std::string>& epochs) {
+    std::set<std::string> ids;
+    for (const auto& e : epochs) {
+      PV_RETURN_IF_ERROR(records_.ScanEpoch(e, [&](std::string_view id, uint32_t) {
+        ids.emplace(id);
+        return true;
+      }));
+    }
+    return std::vector<std::string>(ids.begin(), ids.end());
+  }
+
+  // Decides one record for a sweep up to `until`. Expired: returns it (consolidating its versions
+  // under one doomed epoch). Otherwise moves it where it belongs (when `apply`) and returns
+  // nullopt. Caller holds the stripe lock.
+  struct Recheck {
+    std::optional<Doomed> doomed;
+    bool rewrapped = false;
+    bool held = false;
+  };
+  StatusOr<Recheck> RecheckLocked(std::string_view record_id, std::chrono::year_month_day until,
+                                  const std::set<std::string>& doomed_epochs, bool apply) {
+    Recheck out;
+    PV_ASSIGN_OR_RETURN(uint32_t latest, records_.LatestVersion(record_id));
+    PV_ASSIGN_OR_RETURN(storage::Record rec, records_.ReadVersion(record_id, latest, false));
+    PV_ASSIGN_OR_RETURN(RetentionTarget t, TargetFor(rec.meta));
+    if (t.ExpiredBy(until) && doomed_epochs.count(rec.meta.epoch_id) > 0) {
+      Doomed d;
+      d.record_id = std::string(record_id);
+      d.versions = latest;
+      d.category = rec.meta.category;
+      d.patient_bid = crypto::HexEncode(records_.PatientBlindId(rec.meta.patient_id));
+      d.epoch_id = rec.meta.epoch_id;
+      d.expires_on = FormatDay(*t.expires);
+      d.reason = t.reason;
+      if (apply) {
+        // Every version under the one epoch that is erased.
+        storage::WriteBatch batch;
+        PV_ASSIGN_OR_RETURN(uint32_t moved,
+                            records_.StageRewrap(record_id, rec.meta.epoch_id, batch));
+        if (moved > 0) PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
+        PV_ASSIGN_OR_RETURN(d.fingerprints, records_.Fingerprints(record_id));
+      }
+      out.doomed = std::move(d);
+      return out;
+    }
+    out.held = t.outcome == "held";
+    out.rewrapped = !out.held;
+    if (apply) {
+      PV_ASSIGN_OR_RETURN(std::string epoch, EpochToHold(t, rec.meta.epoch_id));
+      storage::WriteBatch batch;
+      PV_ASSIGN_OR_RETURN(uint32_t moved, records_.StageRewrap(record_id, epoch, batch));
+      if (moved > 0) PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
+    }
+    return out;
+  }
+
+  StatusOr<SweepResult> DryRunSweep(std::chrono::year_month_day until, const Report& report) {
+    SweepResult r;
+    r.dry_run = true;
+    r.until = FormatDay(until);
+    const std::vector<std::string> epochs = ExpiredDayEpochs(until);
+    const std::set<std::string> epoch_set(epochs.begin(), epochs.end());
+    report("plan", 0, epochs.size());
+    PV_ASSIGN_OR_RETURN(std::vector<std::string> ids, RecordsIn(epochs));
+    uint64_t done = 0;
+    for (const auto& id : ids) {
+      auto checked = RecheckLocked(id, until, epoch_set, /*apply=*/false);
+      if (!checked.ok()) {
+        if (IsShredded(checked.status())) continue;
+        return checked.status();
+      }
+      if (checked->doomed) {
+        ++r.destroyed_records;
+        r.destroyed_versions += checked->doomed->versions;
+        r.destroyed.push_back(CandidateOf(*checked->doomed));
+      } else if (checked->held) {
+        ++r.held_records;
+      } else {
+        ++r.rewrapped_records;
+      }
+      if (++done % 1000 == 0) report("recheck", done, ids.size());
+    }
+    report("recheck", done, ids.size());
+    for (const auto& d : r.destroyed) {
+      if (r.epochs_destroyed.empty() || r.epochs_destroyed.back() != d.epoch_id) {
+        if (std::find(r.epochs_destroyed.begin(), r.epochs_destroyed.end(), d.epoch_id) ==
+            r.epochs_destroyed.end()) {
+          r.epochs_destroyed.push_back(d.epoch_id);
+        }
+      }
+    }
+    std::sort(r.epochs_destroyed.begin(), r.epochs_destroyed.end());
+    report("done", done, ids.size());
+    return r;
+  }
+
+  StatusOr<SweepResult> RunSweep(const RequestContext& ctx, Pass& pass,
+                                 std::chrono::year_month_day until, const Report& report) {
+    PV_ASSIGN_OR_RETURN(std::optional<Journal> pending, LoadJournal());
+    SweepResult result;
+    result.dry_run = false;
+    result.resumed = pending.has_value();
+    Journal j;
+    if (pending) {
+      j = std::move(*pending);
+      // A sweep that stopped before its keys were erased starts over from its recheck: what
+      // changed since (records, facts, holds) is decided afresh.
+      if (j.phase == "recheck" || j.phase == "erase") j.phase = "recheck";
+    } else {
+      j.id = storage::NewDestructionCertificateId();
+      j.until = FormatDay(until);
+      j.started_us = Now();
+      j.phase = "recheck";
+      j.principal = ctx.principal.name;
+      j.user = ctx.user.empty() ? ctx.principal.name : ctx.user;
+      j.role = ctx.role.empty() ? "none" : ctx.role;
+    }
+    const std::chrono::year_month_day j_until = *ParseDay(j.until);
+    result.sweep_id = j.id;
+    result.until = j.until;
+    pass.entry.records = {"sweep:" + j.id};
+
+    if (j.phase == "recheck") {
+      PV_RETURN_IF_ERROR(Fault("recheck"));
+      // Released holds whose keys remain (a release interrupted before it destroyed the key).
+      for (const auto& h : state_.ListHolds(std::nullopt, /*include_released=*/true)) {
+        if (!h.active() && keyring_.GetEpoch("h" + h.id).ok()) {
+          PV_RETURN_IF_ERROR(RetireHoldEpoch(h.id));
+        }
+      }
+      j.epochs = ExpiredDayEpochs(j_until);
+      PV_RETURN_IF_ERROR(SaveJournal(j));
+      gate_.Watch();
+      struct Unwatch {
+        RetentionGate& g;
+        ~Unwatch() { g.Unwatch(); }
+      } unwatch{gate_};
+      const std::set<std::string> epoch_set(j.epochs.begin(), j.epochs.end());
+      report("plan", 0, j.epochs.size());
+      PV_ASSIGN_OR_RETURN(std::vector<std::string> ids, RecordsIn(j.epochs));
+      std::map<std::string, Doomed> doomed;
+      uint64_t done = 0;
+      for (const auto& id : ids) {
+        std::lock_guard<std::mutex> lock(StripeFor(id));
+        auto checked = RecheckLocked(id, j_until, epoch_set, /*apply=*/true);
+        if (!checked.ok()) {
+          if (IsShredded(checked.status())) continue;
+          return checked.status();
+        }
+        if (checked->doomed) {
+          doomed.emplace(id, std::move(*checked->doomed));
+        } else if (checked->held) {
+          ++j.held;
+        } else {
+          ++j.rewrapped;
+        }
+        if (++done % 1000 == 0) report("recheck", done, ids.size());
+      }
+      report("recheck", done, ids.size());
+
+      // Erasure runs alone: changes that were running finish first, and the patients they
+      // touched are decided again, so no record whose retention grew meanwhile is erased.
+      PV_RETURN_IF_ERROR(Fault("erase"));
+      gate_.Close();
+      struct Reopen {
+        RetentionGate& g;
+        ~Reopen() { g.Open(); }
+      } reopen{gate_};
+      for (const auto& patient : gate_.TakeTouched()) {
+        PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all,
+                            records_.ListPatient(patient));
+        for (const auto& m : all) {
+          std::lock_guard<std::mutex> lock(StripeFor(m.record_id));
+          auto checked = RecheckLocked(m.record_id, j_until, epoch_set, /*apply=*/true);
+          if (!checked.ok()) {
+            if (IsShredded(checked.status())) continue;
+            return checked.status();
+          }
+          if (checked->doomed) {
+            doomed.insert_or_assign(m.record_id, std::move(*checked->doomed));
+          } else {
+            doomed.erase(m.record_id);
+          }
+        }
+      }
+      storage::WriteBatch batch;
+      PV_RETURN_IF_ERROR(StageDeletePrefix(kDoomedPrefix, batch));
+      for (const auto& [id, d] : doomed) {
+        batch.Put(storage::Cf::kState, std::string(kDoomedPrefix) + id, DoomedJson(d).dump());
+      }
+      j.phase = "erase";
+      PV_RETURN_IF_ERROR(SaveJournal(j, std::move(batch)));
+      report("erase", 0, j.epochs.size());
+      if (!j.epochs.empty()) {
+        Status erased = keyring_.DestroyEpochs(j.epochs);
+        if (!erased.ok()) {
+          return Unavailable("sweep step erase: " + erased.message() +
+                             "; no certificate was issued and the next sweep completes it");
+        }
+      }
+      report("erase", j.epochs.size(), j.epochs.size());
+    }
+    PV_ASSIGN_OR_RETURN(std::vector<Doomed> doomed, LoadDoomed());
+
+    if (j.phase == "erase") {
+      // Resumed after the erasure began: finish it in every copy.
+      if (!j.epochs.empty()) {
+        Status erased = keyring_.DestroyEpochs(j.epochs);
+        if (!erased.ok()) {
+          return Unavailable("sweep step erase: " + erased.message() +
+                             "; no certificate was issued and the next sweep completes it");
+        }
+      }
+      // Verification 1: no destroyed record version decrypts any more. A record that moved to a
+      // live epoch after an interrupted sweep (a hold, a new encounter) is not destroyed.
+      PV_RETURN_IF_ERROR(Fault("verify-erase"));
+      std::vector<Doomed> confirmed;
+      storage::WriteBatch batch;
+      uint64_t done = 0;
+      for (auto& d : doomed) {
+        std::lock_guard<std::mutex> lock(StripeFor(d.record_id));
+        bool all_gone = true;
+        for (uint32_t v = 1; v <= d.versions; ++v) {
+          auto read = records_.ReadVersion(d.record_id, v, /*with_content=*/false);
+          if (read.ok()) {
+            all_gone = false;
+          } else if (!IsShredded(read.status())) {
+            return DataLoss("sweep verification: record " + d.record_id + " version " +
+                            std::to_string(v) + " neither opens nor reads as erased: " +
+                            read.status().message());
+          }
+        }
+        if (all_gone) {
+          confirmed.push_back(std::move(d));
+        } else {
+          batch.Delete(storage::Cf::kState, std::string(kDoomedPrefix) + d.record_id);
+          ++j.rewrapped;
+        }
+        if (++done % 1000 == 0) report("verify", done, doomed.size());
+      }
+      doomed = std::move(confirmed);
+      for (const auto& e : j.epochs) {
+        auto key = keyring_.GetEpoch(e);
+        if (key.ok() || key.status().code() != StatusCode::kFailedPrecondition) {
+          return DataLoss("sweep verification: epoch key " + e + " is not destroyed");
+        }
+      }
+      j.phase = "delete";
+      PV_RETURN_IF_ERROR(SaveJournal(j, std::move(batch)));
+    }
+
+    if (j.phase == "delete") {
+      PV_RETURN_IF_ERROR(Fault("delete"));
+      storage::WriteBatch batch;
+      uint64_t done = 0;
+      const int64_t now = Now();
+      for (size_t i = 0; i < doomed.size(); ++i) {
+        {
+          std::lock_guard<std::mutex> lock(StripeFor(doomed[i].record_id));
+          PV_RETURN_IF_ERROR(records_.StageShred(doomed[i].record_id, j.id, now, batch));
+        }
+        ++done;
+        if (batch.ops().size() >= kSweepBatch * 4 || i + 1 == doomed.size()) {
+          PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
+          batch = storage::WriteBatch();
+          report("delete", done, doomed.size());
+        }
+      }
+      j.phase = "compact";
+      PV_RETURN_IF_ERROR(SaveJournal(j));
+    }
+
+    if (j.phase == "compact") {
+      PV_RETURN_IF_ERROR(Fault("compact"));
+      report("compact", 0, 1);
+      if (Status s = store_.CompactAll(); !s.ok()) {
+        return Unavailable("sweep step compact: " + s.message() +
+                           "; the keys are erased, but no certificate was issued and the next "
+                           "sweep completes it");
+      }
+      report("compact", 1, 1);
+      j.phase = "verify";
+      PV_RETURN_IF_ERROR(SaveJournal(j));
+    }
+
+    if (j.phase == "verify") {
+      PV_RETURN_IF_ERROR(Fault("verify"));
+      std::vector<std::string> needles;
+      for (const auto& d : doomed) {
+        for (const auto& f : d.fingerprints) needles.push_back(f);
+      }
+      report("verify", 0, needles.size());
+      uint64_t versions = 0;
+      for (const auto& d : doomed) {
+        versions += d.versions;
+        auto read = records_.LatestVersion(d.record_id);
+        if (read.ok() || !IsShredded(read.status())) {
+          return DataLoss("sweep verification: record " + d.record_id +
+                          " does not read as destroyed");
+        }
+      }
+      const std::string db_dir = config_.data_dir + "/db";
+      if (!needles.empty()) {
+        PV_ASSIGN_OR_RETURN(std::vector<storage::FileHit> hits,
+                            storage::FindInFiles(db_dir, needles));
+        if (!hits.empty()) {
+          return DataLoss("sweep verification failed: ciphertext of a destroyed record is still "
+                          "in " +
+                          hits.front().path +
+                          " after compaction; no certificate was issued and the next sweep "
+                          "retries");
+        }
+      }
+      report("verify", needles.size(), needles.size());
+      j.verification_result = "passed: none of the " + std::to_string(versions) +
+                              " destroyed record versions decrypts; none of their " +
+                              std::to_string(needles.size()) +
+                              " ciphertext fingerprints is in any live database file";
+      j.phase = "audit";
+      PV_RETURN_IF_ERROR(SaveJournal(j));
+    }
+
+    uint64_t audit_first = 0;
+    uint64_t audit_last = 0;
+    if (j.phase == "audit") {
+      PV_RETURN_IF_ERROR(Fault("audit"));
+      PV_RETURN_IF_ERROR(WriteShredEntries(ctx, j, doomed, report));
+      j.phase = "certificate";
+      PV_RETURN_IF_ERROR(SaveJournal(j));
+    }
+    if (j.phase != "certificate") return DataLoss("the sweep journal names an unknown phase");
+    PV_RETURN_IF_ERROR(Fault("certificate"));
+    PV_RETURN_IF_ERROR(ShredEntryRange(j.id, audit_first, audit_last));
+
+    result.rewrapped_records = j.rewrapped;
+    result.held_records = j.held;
+    result.epochs_destroyed = j.epochs;
+    result.verification_result = j.verification_result;
+    std::sort(doomed.begin(), doomed.end(),
+              [](const Doomed& a, const Doomed& b) { return a.record_id < b.record_id; });
+    for (const auto& d : doomed) {
+      ++result.destroyed_records;
+      result.destroyed_versions += d.versions;
+      if (result.destroyed.size() < 1000) result.destroyed.push_back(CandidateOf(d));
+    }
+    if (!doomed.empty()) {
+      report("certificate", 0, 1);
+      storage::DestructionCertificate cert;
+      cert.id = j.id;
+      cert.principal = j.principal;
+      cert.user = j.user;
+      cert.role = j.role;
+      cert.started_unix_us = j.started_us;
+      cert.finished_unix_us = std::max(Now(), j.started_us);
+      // Only the epochs that held what is certified are named; empty days are erased too.
+      std::set<std::string> used;
+      for (const auto& d : doomed) used.insert(d.epoch_id);
+      cert.epoch_ids.assign(used.begin(), used.end());
+      cert.media = "vault database " + config_.data_dir + "/db and keyring copies (" +
+                   std::to_string(1 + config_.keyring_mirrors.size()) + ")";
+      for (const auto& d : doomed) {
+        for (uint32_t v = 1; v <= d.versions; ++v) {
+          cert.records.push_back({d.record_id, v, d.category, d.patient_bid});
+        }
+      }
+      cert.verification =
+          "each destroyed record version read back through the vault (its DEK must not unwrap "
+          "once its epoch key is destroyed in every keyring copy); a byte search of every live "
+          "database file for each version's sealed content, sealed metadata and wrapped DEK "
+          "after deletion and forced compaction";
+      cert.verification_result = j.verification_result;
+      cert.tool_name = "phivaultd";
+      cert.tool_version = PHIVAULT_VERSION;
+      cert.audit_seq_first = audit_first;
+      cert.audit_seq_last = audit_last;
+      PV_ASSIGN_OR_RETURN(std::string note,
+                          storage::SignDestructionCertificate(cert, keyring_.audit_signer(),
+                                                              config_.audit_origin));
+      const storage::DestructionCounts counts = storage::CountDestroyed(cert);
+      pass.batch.Put(storage::Cf::kState, std::string(kCertPrefix) + j.id, note);
+      pass.batch.Put(storage::Cf::kState, std::string(kCertSummaryPrefix) + j.id,
+                     nlohmann::json{{"id", j.id},
+                                    {"started_us", cert.started_unix_us},
+                                    {"finished_us", cert.finished_unix_us},
+                                    {"records", counts.records},
+                                    {"versions", counts.versions},
+                                    {"patients", counts.patients},
+                                    {"epoch_ids", cert.epoch_ids}}
+                         .dump());
+      result.certificate_id = j.id;
+      report("certificate", 1, 1);
+    }
+    // The journal goes with the summary entry, in one batch: a sweep is finished exactly once.
+    pass.batch.Delete(storage::Cf::kState, std::string(kJournalKey));
+    PV_RETURN_IF_ERROR(StageDeletePrefix(kDoomedPrefix, pass.batch));
+    PV_RETURN_IF_ERROR(StageDeletePrefix(kShredMarkPrefix, pass.batch));
+    report("done", 1, 1);
+    return result;
+  }
+
+  // One record.shred entry per patient, each with a marker in its batch so that a resumed
+  // sweep writes none twice. Several writers at once let the ledger group them.
+  Status WriteShredEntries(const RequestContext& ctx, const Journal& j,
+                           const std::vector<Doomed>& doomed, const Report& report) {
+    std::map<std::string, std::vector<const Doomed*>> by_patient;
+    for (const auto& d : doomed) by_patient[d.patient_bid].push_back(&d);
+    std::vector<std::pair<std::string, std::vector<const Doomed*>>> todo;
+    for (auto& [bid, list] : by_patient) {
+      PV_ASSIGN_OR_RETURN(auto mark,
+                          store_.Get(storage::Cf::kState, std::string(kShredMarkPrefix) + bid));
+      if (!mark) todo.emplace_back(bid, std::move(list));
+    }
+    std::atomic<size_t> next{0};
+    std::atomic<uint64_t> done{0};
+    std::mutex err_mu;
+    Status error;
+    auto worker = [&] {
+      for (size_t i = next++; i < todo.size(); i = next++) {
+        storage::AuditEntry e = NewEntry(ctx, "record.shred");
+        e.patient_bid = todo[i].first;
+        for (const Doomed* d : todo[i].second) {
+          e.records.push_back(d->record_id + "@1-" + std::to_string(d->versions));
+        }
+        e.reason = "retention expired; certificate " + j.id;
+        storage::WriteBatch batch;
+        batch.Put(storage::Cf::kState, std::string(kShredMarkPrefix) + todo[i].first, "");
+        // The marker's value is the entry's seq, which the ledger assigns: written after.
+        auto seq = CommitWithEntry(std::move(batch), std::move(e));
+        if (!seq.ok()) {
+          std::lock_guard<std::mutex> lock(err_mu);
+          error = seq.status();
+          return;
+        }
+        storage::WriteBatch mark;
+        mark.Put(storage::Cf::kState, std::string(kShredMarkPrefix) + todo[i].first,
+                 std::to_string(*seq));
+        if (Status s = store_.Write(mark, /*sync=*/false); !s.ok()) {
+          std::lock_guard<std::mutex> lock(err_mu);
+          error = s;
+          return;
+        }
+        const uint64_t n = ++done;
+        if (n % 1000 == 0) report("audit", n, todo.size());
+      }
+    };
+    std::vector<std::thread> threads;
+    const size_t n_threads = std::min<size_t>(8, todo.size());
+    for (size_t t = 0; t < n_threads; ++t) threads.emplace_back(worker);
+    for (auto& t : threads) t.join();
+    if (!error.ok()) {
+      return Unavailable("sweep step audit: " + error.message() +
+                         "; no certificate was issued and the next sweep completes it");
+    }
+    report("audit", todo.size(), todo.size());
+    return Status::Ok();
+  }
+
+  // The range of the sweep's record.shred entries, from their markers. A marker whose seq was
+  // not recorded (a crash right after its entry was committed) is found in the patient's audit
+  // chain.
+  Status ShredEntryRange(const std::string& sweep_id, uint64_t& first, uint64_t& last) {
+    first = 0;
+    last = 0;
+    std::vector<std::pair<std::string, std::string>> marks;
+    PV_RETURN_IF_ERROR(store_.Scan(storage::Cf::kState, kShredMarkPrefix,
+                                   PrefixEnd(kShredMarkPrefix),
+                                   [&](std::string_view key, std::string_view value) {
+                                     marks.emplace_back(
+                                         std::string(key.substr(kShredMarkPrefix.size())),
+                                         std::string(value));
+                                     return true;
+                                   }));
+    for (const auto& [bid, value] : marks) {
+      uint64_t seq = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), seq);
+      if (value.empty() || ec != std::errc() || p != value.data() + value.size()) {
+        seq = 0;
+        auto raw = crypto::HexDecode(bid);
+        if (!raw.ok()) return DataLoss("a sweep audit marker is malformed");
+        const std::string reason = "retention expired; certificate " + sweep_id;
+        PV_RETURN_IF_ERROR(storage::ScanPatientAuditEntries(
+            store_, *raw, [&](const storage::AuditEntry& e, std::string_view) {
+              if (e.action == "record.shred" && e.reason == reason) seq = e.seq;
+              return Status::Ok();
+            }));
+        if (seq == 0) return DataLoss("a sweep's record.shred entry is missing from the log");
+      }
+      if (first == 0 || seq < first) first = seq;
+      last = std::max(last, seq);
+    }
+    return Status::Ok();
+  }
+
+ public:
 
   Status Start() {
     PV_RETURN_IF_ERROR(state_.Load());
     PV_RETURN_IF_ERROR(InstallPolicy(nullptr, std::atomic_load(&policy_)).status());
+    auto retention = std::atomic_load(&retention_);
+    if (retention == nullptr) {
+      PV_ASSIGN_OR_RETURN(LoadedRetention loaded, LoadRetention(config_));
+      retention = std::make_shared<const LoadedRetention>(std::move(loaded));
+    }
+    PV_RETURN_IF_ERROR(InstallRetention(nullptr, std::move(retention)));
     return CloseExpiredBreakGlass();
+  }
+
+  // Puts a retention table in force. The first table, and every change, is audited
+  // (retention.load, reason "sha256:<hex> <source>") and kept; a table that would shorten any
+  // category's retention against the one in force is refused (FailedPrecondition naming each
+  // shortening) and changes nothing. After a change every record is re-settled (its DEKs
+  // re-wrapped where its expiry moved; content is never re-encrypted).
+  Status InstallRetention(const RequestContext* ctx, std::shared_ptr<const LoadedRetention> next) {
+    PV_ASSIGN_OR_RETURN(auto stored, store_.Get(storage::Cf::kState, kRetentionTableKey));
+    std::optional<LoadedRetention> previous;
+    if (stored) {
+      auto j = nlohmann::json::parse(*stored, nullptr, false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j.contains("source") ||
+          !j["text"].is_string() || !j["source"].is_string()) {
+        return DataLoss("the stored retention table is malformed");
+      }
+      auto parsed = ParseRetention(config_, j["source"].get<std::string>(),
+                                   j["text"].get<std::string>());
+      if (!parsed.ok()) {
+        return FailedPrecondition(
+            "the retention table in force no longer validates against this configuration (" +
+            parsed.status().message() +
+            "): a category it covers was removed? Records of it would lose their retention");
+      }
+      previous = std::move(parsed).value();
+    }
+    if (previous && previous->sha256_hex == next->sha256_hex) {
+      std::atomic_store(&retention_, std::move(next));
+      return Status::Ok();
+    }
+    if (previous) {
+      const auto shortenings = policies::FindShortenings(*previous->table, *next->table);
+      if (!shortenings.empty()) {
+        std::string why;
+        for (const auto& sh : shortenings) {
+          why += (why.empty() ? "" : "; ") + sh.category + ": " + sh.reason;
+        }
+        return FailedPrecondition("retention table " + next->source +
+                                  " would shorten the retention in force (" + previous->source +
+                                  "), which no one may do: " + why);
+      }
+    }
+    RetentionGate::Section section = gate_.Enter({});
+    storage::WriteBatch batch;
+    batch.Put(storage::Cf::kState, std::string(kRetentionTableKey),
+              nlohmann::json{{"source", next->source},
+                             {"sha256", next->sha256_hex},
+                             {"text", next->text},
+                             {"from_us", Now()}}
+                  .dump());
+    storage::AuditEntry e;
+    if (ctx != nullptr) {
+      e = NewEntry(*ctx, "retention.load");
+    } else {
+      e.application = "phivaultd";
+      e.action = "retention.load";
+      e.outcome = "success";
+    }
+    e.reason = "sha256:" + next->sha256_hex + " " + next->source;
+    PV_RETURN_IF_ERROR(CommitWithEntry(std::move(batch), std::move(e)).status());
+    std::atomic_store(&retention_, next);
+    spdlog::info("retention: table {} ({}) in force", next->source, next->sha256_hex.substr(0, 12));
+    if (previous) return ResettleAll();
+    return Status::Ok();
+  }
+
+  // The configuration's retention file again, with the access policy (reload, SIGHUP).
+  Status ReloadRetention(const RequestContext* ctx) {
+    auto loaded = LoadRetention(config_);
+    Status s = loaded.ok() ? InstallRetention(
+                                 ctx, std::make_shared<const LoadedRetention>(std::move(*loaded)))
+                           : loaded.status();
+    if (s.ok()) return s;
+    return Status(s.code() == StatusCode::kDataLoss ? s.code() : StatusCode::kInvalidArgument,
+                  "the access policy was reloaded, but the retention table was not (the one in "
+                  "force stays): " +
+                      s.message());
+  }
+
+  // Every record moved to the epoch its retention now calls for, a batch at a time.
+  Status ResettleAll() {
+    std::vector<std::string> epochs;
+    for (const auto& e : keyring_.ListEpochs()) {
+      if (!e.destroyed) epochs.push_back(e.id);
+    }
+    PV_ASSIGN_OR_RETURN(std::vector<std::string> ids, RecordsIn(epochs));
+    storage::WriteBatch batch;
+    uint64_t moved_records = 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      {
+        std::lock_guard<std::mutex> lock(StripeFor(ids[i]));
+        auto latest = records_.LatestVersion(ids[i]);
+        if (!latest.ok()) {
+          if (IsShredded(latest.status())) continue;
+          return latest.status();
+        }
+        PV_ASSIGN_OR_RETURN(storage::Record rec, records_.ReadVersion(ids[i], *latest, false));
+        PV_ASSIGN_OR_RETURN(RetentionTarget t, TargetFor(rec.meta));
+        PV_ASSIGN_OR_RETURN(std::string epoch, EpochToHold(t, rec.meta.epoch_id));
+        PV_ASSIGN_OR_RETURN(uint32_t moved, records_.StageRewrap(ids[i], epoch, batch));
+        if (moved > 0) ++moved_records;
+      }
+      if (batch.ops().size() >= kSweepBatch * 4 || (i + 1 == ids.size() && !batch.empty())) {
+        PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
+        batch = storage::WriteBatch();
+      }
+    }
+    spdlog::info("retention: {} of {} records re-wrapped under a new epoch", moved_records,
+                 ids.size());
+    return Status::Ok();
   }
 
   StatusOr<PolicyInfo> ReloadPolicy(const RequestContext* ctx) override {
@@ -639,7 +1864,9 @@ class VaultServiceImpl final : public VaultService {
         return true;
       });
       if (!admitted.ok()) return admitted.status();
-      return InstallPolicy(ctx, std::move(loaded));
+      PV_ASSIGN_OR_RETURN(PolicyInfo info, InstallPolicy(ctx, std::move(loaded)));
+      PV_RETURN_IF_ERROR(ReloadRetention(ctx));
+      return info;
     }
     auto l = LoadAccessPolicy(config_);
     if (!l.ok()) {
@@ -652,7 +1879,9 @@ class VaultServiceImpl final : public VaultService {
       if (Status s = CommitWithEntry({}, std::move(e)).status(); !s.ok()) return s;
       return InvalidArgument(std::string(kInvalidPolicyMessage) + ": " + l.status().message());
     }
-    return InstallPolicy(nullptr, std::move(l).value());
+    PV_ASSIGN_OR_RETURN(PolicyInfo info, InstallPolicy(nullptr, std::move(l).value()));
+    PV_RETURN_IF_ERROR(ReloadRetention(nullptr));
+    return info;
   }
 
   StatusOr<PolicyInfo> PolicyAt(const RequestContext& ctx,
@@ -1058,6 +2287,10 @@ class VaultServiceImpl final : public VaultService {
   // may do the action to some category for this purpose at all (so that a role with no such
   // right learns nothing, not even whether a record exists); each record is decided by the work.
   Status DecideUpfront(Pass& pass, const RequestContext& ctx, std::string_view action) {
+    if (ctx.principal.kind == Principal::Kind::kSystem) {
+      pass.Permitted("system:" + ctx.principal.name);
+      return Status::Ok();
+    }
     const policies::AccessPolicy& policy = *pass.policy;
     if (!policies::IsRecordAction(action)) {
       const Verdict v = Decide(pass, ctx, action, nullptr);
@@ -1713,6 +2946,19 @@ class VaultServiceImpl final : public VaultService {
   std::function<int64_t()> clock_;
   std::chrono::steady_clock::time_point started_;
   std::array<std::mutex, 64> stripes_;
+  // Retention (docs/retention.md): the table in force (atomic_load/atomic_store only), the gate
+  // that keeps a sweep's erasure apart from changes that move records, the patients' latest
+  // encounters (computed once from their records, then kept up to date), one sweep at a time.
+  std::shared_ptr<const LoadedRetention> retention_;
+  RetentionGate gate_;
+  struct KnownEncounter {
+    std::optional<std::chrono::year_month_day> last;
+    bool complete = false;  // `last` covers every stored record of the patient
+  };
+  std::mutex encounter_mu_;
+  std::unordered_map<std::string, KnownEncounter> encounters_;  // GUARDED_BY(encounter_mu_)
+  std::mutex sweep_mu_;
+  std::function<Status(std::string_view)> sweep_fault_;
 };
 
 Status VaultServiceImpl::ExportPatient(const RequestContext& ctx, const PatientExportRequest& req,

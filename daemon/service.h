@@ -29,7 +29,10 @@ namespace phivault::daemon {
 
 // Who is asking, as established by the socket boundary (daemon/auth.h).
 struct Principal {
-  enum class Kind { kApplication, kOperator };
+  // kSystem: the daemon itself (its scheduled retention sweep); never built from a request.
+  // The configuration's `actions` still bound it; the access policy does not decide for it (its
+  // entries name it, with rule "system:<name>").
+  enum class Kind { kApplication, kOperator, kSystem };
   Kind kind = Kind::kApplication;
   std::string name;                  // application name, or "cli:<uid>" for an operator
   uint32_t uid = 0;                  // peer uid
