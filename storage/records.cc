@@ -21,6 +21,13 @@ constexpr std::string_view kContentAad = "phivault/content/v1";
 constexpr std::string_view kPatientDomain = "patient";
 // Keyed tags on record heads: a head cannot be forged to point at an older version.
 constexpr std::string_view kHeadDomain = "record-head";
+// Keyed tags on tombstones, under the head tag's key but in their own domain, so that neither tag
+// can stand in for the other.
+constexpr std::string_view kTombstoneDomain = "record-tombstone";
+// The same words as daemon/problem.h kShreddedMessage, which maps them to HTTP 410.
+constexpr std::string_view kShreddedMessage = "record was crypto-shredded";
+constexpr size_t kCertificateIdChars = 32;
+constexpr size_t kFingerprintBytes = 32;
 constexpr char kHeaderFormat = 0x01;
 constexpr size_t kRawIdBytes = 16;
 constexpr size_t kRecordIdChars = 22;
@@ -42,6 +49,22 @@ std::string VersionKey(char kind, std::string_view raw_id, uint32_t version) {
   key.append(raw_id);
   key += BigEndian32(version);
   return key;
+}
+
+std::string EpochIndexKey(std::string_view epoch_id, std::string_view raw_id, uint32_t version) {
+  std::string key = "e" + std::string(epoch_id);
+  key += '\0';
+  key.append(raw_id);
+  key += BigEndian32(version);
+  return key;
+}
+
+std::string TombstoneKey(std::string_view raw_id) { return "x" + std::string(raw_id); }
+
+bool IsValidCertificateId(std::string_view id) {
+  return id.size() == kCertificateIdChars && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 std::string DekAad(std::string_view raw_id, uint32_t version, std::string_view epoch_id) {
@@ -91,6 +114,41 @@ std::optional<Header> DecodeHeader(std::string_view in) {
   }
   if (!in.empty() || h.blind_id.size() != crypto::BlindIndex::kOutputBytes) return std::nullopt;
   return h;
+}
+
+// The stored header of a version the authenticated head covers: missing or malformed is damage.
+StatusOr<Header> ReadHeader(Store& store, std::string_view raw_id, uint32_t version) {
+  PV_ASSIGN_OR_RETURN(auto stored, store.Get(Cf::kRecords, VersionKey('m', raw_id, version)));
+  if (!stored) return IntegrityFailure();
+  auto header = DecodeHeader(*stored);
+  if (!header) return IntegrityFailure();
+  return std::move(*header);
+}
+
+// The version's DEK, unwrapped under its epoch key with the AAD that binds it to this record,
+// version and epoch.
+StatusOr<crypto::SecretBytes> UnwrapDek(const crypto::Keyring& keyring, std::string_view raw_id,
+                                        uint32_t version, const Header& header) {
+  auto epoch_key = keyring.GetEpoch(header.epoch_id);
+  if (!epoch_key.ok()) {
+    if (epoch_key.status().code() == StatusCode::kFailedPrecondition) {
+      return FailedPrecondition(std::string(kShreddedMessage));
+    }
+    // A header naming an epoch that never existed (or a malformed one) was altered.
+    return IntegrityFailure();
+  }
+  auto dek =
+      crypto::UnwrapKey(**epoch_key, header.wrapped_dek, DekAad(raw_id, version, header.epoch_id));
+  if (!dek.ok()) return IntegrityFailure();
+  return std::move(*dek);
+}
+
+// InvalidArgument (the keyring's message) for a malformed epoch id; any well-formed id passes,
+// whether its key exists, is live or was destroyed.
+Status CheckEpochId(const crypto::Keyring& keyring, std::string_view epoch_id) {
+  auto key = keyring.GetEpoch(epoch_id);
+  if (!key.ok() && key.status().code() == StatusCode::kInvalidArgument) return key.status();
+  return Status::Ok();
 }
 
 StatusOr<std::string> MetadataToJson(const RecordMetadata& m) {
@@ -204,11 +262,7 @@ Status RecordRepository::StageVersion(const Record& record, WriteBatch& batch) {
               BigEndian64(static_cast<uint64_t>(meta.created_unix_us)));
   }
   batch.Put(Cf::kRecords, "h" + raw_id, EncodeHead(raw_id, meta.version));
-  std::string epoch_index = "e" + meta.epoch_id;
-  epoch_index += '\0';
-  epoch_index += raw_id;
-  epoch_index += BigEndian32(meta.version);
-  batch.Put(Cf::kIndexes, std::move(epoch_index), "");
+  batch.Put(Cf::kIndexes, EpochIndexKey(meta.epoch_id, raw_id, meta.version), "");
   return Status::Ok();
 }
 
@@ -221,7 +275,12 @@ StatusOr<uint32_t> RecordRepository::LatestVersion(std::string_view record_id) {
   PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
   PV_ASSIGN_OR_RETURN(auto head, store_.Get(Cf::kRecords, "h" + raw_id));
   if (!head) {
-    // Without a head the record does not exist, unless its head was deleted.
+    PV_ASSIGN_OR_RETURN(auto certificate, ReadTombstone(raw_id));
+    if (certificate) {
+      return FailedPrecondition(std::string(kShreddedMessage) + " (certificate " + *certificate +
+                                ")");
+    }
+    // Without a head or a tombstone the record does not exist, unless its head was deleted.
     const std::string prefix = "m" + raw_id;
     bool any_version = false;
     PV_RETURN_IF_ERROR(store_.Scan(Cf::kRecords, prefix, PrefixEnd(prefix),
@@ -259,18 +318,8 @@ StatusOr<Record> RecordRepository::ReadVersionGated(std::string_view record_id, 
   auto header = DecodeHeader(*stored);
   if (!header) return IntegrityFailure();
 
-  auto epoch_key = keyring_.GetEpoch(header->epoch_id);
-  if (!epoch_key.ok()) {
-    if (epoch_key.status().code() == StatusCode::kFailedPrecondition) {
-      return FailedPrecondition("record was crypto-shredded");
-    }
-    // A header naming an epoch that never existed (or a malformed one) was altered.
-    return IntegrityFailure();
-  }
-  auto dek = crypto::UnwrapKey(**epoch_key, header->wrapped_dek,
-                               DekAad(raw_id, version, header->epoch_id));
-  if (!dek.ok()) return IntegrityFailure();
-  auto aead = crypto::Aead::Create(std::move(*dek));
+  PV_ASSIGN_OR_RETURN(crypto::SecretBytes dek, UnwrapDek(keyring_, raw_id, version, *header));
+  auto aead = crypto::Aead::Create(std::move(dek));
   if (!aead.ok()) return IntegrityFailure();
   auto meta_json =
       (*aead)->Decrypt(header->sealed_meta, SealAad(kMetaAad, raw_id, version, header->blind_id));
@@ -318,7 +367,11 @@ StatusOr<std::vector<RecordMetadata>> RecordRepository::ListPatient(std::string_
     const std::string id = crypto::Base64UrlEncode(raw_id);
     auto latest = LatestVersion(id);
     if (!latest.ok()) {
-      return latest.status().code() == StatusCode::kNotFound ? IntegrityFailure() : latest.status();
+      // Deletion removes the index entry with the record: an entry for a record that is gone
+      // (never stored, or shredded) was put back.
+      const StatusCode code = latest.status().code();
+      const bool gone = code == StatusCode::kNotFound || code == StatusCode::kFailedPrecondition;
+      return gone ? IntegrityFailure() : latest.status();
     }
     auto record = ReadVersion(id, *latest, /*with_content=*/false);
     // Shredded records are gone for every reader; the retention sweep removes their index keys.
@@ -329,6 +382,154 @@ StatusOr<std::vector<RecordMetadata>> RecordRepository::ListPatient(std::string_
     out.push_back(std::move(record->meta));
   }
   return out;
+}
+
+StatusOr<uint32_t> RecordRepository::StageRewrap(std::string_view record_id,
+                                                 std::string_view new_epoch_id, WriteBatch& batch) {
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
+  PV_RETURN_IF_ERROR(CheckEpochId(keyring_, new_epoch_id));
+  PV_ASSIGN_OR_RETURN(uint32_t latest, LatestVersion(record_id));
+
+  struct Move {
+    uint32_t version;
+    Header header;
+    crypto::SecretBytes dek;
+  };
+  std::vector<Move> moves;
+  for (uint32_t version = 1; version <= latest; ++version) {
+    PV_ASSIGN_OR_RETURN(Header header, ReadHeader(store_, raw_id, version));
+    if (header.epoch_id == new_epoch_id) continue;
+    PV_ASSIGN_OR_RETURN(crypto::SecretBytes dek, UnwrapDek(keyring_, raw_id, version, header));
+    moves.push_back({version, std::move(header), std::move(dek)});
+  }
+  if (moves.empty()) return 0u;
+
+  PV_ASSIGN_OR_RETURN(auto new_key, keyring_.GetOrCreateEpoch(new_epoch_id));
+  WriteBatch own;
+  for (Move& move : moves) {
+    const std::string old_index = EpochIndexKey(move.header.epoch_id, raw_id, move.version);
+    move.header.epoch_id = std::string(new_epoch_id);
+    move.header.wrapped_dek =
+        crypto::WrapKey(*new_key, move.dek, DekAad(raw_id, move.version, new_epoch_id));
+    own.Put(Cf::kRecords, VersionKey('m', raw_id, move.version), EncodeHeader(move.header));
+    own.Delete(Cf::kIndexes, old_index);
+    own.Put(Cf::kIndexes, EpochIndexKey(new_epoch_id, raw_id, move.version), "");
+  }
+  batch.Append(std::move(own));
+  return static_cast<uint32_t>(moves.size());
+}
+
+Status RecordRepository::ScanEpoch(
+    std::string_view epoch_id,
+    const std::function<bool(std::string_view record_id, uint32_t version)>& fn) {
+  PV_RETURN_IF_ERROR(CheckEpochId(keyring_, epoch_id));
+  const std::string prefix = "e" + std::string(epoch_id) + std::string(1, '\0');
+  bool malformed = false;
+  PV_RETURN_IF_ERROR(store_.Scan(
+      Cf::kIndexes, prefix, PrefixEnd(prefix), [&](std::string_view key, std::string_view value) {
+        key.remove_prefix(prefix.size());
+        if (key.size() != kRawIdBytes + 4 || !value.empty()) {
+          malformed = true;
+          return false;
+        }
+        const uint32_t version = ReadBigEndian32(key.substr(kRawIdBytes));
+        if (version == 0) {
+          malformed = true;
+          return false;
+        }
+        return fn(crypto::Base64UrlEncode(key.substr(0, kRawIdBytes)), version);
+      }));
+  if (malformed) return IntegrityFailure();
+  return Status::Ok();
+}
+
+StatusOr<std::vector<std::string>> RecordRepository::Fingerprints(std::string_view record_id) {
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
+  PV_ASSIGN_OR_RETURN(uint32_t latest, LatestVersion(record_id));
+  std::vector<std::string> out;
+  out.reserve(size_t{3} * latest);
+  for (uint32_t version = 1; version <= latest; ++version) {
+    PV_ASSIGN_OR_RETURN(Header header, ReadHeader(store_, raw_id, version));
+    PV_ASSIGN_OR_RETURN(auto content, store_.Get(Cf::kRecords, VersionKey('c', raw_id, version)));
+    if (!content || content->size() < kFingerprintBytes ||
+        header.sealed_meta.size() < kFingerprintBytes ||
+        header.wrapped_dek.size() < kFingerprintBytes) {
+      return IntegrityFailure();
+    }
+    out.push_back(content->substr(0, kFingerprintBytes));
+    out.push_back(header.sealed_meta.substr(0, kFingerprintBytes));
+    out.push_back(std::move(header.wrapped_dek));
+  }
+  return out;
+}
+
+Status RecordRepository::StageShred(std::string_view record_id, std::string_view certificate_id,
+                                    int64_t destroyed_unix_us, WriteBatch& batch) {
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
+  if (!IsValidCertificateId(certificate_id)) {
+    return InvalidArgument("certificate id must be 32 lowercase hex digits");
+  }
+  if (destroyed_unix_us < 0) return InvalidArgument("destruction time must not be negative");
+  PV_ASSIGN_OR_RETURN(auto shredded, ReadTombstone(raw_id));
+  if (shredded) return Status::Ok();
+  PV_ASSIGN_OR_RETURN(uint32_t latest, LatestVersion(record_id));
+
+  // The headers are read without their epoch keys (which may be destroyed already): they only
+  // name index keys of this record, so a damaged one can at worst leave an index entry behind.
+  WriteBatch own;
+  std::vector<std::string> blind_ids;
+  for (uint32_t version = 1; version <= latest; ++version) {
+    PV_ASSIGN_OR_RETURN(Header header, ReadHeader(store_, raw_id, version));
+    own.Delete(Cf::kIndexes, EpochIndexKey(header.epoch_id, raw_id, version));
+    if (std::find(blind_ids.begin(), blind_ids.end(), header.blind_id) == blind_ids.end()) {
+      blind_ids.push_back(std::move(header.blind_id));
+    }
+  }
+  for (const std::string& blind_id : blind_ids) {
+    own.Delete(Cf::kIndexes, "p" + blind_id + raw_id);
+  }
+  // Every stored version and content value, also any beyond the head.
+  for (char kind : {'m', 'c'}) {
+    const std::string prefix = kind + raw_id;
+    PV_RETURN_IF_ERROR(store_.Scan(Cf::kRecords, prefix, PrefixEnd(prefix),
+                                   [&](std::string_view key, std::string_view) {
+                                     own.Delete(Cf::kRecords, std::string(key));
+                                     return true;
+                                   }));
+  }
+  own.Delete(Cf::kRecords, "h" + raw_id);
+  own.Put(Cf::kIndexes, TombstoneKey(raw_id),
+          EncodeTombstone(raw_id, certificate_id, destroyed_unix_us));
+  batch.Append(std::move(own));
+  return Status::Ok();
+}
+
+StatusOr<std::optional<std::string>> RecordRepository::ShreddedBy(std::string_view record_id) {
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
+  return ReadTombstone(raw_id);
+}
+
+std::string RecordRepository::EncodeTombstone(std::string_view raw_id,
+                                              std::string_view certificate_id,
+                                              int64_t destroyed_unix_us) const {
+  std::string body(certificate_id);
+  body += BigEndian64(static_cast<uint64_t>(destroyed_unix_us));
+  return body + keyring_.blind_index().Compute(kTombstoneDomain, std::string(raw_id) + body);
+}
+
+StatusOr<std::optional<std::string>> RecordRepository::ReadTombstone(std::string_view raw_id) {
+  PV_ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kIndexes, TombstoneKey(raw_id)));
+  if (!stored) return std::optional<std::string>();
+  constexpr size_t kBody = kCertificateIdChars + 8;
+  if (stored->size() != kBody + crypto::BlindIndex::kOutputBytes) return IntegrityFailure();
+  const std::string_view certificate = std::string_view(*stored).substr(0, kCertificateIdChars);
+  const int64_t destroyed =
+      static_cast<int64_t>(ReadBigEndian64(std::string_view(*stored).substr(kCertificateIdChars)));
+  if (!IsValidCertificateId(certificate) || destroyed < 0 ||
+      !crypto::ConstantTimeEquals(*stored, EncodeTombstone(raw_id, certificate, destroyed))) {
+    return IntegrityFailure();
+  }
+  return std::optional<std::string>(certificate);
 }
 
 }  // namespace phivault::storage

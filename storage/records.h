@@ -15,6 +15,10 @@
 //   kIndexes  'p' blind id(32) id(16)            -> BE64(created_unix_us of version 1)
 //                                                   (a patient's records; put by version 1 only)
 //   kIndexes  'e' epoch id 0x00 id(16) ver(BE32) -> "" (what an epoch key protects)
+//   kIndexes  'x' id(16) -> tombstone of a destroyed record: certificate id (32 lowercase hex) ||
+//                           BE64(destroyed_unix_us) || keyed BLAKE2b tag (32, the head tag's key,
+//                           its own domain) of id || certificate id || BE64, so that a forged
+//                           tombstone cannot pass a deleted live record off as lawfully destroyed
 // id(16) is the raw 16 bytes behind the 22-character record id.
 //
 // Version header: format byte 0x01, then four fields, each BE32 length || bytes:
@@ -22,6 +26,12 @@
 // The epoch id lives only in the header (authenticated by the DEK wrap AAD), not in the sealed
 // metadata, so moving a version to another epoch re-wraps its DEK without re-sealing anything.
 // The sealed metadata is a JSON object of the RecordMetadata fields other than epoch_id.
+//
+// Destruction (docs/destruction.md) uses three steps built here: StageRewrap gathers records into
+// the epoch whose key will be destroyed, Fingerprints names the stored bytes that must vanish, and
+// StageShred deletes every key of the record and leaves the authenticated tombstone. A shredded
+// record reads as FailedPrecondition "record was crypto-shredded" (daemon/problem.h
+// kShreddedMessage, HTTP 410), followed by " (certificate <id>)" once it is deleted.
 #pragma once
 
 #include <cstdint>
@@ -81,13 +91,15 @@ class RecordRepository {
   [[nodiscard]] Status StageVersion(const Record& record, WriteBatch& batch);
 
   // Highest version of `record_id`, from its authenticated head. NotFound "no such record";
-  // DataLoss "record failed integrity check" if the head was altered or deleted.
+  // DataLoss "record failed integrity check" if the head was altered or deleted, or the record's
+  // tombstone does not authenticate; FailedPrecondition "record was crypto-shredded (certificate
+  // <id>)" once StageShred's batch was written.
   StatusOr<uint32_t> LatestVersion(std::string_view record_id);
 
   // Opens one version. NotFound "no such record" / "no such version" (beyond the latest);
   // DataLoss "record failed integrity check" if any stored byte was changed or a version up to
   // the latest is missing; FailedPrecondition "record was crypto-shredded" if its epoch key was
-  // destroyed.
+  // destroyed, with " (certificate <id>)" appended once the record was deleted (StageShred).
   StatusOr<Record> ReadVersion(std::string_view record_id, uint32_t version, bool with_content);
   // As ReadVersion with content, but `gate` is called with the authenticated metadata before the
   // content is decrypted; if it returns an error, that error is returned and the content is never
@@ -97,11 +109,64 @@ class RecordRepository {
                                     const ContentGate& gate);
 
   // Metadata of the latest version of each of the patient's records, oldest record first.
-  // DataLoss as ReadVersion if any of them fails its integrity check.
+  // Records whose latest version's epoch key was destroyed are left out (their deletion is
+  // pending); deleted records are not in the patient index. DataLoss as ReadVersion if any of
+  // them fails its integrity check, or if the index names a record that was deleted.
   StatusOr<std::vector<RecordMetadata>> ListPatient(std::string_view patient_id);
+
+  // Moves every version of the record to the epoch `new_epoch_id` (created on demand,
+  // Keyring::GetOrCreateEpoch): stages, per version not already in it, its header with the DEK
+  // unwrapped under the old epoch key (verifying the old wrap's AAD) and re-wrapped under the new
+  // one, and its epoch index entry moved. Sealed metadata and content are untouched (content is
+  // never re-encrypted). Returns the number of versions moved; 0 stages nothing. On any error
+  // nothing is staged. InvalidArgument for a malformed record or epoch id; NotFound "no such
+  // record"; DataLoss as ReadVersion; FailedPrecondition "record was crypto-shredded" if a
+  // version's current epoch key was destroyed, or the keyring's error if `new_epoch_id` was.
+  // The caller holds the record's lock (no version may be added meanwhile) and writes `batch`.
+  StatusOr<uint32_t> StageRewrap(std::string_view record_id, std::string_view new_epoch_id,
+                                 WriteBatch& batch);
+
+  // Calls `fn(record_id, version)` for every version in `epoch_id`'s index (live or destroyed
+  // epoch) in key order (raw record id, then version; record_id as the 22-character id), until
+  // `fn` returns false. InvalidArgument for a malformed epoch id; DataLoss "record failed
+  // integrity check" for a malformed index key.
+  [[nodiscard]] Status ScanEpoch(
+      std::string_view epoch_id,
+      const std::function<bool(std::string_view record_id, uint32_t version)>& fn);
+
+  // Byte strings that a byte search of the database files (FindInFiles, storage/file_scan.h)
+  // must no longer find once the record is destroyed: per version, the first 32 bytes of its
+  // sealed content and of its sealed metadata, and its whole wrapped DEK. Each begins with a
+  // random 24-byte nonce, so none occurs by chance elsewhere. Read them before StageShred.
+  // Needs no epoch key. Errors as LatestVersion; DataLoss if a version up to the latest is
+  // missing or malformed.
+  StatusOr<std::vector<std::string>> Fingerprints(std::string_view record_id);
+
+  // Stages the deletion of everything stored for the record — every version's header and
+  // content, its head, its patient index entry and its epoch index entries — and a tombstone
+  // naming `certificate_id` (the destruction certificate, 32 lowercase hex digits) and
+  // `destroyed_unix_us`. Works from the authenticated head and the stored headers; needs no
+  // epoch key. On any error nothing is staged. InvalidArgument for a malformed record id,
+  // certificate id or a negative time; NotFound "no such record"; DataLoss as LatestVersion or if
+  // a version up to the latest is missing. A record that already has an authenticating tombstone
+  // returns OK and stages nothing (its first certificate stands). The caller holds the record's
+  // lock and writes `batch`; deleted values leave the files at the next Store::CompactAll.
+  [[nodiscard]] Status StageShred(std::string_view record_id, std::string_view certificate_id,
+                                  int64_t destroyed_unix_us, WriteBatch& batch);
+
+  // The certificate id in the record's tombstone; std::nullopt if it has none (never shredded,
+  // or no such record). DataLoss "record failed integrity check" if the tombstone does not
+  // authenticate. InvalidArgument for a malformed record id.
+  StatusOr<std::optional<std::string>> ShreddedBy(std::string_view record_id);
 
  private:
   std::string EncodeHead(std::string_view raw_id, uint32_t version) const;
+  // Tombstone value for `raw_id` (layout above); the tag covers the id and the body.
+  std::string EncodeTombstone(std::string_view raw_id, std::string_view certificate_id,
+                              int64_t destroyed_unix_us) const;
+  // The certificate id of `raw_id`'s tombstone, std::nullopt if none; DataLoss if it does not
+  // authenticate.
+  StatusOr<std::optional<std::string>> ReadTombstone(std::string_view raw_id);
 
   Store& store_;
   crypto::Keyring& keyring_;

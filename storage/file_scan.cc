@@ -1,0 +1,221 @@
+#include "storage/file_scan.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+namespace phivault::storage {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kKeyBytes = 8;
+constexpr uint64_t kFilterMul = 0x9e3779b97f4a7c15ull;
+constexpr uint64_t kSlotMul = 0xc2b2ae3d27d4eb4full;
+
+uint64_t Load64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// The needles by their first 8 bytes. The filter (about 16 bits per needle, so it stays in cache
+// for a million needles) rejects almost every file position with one load; the rest probe a
+// linear-probing table whose slots hold the 8-byte key and the needle, then compare the needle.
+class NeedleIndex {
+ public:
+  explicit NeedleIndex(std::span<const std::string> needles) : needles_(needles) {
+    const unsigned filter_bits =
+        std::max(12u, static_cast<unsigned>(std::bit_width(needles.size() * 16 - 1)));
+    filter_shift_ = 64 - filter_bits;
+    filter_.assign((size_t{1} << filter_bits) / 64, 0);
+    const unsigned slot_bits =
+        std::max(4u, static_cast<unsigned>(std::bit_width(needles.size() * 2 - 1)));
+    slot_shift_ = 64 - slot_bits;
+    slots_.assign(size_t{1} << slot_bits, Slot{});
+    for (size_t i = 0; i < needles.size(); ++i) {
+      const uint64_t key = Load64(needles[i].data());
+      const uint64_t f = (key * kFilterMul) >> filter_shift_;
+      filter_[f / 64] |= uint64_t{1} << (f % 64);
+      size_t s = SlotOf(key);
+      while (slots_[s].needle_plus_one != 0) s = (s + 1) & (slots_.size() - 1);
+      slots_[s] = {key, static_cast<uint32_t>(i + 1)};
+    }
+  }
+
+  // Calls `on_match(i)` for every needle i that occurs at `at` (the bytes up to `end` are there).
+  // `at` has at least 8 bytes before `end`.
+  template <typename F>
+  void MatchAt(const char* at, const char* end, F&& on_match) const {
+    const uint64_t key = Load64(at);
+    const uint64_t f = (key * kFilterMul) >> filter_shift_;
+    if ((filter_[f / 64] & (uint64_t{1} << (f % 64))) == 0) return;
+    const size_t available = static_cast<size_t>(end - at);
+    for (size_t s = SlotOf(key); slots_[s].needle_plus_one != 0;
+         s = (s + 1) & (slots_.size() - 1)) {
+      if (slots_[s].key != key) continue;
+      const size_t i = slots_[s].needle_plus_one - 1;
+      const std::string& needle = needles_[i];
+      if (needle.size() <= available && std::memcmp(at, needle.data(), needle.size()) == 0) {
+        on_match(i);
+      }
+    }
+  }
+
+ private:
+  struct Slot {
+    uint64_t key = 0;
+    uint32_t needle_plus_one = 0;  // 0: empty
+  };
+  size_t SlotOf(uint64_t key) const { return static_cast<size_t>((key * kSlotMul) >> slot_shift_); }
+
+  std::span<const std::string> needles_;
+  std::vector<uint64_t> filter_;
+  unsigned filter_shift_ = 0;
+  std::vector<Slot> slots_;
+  unsigned slot_shift_ = 0;
+};
+
+std::string ErrnoText(int error) { return std::generic_category().message(error); }
+
+bool Vanished(int error) { return error == ENOENT || error == ENOTDIR; }
+
+class Search {
+ public:
+  Search(std::span<const std::string> needles, size_t max_len, size_t max_hits)
+      : index_(needles), keep_(max_len - 1), max_hits_(max_hits) {}
+
+  bool full() const { return hits_.size() >= max_hits_; }
+  std::vector<FileHit> TakeHits() { return std::move(hits_); }
+
+  // Searches one directory and everything under it.
+  Status Directory(const fs::path& dir, bool is_root) {
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec);
+    if (ec) {
+      if (!is_root && Vanished(ec.value())) return Status::Ok();
+      if (is_root && ec.value() == ENOENT) return NotFound("no such directory: " + dir.string());
+      return Unavailable("cannot read directory " + dir.string() + ": " + ec.message());
+    }
+    std::vector<std::pair<fs::path, bool>> entries;  // (path, is directory)
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+      const fs::file_type type = it->symlink_status(ec).type();
+      if (ec) {
+        if (Vanished(ec.value())) continue;
+        return Unavailable("cannot stat " + it->path().string() + ": " + ec.message());
+      }
+      if (type == fs::file_type::directory || type == fs::file_type::regular) {
+        entries.emplace_back(it->path(), type == fs::file_type::directory);
+      }
+    }
+    if (ec && !Vanished(ec.value())) {
+      return Unavailable("cannot read directory " + dir.string() + ": " + ec.message());
+    }
+    std::sort(entries.begin(), entries.end());
+    for (const auto& [path, is_directory] : entries) {
+      if (full()) break;
+      PV_RETURN_IF_ERROR(is_directory ? Directory(path, false) : File(path.string()));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Status File(const std::string& path) {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+      // Gone, or replaced by a symbolic link (ELOOP) since the directory was read.
+      if (errno == ENOENT || errno == ELOOP) return Status::Ok();
+      return Unavailable("cannot open " + path + ": " + ErrnoText(errno));
+    }
+    Status s = Read(fd, path);
+    close(fd);
+    return s;
+  }
+
+  Status Read(int fd, const std::string& path) {
+    struct stat st {};
+    if (fstat(fd, &st) != 0) return Unavailable("cannot stat " + path + ": " + ErrnoText(errno));
+    if (!S_ISREG(st.st_mode)) return Status::Ok();
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    buffer_.resize(keep_ + kFileScanChunkBytes);
+    char* const buf = buffer_.data();
+    size_t have = 0;    // bytes in the buffer
+    uint64_t base = 0;  // file offset of buf[0]
+    bool eof = false;
+    while (!eof) {
+      while (have < buffer_.size()) {
+        const ssize_t n = read(fd, buf + have, buffer_.size() - have);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return Unavailable("cannot read " + path + ": " + ErrnoText(errno));
+        }
+        if (n == 0) {
+          eof = true;
+          break;
+        }
+        have += static_cast<size_t>(n);
+      }
+      // Positions checked now: every one where the longest needle fits, or at the end of the
+      // file every one where the shortest does. The rest are carried into the next chunk.
+      size_t limit = 0;
+      if (!eof) {
+        limit = have - keep_;
+      } else if (have >= kMinNeedleBytes) {
+        limit = have - kMinNeedleBytes + 1;
+      }
+      const char* const end = buf + have;
+      for (size_t p = 0; p < limit; ++p) {
+        index_.MatchAt(buf + p, end, [&](size_t needle) {
+          if (!full()) hits_.push_back({path, base + p, needle});
+        });
+        if (full()) return Status::Ok();
+      }
+      if (!eof) {
+        std::memmove(buf, buf + limit, have - limit);
+        base += limit;
+        have -= limit;
+      }
+    }
+    return Status::Ok();
+  }
+
+  NeedleIndex index_;
+  const size_t keep_;
+  const size_t max_hits_;
+  std::string buffer_;
+  std::vector<FileHit> hits_;
+};
+
+}  // namespace
+
+StatusOr<std::vector<FileHit>> FindInFiles(const std::string& dir,
+                                           std::span<const std::string> needles, size_t max_hits) {
+  size_t max_len = kMinNeedleBytes;
+  for (size_t i = 0; i < needles.size(); ++i) {
+    if (needles[i].size() < kMinNeedleBytes || needles[i].size() > kMaxNeedleBytes) {
+      return InvalidArgument("needle " + std::to_string(i) + " must be 16 to 4096 bytes");
+    }
+    max_len = std::max(max_len, needles[i].size());
+  }
+  static_assert(kMinNeedleBytes >= kKeyBytes, "needles are indexed by their first 8 bytes");
+  if (needles.size() >= UINT32_MAX) return InvalidArgument("too many needles");
+  if (max_hits == 0 || needles.empty()) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return NotFound("no such directory: " + dir);
+    return std::vector<FileHit>();
+  }
+  Search search(needles, max_len, max_hits);
+  PV_RETURN_IF_ERROR(search.Directory(dir, /*is_root=*/true));
+  return search.TakeHits();
+}
+
+}  // namespace phivault::storage

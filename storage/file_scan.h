@@ -1,0 +1,44 @@
+// Byte search over every file of a directory tree: the proof step of a destruction. Once a
+// record is shredded and the store compacted, none of its stored bytes
+// (RecordRepository::Fingerprints) may remain in any live file of the database directory.
+// Searching the files rather than asking the engine also covers its WAL, blob files, MANIFEST
+// and logs. (Freed disk blocks are out of reach of any search: that is what destroying the keys
+// is for.)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace phivault::storage {
+
+struct FileHit {
+  std::string path;     // the file, as reached from `dir`
+  uint64_t offset = 0;  // where the needle begins in it
+  size_t needle = 0;    // index into `needles`
+};
+
+// Needles are 16 to 4096 bytes long; a file is read this many bytes at a time (plus the longest
+// needle's length - 1 carried over, so that no occurrence is split).
+inline constexpr size_t kMinNeedleBytes = 16;
+inline constexpr size_t kMaxNeedleBytes = 4096;
+inline constexpr size_t kFileScanChunkBytes = size_t{4} << 20;
+
+// Every occurrence of any of `needles` in the regular files under `dir`, recursively. Symbolic
+// links are never followed (to files or directories); other file types are not read. Files are
+// visited in name order within each directory, hits in offset order within each file (several
+// needles may begin at one offset); the search stops after `max_hits` hits. A file or directory
+// that vanishes during the search is skipped (RocksDB deletes files at any time).
+// InvalidArgument "needle <i> must be 16 to 4096 bytes" (nothing is read); NotFound if `dir` does
+// not exist; Unavailable naming the path if a file or directory cannot be opened or read.
+// Needles are indexed by their first 8 bytes (a bit filter in front of an open-addressing hash
+// table), so each file is read once whatever the number of needles: ~1M needles take ~50 MB.
+StatusOr<std::vector<FileHit>> FindInFiles(const std::string& dir,
+                                           std::span<const std::string> needles,
+                                           size_t max_hits = 100);
+
+}  // namespace phivault::storage
