@@ -250,6 +250,63 @@ class BreakGlassTimer {
   std::thread thread_;     // last
 };
 
+// Runs the daily retention sweep at `at` ("HH:MM" UTC), through the same service path as
+// `phivault retention sweep`, as the system principal. Checks twice a minute; a day whose time
+// has passed when the daemon starts is swept then (a sweep is idempotent).
+class RetentionSweepTimer {
+ public:
+  RetentionSweepTimer(VaultService& service, const std::string& at)
+      : service_(service),
+        minute_of_day_(std::stoi(at.substr(0, 2)) * 60 + std::stoi(at.substr(3, 2))) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~RetentionSweepTimer() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    do {
+      using namespace std::chrono;
+      const auto now = system_clock::now();
+      const auto day = floor<days>(now);
+      const auto minute = duration_cast<minutes>(now - day).count();
+      if (day != last_day_ && minute >= minute_of_day_) {
+        last_day_ = day;
+        lock.unlock();
+        SweepRequest req;
+        req.dry_run = false;
+        auto r = service_.Sweep(nullptr, req, nullptr);
+        if (r.ok()) {
+          spdlog::info(
+              "retention sweep: {} records ({} versions) destroyed, {} re-wrapped, {} "
+              "held{}{}",
+              r->destroyed_records, r->destroyed_versions, r->rewrapped_records, r->held_records,
+              r->certificate_id.empty() ? "" : ", certificate ", r->certificate_id);
+        } else {
+          spdlog::error("retention sweep failed ({}): {}", StatusCodeName(r.status().code()),
+                        r.status().message());
+        }
+        lock.lock();
+      }
+    } while (!wake_.wait_for(lock, std::chrono::seconds(30), [this] { return stopping_; }));
+  }
+
+  VaultService& service_;
+  const int minute_of_day_;
+  std::chrono::sys_days last_day_{};
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;  // guarded by mu_
+  std::thread thread_;     // last
+};
+
 // Waits for a termination signal; SIGHUP reloads the access policy (the configuration itself is
 // not reloaded).
 void WaitForTermination(const sigset_t& signals, VaultService& service) {
@@ -374,10 +431,16 @@ int Run(int argc, char** argv) {
   }
 
   auto break_glass = std::make_unique<BreakGlassTimer>(*service);
+  std::unique_ptr<RetentionSweepTimer> sweeper;
+  if (!config->retention_sweep_at.empty()) {
+    sweeper = std::make_unique<RetentionSweepTimer>(*service, config->retention_sweep_at);
+    spdlog::info("retention: the daemon sweeps daily at {} UTC", config->retention_sweep_at);
+  }
 
   WaitForTermination(signals, *service);
   (void)SdNotify("STOPPING=1\nSTATUS=finishing requests in progress");
   checkpoints.reset();
+  sweeper.reset();
   break_glass.reset();
   const bool finished = (*server)->Stop(kShutdownGrace);
   if (!finished) {

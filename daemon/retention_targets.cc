@@ -84,8 +84,9 @@ RetentionTarget DecideTarget(const policies::RetentionTable& table,
     f.date_of_birth = f.record_encounter;
     d = table.Decide(latest.category, f);
     if (d.outcome == policies::RetentionOutcome::kExpires) {
-      d.reason += " (no date of birth is recorded: decided as if the patient was born on this "
-                  "record's encounter date, the latest the age of majority can fall)";
+      d.reason +=
+          " (no date of birth is recorded: decided as if the patient was born on this "
+          "record's encounter date, the latest the age of majority can fall)";
     }
   }
   RetentionTarget t;
@@ -95,8 +96,8 @@ RetentionTarget DecideTarget(const policies::RetentionTable& table,
       t.outcome = "expires";
       t.expires = d.expires_on;
       const year_month_day tomorrow{sys_days(today) + days(1)};
-      t.epoch_id = DayEpochId(sys_days(d.expires_on) > sys_days(tomorrow) ? d.expires_on
-                                                                          : tomorrow);
+      t.epoch_id =
+          DayEpochId(sys_days(d.expires_on) > sys_days(tomorrow) ? d.expires_on : tomorrow);
       break;
     }
     case policies::RetentionOutcome::kPermanent:

@@ -63,7 +63,8 @@ RetentionTarget DecideTarget(const policies::RetentionTable& table,
                              const storage::RecordMetadata& latest,
                              const std::optional<PatientFacts>& facts,
                              std::optional<std::chrono::year_month_day> patient_last_encounter,
-                             const std::vector<LegalHold>& holds, std::chrono::year_month_day today);
+                             const std::vector<LegalHold>& holds,
+                             std::chrono::year_month_day today);
 
 // Changes that can move records' retention (a record, an amendment, patient facts, a hold, a new
 // retention table) run inside a shared section; a sweep's erasure runs alone (Close ... Open),

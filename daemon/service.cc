@@ -658,9 +658,9 @@ class VaultServiceImpl final : public VaultService {
           apply(facts.last_encounter, update.last_encounter);
           facts.updated_us = Now();
           facts.updated_by = ctx.user.empty() ? ctx.principal.name : ctx.user;
-          PV_ASSIGN_OR_RETURN(PatientFacts staged,
-                              state_.StageSetFacts(facts, policies::FormatUtcDate(Now()),
-                                                   pass.batch));
+          PV_ASSIGN_OR_RETURN(
+              PatientFacts staged,
+              state_.StageSetFacts(facts, policies::FormatUtcDate(Now()), pass.batch));
           nlohmann::json changed = nlohmann::json::object();
           if (update.date_of_birth) changed["date_of_birth"] = *update.date_of_birth;
           if (update.date_of_death) changed["date_of_death"] = *update.date_of_death;
@@ -671,30 +671,29 @@ class VaultServiceImpl final : public VaultService {
           if (update.last_encounter) ForgetEncounters(update.patient_id);
           return std::make_pair(staged, pass.entry.seq);
         });
-    // The facts are stored and audited; moving the records follows (a failure here leaves them
-    // in epochs no later than... the sweep rechecks every record before it destroys anything).
+    // The facts are stored and audited; moving the records follows. If a move fails, the
+    // record stays where it was until the sweep, which rechecks every record it would destroy.
     if (result.ok()) SettlePatientLogged(update.patient_id);
     return result;
   }
 
   StatusOr<PatientFacts> GetPatientFacts(const RequestContext& ctx,
                                          const std::string& patient_id) override {
-    return GuardedFor<PatientFacts>(ctx, "patient.facts", "patient.facts.show", "admin",
-                                    patient_id, [&](Pass&) -> StatusOr<PatientFacts> {
-                                      PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
-                                      auto facts = state_.GetFacts(patient_id);
-                                      if (!facts) {
-                                        return NotFound(
-                                            "no facts are recorded for this patient");
-                                      }
-                                      return *facts;
-                                    });
+    return GuardedAs<PatientFacts>(
+        ctx, "patient.facts", "patient.facts.show", "admin",
+        [&](Pass&) -> StatusOr<PatientFacts> {
+          PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
+          auto facts = state_.GetFacts(patient_id);
+          if (!facts) return NotFound("no facts are recorded for this patient");
+          return *facts;
+        },
+        patient_id);
   }
 
   StatusOr<std::vector<RecordRetention>> PatientRetention(const RequestContext& ctx,
                                                           const std::string& patient_id) override {
     return GuardedFor<std::vector<RecordRetention>>(
-        ctx, "retention.show", "retention.show", "audit", patient_id,
+        ctx, "retention.show", "audit", patient_id,
         [&](Pass& pass) -> StatusOr<std::vector<RecordRetention>> {
           PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
           PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all,
@@ -800,11 +799,10 @@ class VaultServiceImpl final : public VaultService {
           LegalHold released;
           {
             std::lock_guard<std::mutex> lock(state_mu_);
-            PV_ASSIGN_OR_RETURN(released,
-                                state_.StageRelease(hold_id,
-                                                    ctx.user.empty() ? ctx.principal.name
-                                                                     : ctx.user,
-                                                    reason, Now(), pass.batch));
+            PV_ASSIGN_OR_RETURN(
+                released,
+                state_.StageRelease(hold_id, ctx.user.empty() ? ctx.principal.name : ctx.user,
+                                    reason, Now(), pass.batch));
             pass.phi["reason"] = reason;
             pass.after_commit.push_back([this, released] { state_.ApplyHold(released); });
             PV_RETURN_IF_ERROR(CommitPass(pass));
@@ -828,25 +826,25 @@ class VaultServiceImpl final : public VaultService {
     PV_RETURN_IF_ERROR(AuthorizeUnaudited(ctx, "certificate.read", "audit"));
     std::vector<CertificateSummary> out;
     Status parse_error;
-    PV_RETURN_IF_ERROR(store_.Scan(
-        storage::Cf::kState, kCertSummaryPrefix, PrefixEnd(kCertSummaryPrefix),
-        [&](std::string_view, std::string_view value) {
-          auto j = nlohmann::json::parse(value, nullptr, false);
-          if (j.is_discarded() || !j.is_object()) {
-            parse_error = DataLoss("a stored certificate summary is malformed");
-            return false;
-          }
-          CertificateSummary s;
-          s.id = j.value("id", "");
-          s.started_unix_us = j.value("started_us", int64_t{0});
-          s.finished_unix_us = j.value("finished_us", int64_t{0});
-          s.records = j.value("records", uint64_t{0});
-          s.versions = j.value("versions", uint64_t{0});
-          s.patients = j.value("patients", uint64_t{0});
-          s.epoch_ids = j.value("epoch_ids", std::vector<std::string>{});
-          out.push_back(std::move(s));
-          return true;
-        }));
+    PV_RETURN_IF_ERROR(
+        store_.Scan(storage::Cf::kState, kCertSummaryPrefix, PrefixEnd(kCertSummaryPrefix),
+                    [&](std::string_view, std::string_view value) {
+                      auto j = nlohmann::json::parse(value, nullptr, false);
+                      if (j.is_discarded() || !j.is_object()) {
+                        parse_error = DataLoss("a stored certificate summary is malformed");
+                        return false;
+                      }
+                      CertificateSummary s;
+                      s.id = j.value("id", "");
+                      s.started_unix_us = j.value("started_us", int64_t{0});
+                      s.finished_unix_us = j.value("finished_us", int64_t{0});
+                      s.records = j.value("records", uint64_t{0});
+                      s.versions = j.value("versions", uint64_t{0});
+                      s.patients = j.value("patients", uint64_t{0});
+                      s.epoch_ids = j.value("epoch_ids", std::vector<std::string>{});
+                      out.push_back(std::move(s));
+                      return true;
+                    }));
     PV_RETURN_IF_ERROR(parse_error);
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
       return a.finished_unix_us != b.finished_unix_us ? a.finished_unix_us > b.finished_unix_us
@@ -858,8 +856,8 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<std::string> GetCertificate(const RequestContext& ctx,
                                        const std::string& certificate_id) override {
     PV_RETURN_IF_ERROR(AuthorizeUnaudited(ctx, "certificate.read", "audit"));
-    PV_ASSIGN_OR_RETURN(auto note, store_.Get(storage::Cf::kState,
-                                              std::string(kCertPrefix) + certificate_id));
+    PV_ASSIGN_OR_RETURN(auto note,
+                        store_.Get(storage::Cf::kState, std::string(kCertPrefix) + certificate_id));
     if (!note) return NotFound("no such certificate");
     return *note;
   }
@@ -946,8 +944,7 @@ class VaultServiceImpl final : public VaultService {
       auto it = encounters_.find(patient_id);
       if (it != encounters_.end() && it->second.complete) return it->second.last;
     }
-    PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all,
-                        records_.ListPatient(patient_id));
+    PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all, records_.ListPatient(patient_id));
     std::optional<std::chrono::year_month_day> last;
     for (const auto& m : all) MergeDay(last, ParseDay(m.encounter_date));
     std::lock_guard<std::mutex> lock(encounter_mu_);
@@ -1084,9 +1081,10 @@ class VaultServiceImpl final : public VaultService {
     if (!empty) return Unavailable("the hold is released, but records remain under its key");
     Status destroyed = keyring_.DestroyEpoch(epoch);
     if (!destroyed.ok()) {
-      return Unavailable("the hold is released, but its key could not be destroyed in every "
-                         "keyring copy (" +
-                         destroyed.message() + "); the next sweep retries");
+      return Unavailable(
+          "the hold is released, but its key could not be destroyed in every "
+          "keyring copy (" +
+          destroyed.message() + "); the next sweep retries");
     }
     return Status::Ok();
   }
@@ -1106,9 +1104,9 @@ class VaultServiceImpl final : public VaultService {
   static nlohmann::json DoomedJson(const Doomed& d) {
     std::vector<std::string> fps;
     for (const auto& f : d.fingerprints) fps.push_back(crypto::HexEncode(f));
-    return {{"id", d.record_id},       {"v", d.versions},       {"cat", d.category},
-            {"bid", d.patient_bid},    {"epoch", d.epoch_id},   {"exp", d.expires_on},
-            {"why", d.reason},         {"fp", fps}};
+    return {
+        {"id", d.record_id},   {"v", d.versions},     {"cat", d.category}, {"bid", d.patient_bid},
+        {"epoch", d.epoch_id}, {"exp", d.expires_on}, {"why", d.reason},   {"fp", fps}};
   }
   static StatusOr<Doomed> DoomedFromJson(std::string_view text) {
     auto j = nlohmann::json::parse(text, nullptr, false);
@@ -1461,8 +1459,8 @@ class VaultServiceImpl final : public VaultService {
             all_gone = false;
           } else if (!IsShredded(read.status())) {
             return DataLoss("sweep verification: record " + d.record_id + " version " +
-                            std::to_string(v) + " neither opens nor reads as erased: " +
-                            read.status().message());
+                            std::to_string(v) +
+                            " neither opens nor reads as erased: " + read.status().message());
           }
         }
         if (all_gone) {
@@ -1539,11 +1537,12 @@ class VaultServiceImpl final : public VaultService {
         PV_ASSIGN_OR_RETURN(std::vector<storage::FileHit> hits,
                             storage::FindInFiles(db_dir, needles));
         if (!hits.empty()) {
-          return DataLoss("sweep verification failed: ciphertext of a destroyed record is still "
-                          "in " +
-                          hits.front().path +
-                          " after compaction; no certificate was issued and the next sweep "
-                          "retries");
+          return DataLoss(
+              "sweep verification failed: ciphertext of a destroyed record is still "
+              "in " +
+              hits.front().path +
+              " after compaction; no certificate was issued and the next sweep "
+              "retries");
         }
       }
       report("verify", needles.size(), needles.size());
@@ -1608,9 +1607,9 @@ class VaultServiceImpl final : public VaultService {
       cert.tool_version = PHIVAULT_VERSION;
       cert.audit_seq_first = audit_first;
       cert.audit_seq_last = audit_last;
-      PV_ASSIGN_OR_RETURN(std::string note,
-                          storage::SignDestructionCertificate(cert, keyring_.audit_signer(),
-                                                              config_.audit_origin));
+      PV_ASSIGN_OR_RETURN(
+          std::string note,
+          storage::SignDestructionCertificate(cert, keyring_.audit_signer(), config_.audit_origin));
       const storage::DestructionCounts counts = storage::CountDestroyed(cert);
       pass.batch.Put(storage::Cf::kState, std::string(kCertPrefix) + j.id, note);
       pass.batch.Put(storage::Cf::kState, std::string(kCertSummaryPrefix) + j.id,
@@ -1697,14 +1696,12 @@ class VaultServiceImpl final : public VaultService {
     first = 0;
     last = 0;
     std::vector<std::pair<std::string, std::string>> marks;
-    PV_RETURN_IF_ERROR(store_.Scan(storage::Cf::kState, kShredMarkPrefix,
-                                   PrefixEnd(kShredMarkPrefix),
-                                   [&](std::string_view key, std::string_view value) {
-                                     marks.emplace_back(
-                                         std::string(key.substr(kShredMarkPrefix.size())),
-                                         std::string(value));
-                                     return true;
-                                   }));
+    PV_RETURN_IF_ERROR(store_.Scan(
+        storage::Cf::kState, kShredMarkPrefix, PrefixEnd(kShredMarkPrefix),
+        [&](std::string_view key, std::string_view value) {
+          marks.emplace_back(std::string(key.substr(kShredMarkPrefix.size())), std::string(value));
+          return true;
+        }));
     for (const auto& [bid, value] : marks) {
       uint64_t seq = 0;
       auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), seq);
@@ -1727,7 +1724,6 @@ class VaultServiceImpl final : public VaultService {
   }
 
  public:
-
   Status Start() {
     PV_RETURN_IF_ERROR(state_.Load());
     PV_RETURN_IF_ERROR(InstallPolicy(nullptr, std::atomic_load(&policy_)).status());
@@ -1754,8 +1750,8 @@ class VaultServiceImpl final : public VaultService {
           !j["text"].is_string() || !j["source"].is_string()) {
         return DataLoss("the stored retention table is malformed");
       }
-      auto parsed = ParseRetention(config_, j["source"].get<std::string>(),
-                                   j["text"].get<std::string>());
+      auto parsed =
+          ParseRetention(config_, j["source"].get<std::string>(), j["text"].get<std::string>());
       if (!parsed.ok()) {
         return FailedPrecondition(
             "the retention table in force no longer validates against this configuration (" +

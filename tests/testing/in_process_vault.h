@@ -50,6 +50,10 @@ class InProcessVault {
   // Opens everything; fails the current test (check with ASSERT_NO_FATAL_FAILURE) on error.
   void Open(const InProcessVaultOptions& options = {}) {
     ASSERT_TRUE(crypto::InitSodium().ok());
+    // As phivaultd lays it out: the sweep's byte search reads <data_dir>/db, and certificates
+    // are signed under the audit log's origin.
+    config.data_dir = dir.path().string();
+    config.audit_origin = "test.example/audit";
     auto k = crypto::Keyring::Create({dir.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
     ASSERT_TRUE(k.ok()) << k.status().ToString();
     keyring = std::move(*k);
@@ -64,8 +68,9 @@ class InProcessVault {
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     audit_log = std::move(*log);
     faulty_ledger = std::make_unique<FaultyLedger>(audit_log->ledger());
-    auto opened = daemon::NewVaultService(
-        {&config, store.get(), faulty_ledger.get(), keyring.get(), audit_log.get(), policy, clock});
+    auto opened = daemon::NewVaultService({&config, store.get(), faulty_ledger.get(),
+                                           keyring.get(), audit_log.get(), policy, clock,
+                                           retention, sweep_fault});
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     service = std::move(*opened);
   }
@@ -78,6 +83,10 @@ class InProcessVault {
   std::shared_ptr<const policies::AccessPolicy> policy;
   // The service's clock (Unix microseconds); null: the system clock.
   std::function<int64_t()> clock;
+  // The retention table to start with; unset: the configuration's (us-federal without a file).
+  std::optional<daemon::LoadedRetention> retention;
+  // Stops a real sweep at a step, as a crash would (daemon::ServiceDeps::sweep_fault).
+  std::function<Status(std::string_view step)> sweep_fault;
   std::unique_ptr<crypto::Keyring> keyring;
   std::unique_ptr<storage::Store> store;
   std::unique_ptr<storage::AuditLog> audit_log;
