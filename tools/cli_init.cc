@@ -298,8 +298,8 @@ StatusOr<InitResult> InitDevVault(const InitOptions& options) {
     retention_config.retention_file = r.retention_path;
     auto kept = daemon::LoadRetention(retention_config);
     if (!kept.ok()) {
-      return InvalidArgument(kept.status().message() + " (the existing retention file is kept; " +
-                             "fix it or remove it)");
+      return InvalidArgument(kept.status().message() +
+                             " (init never replaces a retention file: fix it or remove it)");
     }
     r.retention_preset = kept->table->preset();
     if (!options.retention_preset.empty() && options.retention_preset != r.retention_preset) {
