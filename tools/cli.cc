@@ -94,6 +94,7 @@ struct RecordArgs {
   std::string dir;
   bool force_config = false;
   std::string practice_name;
+  std::string retention_preset;
 };
 
 // Disclosure, suspension, report and audit options (one command runs per invocation).
@@ -331,11 +332,26 @@ int Emit(const std::string& path, std::string_view data, std::string_view what) 
   return kExitOk;
 }
 
+// Which retention preset the vault keeps records by, from which legal sources, and where to
+// lengthen it: a vault must never keep records by a preset nobody knew it chose.
+std::string RetentionLine(const InitResult& r, bool preset_defaulted) {
+  std::string sources;
+  for (const auto& s : r.retention_sources) sources += (sources.empty() ? "" : ", ") + s;
+  std::string out = "retention:  preset " + r.retention_preset + " (" + sources + ")";
+  if (!r.created_retention) {
+    out += ", from the existing " + r.retention_path + " (kept)";
+  } else if (preset_defaulted) {
+    out += ", the default: choose another with --retention-preset";
+  }
+  return out + "; lengthen it in " + r.retention_path + "; see docs/retention.md";
+}
+
 int RunInit(const Globals& g, const RecordArgs& a) {
   InitOptions options{.dir = a.dir,
                       .force_config = a.force_config,
                       .uid = ::getuid(),
-                      .practice_name = a.practice_name};
+                      .practice_name = a.practice_name,
+                      .retention_preset = a.retention_preset};
   auto r = InitDevVault(options);
   if (!r.ok()) {
     PrintError("init failed", r.status().message());
@@ -351,7 +367,11 @@ int RunInit(const Globals& g, const RecordArgs& a) {
                {"created_master_key", r->created_key},
                {"application", "dev-app"},
                {"token_file", r->token_path},
-               {"practice_name", r->practice_name}});
+               {"practice_name", r->practice_name},
+               {"retention_file", r->retention_path},
+               {"created_retention_file", r->created_retention},
+               {"retention_preset", r->retention_preset},
+               {"retention_sources", r->retention_sources}});
     return kExitOk;
   }
   std::cout << "Created a development vault in " << r->dir << " (for SYNTHETIC DATA only)\n"
@@ -365,6 +385,7 @@ int RunInit(const Globals& g, const RecordArgs& a) {
             << "  practice:   \"" << Printable(r->practice_name) << "\""
             << (a.practice_name.empty() ? " (the default; set it with --practice-name)" : "")
             << ", named on the reports given to patients\n"
+            << "  " << RetentionLine(*r, a.retention_preset.empty()) << "\n"
             << "  operator:   uid " << options.uid
             << " (you), in every role: --role picks one; no token needed\n\n"
             << "Start the daemon:  phivaultd --config " << r->config_path << "\n"
@@ -1179,6 +1200,10 @@ int RunCli(int argc, char** argv) {
   init->add_option("--practice-name", a.practice_name,
                    "the practice named on reports given to patients")
       ->default_str(kDefaultPracticeName);
+  init->add_option("--retention-preset", a.retention_preset,
+                   "the retention preset DIR/retention.toml names (docs/retention.md), one of: " +
+                       RetentionPresetList())
+      ->default_str(kDefaultRetentionPreset);
 
   CLI::App* status = app.add_subcommand("status", "show the daemon's status");
 

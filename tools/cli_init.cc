@@ -10,16 +10,23 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <string>
 #include <system_error>
+#include <vector>
 
 #include "crypto/hash.h"
 #include "crypto/master_key.h"
 #include "daemon/config.h"
+#include "daemon/retention_loader.h"
+#include "policies/retention.h"
 
 namespace phivault::tools {
 namespace {
 
 namespace fs = std::filesystem;
+
+// What init says is the default is what the daemon uses without a retention file.
+static_assert(std::string_view(kDefaultRetentionPreset) == daemon::kDefaultRetentionPreset);
 
 // A development vault may do everything the daemon knows (daemon/config.cc KnownActions), as a
 // TOML array.
@@ -82,6 +89,15 @@ Status WriteFileAtomically(const std::string& path, std::string_view text) {
   return FsyncDir(fs::path(path).parent_path().string());
 }
 
+// The sources of `table`'s rules, in table order, each once.
+std::vector<std::string> SourcesOf(const policies::RetentionTable& table) {
+  std::vector<std::string> out;
+  for (const auto& rule : table.rules()) {
+    if (std::find(out.begin(), out.end(), rule.source) == out.end()) out.push_back(rule.source);
+  }
+  return out;
+}
+
 Status MakeDir(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0700) == 0) return Status::Ok();
   if (errno == EEXIST && fs::is_directory(dir)) return Status::Ok();
@@ -89,6 +105,14 @@ Status MakeDir(const std::string& dir) {
 }
 
 }  // namespace
+
+std::string RetentionPresetList() {
+  std::string out;
+  for (std::string_view name : policies::RetentionPresetNames()) {
+    out += (out.empty() ? "" : ", ") + std::string(name);
+  }
+  return out;
+}
 
 std::string TomlQuote(std::string_view value) {
   std::string out = "\"";
@@ -133,7 +157,14 @@ std::string RenderDevConfig(const DevConfig& c) {
   out += "data_dir = " + TomlQuote(c.data_dir) + "\n";
   out += "socket_path = " + TomlQuote(c.socket_path) + "\n";
   out += "socket_mode = \"0660\"\n";
-  out += "default_retention_years = 10\n";
+  out +=
+      "# How long records are kept: a shipped preset, lengthened in this file "
+      "(docs/retention.md).\n";
+  out += "retention_file = " + TomlQuote(c.retention_path) + "\n";
+  out +=
+      "# A daily retention sweep run by the daemon itself, at this UTC time; or run\n"
+      "# `phivault retention sweep` yourself (docs/configuration.md).\n"
+      "# retention_sweep_at = \"03:00\"\n";
   out += "# Heads the reports given to patients (accounting of disclosures, access report).\n";
   out += "practice_name = " + TomlQuote(c.practice_name) + "\n";
   out += "\n[master_key]\n";
@@ -170,6 +201,40 @@ std::string RenderDevConfig(const DevConfig& c) {
   return out;
 }
 
+std::string RenderRetentionFile(std::string_view preset) {
+  std::string out;
+  out += "# The vault's retention table (docs/retention.md), written by `phivault init`.\n";
+  out += "# The preset is a floor drawn from its legal sources; this file may only lengthen it.\n";
+  out += "[retention]\n";
+  out += "preset = " + TomlQuote(preset) + "\n";
+  out +=
+      "\n"
+      "# To keep records longer, lengthen a preset rule by its name (docs/retention.md lists\n"
+      "# them), or add a rule of your own; the longest rule that applies wins:\n";
+  // The example lengthens the preset's first rule that counts years, by five of them.
+  if (auto table = policies::RetentionTable::Preset(preset); table.ok()) {
+    const auto& rules = table->rules();
+    const auto it = std::find_if(rules.begin(), rules.end(), [](const auto& rule) {
+      return rule.basis != policies::RetentionBasis::kPermanent;
+    });
+    if (it != rules.end()) {
+      out += "#\n# [[rule]]\n# name = " + TomlQuote(it->name) + "\n";
+      out += "# years = " + std::to_string(it->years + 5) + "\n";
+    }
+  }
+  out +=
+      "#\n"
+      "# [[rule]]\n"
+      "# name = \"practice-psychotherapy-permanent\"\n"
+      "# categories = [\"psychotherapy_note\"]\n"
+      "# after = \"permanent\"\n"
+      "# source = \"practice policy\"\n"
+      "#\n"
+      "# A rule that would keep any record for less time than the preset is refused, and so is a\n"
+      "# change to this file that would shorten the retention in force.\n";
+  return out;
+}
+
 std::string NewApplicationToken() {
   return "pvt_" + crypto::Base64UrlEncode(crypto::RandomBytes(32));
 }
@@ -188,6 +253,7 @@ StatusOr<InitResult> InitDevVault(const InitOptions& options) {
   r.data_dir = r.dir + "/data";
   r.socket_path = r.dir + "/phivault.sock";
   r.token_path = r.dir + "/dev-token";
+  r.retention_path = r.dir + "/retention.toml";
   r.practice_name = options.practice_name.empty() ? kDefaultPracticeName : options.practice_name;
   if (r.practice_name.size() > 128 ||
       std::any_of(r.practice_name.begin(), r.practice_name.end(),
@@ -200,9 +266,17 @@ StatusOr<InitResult> InitDevVault(const InitOptions& options) {
                            std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
                            " bytes, the limit for a Unix socket; choose a shorter --dir");
   }
+  const std::vector<std::string_view> presets = policies::RetentionPresetNames();
+  if (!options.retention_preset.empty() &&
+      std::find(presets.begin(), presets.end(), options.retention_preset) == presets.end()) {
+    return InvalidArgument(
+        "--retention-preset \"" + options.retention_preset +
+        "\" is not a shipped retention preset (presets: " + RetentionPresetList() + ")");
+  }
   struct stat st;
   const bool config_exists = ::lstat(r.config_path.c_str(), &st) == 0;
   const bool key_exists = ::lstat(r.key_path.c_str(), &st) == 0;
+  const bool retention_exists = ::lstat(r.retention_path.c_str(), &st) == 0;
   if (config_exists && !options.force_config) {
     return AlreadyExists(r.config_path + " already exists; use --force-config to replace it");
   }
@@ -210,6 +284,38 @@ StatusOr<InitResult> InitDevVault(const InitOptions& options) {
     return AlreadyExists(r.key_path +
                          " already exists; refusing to overwrite a master key (it would make "
                          "the vault's data unreadable)");
+  }
+  if (retention_exists && !options.force_config) {
+    return AlreadyExists(r.retention_path +
+                         " already exists; refusing to overwrite a retention file (it may keep "
+                         "records longer than its preset); use --force-config to keep it");
+  }
+  // The config init writes uses the default categories; the retention file must load with them.
+  daemon::Config retention_config;
+  retention_config.categories = daemon::DefaultCategories();
+  std::string retention_text;
+  if (retention_exists) {
+    retention_config.retention_file = r.retention_path;
+    auto kept = daemon::LoadRetention(retention_config);
+    if (!kept.ok()) {
+      return InvalidArgument(kept.status().message() +
+                             " (init never replaces a retention file: fix it or remove it)");
+    }
+    r.retention_preset = kept->table->preset();
+    if (!options.retention_preset.empty() && options.retention_preset != r.retention_preset) {
+      return InvalidArgument("--retention-preset " + options.retention_preset + ": the existing " +
+                             r.retention_path + " is kept and names preset " + r.retention_preset +
+                             "; edit it or remove it (docs/retention.md)");
+    }
+    r.retention_sources = SourcesOf(*kept->table);
+  } else {
+    r.retention_preset = options.retention_preset.empty() ? std::string(kDefaultRetentionPreset)
+                                                          : options.retention_preset;
+    retention_text = RenderRetentionFile(r.retention_preset);
+    auto fresh = daemon::ParseRetention(retention_config, r.retention_path, retention_text);
+    if (!fresh.ok())
+      return Internal("the retention file init writes does not load: " + fresh.status().message());
+    r.retention_sources = SourcesOf(*fresh->table);
   }
 
   fs::create_directories(dir, ec);
@@ -225,6 +331,7 @@ StatusOr<InitResult> InitDevVault(const InitOptions& options) {
   config.data_dir = r.data_dir;
   config.socket_path = r.socket_path;
   config.key_path = r.key_path;
+  config.retention_path = r.retention_path;
   config.token_path = r.token_path;
   config.token_sha256_hex = crypto::HexEncode(crypto::AsView(crypto::Sha256(r.token)));
   config.practice_name = r.practice_name;
@@ -232,6 +339,10 @@ StatusOr<InitResult> InitDevVault(const InitOptions& options) {
   // The token goes to a private file, never to standard output, where it would land in any log
   // the command's output is redirected to. Written before the config that accepts it.
   PV_RETURN_IF_ERROR(WriteFileAtomically(r.token_path, r.token + "\n"));
+  if (!retention_exists) {
+    PV_RETURN_IF_ERROR(WriteFileAtomically(r.retention_path, retention_text));
+    r.created_retention = true;
+  }
   PV_RETURN_IF_ERROR(WriteFileAtomically(r.config_path, RenderDevConfig(config)));
   return r;
 }

@@ -26,7 +26,8 @@ std::string CompleteConfig() {
 socket_path = "/run/phivault/api.sock"
 socket_mode = "0640"
 socket_group = "phivault"
-default_retention_years = 7
+retention_file = "/etc/phivault/retention.toml"
+retention_sweep_at = "03:00"
 max_content_bytes = 1048576
 categories = ["clinical-note", "lab-result"]
 roles = ["physician", "vault_admin"]
@@ -76,7 +77,7 @@ actions = ["status"]
 [[operators]]
 group = "phivault-admin"
 role = "vault_admin"
-actions = ["status", "record.list"]
+actions = ["status", "record.list", "hold.place", "retention.sweep"]
 )";
 }
 
@@ -121,7 +122,8 @@ TEST_F(ConfigTest, CompleteFileLoadsEveryValue) {
   EXPECT_EQ(c->socket_path, "/run/phivault/api.sock");
   EXPECT_EQ(c->socket_mode, 0640u);
   EXPECT_EQ(c->socket_group, "phivault");
-  EXPECT_EQ(c->default_retention_years, 7u);
+  EXPECT_EQ(c->retention_file, "/etc/phivault/retention.toml");
+  EXPECT_EQ(c->retention_sweep_at, "03:00");
   EXPECT_EQ(c->max_content_bytes, 1048576u);
   EXPECT_EQ(c->categories, (std::vector<std::string>{"clinical-note", "lab-result"}));
   EXPECT_EQ(c->roles, (std::vector<std::string>{"physician", "vault_admin"}));
@@ -159,13 +161,17 @@ TEST_F(ConfigTest, CompleteFileLoadsEveryValue) {
   EXPECT_EQ(c->operators[0].role, "physician");
   EXPECT_FALSE(c->operators[1].uid.has_value());
   EXPECT_EQ(c->operators[1].group, "phivault-admin");
+  EXPECT_EQ(c->operators[1].actions,
+            (std::vector<std::string>{"status", "record.list", "hold.place", "retention.sweep"}));
 }
 
 TEST_F(ConfigTest, MinimalFileGetsTheDocumentedDefaults) {
   auto c = Load(MinimalConfig());
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->socket_mode, 0660u);
-  EXPECT_EQ(c->default_retention_years, 10u);
+  // No retention file: the shipped us-federal preset; no sweep scheduled by the daemon.
+  EXPECT_TRUE(c->retention_file.empty());
+  EXPECT_TRUE(c->retention_sweep_at.empty());
   EXPECT_EQ(c->categories, DefaultCategories());
   EXPECT_EQ(c->roles, DefaultRoles());
   EXPECT_EQ(c->master_key.kind, MasterKeySource::Kind::kFile);
@@ -183,6 +189,7 @@ TEST_F(ConfigTest, RelativePathsResolveAgainstTheConfigDirectory) {
   auto c = Load(R"(data_dir = "data"
 socket_path = "./run/../api.sock"
 keyring_mirrors = ["mirror/keyring"]
+retention_file = "policy/../retention.toml"
 [master_key]
 source = "file"
 file = "keys/master.key"
@@ -196,6 +203,7 @@ file = "log/phivaultd.log"
   EXPECT_EQ(c->keyring_mirrors, std::vector<std::string>{dir + "/mirror/keyring"});
   EXPECT_EQ(c->master_key.file, dir + "/keys/master.key");
   EXPECT_EQ(c->log_file, dir + "/log/phivaultd.log");
+  EXPECT_EQ(c->retention_file, dir + "/retention.toml");
 }
 
 TEST_F(ConfigTest, MissingFileIsNotFound) {
@@ -239,6 +247,8 @@ TEST_P(ConfigBadValueTest, IsRejectedNamingKeyAndRule) {
 
 const std::string kDataDir = "data_dir = \"/srv/phivault\"";
 const std::string kSource = "source = \"file\"\nfile = \"/etc/phivault/master.key\"";
+const std::string kSweepAtRule =
+    "retention_sweep_at must be a UTC time of day written HH:MM (00:00-23:59)";
 
 INSTANTIATE_TEST_SUITE_P(
     Keys, ConfigBadValueTest,
@@ -259,12 +269,27 @@ INSTANTIATE_TEST_SUITE_P(
                  "socket_mode must be a string"},
         BadValue{"SocketModeOwnerCannotWrite", kDataDir, kDataDir + "\nsocket_mode = \"0460\"",
                  "socket_mode must let the owner read and write"},
-        BadValue{"RetentionZero", kDataDir, kDataDir + "\ndefault_retention_years = 0",
-                 "default_retention_years must be an integer between 1 and 150"},
-        BadValue{"RetentionNegative", kDataDir, kDataDir + "\ndefault_retention_years = -3",
-                 "default_retention_years must be an integer between 1 and 150"},
-        BadValue{"RetentionString", kDataDir, kDataDir + "\ndefault_retention_years = \"10\"",
-                 "default_retention_years must be an integer"},
+        // A retired key is refused with where its replacement is, not as merely unknown.
+        BadValue{"DefaultRetentionYearsReplaced", kDataDir,
+                 kDataDir + "\ndefault_retention_years = 10",
+                 "default_retention_years was replaced by retention_file (a preset with its legal "
+                 "sources, which may only be lengthened; see docs/retention.md): remove it"},
+        BadValue{"EmptyRetentionFile", kDataDir, kDataDir + "\nretention_file = \"\"",
+                 "retention_file must not be empty"},
+        BadValue{"RetentionFileNotString", kDataDir, kDataDir + "\nretention_file = 7",
+                 "retention_file must be a string"},
+        BadValue{"SweepAtHourOutOfRange", kDataDir, kDataDir + "\nretention_sweep_at = \"25:00\"",
+                 kSweepAtRule},
+        BadValue{"SweepAtOneDigitHour", kDataDir, kDataDir + "\nretention_sweep_at = \"3:00\"",
+                 kSweepAtRule},
+        BadValue{"SweepAtNotDigits", kDataDir, kDataDir + "\nretention_sweep_at = \"ab:cd\"",
+                 kSweepAtRule},
+        BadValue{"SweepAtMinuteOutOfRange", kDataDir, kDataDir + "\nretention_sweep_at = \"23:60\"",
+                 kSweepAtRule},
+        BadValue{"SweepAtEmpty", kDataDir, kDataDir + "\nretention_sweep_at = \"\"",
+                 "retention_sweep_at must not be empty"},
+        BadValue{"SweepAtInteger", kDataDir, kDataDir + "\nretention_sweep_at = 300",
+                 "retention_sweep_at must be a string"},
         BadValue{"EmptyCategories", kDataDir, kDataDir + "\ncategories = []",
                  "categories must not be empty"},
         BadValue{"BadCategoryName", kDataDir, kDataDir + "\ncategories = [\"Lab Results\"]",
@@ -407,6 +432,35 @@ TEST_F(ConfigTest, OperatorRules) {
                  "operators[0].uid must be an integer");
   ExpectRejected(base + "group = \"\"\nrole = \"nurse\"\nactions = [\"status\"]\n",
                  "operators[0].group must not be empty");
+}
+
+TEST_F(ConfigTest, RetentionSweepAtAcceptsEveryTimeOfDay) {
+  for (const std::string at : {"00:00", "03:15", "23:59"}) {
+    auto c = Load("retention_sweep_at = \"" + at + "\"\n" + MinimalConfig());
+    ASSERT_TRUE(c.ok()) << at << ": " << c.status().ToString();
+    EXPECT_EQ(c->retention_sweep_at, at);
+  }
+}
+
+// Holds, retention, patient facts and certificates (issue 9) can be granted like any action.
+TEST_F(ConfigTest, RetentionAndHoldActionsCanBeGranted) {
+  const std::vector<std::string> actions = {"patient.facts",   "retention.show", "retention.sweep",
+                                            "hold.place",      "hold.release",   "hold.list",
+                                            "certificate.read"};
+  std::string list;
+  for (const auto& a : actions) list += (list.empty() ? "\"" : ", \"") + a + "\"";
+  auto c = Load(App("name = \"ehr\"\ntoken_sha256 = \"" + kHash +
+                    "\"\nuids = [1]\nroles = [\"vault_admin\"]\nactions = [" + list +
+                    "]\n[[operators]]\ngroup = \"phivault-admin\"\nrole = \"vault_admin\"\n" +
+                    "actions = [" + list + "]\n"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->applications.size(), 1u);
+  EXPECT_EQ(c->applications[0].actions, actions);
+  ASSERT_EQ(c->operators.size(), 1u);
+  EXPECT_EQ(c->operators[0].actions, actions);
+  ExpectRejected(App("name = \"ehr\"\ntoken_sha256 = \"" + kHash +
+                     "\"\nuids = [1]\nroles = [\"vault_admin\"]\nactions = [\"hold.delete\"]\n"),
+                 "applications[0].actions[0] must be one of:");
 }
 
 // A route needing an action the config cannot grant could never be called.

@@ -1,9 +1,11 @@
 // systemd/phivault.toml.example is what an administrator copies to /etc/phivault: it must load
 // with phivaultd's own parser, and it must agree with the units and sysusers snippet it ships
 // with (a mismatch is a daemon that cannot find its key or a socket nobody can reach).
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -39,8 +41,12 @@ TEST(ConfigExampleTest, LoadsWithTheDaemonsParser) {
   EXPECT_EQ(config->socket_mode, 0660u);
   EXPECT_EQ(config->master_key.kind, MasterKeySource::Kind::kCredential);
   EXPECT_TRUE(config->applications.empty());
-  ASSERT_EQ(config->operators.size(), 1u);
+  ASSERT_EQ(config->operators.size(), 2u);
   EXPECT_EQ(config->operators[0].role, "vault_admin");
+  EXPECT_EQ(config->operators[0].group, "phivault-admin");
+  // No retention file: the shipped us-federal preset; the timer, not the daemon, sweeps.
+  EXPECT_TRUE(config->retention_file.empty());
+  EXPECT_TRUE(config->retention_sweep_at.empty());
 }
 
 TEST(ConfigExampleTest, CredentialNameIsTheOneTheServiceLoads) {
@@ -62,13 +68,57 @@ TEST(ConfigExampleTest, SocketMatchesTheSocketUnit) {
   EXPECT_EQ(UnitSetting(socket, "SocketMode"), "0660");
 }
 
-TEST(ConfigExampleTest, OperatorGroupIsCreatedBySysusers) {
+TEST(ConfigExampleTest, OperatorGroupsAreCreatedBySysusers) {
   auto config = LoadConfig(kSystemdDir + "/phivault.toml.example");
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  ASSERT_EQ(config->operators.size(), 1u);
+  ASSERT_FALSE(config->operators.empty());
   const std::string sysusers = ReadFile(kSystemdDir + "/phivault-sysusers.conf");
-  EXPECT_NE(sysusers.find("\ng " + config->operators[0].group + " "), std::string::npos)
-      << "phivault-sysusers.conf does not create group " << config->operators[0].group;
+  for (const auto& op : config->operators) {
+    // A "g" line creates the group; a "u" line creates the user and its group of the same name.
+    EXPECT_TRUE(sysusers.find("\ng " + op.group + " ") != std::string::npos ||
+                sysusers.find("\nu " + op.group + " ") != std::string::npos)
+        << "phivault-sysusers.conf does not create group " << op.group;
+  }
+}
+
+// The sweep unit runs as an operator the example allows to sweep, on the socket the daemon
+// listens on; the timer starts that unit.
+TEST(ConfigExampleTest, SweepUnitRunsAsTheSweepOperatorOnTheDaemonsSocket) {
+  auto config = LoadConfig(kSystemdDir + "/phivault.toml.example");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const std::string service = ReadFile(kSystemdDir + "/phivault-sweep.service");
+  const std::string group = UnitSetting(service, "Group");
+  const auto op = std::find_if(config->operators.begin(), config->operators.end(),
+                               [&](const OperatorConfig& o) { return o.group == group; });
+  ASSERT_NE(op, config->operators.end()) << "no [[operators]] entry for group " << group;
+  EXPECT_EQ(op->actions, std::vector<std::string>{"retention.sweep"});
+  EXPECT_EQ(UnitSetting(service, "User"), group);
+  // The socket's group, without which the kernel refuses the connection.
+  EXPECT_EQ(UnitSetting(service, "SupplementaryGroups"), config->socket_group);
+  EXPECT_EQ(UnitSetting(service, "ExecStart"), "/usr/bin/phivault --socket " + config->socket_path +
+                                                   " --role " + op->role +
+                                                   " retention sweep --json");
+  const std::string timer = ReadFile(kSystemdDir + "/phivault-sweep.timer");
+  EXPECT_EQ(UnitSetting(timer, "Unit"), "phivault-sweep.service");
+  EXPECT_EQ(UnitSetting(timer, "OnCalendar"), "*-*-* 03:15:00 UTC");
+}
+
+// The commented retention keys are documentation an administrator will uncomment; uncommented,
+// they load (and a retired key in their place would not).
+TEST(ConfigExampleTest, CommentedRetentionKeysLoadOnceUncommented) {
+  std::string example = ReadFile(kSystemdDir + "/phivault.toml.example");
+  for (const std::string key : {"retention_file", "retention_sweep_at"}) {
+    const size_t at = example.find("\n# " + key + " = ");
+    ASSERT_NE(at, std::string::npos) << "no commented " << key << " in the example";
+    example.erase(at + 1, 2);
+  }
+  testing::TempDir dir;
+  const std::string path = dir.Sub("phivault.toml");
+  std::ofstream(path) << example;
+  auto config = LoadConfig(path);
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->retention_file, "/etc/phivault/retention.toml");
+  EXPECT_EQ(config->retention_sweep_at, "03:00");
 }
 
 // The commented [[applications]] block is documentation an administrator will uncomment and

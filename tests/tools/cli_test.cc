@@ -101,7 +101,19 @@ TEST_F(CliTest, InitCreatesKeyDataAndConfigWithTheHashedToken) {
   EXPECT_EQ(config["data_dir"].value<std::string>(), vault + "/data");
   EXPECT_EQ(config["socket_path"].value<std::string>(), vault + "/phivault.sock");
   EXPECT_EQ(config["socket_mode"].value<std::string>(), "0660");
-  EXPECT_EQ(config["default_retention_years"].value<int64_t>(), 10);
+  // Retention is the us-federal preset, in a file beside the config that may lengthen it; init
+  // says so, with the preset's legal sources. No daily sweep is scheduled until one is chosen.
+  EXPECT_FALSE(config.contains("default_retention_years"));
+  EXPECT_EQ(config["retention_file"].value<std::string>(), vault + "/retention.toml");
+  EXPECT_FALSE(config.contains("retention_sweep_at"));
+  EXPECT_THAT(text, HasSubstr("\n# retention_sweep_at = \"03:00\"\n"));
+  EXPECT_EQ(Mode(vault + "/retention.toml"), 0600u);
+  EXPECT_THAT(ReadFile(vault + "/retention.toml"),
+              HasSubstr("[retention]\npreset = \"us-federal\"\n"));
+  EXPECT_THAT(r.out, HasSubstr("retention:  preset us-federal (42 CFR 482.24(b)(1), 42 CFR "
+                               "424.516(f), 45 CFR 164.316(b)(2)(i)), the default: choose another "
+                               "with --retention-preset; lengthen it in " +
+                               vault + "/retention.toml; see docs/retention.md"));
   EXPECT_EQ(config["master_key"]["source"].value<std::string>(), "file");
   EXPECT_EQ(config["master_key"]["file"].value<std::string>(), vault + "/master.key");
   EXPECT_EQ(config["limits"]["disk_reserve_bytes"].value<int64_t>(), 268435456);
@@ -143,6 +155,36 @@ TEST_F(CliTest, InitJsonNamesTheTokenFileAndPrintsNoToken) {
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr(TokenOf(vault))));
   EXPECT_THAT(ReadFile(vault + "/phivault.toml"),
               HasSubstr("practice_name = \"Synthetic Clinic\"\n"));
+}
+
+TEST_F(CliTest, InitRetentionPresetIsWrittenAndSaid) {
+  const std::string vault = dir_.Sub("vault");
+  CliRun r = Phivault({"init", "--dir", vault, "--retention-preset", "us-tx"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(ReadFile(vault + "/retention.toml"), HasSubstr("[retention]\npreset = \"us-tx\"\n"));
+  EXPECT_THAT(r.out, HasSubstr("retention:  preset us-tx (42 CFR 482.24(b)(1), 42 CFR 424.516(f), "
+                               "45 CFR 164.316(b)(2)(i), 22 Tex. Admin. Code 165.1(b)); lengthen "
+                               "it in " +
+                               vault + "/retention.toml"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("the default: choose another")));
+
+  CliRun json =
+      Phivault({"--json", "init", "--dir", dir_.Sub("v2"), "--retention-preset", "us-ny"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  auto j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["retention_file"], dir_.Sub("v2") + "/retention.toml");
+  EXPECT_EQ(j["retention_preset"], "us-ny");
+  EXPECT_EQ(j["created_retention_file"], true);
+  EXPECT_EQ(j["retention_sources"].back(), "8 NYCRR 29.2(a)(3)");
+}
+
+TEST_F(CliTest, InitRefusesAnUnknownRetentionPresetListingTheShippedOnes) {
+  const std::string vault = dir_.Sub("vault");
+  CliRun r = Phivault({"init", "--dir", vault, "--retention-preset", "us-zz"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--retention-preset \"us-zz\" is not a shipped retention preset "
+                               "(presets: us-ca, us-federal, us-fl, us-ny, us-tx)"));
+  EXPECT_EQ(Mode(vault + "/master.key"), 0u);  // nothing written
 }
 
 TEST_F(CliTest, InitRefusesAPracticeNameWithControlCharacters) {
@@ -195,6 +237,36 @@ TEST_F(CliTest, InitForceConfigIssuesANewTokenAndKeepsTheKey) {
   EXPECT_EQ(ReadFile(vault + "/master.key"), key);
   EXPECT_THAT(ReadFile(vault + "/phivault.toml"),
               HasSubstr(crypto::HexEncode(crypto::AsView(crypto::Sha256(token)))));
+}
+
+// The retention file is the practice's: a lengthening written into it survives a new config.
+TEST_F(CliTest, InitNeverOverwritesAnExistingRetentionFile) {
+  const std::string vault = dir_.Sub("vault");
+  ASSERT_EQ(::mkdir(vault.c_str(), 0700), 0);
+  const std::string lengthened =
+      "[retention]\npreset = \"us-fl\"\n[[rule]]\nname = \"fl-physician\"\nyears = 12\n";
+  WriteFile(vault + "/retention.toml", lengthened);
+  CliRun r = Phivault({"init", "--dir", vault});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr(vault + "/retention.toml already exists; refusing to overwrite a "
+                                       "retention file"));
+  EXPECT_EQ(Mode(vault + "/phivault.toml"), 0u);  // no config written
+
+  CliRun kept = Phivault({"init", "--dir", vault, "--force-config"});
+  ASSERT_EQ(kept.exit_code, 0) << kept.err;
+  EXPECT_EQ(ReadFile(vault + "/retention.toml"), lengthened);
+  EXPECT_THAT(kept.out, HasSubstr("retention:  preset us-fl (42 CFR 482.24(b)(1), 42 CFR "
+                                  "424.516(f), 45 CFR 164.316(b)(2)(i), Fla. Admin. Code R. "
+                                  "64B8-10.002(2)), from the existing " +
+                                  vault + "/retention.toml (kept)"));
+
+  // Asking for another preset than the kept file names is refused rather than ignored.
+  CliRun other =
+      Phivault({"init", "--dir", vault, "--force-config", "--retention-preset", "us-ny"});
+  EXPECT_EQ(other.exit_code, 2);
+  EXPECT_THAT(other.err, HasSubstr("the existing " + vault +
+                                   "/retention.toml is kept and names preset us-fl"));
+  EXPECT_EQ(ReadFile(vault + "/retention.toml"), lengthened);
 }
 
 TEST_F(CliTest, HelpListsTheExitCodes) {
