@@ -1337,8 +1337,17 @@ class VaultServiceImpl final : public VaultService {
     if (pending) {
       j = std::move(*pending);
       // A sweep that stopped before its keys were erased starts over from its recheck: what
-      // changed since (records, facts, holds) is decided afresh.
-      if (j.phase == "recheck" || j.phase == "erase") j.phase = "recheck";
+      // changed since (records, facts, holds) is decided afresh. Once any of its keys is erased
+      // (in the primary, or in any copy: Open merged the tombstones) it can only go forward.
+      if (j.phase == "erase") {
+        bool erased_any = false;
+        for (const auto& e : j.epochs) {
+          if (keyring_.GetEpoch(e).status().code() == StatusCode::kFailedPrecondition) {
+            erased_any = true;
+          }
+        }
+        if (!erased_any) j.phase = "recheck";
+      }
     } else {
       j.id = storage::NewDestructionCertificateId();
       j.until = FormatDay(until);

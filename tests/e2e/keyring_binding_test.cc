@@ -165,10 +165,17 @@ TEST_F(E2eKeyringBindingTest, RolledBackKeyringPrimaryIsRefusedWhileAMirrorIsNew
   const std::string old_primary = ReadFile(keyring_path());
   ASSERT_TRUE(ReadFile(mirror) == old_primary);
 
-  // A longer retention puts the next record in another epoch: a new key in every copy.
-  vault_.EditConfig("default_retention_years = 10", "default_retention_years = 11");
+  // A later encounter puts the next record in another epoch: a new key in every copy.
   ASSERT_TRUE(vault_.Start());
-  const std::string second = StoreNote(kPatient, "needs the newer keyring");
+  auto created = vault_.AppClient().CreateRecord(
+      Physician(), client::NewRecord{.patient_id = kPatient,
+                                     .category = "clinical_note",
+                                     .content_type = "text/plain",
+                                     .encounter_date = "2026-11-20",
+                                     .author = "Dr. Synthetic",
+                                     .content = "needs the newer keyring"});
+  ASSERT_TRUE(created.ok()) << created.error().Message();
+  const std::string second = created->record_id;
   vault_.Stop();
   const std::string new_mirror = ReadFile(mirror);
   ASSERT_TRUE(new_mirror != old_primary);
