@@ -700,7 +700,7 @@ TEST_F(RecordsTest, ShredNeedsNoEpochKeyAndDeletesEveryKeyOfTheRecord) {
   ASSERT_TRUE(tombstone.has_value());
   ASSERT_EQ(tombstone->size(), 32u + 8 + 32);
   EXPECT_EQ(tombstone->substr(0, 32), certificate);
-  EXPECT_EQ(tombstone->substr(32, 8), BE32(0x00066517) + BE32(0x28988000));
+  EXPECT_EQ(tombstone->substr(32, 8), BE32(0x00066517) + BE32(0x28988000));  // BE64 of the time
   EXPECT_EQ(repo_->ReadVersion(id, 1, true).status().message(),
             "record was crypto-shredded (certificate " + certificate + ")");
   EXPECT_TRUE(repo_->ListPatient("synthetic-patient-25")->empty());
