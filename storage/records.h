@@ -137,7 +137,9 @@ class RecordRepository {
   // Byte strings that a byte search of the database files (FindInFiles, storage/file_scan.h)
   // must no longer find once the record is destroyed: per version, the first 32 bytes of its
   // sealed content and of its sealed metadata, and its whole wrapped DEK. Each begins with a
-  // random 24-byte nonce, so none occurs by chance elsewhere. Read them before StageShred.
+  // random 24-byte nonce, so none occurs by chance elsewhere. A rewrap keeps the sealed metadata,
+  // so its fingerprint also finds the headers (and old wrapped DEKs) that earlier rewraps left in
+  // files not yet compacted. Read them before StageShred.
   // Needs no epoch key. Errors as LatestVersion; DataLoss if a version up to the latest is
   // missing or malformed.
   StatusOr<std::vector<std::string>> Fingerprints(std::string_view record_id);

@@ -673,6 +673,35 @@ TEST_F(RecordsTest, ShreddedRecordLeavesNoStoredByteInAnyFile) {
   EXPECT_EQ(repo_->ReadVersion(live_large.meta.record_id, 1, true)->content, live_large.content);
 }
 
+// A rewrap leaves the old header (with the DEK wrapped under the old, possibly still live epoch)
+// in files until compaction; shredding and compacting removes it too, and the metadata
+// fingerprint, the same in both headers, is what finds it.
+TEST_F(RecordsTest, ShredAfterRewrapLeavesNoOldHeaderBehind) {
+  Record r = MakeRecord("synthetic-patient-31", "Synthetic note " + RandomHex(100));
+  StoreRecord(r);
+  const std::string& id = r.meta.record_id;
+  ASSERT_TRUE(store_->Flush().ok());
+  const std::string old_wrap = ParseHeader(Value(RawKey('m', id, 1))).fields[1];
+  EXPECT_EQ(Rewrap(id, "d20300101"), 1u);
+  ASSERT_TRUE(store_->Flush().ok());
+  auto fingerprints = repo_->Fingerprints(id);
+  ASSERT_TRUE(fingerprints.ok());
+  const std::vector<std::string> old_only = {old_wrap};
+  EXPECT_FALSE(FindInFiles(db_path_, old_only)->empty()) << "the old header is still in a file";
+  std::vector<size_t> found(3, 0);
+  auto hits = FindInFiles(db_path_, *fingerprints, 1000);
+  ASSERT_TRUE(hits.ok());
+  for (const auto& hit : *hits) ++found.at(hit.needle);
+  EXPECT_GE(found[0], 1u) << "content";
+  EXPECT_GE(found[1], 2u) << "the metadata fingerprint is in the old and the new header";
+  EXPECT_GE(found[2], 1u) << "new wrapped DEK";
+
+  Shred(id, RandomHex(16));
+  ASSERT_TRUE(store_->CompactAll().ok());
+  EXPECT_TRUE(FindInFiles(db_path_, old_only)->empty());
+  EXPECT_TRUE(FindInFiles(db_path_, *fingerprints)->empty());
+}
+
 TEST_F(RecordsTest, ShredNeedsNoEpochKeyAndDeletesEveryKeyOfTheRecord) {
   Record v1 = MakeRecord("synthetic-patient-25", "one", 1, NewRecordId(), "d20300101");
   Record v2 = MakeRecord("synthetic-patient-25", "two", 2, v1.meta.record_id, "d20300102");
