@@ -28,59 +28,98 @@ uint64_t Load64(const char* p) {
   return v;
 }
 
-// The needles by their first 8 bytes. The filter (about 16 bits per needle, so it stays in cache
-// for a million needles) rejects almost every file position with one load; the rest probe a
-// linear-probing table whose slots hold the 8-byte key and the needle, then compare the needle.
+// The needles by their first 8 bytes. A blocked Bloom filter (two bits in one 64-bit word per
+// needle, kFilterBitsPerNeedle bits each and at least kMinFilterBits, so that it stays in cache)
+// rejects almost every file position with one load; positions are tested 8 at a time without
+// branches so that the loads overlap. The few that pass probe a linear-probing table whose slots
+// hold the 8-byte key and the needle, and then the whole needle is compared.
 class NeedleIndex {
  public:
   explicit NeedleIndex(std::span<const std::string> needles) : needles_(needles) {
     const unsigned filter_bits =
-        std::max(12u, static_cast<unsigned>(std::bit_width(needles.size() * 16 - 1)));
-    filter_shift_ = 64 - filter_bits;
-    filter_.assign((size_t{1} << filter_bits) / 64, 0);
+        std::max(kMinFilterBits,
+                 static_cast<unsigned>(std::bit_width(needles.size() * kFilterBitsPerNeedle - 1)));
+    word_shift_ = 64 - (filter_bits - 6);
+    filter_.assign(size_t{1} << (filter_bits - 6), 0);
     const unsigned slot_bits =
         std::max(4u, static_cast<unsigned>(std::bit_width(needles.size() * 2 - 1)));
     slot_shift_ = 64 - slot_bits;
     slots_.assign(size_t{1} << slot_bits, Slot{});
     for (size_t i = 0; i < needles.size(); ++i) {
       const uint64_t key = Load64(needles[i].data());
-      const uint64_t f = (key * kFilterMul) >> filter_shift_;
-      filter_[f / 64] |= uint64_t{1} << (f % 64);
+      const uint64_t h = key * kFilterMul;
+      filter_[h >> word_shift_] |= FilterBits(h);
       size_t s = SlotOf(key);
       while (slots_[s].needle_plus_one != 0) s = (s + 1) & (slots_.size() - 1);
       slots_[s] = {key, static_cast<uint32_t>(i + 1)};
     }
   }
 
-  // Calls `on_match(i)` for every needle i that occurs at `at` (the bytes up to `end` are there).
-  // `at` has at least 8 bytes before `end`.
+  // Calls `on_match(p, i)` for every needle i that begins at `buf + p`, for p in [0, limit) in
+  // order, where the bytes up to `end` are there (at least 8 after each p). Stops and returns
+  // false as soon as `on_match` does.
   template <typename F>
-  void MatchAt(const char* at, const char* end, F&& on_match) const {
-    const uint64_t key = Load64(at);
-    const uint64_t f = (key * kFilterMul) >> filter_shift_;
-    if ((filter_[f / 64] & (uint64_t{1} << (f % 64))) == 0) return;
-    const size_t available = static_cast<size_t>(end - at);
+  bool Scan(const char* buf, size_t limit, const char* end, F&& on_match) const {
+    const uint64_t* const filter = filter_.data();
+    const unsigned shift = word_shift_;
+    auto passes = [&](size_t p) -> uint32_t {
+      const uint64_t h = Load64(buf + p) * kFilterMul;
+      const uint64_t bits = FilterBits(h);
+      return (filter[h >> shift] & bits) == bits ? 1 : 0;
+    };
+    size_t p = 0;
+    for (; p + 8 <= limit; p += 8) {
+      uint32_t mask = 0;
+      for (size_t j = 0; j < 8; ++j) mask |= passes(p + j) << j;
+      if (mask == 0) [[likely]] {
+        continue;
+      }
+      for (; mask != 0; mask &= mask - 1) {
+        if (!Confirm(buf, p + static_cast<size_t>(std::countr_zero(mask)), end, on_match)) {
+          return false;
+        }
+      }
+    }
+    for (; p < limit; ++p) {
+      if (passes(p) != 0 && !Confirm(buf, p, end, on_match)) return false;
+    }
+    return true;
+  }
+
+ private:
+  static constexpr size_t kFilterBitsPerNeedle = 32;
+  static constexpr unsigned kMinFilterBits = 16;
+
+  struct Slot {
+    uint64_t key = 0;
+    uint32_t needle_plus_one = 0;  // 0: empty
+  };
+
+  // The two bits of a word that a hash sets; the word index comes from its top bits.
+  static uint64_t FilterBits(uint64_t h) {
+    return (uint64_t{1} << ((h >> 20) & 63)) | (uint64_t{1} << ((h >> 26) & 63));
+  }
+  size_t SlotOf(uint64_t key) const { return static_cast<size_t>((key * kSlotMul) >> slot_shift_); }
+
+  template <typename F>
+  bool Confirm(const char* buf, size_t p, const char* end, F& on_match) const {
+    const uint64_t key = Load64(buf + p);
     for (size_t s = SlotOf(key); slots_[s].needle_plus_one != 0;
          s = (s + 1) & (slots_.size() - 1)) {
       if (slots_[s].key != key) continue;
       const size_t i = slots_[s].needle_plus_one - 1;
       const std::string& needle = needles_[i];
-      if (needle.size() <= available && std::memcmp(at, needle.data(), needle.size()) == 0) {
-        on_match(i);
+      if (needle.size() <= static_cast<size_t>(end - (buf + p)) &&
+          std::memcmp(buf + p, needle.data(), needle.size()) == 0 && !on_match(p, i)) {
+        return false;
       }
     }
+    return true;
   }
-
- private:
-  struct Slot {
-    uint64_t key = 0;
-    uint32_t needle_plus_one = 0;  // 0: empty
-  };
-  size_t SlotOf(uint64_t key) const { return static_cast<size_t>((key * kSlotMul) >> slot_shift_); }
 
   std::span<const std::string> needles_;
   std::vector<uint64_t> filter_;
-  unsigned filter_shift_ = 0;
+  unsigned word_shift_ = 0;
   std::vector<Slot> slots_;
   unsigned slot_shift_ = 0;
 };
@@ -172,13 +211,11 @@ class Search {
       } else if (have >= kMinNeedleBytes) {
         limit = have - kMinNeedleBytes + 1;
       }
-      const char* const end = buf + have;
-      for (size_t p = 0; p < limit; ++p) {
-        index_.MatchAt(buf + p, end, [&](size_t needle) {
-          if (!full()) hits_.push_back({path, base + p, needle});
-        });
-        if (full()) return Status::Ok();
-      }
+      const bool more = index_.Scan(buf, limit, buf + have, [&](size_t p, size_t needle) {
+        hits_.push_back({path, base + p, needle});
+        return !full();
+      });
+      if (!more) return Status::Ok();
       if (!eof) {
         std::memmove(buf, buf + limit, have - limit);
         base += limit;

@@ -27,11 +27,13 @@
 // metadata, so moving a version to another epoch re-wraps its DEK without re-sealing anything.
 // The sealed metadata is a JSON object of the RecordMetadata fields other than epoch_id.
 //
-// Destruction (docs/destruction.md) uses three steps built here: StageRewrap gathers records into
-// the epoch whose key will be destroyed, Fingerprints names the stored bytes that must vanish, and
-// StageShred deletes every key of the record and leaves the authenticated tombstone. A shredded
-// record reads as FailedPrecondition "record was crypto-shredded" (daemon/problem.h
-// kShreddedMessage, HTTP 410), followed by " (certificate <id>)" once it is deleted.
+// Retention and destruction (docs/retention.md, docs/destruction.md) build on four steps here:
+// StageRewrap moves a record's versions to another epoch (a legal hold, a changed retention day)
+// without touching its ciphertext, ScanEpoch lists what an epoch key protects, Fingerprints names
+// the stored bytes that must vanish, and StageShred deletes every key of the record and leaves an
+// authenticated tombstone. A shredded record reads as FailedPrecondition "record was
+// crypto-shredded" (the words of daemon/problem.h kShreddedMessage, HTTP 410), followed by
+// " (certificate <id>)" once it is deleted.
 #pragma once
 
 #include <cstdint>
@@ -123,6 +125,8 @@ class RecordRepository {
   // record"; DataLoss as ReadVersion; FailedPrecondition "record was crypto-shredded" if a
   // version's current epoch key was destroyed, or the keyring's error if `new_epoch_id` was.
   // The caller holds the record's lock (no version may be added meanwhile) and writes `batch`.
+  // The old headers stay in the files until the next Store::CompactAll, and open under the old
+  // epoch key: destroying only the new epoch shreds the record once that compaction has run.
   StatusOr<uint32_t> StageRewrap(std::string_view record_id, std::string_view new_epoch_id,
                                  WriteBatch& batch);
 
@@ -137,7 +141,9 @@ class RecordRepository {
   // Byte strings that a byte search of the database files (FindInFiles, storage/file_scan.h)
   // must no longer find once the record is destroyed: per version, the first 32 bytes of its
   // sealed content and of its sealed metadata, and its whole wrapped DEK. Each begins with a
-  // random 24-byte nonce, so none occurs by chance elsewhere. Read them before StageShred.
+  // random 24-byte nonce, so none occurs by chance elsewhere. A rewrap keeps the sealed metadata,
+  // so its fingerprint also finds the headers (and old wrapped DEKs) that earlier rewraps left in
+  // files not yet compacted. Read them before StageShred.
   // Needs no epoch key. Errors as LatestVersion; DataLoss if a version up to the latest is
   // missing or malformed.
   StatusOr<std::vector<std::string>> Fingerprints(std::string_view record_id);

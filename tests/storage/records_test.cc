@@ -1,5 +1,7 @@
 #include "storage/records.h"
 
+#include <algorithm>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -8,6 +10,7 @@
 #include "crypto/aead.h"
 #include "crypto/hash.h"
 #include "crypto/keyring.h"
+#include "storage/file_scan.h"
 #include "tests/storage/file_search.h"
 #include "tests/testing/temp_dir.h"
 
@@ -91,6 +94,45 @@ class RecordsTest : public ::testing::Test {
     return std::string(1, kind) + *crypto::Base64UrlDecode(id) + BE32(version);
   }
   std::string Value(const std::string& key) { return **store_->Get(Cf::kRecords, key); }
+  std::optional<std::string> Stored(Cf cf, const std::string& key) { return *store_->Get(cf, key); }
+  void PutRaw(Cf cf, const std::string& key, std::string value) {
+    WriteBatch b;
+    b.Put(cf, key, std::move(value));
+    ASSERT_TRUE(store_->Write(b, true).ok());
+  }
+  void DeleteRaw(Cf cf, const std::string& key) {
+    WriteBatch b;
+    b.Delete(cf, key);
+    ASSERT_TRUE(store_->Write(b, true).ok());
+  }
+  std::string TombstoneKey(const std::string& id) { return "x" + *crypto::Base64UrlDecode(id); }
+
+  // Stages and writes a rewrap; returns the number of versions moved.
+  uint32_t Rewrap(const std::string& id, const std::string& epoch) {
+    WriteBatch b;
+    auto moved = repo_->StageRewrap(id, epoch, b);
+    EXPECT_TRUE(moved.ok()) << moved.status().ToString();
+    if (!moved.ok()) return 0;
+    EXPECT_EQ(b.empty(), *moved == 0);
+    EXPECT_TRUE(store_->Write(b, true).ok());
+    return *moved;
+  }
+  void Shred(const std::string& id, const std::string& certificate) {
+    WriteBatch b;
+    Status s = repo_->StageShred(id, certificate, 1800000000000000, b);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_TRUE(store_->Write(b, true).ok());
+  }
+  // (record id, version) of every entry in the epoch's index, in scan order.
+  std::vector<std::pair<std::string, uint32_t>> EpochEntries(const std::string& epoch) {
+    std::vector<std::pair<std::string, uint32_t>> out;
+    Status s = repo_->ScanEpoch(epoch, [&](std::string_view id, uint32_t version) {
+      out.emplace_back(id, version);
+      return true;
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return out;
+  }
   void Overwrite(const std::string& key, std::string value) {
     WriteBatch b;
     b.Put(Cf::kRecords, key, std::move(value));
@@ -396,6 +438,422 @@ TEST_F(RecordsTest, NoPlaintextPatientIdOrDekBytesInAnyStoreFile) {
   expect_absent("after flush and compaction");
   // The search works on these files: the sealed content is there.
   EXPECT_FALSE(FilesContaining(db_path_, Value(RawKey('c', large.meta.record_id, 1))).empty());
+}
+
+// ---- Rewrap: moving versions between epochs (issue 9, retention and legal holds)
+
+TEST_F(RecordsTest, RewrapMovesEveryVersionWithoutTouchingSealedBytes) {
+  Record v1 = MakeRecord("synthetic-patient-20", "original", 1, NewRecordId(), "d20361129");
+  Record v2 = MakeRecord("synthetic-patient-20", crypto::RandomBytes(10000), 2, v1.meta.record_id,
+                         "d20401231");
+  Record v3 = MakeRecord("synthetic-patient-20", "third", 3, v1.meta.record_id, "hcase-17");
+  for (const Record* r : {&v1, &v2, &v3}) StoreRecord(*r);
+  const std::string& id = v1.meta.record_id;
+  std::vector<std::string> headers, contents;
+  for (uint32_t v = 1; v <= 3; ++v) {
+    headers.push_back(Value(RawKey('m', id, v)));
+    contents.push_back(Value(RawKey('c', id, v)));
+  }
+
+  EXPECT_EQ(Rewrap(id, "hcase-17"), 2u);  // version 3 is there already
+  for (uint32_t v = 1; v <= 3; ++v) {
+    const Header before = ParseHeader(headers[v - 1]);
+    const Header after = ParseHeader(Value(RawKey('m', id, v)));
+    EXPECT_EQ(after.fields[0], "hcase-17");
+    EXPECT_EQ(after.fields[1] == before.fields[1], v == 3) << "wrapped DEK of version " << v;
+    EXPECT_EQ(after.fields[2], before.fields[2]) << "blind id";
+    EXPECT_EQ(after.fields[3], before.fields[3]) << "sealed metadata";
+    EXPECT_EQ(Value(RawKey('c', id, v)), contents[v - 1]) << "content is never re-encrypted";
+  }
+  EXPECT_TRUE(EpochEntries("d20361129").empty());
+  EXPECT_TRUE(EpochEntries("d20401231").empty());
+  EXPECT_EQ(EpochEntries("hcase-17"),
+            (std::vector<std::pair<std::string, uint32_t>>{{id, 1}, {id, 2}, {id, 3}}));
+
+  // The old epochs can go: every version still reads, identical but for its epoch.
+  ASSERT_TRUE(keyring_->DestroyEpoch("d20361129").ok());
+  ASSERT_TRUE(keyring_->DestroyEpoch("d20401231").ok());
+  for (const Record* r : {&v1, &v2, &v3}) {
+    auto read = repo_->ReadVersion(id, r->meta.version, true);
+    ASSERT_TRUE(read.ok()) << read.status().ToString();
+    Record expected = *r;
+    expected.meta.epoch_id = "hcase-17";
+    ExpectSameMetadata(read->meta, expected.meta);
+    EXPECT_TRUE(read->content == r->content);
+  }
+  EXPECT_EQ(*repo_->LatestVersion(id), 3u);
+  EXPECT_EQ(Rewrap(id, "hcase-17"), 0u);  // nothing left to do
+
+  // And back again (a hold released): the DEK AAD names the new epoch each time.
+  EXPECT_EQ(Rewrap(id, "d20500101"), 3u);
+  ASSERT_TRUE(keyring_->DestroyEpoch("hcase-17").ok());
+  EXPECT_EQ(repo_->ReadVersion(id, 2, true)->content, v2.content);
+  EXPECT_EQ(repo_->ListPatient("synthetic-patient-20")->at(0).epoch_id, "d20500101");
+}
+
+TEST_F(RecordsTest, RewrapOntoADestroyedEpochFailsAndStagesNothing) {
+  Record r = MakeRecord("synthetic-patient-21", "kept", 1, NewRecordId(), "d20361129");
+  StoreRecord(r);
+  ASSERT_TRUE(keyring_->GetOrCreateEpoch("d20300101").ok());
+  ASSERT_TRUE(keyring_->DestroyEpoch("d20300101").ok());
+  WriteBatch b;
+  auto moved = repo_->StageRewrap(r.meta.record_id, "d20300101", b);
+  ASSERT_FALSE(moved.ok());
+  EXPECT_EQ(moved.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(repo_->ReadVersion(r.meta.record_id, 1, true)->content, "kept");
+}
+
+TEST_F(RecordsTest, RewrapAfterTheOldEpochWasDestroyedIsShredded) {
+  Record v1 = MakeRecord("synthetic-patient-22", "gone", 1, NewRecordId(), "d20300101");
+  Record v2 = MakeRecord("synthetic-patient-22", "kept", 2, v1.meta.record_id, "d20401231");
+  StoreRecord(v1);
+  StoreRecord(v2);
+  ASSERT_TRUE(keyring_->DestroyEpoch("d20300101").ok());
+  WriteBatch b;
+  auto moved = repo_->StageRewrap(v1.meta.record_id, "hcase-18", b);
+  ASSERT_FALSE(moved.ok());
+  EXPECT_EQ(moved.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(moved.status().message(), "record was crypto-shredded");
+  EXPECT_TRUE(b.empty()) << "version 2 is not moved alone";
+  auto read = repo_->ReadVersion(v1.meta.record_id, 1, false);
+  EXPECT_EQ(read.status().message(), "record was crypto-shredded");  // no certificate yet
+  EXPECT_EQ(repo_->ReadVersion(v1.meta.record_id, 2, true)->content, "kept");
+}
+
+TEST_F(RecordsTest, RewrapRejectsBadInputAndDamage) {
+  WriteBatch b;
+  EXPECT_EQ(repo_->StageRewrap("short", "d20361129", b).status().code(),
+            StatusCode::kInvalidArgument);
+  Record r = MakeRecord("synthetic-patient-23", "x");
+  Record r2 = MakeRecord("synthetic-patient-23", "x2", 2, r.meta.record_id, "d20401231");
+  StoreRecord(r);
+  StoreRecord(r2);
+  const std::string& id = r.meta.record_id;
+  for (const char* bad : {"tomorrow", "", "d2036112", "h"}) {
+    EXPECT_EQ(repo_->StageRewrap(id, bad, b).status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  auto missing = repo_->StageRewrap(NewRecordId(), "d20361129", b);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message(), "no such record");
+
+  // A header claiming another epoch, or holding another version's wrapped DEK, does not unwrap.
+  const std::string original = Value(RawKey('m', id, 1));
+  Header h = ParseHeader(original);
+  h.fields[0] = "d20401231";
+  Overwrite(RawKey('m', id, 1), SerializeHeader(h));
+  EXPECT_EQ(repo_->StageRewrap(id, "hcase-19", b).status().code(), StatusCode::kDataLoss);
+  h = ParseHeader(original);
+  h.fields[1] = ParseHeader(Value(RawKey('m', id, 2))).fields[1];
+  Overwrite(RawKey('m', id, 1), SerializeHeader(h));
+  EXPECT_EQ(repo_->StageRewrap(id, "hcase-19", b).status().code(), StatusCode::kDataLoss);
+  DeleteRaw(Cf::kRecords, RawKey('m', id, 1));
+  EXPECT_EQ(repo_->StageRewrap(id, "hcase-19", b).status().code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(b.empty());
+  Overwrite(RawKey('m', id, 1), original);
+  EXPECT_EQ(Rewrap(id, "hcase-19"), 2u);
+}
+
+TEST_F(RecordsTest, ScanEpochListsVersionsInKeyOrderAndStops) {
+  std::vector<std::pair<std::string, uint32_t>> expected;
+  for (int i = 0; i < 5; ++i) {
+    Record r = MakeRecord("synthetic-patient-24", "n", 1, NewRecordId(), "d20361129");
+    StoreRecord(r);
+    StoreRecord(MakeRecord("synthetic-patient-24", "n2", 2, r.meta.record_id, "d20361129"));
+    expected.emplace_back(r.meta.record_id, 1);
+    expected.emplace_back(r.meta.record_id, 2);
+  }
+  StoreRecord(MakeRecord("synthetic-patient-24", "other", 1, NewRecordId(), "d20361130"));
+  StoreRecord(MakeRecord("synthetic-patient-24", "held", 1, NewRecordId(), "hd20361129"));
+  std::sort(expected.begin(), expected.end(), [](const auto& a, const auto& b) {
+    return std::pair(*crypto::Base64UrlDecode(a.first), a.second) <
+           std::pair(*crypto::Base64UrlDecode(b.first), b.second);
+  });
+  EXPECT_EQ(EpochEntries("d20361129"), expected);
+  EXPECT_EQ(EpochEntries("d20361130").size(), 1u);
+  EXPECT_TRUE(EpochEntries("d20990101").empty());  // never existed
+
+  int calls = 0;
+  ASSERT_TRUE(
+      repo_->ScanEpoch("d20361129", [&](std::string_view, uint32_t) { return ++calls < 3; }).ok());
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(repo_->ScanEpoch("d2036", [](std::string_view, uint32_t) { return true; }).code(),
+            StatusCode::kInvalidArgument);
+
+  // A destroyed epoch's index is still listed: it is what the sweep deletes next.
+  ASSERT_TRUE(keyring_->DestroyEpoch("d20361129").ok());
+  EXPECT_EQ(EpochEntries("d20361129"), expected);
+}
+
+// ---- Shred: deletion after destruction, the tombstone, and the byte search that proves it
+
+TEST_F(RecordsTest, ShreddedRecordLeavesNoStoredByteInAnyFile) {
+  const std::string patient = "synthetic-patient-" + RandomHex(16);
+  const std::string small_text = "Synthetic note " + RandomHex(100);
+  const std::string large_text = "Synthetic imaging report " + RandomHex(20000);  // blob file
+  Record small = MakeRecord(patient, small_text);
+  Record large = MakeRecord(patient, "first draft " + RandomHex(3000), 1, NewRecordId());
+  Record large2 = MakeRecord(patient, large_text, 2, large.meta.record_id);
+  Record live = MakeRecord(patient, "Synthetic live note " + RandomHex(100));
+  Record live_large = MakeRecord(patient, "Synthetic live scan " + RandomHex(20000));
+  for (const Record* r : {&small, &large, &large2, &live, &live_large}) StoreRecord(*r);
+  ASSERT_TRUE(store_->Flush().ok());
+
+  std::vector<std::string> dead, alive;
+  for (const Record* r : {&small, &large}) {
+    auto f = repo_->Fingerprints(r->meta.record_id);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    dead.insert(dead.end(), f->begin(), f->end());
+  }
+  for (const Record* r : {&live, &live_large}) {
+    auto f = repo_->Fingerprints(r->meta.record_id);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    alive.insert(alive.end(), f->begin(), f->end());
+  }
+  ASSERT_EQ(dead.size(), 9u);  // 3 versions x (content, metadata, wrapped DEK)
+  ASSERT_EQ(alive.size(), 6u);
+  auto before = FindInFiles(db_path_, dead, 1000);
+  ASSERT_TRUE(before.ok());
+  std::set<size_t> found_before;
+  for (const auto& hit : *before) found_before.insert(hit.needle);
+  EXPECT_EQ(found_before.size(), dead.size()) << "the search can see these bytes";
+
+  const std::string certificate = RandomHex(16);
+  WriteBatch b;
+  ASSERT_TRUE(repo_->StageShred(small.meta.record_id, certificate, 1800000000000000, b).ok());
+  ASSERT_TRUE(repo_->StageShred(large.meta.record_id, certificate, 1800000000000000, b).ok());
+  ASSERT_TRUE(store_->Write(b, true).ok());
+  ASSERT_TRUE(store_->CompactAll().ok());
+
+  auto after = FindInFiles(db_path_, dead, 1000);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  for (const auto& hit : *after) ADD_FAILURE() << "needle " << hit.needle << " in " << hit.path;
+  for (const std::string& text : {small_text, large_text, large.content}) {
+    EXPECT_EQ(FilesContaining(db_path_, text), std::vector<std::string>{});
+  }
+  auto still = FindInFiles(db_path_, alive, 1000);
+  ASSERT_TRUE(still.ok());
+  std::set<size_t> found_alive;
+  for (const auto& hit : *still) found_alive.insert(hit.needle);
+  EXPECT_EQ(found_alive.size(), alive.size()) << "a live record's bytes are still found";
+
+  // Gone for every reader, with the certificate that says why.
+  const std::string expected = "record was crypto-shredded (certificate " + certificate + ")";
+  for (const Record* r : {&small, &large2}) {
+    const std::string& id = r->meta.record_id;
+    auto latest = repo_->LatestVersion(id);
+    EXPECT_EQ(latest.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(latest.status().message(), expected);
+    for (uint32_t v = 1; v <= r->meta.version; ++v) {
+      for (bool with_content : {true, false}) {
+        auto read = repo_->ReadVersion(id, v, with_content);
+        EXPECT_EQ(read.status().code(), StatusCode::kFailedPrecondition);
+        EXPECT_EQ(read.status().message(), expected);
+      }
+      bool gate_called = false;
+      auto gated = repo_->ReadVersionGated(id, v, [&](const RecordMetadata&) {
+        gate_called = true;
+        return Status::Ok();
+      });
+      EXPECT_EQ(gated.status().message(), expected);
+      EXPECT_FALSE(gate_called);
+    }
+    EXPECT_EQ(*repo_->ShreddedBy(id), std::optional<std::string>(certificate));
+    EXPECT_EQ(repo_->Fingerprints(id).status().message(), expected);
+    WriteBatch none;
+    EXPECT_EQ(repo_->StageRewrap(id, "hcase-20", none).status().message(), expected);
+  }
+  auto list = repo_->ListPatient(patient);
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].record_id, live.meta.record_id);
+  EXPECT_EQ((*list)[1].record_id, live_large.meta.record_id);
+  EXPECT_EQ(EpochEntries("d20361129").size(), 2u);
+  EXPECT_EQ(*repo_->ShreddedBy(live.meta.record_id), std::nullopt);
+  EXPECT_EQ(repo_->ReadVersion(live_large.meta.record_id, 1, true)->content, live_large.content);
+}
+
+// A rewrap leaves the old header (with the DEK wrapped under the old, possibly still live epoch)
+// in files until compaction; shredding and compacting removes it too, and the metadata
+// fingerprint, the same in both headers, is what finds it.
+TEST_F(RecordsTest, ShredAfterRewrapLeavesNoOldHeaderBehind) {
+  Record r = MakeRecord("synthetic-patient-31", "Synthetic note " + RandomHex(100));
+  StoreRecord(r);
+  const std::string& id = r.meta.record_id;
+  ASSERT_TRUE(store_->Flush().ok());
+  const std::string old_wrap = ParseHeader(Value(RawKey('m', id, 1))).fields[1];
+  EXPECT_EQ(Rewrap(id, "d20300101"), 1u);
+  ASSERT_TRUE(store_->Flush().ok());
+  auto fingerprints = repo_->Fingerprints(id);
+  ASSERT_TRUE(fingerprints.ok());
+  const std::vector<std::string> old_only = {old_wrap};
+  EXPECT_FALSE(FindInFiles(db_path_, old_only)->empty()) << "the old header is still in a file";
+  std::vector<size_t> found(3, 0);
+  auto hits = FindInFiles(db_path_, *fingerprints, 1000);
+  ASSERT_TRUE(hits.ok());
+  for (const auto& hit : *hits) ++found.at(hit.needle);
+  EXPECT_GE(found[0], 1u) << "content";
+  EXPECT_GE(found[1], 2u) << "the metadata fingerprint is in the old and the new header";
+  EXPECT_GE(found[2], 1u) << "new wrapped DEK";
+
+  Shred(id, RandomHex(16));
+  ASSERT_TRUE(store_->CompactAll().ok());
+  EXPECT_TRUE(FindInFiles(db_path_, old_only)->empty());
+  EXPECT_TRUE(FindInFiles(db_path_, *fingerprints)->empty());
+}
+
+TEST_F(RecordsTest, ShredNeedsNoEpochKeyAndDeletesEveryKeyOfTheRecord) {
+  Record v1 = MakeRecord("synthetic-patient-25", "one", 1, NewRecordId(), "d20300101");
+  Record v2 = MakeRecord("synthetic-patient-25", "two", 2, v1.meta.record_id, "d20300102");
+  StoreRecord(v1);
+  StoreRecord(v2);
+  const std::string& id = v1.meta.record_id;
+  const std::string raw = *crypto::Base64UrlDecode(id);
+  ASSERT_TRUE(keyring_->DestroyEpoch("d20300101").ok());
+  ASSERT_TRUE(keyring_->DestroyEpoch("d20300102").ok());
+  EXPECT_EQ(repo_->Fingerprints(id)->size(), 6u);  // readable without the keys
+  const std::string certificate = RandomHex(16);
+  Shred(id, certificate);
+
+  for (uint32_t v = 1; v <= 2; ++v) {
+    EXPECT_EQ(Stored(Cf::kRecords, RawKey('m', id, v)), std::nullopt);
+    EXPECT_EQ(Stored(Cf::kRecords, RawKey('c', id, v)), std::nullopt);
+  }
+  EXPECT_EQ(Stored(Cf::kRecords, "h" + raw), std::nullopt);
+  EXPECT_EQ(Stored(Cf::kIndexes, "p" + repo_->PatientBlindId("synthetic-patient-25") + raw),
+            std::nullopt);
+  EXPECT_TRUE(EpochEntries("d20300101").empty());
+  EXPECT_TRUE(EpochEntries("d20300102").empty());
+  // Only the tombstone is left, in the layout records.h documents.
+  const auto tombstone = Stored(Cf::kIndexes, TombstoneKey(id));
+  ASSERT_TRUE(tombstone.has_value());
+  ASSERT_EQ(tombstone->size(), 32u + 8 + 32);
+  EXPECT_EQ(tombstone->substr(0, 32), certificate);
+  EXPECT_EQ(tombstone->substr(32, 8), BE32(0x00066517) + BE32(0x28988000));  // BE64 of the time
+  EXPECT_EQ(repo_->ReadVersion(id, 1, true).status().message(),
+            "record was crypto-shredded (certificate " + certificate + ")");
+  EXPECT_TRUE(repo_->ListPatient("synthetic-patient-25")->empty());
+}
+
+TEST_F(RecordsTest, ShredIsOnceAndRejectsBadInput) {
+  Record r = MakeRecord("synthetic-patient-26", "x");
+  StoreRecord(r);
+  const std::string& id = r.meta.record_id;
+  WriteBatch b;
+  for (const std::string& bad : {RandomHex(15), RandomHex(17), std::string(32, 'A'),
+                                 std::string(31, 'a') + "g", std::string()}) {
+    EXPECT_EQ(repo_->StageShred(id, bad, 0, b).code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(repo_->StageShred(id, RandomHex(16), -1, b).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(repo_->StageShred("short", RandomHex(16), 0, b).code(), StatusCode::kInvalidArgument);
+  Status missing = repo_->StageShred(NewRecordId(), RandomHex(16), 0, b);
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.message(), "no such record");
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(repo_->ShreddedBy("short").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(*repo_->ShreddedBy(NewRecordId()), std::nullopt);
+
+  const std::string first = RandomHex(16);
+  Shred(id, first);
+  ASSERT_TRUE(repo_->StageShred(id, RandomHex(16), 5, b).ok());
+  EXPECT_TRUE(b.empty()) << "a second shred stages nothing";
+  EXPECT_EQ(*repo_->ShreddedBy(id), std::optional<std::string>(first));
+}
+
+TEST_F(RecordsTest, AlteredOrForgedTombstoneIsAnIntegrityFailure) {
+  Record a = MakeRecord("synthetic-patient-27", "a");
+  Record b = MakeRecord("synthetic-patient-27", "b");
+  StoreRecord(a);
+  StoreRecord(b);
+  Shred(a.meta.record_id, RandomHex(16));
+  Shred(b.meta.record_id, RandomHex(16));
+  const std::string key = TombstoneKey(a.meta.record_id);
+  const std::string original = *Stored(Cf::kIndexes, key);
+  auto expect_integrity_failure = [&](const std::string& what) {
+    for (auto code : {repo_->LatestVersion(a.meta.record_id).status().code(),
+                      repo_->ReadVersion(a.meta.record_id, 1, true).status().code(),
+                      repo_->ShreddedBy(a.meta.record_id).status().code()}) {
+      EXPECT_EQ(code, StatusCode::kDataLoss) << what;
+    }
+    WriteBatch none;
+    EXPECT_EQ(repo_->StageShred(a.meta.record_id, RandomHex(16), 0, none).code(),
+              StatusCode::kDataLoss)
+        << what;
+  };
+  for (size_t i = 0; i < original.size(); ++i) {
+    std::string damaged = original;
+    damaged[i] = static_cast<char>(damaged[i] ^ 0x01);
+    PutRaw(Cf::kIndexes, key, damaged);
+    expect_integrity_failure("byte " + std::to_string(i));
+  }
+  PutRaw(Cf::kIndexes, key, original.substr(1));
+  expect_integrity_failure("truncated");
+  PutRaw(Cf::kIndexes, key, *Stored(Cf::kIndexes, TombstoneKey(b.meta.record_id)));
+  expect_integrity_failure("another record's tombstone");
+  PutRaw(Cf::kIndexes, key, original);
+  EXPECT_EQ(repo_->LatestVersion(a.meta.record_id).status().code(),
+            StatusCode::kFailedPrecondition);
+
+  // Someone who deletes a live record and plants a tombstone cannot make it look destroyed.
+  Record c = MakeRecord("synthetic-patient-27", "c");
+  StoreRecord(c);
+  const std::string raw_c = *crypto::Base64UrlDecode(c.meta.record_id);
+  DeleteRaw(Cf::kRecords, "h" + raw_c);
+  DeleteRaw(Cf::kRecords, RawKey('m', c.meta.record_id, 1));
+  DeleteRaw(Cf::kRecords, RawKey('c', c.meta.record_id, 1));
+  PutRaw(Cf::kIndexes, TombstoneKey(c.meta.record_id), original);
+  EXPECT_EQ(repo_->ReadVersion(c.meta.record_id, 1, true).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(repo_->ShreddedBy(c.meta.record_id).status().code(), StatusCode::kDataLoss);
+  // Its patient index entry is still there: listing the patient reports the damage.
+  EXPECT_EQ(repo_->ListPatient("synthetic-patient-27").status().code(), StatusCode::kDataLoss);
+}
+
+TEST_F(RecordsTest, DeletedTombstoneIsNotFoundOrDamageNeverShredded) {
+  Record r = MakeRecord("synthetic-patient-28", "x");
+  StoreRecord(r);
+  const std::string& id = r.meta.record_id;
+  const std::string header = Value(RawKey('m', id, 1));
+  Shred(id, RandomHex(16));
+  DeleteRaw(Cf::kIndexes, TombstoneKey(id));
+  EXPECT_EQ(repo_->LatestVersion(id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(repo_->ReadVersion(id, 1, true).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(*repo_->ShreddedBy(id), std::nullopt);
+  // A version put back without head or tombstone is damage, as before shredding existed.
+  Overwrite(RawKey('m', id, 1), header);
+  EXPECT_EQ(repo_->LatestVersion(id).status().code(), StatusCode::kDataLoss);
+}
+
+TEST_F(RecordsTest, PatientIndexEntryOfAShreddedRecordIsAnIntegrityFailure) {
+  Record r = MakeRecord("synthetic-patient-29", "x");
+  StoreRecord(r);
+  const std::string key = "p" + repo_->PatientBlindId("synthetic-patient-29") +
+                          *crypto::Base64UrlDecode(r.meta.record_id);
+  const std::string entry = *Stored(Cf::kIndexes, key);
+  Shred(r.meta.record_id, RandomHex(16));
+  EXPECT_TRUE(repo_->ListPatient("synthetic-patient-29")->empty());
+  PutRaw(Cf::kIndexes, key, entry);
+  EXPECT_EQ(repo_->ListPatient("synthetic-patient-29").status().code(), StatusCode::kDataLoss);
+}
+
+TEST_F(RecordsTest, FingerprintsNameEachVersionsStoredBytes) {
+  Record v1 = MakeRecord("synthetic-patient-30", "one");
+  Record v2 = MakeRecord("synthetic-patient-30", "two", 2, v1.meta.record_id);
+  StoreRecord(v1);
+  StoreRecord(v2);
+  const std::string& id = v1.meta.record_id;
+  auto f = repo_->Fingerprints(id);
+  ASSERT_TRUE(f.ok());
+  ASSERT_EQ(f->size(), 6u);
+  for (uint32_t v = 1; v <= 2; ++v) {
+    const Header h = ParseHeader(Value(RawKey('m', id, v)));
+    EXPECT_EQ((*f)[3 * (v - 1)], Value(RawKey('c', id, v)).substr(0, 32));
+    EXPECT_EQ((*f)[3 * (v - 1) + 1], h.fields[3].substr(0, 32));
+    EXPECT_EQ((*f)[3 * (v - 1) + 2], h.fields[1]);
+  }
+  EXPECT_EQ(std::set<std::string>(f->begin(), f->end()).size(), 6u);
+  EXPECT_EQ(repo_->Fingerprints(NewRecordId()).status().code(), StatusCode::kNotFound);
+  DeleteRaw(Cf::kRecords, RawKey('c', id, 1));
+  EXPECT_EQ(repo_->Fingerprints(id).status().code(), StatusCode::kDataLoss);
 }
 
 TEST(RecordIdTest, NewIdsAreValidAndDistinct) {
