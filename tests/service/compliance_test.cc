@@ -288,9 +288,10 @@ TEST_F(ComplianceTest, FullJsonLinesExportVerifiesOfflineWithOnlyThePublicKey) {
   auto report = storage::VerifyAuditExport(in, *verifier);
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->ok) << (report->problem ? report->problem->message : "");
-  // The policy coming into force (seq 1), the create, the read and the export.
-  EXPECT_EQ(report->entries_checked, 4u);
-  EXPECT_EQ(report->entries_covered, 4u);
+  // The policy and the retention table coming into force (seq 1, 2), the create, the read and
+  // the export.
+  EXPECT_EQ(report->entries_checked, 5u);
+  EXPECT_EQ(report->entries_covered, 5u);
 }
 
 TEST_F(ComplianceTest, PatientFilteredJsonLinesExportVerifiesOfflineAndHoldsOnlyThatPatient) {
@@ -312,7 +313,7 @@ TEST_F(ComplianceTest, PatientFilteredJsonLinesExportVerifiesOfflineAndHoldsOnly
   ASSERT_EQ(entries.size(), 4u);
   for (const nlohmann::json& e : entries) {
     EXPECT_EQ(e["phi"]["patient_id"], "synthetic-acct-11");
-    EXPECT_EQ(e["tree_size"], 7u);
+    EXPECT_EQ(e["tree_size"], 8u);
   }
   EXPECT_EQ(checkpoints, 1u);  // only the one the proofs are against
 
@@ -320,7 +321,7 @@ TEST_F(ComplianceTest, PatientFilteredJsonLinesExportVerifiesOfflineAndHoldsOnly
   EXPECT_TRUE(report.ok) << (report.problem ? report.problem->message : "");
   EXPECT_TRUE(report.filtered);
   EXPECT_EQ(report.entries_checked, 4u);
-  EXPECT_EQ(report.entries_covered, 7u);
+  EXPECT_EQ(report.entries_covered, 8u);
 }
 
 TEST_F(ComplianceTest, UserFilteredJsonLinesExportVerifiesOfflineAndHoldsOnlyThatUser) {
@@ -344,14 +345,15 @@ TEST_F(ComplianceTest, UserFilteredJsonLinesExportVerifiesOfflineAndHoldsOnlyTha
     EXPECT_EQ(decoded->user, "dr.other");
     seqs.push_back(decoded->seq);
   }
-  EXPECT_EQ(seqs, (std::vector<uint64_t>{3, 5}));  // after the policy's entry and the create
+  // After the policy's and the retention table's entries and the create.
+  EXPECT_EQ(seqs, (std::vector<uint64_t>{4, 6}));
   EXPECT_EQ(checkpoints, 1u);
 
   const storage::AuditVerifyReport report = VerifyOffline(exported);
   EXPECT_TRUE(report.ok) << (report.problem ? report.problem->message : "");
   EXPECT_TRUE(report.filtered);
   EXPECT_EQ(report.entries_checked, 2u);
-  EXPECT_EQ(report.entries_covered, 6u);
+  EXPECT_EQ(report.entries_covered, 7u);
 }
 
 TEST_F(ComplianceTest, FilteredJsonLinesExportThatMatchesNothingIsEmpty) {
@@ -407,7 +409,7 @@ TEST_F(ComplianceTest, InclusionAndConsistencyProofsVerifyAgainstTheCheckpointRo
   ASSERT_TRUE(vkey.ok());
   auto checkpoint = storage::OpenCheckpoint(*note, *vkey);
   ASSERT_TRUE(checkpoint.ok());
-  EXPECT_EQ(checkpoint->size, 5u);
+  EXPECT_EQ(checkpoint->size, 6u);
 
   auto proof = service_->AuditInclusionProof(ctx, 3, std::nullopt);
   ASSERT_TRUE(proof.ok()) << proof.status().ToString();
@@ -423,14 +425,14 @@ TEST_F(ComplianceTest, InclusionAndConsistencyProofsVerifyAgainstTheCheckpointRo
   auto raw_leaf = crypto::HexDecode(proof->leaf_hash_hex);
   ASSERT_TRUE(raw_leaf.ok());
   std::copy(raw_leaf->begin(), raw_leaf->end(), leaf.begin());
-  EXPECT_TRUE(storage::VerifyInclusionProof(2, 5, leaf, path, checkpoint->root).ok());
+  EXPECT_TRUE(storage::VerifyInclusionProof(2, 6, leaf, path, checkpoint->root).ok());
   leaf[0] ^= 1;
-  EXPECT_FALSE(storage::VerifyInclusionProof(2, 5, leaf, path, checkpoint->root).ok());
+  EXPECT_FALSE(storage::VerifyInclusionProof(2, 6, leaf, path, checkpoint->root).ok());
 
-  auto consistency = service_->AuditConsistencyProof(ctx, 2, 5);
+  auto consistency = service_->AuditConsistencyProof(ctx, 2, 6);
   ASSERT_TRUE(consistency.ok());
   EXPECT_FALSE(consistency->empty());
-  EXPECT_EQ(service_->AuditInclusionProof(ctx, 6, std::nullopt).status().code(),
+  EXPECT_EQ(service_->AuditInclusionProof(ctx, 7, std::nullopt).status().code(),
             StatusCode::kInvalidArgument);
 }
 

@@ -447,8 +447,8 @@ TEST(PolicyReloadTest, ABadFileKeepsTheOldPolicyAndAGoodOneIsAuditedAndKeptInThe
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? r->explanation : "";
   };
-  ASSERT_EQ(ledger.size(), 1u);
-  EXPECT_EQ(last().action, "policy.load");
+  ASSERT_EQ(ledger.size(), 2u);  // the policy and the retention table coming into force
+  EXPECT_EQ(last().action, "retention.load");
   EXPECT_NE(in_force().find("policy 'small-practice-default'"), std::string::npos);
 
   // A rule naming an undeclared role: refused with the file and line; nothing changes.

@@ -25,9 +25,11 @@ class ServiceTest : public ::testing::Test {
     ledger_ = &vault_.ledger();
     faulty_ = vault_.faulty_ledger.get();
     service_ = vault_.service.get();
-    // The vault starts with one entry: the access policy coming into force.
-    ASSERT_EQ(ledger_->size(), 1u);
-    ASSERT_EQ(LastEntry().action, "policy.load");
+    // The vault starts with two entries: the access policy and the retention table coming into
+    // force.
+    ASSERT_EQ(ledger_->size(), 2u);
+    ASSERT_EQ(storage::ReadAuditEntry(*store_, 1)->action, "policy.load");
+    ASSERT_EQ(LastEntry().action, "retention.load");
   }
 
   RequestContext Ctx(std::vector<std::string> actions = {"record.create", "record.read",
@@ -67,7 +69,7 @@ TEST_F(ServiceTest, CreateThenReadReturnsWhatWasStoredAndAuditsBoth) {
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   EXPECT_EQ(created->version, 1u);
   EXPECT_TRUE(storage::IsValidRecordId(created->record_id));
-  EXPECT_EQ(ledger_->size(), 2u);
+  EXPECT_EQ(ledger_->size(), 3u);
   EXPECT_EQ(LastEntry().action, "record.create");
 
   auto read = service_->ReadRecord(Ctx(), created->record_id, std::nullopt, true);
@@ -76,7 +78,7 @@ TEST_F(ServiceTest, CreateThenReadReturnsWhatWasStoredAndAuditsBoth) {
   EXPECT_EQ(read->meta.patient_id, "synthetic-0001");
   EXPECT_EQ(read->meta.category, "clinical_note");
   EXPECT_EQ(read->meta.encounter_date, "2026-11-02");
-  EXPECT_EQ(ledger_->size(), 3u);
+  EXPECT_EQ(ledger_->size(), 4u);
   storage::AuditEntry e = LastEntry();
   EXPECT_EQ(e.action, "record.read");
   EXPECT_EQ(e.outcome, "success");
@@ -271,9 +273,10 @@ TEST_F(ServiceTest, StatusCountsAuditEntriesWithoutAuditingItself) {
   ASSERT_TRUE(service_->CreateRecord(Ctx(), Note("synthetic-0011", "x")).ok());
   auto st = service_->GetStatus(Ctx());
   ASSERT_TRUE(st.ok());
-  EXPECT_EQ(st->audit_entries, 2u) << "the policy coming into force, and the create";
+  EXPECT_EQ(st->audit_entries, 3u)
+      << "the policy and the retention table coming into force, and the create";
   EXPECT_EQ(st->epochs, 1u);
-  EXPECT_EQ(ledger_->size(), 2u);
+  EXPECT_EQ(ledger_->size(), 3u);
   EXPECT_EQ(service_->GetStatus(Ctx({"record.read"})).status().code(),
             StatusCode::kPermissionDenied);
 }
