@@ -26,7 +26,6 @@ std::string CompleteConfig() {
 socket_path = "/run/phivault/api.sock"
 socket_mode = "0640"
 socket_group = "phivault"
-default_retention_years = 7
 max_content_bytes = 1048576
 categories = ["clinical-note", "lab-result"]
 roles = ["physician", "vault_admin"]
@@ -121,7 +120,6 @@ TEST_F(ConfigTest, CompleteFileLoadsEveryValue) {
   EXPECT_EQ(c->socket_path, "/run/phivault/api.sock");
   EXPECT_EQ(c->socket_mode, 0640u);
   EXPECT_EQ(c->socket_group, "phivault");
-  EXPECT_EQ(c->default_retention_years, 7u);
   EXPECT_EQ(c->max_content_bytes, 1048576u);
   EXPECT_EQ(c->categories, (std::vector<std::string>{"clinical-note", "lab-result"}));
   EXPECT_EQ(c->roles, (std::vector<std::string>{"physician", "vault_admin"}));
@@ -165,7 +163,6 @@ TEST_F(ConfigTest, MinimalFileGetsTheDocumentedDefaults) {
   auto c = Load(MinimalConfig());
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->socket_mode, 0660u);
-  EXPECT_EQ(c->default_retention_years, 10u);
   EXPECT_EQ(c->categories, DefaultCategories());
   EXPECT_EQ(c->roles, DefaultRoles());
   EXPECT_EQ(c->master_key.kind, MasterKeySource::Kind::kFile);
@@ -259,12 +256,8 @@ INSTANTIATE_TEST_SUITE_P(
                  "socket_mode must be a string"},
         BadValue{"SocketModeOwnerCannotWrite", kDataDir, kDataDir + "\nsocket_mode = \"0460\"",
                  "socket_mode must let the owner read and write"},
-        BadValue{"RetentionZero", kDataDir, kDataDir + "\ndefault_retention_years = 0",
-                 "default_retention_years must be an integer between 1 and 150"},
-        BadValue{"RetentionNegative", kDataDir, kDataDir + "\ndefault_retention_years = -3",
-                 "default_retention_years must be an integer between 1 and 150"},
-        BadValue{"RetentionString", kDataDir, kDataDir + "\ndefault_retention_years = \"10\"",
-                 "default_retention_years must be an integer"},
+        BadValue{"RetentionYearsRefused", kDataDir, kDataDir + "\ndefault_retention_years = 7",
+                 "retention_file"},
         BadValue{"EmptyCategories", kDataDir, kDataDir + "\ncategories = []",
                  "categories must not be empty"},
         BadValue{"BadCategoryName", kDataDir, kDataDir + "\ncategories = [\"Lab Results\"]",
