@@ -1140,8 +1140,8 @@ int RunCli(int argc, char** argv) {
   CLI::App app{
       "phivault: command-line client for phivaultd, the encrypted medical-records vault.\n"
       "Talks to the daemon over its Unix socket; every record access is audited by the "
-      "daemon. `audit verify FILE`, `policy test` and `policy diff` work offline, without a "
-      "daemon."};
+      "daemon. `audit verify FILE`, `policy test`, `policy diff` and `certificate verify --file F "
+      "--pubkey K` work offline, without a daemon."};
   app.name("phivault");
   app.footer(kExitCodeHelp);
   app.require_subcommand(1);
@@ -1336,6 +1336,7 @@ int RunCli(int argc, char** argv) {
 
   PolicyCommands policy(app);
   PatientCommands patient(app, *audit);
+  RetentionCommands retention(app);
 
   try {
     app.parse(argc, argv);
@@ -1356,6 +1357,7 @@ int RunCli(int argc, char** argv) {
   }
   if (verify->parsed() && !d.live) return RunAuditVerifyFile(g, d);
   if (auto rc = policy.RunLocal(g)) return *rc;
+  if (auto rc = retention.RunLocal(g)) return *rc;
 
   if (g.role.empty()) return UsageError("--role is required (or set PHIVAULT_ROLE)");
   if (g.user.empty()) return UsageError("--as must not be empty");
@@ -1403,6 +1405,7 @@ int RunCli(int argc, char** argv) {
   if (verify->parsed()) return RunAuditVerifyLive(c, actor, g, d);
   if (auto rc = policy.Run(c, actor, g)) return *rc;
   if (auto rc = patient.Run(c, actor, g)) return *rc;
+  if (auto rc = retention.Run(c, actor, g)) return *rc;
   return UsageError("unknown command");
 }
 
