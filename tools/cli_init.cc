@@ -133,7 +133,6 @@ std::string RenderDevConfig(const DevConfig& c) {
   out += "data_dir = " + TomlQuote(c.data_dir) + "\n";
   out += "socket_path = " + TomlQuote(c.socket_path) + "\n";
   out += "socket_mode = \"0660\"\n";
-  out += "default_retention_years = 10\n";
   out += "# Heads the reports given to patients (accounting of disclosures, access report).\n";
   out += "practice_name = " + TomlQuote(c.practice_name) + "\n";
   out += "\n[master_key]\n";

@@ -101,7 +101,9 @@ TEST_F(CliTest, InitCreatesKeyDataAndConfigWithTheHashedToken) {
   EXPECT_EQ(config["data_dir"].value<std::string>(), vault + "/data");
   EXPECT_EQ(config["socket_path"].value<std::string>(), vault + "/phivault.sock");
   EXPECT_EQ(config["socket_mode"].value<std::string>(), "0660");
-  EXPECT_EQ(config["default_retention_years"].value<int64_t>(), 10);
+  // Retention comes from the shipped default table (retention_file unset); the daemon refuses
+  // the old default_retention_years key.
+  EXPECT_FALSE(config.contains("default_retention_years"));
   EXPECT_EQ(config["master_key"]["source"].value<std::string>(), "file");
   EXPECT_EQ(config["master_key"]["file"].value<std::string>(), vault + "/master.key");
   EXPECT_EQ(config["limits"]["disk_reserve_bytes"].value<int64_t>(), 268435456);
