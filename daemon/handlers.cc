@@ -133,7 +133,8 @@ bool IsJsonContentType(std::string ct) {
 // weights are not ranked: the API offers at most three forms and clients ask for one).
 std::vector<std::string> AcceptedTypes(const HTTPServerRequest& req) {
   std::vector<std::string> out;
-  std::string_view accept = req.get("Accept", "");
+  const std::string header = req.get("Accept", "");
+  std::string_view accept = header;
   while (!accept.empty()) {
     const size_t comma = accept.find(',');
     std::string_view item = accept.substr(0, comma);
@@ -141,8 +142,9 @@ std::vector<std::string> AcceptedTypes(const HTTPServerRequest& req) {
     item = item.substr(0, item.find(';'));
     std::string type;
     for (char c : item) {
-      if (c != ' ' && c != '\t')
+      if (c != ' ' && c != '\t') {
         type += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      }
     }
     if (!type.empty()) out.push_back(std::move(type));
   }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -1384,7 +1385,10 @@ int RunCli(int argc, char** argv) {
   }
   g.purpose_given = purpose->count() > 0;
 
-  client::Client c(client::ClientOptions{.socket_path = g.socket, .token = g.token});
+  client::ClientOptions options{.socket_path = g.socket, .token = g.token};
+  // A sweep's compaction and verification may run for minutes between two progress lines.
+  if (retention.LongRunning()) options.timeout = std::chrono::hours(1);
+  client::Client c(options);
   client::Actor actor{.user = g.user, .role = g.role, .purpose = g.purpose};
   if (!break_glass_reason.empty()) actor.break_glass_reason = break_glass_reason;
   if (!consent.empty()) actor.consent = consent;

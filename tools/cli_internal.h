@@ -157,6 +157,8 @@ class RetentionCommands {
   std::optional<int> RunLocal(const Globals& g) const;
   // The exit code of the daemon command parsed, if it is one of these.
   std::optional<int> Run(client::Client& c, const client::Actor& actor, const Globals& g) const;
+  // True for `retention sweep`, which waits longer for the daemon than other commands.
+  bool LongRunning() const;
 
  private:
   std::optional<int> CheckArgs() const;

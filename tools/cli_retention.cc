@@ -416,6 +416,8 @@ RetentionCommands::RetentionCommands(CLI::App& app) {
       "daemon's)");
 }
 
+bool RetentionCommands::LongRunning() const { return sweep_->parsed(); }
+
 std::optional<int> RetentionCommands::CheckArgs() const {
   if (sweep_->parsed()) {
     if (a_.dry_run == a_.destroy) {
