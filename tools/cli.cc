@@ -161,6 +161,10 @@ int Fail(const client::Error& e) {
   std::string detail = e.detail;
   if (!e.rule.empty()) detail += (detail.empty() ? "(rule: " : " (rule: ") + e.rule + ")";
   PrintError(e.title, detail);
+  if (!e.certificate.empty()) {
+    std::cerr << "phivault: its certificate of destruction: phivault certificate show "
+              << Printable(e.certificate) << "\n";
+  }
   return ExitCodeFor(e);
 }
 

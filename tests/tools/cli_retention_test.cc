@@ -481,5 +481,21 @@ TEST_F(CliRetentionTest, CertificateLsAndShowInEachForm) {
   EXPECT_EQ(r.err, "phivault: Not found: no such certificate\n");
 }
 
+TEST_F(CliRetentionTest, AShreddedRecordPointsToItsCertificate) {
+  Reply gone =
+      Problem(410, "record-shredded", "The record was destroyed",
+              std::string("record was crypto-shredded (certificate ") + kCertificateId + ")");
+  gone.body.insert(gone.body.size() - 1,
+                   std::string(",\"certificate\":\"") + kCertificateId + "\"");
+  Answer(gone);
+  CliRun r = Phivault(To({"get", kRecordId}));
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_EQ(r.err, std::string("phivault: The record was destroyed: record was crypto-shredded "
+                               "(certificate ") +
+                       kCertificateId +
+                       ")\nphivault: its certificate of destruction: phivault certificate show " +
+                       kCertificateId + "\n");
+}
+
 }  // namespace
 }  // namespace phivault::tools
