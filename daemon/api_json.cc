@@ -10,6 +10,7 @@
 #include "daemon/problem.h"
 #include "policies/accounting.h"
 #include "policies/purpose_of_use.h"
+#include "policies/retention.h"
 #include "policies/time_format.h"
 
 namespace phivault::daemon {
@@ -697,6 +698,175 @@ json EncodeContact(const ConfidentialContact& c) {
           {"channel", std::string(ContactChannelName(c.channel))},
           {"note", OptionalText(c.note)},
           {"updated", FormatRfc3339Micros(c.updated_us)}};
+}
+
+namespace {
+
+// A fact date of PUT /v1/patients/facts: absent keeps `out` unset, null or a string sets it
+// ("" clears).
+Status GetFactDate(const json& obj, std::string_view name, std::optional<std::string>& out) {
+  const auto it = obj.find(name);
+  if (it == obj.end()) return Status::Ok();
+  if (it->is_null()) {
+    out = std::string();
+    return Status::Ok();
+  }
+  if (!it->is_string()) {
+    return InvalidArgument("field '" + std::string(name) +
+                           "' must be a date (YYYY-MM-DD), or null or \"\" to clear it");
+  }
+  out = it->get<std::string>();
+  return Status::Ok();
+}
+
+json DateOrNull(const std::optional<std::string>& date) {
+  return date && !date->empty() ? json(*date) : json(nullptr);
+}
+
+}  // namespace
+
+StatusOr<PatientFactsUpdate> DecodePatientFacts(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(
+      CheckMembers(j, {"patient_id", "date_of_birth", "date_of_death", "last_encounter"}));
+  PatientFactsUpdate u;
+  PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, u.patient_id));
+  PV_RETURN_IF_ERROR(GetFactDate(j, "date_of_birth", u.date_of_birth));
+  PV_RETURN_IF_ERROR(GetFactDate(j, "date_of_death", u.date_of_death));
+  PV_RETURN_IF_ERROR(GetFactDate(j, "last_encounter", u.last_encounter));
+  return u;
+}
+
+StatusOr<PlaceHoldRequest> DecodePlaceHold(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"patient_id", "matter", "reason", "record_ids"}));
+  PlaceHoldRequest r;
+  PV_RETURN_IF_ERROR(GetString(j, "patient_id", true, r.patient_id));
+  PV_RETURN_IF_ERROR(GetString(j, "matter", true, r.matter));
+  PV_RETURN_IF_ERROR(GetString(j, "reason", true, r.reason));
+  PV_RETURN_IF_ERROR(GetStringArray(j, "record_ids", r.record_ids));
+  return r;
+}
+
+StatusOr<std::string> DecodeReleaseHold(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"reason"}));
+  std::string reason;
+  PV_RETURN_IF_ERROR(GetString(j, "reason", true, reason));
+  return reason;
+}
+
+StatusOr<HoldSearch> DecodeHoldSearch(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"patient_id", "include_released"}));
+  HoldSearch r;
+  PV_RETURN_IF_ERROR(GetOptionalString(j, "patient_id", r.patient_id));
+  PV_RETURN_IF_ERROR(GetBool(j, "include_released", r.include_released));
+  return r;
+}
+
+StatusOr<SweepRequest> DecodeSweep(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"dry_run", "until"}));
+  if (!j.contains("dry_run")) {
+    return InvalidArgument(
+        "field 'dry_run' is required: true to list what would be destroyed, false to destroy it");
+  }
+  SweepRequest r;
+  PV_RETURN_IF_ERROR(GetBool(j, "dry_run", r.dry_run));
+  PV_RETURN_IF_ERROR(GetOptionalString(j, "until", r.until));
+  return r;
+}
+
+json EncodePatientFacts(const PatientFacts& f) {
+  return {{"patient_id", f.patient_id},
+          {"date_of_birth", DateOrNull(f.date_of_birth)},
+          {"date_of_death", DateOrNull(f.date_of_death)},
+          {"last_encounter", DateOrNull(f.last_encounter)},
+          {"updated_at", FormatRfc3339Micros(f.updated_us)},
+          {"updated_by", f.updated_by}};
+}
+
+json EncodeRecordRetention(const RecordRetention& r) {
+  return {{"record_id", r.record_id}, {"versions", r.versions},
+          {"category", r.category},   {"epoch_id", r.epoch_id},
+          {"outcome", r.outcome},     {"expires_on", OptionalText(r.expires_on)},
+          {"reason", r.reason},       {"hold_ids", r.hold_ids}};
+}
+
+json EncodeRetentionTable(const RetentionTableInfo& table) {
+  json rules = json::array();
+  for (const auto& rule : table.rules) {
+    json j = {{"name", rule.name},
+              {"categories", rule.categories},
+              {"basis", std::string(policies::RetentionBasisName(rule.basis))},
+              {"years", rule.years},
+              {"source", rule.source},
+              {"origin", rule.origin}};
+    if (rule.basis == policies::RetentionBasis::kMajority) {
+      j["age_of_majority"] = rule.age_of_majority;
+    }
+    rules.push_back(std::move(j));
+  }
+  return {{"preset", table.preset},
+          {"source", table.source},
+          {"sha256", table.sha256_hex},
+          {"rules", std::move(rules)}};
+}
+
+json EncodeHold(const LegalHold& h) {
+  return {{"id", h.id},
+          {"matter", h.matter},
+          {"reason", h.reason},
+          {"patient_id", h.patient_id},
+          {"scope", std::string(HoldScopeName(h.scope))},
+          {"record_ids", h.record_ids},
+          {"placed_by", h.placed_by},
+          {"placed_at", FormatRfc3339Micros(h.placed_us)},
+          {"released_at", OptionalTime(h.released_us)},
+          {"released_by", h.released_by},
+          {"release_reason", h.release_reason},
+          {"active", h.active()}};
+}
+
+json EncodeSweepProgress(const SweepProgress& p) {
+  return {{"phase", p.phase}, {"done", p.done}, {"total", p.total}};
+}
+
+json EncodeSweepResult(const SweepResult& r) {
+  json destroyed = json::array();
+  for (const auto& c : r.destroyed) {
+    destroyed.push_back({{"record_id", c.record_id},
+                         {"versions", c.versions},
+                         {"category", c.category},
+                         {"patient_bid", c.patient_bid},
+                         {"epoch_id", c.epoch_id},
+                         {"expires_on", c.expires_on},
+                         {"reason", c.reason}});
+  }
+  return {{"sweep_id", r.sweep_id},
+          {"dry_run", r.dry_run},
+          {"until", r.until},
+          {"destroyed", std::move(destroyed)},
+          {"destroyed_records", r.destroyed_records},
+          {"destroyed_versions", r.destroyed_versions},
+          {"rewrapped_records", r.rewrapped_records},
+          {"held_records", r.held_records},
+          {"epochs_destroyed", r.epochs_destroyed},
+          {"resumed", r.resumed},
+          {"certificate_id", OptionalText(r.certificate_id)},
+          {"verification_result", r.verification_result},
+          {"audit_seq", r.audit_seq}};
+}
+
+json EncodeCertificateSummary(const CertificateSummary& c) {
+  return {{"id", c.id},
+          {"started_at", FormatRfc3339Micros(c.started_unix_us)},
+          {"finished_at", FormatRfc3339Micros(c.finished_unix_us)},
+          {"records", c.records},
+          {"versions", c.versions},
+          {"patients", c.patients},
+          {"epoch_ids", c.epoch_ids}};
 }
 
 }  // namespace phivault::daemon

@@ -119,6 +119,47 @@ nlohmann::json EncodeRestriction(const Restriction& r);
 nlohmann::json EncodePatientRequest(const PatientRequest& r, std::string_view today);
 nlohmann::json EncodeContact(const ConfidentialContact& c);
 
+// ---- Issue 9: retention, legal holds, sweeps, certificates (docs/api/openapi.json). Dates are
+// passed on as given (YYYY-MM-DD; the service checks them, so that a refusal is audited).
+// PUT /v1/patients/facts: "patient_id" and optional "date_of_birth", "date_of_death",
+// "last_encounter": absent = keep, null or "" = clear (the update's ""), else the date.
+StatusOr<PatientFactsUpdate> DecodePatientFacts(std::string_view body);
+// POST /v1/holds: "patient_id", "matter", "reason", optional "record_ids".
+StatusOr<PlaceHoldRequest> DecodePlaceHold(std::string_view body);
+// POST /v1/holds/{id}/release: {"reason": "..."} (required).
+StatusOr<std::string> DecodeReleaseHold(std::string_view body);
+struct HoldSearch {
+  std::optional<std::string> patient_id;
+  bool include_released = false;
+};
+// POST /v1/holds/_search: optional "patient_id" and "include_released" (default false).
+StatusOr<HoldSearch> DecodeHoldSearch(std::string_view body);
+// POST /v1/retention/sweep: "dry_run" (required: a destroying sweep is only ever asked for in
+// so many words) and optional "until".
+StatusOr<SweepRequest> DecodeSweep(std::string_view body);
+
+// {"patient_id","date_of_birth","date_of_death","last_encounter" (each null when unknown),
+//  "updated_at","updated_by"}.
+nlohmann::json EncodePatientFacts(const PatientFacts& facts);
+// {"record_id","versions","category","epoch_id","outcome","expires_on" (null unless known),
+//  "reason","hold_ids"}.
+nlohmann::json EncodeRecordRetention(const RecordRetention& r);
+// {"preset","source","sha256","rules":[{"name","categories","basis","years",
+//  "age_of_majority" (majority rules only),"source","origin"}]}.
+nlohmann::json EncodeRetentionTable(const RetentionTableInfo& table);
+// {"id","matter","reason","patient_id","scope","record_ids","placed_by","placed_at",
+//  "released_at" (null while active),"released_by","release_reason","active"}.
+nlohmann::json EncodeHold(const LegalHold& hold);
+// {"phase","done","total"}.
+nlohmann::json EncodeSweepProgress(const SweepProgress& progress);
+// {"sweep_id","dry_run","until","destroyed":[{"record_id","versions","category","patient_bid",
+//  "epoch_id","expires_on","reason"}],"destroyed_records","destroyed_versions",
+//  "rewrapped_records","held_records","epochs_destroyed","resumed","certificate_id" (null when
+//  none was issued),"verification_result","audit_seq"}.
+nlohmann::json EncodeSweepResult(const SweepResult& result);
+// {"id","started_at","finished_at","records","versions","patients","epoch_ids"}.
+nlohmann::json EncodeCertificateSummary(const CertificateSummary& summary);
+
 // A body that must be the empty object {} (routes whose body is optional).
 Status DecodeEmptyObject(std::string_view body);
 

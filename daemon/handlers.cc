@@ -23,12 +23,15 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/hash.h"
+#include "crypto/signing.h"
 #include "daemon/api_json.h"
 #include "daemon/auth_failures.h"
 #include "daemon/http_server.h"
 #include "daemon/logging.h"
 #include "daemon/problem.h"
 #include "daemon/router.h"
+#include "policies/certificate_render.h"
+#include "storage/destruction_certificate.h"
 #include "storage/records.h"
 
 namespace phivault::daemon {
@@ -124,6 +127,51 @@ bool IsJsonContentType(std::string ct) {
   });
   ct.erase(std::remove(ct.begin(), ct.end(), ' '), ct.end());
   return ct == "application/json" || ct == "application/json;charset=utf-8";
+}
+
+// The media types of an Accept header in the order given, lowercased, without parameters (the
+// weights are not ranked: the API offers at most three forms and clients ask for one).
+std::vector<std::string> AcceptedTypes(const HTTPServerRequest& req) {
+  std::vector<std::string> out;
+  const std::string header = req.get("Accept", "");
+  std::string_view accept = header;
+  while (!accept.empty()) {
+    const size_t comma = accept.find(',');
+    std::string_view item = accept.substr(0, comma);
+    accept = comma == std::string_view::npos ? std::string_view() : accept.substr(comma + 1);
+    item = item.substr(0, item.find(';'));
+    std::string type;
+    for (char c : item) {
+      if (c != ' ' && c != '\t') {
+        type += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      }
+    }
+    if (!type.empty()) out.push_back(std::move(type));
+  }
+  return out;
+}
+
+bool Accepts(const HTTPServerRequest& req, std::string_view type) {
+  const auto types = AcceptedTypes(req);
+  return std::find(types.begin(), types.end(), type) != types.end();
+}
+
+// A certificate's form: the first of text/plain (the signed note), text/html and
+// application/json named by Accept; the signed note when none is.
+enum class CertificateForm { kNote, kHtml, kJson };
+CertificateForm CertificateFormFor(const HTTPServerRequest& req) {
+  for (const std::string& type : AcceptedTypes(req)) {
+    if (type == "text/plain") return CertificateForm::kNote;
+    if (type == "text/html") return CertificateForm::kHtml;
+    if (type == "application/json") return CertificateForm::kJson;
+  }
+  return CertificateForm::kNote;
+}
+
+bool IsCertificateId(std::string_view id) {
+  return id.size() == 32 && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 size_t HeaderBytes(const HTTPServerRequest& req) {
@@ -702,8 +750,185 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         if (!c.ok()) return SendProblem(resp, ex, ProblemFromStatus(c.status()));
         return SendJson(resp, ex, 200, EncodeContact(*c));
       }
+      case RouteId::kSetPatientFacts: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto update = DecodePatientFacts(body);
+        if (!update.ok()) return SendProblem(resp, ex, ProblemFromStatus(update.status()));
+        auto facts = service.SetPatientFacts(ctx, *update);
+        if (!facts.ok()) return SendProblem(resp, ex, ProblemFromStatus(facts.status()));
+        return SendJson(
+            resp, ex, 200,
+            json{{"facts", EncodePatientFacts(facts->first)}, {"audit_seq", facts->second}});
+      }
+      case RouteId::kGetPatientFacts: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto patient_id = DecodeSearchRecords(body);
+        if (!patient_id.ok()) return SendProblem(resp, ex, ProblemFromStatus(patient_id.status()));
+        auto facts = service.GetPatientFacts(ctx, *patient_id);
+        if (!facts.ok()) return SendProblem(resp, ex, ProblemFromStatus(facts.status()));
+        return SendJson(resp, ex, 200, json{{"facts", EncodePatientFacts(*facts)}});
+      }
+      case RouteId::kPatientRetention: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto patient_id = DecodeSearchRecords(body);
+        if (!patient_id.ok()) return SendProblem(resp, ex, ProblemFromStatus(patient_id.status()));
+        auto records = service.PatientRetention(ctx, *patient_id);
+        if (!records.ok()) return SendProblem(resp, ex, ProblemFromStatus(records.status()));
+        json out = json::array();
+        for (const auto& r : *records) out.push_back(EncodeRecordRetention(r));
+        return SendJson(resp, ex, 200, json{{"records", std::move(out)}});
+      }
+      case RouteId::kRetentionRules: {
+        if (!CheckNoBodyOrQuery(resp, ex, query)) return;
+        auto table = service.RetentionRules(ctx);
+        if (!table.ok()) return SendProblem(resp, ex, ProblemFromStatus(table.status()));
+        return SendJson(resp, ex, 200, EncodeRetentionTable(*table));
+      }
+      case RouteId::kPlaceHold: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodePlaceHold(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto placed = service.PlaceHold(ctx, *decoded);
+        if (!placed.ok()) return SendProblem(resp, ex, ProblemFromStatus(placed.status()));
+        return SendJson(resp, ex, 201,
+                        json{{"hold", EncodeHold(placed->first)}, {"audit_seq", placed->second}});
+      }
+      case RouteId::kReleaseHold: {
+        std::string body;
+        if (!CheckObjectId(resp, ex, params) || !CheckNoQuery(resp, ex, query) ||
+            !ReadJsonBody(req, resp, ex, body)) {
+          return;
+        }
+        auto reason = DecodeReleaseHold(body);
+        if (!reason.ok()) return SendProblem(resp, ex, ProblemFromStatus(reason.status()));
+        auto released = service.ReleaseHold(ctx, params[0], *reason);
+        if (!released.ok()) return SendProblem(resp, ex, ProblemFromStatus(released.status()));
+        return SendJson(
+            resp, ex, 200,
+            json{{"hold", EncodeHold(released->first)}, {"audit_seq", released->second}});
+      }
+      case RouteId::kSearchHolds: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodeHoldSearch(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto holds = service.ListHolds(ctx, decoded->patient_id, decoded->include_released);
+        if (!holds.ok()) return SendProblem(resp, ex, ProblemFromStatus(holds.status()));
+        json out = json::array();
+        for (const auto& h : *holds) out.push_back(EncodeHold(h));
+        return SendJson(resp, ex, 200, json{{"holds", std::move(out)}});
+      }
+      case RouteId::kSweep: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodeSweep(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        if (Accepts(req, "application/x-ndjson")) return StreamSweep(req, resp, ex, ctx, *decoded);
+        auto result = service.Sweep(&ctx, *decoded, [](const SweepProgress&) {});
+        if (!result.ok()) return SendProblem(resp, ex, ProblemFromStatus(result.status()));
+        return SendJson(resp, ex, 200, EncodeSweepResult(*result));
+      }
+      case RouteId::kListCertificates: {
+        if (!CheckNoBodyOrQuery(resp, ex, query)) return;
+        auto list = service.ListCertificates(ctx);
+        if (!list.ok()) return SendProblem(resp, ex, ProblemFromStatus(list.status()));
+        json out = json::array();
+        for (const auto& c : *list) out.push_back(EncodeCertificateSummary(c));
+        return SendJson(resp, ex, 200, json{{"certificates", std::move(out)}});
+      }
+      case RouteId::kGetCertificate: {
+        if (params.size() != 1 || !IsCertificateId(params[0])) {
+          return SendProblem(
+              resp, ex,
+              MakeProblem(400, "invalid-request", "a certificate id is 32 lowercase hex digits"));
+        }
+        if (!CheckNoBodyOrQuery(resp, ex, query)) return;
+        return SendCertificate(resp, ex, ctx, params[0], CertificateFormFor(req));
+      }
     }
     SendProblem(resp, ex, MakeProblem(500, "internal", "unhandled route"));
+  }
+
+  // A sweep asked for as NDJSON: a {"progress":...} line per progress report, then
+  // {"result":...}, chunked, the status line going out with the first line. A sweep refused
+  // before it reports anything is a problem response; one that fails after that ends with an
+  // {"error": <problem>} line instead of a result (the status cannot change any more). A client
+  // that stops reading does not stop the sweep: a sweep runs to its end or fails closed.
+  void StreamSweep(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
+                   const RequestContext& ctx, const SweepRequest& sweep) {
+    std::ostream* out = nullptr;
+    bool client_gone = false;
+    const auto send_line = [&](const json& line) {
+      if (out == nullptr) {
+        PrepareHeaders(resp, ex, 200);
+        resp.setContentType("application/x-ndjson");
+        resp.setChunkedTransferEncoding(true);
+        out = &resp.send();
+      }
+      if (client_gone) return;
+      const std::string text = DumpJson(line) + "\n";
+      out->write(text.data(), static_cast<std::streamsize>(text.size()));
+      out->flush();
+      client_gone = !out->good();
+    };
+    auto result = deps_.service->Sweep(&ctx, sweep, [&](const SweepProgress& progress) {
+      send_line(json{{"progress", EncodeSweepProgress(progress)}});
+    });
+    if (!result.ok() && out == nullptr) {
+      return SendProblem(resp, ex, ProblemFromStatus(result.status()));
+    }
+    if (result.ok()) {
+      send_line(json{{"result", EncodeSweepResult(*result)}});
+    } else {
+      const Problem problem = ProblemFromStatus(result.status());
+      ex.problem = problem.type;
+      spdlog::error("request id={} sweep failed after it began: {}", ex.request_id,
+                    StatusCodeName(result.status().code()));
+      send_line(json{{"error", json::parse(ProblemJson(problem, ex.request_id))}});
+    }
+    if (client_gone) {
+      ex.problem = "client-gone";
+      spdlog::warn("request id={} the client stopped reading the sweep's progress", ex.request_id);
+      try {
+        dynamic_cast<Poco::Net::HTTPServerRequestImpl&>(req).socket().shutdown();
+      } catch (const Poco::Exception&) {
+        // Already disconnected.
+      }
+    }
+  }
+
+  // A certificate of destruction as its signed note, or rendered (policies/certificate_render.h)
+  // after it has been verified with the audit verifier key: a page is only ever made of a
+  // certificate the vault's key vouches for.
+  void SendCertificate(HTTPServerResponse& resp, Exchange& ex, const RequestContext& ctx,
+                       const std::string& id, CertificateForm form) {
+    auto note = deps_.service->GetCertificate(ctx, id);
+    if (!note.ok()) return SendProblem(resp, ex, ProblemFromStatus(note.status()));
+    if (form == CertificateForm::kNote) {
+      return SendBytes(resp, ex, 200, "text/plain; charset=utf-8", *note);
+    }
+    auto key = deps_.service->AuditVerifierKey(ctx);
+    if (!key.ok()) return SendProblem(resp, ex, ProblemFromStatus(key.status()));
+    auto verifier = crypto::ParseNoteVerifierKey(*key);
+    if (!verifier.ok()) {
+      return SendProblem(resp, ex,
+                         ProblemFromStatus(Internal("the audit verifier key is malformed")));
+    }
+    auto certificate = storage::VerifyDestructionCertificate(*note, *verifier);
+    if (!certificate.ok()) return SendProblem(resp, ex, ProblemFromStatus(certificate.status()));
+    const policies::CertificateContext context{.practice_name = deps_.config->practice_name,
+                                               .verifier_key = *key,
+                                               .generated_at_unix_us = NowMicros()};
+    if (form == CertificateForm::kHtml) {
+      return SendBytes(resp, ex, 200, "text/html; charset=utf-8",
+                       policies::RenderDestructionCertificateHtml(*certificate, context));
+    }
+    SendBytes(resp, ex, 200, "application/json",
+              policies::RenderDestructionCertificateJson(*certificate, context));
   }
 
   // The ids of restrictions, break-glass windows and patient requests have a record id's form.

@@ -18,8 +18,15 @@
 // The factory owns that budget and writes the pending summaries when the server stops
 // (HttpServer::Stop, daemon/http_server.h ServerStopListener) and when it is destroyed.
 //
-// The audit export is the one streamed response: chunked, its status line sent with the first
-// chunk; a failure after that closes the connection before the final chunk.
+// The audit and patient exports are streamed: chunked, the status line sent with the first
+// chunk; a failure after that closes the connection before the final chunk. A retention sweep
+// asked for with "Accept: application/x-ndjson" streams one progress line per step the same
+// way, and ends with a {"result": ...} line, or, if it fails after its first line, with an
+// {"error": <problem>} line in a complete response.
+//
+// GET /v1/certificates/{id} answers with the signed note (text/plain), or, by Accept, with its
+// printable HTML or JSON rendering, made only after the note has been verified with the audit
+// verifier key (VaultService::AuditVerifierKey, so those two forms need action audit.verify too).
 #pragma once
 
 #include <Poco/Net/HTTPRequestHandlerFactory.h>

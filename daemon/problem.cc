@@ -42,6 +42,20 @@ bool Says(const std::string& message, std::string_view phrase) {
   return message.find(phrase) != std::string::npos;
 }
 
+// The certificate id in "... (certificate <32 lowercase hex>)", or "" if there is none.
+std::string CertificateIn(std::string_view message) {
+  const size_t at = message.find(kCertificateMarker);
+  if (at == std::string_view::npos) return {};
+  const std::string_view id = message.substr(at + kCertificateMarker.size());
+  constexpr size_t kIdDigits = 32;
+  if (id.size() < kIdDigits + 1 || id[kIdDigits] != ')') return {};
+  for (size_t i = 0; i < kIdDigits; ++i) {
+    const char c = id[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return {};
+  }
+  return std::string(id.substr(0, kIdDigits));
+}
+
 }  // namespace
 
 Problem MakeProblem(int http_status, std::string type, std::string detail) {
@@ -73,7 +87,11 @@ Problem ProblemFromStatus(const Status& status) {
     case StatusCode::kAlreadyExists:
       return MakeProblem(409, "conflict", m);
     case StatusCode::kFailedPrecondition:
-      if (Says(m, kShreddedMessage)) return MakeProblem(410, "record-shredded", m);
+      if (Says(m, kShreddedMessage)) {
+        Problem p = MakeProblem(410, "record-shredded", m);
+        p.certificate = CertificateIn(m);
+        return p;
+      }
       return MakeProblem(409, "failed-precondition", m);
     case StatusCode::kResourceExhausted:
       if (Says(m, kContentTooLargeMessage)) return MakeProblem(413, "payload-too-large", m);
@@ -99,6 +117,7 @@ std::string ProblemJson(const Problem& problem, std::string_view request_id) {
       {"request_id", std::string(request_id)},
   };
   if (!problem.rule.empty()) j["rule"] = problem.rule;
+  if (!problem.certificate.empty()) j["certificate"] = problem.certificate;
   // Replace, not throw, should a message ever contain bytes that are not UTF-8.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

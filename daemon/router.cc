@@ -89,6 +89,16 @@ const std::vector<RouteSpec>& Routes() {
        "request.list"},
       {RouteId::kSetContact, "PUT", "/v1/patients/contact", A::kPhi, "contact.set"},
       {RouteId::kGetContact, "POST", "/v1/patients/contact/_get", A::kPhi, "contact.show"},
+      {RouteId::kSetPatientFacts, "PUT", "/v1/patients/facts", A::kPhi, "patient.facts"},
+      {RouteId::kGetPatientFacts, "POST", "/v1/patients/facts/_get", A::kPhi, "patient.facts"},
+      {RouteId::kPatientRetention, "POST", "/v1/retention/_patient", A::kPhi, "retention.show"},
+      {RouteId::kRetentionRules, "GET", "/v1/retention/rules", A::kPhi, "retention.show"},
+      {RouteId::kPlaceHold, "POST", "/v1/holds", A::kPhi, "hold.place"},
+      {RouteId::kReleaseHold, "POST", "/v1/holds/{id}/release", A::kPhi, "hold.release"},
+      {RouteId::kSearchHolds, "POST", "/v1/holds/_search", A::kPhi, "hold.list"},
+      {RouteId::kSweep, "POST", "/v1/retention/sweep", A::kPhi, "retention.sweep"},
+      {RouteId::kListCertificates, "GET", "/v1/certificates", A::kPhi, "certificate.read"},
+      {RouteId::kGetCertificate, "GET", "/v1/certificates/{id}", A::kPhi, "certificate.read"},
   };
   return kRoutes;
 }

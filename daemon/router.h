@@ -44,6 +44,16 @@ enum class RouteId {
   kSearchPatientRequests,
   kSetContact,
   kGetContact,
+  kSetPatientFacts,
+  kGetPatientFacts,
+  kPatientRetention,
+  kRetentionRules,
+  kPlaceHold,
+  kReleaseHold,
+  kSearchHolds,
+  kSweep,
+  kListCertificates,
+  kGetCertificate,
 };
 
 struct RouteSpec {

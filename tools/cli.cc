@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -161,6 +162,10 @@ int Fail(const client::Error& e) {
   std::string detail = e.detail;
   if (!e.rule.empty()) detail += (detail.empty() ? "(rule: " : " (rule: ") + e.rule + ")";
   PrintError(e.title, detail);
+  if (!e.certificate.empty()) {
+    std::cerr << "phivault: its certificate of destruction: phivault certificate show "
+              << Printable(e.certificate) << "\n";
+  }
   return ExitCodeFor(e);
 }
 
@@ -1161,8 +1166,8 @@ int RunCli(int argc, char** argv) {
   CLI::App app{
       "phivault: command-line client for phivaultd, the encrypted medical-records vault.\n"
       "Talks to the daemon over its Unix socket; every record access is audited by the "
-      "daemon. `audit verify FILE`, `policy test` and `policy diff` work offline, without a "
-      "daemon."};
+      "daemon. `audit verify FILE`, `policy test`, `policy diff` and `certificate verify --file F "
+      "--pubkey K` work offline, without a daemon."};
   app.name("phivault");
   app.footer(kExitCodeHelp);
   app.require_subcommand(1);
@@ -1361,6 +1366,7 @@ int RunCli(int argc, char** argv) {
 
   PolicyCommands policy(app);
   PatientCommands patient(app, *audit);
+  RetentionCommands retention(app);
 
   try {
     app.parse(argc, argv);
@@ -1381,6 +1387,7 @@ int RunCli(int argc, char** argv) {
   }
   if (verify->parsed() && !d.live) return RunAuditVerifyFile(g, d);
   if (auto rc = policy.RunLocal(g)) return *rc;
+  if (auto rc = retention.RunLocal(g)) return *rc;
 
   if (g.role.empty()) return UsageError("--role is required (or set PHIVAULT_ROLE)");
   if (g.user.empty()) return UsageError("--as must not be empty");
@@ -1407,7 +1414,10 @@ int RunCli(int argc, char** argv) {
   }
   g.purpose_given = purpose->count() > 0;
 
-  client::Client c(client::ClientOptions{.socket_path = g.socket, .token = g.token});
+  client::ClientOptions options{.socket_path = g.socket, .token = g.token};
+  // A sweep's compaction and verification may run for minutes between two progress lines.
+  if (retention.LongRunning()) options.timeout = std::chrono::hours(1);
+  client::Client c(options);
   client::Actor actor{.user = g.user, .role = g.role, .purpose = g.purpose};
   if (!break_glass_reason.empty()) actor.break_glass_reason = break_glass_reason;
   if (!consent.empty()) actor.consent = consent;
@@ -1428,6 +1438,7 @@ int RunCli(int argc, char** argv) {
   if (verify->parsed()) return RunAuditVerifyLive(c, actor, g, d);
   if (auto rc = policy.Run(c, actor, g)) return *rc;
   if (auto rc = patient.Run(c, actor, g)) return *rc;
+  if (auto rc = retention.Run(c, actor, g)) return *rc;
   return UsageError("unknown command");
 }
 

@@ -1,4 +1,5 @@
-// Pieces the `phivault` command files share (tools/cli.cc, cli_policy.cc, cli_patient.cc): the
+// Pieces the `phivault` command files share (tools/cli.cc, cli_policy.cc, cli_patient.cc,
+// cli_retention.cc): the
 // global options, error printing with the CLI's exit codes, PHI-safe output files, and the
 // command groups that live in their own files. Not a public interface.
 #pragma once
@@ -109,7 +110,7 @@ class PolicyCommands {
 };
 
 // The patient-rights and review commands (tools/cli_patient.cc): `audit review`,
-// `restrictions`, `patient export|contact`, `requests`.
+// `restrictions`, `patient export|contact|set|facts`, `requests`.
 class PatientCommands {
  public:
   PatientCommands(CLI::App& app, CLI::App& audit);
@@ -123,6 +124,8 @@ class PatientCommands {
         delivered, output, request;
     std::vector<std::string> purposes, records, categories;
     bool all = false, overdue = false;
+    std::string dob, died, last_encounter;  // patient set
+    bool clear_dob = false, clear_died = false;
   };
   Args a_;
   CLI::App* review_ = nullptr;
@@ -137,6 +140,43 @@ class PatientCommands {
   CLI::App* request_extend_ = nullptr;
   CLI::App* request_close_ = nullptr;
   CLI::App* request_ls_ = nullptr;
+  CLI::App* facts_set_ = nullptr;
+  CLI::App* facts_show_ = nullptr;
+};
+
+// One line of `retention sweep`'s progress bar on a terminal: "\r<phase> [###...] done/total
+// N%" and an erase to the end of the line, so that each redraws the last.
+std::string SweepProgressBar(const client::SweepProgress& progress);
+
+// `phivault retention|hold|certificate ...` (tools/cli_retention.cc). `certificate verify
+// --file F --pubkey K` runs offline.
+class RetentionCommands {
+ public:
+  explicit RetentionCommands(CLI::App& app);
+  // A usage error in these commands' arguments, or the exit code of the offline verify.
+  std::optional<int> RunLocal(const Globals& g) const;
+  // The exit code of the daemon command parsed, if it is one of these.
+  std::optional<int> Run(client::Client& c, const client::Actor& actor, const Globals& g) const;
+  // True for `retention sweep`, which waits longer for the daemon than other commands.
+  bool LongRunning() const;
+
+ private:
+  std::optional<int> CheckArgs() const;
+  struct Args {
+    std::string patient, matter, reason, id, until, output, file, pubkey;
+    std::vector<std::string> records;
+    bool all = false, dry_run = false, destroy = false, html = false;
+  };
+  Args a_;
+  CLI::App* rules_ = nullptr;
+  CLI::App* show_ = nullptr;
+  CLI::App* sweep_ = nullptr;
+  CLI::App* hold_place_ = nullptr;
+  CLI::App* hold_release_ = nullptr;
+  CLI::App* hold_ls_ = nullptr;
+  CLI::App* cert_ls_ = nullptr;
+  CLI::App* cert_show_ = nullptr;
+  CLI::App* cert_verify_ = nullptr;
 };
 
 }  // namespace phivault::tools

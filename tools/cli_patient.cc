@@ -1,5 +1,6 @@
 // The patient-rights commands (restrictions, the right-of-access export, confidential contact,
-// patient requests and their deadlines) and the break-glass review.
+// patient requests and their deadlines, the facts retention rules read) and the break-glass
+// review.
 #include <unistd.h>
 
 #include <iostream>
@@ -165,6 +166,23 @@ int RunContactShow(client::Client& c, const client::Actor& actor, const Globals&
   return kExitOk;
 }
 
+int PrintFacts(const client::PatientFacts& f, const Globals& g, std::optional<uint64_t> audit_seq) {
+  if (g.json) {
+    nlohmann::json j = {{"facts", client::ToJson(f)}};
+    if (audit_seq) j["audit_seq"] = *audit_seq;
+    PrintJson(j);
+    return kExitOk;
+  }
+  std::cout << "patient:         " << Printable(f.patient_id) << "\n"
+            << "date of birth:   " << OrDash(f.date_of_birth) << "\n"
+            << "date of death:   " << OrDash(f.date_of_death) << "\n"
+            << "last encounter:  " << OrDash(f.last_encounter) << "\n"
+            << "updated:         " << Printable(f.updated_at) << " by " << Printable(f.updated_by)
+            << "\n";
+  if (audit_seq) std::cout << "audit seq:       " << *audit_seq << "\n";
+  return kExitOk;
+}
+
 int RunRequestList(client::Client& c, const client::Actor& actor, const Globals& g,
                    const client::PatientRequestQuery& query) {
   auto list = c.ListPatientRequests(actor, query);
@@ -249,6 +267,20 @@ PatientCommands::PatientCommands(CLI::App& app, CLI::App& audit) {
   contact_show_ = contact->add_subcommand("show", "show where the patient is to be contacted");
   contact_show_->add_option("--patient", a_.patient, "patient identifier")->required();
 
+  facts_set_ = patient->add_subcommand(
+      "set",
+      "set the facts retention is computed from (date of birth, death, last encounter); each "
+      "one left out is kept");
+  facts_set_->add_option("--patient", a_.patient, "patient identifier")->required();
+  CLI::Option* dob = facts_set_->add_option("--dob", a_.dob, "date of birth, YYYY-MM-DD");
+  CLI::Option* died = facts_set_->add_option("--died", a_.died, "date of death, YYYY-MM-DD");
+  facts_set_->add_option("--last-encounter", a_.last_encounter,
+                         "the patient's last encounter, YYYY-MM-DD");
+  facts_set_->add_flag("--clear-dob", a_.clear_dob, "forget the date of birth")->excludes(dob);
+  facts_set_->add_flag("--clear-died", a_.clear_died, "forget the date of death")->excludes(died);
+  facts_show_ = patient->add_subcommand("facts", "show the facts retention is computed from");
+  facts_show_->add_option("--patient", a_.patient, "patient identifier")->required();
+
   CLI::App* requests = app.add_subcommand(
       "requests", "patient requests (access, amendment, accounting) and their deadlines");
   requests->require_subcommand(1);
@@ -320,6 +352,34 @@ std::optional<int> PatientCommands::Run(client::Client& c, const client::Actor& 
                          g);
   }
   if (contact_show_->parsed()) return RunContactShow(c, actor, g, a_.patient);
+  if (facts_set_->parsed()) {
+    for (const auto& [name, date] : {std::pair<const char*, const std::string*>{"--dob", &a_.dob},
+                                     {"--died", &a_.died},
+                                     {"--last-encounter", &a_.last_encounter}}) {
+      if (!date->empty() && !IsCalendarDate(*date)) {
+        return UsageError(std::string(name) + " must be a calendar date written YYYY-MM-DD");
+      }
+    }
+    client::PatientFactsChange change{.patient_id = a_.patient,
+                                      .date_of_birth = Opt(a_.dob),
+                                      .date_of_death = Opt(a_.died),
+                                      .last_encounter = Opt(a_.last_encounter)};
+    if (a_.clear_dob) change.date_of_birth = "";
+    if (a_.clear_died) change.date_of_death = "";
+    if (!change.date_of_birth && !change.date_of_death && !change.last_encounter) {
+      return UsageError(
+          "patient set needs at least one of --dob, --died, --last-encounter, --clear-dob, "
+          "--clear-died");
+    }
+    auto r = c.SetPatientFacts(actor, change);
+    if (!r.ok()) return Fail(r.error());
+    return PrintFacts(r->facts, g, r->audit_seq);
+  }
+  if (facts_show_->parsed()) {
+    auto r = c.GetPatientFacts(actor, a_.patient);
+    if (!r.ok()) return Fail(r.error());
+    return PrintFacts(*r, g, std::nullopt);
+  }
   if (request_open_->parsed()) {
     if (!a_.received.empty() && !IsCalendarDate(a_.received)) {
       return UsageError("--received must be a calendar date written YYYY-MM-DD");

@@ -231,6 +231,7 @@ Error ErrorFromResponse(int http_status, const std::string& content_type, const 
       e.detail = str("detail");
       e.request_id = str("request_id");
       e.rule = str("rule");
+      e.certificate = str("certificate");
     }
   }
   e.kind = KindForStatus(http_status, e.type);
@@ -538,7 +539,7 @@ Result<Client::Connection*> Client::Connect() {
 Result<Client::RawResponse> Client::Exchange(const std::string& method, const std::string& path,
                                              const Actor* actor,
                                              const std::vector<std::string_view>& body,
-                                             const ChunkSink* sink) {
+                                             const ChunkSink* sink, std::string_view accept) {
   std::string head = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n";
   auto add_header = [&head](std::string_view name, std::string_view value) -> bool {
     if (!IsSafeHeaderValue(value)) return false;
@@ -569,7 +570,9 @@ Result<Client::RawResponse> Client::Exchange(const std::string& method, const st
     head +=
         "Content-Type: application/json\r\nContent-Length: " + std::to_string(body_size) + "\r\n";
   }
-  head += "Accept: application/json, application/problem+json, */*\r\n\r\n";
+  head += "Accept: ";
+  head += accept.empty() ? "application/json, application/problem+json, */*" : accept;
+  head += "\r\n\r\n";
 
   // One retry, only when a kept-alive connection turns out to have been closed by the daemon
   // before it could have acted on the request: nothing came back, and either the request could
@@ -1365,6 +1368,414 @@ Result<ConfidentialContact> Client::GetContact(const Actor& actor, const std::st
   PV_CLIENT_ASSIGN(c.note, NullableString(*j, "note"));
   PV_CLIENT_ASSIGN(c.updated, Field<std::string>(*j, "updated"));
   return c;
+}
+
+// ---- retention, legal holds, sweeps, certificates (issue 9) ----
+
+namespace {
+
+nlohmann::json FactDate(const std::optional<std::string>& v) {
+  return v->empty() ? nlohmann::json(nullptr) : nlohmann::json(*v);
+}
+
+Result<PatientFacts> PatientFactsFromJson(const nlohmann::json& j) {
+  if (!j.is_object()) return ProtocolError("\"facts\" is not an object");
+  PatientFacts f;
+  PV_CLIENT_ASSIGN(f.patient_id, Field<std::string>(j, "patient_id"));
+  PV_CLIENT_ASSIGN(f.date_of_birth, NullableString(j, "date_of_birth"));
+  PV_CLIENT_ASSIGN(f.date_of_death, NullableString(j, "date_of_death"));
+  PV_CLIENT_ASSIGN(f.last_encounter, NullableString(j, "last_encounter"));
+  PV_CLIENT_ASSIGN(f.updated_at, Field<std::string>(j, "updated_at"));
+  PV_CLIENT_ASSIGN(f.updated_by, Field<std::string>(j, "updated_by"));
+  return f;
+}
+
+Result<RecordRetention> RecordRetentionFromJson(const nlohmann::json& j) {
+  RecordRetention r;
+  PV_CLIENT_ASSIGN(r.record_id, Field<std::string>(j, "record_id"));
+  PV_CLIENT_ASSIGN(r.versions, Field<uint32_t>(j, "versions"));
+  PV_CLIENT_ASSIGN(r.category, Field<std::string>(j, "category"));
+  PV_CLIENT_ASSIGN(r.epoch_id, Field<std::string>(j, "epoch_id"));
+  PV_CLIENT_ASSIGN(r.outcome, Field<std::string>(j, "outcome"));
+  PV_CLIENT_ASSIGN(r.expires_on, NullableString(j, "expires_on"));
+  PV_CLIENT_ASSIGN(r.reason, Field<std::string>(j, "reason"));
+  PV_CLIENT_ASSIGN(r.hold_ids, OptionalList(j, "hold_ids"));
+  return r;
+}
+
+Result<RetentionRule> RetentionRuleFromJson(const nlohmann::json& j) {
+  RetentionRule r;
+  PV_CLIENT_ASSIGN(r.name, Field<std::string>(j, "name"));
+  PV_CLIENT_ASSIGN(r.categories, Field<std::vector<std::string>>(j, "categories"));
+  PV_CLIENT_ASSIGN(r.basis, Field<std::string>(j, "basis"));
+  PV_CLIENT_ASSIGN(r.years, Field<int>(j, "years"));
+  if (j.contains("age_of_majority")) {
+    PV_CLIENT_ASSIGN(r.age_of_majority, Field<int>(j, "age_of_majority"));
+  }
+  PV_CLIENT_ASSIGN(r.source, Field<std::string>(j, "source"));
+  PV_CLIENT_ASSIGN(r.origin, Field<std::string>(j, "origin"));
+  return r;
+}
+
+Result<LegalHold> LegalHoldFromJson(const nlohmann::json& j) {
+  if (!j.is_object()) return ProtocolError("a hold is not an object");
+  LegalHold h;
+  PV_CLIENT_ASSIGN(h.id, Field<std::string>(j, "id"));
+  PV_CLIENT_ASSIGN(h.matter, Field<std::string>(j, "matter"));
+  PV_CLIENT_ASSIGN(h.reason, Field<std::string>(j, "reason"));
+  PV_CLIENT_ASSIGN(h.patient_id, Field<std::string>(j, "patient_id"));
+  PV_CLIENT_ASSIGN(h.scope, Field<std::string>(j, "scope"));
+  PV_CLIENT_ASSIGN(h.record_ids, OptionalList(j, "record_ids"));
+  PV_CLIENT_ASSIGN(h.placed_by, Field<std::string>(j, "placed_by"));
+  PV_CLIENT_ASSIGN(h.placed_at, Field<std::string>(j, "placed_at"));
+  PV_CLIENT_ASSIGN(h.released_at, NullableString(j, "released_at"));
+  PV_CLIENT_ASSIGN(h.released_by, Field<std::string>(j, "released_by"));
+  PV_CLIENT_ASSIGN(h.release_reason, Field<std::string>(j, "release_reason"));
+  PV_CLIENT_ASSIGN(h.active, Field<bool>(j, "active"));
+  return h;
+}
+
+Result<HoldChanged> HoldChangedOrError(Result<Client::RawResponse> r) {
+  auto j = JsonOrError(std::move(r));
+  if (!j.ok()) return j.error();
+  HoldChanged out;
+  nlohmann::json hold;
+  PV_CLIENT_ASSIGN(hold, Field<nlohmann::json>(*j, "hold"));
+  PV_CLIENT_ASSIGN(out.hold, LegalHoldFromJson(hold));
+  PV_CLIENT_ASSIGN(out.audit_seq, Field<uint64_t>(*j, "audit_seq"));
+  return out;
+}
+
+Result<SweepProgress> SweepProgressFromJson(const nlohmann::json& j) {
+  if (!j.is_object()) return ProtocolError("\"progress\" is not an object");
+  SweepProgress p;
+  PV_CLIENT_ASSIGN(p.phase, Field<std::string>(j, "phase"));
+  PV_CLIENT_ASSIGN(p.done, Field<uint64_t>(j, "done"));
+  PV_CLIENT_ASSIGN(p.total, Field<uint64_t>(j, "total"));
+  return p;
+}
+
+Result<SweepCandidate> SweepCandidateFromJson(const nlohmann::json& j) {
+  SweepCandidate c;
+  PV_CLIENT_ASSIGN(c.record_id, Field<std::string>(j, "record_id"));
+  PV_CLIENT_ASSIGN(c.versions, Field<uint32_t>(j, "versions"));
+  PV_CLIENT_ASSIGN(c.category, Field<std::string>(j, "category"));
+  PV_CLIENT_ASSIGN(c.patient_bid, Field<std::string>(j, "patient_bid"));
+  PV_CLIENT_ASSIGN(c.epoch_id, Field<std::string>(j, "epoch_id"));
+  PV_CLIENT_ASSIGN(c.expires_on, Field<std::string>(j, "expires_on"));
+  PV_CLIENT_ASSIGN(c.reason, Field<std::string>(j, "reason"));
+  return c;
+}
+
+Result<SweepResult> SweepResultFromJson(const nlohmann::json& j) {
+  if (!j.is_object()) return ProtocolError("the sweep result is not an object");
+  SweepResult r;
+  PV_CLIENT_ASSIGN(r.sweep_id, Field<std::string>(j, "sweep_id"));
+  PV_CLIENT_ASSIGN(r.dry_run, Field<bool>(j, "dry_run"));
+  PV_CLIENT_ASSIGN(r.until, Field<std::string>(j, "until"));
+  auto destroyed = j.find("destroyed");
+  if (destroyed == j.end() || !destroyed->is_array()) {
+    return ProtocolError("missing array \"destroyed\"");
+  }
+  for (const auto& item : *destroyed) {
+    if (!item.is_object()) return ProtocolError("an element of \"destroyed\" is not an object");
+    SweepCandidate c;
+    PV_CLIENT_ASSIGN(c, SweepCandidateFromJson(item));
+    r.destroyed.push_back(std::move(c));
+  }
+  PV_CLIENT_ASSIGN(r.destroyed_records, Field<uint64_t>(j, "destroyed_records"));
+  PV_CLIENT_ASSIGN(r.destroyed_versions, Field<uint64_t>(j, "destroyed_versions"));
+  PV_CLIENT_ASSIGN(r.rewrapped_records, Field<uint64_t>(j, "rewrapped_records"));
+  PV_CLIENT_ASSIGN(r.held_records, Field<uint64_t>(j, "held_records"));
+  PV_CLIENT_ASSIGN(r.epochs_destroyed, OptionalList(j, "epochs_destroyed"));
+  PV_CLIENT_ASSIGN(r.resumed, Field<bool>(j, "resumed"));
+  PV_CLIENT_ASSIGN(r.certificate_id, NullableString(j, "certificate_id"));
+  PV_CLIENT_ASSIGN(r.verification_result, Field<std::string>(j, "verification_result"));
+  PV_CLIENT_ASSIGN(r.audit_seq, Field<uint64_t>(j, "audit_seq"));
+  return r;
+}
+
+Result<CertificateSummary> CertificateSummaryFromJson(const nlohmann::json& j) {
+  CertificateSummary c;
+  PV_CLIENT_ASSIGN(c.id, Field<std::string>(j, "id"));
+  PV_CLIENT_ASSIGN(c.started_at, Field<std::string>(j, "started_at"));
+  PV_CLIENT_ASSIGN(c.finished_at, Field<std::string>(j, "finished_at"));
+  PV_CLIENT_ASSIGN(c.records, Field<uint64_t>(j, "records"));
+  PV_CLIENT_ASSIGN(c.versions, Field<uint64_t>(j, "versions"));
+  PV_CLIENT_ASSIGN(c.patients, Field<uint64_t>(j, "patients"));
+  PV_CLIENT_ASSIGN(c.epoch_ids, OptionalList(j, "epoch_ids"));
+  return c;
+}
+
+Result<std::string> SweepBody(bool dry_run, const std::optional<std::string>& until) {
+  nlohmann::json fields = {{"dry_run", dry_run}};
+  PutOptional(fields, "until", until);
+  return DumpBody(fields);
+}
+
+// Reads a streamed sweep's NDJSON lines as they arrive: progress goes to the callback, the
+// result or error line is kept. The first malformed line is kept as the outcome, and the rest of
+// the stream is read (so that the connection stays usable) but ignored.
+class SweepStreamReader {
+ public:
+  explicit SweepStreamReader(const SweepProgressCallback& on_progress)
+      : on_progress_(on_progress) {}
+
+  bool Consume(std::string_view chunk) {
+    pending_.append(chunk);
+    for (size_t newline; (newline = pending_.find('\n')) != std::string::npos;) {
+      Line(std::string_view(pending_).substr(0, newline));
+      pending_.erase(0, newline + 1);
+    }
+    return true;
+  }
+
+  bool has_outcome() const { return outcome_.has_value(); }
+
+  // The sweep's outcome once the response has ended.
+  Result<SweepResult> Finish() {
+    if (!outcome_ && !pending_.empty()) Line(pending_);
+    if (outcome_) return std::move(*outcome_);
+    return UnavailableError(
+        "the sweep's progress stream ended without its result: whether the sweep finished is "
+        "not known (see `phivault certificate ls` and the audit log)");
+  }
+
+ private:
+  void Line(std::string_view line) {
+    if (outcome_ || line.empty()) return;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) {
+      outcome_.emplace(ProtocolError("a sweep progress line is not a JSON object"));
+    } else if (auto p = j.find("progress"); p != j.end()) {
+      auto progress = SweepProgressFromJson(*p);
+      if (!progress.ok()) {
+        outcome_.emplace(progress.error());
+      } else if (on_progress_) {
+        on_progress_(*progress);
+      }
+    } else if (auto r = j.find("result"); r != j.end()) {
+      outcome_.emplace(SweepResultFromJson(*r));
+    } else if (auto e = j.find("error"); e != j.end() && e->is_object()) {
+      const int status = e->value("status", 500);
+      outcome_.emplace(ErrorFromResponse(status, "application/problem+json", e->dump()));
+    } else {
+      outcome_.emplace(ProtocolError("unknown line in the sweep's progress stream"));
+    }
+  }
+
+  const SweepProgressCallback& on_progress_;
+  std::string pending_;
+  std::optional<Result<SweepResult>> outcome_;
+};
+
+}  // namespace
+
+nlohmann::json ToJson(const PatientFacts& f) {
+  return {{"patient_id", f.patient_id},
+          {"date_of_birth", Nullable(f.date_of_birth)},
+          {"date_of_death", Nullable(f.date_of_death)},
+          {"last_encounter", Nullable(f.last_encounter)},
+          {"updated_at", f.updated_at},
+          {"updated_by", f.updated_by}};
+}
+
+nlohmann::json ToJson(const RecordRetention& r) {
+  return {{"record_id", r.record_id}, {"versions", r.versions},
+          {"category", r.category},   {"epoch_id", r.epoch_id},
+          {"outcome", r.outcome},     {"expires_on", Nullable(r.expires_on)},
+          {"reason", r.reason},       {"hold_ids", r.hold_ids}};
+}
+
+nlohmann::json ToJson(const RetentionRules& t) {
+  nlohmann::json rules = nlohmann::json::array();
+  for (const auto& r : t.rules) {
+    nlohmann::json j = {{"name", r.name},   {"categories", r.categories}, {"basis", r.basis},
+                        {"years", r.years}, {"source", r.source},         {"origin", r.origin}};
+    if (r.age_of_majority) j["age_of_majority"] = *r.age_of_majority;
+    rules.push_back(std::move(j));
+  }
+  return {{"preset", t.preset}, {"source", t.source}, {"sha256", t.sha256}, {"rules", rules}};
+}
+
+nlohmann::json ToJson(const LegalHold& h) {
+  return {{"id", h.id},
+          {"matter", h.matter},
+          {"reason", h.reason},
+          {"patient_id", h.patient_id},
+          {"scope", h.scope},
+          {"record_ids", h.record_ids},
+          {"placed_by", h.placed_by},
+          {"placed_at", h.placed_at},
+          {"released_at", Nullable(h.released_at)},
+          {"released_by", h.released_by},
+          {"release_reason", h.release_reason},
+          {"active", h.active}};
+}
+
+nlohmann::json ToJson(const SweepProgress& p) {
+  return {{"phase", p.phase}, {"done", p.done}, {"total", p.total}};
+}
+
+nlohmann::json ToJson(const SweepResult& r) {
+  nlohmann::json destroyed = nlohmann::json::array();
+  for (const auto& c : r.destroyed) {
+    destroyed.push_back({{"record_id", c.record_id},
+                         {"versions", c.versions},
+                         {"category", c.category},
+                         {"patient_bid", c.patient_bid},
+                         {"epoch_id", c.epoch_id},
+                         {"expires_on", c.expires_on},
+                         {"reason", c.reason}});
+  }
+  return {{"sweep_id", r.sweep_id},
+          {"dry_run", r.dry_run},
+          {"until", r.until},
+          {"destroyed", destroyed},
+          {"destroyed_records", r.destroyed_records},
+          {"destroyed_versions", r.destroyed_versions},
+          {"rewrapped_records", r.rewrapped_records},
+          {"held_records", r.held_records},
+          {"epochs_destroyed", r.epochs_destroyed},
+          {"resumed", r.resumed},
+          {"certificate_id", Nullable(r.certificate_id)},
+          {"verification_result", r.verification_result},
+          {"audit_seq", r.audit_seq}};
+}
+
+nlohmann::json ToJson(const CertificateSummary& c) {
+  return {{"id", c.id},
+          {"started_at", c.started_at},
+          {"finished_at", c.finished_at},
+          {"records", c.records},
+          {"versions", c.versions},
+          {"patients", c.patients},
+          {"epoch_ids", c.epoch_ids}};
+}
+
+Result<PatientFactsSet> Client::SetPatientFacts(const Actor& actor,
+                                                const PatientFactsChange& change) {
+  nlohmann::json fields = {{"patient_id", change.patient_id}};
+  if (change.date_of_birth) fields["date_of_birth"] = FactDate(change.date_of_birth);
+  if (change.date_of_death) fields["date_of_death"] = FactDate(change.date_of_death);
+  if (change.last_encounter) fields["last_encounter"] = FactDate(change.last_encounter);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(Exchange("PUT", "/v1/patients/facts", &actor, {*body}));
+  if (!j.ok()) return j.error();
+  PatientFactsSet out;
+  nlohmann::json facts;
+  PV_CLIENT_ASSIGN(facts, Field<nlohmann::json>(*j, "facts"));
+  PV_CLIENT_ASSIGN(out.facts, PatientFactsFromJson(facts));
+  PV_CLIENT_ASSIGN(out.audit_seq, Field<uint64_t>(*j, "audit_seq"));
+  return out;
+}
+
+Result<PatientFacts> Client::GetPatientFacts(const Actor& actor, const std::string& patient_id) {
+  auto body = DumpBody(nlohmann::json{{"patient_id", patient_id}});
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(Exchange("POST", "/v1/patients/facts/_get", &actor, {*body}));
+  if (!j.ok()) return j.error();
+  nlohmann::json facts;
+  PV_CLIENT_ASSIGN(facts, Field<nlohmann::json>(*j, "facts"));
+  return PatientFactsFromJson(facts);
+}
+
+Result<std::vector<RecordRetention>> Client::PatientRetention(const Actor& actor,
+                                                              const std::string& patient_id) {
+  auto body = DumpBody(nlohmann::json{{"patient_id", patient_id}});
+  if (!body.ok()) return body.error();
+  return ListOrError<RecordRetention>(Exchange("POST", "/v1/retention/_patient", &actor, {*body}),
+                                      "records", RecordRetentionFromJson);
+}
+
+Result<RetentionRules> Client::GetRetentionRules(const Actor& actor) {
+  auto j = JsonOrError(Exchange("GET", "/v1/retention/rules", &actor, {}));
+  if (!j.ok()) return j.error();
+  RetentionRules t;
+  PV_CLIENT_ASSIGN(t.preset, Field<std::string>(*j, "preset"));
+  PV_CLIENT_ASSIGN(t.source, Field<std::string>(*j, "source"));
+  PV_CLIENT_ASSIGN(t.sha256, Field<std::string>(*j, "sha256"));
+  auto rules = j->find("rules");
+  if (rules == j->end() || !rules->is_array()) return ProtocolError("missing array \"rules\"");
+  for (const auto& item : *rules) {
+    if (!item.is_object()) return ProtocolError("an element of \"rules\" is not an object");
+    RetentionRule r;
+    PV_CLIENT_ASSIGN(r, RetentionRuleFromJson(item));
+    t.rules.push_back(std::move(r));
+  }
+  return t;
+}
+
+Result<HoldChanged> Client::PlaceHold(const Actor& actor, const NewHold& hold) {
+  nlohmann::json fields = {
+      {"patient_id", hold.patient_id}, {"matter", hold.matter}, {"reason", hold.reason}};
+  if (!hold.record_ids.empty()) fields["record_ids"] = hold.record_ids;
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  return HoldChangedOrError(Exchange("POST", "/v1/holds", &actor, {*body}));
+}
+
+Result<HoldChanged> Client::ReleaseHold(const Actor& actor, const std::string& hold_id,
+                                        const std::string& reason) {
+  auto body = DumpBody(nlohmann::json{{"reason", reason}});
+  if (!body.ok()) return body.error();
+  return HoldChangedOrError(
+      Exchange("POST", IdPath("/v1/holds/", hold_id, "/release"), &actor, {*body}));
+}
+
+Result<std::vector<LegalHold>> Client::ListHolds(const Actor& actor,
+                                                 const std::optional<std::string>& patient_id,
+                                                 bool include_released) {
+  nlohmann::json fields = {{"include_released", include_released}};
+  PutOptional(fields, "patient_id", patient_id);
+  auto body = DumpBody(fields);
+  if (!body.ok()) return body.error();
+  return ListOrError<LegalHold>(Exchange("POST", "/v1/holds/_search", &actor, {*body}), "holds",
+                                LegalHoldFromJson);
+}
+
+Result<SweepResult> Client::Sweep(const Actor& actor, bool dry_run,
+                                  const std::optional<std::string>& until) {
+  auto body = SweepBody(dry_run, until);
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(Exchange("POST", "/v1/retention/sweep", &actor, {*body}));
+  if (!j.ok()) return j.error();
+  return SweepResultFromJson(*j);
+}
+
+Result<SweepResult> Client::Sweep(const Actor& actor, bool dry_run,
+                                  const std::optional<std::string>& until,
+                                  const SweepProgressCallback& on_progress) {
+  auto body = SweepBody(dry_run, until);
+  if (!body.ok()) return body.error();
+  SweepStreamReader reader(on_progress);
+  const ChunkSink sink = [&reader](std::string_view chunk) { return reader.Consume(chunk); };
+  auto r = OkOrError(Exchange("POST", "/v1/retention/sweep", &actor, {*body}, &sink,
+                              "application/x-ndjson, application/problem+json"));
+  if (!r.ok()) {
+    // A stream cut short after its result or error line still says how the sweep ended.
+    if (reader.has_outcome()) return reader.Finish();
+    return r.error();
+  }
+  if (r->content_type.rfind("application/x-ndjson", 0) != 0) {
+    return ProtocolError("a streamed sweep must come as application/x-ndjson");
+  }
+  return reader.Finish();
+}
+
+Result<std::vector<CertificateSummary>> Client::ListCertificates(const Actor& actor) {
+  return ListOrError<CertificateSummary>(Exchange("GET", "/v1/certificates", &actor, {}),
+                                         "certificates", CertificateSummaryFromJson);
+}
+
+Result<Report> Client::GetCertificate(const Actor& actor, const std::string& certificate_id,
+                                      CertificateFormat format) {
+  std::string_view accept = "text/plain, application/problem+json";
+  if (format == CertificateFormat::kHtml) accept = "text/html, application/problem+json";
+  if (format == CertificateFormat::kJson) accept = "application/json, application/problem+json";
+  return ReportOrError(Exchange("GET", IdPath("/v1/certificates/", certificate_id, ""), &actor, {},
+                                nullptr, accept));
 }
 
 }  // namespace phivault::client

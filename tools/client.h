@@ -77,6 +77,9 @@ struct Error {
   std::string detail;      // may be empty
   std::string request_id;  // as reported by the daemon; may be empty
   std::string rule;        // 403: the policy rule that decided ("restriction:r_1"); may be empty
+  // 410 of a record a retention sweep destroyed: that sweep's certificate of destruction (32 hex
+  // digits, for GetCertificate); may be empty.
+  std::string certificate;
 
   // "<title>: <detail>", or "<title>" when there is no detail; then " (rule: <rule>)" if known.
   std::string Message() const;
@@ -429,6 +432,148 @@ struct ConfidentialContact {
   std::string updated;  // as read back; not sent
 };
 
+// ---- retention, legal holds, sweeps, certificates (issue 9) ----
+
+// The facts retention rules read (dates YYYY-MM-DD; nullopt: not known).
+struct PatientFacts {
+  std::string patient_id;
+  std::optional<std::string> date_of_birth;
+  std::optional<std::string> date_of_death;
+  std::optional<std::string> last_encounter;
+  std::string updated_at;  // RFC 3339 UTC
+  std::string updated_by;
+};
+
+// PUT /v1/patients/facts. Each date: nullopt keeps what is stored, "" clears it (sent as null),
+// anything else is sent as the date (the daemon checks it).
+struct PatientFactsChange {
+  std::string patient_id;
+  std::optional<std::string> date_of_birth;
+  std::optional<std::string> date_of_death;
+  std::optional<std::string> last_encounter;
+};
+
+struct PatientFactsSet {
+  PatientFacts facts;
+  uint64_t audit_seq = 0;
+};
+
+// One record's retention as the table in force decides it now.
+struct RecordRetention {
+  std::string record_id;
+  uint32_t versions = 0;
+  std::string category;
+  std::string epoch_id;
+  std::string outcome;                    // "expires", "permanent", "held" or "undetermined"
+  std::optional<std::string> expires_on;  // YYYY-MM-DD
+  std::string reason;                     // the deciding rules in words
+  std::vector<std::string> hold_ids;      // active legal holds covering it
+};
+
+struct RetentionRule {
+  std::string name;
+  std::vector<std::string> categories;  // or {"*"}
+  std::string basis;                    // "service", "last_encounter", "majority", "death", ...
+  int years = 0;
+  std::optional<int> age_of_majority;  // majority rules only
+  std::string source;                  // the legal source
+  std::string origin;                  // <file>:<line>
+};
+
+struct RetentionRules {
+  std::string preset;
+  std::string source;
+  std::string sha256;
+  std::vector<RetentionRule> rules;
+};
+
+// POST /v1/holds. No record_ids: every record of the patient, now and later.
+struct NewHold {
+  std::string patient_id;
+  std::string matter;
+  std::string reason;
+  std::vector<std::string> record_ids;
+};
+
+struct LegalHold {
+  std::string id;
+  std::string matter;
+  std::string reason;
+  std::string patient_id;
+  std::string scope;  // "patient" or "records"
+  std::vector<std::string> record_ids;
+  std::string placed_by;
+  std::string placed_at;
+  std::optional<std::string> released_at;  // nullopt while active
+  std::string released_by;
+  std::string release_reason;
+  bool active = true;
+};
+
+// A placed or released hold and the audit entry that recorded it.
+struct HoldChanged {
+  LegalHold hold;
+  uint64_t audit_seq = 0;
+};
+
+// One progress line of a streamed sweep: phase "plan", "recheck", "erase", "delete", "compact",
+// "verify", "audit", "certificate" or "done", with `done` of `total` steps of that phase.
+struct SweepProgress {
+  std::string phase;
+  uint64_t done = 0;
+  uint64_t total = 0;
+};
+using SweepProgressCallback = std::function<void(const SweepProgress&)>;
+
+// A record a sweep destroyed (dry run: would destroy). Patients appear only as blind ids.
+struct SweepCandidate {
+  std::string record_id;
+  uint32_t versions = 0;
+  std::string category;
+  std::string patient_bid;
+  std::string epoch_id;
+  std::string expires_on;
+  std::string reason;
+};
+
+struct SweepResult {
+  std::string sweep_id;
+  bool dry_run = true;
+  std::string until;
+  std::vector<SweepCandidate> destroyed;
+  uint64_t destroyed_records = 0;
+  uint64_t destroyed_versions = 0;
+  uint64_t rewrapped_records = 0;
+  uint64_t held_records = 0;
+  std::vector<std::string> epochs_destroyed;
+  bool resumed = false;
+  std::optional<std::string> certificate_id;  // nullopt: none was issued
+  std::string verification_result;
+  uint64_t audit_seq = 0;
+};
+
+struct CertificateSummary {
+  std::string id;
+  std::string started_at;
+  std::string finished_at;
+  uint64_t records = 0;
+  uint64_t versions = 0;
+  uint64_t patients = 0;
+  std::vector<std::string> epoch_ids;
+};
+
+// The forms GET /v1/certificates/{id} comes in: the signed note (what `certificate verify`
+// checks), or, verified by the daemon first, its printable HTML or JSON rendering.
+enum class CertificateFormat { kNote, kHtml, kJson };
+
+nlohmann::json ToJson(const PatientFacts& f);
+nlohmann::json ToJson(const RecordRetention& r);
+nlohmann::json ToJson(const RetentionRules& r);
+nlohmann::json ToJson(const LegalHold& h);
+nlohmann::json ToJson(const SweepProgress& p);
+nlohmann::json ToJson(const SweepResult& r);
+nlohmann::json ToJson(const CertificateSummary& c);
+
 nlohmann::json ToJson(const PolicyVersion& v);
 nlohmann::json ToJson(const PolicyCheckResult& r);
 nlohmann::json ToJson(const BreakGlassEvent& e);
@@ -584,6 +729,45 @@ class Client {
   // POST /v1/patients/contact/_get. kNotFound if the patient asked for none.
   Result<ConfidentialContact> GetContact(const Actor& actor, const std::string& patient_id);
 
+  // PUT /v1/patients/facts: sets (or, with "", clears) the facts retention rules read; returns
+  // the facts as now stored and the audit seq.
+  Result<PatientFactsSet> SetPatientFacts(const Actor& actor, const PatientFactsChange& change);
+  // POST /v1/patients/facts/_get. kNotFound if none were ever set.
+  Result<PatientFacts> GetPatientFacts(const Actor& actor, const std::string& patient_id);
+  // POST /v1/retention/_patient: each of the patient's records with its retention now.
+  Result<std::vector<RecordRetention>> PatientRetention(const Actor& actor,
+                                                        const std::string& patient_id);
+  // GET /v1/retention/rules: the retention table in force.
+  Result<RetentionRules> GetRetentionRules(const Actor& actor);
+
+  // POST /v1/holds. kNotFound if a listed record is not the patient's.
+  Result<HoldChanged> PlaceHold(const Actor& actor, const NewHold& hold);
+  // POST /v1/holds/{id}/release. kNotFound for an unknown hold, kConflict if already released.
+  Result<HoldChanged> ReleaseHold(const Actor& actor, const std::string& hold_id,
+                                  const std::string& reason);
+  // POST /v1/holds/_search: active holds (and released ones too), of one patient or all.
+  Result<std::vector<LegalHold>> ListHolds(const Actor& actor,
+                                           const std::optional<std::string>& patient_id,
+                                           bool include_released = false);
+
+  // POST /v1/retention/sweep, one JSON answer when the sweep is over. `dry_run` false destroys.
+  // kConflict if a sweep is already running.
+  Result<SweepResult> Sweep(const Actor& actor, bool dry_run,
+                            const std::optional<std::string>& until);
+  // As above, streamed (Accept: application/x-ndjson): `on_progress` is called for each progress
+  // line as it arrives. A sweep that fails after it began fails with the Error of the problem in
+  // its last line; kUnavailable if the stream ends without a result.
+  Result<SweepResult> Sweep(const Actor& actor, bool dry_run,
+                            const std::optional<std::string>& until,
+                            const SweepProgressCallback& on_progress);
+
+  // GET /v1/certificates: certificates of destruction, newest first.
+  Result<std::vector<CertificateSummary>> ListCertificates(const Actor& actor);
+  // GET /v1/certificates/{id} in `format` (body and content type as sent). kNotFound; for kHtml
+  // and kJson kIntegrity if the note does not verify with the daemon's audit verifier key.
+  Result<Report> GetCertificate(const Actor& actor, const std::string& certificate_id,
+                                CertificateFormat format = CertificateFormat::kNote);
+
   // Number of connections opened so far (keep-alive observability for tests and benchmarks).
   uint64_t connections_opened() const;
   // Closes the kept-alive connection, if any; the next call reconnects.
@@ -604,10 +788,11 @@ class Client {
  private:
   class Connection;
   // One request/response. The body of a 2xx response goes to `sink` if it is set (RawResponse
-  // body left empty), otherwise into RawResponse::body.
+  // body left empty), otherwise into RawResponse::body. `accept`: the Accept header (default:
+  // JSON, problems, anything).
   Result<RawResponse> Exchange(const std::string& method, const std::string& path,
                                const Actor* actor, const std::vector<std::string_view>& body,
-                               const ChunkSink* sink = nullptr);
+                               const ChunkSink* sink = nullptr, std::string_view accept = {});
   Result<Connection*> Connect();
 
   ClientOptions options_;

@@ -224,5 +224,50 @@ TEST(EncodeTest, MetadataHidesTheEpochAndShowsReasonsForAmendments) {
   EXPECT_EQ(j["amendment_reason"], "typo");
 }
 
+// Issue 9: a fact left out is kept, null or "" clears it; a sweep never defaults to destroying.
+TEST(RetentionDecodeTest, FactsTellKeepClearAndSetApart) {
+  auto u = DecodePatientFacts(
+      R"({"patient_id":"p","date_of_birth":"2010-04-01","date_of_death":null,"last_encounter":""})");
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_EQ(u->date_of_birth, std::optional<std::string>("2010-04-01"));
+  EXPECT_EQ(u->date_of_death, std::optional<std::string>(""));
+  EXPECT_EQ(u->last_encounter, std::optional<std::string>(""));
+  u = DecodePatientFacts(R"({"patient_id":"p"})");
+  ASSERT_TRUE(u.ok());
+  EXPECT_FALSE(u->date_of_birth || u->date_of_death || u->last_encounter);
+  EXPECT_EQ(DecodePatientFacts(R"({"patient_id":"p","date_of_birth":[]})").status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(RetentionDecodeTest, SweepNeedsAnExplicitDryRun) {
+  EXPECT_THAT(DecodeSweep("{}").status().message(), ::testing::HasSubstr("'dry_run' is required"));
+  auto real = DecodeSweep(R"({"dry_run":false})");
+  ASSERT_TRUE(real.ok());
+  EXPECT_FALSE(real->dry_run);
+  EXPECT_FALSE(real->until.has_value());
+  auto dry = DecodeSweep(R"({"dry_run":true,"until":"2027-01-31"})");
+  ASSERT_TRUE(dry.ok());
+  EXPECT_TRUE(dry->dry_run);
+  EXPECT_EQ(dry->until, std::optional<std::string>("2027-01-31"));
+}
+
+TEST(RetentionEncodeTest, UnknownDatesAndMissingCertificatesAreNull) {
+  PatientFacts f;
+  f.patient_id = "p";
+  f.date_of_death = "";
+  const nlohmann::json facts = EncodePatientFacts(f);
+  EXPECT_TRUE(facts["date_of_birth"].is_null());
+  EXPECT_TRUE(facts["date_of_death"].is_null());
+  EXPECT_EQ(facts["updated_at"], "1970-01-01T00:00:00.000000Z");
+  SweepResult dry;
+  EXPECT_TRUE(EncodeSweepResult(dry)["certificate_id"].is_null());
+  EXPECT_EQ(EncodeSweepResult(dry)["destroyed"], nlohmann::json::array());
+  LegalHold h;
+  h.released_us = 1000000;
+  EXPECT_EQ(EncodeHold(h)["released_at"], "1970-01-01T00:00:01.000000Z");
+  EXPECT_EQ(EncodeHold(h)["active"], false);
+  EXPECT_EQ(EncodeHold(h)["scope"], "patient");
+}
+
 }  // namespace
 }  // namespace phivault::daemon

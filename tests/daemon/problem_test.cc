@@ -157,6 +157,35 @@ TEST(ProblemTest, JsonHasTheRfc9457MembersAndTheRequestId) {
   EXPECT_EQ(j.size(), 5u);
 }
 
+// A record destroyed by a retention sweep names the sweep's certificate of destruction, so that a
+// client can fetch it (GET /v1/certificates/{id}); a shredded record without one has no member.
+TEST(ProblemTest, ShreddedRecordCarriesTheCertificateOfItsSweep) {
+  const std::string id = "00112233445566778899aabbccddeeff";
+  const Problem p =
+      ProblemFromStatus(FailedPrecondition("record was crypto-shredded (certificate " + id + ")"));
+  EXPECT_EQ(p.status, 410);
+  EXPECT_EQ(p.type, "record-shredded");
+  EXPECT_EQ(p.certificate, id);
+  EXPECT_EQ(p.detail, "record was crypto-shredded (certificate " + id + ")");
+  const auto j = nlohmann::json::parse(ProblemJson(p, "req-1"));
+  EXPECT_EQ(j["certificate"], id);
+  EXPECT_EQ(j["status"], 410);
+
+  const Problem bare = ProblemFromStatus(FailedPrecondition("record was crypto-shredded"));
+  EXPECT_EQ(bare.status, 410);
+  EXPECT_TRUE(bare.certificate.empty());
+  EXPECT_FALSE(nlohmann::json::parse(ProblemJson(bare, "r")).contains("certificate"));
+  // Anything but exactly 32 lowercase hex digits and ")" is not taken for an id.
+  for (const std::string& tail :
+       {std::string("(certificate 0011)"), "(certificate " + id + "0)",
+        std::string("(certificate 00112233445566778899AABBCCDDEEFF)"), "(certificate " + id}) {
+    SCOPED_TRACE(tail);
+    const Problem odd = ProblemFromStatus(FailedPrecondition("record was crypto-shredded " + tail));
+    EXPECT_EQ(odd.status, 410);
+    EXPECT_TRUE(odd.certificate.empty());
+  }
+}
+
 TEST(ProblemTest, InvalidUtf8InADetailDoesNotThrow) {
   const std::string text = ProblemJson(MakeProblem(400, "invalid-request", "bad \xff byte"), "r");
   EXPECT_TRUE(nlohmann::json::accept(text));

@@ -1,5 +1,8 @@
 #include "daemon/router.h"
 
+#include <string>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 namespace phivault::daemon {
@@ -60,6 +63,35 @@ TEST(RouterTest, ComplianceRoutesMatchWithTheirActions) {
             std::vector<std::string_view>{"GET"});
   EXPECT_EQ(MatchRoute("GET", "/v1/audit/checkpoints").allowed_methods,
             std::vector<std::string_view>{"POST"});
+}
+
+TEST(RouterTest, RetentionRoutesMatchWithTheirActions) {
+  struct Case {
+    const char* method;
+    const char* path;
+    RouteId id;
+    std::string_view action;
+  };
+  const Case cases[] = {
+      {"PUT", "/v1/patients/facts", RouteId::kSetPatientFacts, "patient.facts"},
+      {"POST", "/v1/patients/facts/_get", RouteId::kGetPatientFacts, "patient.facts"},
+      {"POST", "/v1/retention/_patient", RouteId::kPatientRetention, "retention.show"},
+      {"GET", "/v1/retention/rules", RouteId::kRetentionRules, "retention.show"},
+      {"POST", "/v1/retention/sweep", RouteId::kSweep, "retention.sweep"},
+      {"POST", "/v1/holds", RouteId::kPlaceHold, "hold.place"},
+      {"POST", "/v1/holds/_search", RouteId::kSearchHolds, "hold.list"},
+      {"POST", "/v1/holds/HHHHHHHHHHHHHHHHHHHHHw/release", RouteId::kReleaseHold, "hold.release"},
+      {"GET", "/v1/certificates", RouteId::kListCertificates, "certificate.read"},
+      {"GET", "/v1/certificates/00112233445566778899aabbccddeeff", RouteId::kGetCertificate,
+       "certificate.read"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.path);
+    const RouteMatch m = MatchRoute(c.method, c.path);
+    ASSERT_NE(m.route, nullptr);
+    EXPECT_EQ(m.route->id, c.id);
+    EXPECT_EQ(m.route->action, c.action);
+  }
 }
 
 TEST(RouterTest, OnlyRoutesThatRevealNoPhiSkipRejectionAudits) {
