@@ -11,8 +11,9 @@ packages=(
 )
 # Extra packages for the test suite only (passed with --test): clang-format for the format check,
 # chromium to render the HTML reports headless (tests/compliance_e2e), jq for the guide
-# walk-throughs (tests/tools/dev_vault_test.cc), and curl already above.
-test_packages=(clang-format chromium jq)
+# walk-throughs (tests/tools/dev_vault_test.cc), faketime to run the daemon days or years ahead
+# (tests/e2e/retention_e2e_test.cc: records expire), and curl already above.
+test_packages=(clang-format chromium jq faketime)
 # Node.js runs the FHIR R4 schema validator of tests/compliance_e2e; a machine may already have a
 # newer Node.js from elsewhere, so Debian's is added only when `node` is absent.
 node_packages=(nodejs npm)
