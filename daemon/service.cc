@@ -1169,10 +1169,23 @@ class VaultServiceImpl final : public VaultService {
                           {"verification_result", j.verification_result}}
         .dump();
   }
+  // The journal and its entries are sealed under the audit key, bound to their storage key:
+  // someone who can write the data directory cannot plant a journal that makes the next sweep
+  // erase live epochs or delete live records, nor move one entry to another key.
+  std::string SealJournalValue(std::string_view key, std::string_view plaintext) const {
+    return keyring_.audit_key().Encrypt(plaintext, "phivault/sweep/v1" + std::string(key));
+  }
+  StatusOr<std::string> OpenJournalValue(std::string_view key, std::string_view sealed) const {
+    auto opened = keyring_.audit_key().Decrypt(sealed, "phivault/sweep/v1" + std::string(key));
+    if (!opened.ok()) return DataLoss("the sweep journal failed its integrity check");
+    return opened;
+  }
+
   StatusOr<std::optional<Journal>> LoadJournal() {
-    PV_ASSIGN_OR_RETURN(auto v, store_.Get(storage::Cf::kState, kJournalKey));
-    if (!v) return std::optional<Journal>();
-    auto j = nlohmann::json::parse(*v, nullptr, false);
+    PV_ASSIGN_OR_RETURN(auto sealed, store_.Get(storage::Cf::kState, kJournalKey));
+    if (!sealed) return std::optional<Journal>();
+    PV_ASSIGN_OR_RETURN(std::string v, OpenJournalValue(kJournalKey, *sealed));
+    auto j = nlohmann::json::parse(v, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return DataLoss("the sweep journal is malformed");
     try {
       Journal out;
@@ -1194,15 +1207,21 @@ class VaultServiceImpl final : public VaultService {
     }
   }
   Status SaveJournal(const Journal& j, storage::WriteBatch batch = {}) {
-    batch.Put(storage::Cf::kState, std::string(kJournalKey), JournalJson(j));
+    batch.Put(storage::Cf::kState, std::string(kJournalKey),
+              SealJournalValue(kJournalKey, JournalJson(j)));
     return store_.Write(batch, /*sync=*/true);
   }
   StatusOr<std::vector<Doomed>> LoadDoomed() {
     std::vector<Doomed> out;
     Status bad;
     PV_RETURN_IF_ERROR(store_.Scan(storage::Cf::kState, kDoomedPrefix, PrefixEnd(kDoomedPrefix),
-                                   [&](std::string_view, std::string_view value) {
-                                     auto d = DoomedFromJson(value);
+                                   [&](std::string_view key, std::string_view value) {
+                                     auto opened = OpenJournalValue(key, value);
+                                     if (!opened.ok()) {
+                                       bad = opened.status();
+                                       return false;
+                                     }
+                                     auto d = DoomedFromJson(*opened);
                                      if (!d.ok()) {
                                        bad = d.status();
                                        return false;
@@ -1435,7 +1454,8 @@ class VaultServiceImpl final : public VaultService {
       storage::WriteBatch batch;
       PV_RETURN_IF_ERROR(StageDeletePrefix(kDoomedPrefix, batch));
       for (const auto& [id, d] : doomed) {
-        batch.Put(storage::Cf::kState, std::string(kDoomedPrefix) + id, DoomedJson(d).dump());
+        const std::string key = std::string(kDoomedPrefix) + id;
+        batch.Put(storage::Cf::kState, key, SealJournalValue(key, DoomedJson(d).dump()));
       }
       j.phase = "erase";
       PV_RETURN_IF_ERROR(SaveJournal(j, std::move(batch)));
@@ -1452,6 +1472,16 @@ class VaultServiceImpl final : public VaultService {
     PV_ASSIGN_OR_RETURN(std::vector<Doomed> doomed, LoadDoomed());
 
     if (j.phase == "erase") {
+      // Only day epochs up to the journal's day, which may not be after today.
+      if (std::chrono::sys_days(j_until) > std::chrono::sys_days(DayOf(Now()))) {
+        return DataLoss("the sweep journal's day is in the future");
+      }
+      for (const auto& e : j.epochs) {
+        auto day = EpochDay(e);
+        if (!day || std::chrono::sys_days(*day) > std::chrono::sys_days(j_until)) {
+          return DataLoss("the sweep journal names epoch " + e + ", which it may not erase");
+        }
+      }
       // Resumed after the erasure began: finish it in every copy.
       if (!j.epochs.empty()) {
         Status erased = keyring_.DestroyEpochs(j.epochs);
@@ -1474,8 +1504,8 @@ class VaultServiceImpl final : public VaultService {
         if (latest != d.versions) {
           d.versions = latest;
           PV_ASSIGN_OR_RETURN(d.fingerprints, records_.Fingerprints(d.record_id));
-          batch.Put(storage::Cf::kState, std::string(kDoomedPrefix) + d.record_id,
-                    DoomedJson(d).dump());
+          const std::string key = std::string(kDoomedPrefix) + d.record_id;
+          batch.Put(storage::Cf::kState, key, SealJournalValue(key, DoomedJson(d).dump()));
         }
         bool all_gone = true;
         for (uint32_t v = 1; v <= d.versions; ++v) {
@@ -1515,6 +1545,16 @@ class VaultServiceImpl final : public VaultService {
       for (size_t i = 0; i < doomed.size(); ++i) {
         {
           std::lock_guard<std::mutex> lock(StripeFor(doomed[i].record_id));
+          // Only what the erasure really made unreadable is deleted (checked again here, on
+          // the latest version, whatever the journal says).
+          auto latest = records_.LatestVersion(doomed[i].record_id);
+          if (latest.ok()) {
+            auto read = records_.ReadVersion(doomed[i].record_id, *latest, false);
+            if (read.ok()) {
+              return DataLoss("sweep step delete: record " + doomed[i].record_id +
+                              " still decrypts; nothing of it is deleted");
+            }
+          }
           PV_RETURN_IF_ERROR(records_.StageShred(doomed[i].record_id, j.id, now, batch));
         }
         ++done;

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "crypto/hash.h"
 #include "crypto/signing.h"
 #include "daemon/retention_loader.h"
@@ -566,6 +568,35 @@ TEST_F(RetentionServiceTest, ASweepRefusedByThePolicyDestroysNothingAndIsAudited
   const auto sweeps = EntriesWithAction("retention.sweep");
   ASSERT_EQ(sweeps.size(), 2u);
   EXPECT_EQ(sweeps[1].outcome, "denied");
+}
+
+// Someone who can write the data directory plants a sweep journal telling the next sweep to
+// erase a live epoch and delete a live record: it is not believed, and nothing is destroyed.
+TEST_F(RetentionServiceTest, APlantedSweepJournalIsRefusedAndDestroysNothing) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  const auto live = Create("patient-ret-plant", "2026-01-01", "synthetic live note");
+  const std::string planted = nlohmann::json{
+      {"id", "0123456789abcdef0123456789abcdef"},
+      {"until", "2026-10-26"},
+      {"started_us", kStartUs},
+      {"phase", "erase"},
+      {"epochs", {live.epoch_id}},
+      {"principal", "x"},
+      {"user", "x"},
+      {"role", "x"},
+      {"rewrapped", 0},
+      {"held", 0},
+      {"verification_result", ""}}.dump();
+  storage::WriteBatch plant;
+  plant.Put(storage::Cf::kState, "sweep/journal", planted);
+  ASSERT_TRUE(vault_.store->Write(plant, true).ok());
+  auto swept = Sweep(/*dry_run=*/false);
+  ASSERT_FALSE(swept.ok());
+  EXPECT_EQ(swept.status().code(), StatusCode::kDataLoss) << swept.status().ToString();
+  EXPECT_TRUE(vault_.keyring->GetEpoch(live.epoch_id).ok());
+  auto read = service_->ReadRecord(Physician(), live.record_id, std::nullopt, true);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->content, "synthetic live note");
 }
 
 // A sweep stopped at each of its steps (as a crash would stop it) is completed by the next one,
