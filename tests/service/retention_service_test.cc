@@ -9,8 +9,11 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -597,6 +600,83 @@ TEST_F(RetentionServiceTest, APlantedSweepJournalIsRefusedAndDestroysNothing) {
   auto read = service_->ReadRecord(Physician(), live.record_id, std::nullopt, true);
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(read->content, "synthetic live note");
+}
+
+// A sweep beside normal traffic: creates, reads and amendments of other records and of the very
+// records being destroyed all go on; none fails except an amendment of a record already erased
+// (410), and whatever the sweep certifies is exactly what no longer reads.
+TEST_F(RetentionServiceTest, ASweepRunsBesideTrafficAndNeverRacesAnAmendment) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  std::vector<std::string> doomed;
+  for (int i = 0; i < 60; ++i) {
+    doomed.push_back(
+        Create("patient-race-" + std::to_string(i % 20), "2011-01-01", "synthetic race note")
+            .record_id);
+  }
+  now_us_ += 3LL * 365 * 86400 * 1000000;
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::atomic<int> amended{0};
+  std::atomic<int> gone{0};
+  std::mutex versions_mu;
+  std::map<std::string, uint32_t> versions_of;  // amendments that succeeded, per record
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      int n = 0;
+      while (!stop) {
+        const std::string patient = "patient-busy-" + std::to_string(t);
+        auto m = service_->CreateRecord(Physician(), {patient, "clinical_note", "text/plain",
+                                                      "2029-06-01", "Dr. Synthetic", "busy"});
+        if (!m.ok()) ++failures;
+        if (m.ok() && !service_->ReadRecord(Physician(), m->record_id, std::nullopt, true).ok()) {
+          ++failures;
+        }
+        AmendRecordRequest amend;
+        amend.content = "synthetic race addendum";
+        amend.reason = "addendum";
+        const std::string& target = doomed[(n++ * 7 + t) % doomed.size()];
+        auto a = service_->AmendRecord(Physician(), target, amend);
+        if (a.ok()) {
+          ++amended;
+          std::lock_guard<std::mutex> lock(versions_mu);
+          ++versions_of[target];
+        } else if (a.status().code() == StatusCode::kFailedPrecondition) {
+          ++gone;
+        } else {
+          ++failures;
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto swept = Sweep(/*dry_run=*/false);
+  stop = true;
+  for (auto& c : clients) c.join();
+  ASSERT_TRUE(swept.ok()) << swept.status().ToString();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_GT(amended.load(), 0);
+  EXPECT_EQ(swept->destroyed_records, doomed.size());
+  auto note = service_->GetCertificate(Officer(), swept->certificate_id);
+  ASSERT_TRUE(note.ok());
+  auto verifier = crypto::ParseNoteVerifierKey(vault_.audit_log->VerifierKey());
+  ASSERT_TRUE(verifier.ok());
+  auto cert = storage::VerifyDestructionCertificate(*note, *verifier);
+  ASSERT_TRUE(cert.ok()) << cert.status().ToString();
+  // Every version of every destroyed record is certified, the amendments made during the sweep
+  // included, and none of them reads.
+  uint64_t versions = 0;
+  for (const auto& id : doomed) {
+    auto read = service_->ReadRecord(Physician(), id, std::nullopt, true);
+    EXPECT_EQ(read.status().code(), StatusCode::kFailedPrecondition);
+    uint32_t certified = 0;
+    for (const auto& r : cert->records) {
+      if (r.record_id == id) ++certified;
+    }
+    EXPECT_EQ(certified, 1 + versions_of[id]) << id;
+    versions += certified;
+  }
+  EXPECT_EQ(versions, cert->records.size());
 }
 
 // A sweep stopped at each of its steps (as a crash would stop it) is completed by the next one,
