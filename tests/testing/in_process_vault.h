@@ -68,9 +68,8 @@ class InProcessVault {
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     audit_log = std::move(*log);
     faulty_ledger = std::make_unique<FaultyLedger>(audit_log->ledger());
-    auto opened = daemon::NewVaultService({&config, store.get(), faulty_ledger.get(),
-                                           keyring.get(), audit_log.get(), policy, clock,
-                                           retention, sweep_fault});
+    auto opened = daemon::NewVaultService({&config, store.get(), faulty_ledger.get(), keyring.get(),
+                                           audit_log.get(), policy, clock, retention, sweep_fault});
     ASSERT_TRUE(opened.ok()) << opened.status().ToString();
     service = std::move(*opened);
   }
