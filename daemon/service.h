@@ -365,6 +365,7 @@ class VaultService {
   virtual StatusOr<std::vector<std::string>> AuditConsistencyProof(const RequestContext& ctx,
                                                                    uint64_t size1,
                                                                    uint64_t size2) = 0;
+  // Needs "audit.verify", or "certificate.read" (the key checks certificates of destruction).
   virtual StatusOr<std::string> AuditVerifierKey(const RequestContext& ctx) = 0;
 
   // ---- Access policy (docs/policy.md)

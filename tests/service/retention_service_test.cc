@@ -679,6 +679,18 @@ TEST_F(RetentionServiceTest, ASweepRunsBesideTrafficAndNeverRacesAnAmendment) {
   EXPECT_EQ(versions, cert->records.size());
 }
 
+TEST_F(RetentionServiceTest, WhoMayReadCertificatesMayHaveTheKeyThatChecksThem) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  RequestContext reader = Officer();
+  reader.principal.actions = {"certificate.read"};
+  auto key = service_->AuditVerifierKey(reader);
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  EXPECT_EQ(*key, vault_.audit_log->VerifierKey());
+  reader.principal.actions = {"record.read"};
+  EXPECT_EQ(service_->AuditVerifierKey(reader).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(service_->ListCertificates(reader).status().code(), StatusCode::kPermissionDenied);
+}
+
 // A sweep stopped at each of its steps (as a crash would stop it) is completed by the next one,
 // after a restart: the same records destroyed, one certificate, one record.shred per patient.
 class SweepCrashTest : public RetentionServiceTest,
