@@ -5,6 +5,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -1110,45 +1111,73 @@ class VaultServiceImpl final : public VaultService {
     std::string reason;
     std::vector<std::string> fingerprints;
   };
-  // Fingerprints are kept by their first 16 bytes (random nonce bytes: unique, and what the byte
-  // search matches on), hex-joined, so that a journal of a million records stays small.
+  // The journal keeps the chosen records in chunks of lines, one record per line:
+  //   <record id> <versions> <category> <patient blind id> <epoch id> <expires on> <fingerprints>
+  // every field free of spaces; the fingerprints are each version's first 16 bytes of sealed
+  // content, sealed metadata and wrapped DEK (random nonce bytes: unique, and what the byte search
+  // matches on), hex-joined. The reason is not kept (the certificate does not carry it).
   static constexpr size_t kFingerprintBytes = 16;
-  static nlohmann::json DoomedJson(const Doomed& d) {
-    std::string fps;
+  static constexpr size_t kDoomedPerChunk = 4096;
+  static std::string DoomedLine(const Doomed& d) {
+    std::string line = d.record_id + ' ' + std::to_string(d.versions) + ' ' + d.category + ' ' +
+                       d.patient_bid + ' ' + d.epoch_id + ' ' + d.expires_on + ' ';
     for (const auto& f : d.fingerprints) {
-      fps += crypto::HexEncode(std::string_view(f).substr(0, kFingerprintBytes));
+      line += crypto::HexEncode(std::string_view(f).substr(0, kFingerprintBytes));
     }
-    return {
-        {"id", d.record_id},   {"v", d.versions},     {"cat", d.category}, {"bid", d.patient_bid},
-        {"epoch", d.epoch_id}, {"exp", d.expires_on}, {"why", d.reason},   {"fp", fps}};
+    line += '\n';
+    return line;
   }
-  static StatusOr<Doomed> DoomedFromJson(std::string_view text) {
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return DataLoss("sweep journal entry is malformed");
-    try {
-      Doomed d;
-      d.record_id = j.at("id").get<std::string>();
-      d.versions = j.at("v").get<uint32_t>();
-      d.category = j.at("cat").get<std::string>();
-      d.patient_bid = j.at("bid").get<std::string>();
-      d.epoch_id = j.at("epoch").get<std::string>();
-      d.expires_on = j.at("exp").get<std::string>();
-      d.reason = j.at("why").get<std::string>();
-      auto raw = crypto::HexDecode(j.at("fp").get<std::string>());
-      if (!raw.ok() || raw->size() % kFingerprintBytes != 0) {
-        return DataLoss("sweep journal entry is malformed");
-      }
-      for (size_t at = 0; at < raw->size(); at += kFingerprintBytes) {
-        d.fingerprints.push_back(raw->substr(at, kFingerprintBytes));
-      }
-      if (!storage::IsValidRecordId(d.record_id)) {
-        return DataLoss("sweep journal entry is malformed");
-      }
-      return d;
-    } catch (const std::exception&) {
-      return DataLoss("sweep journal entry is malformed");
+  static StatusOr<Doomed> DoomedFromLine(std::string_view line) {
+    const Status bad = DataLoss("sweep journal entry is malformed");
+    std::vector<std::string_view> f;
+    for (size_t at = 0; at <= line.size();) {
+      const size_t sp = std::min(line.find(' ', at), line.size());
+      f.push_back(line.substr(at, sp - at));
+      at = sp + 1;
     }
+    if (f.size() != 7 || !storage::IsValidRecordId(f[0])) return bad;
+    Doomed d;
+    d.record_id = std::string(f[0]);
+    auto [p, ec] = std::from_chars(f[1].data(), f[1].data() + f[1].size(), d.versions);
+    if (ec != std::errc() || p != f[1].data() + f[1].size() || d.versions == 0) return bad;
+    d.category = std::string(f[2]);
+    d.patient_bid = std::string(f[3]);
+    d.epoch_id = std::string(f[4]);
+    d.expires_on = std::string(f[5]);
+    auto raw = crypto::HexDecode(f[6]);
+    if (!raw.ok() || raw->size() % kFingerprintBytes != 0) return bad;
+    for (size_t at = 0; at < raw->size(); at += kFingerprintBytes) {
+      d.fingerprints.push_back(raw->substr(at, kFingerprintBytes));
+    }
+    return d;
   }
+  static std::string ChunkKey(size_t index) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%08zu", index);
+    return std::string(kDoomedPrefix) + buf;
+  }
+  // Replaces the journal's chosen records with `doomed`.
+  template <typename Range>
+  Status StageDoomed(const Range& doomed, storage::WriteBatch& batch) {
+    PV_RETURN_IF_ERROR(StageDeletePrefix(kDoomedPrefix, batch));
+    std::string chunk;
+    size_t in_chunk = 0;
+    size_t index = 0;
+    auto flush = [&] {
+      const std::string key = ChunkKey(index++);
+      batch.Put(storage::Cf::kState, key, SealJournalValue(key, chunk));
+      chunk.clear();
+      in_chunk = 0;
+    };
+    for (const auto& item : doomed) {
+      chunk += DoomedLine(DoomedOf(item));
+      if (++in_chunk == kDoomedPerChunk) flush();
+    }
+    if (in_chunk > 0) flush();
+    return Status::Ok();
+  }
+  static const Doomed& DoomedOf(const Doomed& d) { return d; }
+  static const Doomed& DoomedOf(const std::pair<const std::string, Doomed>& p) { return p.second; }
   static SweepCandidate CandidateOf(const Doomed& d) {
     return SweepCandidate{d.record_id, d.versions,   d.category, d.patient_bid,
                           d.epoch_id,  d.expires_on, d.reason};
@@ -1230,12 +1259,21 @@ class VaultServiceImpl final : public VaultService {
                                        bad = opened.status();
                                        return false;
                                      }
-                                     auto d = DoomedFromJson(*opened);
-                                     if (!d.ok()) {
-                                       bad = d.status();
-                                       return false;
+                                     std::string_view text = *opened;
+                                     while (!text.empty()) {
+                                       const size_t nl = text.find('\n');
+                                       if (nl == std::string_view::npos) {
+                                         bad = DataLoss("sweep journal entry is malformed");
+                                         return false;
+                                       }
+                                       auto d = DoomedFromLine(text.substr(0, nl));
+                                       if (!d.ok()) {
+                                         bad = d.status();
+                                         return false;
+                                       }
+                                       out.push_back(std::move(d).value());
+                                       text.remove_prefix(nl + 1);
                                      }
-                                     out.push_back(std::move(d).value());
                                      return true;
                                    }));
     PV_RETURN_IF_ERROR(bad);
@@ -1252,6 +1290,32 @@ class VaultServiceImpl final : public VaultService {
   Status Fault(std::string_view step) { return sweep_fault_ ? sweep_fault_(step) : Status::Ok(); }
 
   using Report = std::function<void(std::string_view, uint64_t, uint64_t)>;
+
+  // Runs fn(i) for every i in [0, n) on up to two threads (this runs beside the vault's traffic
+  // on small machines; more would only contend on the store). The first error stops the rest
+  // and is returned.
+  static Status ParallelFor(size_t n, const std::function<Status(size_t)>& fn) {
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    std::mutex mu;
+    Status first;
+    auto work = [&] {
+      for (size_t i = next++; i < n && !failed; i = next++) {
+        Status st = fn(i);
+        if (!st.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (first.ok()) first = st;
+          failed = true;
+        }
+      }
+    };
+    const size_t threads = std::min<size_t>(2, std::max(1u, std::thread::hardware_concurrency()));
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < threads && n > 1; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    return first;
+  }
 
   // The live day epochs up to `until`, ascending.
   std::vector<std::string> ExpiredDayEpochs(std::chrono::year_month_day until) const {
@@ -1301,11 +1365,13 @@ class VaultServiceImpl final : public VaultService {
       d.expires_on = FormatDay(*t.expires);
       d.reason = t.reason;
       if (apply) {
-        // Every version under the one epoch that is erased.
-        storage::WriteBatch batch;
-        PV_ASSIGN_OR_RETURN(uint32_t moved,
-                            records_.StageRewrap(record_id, rec.meta.epoch_id, batch));
-        if (moved > 0) PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
+        if (latest > 1) {
+          // Every version under the one epoch that is erased.
+          storage::WriteBatch batch;
+          PV_ASSIGN_OR_RETURN(uint32_t moved,
+                              records_.StageRewrap(record_id, rec.meta.epoch_id, batch));
+          if (moved > 0) PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
+        }
         PV_ASSIGN_OR_RETURN(d.fingerprints, records_.Fingerprints(record_id));
       }
       out.doomed = std::move(d);
@@ -1415,25 +1481,39 @@ class VaultServiceImpl final : public VaultService {
       const std::set<std::string> epoch_set(j.epochs.begin(), j.epochs.end());
       report("plan", 0, j.epochs.size());
       PV_ASSIGN_OR_RETURN(std::vector<std::string> ids, RecordsIn(j.epochs));
-      std::map<std::string, Doomed> doomed;
-      uint64_t done = 0;
-      for (const auto& id : ids) {
-        std::lock_guard<std::mutex> lock(StripeFor(id));
-        auto checked = RecheckLocked(id, j_until, epoch_set, /*apply=*/true);
-        if (!checked.ok()) {
-          if (IsShredded(checked.status())) continue;
-          return checked.status();
+      std::vector<std::optional<Recheck>> checks(ids.size());
+      std::atomic<uint64_t> done{0};
+      std::mutex report_mu;
+      Status rechecked = ParallelFor(ids.size(), [&](size_t i) -> Status {
+        {
+          std::lock_guard<std::mutex> lock(StripeFor(ids[i]));
+          auto checked = RecheckLocked(ids[i], j_until, epoch_set, /*apply=*/true);
+          if (!checked.ok()) {
+            if (!IsShredded(checked.status())) return checked.status();
+          } else {
+            checks[i] = std::move(checked).value();
+          }
         }
-        if (checked->doomed) {
-          doomed.emplace(id, std::move(*checked->doomed));
-        } else if (checked->held) {
+        if (const uint64_t n = ++done; n % 1000 == 0) {
+          std::lock_guard<std::mutex> lock(report_mu);
+          report("recheck", n, ids.size());
+        }
+        return Status::Ok();
+      });
+      PV_RETURN_IF_ERROR(rechecked);
+      report("recheck", ids.size(), ids.size());
+      std::map<std::string, Doomed> doomed;
+      for (size_t i = 0; i < ids.size(); ++i) {
+        if (!checks[i]) continue;
+        if (checks[i]->doomed) {
+          doomed.emplace(ids[i], std::move(*checks[i]->doomed));
+        } else if (checks[i]->held) {
           ++j.held;
         } else {
           ++j.rewrapped;
         }
-        if (++done % 1000 == 0) report("recheck", done, ids.size());
       }
-      report("recheck", done, ids.size());
+      checks.clear();
 
       // Erasure runs alone: changes that were running finish first, and the patients they
       // touched are decided again, so no record whose retention grew meanwhile is erased.
@@ -1443,29 +1523,31 @@ class VaultServiceImpl final : public VaultService {
         RetentionGate& g;
         ~Reopen() { g.Open(); }
       } reopen{gate_};
+      // Only chosen records can be in the epochs being erased (nothing is ever wrapped into today
+      // or earlier), so only the touched patients' chosen records are decided again.
+      std::set<std::string> touched_bids;
       for (const auto& patient : gate_.TakeTouched()) {
-        PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all,
-                            records_.ListPatient(patient));
-        for (const auto& m : all) {
-          std::lock_guard<std::mutex> lock(StripeFor(m.record_id));
-          auto checked = RecheckLocked(m.record_id, j_until, epoch_set, /*apply=*/true);
-          if (!checked.ok()) {
-            if (IsShredded(checked.status())) continue;
-            return checked.status();
-          }
-          if (checked->doomed) {
-            doomed.insert_or_assign(m.record_id, std::move(*checked->doomed));
-          } else {
-            doomed.erase(m.record_id);
-          }
+        touched_bids.insert(crypto::HexEncode(records_.PatientBlindId(patient)));
+      }
+      std::vector<std::string> again;
+      for (const auto& [id, d] : doomed) {
+        if (touched_bids.count(d.patient_bid) > 0) again.push_back(id);
+      }
+      for (const auto& id : again) {
+        std::lock_guard<std::mutex> lock(StripeFor(id));
+        auto checked = RecheckLocked(id, j_until, epoch_set, /*apply=*/true);
+        if (!checked.ok()) {
+          if (IsShredded(checked.status())) continue;
+          return checked.status();
+        }
+        if (checked->doomed) {
+          doomed.insert_or_assign(id, std::move(*checked->doomed));
+        } else {
+          doomed.erase(id);
         }
       }
       storage::WriteBatch batch;
-      PV_RETURN_IF_ERROR(StageDeletePrefix(kDoomedPrefix, batch));
-      for (const auto& [id, d] : doomed) {
-        const std::string key = std::string(kDoomedPrefix) + id;
-        batch.Put(storage::Cf::kState, key, SealJournalValue(key, DoomedJson(d).dump()));
-      }
+      PV_RETURN_IF_ERROR(StageDoomed(doomed, batch));
       j.phase = "erase";
       PV_RETURN_IF_ERROR(SaveJournal(j, std::move(batch)));
       // No progress is reported while the gate is closed: a slow reader of the progress stream
@@ -1514,8 +1596,6 @@ class VaultServiceImpl final : public VaultService {
         if (latest != d.versions) {
           d.versions = latest;
           PV_ASSIGN_OR_RETURN(d.fingerprints, records_.Fingerprints(d.record_id));
-          const std::string key = std::string(kDoomedPrefix) + d.record_id;
-          batch.Put(storage::Cf::kState, key, SealJournalValue(key, DoomedJson(d).dump()));
         }
         bool all_gone = true;
         for (uint32_t v = 1; v <= d.versions; ++v) {
@@ -1531,7 +1611,6 @@ class VaultServiceImpl final : public VaultService {
         if (all_gone) {
           confirmed.push_back(std::move(d));
         } else {
-          batch.Delete(storage::Cf::kState, std::string(kDoomedPrefix) + d.record_id);
           ++j.rewrapped;
         }
         if (++done % 1000 == 0) report("verify", done, doomed.size());
@@ -1543,37 +1622,34 @@ class VaultServiceImpl final : public VaultService {
           return DataLoss("sweep verification: epoch key " + e + " is not destroyed");
         }
       }
+      PV_RETURN_IF_ERROR(StageDoomed(doomed, batch));
       j.phase = "delete";
       PV_RETURN_IF_ERROR(SaveJournal(j, std::move(batch)));
     }
 
     if (j.phase == "delete") {
       PV_RETURN_IF_ERROR(Fault("delete"));
-      storage::WriteBatch batch;
-      uint64_t done = 0;
       const int64_t now = Now();
-      for (size_t i = 0; i < doomed.size(); ++i) {
-        {
+      constexpr size_t kPerTask = 2048;
+      const size_t tasks = (doomed.size() + kPerTask - 1) / kPerTask;
+      std::atomic<uint64_t> done{0};
+      std::mutex report_mu;
+      Status deleted = ParallelFor(tasks, [&](size_t t) -> Status {
+        storage::WriteBatch batch;
+        const size_t end = std::min(doomed.size(), (t + 1) * kPerTask);
+        for (size_t i = t * kPerTask; i < end; ++i) {
           std::lock_guard<std::mutex> lock(StripeFor(doomed[i].record_id));
-          // Only what the erasure really made unreadable is deleted (checked again here, on
-          // the latest version, whatever the journal says).
-          auto latest = records_.LatestVersion(doomed[i].record_id);
-          if (latest.ok()) {
-            auto read = records_.ReadVersion(doomed[i].record_id, *latest, false);
-            if (read.ok()) {
-              return DataLoss("sweep step delete: record " + doomed[i].record_id +
-                              " still decrypts; nothing of it is deleted");
-            }
-          }
           PV_RETURN_IF_ERROR(records_.StageShred(doomed[i].record_id, j.id, now, batch));
         }
-        ++done;
-        if (batch.ops().size() >= kSweepBatch * 4 || i + 1 == doomed.size()) {
-          PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
-          batch = storage::WriteBatch();
-          report("delete", done, doomed.size());
-        }
-      }
+        // Unsynced: the journal's synced update below makes every earlier write durable (one
+        // WAL), and a crash before it repeats this idempotent step.
+        PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/false));
+        const uint64_t n = done += end - t * kPerTask;
+        std::lock_guard<std::mutex> lock(report_mu);
+        report("delete", n, doomed.size());
+        return Status::Ok();
+      });
+      PV_RETURN_IF_ERROR(deleted);
       j.phase = "compact";
       PV_RETURN_IF_ERROR(SaveJournal(j));
     }
