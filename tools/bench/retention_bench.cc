@@ -444,7 +444,7 @@ int RunEraseMode(const Options& o) {
   // The keyring never looks at records: more epochs, empty, show the spread.
   std::vector<double> empty_ms;
   for (int i = 0; i < 10; ++i) {
-    const std::string id = "d2099010" + std::to_string(i);
+    const std::string id = "d209901" + std::to_string(10 + i);  // d20990110 ... d20990119
     CheckOk(vault.keyring().GetOrCreateEpoch(id).status(), "GetOrCreateEpoch");
     start = Clock::now();
     CheckOk(vault.keyring().DestroyEpoch(id), "DestroyEpoch");
