@@ -1396,13 +1396,26 @@ class VaultServiceImpl final : public VaultService {
     const std::set<std::string> epoch_set(epochs.begin(), epochs.end());
     report("plan", 0, epochs.size());
     PV_ASSIGN_OR_RETURN(std::vector<std::string> ids, RecordsIn(epochs));
-    uint64_t done = 0;
-    for (const auto& id : ids) {
-      auto checked = RecheckLocked(id, until, epoch_set, /*apply=*/false);
+    std::vector<std::optional<Recheck>> checks(ids.size());
+    std::atomic<uint64_t> done{0};
+    std::mutex report_mu;
+    Status rechecked = ParallelFor(ids.size(), [&](size_t i) -> Status {
+      auto checked = RecheckLocked(ids[i], until, epoch_set, /*apply=*/false);
       if (!checked.ok()) {
-        if (IsShredded(checked.status())) continue;
-        return checked.status();
+        if (!IsShredded(checked.status())) return checked.status();
+      } else {
+        checks[i] = std::move(checked).value();
       }
+      if (const uint64_t n = ++done; n % 1000 == 0) {
+        std::lock_guard<std::mutex> lock(report_mu);
+        report("recheck", n, ids.size());
+      }
+      return Status::Ok();
+    });
+    PV_RETURN_IF_ERROR(rechecked);
+    report("recheck", ids.size(), ids.size());
+    for (auto& checked : checks) {
+      if (!checked) continue;
       if (checked->doomed) {
         ++r.destroyed_records;
         r.destroyed_versions += checked->doomed->versions;
@@ -1412,9 +1425,7 @@ class VaultServiceImpl final : public VaultService {
       } else {
         ++r.rewrapped_records;
       }
-      if (++done % 1000 == 0) report("recheck", done, ids.size());
     }
-    report("recheck", done, ids.size());
     for (const auto& d : r.destroyed) {
       if (r.epochs_destroyed.empty() || r.epochs_destroyed.back() != d.epoch_id) {
         if (std::find(r.epochs_destroyed.begin(), r.epochs_destroyed.end(), d.epoch_id) ==
@@ -1424,7 +1435,7 @@ class VaultServiceImpl final : public VaultService {
       }
     }
     std::sort(r.epochs_destroyed.begin(), r.epochs_destroyed.end());
-    report("done", done, ids.size());
+    report("done", ids.size(), ids.size());
     return r;
   }
 
@@ -1585,10 +1596,11 @@ class VaultServiceImpl final : public VaultService {
       // Verification 1: no destroyed record version decrypts any more. A record that moved to a
       // live epoch after an interrupted sweep (a hold, a new encounter) is not destroyed.
       PV_RETURN_IF_ERROR(Fault("verify-erase"));
-      std::vector<Doomed> confirmed;
-      storage::WriteBatch batch;
-      uint64_t done = 0;
-      for (auto& d : doomed) {
+      std::vector<char> gone(doomed.size(), 0);
+      std::atomic<uint64_t> done{0};
+      std::mutex report_mu;
+      Status verified = ParallelFor(doomed.size(), [&](size_t i) -> Status {
+        Doomed& d = doomed[i];
         std::lock_guard<std::mutex> lock(StripeFor(d.record_id));
         // The head is authenticated without any epoch key: every version it counts is checked
         // and certified, whatever the recheck saw.
@@ -1608,12 +1620,22 @@ class VaultServiceImpl final : public VaultService {
                             " neither opens nor reads as erased: " + read.status().message());
           }
         }
-        if (all_gone) {
-          confirmed.push_back(std::move(d));
+        gone[i] = all_gone ? 1 : 0;
+        if (const uint64_t n = ++done; n % 1000 == 0) {
+          std::lock_guard<std::mutex> lock2(report_mu);
+          report("verify", n, doomed.size());
+        }
+        return Status::Ok();
+      });
+      PV_RETURN_IF_ERROR(verified);
+      std::vector<Doomed> confirmed;
+      storage::WriteBatch batch;
+      for (size_t i = 0; i < doomed.size(); ++i) {
+        if (gone[i]) {
+          confirmed.push_back(std::move(doomed[i]));
         } else {
           ++j.rewrapped;
         }
-        if (++done % 1000 == 0) report("verify", done, doomed.size());
       }
       doomed = std::move(confirmed);
       for (const auto& e : j.epochs) {

@@ -488,25 +488,13 @@ Status RecordRepository::StageShred(std::string_view record_id, std::string_view
   for (const std::string& blind_id : blind_ids) {
     own.Delete(Cf::kIndexes, "p" + blind_id + raw_id);
   }
-  // Every stored version and content value. Versions up to the head are deleted by key (no
-  // iterator: a sweep shreds a million records); any beyond the head (which only damage could
-  // leave) are found by a scan, which runs only if the first one past the head exists.
+  // Every stored version and content value, by key (no iterator: a sweep shreds a million
+  // records). The head counts every version a write ever committed (StageVersion puts a version
+  // and its head in one batch); a value beyond it could only have been planted, is never read,
+  // and is not the record's.
   for (uint32_t version = 1; version <= latest; ++version) {
     own.Delete(Cf::kRecords, VersionKey('m', raw_id, version));
     own.Delete(Cf::kRecords, VersionKey('c', raw_id, version));
-  }
-  PV_ASSIGN_OR_RETURN(auto beyond, store_.Get(Cf::kRecords, VersionKey('m', raw_id, latest + 1)));
-  PV_ASSIGN_OR_RETURN(auto beyond_content,
-                      store_.Get(Cf::kRecords, VersionKey('c', raw_id, latest + 1)));
-  if (beyond || beyond_content) {
-    for (char kind : {'m', 'c'}) {
-      const std::string prefix = kind + raw_id;
-      PV_RETURN_IF_ERROR(store_.Scan(Cf::kRecords, prefix, PrefixEnd(prefix),
-                                     [&](std::string_view key, std::string_view) {
-                                       own.Delete(Cf::kRecords, std::string(key));
-                                       return true;
-                                     }));
-    }
   }
   own.Delete(Cf::kRecords, "h" + raw_id);
   own.Put(Cf::kIndexes, TombstoneKey(raw_id),
