@@ -1388,23 +1388,23 @@ class VaultServiceImpl final : public VaultService {
     return out;
   }
 
-  StatusOr<SweepResult> DryRunSweep(std::chrono::year_month_day until, const Report& report) {
-    SweepResult r;
-    r.dry_run = true;
-    r.until = FormatDay(until);
-    const std::vector<std::string> epochs = ExpiredDayEpochs(until);
-    const std::set<std::string> epoch_set(epochs.begin(), epochs.end());
-    report("plan", 0, epochs.size());
-    PV_ASSIGN_OR_RETURN(std::vector<std::string> ids, RecordsIn(epochs));
+  // RecheckLocked for every record of `ids` (under its stripe lock) on two threads, reporting
+  // the "recheck" phase; a record already shredded is left out (nullopt).
+  StatusOr<std::vector<std::optional<Recheck>>> RecheckAll(
+      const std::vector<std::string>& ids, std::chrono::year_month_day until,
+      const std::set<std::string>& doomed_epochs, bool apply, const Report& report) {
     std::vector<std::optional<Recheck>> checks(ids.size());
     std::atomic<uint64_t> done{0};
     std::mutex report_mu;
     Status rechecked = ParallelFor(ids.size(), [&](size_t i) -> Status {
-      auto checked = RecheckLocked(ids[i], until, epoch_set, /*apply=*/false);
-      if (!checked.ok()) {
-        if (!IsShredded(checked.status())) return checked.status();
-      } else {
-        checks[i] = std::move(checked).value();
+      {
+        std::lock_guard<std::mutex> lock(StripeFor(ids[i]));
+        auto checked = RecheckLocked(ids[i], until, doomed_epochs, apply);
+        if (!checked.ok()) {
+          if (!IsShredded(checked.status())) return checked.status();
+        } else {
+          checks[i] = std::move(checked).value();
+        }
       }
       if (const uint64_t n = ++done; n % 1000 == 0) {
         std::lock_guard<std::mutex> lock(report_mu);
@@ -1414,6 +1414,19 @@ class VaultServiceImpl final : public VaultService {
     });
     PV_RETURN_IF_ERROR(rechecked);
     report("recheck", ids.size(), ids.size());
+    return checks;
+  }
+
+  StatusOr<SweepResult> DryRunSweep(std::chrono::year_month_day until, const Report& report) {
+    SweepResult r;
+    r.dry_run = true;
+    r.until = FormatDay(until);
+    const std::vector<std::string> epochs = ExpiredDayEpochs(until);
+    const std::set<std::string> epoch_set(epochs.begin(), epochs.end());
+    report("plan", 0, epochs.size());
+    PV_ASSIGN_OR_RETURN(std::vector<std::string> ids, RecordsIn(epochs));
+    PV_ASSIGN_OR_RETURN(std::vector<std::optional<Recheck>> checks,
+                        RecheckAll(ids, until, epoch_set, /*apply=*/false, report));
     for (auto& checked : checks) {
       if (!checked) continue;
       if (checked->doomed) {
@@ -1492,27 +1505,8 @@ class VaultServiceImpl final : public VaultService {
       const std::set<std::string> epoch_set(j.epochs.begin(), j.epochs.end());
       report("plan", 0, j.epochs.size());
       PV_ASSIGN_OR_RETURN(std::vector<std::string> ids, RecordsIn(j.epochs));
-      std::vector<std::optional<Recheck>> checks(ids.size());
-      std::atomic<uint64_t> done{0};
-      std::mutex report_mu;
-      Status rechecked = ParallelFor(ids.size(), [&](size_t i) -> Status {
-        {
-          std::lock_guard<std::mutex> lock(StripeFor(ids[i]));
-          auto checked = RecheckLocked(ids[i], j_until, epoch_set, /*apply=*/true);
-          if (!checked.ok()) {
-            if (!IsShredded(checked.status())) return checked.status();
-          } else {
-            checks[i] = std::move(checked).value();
-          }
-        }
-        if (const uint64_t n = ++done; n % 1000 == 0) {
-          std::lock_guard<std::mutex> lock(report_mu);
-          report("recheck", n, ids.size());
-        }
-        return Status::Ok();
-      });
-      PV_RETURN_IF_ERROR(rechecked);
-      report("recheck", ids.size(), ids.size());
+      PV_ASSIGN_OR_RETURN(std::vector<std::optional<Recheck>> checks,
+                          RecheckAll(ids, j_until, epoch_set, /*apply=*/true, report));
       std::map<std::string, Doomed> doomed;
       for (size_t i = 0; i < ids.size(); ++i) {
         if (!checks[i]) continue;
