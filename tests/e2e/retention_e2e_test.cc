@@ -39,7 +39,18 @@ class E2eRetentionTest : public VaultTest {
   // The daemon `days` days ahead of the real clock (libfaketime, a test-suite dependency).
   void StartDaysAhead(int days) {
     ASSERT_TRUE(std::filesystem::exists(kFakeTime)) << "install faketime (scripts/install-deps.sh)";
-    vault_.SetDaemonEnv({{"LD_PRELOAD", kFakeTime},
+    // Under AddressSanitizer, ASan's runtime must come first in the daemon's library list: the
+    // one this test process has loaded is preloaded before libfaketime.
+    std::string preload = kFakeTime;
+    std::ifstream maps("/proc/self/maps");
+    for (std::string line; std::getline(maps, line);) {
+      const size_t at = line.find('/');
+      if (at != std::string::npos && line.find("/libasan.so", at) != std::string::npos) {
+        preload = line.substr(at) + ":" + preload;
+        break;
+      }
+    }
+    vault_.SetDaemonEnv({{"LD_PRELOAD", preload},
                          {"FAKETIME", "+" + std::to_string(days) + "d"},
                          {"FAKETIME_DONT_RESET", "1"}});
     ASSERT_TRUE(vault_.Start());
