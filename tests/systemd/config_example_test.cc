@@ -97,7 +97,8 @@ TEST(ConfigExampleTest, SweepUnitRunsAsTheSweepOperatorOnTheDaemonsSocket) {
   EXPECT_EQ(UnitSetting(service, "SupplementaryGroups"), config->socket_group);
   EXPECT_EQ(UnitSetting(service, "ExecStart"), "/usr/bin/phivault --socket " + config->socket_path +
                                                    " --role " + op->role +
-                                                   " retention sweep --json");
+                                                   " --purpose HOPERAT retention sweep --destroy"
+                                                   " --json");
   const std::string timer = ReadFile(kSystemdDir + "/phivault-sweep.timer");
   EXPECT_EQ(UnitSetting(timer, "Unit"), "phivault-sweep.service");
   EXPECT_EQ(UnitSetting(timer, "OnCalendar"), "*-*-* 03:15:00 UTC");

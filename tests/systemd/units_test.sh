@@ -50,7 +50,7 @@ copy_units() {
   grep -q "^ExecStart=$exec_path --config /etc/phivault/phivault.toml\$" "$tmp/phivault.service" ||
     fail "phivault.service has no 'ExecStart=/usr/bin/phivaultd --config ...' line to test"
   sed -i "s|^ExecStart=/usr/bin/phivault |ExecStart=$exec_path |" "$tmp/phivault-sweep.service"
-  grep -q "^ExecStart=$exec_path .* retention sweep --json\$" "$tmp/phivault-sweep.service" ||
+  grep -q "^ExecStart=$exec_path .* --purpose HOPERAT retention sweep --destroy --json\$" "$tmp/phivault-sweep.service" ||
     fail "phivault-sweep.service has no 'ExecStart=/usr/bin/phivault ... retention sweep' line"
 }
 
