@@ -1165,7 +1165,7 @@ class VaultServiceImpl final : public VaultService {
     size_t index = 0;
     auto flush = [&] {
       const std::string key = ChunkKey(index++);
-      batch.Put(storage::Cf::kState, key, SealJournalValue(key, chunk));
+      batch.Put(storage::Cf::kState, key, SealStateValue(key, chunk));
       chunk.clear();
       in_chunk = 0;
     };
@@ -1207,22 +1207,25 @@ class VaultServiceImpl final : public VaultService {
                           {"verification_result", j.verification_result}}
         .dump();
   }
-  // The journal and its entries are sealed under the audit key, bound to their storage key:
-  // someone who can write the data directory cannot plant a journal that makes the next sweep
-  // erase live epochs or delete live records, nor move one entry to another key.
-  std::string SealJournalValue(std::string_view key, std::string_view plaintext) const {
-    return keyring_.audit_key().Encrypt(plaintext, "phivault/sweep/v1" + std::string(key));
+  // The sweep journal and the retention table in force are sealed under the audit key, bound to
+  // their storage key: someone who can write the data directory cannot plant a journal that makes
+  // the next sweep erase live epochs or delete live records, nor a "table in force" shorter than
+  // the real one that a shortened retention file would then pass, nor move a value to another
+  // key. `what` names the value in the error.
+  std::string SealStateValue(std::string_view key, std::string_view plaintext) const {
+    return keyring_.audit_key().Encrypt(plaintext, "phivault/state/v1" + std::string(key));
   }
-  StatusOr<std::string> OpenJournalValue(std::string_view key, std::string_view sealed) const {
-    auto opened = keyring_.audit_key().Decrypt(sealed, "phivault/sweep/v1" + std::string(key));
-    if (!opened.ok()) return DataLoss("the sweep journal failed its integrity check");
+  StatusOr<std::string> OpenStateValue(std::string_view key, std::string_view sealed,
+                                       std::string_view what) const {
+    auto opened = keyring_.audit_key().Decrypt(sealed, "phivault/state/v1" + std::string(key));
+    if (!opened.ok()) return DataLoss(std::string(what) + " failed its integrity check");
     return opened;
   }
 
   StatusOr<std::optional<Journal>> LoadJournal() {
     PV_ASSIGN_OR_RETURN(auto sealed, store_.Get(storage::Cf::kState, kJournalKey));
     if (!sealed) return std::optional<Journal>();
-    PV_ASSIGN_OR_RETURN(std::string v, OpenJournalValue(kJournalKey, *sealed));
+    PV_ASSIGN_OR_RETURN(std::string v, OpenStateValue(kJournalKey, *sealed, "the sweep journal"));
     auto j = nlohmann::json::parse(v, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return DataLoss("the sweep journal is malformed");
     try {
@@ -1246,7 +1249,7 @@ class VaultServiceImpl final : public VaultService {
   }
   Status SaveJournal(const Journal& j, storage::WriteBatch batch = {}) {
     batch.Put(storage::Cf::kState, std::string(kJournalKey),
-              SealJournalValue(kJournalKey, JournalJson(j)));
+              SealStateValue(kJournalKey, JournalJson(j)));
     return store_.Write(batch, /*sync=*/true);
   }
   StatusOr<std::vector<Doomed>> LoadDoomed() {
@@ -1254,7 +1257,7 @@ class VaultServiceImpl final : public VaultService {
     Status bad;
     PV_RETURN_IF_ERROR(store_.Scan(storage::Cf::kState, kDoomedPrefix, PrefixEnd(kDoomedPrefix),
                                    [&](std::string_view key, std::string_view value) {
-                                     auto opened = OpenJournalValue(key, value);
+                                     auto opened = OpenStateValue(key, value, "the sweep journal");
                                      if (!opened.ok()) {
                                        bad = opened.status();
                                        return false;
@@ -1439,15 +1442,9 @@ class VaultServiceImpl final : public VaultService {
         ++r.rewrapped_records;
       }
     }
-    for (const auto& d : r.destroyed) {
-      if (r.epochs_destroyed.empty() || r.epochs_destroyed.back() != d.epoch_id) {
-        if (std::find(r.epochs_destroyed.begin(), r.epochs_destroyed.end(), d.epoch_id) ==
-            r.epochs_destroyed.end()) {
-          r.epochs_destroyed.push_back(d.epoch_id);
-        }
-      }
-    }
-    std::sort(r.epochs_destroyed.begin(), r.epochs_destroyed.end());
+    std::set<std::string> epochs_used;
+    for (const auto& d : r.destroyed) epochs_used.insert(d.epoch_id);
+    r.epochs_destroyed.assign(epochs_used.begin(), epochs_used.end());
     report("done", ids.size(), ids.size());
     return r;
   }
@@ -1909,10 +1906,12 @@ class VaultServiceImpl final : public VaultService {
   // shortening) and changes nothing. After a change every record is re-settled (its DEKs
   // re-wrapped where its expiry moved; content is never re-encrypted).
   Status InstallRetention(const RequestContext* ctx, std::shared_ptr<const LoadedRetention> next) {
-    PV_ASSIGN_OR_RETURN(auto stored, store_.Get(storage::Cf::kState, kRetentionTableKey));
+    PV_ASSIGN_OR_RETURN(auto sealed, store_.Get(storage::Cf::kState, kRetentionTableKey));
     std::optional<LoadedRetention> previous;
-    if (stored) {
-      auto j = nlohmann::json::parse(*stored, nullptr, false);
+    if (sealed) {
+      PV_ASSIGN_OR_RETURN(std::string stored, OpenStateValue(kRetentionTableKey, *sealed,
+                                                             "the stored retention table"));
+      auto j = nlohmann::json::parse(stored, nullptr, false);
       if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j.contains("source") ||
           !j["text"].is_string() || !j["source"].is_string()) {
         return DataLoss("the stored retention table is malformed");
@@ -1946,11 +1945,11 @@ class VaultServiceImpl final : public VaultService {
     RetentionGate::Section section = gate_.Enter({});
     storage::WriteBatch batch;
     batch.Put(storage::Cf::kState, std::string(kRetentionTableKey),
-              nlohmann::json{{"source", next->source},
-                             {"sha256", next->sha256_hex},
-                             {"text", next->text},
-                             {"from_us", Now()}}
-                  .dump());
+              SealStateValue(kRetentionTableKey, nlohmann::json{{"source", next->source},
+                                                                {"sha256", next->sha256_hex},
+                                                                {"text", next->text},
+                                                                {"from_us", Now()}}
+                                                     .dump()));
     storage::AuditEntry e;
     if (ctx != nullptr) {
       e = NewEntry(*ctx, "retention.load");

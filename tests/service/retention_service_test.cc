@@ -691,6 +691,27 @@ TEST_F(RetentionServiceTest, WhoMayReadCertificatesMayHaveTheKeyThatChecksThem) 
   EXPECT_EQ(service_->ListCertificates(reader).status().code(), StatusCode::kPermissionDenied);
 }
 
+// Someone who can write the data directory replaces the stored "table in force" with the bare
+// preset, so that a retention file dropping the practice's rules would pass the shortening
+// check: the forged value is not believed, and the daemon does not start on it.
+TEST_F(RetentionServiceTest, APlantedRetentionTableInForceIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(Open(kMinorsRetention));
+  const auto m = Create("patient-ret-forge", "2020-03-01", "synthetic note");
+  storage::WriteBatch plant;
+  plant.Put(storage::Cf::kState, "retention/table",
+            nlohmann::json{{"source", "retention.toml"},
+                           {"sha256", "00"},
+                           {"text", "[retention]\npreset = \"us-federal\"\n"},
+                           {"from_us", kStartUs}}
+                .dump());
+  ASSERT_TRUE(vault_.store->Write(plant, true).ok());
+  auto reopened = Reopen("[retention]\npreset = \"us-federal\"\n");
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_EQ(reopened.status().code(), StatusCode::kDataLoss) << reopened.status().ToString();
+  EXPECT_NE(reopened.status().message().find("stored retention table"), std::string::npos);
+  (void)m;
+}
+
 // A sweep stopped at each of its steps (as a crash would stop it) is completed by the next one,
 // after a restart: the same records destroyed, one certificate, one record.shred per patient.
 class SweepCrashTest : public RetentionServiceTest,
