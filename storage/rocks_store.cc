@@ -193,8 +193,18 @@ class RocksStore final : public Store {
     PV_RETURN_IF_ERROR(space_.Admit(batch.bytes()));
     rocksdb::WriteBatch wb;
     for (const auto& op : batch.ops()) {
-      rocksdb::Status s =
-          op.is_delete ? wb.Delete(Handle(op.cf), op.key) : wb.Put(Handle(op.cf), op.key, op.value);
+      rocksdb::Status s;
+      switch (op.kind) {
+        case WriteBatch::Kind::kPut:
+          s = wb.Put(Handle(op.cf), op.key, op.value);
+          break;
+        case WriteBatch::Kind::kDelete:
+          s = wb.Delete(Handle(op.cf), op.key);
+          break;
+        case WriteBatch::Kind::kDeleteRange:
+          s = wb.DeleteRange(Handle(op.cf), op.key, op.value);
+          break;
+      }
       if (!s.ok()) return FromRocks(s);
     }
     rocksdb::WriteOptions wo;
