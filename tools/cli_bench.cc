@@ -480,7 +480,7 @@ std::optional<int> BenchCommand::Run(const Globals& g) const {
   std::string error;
   auto status = first.Status(&error);
   if (!status) {
-    PrintError("bench", "the daemon did not answer GET /v1/status: " + error);
+    PrintError("bench", "GET /v1/status failed: " + error);
     return error.rfind("HTTP 40", 0) == 0 ? kExitDenied : kExitUnavailable;
   }
   pid_t pid = a_.daemon_pid;
