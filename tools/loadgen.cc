@@ -244,6 +244,7 @@ Report Run(const std::string& backend, Target& target, ServerProbe* probe, const
     }
   });
 
+  const double client_cpu_before = SelfCpuUs();
   const auto t0 = Clock::now();
   start.arrive_and_wait();
   if (o.ops == 0) {
@@ -252,6 +253,7 @@ Report Run(const std::string& backend, Target& target, ServerProbe* probe, const
   }
   for (auto& w : workers) w.join();
   r.elapsed_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double client_cpu_us = SelfCpuUs() - client_cpu_before;
   {
     std::lock_guard<std::mutex> lock(sampler_mu);
     sampler_done = true;
@@ -281,6 +283,7 @@ Report Run(const std::string& backend, Target& target, ServerProbe* probe, const
   r.max_us = all.empty() ? 0 : static_cast<double>(all.back()) / 1000.0;
   r.content_bytes_written += r.creates * o.size;
   if (r.ops > 0) {
+    r.client_cpu_us_per_op = client_cpu_us / static_cast<double>(r.ops);
     if (auto cpu = Diff(before.cpu_us, after.cpu_us)) r.cpu_us_per_op = *cpu / r.ops;
     if (before.syncs && after.syncs) {
       r.syncs_per_op = static_cast<double>(*after.syncs - *before.syncs) / r.ops;
@@ -336,6 +339,7 @@ nlohmann::json ToJson(const Report& r) {
         {"syncs_per_op", opt(r.syncs_per_op)},
         {"rss_bytes",
          {{"before", opt(r.rss_before)}, {"after", opt(r.rss_after)}, {"peak", opt(r.rss_peak)}}}}},
+      {"client", {{"cpu_us_per_op", r.client_cpu_us_per_op}}},
       {"disk",
        {{"bytes_before", opt(r.disk_before)},
         {"bytes_after", opt(r.disk_after)},
@@ -373,6 +377,7 @@ std::string ToTable(const Report& r) {
                                       num(r.p99_us, 0) + " / " + num(r.max_us, 0) + " us"},
       {"server CPU per op",
        r.cpu_us_per_op ? num(*r.cpu_us_per_op, 1) + " us (" + r.cpu_scope + ")" : "n/a"},
+      {"client CPU per op", num(r.client_cpu_us_per_op, 1) + " us (this process)"},
       {"syncs per op", r.syncs_per_op ? num(*r.syncs_per_op, 3) : "n/a"},
       {"server RSS before/after/peak",
        mib(r.rss_before) + " / " + mib(r.rss_after) + " / " + mib(r.rss_peak)},

@@ -97,6 +97,9 @@ struct Report {
   double p50_us = 0, p95_us = 0, p99_us = 0, max_us = 0;
   std::string cpu_scope;
   std::optional<double> cpu_us_per_op;
+  // This process's CPU over the measured phase, per operation: the load generator's own cost
+  // (for in-process engines, the engine's too).
+  double client_cpu_us_per_op = 0;
   std::optional<double> syncs_per_op;
   std::optional<uint64_t> rss_before, rss_after, rss_peak;
   std::optional<uint64_t> disk_before, disk_after;

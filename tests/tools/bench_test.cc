@@ -60,6 +60,9 @@ TEST_F(BenchTest, MixedRunReportsEveryField) {
   EXPECT_GE(server["rss_bytes"]["peak"].get<uint64_t>(),
             server["rss_bytes"]["after"].get<uint64_t>());
 
+  ASSERT_TRUE(j["client"]["cpu_us_per_op"].is_number());
+  EXPECT_GT(j["client"]["cpu_us_per_op"].get<double>(), 0);
+
   // The stored records take space in the data directory.
   const auto& disk = j["disk"];
   EXPECT_EQ(disk["content_bytes_written"].get<uint64_t>(),
