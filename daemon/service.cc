@@ -287,6 +287,7 @@ class VaultServiceImpl final : public VaultService {
                             std::chrono::steady_clock::now() - started_)
                             .count();
     st.audit_entries = ledger_.size();
+    st.synced_writes = store_.synced_writes();
     st.epochs = 0;
     for (const auto& e : keyring_.ListEpochs()) {
       if (!e.destroyed) ++st.epochs;

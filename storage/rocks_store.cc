@@ -2,6 +2,7 @@
 #include <sys/statvfs.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -209,7 +210,9 @@ class RocksStore final : public Store {
     }
     rocksdb::WriteOptions wo;
     wo.sync = sync;
-    return FromRocks(db_->Write(wo, &wb));
+    Status written = FromRocks(db_->Write(wo, &wb));
+    if (sync && written.ok()) synced_writes_.fetch_add(1, std::memory_order_relaxed);
+    return written;
   }
 
   Status Scan(Cf cf, std::string_view begin, std::string_view end, const ScanFn& fn) override {
@@ -262,6 +265,8 @@ class RocksStore final : public Store {
     return FromRocks(db_->FlushWAL(/*sync=*/true));
   }
 
+  uint64_t synced_writes() const override { return synced_writes_.load(std::memory_order_relaxed); }
+
   StatusOr<SpaceInfo> Space() override {
     SpaceInfo info;
     PV_ASSIGN_OR_RETURN(info.free_bytes, space_.FreeNow());
@@ -295,6 +300,7 @@ class RocksStore final : public Store {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   SpaceGuard space_;
+  std::atomic<uint64_t> synced_writes_{0};
 };
 
 }  // namespace

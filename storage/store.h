@@ -110,6 +110,9 @@ class Store {
   [[nodiscard]] virtual Status CompactAll() = 0;
 
   virtual StatusOr<SpaceInfo> Space() = 0;
+  // Synced writes that succeeded since the store was opened (each one a sync of the log): with
+  // group commit, requests per sync. Engines that do not count return 0.
+  virtual uint64_t synced_writes() const { return 0; }
 };
 
 struct RocksStoreOptions {

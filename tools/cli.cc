@@ -1367,6 +1367,7 @@ int RunCli(int argc, char** argv) {
   PolicyCommands policy(app);
   PatientCommands patient(app, *audit);
   RetentionCommands retention(app);
+  BenchCommand bench(app);
 
   try {
     app.parse(argc, argv);
@@ -1413,6 +1414,7 @@ int RunCli(int argc, char** argv) {
     }
   }
   g.purpose_given = purpose->count() > 0;
+  if (auto rc = bench.Run(g)) return *rc;
 
   client::ClientOptions options{.socket_path = g.socket, .token = g.token};
   // A sweep's compaction and verification may run for minutes between two progress lines.
