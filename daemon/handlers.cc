@@ -1253,6 +1253,10 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     resp.set("X-Content-Type-Options", "nosniff");
     // Unread body bytes would be taken for the next request: close instead.
     if (ex.body_pending || ex.close) resp.setKeepAlive(false);
+    // The server is stopping: this is the connection's last response.
+    if (const ConnectionState* c = CurrentConnection(); c != nullptr && c->stop_requested.load()) {
+      resp.setKeepAlive(false);
+    }
   }
 
   void SendBytes(HTTPServerResponse& resp, Exchange& ex, int status, std::string_view type,
