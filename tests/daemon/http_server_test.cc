@@ -965,11 +965,15 @@ TEST_F(HostileClientTest, AmbiguousFramingIs400AndClosesWithoutReachingTheServic
     SCOPED_TRACE(framing);
     RawConnection c(socket_path_);
     const RawResponse r = c.RoundTrip(CreateHead(0, framing) + kCreateBody);
-    // Poco itself answers a few (a bare 400); the rest get our problem. All are closed.
-    ASSERT_TRUE(r.received);
-    EXPECT_EQ(r.status, 400);
-    if (r.Header("content-type") == "application/problem+json") {
+    // A Content-Length Poco cannot parse makes Poco close the connection without an answer
+    // before any handler runs; everything else gets our problem. All are closed.
+    const bool unparsable_length =
+        framing.rfind("Content-Length: ", 0) == 0 && framing.find(", ") != std::string::npos;
+    if (!unparsable_length) {
       ExpectProblem(r, 400, "invalid-framing");
+      EXPECT_EQ(Lower(r.Header("connection")), "close");
+    } else if (r.received) {
+      EXPECT_EQ(r.status, 400);
     }
     EXPECT_TRUE(c.WaitClosed());
   }
