@@ -353,6 +353,10 @@ std::optional<std::string> FramingError(const Poco::Net::HTTPServerRequest& requ
           std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
     }
   }
+  // Poco takes any version string ("HTXP/1.1", "HTTP/9.9") for HTTP/1.x.
+  if (const std::string& v = request.getVersion(); v != "HTTP/1.1" && v != "HTTP/1.0") {
+    return "only HTTP/1.1 and HTTP/1.0 are spoken here";
+  }
   if (te_fields > 0 && cl_fields > 0) {
     return "Transfer-Encoding and Content-Length together are refused (RFC 9112 section 6.1)";
   }

@@ -171,7 +171,8 @@ class HttpServer {
   bool stopped_ = false;
 };
 
-// The request's framing, checked before any handler sees it (RFC 9112 section 6): a
+// The request's framing, checked before any handler sees it (RFC 9112 section 6): a version
+// other than HTTP/1.1 or HTTP/1.0, a
 // Transfer-Encoding other than exactly "chunked" (one field, case-insensitive), Transfer-Encoding
 // together with Content-Length, more than one Content-Length field, or a Content-Length that is
 // not a plain decimal number. The reason, or nullopt if the framing is sound.

@@ -954,6 +954,7 @@ TEST_F(HostileClientTest, AmbiguousFramingIs400AndClosesWithoutReachingTheServic
       "Transfer-Encoding: identity\r\n",
       "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
       "Transfer-Encoding: xchunked\r\n",
+      "Transfer-Encoding: chunked;q=1\r\n",
       "Content-Length: " + std::to_string(kCreateBody.size()) +
           "\r\nContent-Length: " + std::to_string(kCreateBody.size()) + "\r\n",
       "Content-Length: 3\r\nContent-Length: " + std::to_string(kCreateBody.size()) + "\r\n",

@@ -207,6 +207,7 @@ TEST_F(BadInputTest, EveryBadInputIsRefusedNothingIsStoredAndOthersAreServed) {
       {"garbage line", "GARBAGE\r\n\r\n"},
       {"method only", "GET\r\n\r\n"},
       {"no version (HTTP/0.9)", "GET /v1/health\r\n\r\n"},
+      {"unknown version", "GET /v1/health HTTP/9.9\r\nHost: x\r\n\r\n"},
       {"version garbage", "GET /v1/health HTXP/1.1\r\nHost: x\r\n\r\n"},
       {"relative target", "GET v1/health HTTP/1.1\r\nHost: x\r\n\r\n"},
       {"asterisk target", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"},
