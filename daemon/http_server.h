@@ -5,6 +5,13 @@
 // each one beyond that gets an immediate 503 problem and is closed (the pool has a few spare
 // threads for exactly that), instead of waiting silently in Poco's queue. Idle connections are
 // closed after limits.idle_timeout_ms.
+//
+// Against hostile clients (docs/reliability.md, "Hostile clients"): a peer uid (SO_PEERCRED) may
+// hold at most limits.max_connections_per_uid connections, and the last
+// limits.reserved_operator_connections slots are kept for operators; every request must arrive
+// within limits.request_timeout_ms of its first byte and its body at
+// limits.min_body_bytes_per_second; framing that could be read two ways is refused before any
+// handler runs (FramingError); request bodies draw on one RequestBytesBudget.
 #pragma once
 
 #include <sys/types.h>
