@@ -1,6 +1,7 @@
 #include "daemon/api_json.h"
 
 #include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <initializer_list>
 #include <set>
@@ -151,13 +152,24 @@ Status GetDisclosure(const json& obj, DisclosureInfo& out) {
   return GetString(obj, "purpose_statement", false, out.purpose_statement);
 }
 
-Status GetContent(const json& obj, uint64_t max_content_bytes, std::string& out) {
+// Moves a string member out of `obj` (the member is left empty): for the large fields.
+Status TakeString(json& obj, std::string_view name, std::string& out, bool& present) {
+  const auto it = obj.find(name);
+  present = it != obj.end();
+  if (!present) return Status::Ok();
+  if (!it->is_string())
+    return InvalidArgument("field '" + std::string(name) + "' must be a string");
+  out = std::move(it->get_ref<std::string&>());
+  return Status::Ok();
+}
+
+Status GetContent(json& obj, uint64_t max_content_bytes, std::string& out) {
   bool has_text = false;
   bool has_b64 = false;
   std::string text;
   std::string b64;
-  PV_RETURN_IF_ERROR(GetString(obj, "content", false, text, &has_text));
-  PV_RETURN_IF_ERROR(GetString(obj, "content_base64", false, b64, &has_b64));
+  PV_RETURN_IF_ERROR(TakeString(obj, "content", text, has_text));
+  PV_RETURN_IF_ERROR(TakeString(obj, "content_base64", b64, has_b64));
   if (has_text == has_b64) {
     return InvalidArgument("exactly one of the fields 'content' and 'content_base64' is required");
   }
@@ -220,6 +232,94 @@ bool IsValidUtf8(std::string_view s, size_t* error_at) {
   return true;
 }
 
+namespace {
+
+// Builds the document from nlohmann's SAX events, stopping at the first event that breaks a
+// rule: nesting deeper than kMaxDepth, more than kMaxValues values, a duplicate member name, or a
+// number that is not finite. The document is therefore never larger than what the rules allow,
+// whatever the body holds after the offending byte. Strings are moved into the document, not
+// copied.
+class StrictDomBuilder {
+ public:
+  using number_integer_t = json::number_integer_t;
+  using number_unsigned_t = json::number_unsigned_t;
+  using number_float_t = json::number_float_t;
+  using string_t = json::string_t;
+  using binary_t = json::binary_t;
+
+  explicit StrictDomBuilder(json& root) : root_(root) {}
+
+  bool null() { return Add(json(nullptr)); }
+  bool boolean(bool v) { return Add(json(v)); }
+  bool number_integer(number_integer_t v) { return Add(json(v)); }
+  bool number_unsigned(number_unsigned_t v) { return Add(json(v)); }
+  bool number_float(number_float_t v, const string_t&) {
+    if (!std::isfinite(v)) return Fail("the body holds a number out of range");
+    return Add(json(v));
+  }
+  bool string(string_t& v) { return Add(json(std::move(v))); }
+  bool binary(binary_t&) { return Fail("the body is not valid JSON"); }
+  bool start_object(std::size_t) { return Open(json::object()); }
+  bool start_array(std::size_t) { return Open(json::array()); }
+  bool end_object() { return Close(); }
+  bool end_array() { return Close(); }
+  bool key(string_t& k) {
+    if (stack_.back()->contains(k)) return Fail("the body has a duplicate field");
+    key_ = std::move(k);
+    return true;
+  }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception&) {
+    // nlohmann's own message quotes the input, which may be PHI: report the position only.
+    return Fail("the body is not valid JSON (error at byte " + std::to_string(position) + ")");
+  }
+
+  const std::string& error() const { return error_; }
+
+ private:
+  static constexpr size_t kMaxValues = 100000;
+
+  bool Fail(std::string message) {
+    if (error_.empty()) error_ = std::move(message);
+    return false;
+  }
+
+  // Places `v` where the parser is; the placed value, or nullptr after Fail.
+  json* Place(json&& v) {
+    if (++values_ > kMaxValues) {
+      Fail("the body holds more than " + std::to_string(kMaxValues) + " values");
+      return nullptr;
+    }
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    json& parent = *stack_.back();
+    if (parent.is_object()) return &(parent[std::move(key_)] = std::move(v));
+    parent.push_back(std::move(v));
+    return &parent.back();
+  }
+  bool Add(json&& v) { return Place(std::move(v)) != nullptr; }
+  bool Open(json&& v) {
+    if (stack_.size() + 1 > kMaxDepth) return Fail("the body is nested too deeply");
+    json* placed = Place(std::move(v));
+    if (placed == nullptr) return false;
+    stack_.push_back(placed);
+    return true;
+  }
+  bool Close() {
+    stack_.pop_back();
+    return true;
+  }
+
+  json& root_;
+  std::vector<json*> stack_;
+  std::string key_;
+  size_t values_ = 0;
+  std::string error_;
+};
+
+}  // namespace
+
 StatusOr<json> ParseJsonObject(std::string_view body) {
   size_t bad = 0;
   if (!IsValidUtf8(body, &bad)) {
@@ -227,41 +327,18 @@ StatusOr<json> ParseJsonObject(std::string_view body) {
   }
   // Duplicate names are rejected rather than silently keeping the last one: two readers of the
   // same document must not see different values.
-  std::vector<std::set<std::string>> open_objects;
-  bool duplicate = false;
-  bool too_deep = false;
-  auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth > kMaxDepth) too_deep = true;
-    switch (event) {
-      case json::parse_event_t::object_start:
-        open_objects.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-        if (!open_objects.empty()) open_objects.pop_back();
-        break;
-      case json::parse_event_t::key:
-        if (!open_objects.empty() &&
-            !open_objects.back().insert(parsed.get<std::string>()).second) {
-          duplicate = true;
-        }
-        break;
-      default:
-        break;
-    }
-    return true;
-  };
   json j;
+  StrictDomBuilder builder(j);
+  bool ok = false;
   try {
-    j = json::parse(body.begin(), body.end(), callback);
-  } catch (const json::parse_error& e) {
-    // nlohmann's own message quotes the input, which may be PHI: report the position only.
-    return InvalidArgument("the body is not valid JSON (error at byte " + std::to_string(e.byte) +
-                           ")");
+    ok = json::sax_parse(body.begin(), body.end(), &builder);
   } catch (const json::exception&) {
-    return InvalidArgument("the body is not valid JSON");
+    ok = false;
   }
-  if (too_deep) return InvalidArgument("the body is nested too deeply");
-  if (duplicate) return InvalidArgument("the body has a duplicate field");
+  if (!ok) {
+    return InvalidArgument(builder.error().empty() ? "the body is not valid JSON"
+                                                   : builder.error());
+  }
   if (!j.is_object()) return InvalidArgument("the body must be a JSON object");
   return j;
 }

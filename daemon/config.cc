@@ -243,11 +243,13 @@ Status ParseMasterKey(const Reader& r, const toml::table& t, MasterKeySource& mk
 
 Status ParseLimits(const Reader& r, const toml::table& t, Limits& l) {
   constexpr std::string_view p = "limits";
-  PV_RETURN_IF_ERROR(
-      r.CheckKeys(t, p,
-                  {"max_body_bytes", "max_header_bytes", "max_connections", "idle_timeout_ms",
-                   "disk_reserve_bytes", "auth_failure_burst", "auth_failure_refill_ms",
-                   "auth_failure_summary_ms", "auth_failures_per_connection"}));
+  PV_RETURN_IF_ERROR(r.CheckKeys(
+      t, p,
+      {"max_body_bytes", "max_header_bytes", "max_connections", "idle_timeout_ms",
+       "disk_reserve_bytes", "auth_failure_burst", "auth_failure_refill_ms",
+       "auth_failure_summary_ms", "auth_failures_per_connection", "request_timeout_ms",
+       "min_body_bytes_per_second", "max_connections_per_uid", "reserved_operator_connections",
+       "operator_uids", "max_small_body_bytes", "max_inflight_body_bytes"}));
   PV_RETURN_IF_ERROR(r.Integer(t, p, "max_body_bytes", l.max_body_bytes, 1024, 2ull << 30));
   PV_RETURN_IF_ERROR(r.Integer(t, p, "max_header_bytes", l.max_header_bytes, 1024, 65536));
   PV_RETURN_IF_ERROR(r.Integer(t, p, "max_connections", l.max_connections, 1, 4096));
@@ -261,6 +263,46 @@ Status ParseLimits(const Reader& r, const toml::table& t, Limits& l) {
       r.Integer(t, p, "auth_failure_summary_ms", l.auth_failure_summary_ms, 100, 3600000));
   PV_RETURN_IF_ERROR(
       r.Integer(t, p, "auth_failures_per_connection", l.auth_failures_per_connection, 1, 1000));
+  PV_RETURN_IF_ERROR(r.Integer(t, p, "request_timeout_ms", l.request_timeout_ms, 100, 3600000));
+  PV_RETURN_IF_ERROR(
+      r.Integer(t, p, "min_body_bytes_per_second", l.min_body_bytes_per_second, 0, 1ull << 40));
+  PV_RETURN_IF_ERROR(
+      r.Integer(t, p, "max_connections_per_uid", l.max_connections_per_uid, 1, 4096));
+  PV_RETURN_IF_ERROR(
+      r.Integer(t, p, "reserved_operator_connections", l.reserved_operator_connections, 0, 4095));
+  if (l.reserved_operator_connections >= l.max_connections) {
+    return r.Error("limits.reserved_operator_connections",
+                   "must be less than limits.max_connections");
+  }
+  if (const toml::node* uids = t.get("operator_uids"); uids != nullptr) {
+    const auto* ua = uids->as_array();
+    if (ua == nullptr) return r.Error("limits.operator_uids", "must be an array of user ids");
+    l.operator_uids.clear();
+    for (size_t j = 0; j < ua->size(); ++j) {
+      const auto* u = ua->get(j)->as_integer();
+      if (u == nullptr || u->get() < 0 || u->get() > 4294967294ll) {
+        return r.Error("limits.operator_uids[" + std::to_string(j) + "]",
+                       "must be an integer between 0 and 4294967294");
+      }
+      l.operator_uids.push_back(static_cast<uint32_t>(u->get()));
+    }
+  }
+  PV_RETURN_IF_ERROR(
+      r.Integer(t, p, "max_small_body_bytes", l.max_small_body_bytes, 1024, 2ull << 30));
+  PV_RETURN_IF_ERROR(r.Integer(t, p, "max_inflight_body_bytes", l.max_inflight_body_bytes,
+                               1ull << 20, 1ull << 40));
+  // Left out, these follow max_body_bytes; given, they must be consistent with it.
+  if (t.get("max_small_body_bytes") == nullptr) {
+    l.max_small_body_bytes = std::min(l.max_small_body_bytes, l.max_body_bytes);
+  } else if (l.max_small_body_bytes > l.max_body_bytes) {
+    return r.Error("limits.max_small_body_bytes", "must not exceed limits.max_body_bytes");
+  }
+  if (t.get("max_inflight_body_bytes") == nullptr) {
+    l.max_inflight_body_bytes = std::max(l.max_inflight_body_bytes, 2 * l.max_body_bytes);
+  } else if (l.max_inflight_body_bytes < l.max_body_bytes) {
+    return r.Error("limits.max_inflight_body_bytes",
+                   "must be at least limits.max_body_bytes (one largest request must fit)");
+  }
   return Status::Ok();
 }
 

@@ -38,6 +38,25 @@ struct Limits {
   // A connection is closed after this many failed authentications on it (and at once when its
   // uid's budget is spent), so a stranger must reconnect to keep guessing.
   uint32_t auth_failures_per_connection = 3;
+
+  // Hostile clients (docs/reliability.md). A request's line, headers and body must all arrive
+  // within request_timeout_ms of its first byte, and its body at no less than
+  // min_body_bytes_per_second on average (after a first second; 0: no minimum rate); a slower
+  // request is cut off (408 if it can still be told, else the connection is closed).
+  uint32_t request_timeout_ms = 30000;
+  uint64_t min_body_bytes_per_second = 65536;
+  // Connections from one peer uid (SO_PEERCRED), operators excepted.
+  uint32_t max_connections_per_uid = 32;
+  // Of max_connections, this many are kept for operators: uid 0, the uid phivaultd runs as and
+  // operator_uids. Others get 503 once only these are left.
+  uint32_t reserved_operator_connections = 4;
+  std::vector<uint32_t> operator_uids;
+  // Body limit of the routes that carry no record content (searches, reports, holds, ...);
+  // record create and amend take up to max_body_bytes.
+  uint64_t max_small_body_bytes = 1ull << 20;
+  // Request body bytes all connections together may hold at once; a request that would go over
+  // gets 503 with Retry-After.
+  uint64_t max_inflight_body_bytes = 256ull << 20;
 };
 
 // An application (EHR, practice-management software): a bearer token (only its SHA-256 is kept)

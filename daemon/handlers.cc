@@ -18,6 +18,8 @@
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerRequestImpl.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/HTTPServerSession.h>
+#include <Poco/Net/HTTPStream.h>
 #include <Poco/Net/StreamSocket.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -66,10 +68,8 @@ using Poco::Net::HTTPServerRequest;
 using Poco::Net::HTTPServerResponse;
 
 // ReadJsonBody's first buffer: the Content-Length, but at most kMaxFirstBodyBuffer so that a
-// client declaring more than it sends costs no more than that; kFirstChunkedBuffer for a chunked
-// body. Either then doubles as bytes arrive.
+// client declaring more than it sends costs no more than that; it then doubles as bytes arrive.
 constexpr size_t kMaxFirstBodyBuffer = 1 << 20;
-constexpr size_t kFirstChunkedBuffer = 16 << 10;
 constexpr size_t kMaxRequestIdBytes = 64;
 
 // State of one request, for the response headers and the log line.
@@ -82,7 +82,19 @@ struct Exchange {
   bool body_pending = false;  // the request has a body that has not been read
   bool close = false;         // end the connection after this response
   bool peer_known = false;    // SO_PEERCRED succeeded: refusals can be budgeted by peer uid
+  // The route's body limit and the configuration key that sets it (BodyLimitOf), and what the
+  // body read holds of the server's budget of request bytes in flight.
+  uint64_t body_limit = 0;
+  std::string_view body_limit_key = "limits.max_small_body_bytes";
+  BudgetLease body_lease;
 };
+
+// Only the routes that carry record content take bodies up to limits.max_body_bytes; every other
+// route's body is a small JSON object, held to limits.max_small_body_bytes, so that a huge body
+// sent to a search or report route is refused before it is read.
+bool TakesLargeBody(RouteId id) {
+  return id == RouteId::kCreateRecord || id == RouteId::kAmendRecord;
+}
 
 bool IsValidRequestId(std::string_view id) {
   return !id.empty() && id.size() <= kMaxRequestIdBytes &&
@@ -251,6 +263,12 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     }
     const RouteSpec& route = *match.route;
     ex.route = route.path;
+    if (TakesLargeBody(route.id)) {
+      ex.body_limit = deps_.config->limits.max_body_bytes;
+      ex.body_limit_key = "limits.max_body_bytes";
+    } else {
+      ex.body_limit = deps_.config->limits.max_small_body_bytes;
+    }
 
     if (route.access == RouteSpec::Access::kPublic) {
       if (!CheckNoBodyOrQuery(resp, ex, query)) return;
@@ -1128,11 +1146,12 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     return true;
   }
 
-  // Reads the whole body within limits.max_body_bytes. On failure the response is sent and the
+  // Reads the whole body within the route's limit (Exchange::body_limit), holding it against the
+  // server's budget of request bytes in flight. On failure the response is sent and the
   // connection will be closed (the rest of the body is unread).
   bool ReadJsonBody(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
                     std::string& body) {
-    const uint64_t max = deps_.config->limits.max_body_bytes;
+    const uint64_t max = ex.body_limit;
     if (!IsJsonContentType(req.getContentType())) {
       SendProblem(resp, ex,
                   MakeProblem(415, "unsupported-media-type",
@@ -1149,23 +1168,65 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     const auto too_large = [&] {
       SendProblem(resp, ex,
                   MakeProblem(413, "payload-too-large",
-                              "the body exceeds limits.max_body_bytes (" + std::to_string(max) +
-                                  " bytes)"));
+                              "the body exceeds " + std::string(ex.body_limit_key) + " (" +
+                                  std::to_string(max) + " bytes) for this route"));
       return false;
     };
-    const int64_t declared = chunked ? -1 : req.getContentLength64();
-    if (!chunked && (declared < 0 || static_cast<uint64_t>(declared) > max)) return too_large();
+    const auto over_budget = [&] {
+      resp.set("Retry-After", "1");
+      SendProblem(resp, ex,
+                  MakeProblem(503, "server-busy",
+                              "the server holds too many request bytes at the moment "
+                              "(limits.max_inflight_body_bytes); retry shortly"));
+      return false;
+    };
+    ConnectionState* connection = CurrentConnection();
+    const auto incomplete = [&](std::string detail) {
+      if (connection != nullptr && connection->timed_out) {
+        SendProblem(resp, ex,
+                    MakeProblem(408, "request-timeout",
+                                "the request did not arrive within limits.request_timeout_ms "
+                                "or limits.min_body_bytes_per_second"));
+      } else {
+        SendProblem(resp, ex, MakeProblem(400, "invalid-request", std::move(detail)));
+      }
+      return false;
+    };
+    ex.body_lease.Bind(connection != nullptr ? connection->budget : nullptr);
+
+    if (chunked) {
+      // Poco's own chunked stream takes a body cut short for a complete one; this reads the raw
+      // bytes after the header section and insists on the full framing. What it may have read
+      // ahead of the next request is lost, so the connection ends after this response.
+      ex.close = true;
+      auto& impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl&>(req);
+      Poco::Net::HTTPInputStream raw(impl.session());
+      switch (ReadChunkedBody(raw, max, ex.body_lease, body)) {
+        case ChunkedResult::kOk:
+          break;
+        case ChunkedResult::kTooLarge:
+          return too_large();
+        case ChunkedResult::kOverBudget:
+          return over_budget();
+        case ChunkedResult::kMalformed:
+          return incomplete("the chunked body is malformed or incomplete");
+      }
+      ex.body_pending = false;
+      return true;
+    }
+
+    const int64_t declared = req.getContentLength64();
+    if (declared < 0 || static_cast<uint64_t>(declared) > max) return too_large();
+    if (!ex.body_lease.Grow(static_cast<uint64_t>(declared))) return over_budget();
 
     // Reads straight into `body`, sized to what is declared or has arrived: resize zero-fills
     // (std::string has no uninitialised resize before C++23), so a 1 KiB body costs a 1 KiB
     // memset rather than a fresh 1 MiB buffer, and no body makes us allocate more than twice
-    // what it sent (or kMaxFirstBodyBuffer). A chunked body may grow to max + 1 bytes, which is
-    // how a body over the limit is told apart from one exactly at it.
-    const uint64_t capacity = chunked ? max + 1 : static_cast<uint64_t>(declared);
+    // what it sent (or kMaxFirstBodyBuffer).
+    const auto capacity = static_cast<uint64_t>(declared);
     std::istream& in = req.stream();
     size_t filled = 0;
-    body.resize(static_cast<size_t>(
-        std::min<uint64_t>(capacity, chunked ? kFirstChunkedBuffer : kMaxFirstBodyBuffer)));
+    body.resize(static_cast<size_t>(std::min<uint64_t>(capacity, kMaxFirstBodyBuffer)));
     while (filled < body.size()) {
       in.read(body.data() + filled, static_cast<std::streamsize>(body.size() - filled));
       const auto got = static_cast<size_t>(in.gcount());
@@ -1176,13 +1237,8 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
       }
     }
     body.resize(filled);
-    if (filled > max) return too_large();
-    if (in.bad() || (!chunked && body.size() != static_cast<uint64_t>(declared))) {
-      SendProblem(resp, ex,
-                  MakeProblem(400, "invalid-request",
-                              chunked ? "the chunked body is malformed or incomplete"
-                                      : "the body ended before Content-Length bytes arrived"));
-      return false;
+    if (in.bad() || body.size() != capacity) {
+      return incomplete("the body ended before Content-Length bytes arrived");
     }
     ex.body_pending = false;
     return true;
@@ -1197,6 +1253,10 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     resp.set("X-Content-Type-Options", "nosniff");
     // Unread body bytes would be taken for the next request: close instead.
     if (ex.body_pending || ex.close) resp.setKeepAlive(false);
+    // The server is stopping: this is the connection's last response.
+    if (const ConnectionState* c = CurrentConnection(); c != nullptr && c->stop_requested.load()) {
+      resp.setKeepAlive(false);
+    }
   }
 
   void SendBytes(HTTPServerResponse& resp, Exchange& ex, int status, std::string_view type,

@@ -7,12 +7,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <poll.h>
+
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 #include <thread>
 
+#include <Poco/Exception.h>
+#include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPServerConnection.h>
 #include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/ServerSocketImpl.h>
@@ -49,25 +57,62 @@ class AdoptedServerSocket final : public Poco::Net::ServerSocket {
 thread_local ConnectionState* current_connection = nullptr;
 
 // The connection's socket as Poco's HTTP session reads it, noting a 0xFF byte in what arrives
-// (see ConnectionState::received_byte_ff). It works on its own dup() of the accepted fd, since a
-// Poco socket cannot be given a new implementation; the original is closed by Poco's dispatcher
-// right after the connection object is destroyed.
+// (see ConnectionState::received_byte_ff) and holding each request to its deadline: from its
+// first byte, the whole request must arrive within limits.request_timeout_ms, and once a handler
+// reads the body, it must arrive at limits.min_body_bytes_per_second on average (after a first
+// second). A read past the deadline throws Poco::TimeoutException, which ends the request. It
+// works on its own dup() of the accepted fd, since a Poco socket cannot be given a new
+// implementation; the original is closed by Poco's dispatcher right after the connection object
+// is destroyed.
 class ScanningSocketImpl final : public Poco::Net::StreamSocketImpl {
  public:
-  ScanningSocketImpl(poco_socket_t fd, std::shared_ptr<ConnectionState> state)
-      : StreamSocketImpl(fd), state_(std::move(state)) {}
+  ScanningSocketImpl(poco_socket_t fd, std::shared_ptr<ConnectionState> state,
+                     std::shared_ptr<Counter> counter)
+      : StreamSocketImpl(fd), state_(std::move(state)), counter_(std::move(counter)) {}
 
   using StreamSocketImpl::receiveBytes;
   int receiveBytes(void* buffer, int length, int flags) override {
+    using Clock = std::chrono::steady_clock;
+    ConnectionState& st = *state_;
+    if (st.request_started != Clock::time_point{}) WaitWithinDeadline();
     const int n = StreamSocketImpl::receiveBytes(buffer, length, flags);
-    if (n > 0 && std::memchr(buffer, 0xff, static_cast<size_t>(n)) != nullptr) {
-      state_->received_byte_ff = true;
+    if (n > 0) {
+      if (std::memchr(buffer, 0xff, static_cast<size_t>(n)) != nullptr) {
+        st.received_byte_ff = true;
+      }
+      if (st.request_started == Clock::time_point{}) st.request_started = Clock::now();
+      if (st.in_handler.load(std::memory_order_relaxed)) st.body_bytes += static_cast<size_t>(n);
     }
     return n;
   }
 
  private:
+  // Returns once the socket is readable; throws if the request's deadline passes first.
+  void WaitWithinDeadline() {
+    using Clock = std::chrono::steady_clock;
+    ConnectionState& st = *state_;
+    Clock::time_point deadline = st.request_started + counter_->request_timeout;
+    if (counter_->min_body_rate > 0 && st.body_started != Clock::time_point{}) {
+      const auto allowed =
+          std::chrono::seconds(1) +
+          std::chrono::microseconds(st.body_bytes * 1000000 / counter_->min_body_rate);
+      deadline = std::min(deadline, st.body_started + allowed);
+    }
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) break;
+      pollfd p{sockfd(), POLLIN, 0};
+      const int rc = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count() + 1, 1 << 30)));
+      if (rc > 0) return;
+      if (rc < 0 && errno != EINTR) return;  // let the read report it
+    }
+    st.timed_out = true;
+    throw Poco::TimeoutException("the request did not arrive in time");
+  }
+
   std::shared_ptr<ConnectionState> state_;
+  std::shared_ptr<Counter> counter_;
 };
 
 // An HTTP connection that holds one of the counted slots for its whole life, and whose state
@@ -81,7 +126,18 @@ class CountedConnection final : public Poco::Net::HTTPServerConnection {
       : HTTPServerConnection(socket, std::move(params), std::move(factory)),
         counter_(std::move(counter)),
         state_(std::move(state)) {}
-  ~CountedConnection() override { counter_->active.fetch_sub(1); }
+  ~CountedConnection() override {
+    {
+      std::lock_guard lock(counter_->mu);
+      counter_->live.erase(state_);
+      if (!state_->operator_peer) {
+        auto it = counter_->by_uid.find(state_->uid);
+        if (it != counter_->by_uid.end() && --it->second == 0) counter_->by_uid.erase(it);
+      }
+      state_->fd = -1;
+    }
+    counter_->active.fetch_sub(1);
+  }
 
   void run() override {
     current_connection = state_.get();
@@ -139,23 +195,54 @@ class CountingConnectionFactory final : public Poco::Net::TCPServerConnectionFac
       : params_(std::move(params)), factory_(std::move(factory)), counter_(std::move(counter)) {}
 
   Poco::Net::TCPServerConnection* createConnection(const Poco::Net::StreamSocket& socket) override {
-    if (counter_->stopping.load()) {
-      return new RefusedConnection(socket, "the server is shutting down");
-    }
-    size_t current = counter_->active.load();
-    do {
-      if (current >= counter_->limit) {
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    const bool known =
+        getsockopt(socket.impl()->sockfd(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
+    const uid_t uid = known ? cred.uid : static_cast<uid_t>(-1);
+    const bool is_operator =
+        known && std::find(counter_->operator_uids.begin(), counter_->operator_uids.end(), uid) !=
+                     counter_->operator_uids.end();
+    auto state = std::make_shared<ConnectionState>();
+    state->uid = uid;
+    state->operator_peer = is_operator;
+    state->budget = &counter_->budget;
+    {
+      std::lock_guard lock(counter_->mu);
+      if (counter_->stopping.load()) {
+        return new RefusedConnection(socket, "the server is shutting down");
+      }
+      const size_t active = counter_->active.load();
+      if (active >= counter_->limit) {
         return new RefusedConnection(socket, "the server is at its connection limit (" +
                                                  std::to_string(counter_->limit) + ")");
       }
-    } while (!counter_->active.compare_exchange_weak(current, current + 1));
-    const int fd = fcntl(socket.impl()->sockfd(), F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) {
-      counter_->active.fetch_sub(1);
-      return new RefusedConnection(socket, "the server has no file descriptor left for it");
+      if (!is_operator && active + counter_->reserved >= counter_->limit) {
+        return new RefusedConnection(
+            socket, "the server's remaining connections are reserved for operators");
+      }
+      size_t& mine = counter_->by_uid[uid];
+      if (!is_operator && mine >= counter_->per_uid) {
+        if (mine == 0) counter_->by_uid.erase(uid);
+        return new RefusedConnection(socket, "this user already has " +
+                                                 std::to_string(counter_->per_uid) +
+                                                 " connections (limits.max_connections_per_uid)");
+      }
+      const int fd = fcntl(socket.impl()->sockfd(), F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) {
+        if (mine == 0) counter_->by_uid.erase(uid);
+        return new RefusedConnection(socket, "the server has no file descriptor left for it");
+      }
+      if (is_operator) {
+        if (mine == 0) counter_->by_uid.erase(uid);
+      } else {
+        ++mine;
+      }
+      counter_->active.fetch_add(1);
+      state->fd = fd;
+      counter_->live.insert(state);
     }
-    auto state = std::make_shared<ConnectionState>();
-    const Poco::Net::StreamSocket scanning(new ScanningSocketImpl(fd, state));
+    const Poco::Net::StreamSocket scanning(new ScanningSocketImpl(state->fd, state, counter_));
     return new CountedConnection(scanning, std::move(state), params_, factory_, counter_);
   }
 
@@ -219,17 +306,192 @@ StatusOr<std::optional<gid_t>> ResolveGroup(const std::string& name) {
 
 ConnectionState* CurrentConnection() { return current_connection; }
 
-// Poco only lets its own HTTPServer raise serverStopped, the event that tells every live
-// connection to finish its request and close; this wrapper raises it for ours.
+bool RequestBytesBudget::TryAcquire(uint64_t bytes) {
+  uint64_t used = used_.load();
+  do {
+    if (bytes > capacity_ || used > capacity_ - bytes) return false;
+  } while (!used_.compare_exchange_weak(used, used + bytes));
+  return true;
+}
+
+bool BudgetLease::Grow(uint64_t bytes) {
+  if (budget_ == nullptr) return true;
+  if (!budget_->TryAcquire(bytes)) return false;
+  held_ += bytes;
+  return true;
+}
+
+void BudgetLease::Reset() {
+  if (budget_ != nullptr && held_ > 0) budget_->Release(held_);
+  held_ = 0;
+}
+
+namespace {
+
+bool IEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
+std::optional<std::string> FramingError(const Poco::Net::HTTPServerRequest& request) {
+  size_t te_fields = 0;
+  size_t cl_fields = 0;
+  bool te_chunked = false;
+  bool cl_plain = true;
+  for (const auto& [name, value] : request) {
+    if (IEquals(name, "Transfer-Encoding")) {
+      ++te_fields;
+      te_chunked = IEquals(value, "chunked");
+    } else if (IEquals(name, "Content-Length")) {
+      ++cl_fields;
+      cl_plain =
+          cl_plain && !value.empty() && value.size() <= 18 &&
+          std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
+    }
+  }
+  // Poco takes any version string ("HTXP/1.1", "HTTP/9.9") for HTTP/1.x.
+  if (const std::string& v = request.getVersion(); v != "HTTP/1.1" && v != "HTTP/1.0") {
+    return "only HTTP/1.1 and HTTP/1.0 are spoken here";
+  }
+  if (te_fields > 0 && cl_fields > 0) {
+    return "Transfer-Encoding and Content-Length together are refused (RFC 9112 section 6.1)";
+  }
+  if (te_fields > 1 || (te_fields == 1 && !te_chunked)) {
+    return "the only Transfer-Encoding accepted is a single \"chunked\"";
+  }
+  if (cl_fields > 1) return "more than one Content-Length field";
+  if (!cl_plain) return "Content-Length must be a decimal number";
+  return std::nullopt;
+}
+
+namespace {
+
+constexpr size_t kMaxChunkLine = 1024;
+constexpr size_t kMaxTrailerBytes = 8192;
+
+// One line ending in CRLF (without it), at most kMaxChunkLine bytes; false if it does not end so.
+bool ReadCrlfLine(std::istream& in, std::string& line, size_t max = kMaxChunkLine) {
+  line.clear();
+  for (;;) {
+    const int c = in.get();
+    if (c == std::char_traits<char>::eof()) return false;
+    if (c == '\r') return in.get() == '\n';
+    if (c == '\n' || line.size() >= max) return false;
+    line += static_cast<char>(c);
+  }
+}
+
+}  // namespace
+
+ChunkedResult ReadChunkedBody(std::istream& raw, uint64_t max_bytes, BudgetLease& lease,
+                              std::string& out) {
+  out.clear();
+  std::string line;
+  for (;;) {
+    if (!ReadCrlfLine(raw, line)) return ChunkedResult::kMalformed;
+    size_t digits = 0;
+    uint64_t size = 0;
+    while (digits < line.size() && std::isxdigit(static_cast<unsigned char>(line[digits]))) {
+      if (digits >= 15) return ChunkedResult::kMalformed;  // beyond any body we take
+      const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(line[digits])));
+      size = size * 16 + static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+      ++digits;
+    }
+    if (digits == 0 || (digits < line.size() && line[digits] != ';')) {
+      return ChunkedResult::kMalformed;
+    }
+    if (size == 0) break;
+    if (size > max_bytes || out.size() > max_bytes - size) return ChunkedResult::kTooLarge;
+    if (!lease.Grow(size)) return ChunkedResult::kOverBudget;
+    const size_t at = out.size();
+    out.resize(at + static_cast<size_t>(size));
+    raw.read(out.data() + at, static_cast<std::streamsize>(size));
+    if (static_cast<uint64_t>(raw.gcount()) != size) return ChunkedResult::kMalformed;
+    if (raw.get() != '\r' || raw.get() != '\n') return ChunkedResult::kMalformed;
+  }
+  // Trailer fields (ignored), then the empty line that ends the body.
+  size_t trailer = 0;
+  for (;;) {
+    if (!ReadCrlfLine(raw, line)) return ChunkedResult::kMalformed;
+    if (line.empty()) return ChunkedResult::kOk;
+    trailer += line.size() + 2;
+    if (trailer > kMaxTrailerBytes) return ChunkedResult::kMalformed;
+  }
+}
+
+namespace {
+
+void SendFramingProblem(Poco::Net::HTTPServerResponse& response, const std::string& detail) {
+  const std::string request_id = crypto::HexEncode(crypto::RandomBytes(12));
+  const std::string body = ProblemJson(MakeProblem(400, "invalid-framing", detail), request_id);
+  response.setStatusAndReason(Poco::Net::HTTPResponse::HTTP_BAD_REQUEST);
+  response.set("X-Request-Id", request_id);
+  response.set("Cache-Control", "no-store");
+  response.setContentType(std::string(kProblemContentType));
+  response.setContentLength64(static_cast<Poco::Int64>(body.size()));
+  response.setKeepAlive(false);
+  response.sendBuffer(body.data(), body.size());
+}
+
+// Runs the real handler with the connection's request clock and shutdown state kept: the body
+// deadline starts when the handler does, a connection asked to stop closes after this response,
+// and a request with unsound framing never reaches the handler.
+class GuardedHandler final : public Poco::Net::HTTPRequestHandler {
+ public:
+  GuardedHandler(Poco::Net::HTTPRequestHandlerFactory& inner, std::shared_ptr<Counter> counter)
+      : inner_(inner), counter_(std::move(counter)) {}
+
+  void handleRequest(Poco::Net::HTTPServerRequest& request,
+                     Poco::Net::HTTPServerResponse& response) override {
+    using Clock = std::chrono::steady_clock;
+    ConnectionState* c = CurrentConnection();
+    if (std::optional<std::string> error = FramingError(request); error.has_value()) {
+      spdlog::warn("request refused: {}", *error);
+      SendFramingProblem(response, *error);
+      return;
+    }
+    if (c != nullptr) {
+      if (c->request_started == Clock::time_point{}) c->request_started = Clock::now();
+      c->body_started = Clock::now();
+      c->body_bytes = 0;
+      c->in_handler.store(true);
+    }
+    if (counter_->stopping.load()) response.setKeepAlive(false);
+    std::unique_ptr<Poco::Net::HTTPRequestHandler> handler(inner_.createRequestHandler(request));
+    struct Done {
+      ConnectionState* c;
+      ~Done() {
+        if (c == nullptr) return;
+        c->in_handler.store(false);
+        c->request_started = {};
+        c->body_started = {};
+        // Asked to stop while this request ran: nothing more is read on this connection.
+        if (c->stop_requested.load() && c->fd >= 0) ::shutdown(c->fd, SHUT_RD);
+      }
+    } done{c};
+    if (handler != nullptr) handler->handleRequest(request, response);
+  }
+
+ private:
+  Poco::Net::HTTPRequestHandlerFactory& inner_;
+  std::shared_ptr<Counter> counter_;
+};
+
+}  // namespace
+
 class HttpServer::StoppableHandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
  public:
-  explicit StoppableHandlerFactory(Poco::Net::HTTPRequestHandlerFactory::Ptr inner)
-      : inner_(std::move(inner)) {}
+  StoppableHandlerFactory(Poco::Net::HTTPRequestHandlerFactory::Ptr inner,
+                          std::shared_ptr<Counter> counter)
+      : inner_(std::move(inner)), counter_(std::move(counter)) {}
   Poco::Net::HTTPRequestHandler* createRequestHandler(
-      const Poco::Net::HTTPServerRequest& request) override {
-    return inner_->createRequestHandler(request);
+      const Poco::Net::HTTPServerRequest&) override {
+    return new GuardedHandler(*inner_, counter_);
   }
-  void NotifyStopped() { serverStopped.notify(this, false); }
   void NotifyStopListener() {
     if (auto* listener = dynamic_cast<ServerStopListener*>(inner_.get())) {
       listener->OnServerStopped();
@@ -238,14 +500,26 @@ class HttpServer::StoppableHandlerFactory final : public Poco::Net::HTTPRequestH
 
  private:
   Poco::Net::HTTPRequestHandlerFactory::Ptr inner_;
+  std::shared_ptr<Counter> counter_;
 };
 
 StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
     const HttpServerOptions& options, Poco::Net::HTTPRequestHandlerFactory::Ptr factory) {
   std::unique_ptr<HttpServer> server(new HttpServer());
-  server->counter_ = std::make_shared<Counter>();
-  server->counter_->limit = options.limits.max_connections;
-  server->handler_factory_ = new StoppableHandlerFactory(std::move(factory));
+  const Limits& l = options.limits;
+  server->counter_ = std::make_shared<Counter>(l.max_inflight_body_bytes);
+  server->counter_->limit = l.max_connections;
+  server->counter_->reserved = std::min<size_t>(l.reserved_operator_connections,
+                                                l.max_connections > 0 ? l.max_connections - 1 : 0);
+  server->counter_->per_uid = l.max_connections_per_uid;
+  server->counter_->request_timeout = std::chrono::milliseconds(l.request_timeout_ms);
+  server->counter_->min_body_rate = l.min_body_bytes_per_second;
+  server->counter_->operator_uids.assign(l.operator_uids.begin(), l.operator_uids.end());
+  if (options.implicit_operators) {
+    server->counter_->operator_uids.push_back(0);
+    server->counter_->operator_uids.push_back(geteuid());
+  }
+  server->handler_factory_ = new StoppableHandlerFactory(std::move(factory), server->counter_);
 
   Poco::Net::ServerSocket socket;
   try {
@@ -322,25 +596,20 @@ bool HttpServer::Stop(std::chrono::milliseconds grace) {
       unlink(owned_socket_path_.c_str());
     }
   }
-  // Each connection finishes the request it is serving, then closes; idle ones close now.
-  // Delivered from another thread so that a request that never finishes cannot hold us
-  // beyond the grace period.
-  std::thread notifier([factory = handler_factory_]() mutable {
-    try {
-      factory->NotifyStopped();
-    } catch (const Poco::Exception& e) {
-      spdlog::error("stopping connections failed: {}", e.displayText());
+  // Each connection finishes the request it is serving, then closes; idle ones (and those still
+  // sending a request's head) close now. No connection waits on another: each is told on its
+  // own, without taking any lock a request in progress holds.
+  {
+    std::lock_guard lock(counter_->mu);
+    for (const auto& c : counter_->live) {
+      c->stop_requested.store(true);
+      if (!c->in_handler.load() && c->fd >= 0) ::shutdown(c->fd, SHUT_RD);
     }
-  });
+  }
   while (counter_->active.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   const bool all_done = counter_->active.load() == 0;
-  if (all_done) {
-    notifier.join();
-  } else {
-    notifier.detach();
-  }
   handler_factory_->NotifyStopListener();
   return all_done;
 }

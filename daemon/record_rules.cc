@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <string_view>
+#include <vector>
 
 #include "daemon/api_json.h"
 
@@ -23,6 +25,43 @@ bool IsToken(std::string_view s) {
   return true;
 }
 
+// The code points of valid UTF-8 `s` (checked by the caller).
+std::vector<char32_t> CodePoints(std::string_view s) {
+  std::vector<char32_t> out;
+  for (size_t i = 0; i < s.size();) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    const size_t len = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    char32_t cp = len == 1 ? b : len == 2 ? (b & 0x1F) : len == 3 ? (b & 0x0F) : (b & 0x07);
+    for (size_t k = 1; k < len && i + k < s.size(); ++k) {
+      cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    }
+    out.push_back(cp);
+    i += len;
+  }
+  return out;
+}
+
+// Characters that make two patient ids look alike while differing: invisible and format
+// characters (zero-width, bidirectional controls, BOM), spaces other than U+0020, combining
+// marks (a decomposed "é" next to a precomposed one), and the fullwidth/halfwidth forms.
+bool IsDeceptive(char32_t cp) {
+  return (cp >= 0x80 && cp <= 0x9F) || cp == 0xA0 || cp == 0xAD || (cp >= 0x300 && cp <= 0x36F) ||
+         cp == 0x34F || cp == 0x61C || cp == 0x1680 || (cp >= 0x180B && cp <= 0x180E) ||
+         (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) ||
+         (cp >= 0x205F && cp <= 0x206F) || cp == 0x3000 || (cp >= 0xFE00 && cp <= 0xFE0F) ||
+         cp == 0xFEFF || (cp >= 0xFF00 && cp <= 0xFFEF) || (cp >= 0xE0000 && cp <= 0xE01EF);
+}
+
+enum class Script { kOther, kLatin, kGreek, kCyrillic };
+Script LetterScript(char32_t cp) {
+  if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || (cp >= 0xC0 && cp <= 0x24F)) {
+    return Script::kLatin;
+  }
+  if (cp >= 0x370 && cp <= 0x3FF) return Script::kGreek;
+  if (cp >= 0x400 && cp <= 0x52F) return Script::kCyrillic;
+  return Script::kOther;
+}
+
 }  // namespace
 
 Status ValidatePatientId(std::string_view patient_id) {
@@ -31,6 +70,20 @@ Status ValidatePatientId(std::string_view patient_id) {
   if (!IsValidUtf8(patient_id)) return InvalidArgument("patient_id must be valid UTF-8");
   for (unsigned char c : patient_id) {
     if (IsControl(c)) return InvalidArgument("patient_id must not contain control characters");
+  }
+  // Look-alikes: an id that could be mistaken for another patient's is refused, not stored.
+  Script seen = Script::kOther;
+  for (char32_t cp : CodePoints(patient_id)) {
+    if (IsDeceptive(cp)) {
+      return InvalidArgument(
+          "patient_id must not contain invisible, spacing, combining or fullwidth characters");
+    }
+    const Script script = LetterScript(cp);
+    if (script == Script::kOther) continue;
+    if (seen != Script::kOther && script != seen) {
+      return InvalidArgument("patient_id must not mix Latin, Greek and Cyrillic letters");
+    }
+    seen = script;
   }
   return Status::Ok();
 }

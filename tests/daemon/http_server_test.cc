@@ -13,8 +13,10 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -364,10 +366,12 @@ TEST_F(HttpServerTest, LargeBodiesArriveIntact) {
 
 // Exactly at the limit is accepted with either framing; a chunked body one byte over is 413
 // (a Content-Length over the limit is refused before reading: OversizedBodyIs413BeforeItIsRead).
+// A search's limit is limits.max_small_body_bytes.
 TEST_F(HttpServerTest, BodyExactlyAtTheLimitIsReadAndOneByteMoreIs413) {
   Config config = TestConfig(getuid());
   config.max_content_bytes = 1 << 20;
   config.limits.max_body_bytes = 2 << 20;
+  config.limits.max_small_body_bytes = 64 << 10;
   Start(config);
   const std::string empty_search = R"({"patient_id":"synthetic-patient-0001"})";
   // JSON allows trailing whitespace, which pads a valid body to any length.
@@ -383,7 +387,7 @@ TEST_F(HttpServerTest, BodyExactlyAtTheLimitIsReadAndOneByteMoreIs413) {
   EXPECT_CALL(service_, ListRecords(_, std::string("synthetic-patient-0001")))
       .Times(2)
       .WillRepeatedly(Return(RecordList{}));
-  const std::size_t max = config.limits.max_body_bytes;
+  const std::size_t max = config.limits.max_small_body_bytes;
   EXPECT_EQ(Send(Request("POST", "/v1/records/_search", padded(max))).status, 200);
   EXPECT_EQ(Send(chunked(Request("POST", "/v1/records/_search", ""), padded(max))).status, 200);
   ExpectProblem(Send(chunked(Request("POST", "/v1/records/_search", ""), padded(max + 1))), 413,
@@ -904,6 +908,304 @@ TEST_F(HttpServerTest, StopFinishesTheRequestInProgressAndRefusesNewOnes) {
   const RawResponse r = client.get();
   ASSERT_TRUE(r.received);
   EXPECT_EQ(r.status, 201);
+  EXPECT_TRUE(stopped.get());
+}
+
+// --- Hostile clients (docs/reliability.md) ----------------------------------------------------
+
+class HostileClientTest : public HttpServerTest {
+ protected:
+  // Starts the server with `config`; `implicit_operators` false leaves only limits.operator_uids
+  // as operators (the test's own uid is otherwise one, as the server's).
+  void StartWith(Config config, bool implicit_operators) {
+    config_ = std::move(config);
+    auto auth = Authenticator::Create(config_);
+    ASSERT_TRUE(auth.ok()) << auth.status().ToString();
+    auth_ = std::move(auth).value();
+    HttpServerOptions options;
+    options.socket_path = socket_path_;
+    options.limits = config_.limits;
+    options.implicit_operators = implicit_operators;
+    auto server =
+        HttpServer::Start(options, NewApiHandlerFactory(ApiDeps{&config_, &service_, auth_.get()}));
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(server).value();
+  }
+
+  // A POST /v1/records head announcing `length` body bytes (no body).
+  static std::string CreateHead(size_t length, const std::string& framing = "") {
+    std::string r = Request("GET", "/v1/records", "", "", true);
+    r.replace(0, 3, "POST");
+    r.erase(r.size() - 2);
+    r += "Content-Type: application/json\r\n";
+    r += framing.empty() ? "Content-Length: " + std::to_string(length) + "\r\n" : framing;
+    return r + "\r\n";
+  }
+};
+
+TEST_F(HostileClientTest, AmbiguousFramingIs400AndClosesWithoutReachingTheService) {
+  Start();  // StrictMock: any service call fails the test
+  const std::string chunked_body = std::to_string(kCreateBody.size()) + "\r\n" + kCreateBody;
+  const std::vector<std::string> framings = {
+      "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+      "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+      "Transfer-Encoding: gzip, chunked\r\n",
+      "Transfer-Encoding: chunked, chunked\r\n",
+      "Transfer-Encoding: identity\r\n",
+      "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+      "Transfer-Encoding: xchunked\r\n",
+      "Transfer-Encoding: chunked;q=1\r\n",
+      "Content-Length: " + std::to_string(kCreateBody.size()) +
+          "\r\nContent-Length: " + std::to_string(kCreateBody.size()) + "\r\n",
+      "Content-Length: 3\r\nContent-Length: " + std::to_string(kCreateBody.size()) + "\r\n",
+      "Content-Length: +" + std::to_string(kCreateBody.size()) + "\r\n",
+      "Content-Length: " + std::to_string(kCreateBody.size()) + ", " +
+          std::to_string(kCreateBody.size()) + "\r\n",
+  };
+  for (const std::string& framing : framings) {
+    SCOPED_TRACE(framing);
+    RawConnection c(socket_path_);
+    const RawResponse r = c.RoundTrip(CreateHead(0, framing) + kCreateBody);
+    // A Content-Length Poco cannot parse makes Poco close the connection without an answer
+    // before any handler runs; everything else gets our problem. All are closed.
+    const bool unparsable_length =
+        framing.rfind("Content-Length: ", 0) == 0 && framing.find(", ") != std::string::npos;
+    if (!unparsable_length) {
+      ExpectProblem(r, 400, "invalid-framing");
+      EXPECT_EQ(Lower(r.Header("connection")), "close");
+    } else if (r.received) {
+      EXPECT_EQ(r.status, 400);
+    }
+    EXPECT_TRUE(c.WaitClosed());
+  }
+}
+
+TEST_F(HostileClientTest, ChunkedBodyCutShortIsAnErrorNotAShortBody) {
+  Start();  // StrictMock: a short body reaching CreateRecord would fail the test
+  const std::string te = "Transfer-Encoding: chunked\r\n";
+  const std::string whole = kCreateBody;
+  const std::vector<std::string> bodies = {
+      // A chunk announced longer than what arrives before the end of the stream.
+      "100\r\n" + whole,
+      // Complete JSON in the first chunk, then no terminating chunk.
+      std::to_string(whole.size()) + "\r\n" + whole + "\r\n",
+      // The terminating chunk without the final CRLF.
+      [&] {
+        std::ostringstream o;
+        o << std::hex << whole.size();
+        return o.str() + "\r\n" + whole + "\r\n0\r\n";
+      }(),
+      // Chunk data not followed by CRLF.
+      [&] {
+        std::ostringstream o;
+        o << std::hex << whole.size();
+        return o.str() + "\r\n" + whole + "XX0\r\n\r\n";
+      }(),
+      // A size that is not hexadecimal, and one with a sign.
+      "zz\r\n" + whole + "\r\n0\r\n\r\n",
+      "-5\r\nhello\r\n0\r\n\r\n",
+      // Bare LF line endings.
+      [&] {
+        std::ostringstream o;
+        o << std::hex << whole.size();
+        return o.str() + "\n" + whole + "\n0\n\n";
+      }(),
+  };
+  for (const std::string& body : bodies) {
+    SCOPED_TRACE(body);
+    RawConnection c(socket_path_);
+    ASSERT_TRUE(c.Send(CreateHead(0, te) + body));
+    c.ShutdownWrite();
+    const RawResponse r = c.Read();
+    if (r.received) ExpectProblem(r, 400, "invalid-request");
+    EXPECT_TRUE(c.WaitClosed());
+  }
+}
+
+TEST_F(HostileClientTest, CompleteChunkedBodyStillWorks) {
+  Start();
+  EXPECT_CALL(service_, CreateRecord(_, Field(&CreateRecordRequest::content, "hello")))
+      .WillOnce(Return(SampleMeta()));
+  const std::string a = kCreateBody.substr(0, 10);
+  const std::string b = kCreateBody.substr(10);
+  std::ostringstream o;
+  o << std::hex << a.size() << ";ext=1\r\n"
+    << a << "\r\n"
+    << b.size() << "\r\n"
+    << b << "\r\n0\r\nX-Trailer: t\r\n\r\n";
+  const RawResponse r = Send(CreateHead(0, "Transfer-Encoding: chunked\r\n") + o.str());
+  EXPECT_EQ(r.status, 201);
+}
+
+TEST_F(HostileClientTest, SlowlorisHeadersAreCutOffByTheRequestDeadline) {
+  Config config = TestConfig(getuid());
+  config.limits.idle_timeout_ms = 1000;    // each byte arrives well within the per-read timeout
+  config.limits.request_timeout_ms = 600;  // but the request as a whole does not
+  StartWith(config, true);
+  RawConnection c(socket_path_);
+  const std::string head = Request("GET", "/v1/health", "", "", false);
+  bool cut_off = false;
+  for (size_t i = 0; i < head.size() && !cut_off; ++i) {
+    // 80 bytes at 100 ms each take 8 s: far beyond the deadline.
+    cut_off = !c.Send(head.substr(i, 1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(cut_off || c.WaitClosed());
+  EXPECT_TRUE(cut_off) << "the whole slow request was accepted";
+  // Others are served meanwhile and after.
+  EXPECT_EQ(Send(Request("GET", "/v1/health", "", "", false)).status, 200);
+}
+
+TEST_F(HostileClientTest, BodyBelowTheMinimumRateIs408) {
+  Config config = TestConfig(getuid());
+  config.limits.idle_timeout_ms = 2000;
+  config.limits.request_timeout_ms = 60000;
+  config.limits.min_body_bytes_per_second = 200;
+  StartWith(config, true);
+  RawConnection c(socket_path_, 10000);
+  ASSERT_TRUE(c.Send(CreateHead(kCreateBody.size())));
+  // 4 bytes every 200 ms: 20 bytes/s, a tenth of the minimum rate.
+  bool cut_off = false;
+  for (size_t i = 0; i < kCreateBody.size() && !cut_off; i += 4) {
+    cut_off = !c.Send(kCreateBody.substr(i, 4));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  const RawResponse r = c.Read();
+  if (r.received) {
+    ExpectProblem(r, 408, "request-timeout");
+  } else {
+    EXPECT_TRUE(cut_off);
+  }
+  EXPECT_TRUE(c.WaitClosed());
+}
+
+TEST_F(HostileClientTest, OneUidCannotTakeMoreThanItsShareOfConnections) {
+  Config config = TestConfig(getuid());
+  config.limits.max_connections = 8;
+  config.limits.max_connections_per_uid = 2;
+  config.limits.reserved_operator_connections = 0;
+  StartWith(config, /*implicit_operators=*/false);
+  RawConnection a(socket_path_), b(socket_path_);
+  ASSERT_EQ(a.RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+  ASSERT_EQ(b.RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+  RawConnection third(socket_path_);
+  const RawResponse r = third.RoundTrip(Request("GET", "/v1/health", "", "", false));
+  ExpectProblem(r, 503, "too-many-connections");
+  EXPECT_THAT(Body(r)["detail"].get<std::string>(), HasSubstr("max_connections_per_uid"));
+  EXPECT_TRUE(third.WaitClosed());
+}
+
+TEST_F(HostileClientTest, ReservedSlotsAreKeptForOperators) {
+  Config config = TestConfig(getuid());
+  config.limits.max_connections = 4;
+  config.limits.max_connections_per_uid = 4;
+  config.limits.reserved_operator_connections = 2;
+  {
+    StartWith(config, /*implicit_operators=*/false);  // this uid is no operator
+    RawConnection a(socket_path_), b(socket_path_);
+    ASSERT_EQ(a.RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+    ASSERT_EQ(b.RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+    RawConnection third(socket_path_);
+    const RawResponse r = third.RoundTrip(Request("GET", "/v1/health", "", "", false));
+    ExpectProblem(r, 503, "too-many-connections");
+    EXPECT_THAT(Body(r)["detail"].get<std::string>(), HasSubstr("reserved for operators"));
+  }
+  server_->Stop(std::chrono::seconds(5));
+  server_.reset();
+  config.limits.operator_uids = {getuid()};
+  StartWith(config, /*implicit_operators=*/false);  // now it is one
+  std::vector<std::unique_ptr<RawConnection>> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(std::make_unique<RawConnection>(socket_path_));
+    EXPECT_EQ(held.back()->RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+  }
+}
+
+TEST_F(HostileClientTest, RoutesWithoutContentTakeOnlySmallBodies) {
+  Config config = TestConfig(getuid());
+  config.limits.max_body_bytes = 1 << 20;
+  config.limits.max_small_body_bytes = 2048;
+  StartWith(config, true);
+  // 3000 bytes: within max_body_bytes, over the small limit; refused before a byte is read.
+  RawConnection c(socket_path_);
+  std::string head = CreateHead(3000);
+  head.replace(head.find("/v1/records"), 11, "/v1/records/_search");
+  const RawResponse r = c.RoundTrip(head);
+  ExpectProblem(r, 413, "payload-too-large");
+  EXPECT_THAT(Body(r)["detail"].get<std::string>(), HasSubstr("max_small_body_bytes"));
+}
+
+TEST_F(HostileClientTest, DeepNestingFailsTheParseAtOnce) {
+  Config config = TestConfig(getuid());
+  config.limits.max_body_bytes = 1 << 20;
+  config.limits.max_small_body_bytes = 1 << 20;
+  StartWith(config, true);
+  const std::string nested = "{\"patient_id\":" + std::string(500000, '[') + "}";
+  std::string head = CreateHead(nested.size());
+  head.replace(head.find("/v1/records"), 11, "/v1/records/_search");
+  const RawResponse r = Send(head + nested);
+  ExpectProblem(r, 400, "invalid-request");
+  EXPECT_THAT(Body(r)["detail"].get<std::string>(), HasSubstr("nested too deeply"));
+}
+
+TEST_F(HostileClientTest, RequestBytesInFlightBeyondTheBudgetGet503WithRetryAfter) {
+  Config config = TestConfig(getuid());
+  config.limits.max_body_bytes = 1 << 20;
+  config.limits.max_inflight_body_bytes = (1 << 20) + 1000;
+  config.max_content_bytes = 100000;
+  StartWith(config, true);
+  // One client announces a 1 MiB body and sends it slowly: that much is held for it.
+  RawConnection holder(socket_path_);
+  ASSERT_TRUE(holder.Send(CreateHead(1 << 20) + "{"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Another's 2000 bytes do not fit in what is left.
+  const RawResponse r = Send(CreateHead(2000) + std::string(2000, ' '));
+  ExpectProblem(r, 503, "server-busy");
+  EXPECT_EQ(r.Header("retry-after"), "1");
+  // Once the holder is gone its bytes are free again.
+  holder.ShutdownWrite();
+  EXPECT_TRUE(holder.WaitClosed());
+  EXPECT_CALL(service_, CreateRecord(_, _)).WillOnce(Return(SampleMeta()));
+  EXPECT_EQ(Send(CreateHead(kCreateBody.size()) + kCreateBody).status, 201);
+}
+
+TEST_F(HostileClientTest, StopClosesIdleConnectionsAtOnceWhileASlowRequestRuns) {
+  Config config = TestConfig(getuid());
+  config.limits.idle_timeout_ms = 60000;  // an idle close can only come from Stop
+  StartWith(config, true);
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  EXPECT_CALL(service_, CreateRecord(_, _))
+      .WillOnce(Invoke(
+          [&](const RequestContext&, CreateRecordRequest) -> StatusOr<storage::RecordMetadata> {
+            entered.set_value();
+            released.wait();
+            return SampleMeta();
+          }));
+  std::vector<std::unique_ptr<RawConnection>> idle;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(std::make_unique<RawConnection>(socket_path_, 20000));
+    ASSERT_EQ(idle.back()->RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+  }
+  RawConnection half_sent(socket_path_, 20000);  // a request head still arriving
+  ASSERT_TRUE(half_sent.Send("GET /v1/health HTTP/1.1\r\nHost: x\r\n"));
+  auto slow = std::async(std::launch::async, [&] {
+    RawConnection c(socket_path_, 20000);
+    return c.RoundTrip(Request("POST", "/v1/records", kCreateBody));
+  });
+  entered.get_future().wait();
+  auto stopped =
+      std::async(std::launch::async, [&] { return server_->Stop(std::chrono::seconds(30)); });
+  // The slow request is still held, yet every idle connection is closed: none waits for it.
+  for (auto& c : idle) EXPECT_TRUE(c->WaitClosed());
+  EXPECT_TRUE(half_sent.WaitClosed());
+  EXPECT_EQ(stopped.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+  release.set_value();
+  const RawResponse r = slow.get();
+  ASSERT_TRUE(r.received);
+  EXPECT_EQ(r.status, 201);
+  EXPECT_EQ(Lower(r.Header("connection")), "close");
   EXPECT_TRUE(stopped.get());
 }
 

@@ -39,6 +39,32 @@ TEST(RecordRulesTest, ContentTypesNeedTypeAndSubtype) {
   }
 }
 
+TEST(RecordRulesTest, PatientIdsThatLookLikeAnotherAreRefused) {
+  EXPECT_TRUE(ValidatePatientId("synthetic-0001").ok());
+  EXPECT_TRUE(ValidatePatientId("M\xc3\xbcller-0001").ok());  // precomposed u-umlaut
+  EXPECT_TRUE(ValidatePatientId("\xd0\x98\xd0\xb2\xd0\xb0\xd0\xbd-7").ok());  // all Cyrillic
+  EXPECT_FALSE(ValidatePatientId("synthetic-\xd0\xb0"
+                                 "001")
+                   .ok());  // Cyrillic a among Latin
+  EXPECT_FALSE(ValidatePatientId("synthetic-\xce\xbf"
+                                 "001")
+                   .ok());  // Greek omicron
+  EXPECT_FALSE(ValidatePatientId("synthetic-\xef\xbc\x90"
+                                 "001")
+                   .ok());  // fullwidth 0
+  EXPECT_FALSE(ValidatePatientId("synthetic-\xe2\x80\x8b"
+                                 "0001")
+                   .ok());  // zero-width space
+  EXPECT_FALSE(ValidatePatientId("synthetic-\xe2\x80\xae"
+                                 "0001")
+                   .ok());  // right-to-left override
+  EXPECT_FALSE(ValidatePatientId("synthetic-\xc2\xa0"
+                                 "0001")
+                   .ok());                                             // no-break space
+  EXPECT_FALSE(ValidatePatientId("synthetic-e\xcc\x81").ok());         // combining acute
+  EXPECT_FALSE(ValidatePatientId("\xef\xbb\xbfsynthetic-0001").ok());  // BOM
+}
+
 TEST(RecordRulesTest, PatientIdsAreBoundedAndPrintable) {
   EXPECT_TRUE(ValidatePatientId("synthetic-0001").ok());
   EXPECT_FALSE(ValidatePatientId("").ok());
