@@ -57,6 +57,16 @@ extern char** environ;
 namespace phivault::crash {
 namespace {
 
+// The running daemon, for the signal handler: a harness stopped by SIGTERM or ^C must not leave
+// its phivaultd behind.
+std::atomic<pid_t> g_daemon_pid{-1};
+
+void OnTerminate(int) {
+  const pid_t pid = g_daemon_pid.load();
+  if (pid > 0) kill(pid, SIGKILL);
+  _exit(2);
+}
+
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
@@ -341,11 +351,13 @@ class Harness {
     daemon_stderr_ = prefix + ".stderr";
     pid_ = Spawn({o_.daemon_path, "--config", config_}, prefix + ".stdout", daemon_stderr_);
     if (pid_ < 0) return false;
+    g_daemon_pid.store(pid_);
     client::Client c(socket_);
     const auto deadline = Clock::now() + kStartTimeout;
     while (Clock::now() < deadline) {
       if (auto code = WaitPid(pid_, std::chrono::milliseconds(0)); code.has_value()) {
         pid_ = -1;
+        g_daemon_pid.store(-1);
         std::cerr << "phivaultd exited during start " << starts_ << " (" << *code
                   << "): " << ReadWholeFile(daemon_stderr_) << "\n";
         return false;
@@ -368,6 +380,7 @@ class Harness {
       return false;
     }
     pid_ = -1;
+    g_daemon_pid.store(-1);
     if (*code != 0) {
       Violation("phivaultd exited with " + std::to_string(*code) + " on SIGTERM");
       return false;
@@ -392,6 +405,7 @@ class Harness {
     kill(pid_, SIGKILL);
     const auto code = WaitPid(pid_, std::chrono::seconds(30));
     pid_ = -1;
+    g_daemon_pid.store(-1);
     stop.store(true);
     for (auto& th : threads) th.join();
     if (!code.has_value()) {
@@ -822,6 +836,7 @@ class Harness {
       kill(pid_, SIGKILL);
       WaitPid(pid_, std::chrono::seconds(10));
       pid_ = -1;
+      g_daemon_pid.store(-1);
     }
     if (o_.json) std::cout << SummaryJson().dump(2) << "\n";
     std::cerr << "crash harness: " << s_.cycles_survived << "/" << s_.cycles_requested
@@ -928,5 +943,8 @@ int main(int argc, char** argv) {
   }
   // A client writing to a socket the daemon closed as it died must see an error, not die.
   signal(SIGPIPE, SIG_IGN);
+  struct sigaction stop {};
+  stop.sa_handler = phivault::crash::OnTerminate;
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaction(sig, &stop, nullptr);
   return phivault::crash::Harness(std::move(o)).Run();
 }
