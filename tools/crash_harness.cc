@@ -131,7 +131,7 @@ struct RecordState {
   std::string id;
   std::string patient;
   std::vector<std::string> hashes;
-  int touched_cycle = 0;  // last cycle in which an operation on it was sent
+  int touched_cycle = 0;  // last cycle in which it was created or an amendment of it was sent
 };
 
 struct ClientState {
@@ -151,8 +151,8 @@ struct Summary {
   int cycles_requested = 0;
   int cycles_survived = 0;
   std::map<std::string, uint64_t> acked_by_kind;
-  uint64_t acked_ops_checked = 0;  // acknowledged ops whose audit entry was found
-  uint64_t versions_checked = 0;   // record versions read back and compared after restarts
+  uint64_t acked_ops_checked = 0;             // acknowledged ops whose audit entry was found
+  std::atomic<uint64_t> versions_checked{0};  // versions read back and compared after restarts
   uint64_t records = 0;
   uint64_t audit_entries_verified = 0;
   // "<kind>" -> {"applied"|"absent"|"audited"|"not_audited" -> count}
@@ -294,6 +294,7 @@ class Harness {
   }
 
   void Violation(std::string what) {
+    std::lock_guard<std::mutex> lock(violations_mu_);
     std::cerr << "VIOLATION: " << what << "\n";
     s_.violations.push_back(std::move(what));
   }
@@ -459,7 +460,7 @@ class Harness {
           op.version = static_cast<uint32_t>(v(c.rng));
           op.content_hash = rec->hashes[op.version - 1];
         }
-        rec->touched_cycle = cycle;
+        if (kind == OpKind::kAmend) rec->touched_cycle = cycle;
       }
       if (!content.empty()) op.content_hash = HashHex(content);
       c.patients_touched.insert(op.patient);
@@ -595,7 +596,16 @@ class Harness {
     std::shuffle(older.begin(), older.end(), rng_);
     if (older.size() > kSampledOlderRecords) older.resize(kSampledOlderRecords);
     to_read.insert(to_read.end(), older.begin(), older.end());
-    for (const RecordState* r : to_read) CheckRecord(conn, *r);
+    // One checker connection per client: each read is audited, and the daemon syncs concurrent
+    // audit entries together.
+    std::vector<std::thread> checkers;
+    for (size_t t = 0; t < clients_.size(); ++t) {
+      checkers.emplace_back([this, t, &to_read] {
+        client::Client own(NewOptions());
+        for (size_t i = t; i < to_read.size(); i += clients_.size()) CheckRecord(own, *to_read[i]);
+      });
+    }
+    for (auto& th : checkers) th.join();
     s_.records = 0;
     for (const auto& c : clients_) s_.records += c.records.size();
     CheckAudit(conn, cycle, applied);
@@ -880,7 +890,7 @@ class Harness {
                 {"kill_after_ms", s_.kill_after_ms},
                 {"acknowledged", acked},
                 {"acknowledged_ops_checked", s_.acked_ops_checked},
-                {"versions_checked", s_.versions_checked},
+                {"versions_checked", s_.versions_checked.load()},
                 {"records", s_.records},
                 {"audit_entries_verified", s_.audit_entries_verified},
                 {"unacknowledged", unacked},
@@ -900,6 +910,7 @@ class Harness {
   std::string trusted_checkpoint_;  // the last checkpoint of the previous cycle's export
   std::vector<ClientState> clients_;
   std::vector<Op> in_flight_reads_;
+  std::mutex violations_mu_;  // Violation() is called from the checker threads
 };
 
 }  // namespace
