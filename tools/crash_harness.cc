@@ -623,6 +623,7 @@ class Harness {
     if (op.kind == OpKind::kAmend) {
       auto it = std::find_if(c.records.begin(), c.records.end(),
                              [&](const RecordState& r) { return r.id == op.record_id; });
+      if (it == c.records.end()) std::abort();  // amendments are sent for known records only
       auto m = conn.ReadMetadata(Checker(), op.record_id);
       if (!m.ok()) {
         Violation("record " + op.record_id +
