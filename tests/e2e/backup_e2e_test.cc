@@ -162,6 +162,16 @@ TEST_F(E2eBackupTest, RestoreBeforeSweepKeepsShreddedRecordsGoneAndTheRestByteId
       vault_.Cli({"--json", "backup", "ls", vault_.ScratchPath("backups")});
   ASSERT_EQ(listed.exit_code, 0) << listed.err;
   EXPECT_EQ(ParseJson(listed.out)["backups"].size(), 1u) << listed.out;
+  const ProcessResult inside = Admin({"backup", "create", vault_.data_dir() + "/backups"});
+  EXPECT_EQ(inside.exit_code, 1);
+  EXPECT_NE(inside.err.find("outside the data directory"), std::string::npos) << inside.err;
+  EXPECT_EQ(Admin({"backup", "create", "relative/dir"}).exit_code, 2);
+  EXPECT_EQ(vault_
+                .Cli({"backup", "create", vault_.ScratchPath("backups")},
+                     {{"PHIVAULT_ROLE", "physician"}, {"PHIVAULT_PURPOSE", "TREAT"}})
+                .exit_code,
+            3)
+      << "a role the policy gives no vault administration is refused";
   vault_.Stop();
 
   // The keyring never enters a backup: no file holds the keyring's header or a sealed key slot.
@@ -311,6 +321,23 @@ TEST_F(E2eBackupTest, DamagedBackupsFailVerifyAndRestoreWithoutTouchingTheVault)
   ASSERT_TRUE(vault_.Start());
   EXPECT_EQ(ReadNote(id), content);
   EXPECT_FALSE(HasEntry(AuditEntries(), "backup.restore", ""));
+  vault_.Stop();
+
+  // A planted marker claiming a restore: the daemon records it as not matching, changes nothing.
+  const std::string marker = vault_.data_dir() + "/restore-marker.json";
+  WriteFile(marker, nlohmann::json{{"backup_id", "20261201T000000Z-00000000"},
+                                   {"audit_size", 1},
+                                   {"audit_root", std::string(43, 'A') + "="},
+                                   {"previous_audit_size", 0},
+                                   {"previous_extends_backup", false},
+                                   {"lacking_entries", 0},
+                                   {"set_aside", ""},
+                                   {"restored_unix", 0}}
+                        .dump());
+  ASSERT_TRUE(vault_.Start());
+  EXPECT_FALSE(fs::exists(marker));
+  EXPECT_TRUE(HasEntry(AuditEntries(), "backup.restore", "is NOT the one this database holds"));
+  EXPECT_EQ(ReadNote(id), content);
 }
 
 TEST_F(E2eBackupTest, OnlineBackupWhileClientsWriteLosesNothing) {
