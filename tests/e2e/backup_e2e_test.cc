@@ -216,6 +216,11 @@ TEST_F(E2eBackupTest, RestoreBeforeSweepKeepsShreddedRecordsGoneAndTheRestByteId
       << "the restore is audited with what the restored log lacks";
   EXPECT_TRUE(HasEntry(entries, "backup.restore", "is the one this database holds"));
   EXPECT_FALSE(fs::exists(vault_.data_dir() + "/restore-marker.json"));
+  // The restored vault sweeps as before; what it brought back under destroyed keys stays 410.
+  const ProcessResult swept = Admin({"--json", "retention", "sweep", "--destroy"});
+  EXPECT_EQ(swept.exit_code, 0) << swept.err;
+  for (const auto& id : gone) EXPECT_EQ(HttpStatusOfRead(id), 410);
+  for (const auto& [id, content] : kept) EXPECT_EQ(ReadNote(id), content);
 }
 
 TEST_F(E2eBackupTest, BackupCopiedToAnotherMachineRestoresWithTheCurrentKeyring) {
