@@ -115,3 +115,28 @@ std::string RandomBytes(size_t n) {
 }
 
 }  // namespace phivault::crypto
+
+namespace phivault::crypto {
+
+struct Blake2b256::State {
+  crypto_generichash_state st;
+};
+
+Blake2b256::Blake2b256() : state_(std::make_unique<State>()) {
+  crypto_generichash_init(&state_->st, nullptr, 0, kOutputBytes);
+}
+
+Blake2b256::~Blake2b256() = default;
+
+void Blake2b256::Update(std::string_view data) {
+  crypto_generichash_update(&state_->st, reinterpret_cast<const unsigned char*>(data.data()),
+                            data.size());
+}
+
+std::string Blake2b256::Final() {
+  std::string out(kOutputBytes, '\0');
+  crypto_generichash_final(&state_->st, reinterpret_cast<unsigned char*>(out.data()), out.size());
+  return out;
+}
+
+}  // namespace phivault::crypto

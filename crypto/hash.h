@@ -22,6 +22,23 @@ inline std::string_view AsView(const Sha256Digest& d) {
   return {reinterpret_cast<const char*>(d.data()), d.size()};
 }
 
+// Unkeyed BLAKE2b-256 over data fed in pieces (the file hashes of backup manifests,
+// storage/backup.h). Final returns the 32 raw bytes; the hasher is then spent.
+class Blake2b256 {
+ public:
+  static constexpr size_t kOutputBytes = 32;
+  Blake2b256();
+  ~Blake2b256();
+  Blake2b256(const Blake2b256&) = delete;
+  Blake2b256& operator=(const Blake2b256&) = delete;
+  void Update(std::string_view data);
+  std::string Final();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 // Keyed BLAKE2b-256 of a patient identifier: lets storage index and find a patient's records
 // without storing the identifier. Same key + same id -> same 32 bytes; without the key the
 // output reveals nothing about the id.

@@ -13,6 +13,7 @@
 #include "policies/purpose_of_use.h"
 #include "policies/retention.h"
 #include "policies/time_format.h"
+#include "storage/checkpoint.h"
 
 namespace phivault::daemon {
 namespace {
@@ -945,6 +946,32 @@ json EncodeCertificateSummary(const CertificateSummary& c) {
           {"versions", c.versions},
           {"patients", c.patients},
           {"epoch_ids", c.epoch_ids}};
+}
+
+StatusOr<BackupRequest> DecodeBackupRequest(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"dir"}));
+  BackupRequest r;
+  PV_RETURN_IF_ERROR(GetString(j, "dir", /*required=*/true, r.dir));
+  if (r.dir.empty() || r.dir.front() != '/') {
+    return InvalidArgument("field 'dir' must be an absolute path");
+  }
+  return r;
+}
+
+json EncodeBackupManifest(const storage::BackupManifest& m, const std::string& dir) {
+  std::string path = dir;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  return {{"id", m.id},
+          {"path", path + "/" + m.id},
+          {"vault_id", m.vault_id},
+          {"created", storage::Rfc3339Utc(m.created_unix)},
+          {"keyring_generation", m.keyring_generation},
+          {"audit_size", m.audit_size},
+          {"audit_root", crypto::Base64Encode(crypto::AsView(m.audit_root))},
+          {"verifier_key", m.verifier_key},
+          {"files", m.files.size()},
+          {"bytes", m.TotalBytes()}};
 }
 
 }  // namespace phivault::daemon

@@ -180,6 +180,13 @@ nlohmann::json EncodeInclusionProof(uint64_t seq, const InclusionProofResult& pr
 nlohmann::json EncodeConsistencyProof(uint64_t from, uint64_t to,
                                       const std::vector<std::string>& path_hex);
 
+// POST /v1/admin/backups: {"dir": absolute path of the backups directory}.
+StatusOr<BackupRequest> DecodeBackupRequest(std::string_view body);
+// {"id","path","vault_id","created","keyring_generation","audit_size","audit_root" (base64),
+//  "verifier_key","files","bytes"} of a backup just made under `dir`.
+nlohmann::json EncodeBackupManifest(const storage::BackupManifest& manifest,
+                                    const std::string& dir);
+
 // Serialises a response document (UTF-8; invalid bytes, which cannot come from validated
 // input, are replaced rather than thrown on).
 std::string DumpJson(const nlohmann::json& j);

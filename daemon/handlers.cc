@@ -867,6 +867,15 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         if (!CheckNoBodyOrQuery(resp, ex, query)) return;
         return SendCertificate(resp, ex, ctx, params[0], CertificateFormFor(req));
       }
+      case RouteId::kCreateBackup: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodeBackupRequest(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto made = service.CreateBackup(ctx, *decoded);
+        if (!made.ok()) return SendProblem(resp, ex, ProblemFromStatus(made.status()));
+        return SendJson(resp, ex, 201, EncodeBackupManifest(*made, decoded->dir));
+      }
     }
     SendProblem(resp, ex, MakeProblem(500, "internal", "unhandled route"));
   }

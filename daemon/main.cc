@@ -38,6 +38,7 @@
 #include "daemon/service.h"
 #include "daemon/systemd_integration.h"
 #include "storage/audit_log.h"
+#include "storage/backup.h"
 #include "storage/store.h"
 #include "storage/vault_id.h"
 
@@ -403,6 +404,21 @@ int Run(int argc, char** argv) {
     return Fail(kExitStartFailed, "cannot start the vault service: " + opened.status().message());
   }
   std::unique_ptr<VaultService> service = std::move(opened).value();
+  // A restore (phivault backup restore) leaves a marker: its audit entry is written before the
+  // vault serves anything, and the daemon does not serve if it cannot be.
+  if (auto marker = storage::ReadRestoreMarker(config->data_dir);
+      !marker.ok() || marker->has_value()) {
+    const StatusOr<storage::RestoreMarker> found =
+        marker.ok() ? StatusOr<storage::RestoreMarker>(**marker)
+                    : StatusOr<storage::RestoreMarker>(marker.status());
+    if (Status s = service->RecordRestore(found); !s.ok()) {
+      return Fail(kExitStartFailed, "cannot audit the restore: " + s.message());
+    }
+    if (Status s = storage::RemoveRestoreMarker(config->data_dir); !s.ok()) {
+      return Fail(kExitStartFailed, s.message());
+    }
+    spdlog::info("recorded the restore of a backup in the audit log (backup.restore)");
+  }
 
   auto listen_fd = TakeListenFd();
   if (!listen_fd.ok()) return Fail(kExitStartFailed, listen_fd.status().message());

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -913,6 +914,78 @@ class VaultServiceImpl final : public VaultService {
           }
           return result;
         });
+  }
+
+  StatusOr<storage::BackupManifest> CreateBackup(const RequestContext& ctx,
+                                                 const BackupRequest& req) override {
+    return Guarded<storage::BackupManifest>(
+        ctx, "backup.create", "admin", [&](Pass& pass) -> StatusOr<storage::BackupManifest> {
+          if (req.dir.empty() || req.dir.front() != '/') {
+            return InvalidArgument("field 'dir' must be an absolute path");
+          }
+          std::error_code ec;
+          const std::filesystem::path dir = std::filesystem::weakly_canonical(req.dir, ec);
+          const std::filesystem::path data =
+              std::filesystem::weakly_canonical(config_.data_dir, ec);
+          const auto rel = dir.lexically_relative(data);
+          if (ec || rel.empty() || *rel.begin() != "..") {
+            return InvalidArgument(
+                "field 'dir' must be outside the data directory (a backup belongs on other "
+                "storage)");
+          }
+          if (audit_log_ == nullptr) return FailedPrecondition("no audit log is open");
+          storage::CreateBackupOptions options;
+          options.dir = req.dir;
+          options.keyring_path = (std::filesystem::path(config_.data_dir) / "keyring").string();
+          options.signer = &keyring_.audit_signer();
+          options.origin = audit_log_->origin();
+          auto made = storage::CreateBackup(store_, options);
+          if (made.ok()) {
+            pass.entry.reason = "backup " + made->id + ": " + std::to_string(made->files.size()) +
+                                " files, " + std::to_string(made->TotalBytes()) +
+                                " bytes, audit log at " + std::to_string(made->audit_size) +
+                                " entries";
+          }
+          return made;
+        });
+  }
+
+  Status RecordRestore(const StatusOr<storage::RestoreMarker>& marker) override {
+    RequestContext ctx = SystemContext("backup.restore");
+    ctx.principal.name = "phivaultd:restore";
+    auto recorded =
+        Guarded<bool>(ctx, "backup.restore", "admin", [&](Pass& pass) -> StatusOr<bool> {
+          if (!marker.ok()) {
+            pass.entry.reason = "a restore marker that is not one was found and removed (" +
+                                marker.status().message() + "); nothing in it was believed";
+            return true;
+          }
+          const storage::RestoreMarker& m = *marker;
+          bool matches = false;
+          if (audit_log_ != nullptr && m.audit_size <= audit_log_->tree().size()) {
+            auto root = audit_log_->tree().RootAt(m.audit_size);
+            matches = root.ok() && *root == m.audit_root;
+          }
+          std::string reason = "backup " + m.backup_id + " restored; its audit log of " +
+                               std::to_string(m.audit_size) + " entries ";
+          reason += matches ? "is the one this database holds"
+                            : "is NOT the one this database holds (the marker was not written by a "
+                              "restore of this database)";
+          reason += "; reported by the restore: the log before it had " +
+                    std::to_string(m.previous_audit_size) +
+                    " entries, of which the restored log "
+                    "lacks " +
+                    std::to_string(m.lacking_entries);
+          if (m.previous_audit_size > 0) {
+            reason += m.previous_extends_backup ? " (it extended the backup's log)"
+                                                : " (it did NOT extend the backup's log)";
+          }
+          if (!m.set_aside.empty()) reason += "; the previous database was kept as " + m.set_aside;
+          pass.entry.reason = std::move(reason);
+          if (!matches) MarkFailure(pass.entry, DataLoss("restore marker does not match"));
+          return true;
+        });
+    return recorded.status();
   }
 
  private:

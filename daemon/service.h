@@ -21,6 +21,7 @@
 #include "policies/access_policy.h"
 #include "policies/retention.h"
 #include "storage/audit_log.h"
+#include "storage/backup.h"
 #include "storage/ledger.h"
 #include "storage/records.h"
 #include "storage/store.h"
@@ -294,6 +295,12 @@ struct CertificateSummary {
   std::vector<std::string> epoch_ids;
 };
 
+// ---- Backups (docs/backups.md)
+
+struct BackupRequest {
+  std::string dir;  // the backups directory, absolute, outside the data directory
+};
+
 struct VaultStatus {
   std::string version;
   int64_t uptime_seconds = 0;
@@ -471,6 +478,25 @@ class VaultService {
   // The signed note (storage/destruction_certificate.h). NotFound "no such certificate".
   virtual StatusOr<std::string> GetCertificate(const RequestContext& ctx,
                                                const std::string& certificate_id) = 0;
+
+  // Makes a backup while the vault serves (storage/backup.h CreateBackup) under req.dir and
+  // returns its manifest. Audited (backup.create, policy action "admin"). InvalidArgument for a
+  // relative dir or one inside the data directory; the backup's errors otherwise. Services that
+  // cannot back up: FailedPrecondition.
+  virtual StatusOr<storage::BackupManifest> CreateBackup(const RequestContext& ctx,
+                                                         const BackupRequest& req) {
+    (void)ctx;
+    (void)req;
+    return FailedPrecondition("this service cannot make backups");
+  }
+  // Appends the `backup.restore` audit entry for what a restore left in the data directory (or
+  // for a marker that is not one), as the system principal "phivaultd:restore". The marker's
+  // audit size and root are checked against the log now open and the entry says whether they
+  // match; its other counts are recorded as what the restore reported. The ledger's status.
+  virtual Status RecordRestore(const StatusOr<storage::RestoreMarker>& marker) {
+    (void)marker;
+    return FailedPrecondition("this service cannot record restores");
+  }
 
   // Audits a request that failed authentication or header validation before reaching one of
   // the methods above (`action` is the route's action). `count` > 1 summarises that many

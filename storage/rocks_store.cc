@@ -17,6 +17,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/transaction_log.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
 #include "storage/store.h"
@@ -263,6 +264,14 @@ class RocksStore final : public Store {
       PV_RETURN_IF_ERROR(FromRocks(db_->CompactRange(cro, h, nullptr, nullptr)));
     }
     return FromRocks(db_->FlushWAL(/*sync=*/true));
+  }
+
+  Status CreateCheckpoint(const std::string& dir) override {
+    rocksdb::Checkpoint* raw = nullptr;
+    PV_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw)));
+    std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+    // log_size_for_flush 0: always flush, so that the copy holds table files, not a long WAL.
+    return FromRocks(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0));
   }
 
   uint64_t synced_writes() const override { return synced_writes_.load(std::memory_order_relaxed); }

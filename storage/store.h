@@ -110,6 +110,16 @@ class Store {
   [[nodiscard]] virtual Status CompactAll() = 0;
 
   virtual StatusOr<SpaceInfo> Space() = 0;
+
+  // Writes a consistent copy of the whole database, as of one moment, into `dir` (must not
+  // exist; created), while writes go on: a directory the engine can open as a database of its
+  // own (storage/backup.h builds backups on it). RocksDB: a Checkpoint (memtables flushed; table
+  // files hard-linked when `dir` is on the same filesystem, copied otherwise). Engines without
+  // it: FailedPrecondition "this store cannot make checkpoints".
+  [[nodiscard]] virtual Status CreateCheckpoint(const std::string& dir) {
+    (void)dir;
+    return FailedPrecondition("this store cannot make checkpoints");
+  }
   // Synced writes that succeeded since the store was opened (each one a sync of the log): with
   // group commit, requests per sync. Engines that do not count return 0.
   virtual uint64_t synced_writes() const { return 0; }

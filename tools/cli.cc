@@ -1367,6 +1367,7 @@ int RunCli(int argc, char** argv) {
   PolicyCommands policy(app);
   PatientCommands patient(app, *audit);
   RetentionCommands retention(app);
+  BackupCommands backup(app);
   BenchCommand bench(app);
 
   try {
@@ -1389,6 +1390,7 @@ int RunCli(int argc, char** argv) {
   if (verify->parsed() && !d.live) return RunAuditVerifyFile(g, d);
   if (auto rc = policy.RunLocal(g)) return *rc;
   if (auto rc = retention.RunLocal(g)) return *rc;
+  if (auto rc = backup.RunLocal(g)) return *rc;
 
   if (g.role.empty()) return UsageError("--role is required (or set PHIVAULT_ROLE)");
   if (g.user.empty()) return UsageError("--as must not be empty");
@@ -1418,7 +1420,7 @@ int RunCli(int argc, char** argv) {
 
   client::ClientOptions options{.socket_path = g.socket, .token = g.token};
   // A sweep's compaction and verification may run for minutes between two progress lines.
-  if (retention.LongRunning()) options.timeout = std::chrono::hours(1);
+  if (retention.LongRunning() || backup.LongRunning()) options.timeout = std::chrono::hours(1);
   client::Client c(options);
   client::Actor actor{.user = g.user, .role = g.role, .purpose = g.purpose};
   if (!break_glass_reason.empty()) actor.break_glass_reason = break_glass_reason;
@@ -1441,6 +1443,7 @@ int RunCli(int argc, char** argv) {
   if (auto rc = policy.Run(c, actor, g)) return *rc;
   if (auto rc = patient.Run(c, actor, g)) return *rc;
   if (auto rc = retention.Run(c, actor, g)) return *rc;
+  if (auto rc = backup.Run(c, actor, g)) return *rc;
   return UsageError("unknown command");
 }
 

@@ -179,6 +179,29 @@ class RetentionCommands {
   CLI::App* cert_verify_ = nullptr;
 };
 
+// `phivault backup create|verify|ls|restore` (tools/cli_backup.cc). verify, ls and restore run
+// offline; create asks the daemon.
+class BackupCommands {
+ public:
+  explicit BackupCommands(CLI::App& app);
+  // The exit code of an offline command (verify, ls, restore) if one was parsed.
+  std::optional<int> RunLocal(const Globals& g) const;
+  // The exit code of `backup create` if it was parsed.
+  std::optional<int> Run(client::Client& c, const client::Actor& actor, const Globals& g) const;
+  // True for `backup create`, which waits longer for the daemon than other commands.
+  bool LongRunning() const;
+
+ private:
+  struct Args {
+    std::string dir, id, pubkey, data_dir;
+  };
+  Args a_;
+  CLI::App* create_ = nullptr;
+  CLI::App* verify_ = nullptr;
+  CLI::App* ls_ = nullptr;
+  CLI::App* restore_ = nullptr;
+};
+
 // `phivault bench` (tools/cli_bench.cc): the load generator over the daemon's socket, with its
 // own connections (one per client thread) rather than the CLI's client.
 class BenchCommand {

@@ -1778,4 +1778,36 @@ Result<Report> Client::GetCertificate(const Actor& actor, const std::string& cer
                                 nullptr, accept));
 }
 
+nlohmann::json ToJson(const BackupCreated& b) {
+  return {{"id", b.id},
+          {"path", b.path},
+          {"vault_id", b.vault_id},
+          {"created", b.created},
+          {"keyring_generation", b.keyring_generation},
+          {"audit_size", b.audit_size},
+          {"audit_root", b.audit_root},
+          {"verifier_key", b.verifier_key},
+          {"files", b.files},
+          {"bytes", b.bytes}};
+}
+
+Result<BackupCreated> Client::CreateBackup(const Actor& actor, const std::string& dir) {
+  auto body = DumpBody(nlohmann::json{{"dir", dir}});
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(Exchange("POST", "/v1/admin/backups", &actor, {*body}));
+  if (!j.ok()) return j.error();
+  BackupCreated b;
+  PV_CLIENT_ASSIGN(b.id, Field<std::string>(*j, "id"));
+  PV_CLIENT_ASSIGN(b.path, Field<std::string>(*j, "path"));
+  PV_CLIENT_ASSIGN(b.vault_id, Field<std::string>(*j, "vault_id"));
+  PV_CLIENT_ASSIGN(b.created, Field<std::string>(*j, "created"));
+  PV_CLIENT_ASSIGN(b.keyring_generation, Field<uint64_t>(*j, "keyring_generation"));
+  PV_CLIENT_ASSIGN(b.audit_size, Field<uint64_t>(*j, "audit_size"));
+  PV_CLIENT_ASSIGN(b.audit_root, Field<std::string>(*j, "audit_root"));
+  PV_CLIENT_ASSIGN(b.verifier_key, Field<std::string>(*j, "verifier_key"));
+  PV_CLIENT_ASSIGN(b.files, Field<uint64_t>(*j, "files"));
+  PV_CLIENT_ASSIGN(b.bytes, Field<uint64_t>(*j, "bytes"));
+  return b;
+}
+
 }  // namespace phivault::client

@@ -562,6 +562,21 @@ struct CertificateSummary {
   std::vector<std::string> epoch_ids;
 };
 
+// A backup the daemon made (POST /v1/admin/backups; docs/backups.md).
+struct BackupCreated {
+  std::string id;
+  std::string path;  // the backup's directory
+  std::string vault_id;
+  std::string created;
+  uint64_t keyring_generation = 0;
+  uint64_t audit_size = 0;
+  std::string audit_root;  // base64
+  std::string verifier_key;
+  uint64_t files = 0;
+  uint64_t bytes = 0;
+};
+nlohmann::json ToJson(const BackupCreated& b);
+
 // The forms GET /v1/certificates/{id} comes in: the signed note (what `certificate verify`
 // checks), or, verified by the daemon first, its printable HTML or JSON rendering.
 enum class CertificateFormat { kNote, kHtml, kJson };
@@ -767,6 +782,10 @@ class Client {
   // and kJson kIntegrity if the note does not verify with the daemon's audit verifier key.
   Result<Report> GetCertificate(const Actor& actor, const std::string& certificate_id,
                                 CertificateFormat format = CertificateFormat::kNote);
+
+  // POST /v1/admin/backups: the daemon backs the vault up, while serving, into a new directory
+  // under `dir` (absolute, on the daemon's machine) and returns what it made.
+  Result<BackupCreated> CreateBackup(const Actor& actor, const std::string& dir);
 
   // Number of connections opened so far (keep-alive observability for tests and benchmarks).
   uint64_t connections_opened() const;
