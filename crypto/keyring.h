@@ -136,6 +136,22 @@ class Keyring {
   };
   std::vector<EpochInfo> ListEpochs() const;
 
+  // What one keyring copy holds (a file read while phivaultd may be updating it, or one
+  // restored from an export), checked under `master_key` without writing anything: every header
+  // and slot authenticated, every live key unsealed. FailedPrecondition "master key does not
+  // match the keyring" if no part of it was written with this key; DataLoss if it does not
+  // authenticate (a torn read of a copy being updated also looks like this: read it again).
+  // `clean`, if not null, receives the copy as Open leaves it: the current state only, with no
+  // leftovers of an interrupted update. InvalidArgument if the key is not 32 bytes.
+  struct CopyInfo {
+    uint64_t generation = 0;
+    std::string vault_id;  // 32 hex characters
+    size_t live_epochs = 0;
+    size_t destroyed_epochs = 0;
+  };
+  static StatusOr<CopyInfo> InspectCopy(std::string_view bytes, const SecretBytes& master_key,
+                                        std::string* clean);
+
   // The vault id as 32 lowercase hex characters; fixed for the keyring's life (Rotate keeps it).
   const std::string& vault_id() const;
 
