@@ -993,6 +993,18 @@ std::vector<Keyring::EpochInfo> Keyring::ListEpochs() const {
   return out;
 }
 
+uint64_t Keyring::generation() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_->image.generation;
+}
+
+bool Keyring::SealedUnder(const SecretBytes& master_key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ConstantTimeEquals(
+      state_->master->key(InsecureSecretKeyAccess::Get()).view(InsecureSecretKeyAccess::Get()),
+      master_key.view(InsecureSecretKeyAccess::Get()));
+}
+
 const Aead& Keyring::audit_key() const { return *state_->audit_key; }
 const BlindIndex& Keyring::blind_index() const { return *state_->blind_index; }
 const Ed25519Signer& Keyring::audit_signer() const { return *state_->audit_signer; }

@@ -128,6 +128,12 @@ class Keyring {
   // the old master key until a later call succeeds. InvalidArgument if not 32 bytes.
   [[nodiscard]] Status Rotate(SecretBytes new_master_key);
 
+  // The generation of the state in force (each update adds one).
+  uint64_t generation() const;
+  // True if `master_key` is the key the keyring is sealed under now (constant-time): tells a
+  // caller whose Rotate failed whether the new key took effect.
+  bool SealedUnder(const SecretBytes& master_key) const;
+
   struct EpochInfo {
     std::string id;
     bool destroyed = false;

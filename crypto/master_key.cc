@@ -129,6 +129,10 @@ Status WriteMasterKeyFile(const std::string& path, const SecretBytes& key) {
 
 StatusOr<SecretBytes> LoadMasterKeyFile(const std::string& path) { return LoadKey(path, true); }
 
+std::string PendingMasterKeyPath(const std::string& data_dir) {
+  return data_dir + "/master-key.next";
+}
+
 Status ShredMasterKeyFile(const std::string& path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {

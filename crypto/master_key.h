@@ -40,6 +40,14 @@ inline constexpr size_t kMasterKeyBytes = 32;
 // if `name` is not a plain file name.
 [[nodiscard]] StatusOr<SecretBytes> LoadMasterKeyCredential(const std::string& name);
 
+// Where phivaultd keeps the new master key of a rotation (`phivault key rotate`) for the key
+// file and systemd credential sources, from before the keyring is re-sealed until an
+// administrator has installed it where the configuration loads the key from:
+// <data_dir>/master-key.next (0400). At start, a daemon whose configured key no longer opens
+// the keyring opens it with this key instead; one whose configured key opens it shreds this file
+// (docs/keys.md).
+std::string PendingMasterKeyPath(const std::string& data_dir);
+
 struct PassphraseParams {
   std::string salt;               // 16 raw bytes (crypto_pwhash_SALTBYTES)
   uint64_t opslimit = 3;          // crypto_pwhash_OPSLIMIT_MODERATE

@@ -99,6 +99,7 @@ const std::vector<RouteSpec>& Routes() {
       {RouteId::kSweep, "POST", "/v1/retention/sweep", A::kPhi, "retention.sweep"},
       {RouteId::kListCertificates, "GET", "/v1/certificates", A::kPhi, "certificate.read"},
       {RouteId::kGetCertificate, "GET", "/v1/certificates/{id}", A::kPhi, "certificate.read"},
+      {RouteId::kRotateMasterKey, "POST", "/v1/keys/rotate", A::kPhi, "key.rotate"},
   };
   return kRoutes;
 }

@@ -54,6 +54,7 @@ enum class RouteId {
   kSweep,
   kListCertificates,
   kGetCertificate,
+  kRotateMasterKey,
 };
 
 struct RouteSpec {
