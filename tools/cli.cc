@@ -1367,6 +1367,7 @@ int RunCli(int argc, char** argv) {
   PolicyCommands policy(app);
   PatientCommands patient(app, *audit);
   RetentionCommands retention(app);
+  KeyCommands keys(app);
 
   try {
     app.parse(argc, argv);
@@ -1388,6 +1389,7 @@ int RunCli(int argc, char** argv) {
   if (verify->parsed() && !d.live) return RunAuditVerifyFile(g, d);
   if (auto rc = policy.RunLocal(g)) return *rc;
   if (auto rc = retention.RunLocal(g)) return *rc;
+  if (auto rc = keys.RunLocal(g)) return *rc;
 
   if (g.role.empty()) return UsageError("--role is required (or set PHIVAULT_ROLE)");
   if (g.user.empty()) return UsageError("--as must not be empty");
@@ -1439,6 +1441,7 @@ int RunCli(int argc, char** argv) {
   if (auto rc = policy.Run(c, actor, g)) return *rc;
   if (auto rc = patient.Run(c, actor, g)) return *rc;
   if (auto rc = retention.Run(c, actor, g)) return *rc;
+  if (auto rc = keys.Run(c, actor, g)) return *rc;
   return UsageError("unknown command");
 }
 

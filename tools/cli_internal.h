@@ -179,4 +179,27 @@ class RetentionCommands {
   CLI::App* cert_verify_ = nullptr;
 };
 
+// `phivault key rotate` (asks the daemon), and the offline key-custody commands
+// (tools/cli_keys.cc): `recovery-kit create|combine`, `keyring export|import` (docs/keys.md).
+class KeyCommands {
+ public:
+  explicit KeyCommands(CLI::App& app);
+  // The exit code of an offline command if one was parsed.
+  std::optional<int> RunLocal(const Globals& g) const;
+  // The exit code of `key rotate` if it was parsed.
+  std::optional<int> Run(client::Client& c, const client::Actor& actor, const Globals& g) const;
+
+ private:
+  struct Args {
+    int shares = 0, threshold = 0;
+    std::string key_file, out, keyring, file, to, new_passphrase_file;
+  };
+  Args a_;
+  CLI::App* rotate_ = nullptr;
+  CLI::App* kit_create_ = nullptr;
+  CLI::App* kit_combine_ = nullptr;
+  CLI::App* export_ = nullptr;
+  CLI::App* import_ = nullptr;
+};
+
 }  // namespace phivault::tools

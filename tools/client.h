@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/status.h"
+#include "crypto/secret.h"
 
 namespace phivault::client {
 
@@ -591,6 +592,15 @@ struct ClientOptions {
   uint64_t max_response_bytes = 128ull << 20;
 };
 
+// POST /v1/keys/rotate's answer (docs/keys.md).
+struct KeyRotation {
+  std::string source;  // "file", "credential" or "passphrase"
+  uint64_t keyring_generation = 0;
+  uint64_t keyring_copies = 0;
+  std::optional<std::string> pending_key_path;  // where the new key waits to be installed
+  uint64_t audit_seq = 0;
+};
+
 class Client {
  public:
   // Does not connect: the first call does. Never fails.
@@ -767,6 +777,12 @@ class Client {
   // and kJson kIntegrity if the note does not verify with the daemon's audit verifier key.
   Result<Report> GetCertificate(const Actor& actor, const std::string& certificate_id,
                                 CertificateFormat format = CertificateFormat::kNote);
+
+  // POST /v1/keys/rotate: re-seals the keyring under a new master key. `new_passphrase` only for
+  // a daemon whose key comes from a passphrase (sent from locked memory, JSON-escaped there).
+  // kConflict if a rotation is running or an earlier one's key is not installed yet.
+  Result<KeyRotation> RotateMasterKey(const Actor& actor,
+                                      const crypto::SecretBytes* new_passphrase = nullptr);
 
   // Number of connections opened so far (keep-alive observability for tests and benchmarks).
   uint64_t connections_opened() const;
