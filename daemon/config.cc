@@ -543,17 +543,15 @@ std::vector<std::string> DefaultRoles() {
 }
 
 std::vector<std::string> KnownActions() {
-  return {"record.create",     "record.read",      "record.amend",
-          "record.list",       "record.disclose",  "disclosure.suspend",
-          "report.accounting", "report.access",    "audit.export",
-          "audit.verify",      "audit.review",     "audit.sign-off",
-          "policy.reload",     "policy.show",      "policy.check",
-          "restriction.add",   "restriction.list", "restriction.end",
-          "patient.export",    "request.open",     "request.extend",
-          "request.close",     "request.list",     "contact.set",
-          "contact.show",      "patient.facts",    "retention.show",
-          "retention.sweep",   "hold.place",       "hold.release",
-          "hold.list",         "certificate.read", "status"};
+  return {"record.create",    "record.read",        "record.amend",      "record.list",
+          "record.disclose",  "disclosure.suspend", "report.accounting", "report.access",
+          "audit.export",     "audit.verify",       "audit.review",      "audit.sign-off",
+          "policy.reload",    "policy.show",        "policy.check",      "restriction.add",
+          "restriction.list", "restriction.end",    "patient.export",    "request.open",
+          "request.extend",   "request.close",      "request.list",      "contact.set",
+          "contact.show",     "patient.facts",      "retention.show",    "retention.sweep",
+          "hold.place",       "hold.release",       "hold.list",         "certificate.read",
+          "status",           "key.rotate"};
 }
 
 StatusOr<Config> LoadConfig(const std::string& path) {
