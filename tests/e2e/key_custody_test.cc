@@ -215,6 +215,24 @@ TEST_F(E2eKeyCustodyTest, PassphraseRotationNeedsTheNewPassphraseAfterwards) {
   EXPECT_EQ(ReadNote(id), "kept across the rotation");
 }
 
+// A crash after the new key was written but before the keyring was re-sealed: the configured key
+// still opens the keyring, so the pending key is a leftover and is shredded at start.
+TEST_F(E2eKeyCustodyTest, APendingKeyThatNeverReachedTheKeyringIsRemovedAtStart) {
+  ASSERT_TRUE(vault_.ok());
+  ASSERT_TRUE(vault_.Start());
+  const std::string id = StoreNote("synthetic-rotate-stale", "kept under the old key");
+  vault_.Stop();
+  const std::string pending = vault_.data_dir() + "/master-key.next";
+  ASSERT_TRUE(crypto::WriteMasterKeyFile(pending, Secret(RandomBytes(32))).ok());
+  ASSERT_TRUE(vault_.Start());
+  EXPECT_FALSE(std::filesystem::exists(pending));
+  EXPECT_EQ(ReadNote(id), "kept under the old key");
+  // And the next rotation is not blocked by it.
+  ProcessResult r = Admin({"key", "rotate"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("The new key is at " + pending), std::string::npos) << r.out;
+}
+
 // The share lines of `phivault recovery-kit create` output (its comments dropped).
 std::vector<std::string> ShareLines(const std::string& out) {
   std::vector<std::string> lines;
