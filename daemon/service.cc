@@ -988,9 +988,10 @@ class VaultServiceImpl final : public VaultService {
           }
           result.keyring_generation = keyring_.generation();
           result.keyring_copies = 1 + config_.keyring_mirrors.size();
-          pass.entry.reason = "master key rotated (source " + result.source +
-                              "), keyring generation " + std::to_string(result.keyring_generation) +
-                              ", " + std::to_string(result.keyring_copies) + " copies re-sealed";
+          pass.entry.reason =
+              "master key rotated (source " + result.source + "), keyring generation " +
+              std::to_string(result.keyring_generation) +
+              ", keyring copies re-sealed: " + std::to_string(result.keyring_copies);
           PV_RETURN_IF_ERROR(CommitPass(pass));
           result.audit_seq = pass.entry.seq;
           spdlog::warn("master key rotated (source {}, keyring generation {}){}", result.source,

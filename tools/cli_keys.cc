@@ -353,8 +353,8 @@ int RunRotate(client::Client& c, const client::Actor& actor, const Globals& g,
     return kExitOk;
   }
   std::cout << "master key rotated (source " << Printable(r->source) << "): keyring generation "
-            << r->keyring_generation << ", " << r->keyring_copies
-            << " copies re-sealed; audit entry " << r->audit_seq << "\n";
+            << r->keyring_generation << ", keyring copies re-sealed: " << r->keyring_copies
+            << "; audit entry " << r->audit_seq << "\n";
   if (r->pending_key_path) {
     const std::string p = Printable(*r->pending_key_path);
     std::cout << "The new key is at " << p << ". Install it now, where [master_key] loads it:\n"

@@ -227,7 +227,11 @@ TEST_F(E2eKeyCustodyTest, APendingKeyThatNeverReachedTheKeyringIsRemovedAtStart)
   ASSERT_TRUE(vault_.Start());
   EXPECT_FALSE(std::filesystem::exists(pending));
   EXPECT_EQ(ReadNote(id), "kept under the old key");
-  // And the next rotation is not blocked by it.
+  // Rotation is the vault administrator's: a physician is refused (and the refusal audited).
+  ProcessResult denied = vault_.Cli({"key", "rotate"}, {{"PHIVAULT_ROLE", "physician"}});
+  EXPECT_EQ(denied.exit_code, 3) << denied.err;
+  EXPECT_FALSE(std::filesystem::exists(pending));
+  // And the next rotation is not blocked by the leftover.
   ProcessResult r = Admin({"key", "rotate"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("The new key is at " + pending), std::string::npos) << r.out;
