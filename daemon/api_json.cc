@@ -453,6 +453,7 @@ json EncodeStatus(const VaultStatus& status) {
       {"epochs", status.epochs},
       {"records", status.records},
       {"patients", status.patients},
+      {"synced_writes", status.synced_writes},
       {"disk",
        {
            {"free_bytes", status.space.free_bytes},

@@ -176,7 +176,8 @@ std::string FormatRfc3339Micros(int64_t unix_us);
 //  "created","content_bytes"} plus "amendment_reason" for versions after the first. The epoch
 // id is internal and never exposed.
 nlohmann::json EncodeMetadata(const storage::RecordMetadata& meta);
-// {"version","uptime_seconds","audit_entries","epochs","disk":{...}}.
+// {"version","uptime_seconds","audit_entries","epochs","records","patients","synced_writes",
+// "disk":{...}}.
 nlohmann::json EncodeStatus(const VaultStatus& status);
 
 // {"seq","leaf_index","tree_size","leaf_hash","path"} for the entry with sequence number `seq`.

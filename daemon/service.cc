@@ -288,6 +288,7 @@ class VaultServiceImpl final : public VaultService {
                             std::chrono::steady_clock::now() - started_)
                             .count();
     st.audit_entries = ledger_.size();
+    st.synced_writes = store_.synced_writes();
     st.epochs = 0;
     for (const auto& e : keyring_.ListEpochs()) {
       if (!e.destroyed) ++st.epochs;
@@ -1464,7 +1465,7 @@ class VaultServiceImpl final : public VaultService {
                               records_.StageRewrap(record_id, rec.meta.epoch_id, batch));
           if (moved > 0) PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
         }
-        PV_ASSIGN_OR_RETURN(d.fingerprints, records_.Fingerprints(record_id));
+        PV_ASSIGN_OR_RETURN(d.fingerprints, records_.Fingerprints(record_id, latest));
       }
       out.doomed = std::move(d);
       return out;
@@ -1687,7 +1688,7 @@ class VaultServiceImpl final : public VaultService {
         PV_ASSIGN_OR_RETURN(uint32_t latest, records_.LatestVersion(d.record_id));
         if (latest != d.versions) {
           d.versions = latest;
-          PV_ASSIGN_OR_RETURN(d.fingerprints, records_.Fingerprints(d.record_id));
+          PV_ASSIGN_OR_RETURN(d.fingerprints, records_.Fingerprints(d.record_id, latest));
         }
         bool all_gone = true;
         for (uint32_t v = 1; v <= d.versions; ++v) {
@@ -1732,6 +1733,11 @@ class VaultServiceImpl final : public VaultService {
     if (j.phase == "delete") {
       PV_RETURN_IF_ERROR(Fault("delete"));
       const int64_t now = Now();
+      // The erased epochs' indexes go whole, one range each: every version left in them belongs
+      // to a record that no longer opens (one moved out took its index entry with it).
+      storage::WriteBatch indexes;
+      for (const auto& e : j.epochs) PV_RETURN_IF_ERROR(records_.StageEpochIndexErase(e, indexes));
+      PV_RETURN_IF_ERROR(store_.Write(indexes, /*sync=*/false));
       constexpr size_t kPerTask = 2048;
       const size_t tasks = (doomed.size() + kPerTask - 1) / kPerTask;
       std::atomic<uint64_t> done{0};
@@ -1740,8 +1746,12 @@ class VaultServiceImpl final : public VaultService {
         storage::WriteBatch batch;
         const size_t end = std::min(doomed.size(), (t + 1) * kPerTask);
         for (size_t i = t * kPerTask; i < end; ++i) {
-          std::lock_guard<std::mutex> lock(StripeFor(doomed[i].record_id));
-          PV_RETURN_IF_ERROR(records_.StageShred(doomed[i].record_id, j.id, now, batch));
+          const Doomed& d = doomed[i];
+          // The read-back above counted its versions from the head after the erasure.
+          PV_ASSIGN_OR_RETURN(std::string bid, crypto::HexDecode(d.patient_bid));
+          std::lock_guard<std::mutex> lock(StripeFor(d.record_id));
+          PV_RETURN_IF_ERROR(
+              records_.StageShredErased(d.record_id, d.versions, bid, j.id, now, batch));
         }
         // Unsynced: the journal's synced update below makes every earlier write durable (one
         // WAL), and a crash before it repeats this idempotent step.
@@ -1931,7 +1941,8 @@ class VaultServiceImpl final : public VaultService {
       }
     };
     std::vector<std::thread> threads;
-    const size_t n_threads = std::min<size_t>(8, todo.size());
+    // Each entry is committed durably; enough writers at once let one sync cover many.
+    const size_t n_threads = std::min<size_t>(32, todo.size());
     for (size_t t = 0; t < n_threads; ++t) threads.emplace_back(worker);
     for (auto& t : threads) t.join();
     if (!error.ok()) {

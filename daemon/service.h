@@ -317,8 +317,9 @@ struct VaultStatus {
   int64_t uptime_seconds = 0;
   uint64_t audit_entries = 0;
   uint64_t epochs = 0;
-  uint64_t records = 0;   // records stored (each counted once, however many versions it has)
-  uint64_t patients = 0;  // distinct patients with at least one record
+  uint64_t records = 0;        // records stored (each counted once, however many versions it has)
+  uint64_t patients = 0;       // distinct patients with at least one record
+  uint64_t synced_writes = 0;  // synced store writes since start (group commits: one sync each)
   storage::SpaceInfo space;
 };
 

@@ -12,8 +12,10 @@ packages=(
 # Extra packages for the test suite only (passed with --test): clang-format for the format check,
 # chromium to render the HTML reports headless (tests/compliance_e2e), jq for the guide
 # walk-throughs (tests/tools/dev_vault_test.cc), faketime to run the daemon days or years ahead
-# (tests/e2e/retention_e2e_test.cc: records expire), and curl already above.
-test_packages=(clang-format chromium jq faketime)
+# (tests/e2e/retention_e2e_test.cc: records expire), and curl already above. PostgreSQL 15
+# (pgcrypto is in postgresql-15), libpq, SQLCipher and gnuplot for the side-by-side benchmark's
+# smoke run (scripts/bench-compare.sh --smoke, ctest bench_compare_smoke; docs/benchmarks.md).
+test_packages=(clang-format chromium jq faketime postgresql-15 libpq-dev libsqlcipher-dev gnuplot-nox)
 # Node.js runs the FHIR R4 schema validator of tests/compliance_e2e; a machine may already have a
 # newer Node.js from elsewhere, so Debian's is added only when `node` is absent.
 node_packages=(nodejs npm)

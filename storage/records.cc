@@ -443,9 +443,15 @@ Status RecordRepository::ScanEpoch(
   return Status::Ok();
 }
 
-StatusOr<std::vector<std::string>> RecordRepository::Fingerprints(std::string_view record_id) {
+StatusOr<std::vector<std::string>> RecordRepository::Fingerprints(
+    std::string_view record_id, std::optional<uint32_t> known_latest) {
   PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
-  PV_ASSIGN_OR_RETURN(uint32_t latest, LatestVersion(record_id));
+  uint32_t latest = 0;
+  if (known_latest) {
+    latest = *known_latest;
+  } else {
+    PV_ASSIGN_OR_RETURN(latest, LatestVersion(record_id));
+  }
   std::vector<std::string> out;
   out.reserve(size_t{3} * latest);
   for (uint32_t version = 1; version <= latest; ++version) {
@@ -500,6 +506,38 @@ Status RecordRepository::StageShred(std::string_view record_id, std::string_view
   own.Put(Cf::kIndexes, TombstoneKey(raw_id),
           EncodeTombstone(raw_id, certificate_id, destroyed_unix_us));
   batch.Append(std::move(own));
+  return Status::Ok();
+}
+
+Status RecordRepository::StageShredErased(std::string_view record_id, uint32_t versions,
+                                          std::string_view patient_blind_id,
+                                          std::string_view certificate_id,
+                                          int64_t destroyed_unix_us, WriteBatch& batch) {
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
+  if (!IsValidCertificateId(certificate_id)) {
+    return InvalidArgument("certificate id must be 32 lowercase hex digits");
+  }
+  if (destroyed_unix_us < 0) return InvalidArgument("destruction time must not be negative");
+  if (versions == 0) return InvalidArgument("a record has at least one version");
+  if (patient_blind_id.size() != crypto::BlindIndex::kOutputBytes) {
+    return InvalidArgument("patient blind id must be " +
+                           std::to_string(crypto::BlindIndex::kOutputBytes) + " bytes");
+  }
+  batch.Delete(Cf::kIndexes, "p" + std::string(patient_blind_id) + raw_id);
+  for (uint32_t version = 1; version <= versions; ++version) {
+    batch.Delete(Cf::kRecords, VersionKey('m', raw_id, version));
+    batch.Delete(Cf::kRecords, VersionKey('c', raw_id, version));
+  }
+  batch.Delete(Cf::kRecords, "h" + raw_id);
+  batch.Put(Cf::kIndexes, TombstoneKey(raw_id),
+            EncodeTombstone(raw_id, certificate_id, destroyed_unix_us));
+  return Status::Ok();
+}
+
+Status RecordRepository::StageEpochIndexErase(std::string_view epoch_id, WriteBatch& batch) {
+  PV_RETURN_IF_ERROR(CheckEpochId(keyring_, epoch_id));
+  const std::string prefix = "e" + std::string(epoch_id) + std::string(1, '\0');
+  batch.DeleteRange(Cf::kIndexes, prefix, PrefixEnd(prefix));
   return Status::Ok();
 }
 

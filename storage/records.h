@@ -145,8 +145,10 @@ class RecordRepository {
   // so its fingerprint also finds the headers (and old wrapped DEKs) that earlier rewraps left in
   // files not yet compacted. Read them before StageShred.
   // Needs no epoch key. Errors as LatestVersion; DataLoss if a version up to the latest is
-  // missing or malformed.
-  StatusOr<std::vector<std::string>> Fingerprints(std::string_view record_id);
+  // missing or malformed. `latest`, if given, is LatestVersion's answer the caller just had under
+  // the record's lock (saves reading the head again).
+  StatusOr<std::vector<std::string>> Fingerprints(std::string_view record_id,
+                                                  std::optional<uint32_t> latest = std::nullopt);
 
   // Stages the deletion of everything stored for the record — every version's header and
   // content, its head, its patient index entry and its epoch index entries — and a tombstone
@@ -159,6 +161,25 @@ class RecordRepository {
   // lock and writes `batch`; deleted values leave the files at the next Store::CompactAll.
   [[nodiscard]] Status StageShred(std::string_view record_id, std::string_view certificate_id,
                                   int64_t destroyed_unix_us, WriteBatch& batch);
+
+  // StageShred for a record whose epoch keys are all destroyed, from what the caller already
+  // knows instead of reads: `versions`, the count of the authenticated head read after the
+  // erasure (no version can be added to a record that no longer opens), and `patient_blind_id`
+  // (raw bytes, PatientBlindId of its patient; versions never change patient). Stages the
+  // deletion of every version's header and content, the head and the patient index entry, and the
+  // tombstone; its epoch index entries go with StageEpochIndexErase of the erased epochs. Reads
+  // nothing, so a record already shredded gets its tombstone again (same certificate, new time).
+  // InvalidArgument for a malformed record id, certificate id, blind id, a zero version count or
+  // a negative time. The caller holds the record's lock and writes `batch`.
+  [[nodiscard]] Status StageShredErased(std::string_view record_id, uint32_t versions,
+                                        std::string_view patient_blind_id,
+                                        std::string_view certificate_id, int64_t destroyed_unix_us,
+                                        WriteBatch& batch);
+
+  // Stages the deletion of `epoch_id`'s whole index, in one range operation: ScanEpoch finds
+  // nothing in it afterwards. For an epoch whose key is destroyed. InvalidArgument for a
+  // malformed epoch id.
+  [[nodiscard]] Status StageEpochIndexErase(std::string_view epoch_id, WriteBatch& batch);
 
   // The certificate id in the record's tombstone; std::nullopt if it has none (never shredded,
   // or no such record). DataLoss "record failed integrity check" if the tombstone does not

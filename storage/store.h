@@ -30,19 +30,26 @@ std::string_view CfName(Cf cf);
 // An engine-neutral list of puts and deletes, applied all-or-nothing by Store::Write.
 class WriteBatch {
  public:
+  enum class Kind { kPut, kDelete, kDeleteRange };
   struct Op {
     Cf cf;
-    bool is_delete;
+    Kind kind;
     std::string key;
-    std::string value;
+    std::string value;  // kDeleteRange: the end of the range (exclusive)
   };
   void Put(Cf cf, std::string key, std::string value) {
     bytes_ += key.size() + value.size();
-    ops_.push_back({cf, false, std::move(key), std::move(value)});
+    ops_.push_back({cf, Kind::kPut, std::move(key), std::move(value)});
   }
   void Delete(Cf cf, std::string key) {
     bytes_ += key.size();
-    ops_.push_back({cf, true, std::move(key), {}});
+    ops_.push_back({cf, Kind::kDelete, std::move(key), {}});
+  }
+  // Every key in [begin, end) of `cf`, whether written before or in this batch (ops apply in
+  // order). One operation however many keys the range holds.
+  void DeleteRange(Cf cf, std::string begin, std::string end) {
+    bytes_ += begin.size() + end.size();
+    ops_.push_back({cf, Kind::kDeleteRange, std::move(begin), std::move(end)});
   }
   void Append(WriteBatch&& other) {
     for (auto& op : other.ops_) ops_.push_back(std::move(op));
@@ -103,6 +110,9 @@ class Store {
   [[nodiscard]] virtual Status CompactAll() = 0;
 
   virtual StatusOr<SpaceInfo> Space() = 0;
+  // Synced writes that succeeded since the store was opened (each one a sync of the log): with
+  // group commit, requests per sync. Engines that do not count return 0.
+  virtual uint64_t synced_writes() const { return 0; }
 };
 
 struct RocksStoreOptions {

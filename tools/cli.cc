@@ -1368,6 +1368,7 @@ int RunCli(int argc, char** argv) {
   PatientCommands patient(app, *audit);
   RetentionCommands retention(app);
   KeyCommands keys(app);
+  BenchCommand bench(app);
 
   try {
     app.parse(argc, argv);
@@ -1415,6 +1416,7 @@ int RunCli(int argc, char** argv) {
     }
   }
   g.purpose_given = purpose->count() > 0;
+  if (auto rc = bench.Run(g)) return *rc;
 
   client::ClientOptions options{.socket_path = g.socket, .token = g.token};
   // A sweep's compaction and verification may run for minutes between two progress lines.

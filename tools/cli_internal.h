@@ -1,5 +1,5 @@
 // Pieces the `phivault` command files share (tools/cli.cc, cli_policy.cc, cli_patient.cc,
-// cli_retention.cc): the
+// cli_retention.cc, cli_bench.cc): the
 // global options, error printing with the CLI's exit codes, PHI-safe output files, and the
 // command groups that live in their own files. Not a public interface.
 #pragma once
@@ -200,6 +200,26 @@ class KeyCommands {
   CLI::App* kit_combine_ = nullptr;
   CLI::App* export_ = nullptr;
   CLI::App* import_ = nullptr;
+};
+
+// `phivault bench` (tools/cli_bench.cc): the load generator over the daemon's socket, with its
+// own connections (one per client thread) rather than the CLI's client.
+class BenchCommand {
+ public:
+  explicit BenchCommand(CLI::App& app);
+  // The exit code of `bench` if it was parsed.
+  std::optional<int> Run(const Globals& g) const;
+
+ private:
+  struct Args {
+    std::string workload = "create", size = "1KiB", data_dir;
+    int clients = 16;
+    double duration_s = 10;
+    uint64_t ops = 0, warmup_records = 0;
+    int daemon_pid = 0;
+  };
+  Args a_;
+  CLI::App* cmd_ = nullptr;
 };
 
 }  // namespace phivault::tools

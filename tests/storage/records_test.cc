@@ -735,6 +735,56 @@ TEST_F(RecordsTest, ShredNeedsNoEpochKeyAndDeletesEveryKeyOfTheRecord) {
   EXPECT_TRUE(repo_->ListPatient("synthetic-patient-25")->empty());
 }
 
+TEST_F(RecordsTest, ShredOfAnErasedRecordFromWhatTheSweepKnowsDeletesEveryKey) {
+  Record v1 = MakeRecord("synthetic-patient-31", "one", 1, NewRecordId(), "d20300103");
+  Record v2 = MakeRecord("synthetic-patient-31", "two", 2, v1.meta.record_id, "d20300103");
+  Record other = MakeRecord("synthetic-patient-31", "kept", 1, NewRecordId(), "d20300104");
+  StoreRecord(v1);
+  StoreRecord(v2);
+  StoreRecord(other);
+  const std::string& id = v1.meta.record_id;
+  const std::string raw = *crypto::Base64UrlDecode(id);
+  const std::string bid = repo_->PatientBlindId("synthetic-patient-31");
+  ASSERT_TRUE(keyring_->DestroyEpoch("d20300103").ok());
+  const std::string certificate = RandomHex(16);
+  WriteBatch b;
+  ASSERT_TRUE(repo_->StageEpochIndexErase("d20300103", b).ok());
+  ASSERT_TRUE(repo_->StageShredErased(id, 2, bid, certificate, 1800000000000000, b).ok());
+  ASSERT_TRUE(store_->Write(b, true).ok());
+
+  for (uint32_t v = 1; v <= 2; ++v) {
+    EXPECT_EQ(Stored(Cf::kRecords, RawKey('m', id, v)), std::nullopt);
+    EXPECT_EQ(Stored(Cf::kRecords, RawKey('c', id, v)), std::nullopt);
+  }
+  EXPECT_EQ(Stored(Cf::kRecords, "h" + raw), std::nullopt);
+  EXPECT_EQ(Stored(Cf::kIndexes, "p" + bid + raw), std::nullopt);
+  EXPECT_TRUE(EpochEntries("d20300103").empty());
+  EXPECT_EQ(*repo_->ShreddedBy(id), std::optional<std::string>(certificate));
+  EXPECT_EQ(repo_->ReadVersion(id, 2, true).status().message(),
+            "record was crypto-shredded (certificate " + certificate + ")");
+  // The patient's record in another epoch is untouched, index entries included.
+  EXPECT_EQ(EpochEntries("d20300104").size(), 1u);
+  auto listed = repo_->ListPatient("synthetic-patient-31");
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->front().record_id, other.meta.record_id);
+
+  WriteBatch none;
+  const std::string good = RandomHex(16);
+  EXPECT_EQ(repo_->StageShredErased("short", 1, bid, good, 0, none).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(repo_->StageShredErased(id, 0, bid, good, 0, none).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(repo_->StageShredErased(id, 1, bid.substr(1), good, 0, none).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(repo_->StageShredErased(id, 1, bid, RandomHex(15), 0, none).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(repo_->StageShredErased(id, 1, bid, good, -1, none).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(repo_->StageEpochIndexErase("not an epoch", none).code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(none.empty());
+}
+
 TEST_F(RecordsTest, ShredIsOnceAndRejectsBadInput) {
   Record r = MakeRecord("synthetic-patient-26", "x");
   StoreRecord(r);

@@ -65,6 +65,31 @@ TEST_F(RocksStoreTest, RefusesWritesBelowReserveAndWritesNothing) {
   EXPECT_EQ(space->reserve_bytes, options.reserve_bytes);
 }
 
+// synced_writes (GET /v1/status, `phivault bench`'s syncs per request) counts the synced writes
+// that reached the log: not unsynced ones, not empty batches, not refused ones.
+TEST_F(RocksStoreTest, CountsSyncedWritesThatSucceeded) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->synced_writes(), 0u);
+  WriteBatch b;
+  b.Put(Cf::kRecords, "r", "value");
+  ASSERT_TRUE(store->Write(b, /*sync=*/false).ok());
+  EXPECT_EQ(store->synced_writes(), 0u);
+  ASSERT_TRUE(store->Write(b, /*sync=*/true).ok());
+  ASSERT_TRUE(store->Write(b, /*sync=*/true).ok());
+  EXPECT_EQ(store->synced_writes(), 2u);
+  ASSERT_TRUE(store->Write(WriteBatch(), /*sync=*/true).ok());
+  EXPECT_EQ(store->synced_writes(), 2u);
+  store.reset();
+
+  RocksStoreOptions full;
+  full.reserve_bytes = uint64_t{1} << 62;  // more than any disk has: every write is refused
+  store = Open(full);
+  ASSERT_NE(store, nullptr);
+  EXPECT_FALSE(store->Write(b, /*sync=*/true).ok());
+  EXPECT_EQ(store->synced_writes(), 0u);
+}
+
 TEST_F(RocksStoreTest, CountsABatchTwiceAgainstTheReserve) {
   // 100 MiB free, 60 MiB reserve: a batch may take at most 20 MiB, because it lands twice
   // (WAL, then table or blob file) before compaction can reclaim anything.

@@ -123,6 +123,25 @@ TEST_P(StoreConformanceTest, BatchAppliesEveryOpAcrossColumnFamiliesInOrder) {
   EXPECT_EQ(Get(Cf::kAuditTree, "gone"), std::nullopt);
 }
 
+TEST_P(StoreConformanceTest, DeleteRangeRemovesExactlyTheHalfOpenRangeInBatchOrder) {
+  using namespace std::string_literals;
+  for (const std::string& k : {"e1\0a"s, "e1\0b"s, "e1\1"s, "e0\xff"s, "e2"s}) {
+    Put(Cf::kIndexes, k, "v");
+  }
+  Put(Cf::kRecords, "e1\0a"s, "other column family");
+  WriteBatch b;
+  b.DeleteRange(Cf::kIndexes, "e1\0"s, "e1\1"s);
+  b.Put(Cf::kIndexes, "e1\0z"s, "written after the range");
+  ASSERT_TRUE(store_->Write(b, true).ok());
+  EXPECT_EQ(Get(Cf::kIndexes, "e1\0a"s), std::nullopt);
+  EXPECT_EQ(Get(Cf::kIndexes, "e1\0b"s), std::nullopt);
+  EXPECT_EQ(Get(Cf::kIndexes, "e1\0z"s), "written after the range");
+  EXPECT_EQ(Get(Cf::kIndexes, "e1\1"s), "v");  // the end is exclusive
+  EXPECT_EQ(Get(Cf::kIndexes, "e0\xff"s), "v");
+  EXPECT_EQ(Get(Cf::kIndexes, "e2"s), "v");
+  EXPECT_EQ(Get(Cf::kRecords, "e1\0a"s), "other column family");
+}
+
 TEST_P(StoreConformanceTest, ScanNeverSeesHalfABatch) {
   // A writer keeps replacing a pair of keys in one batch; every scan must see equal values.
   std::atomic<bool> stop{false};

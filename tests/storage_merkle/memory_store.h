@@ -28,10 +28,16 @@ class MemoryStore : public Store {
     if (fail_writes_) return Unavailable("injected write failure");
     for (const WriteBatch::Op& op : batch.ops()) {
       auto& map = maps_[static_cast<size_t>(op.cf)];
-      if (op.is_delete) {
-        map.erase(op.key);
-      } else {
-        map[op.key] = op.value;
+      switch (op.kind) {
+        case WriteBatch::Kind::kPut:
+          map[op.key] = op.value;
+          break;
+        case WriteBatch::Kind::kDelete:
+          map.erase(op.key);
+          break;
+        case WriteBatch::Kind::kDeleteRange:
+          if (op.key < op.value) map.erase(map.lower_bound(op.key), map.lower_bound(op.value));
+          break;
       }
     }
     return Status::Ok();

@@ -15,6 +15,8 @@
 // probe vault checks that the service, with its clock set to that day, picks the same epochs.
 // The service then runs on the real clock, years later, so that everything staged has expired.
 // docs/benchmarks.md, "Retention sweeps".
+#include <sys/resource.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
@@ -278,16 +280,25 @@ void ProbeEpochs(const PopulateOptions& o) {
               made.size());
 }
 
+// CPU seconds of the whole process (every thread, RocksDB's included), user plus system: the
+// phases' cost that does not depend on what else the machine runs.
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return seconds(u.ru_utime) + seconds(u.ru_stime);
+}
+
 // The sweep's progress reports with when each arrived; phases are cut where the reported phase
 // changes ("verify" occurs twice: reading back erased records, then the byte search).
 class PhaseTimer {
  public:
-  PhaseTimer() : start_(Clock::now()) {}
+  PhaseTimer() : start_(Clock::now()), start_cpu_s_(ProcessCpuSeconds()) {}
   daemon::SweepProgressFn Callback() {
     return [this](const daemon::SweepProgress& p) {
       std::lock_guard<std::mutex> lock(mu_);
       if (events_.empty() || events_.back().phase != p.phase) {
-        events_.push_back({p.phase, SecondsSince(start_), 0, p.done, p.total});
+        events_.push_back({p.phase, SecondsSince(start_), 0, ProcessCpuSeconds(), p.done, p.total});
       }
       Event& e = events_.back();
       e.last_s = SecondsSince(start_);
@@ -297,17 +308,21 @@ class PhaseTimer {
   }
   // Prints one line per phase; `total_s` is when the sweep returned.
   void Print(double total_s) const {
+    const double end_cpu_s = ProcessCpuSeconds();
     std::lock_guard<std::mutex> lock(mu_);
-    std::printf("  %-12s %9s %9s %9s  %s\n", "phase", "start_s", "dur_s", "in-phase", "done/total");
+    std::printf("  %-12s %9s %9s %9s %9s  %s\n", "phase", "start_s", "dur_s", "in-phase", "cpu_s",
+                "done/total");
     if (!events_.empty() && events_.front().start_s > 0.0005) {
-      std::printf("  %-12s %9.3f %9.3f %9s  (journal, expired epochs)\n", "(before)", 0.0,
-                  events_.front().start_s, "");
+      std::printf("  %-12s %9.3f %9.3f %9s %9.3f  (journal, expired epochs)\n", "(before)", 0.0,
+                  events_.front().start_s, "", events_.front().cpu_s - start_cpu_s_);
     }
     for (size_t i = 0; i < events_.size(); ++i) {
       const Event& e = events_[i];
       const double end = i + 1 < events_.size() ? events_[i + 1].start_s : total_s;
-      std::printf("  %-12s %9.3f %9.3f %9.3f  %llu/%llu\n", e.phase.c_str(), e.start_s,
-                  end - e.start_s, e.last_s - e.start_s, static_cast<unsigned long long>(e.done),
+      const double end_cpu = i + 1 < events_.size() ? events_[i + 1].cpu_s : end_cpu_s;
+      std::printf("  %-12s %9.3f %9.3f %9.3f %9.3f  %llu/%llu\n", e.phase.c_str(), e.start_s,
+                  end - e.start_s, e.last_s - e.start_s, end_cpu - e.cpu_s,
+                  static_cast<unsigned long long>(e.done),
                   static_cast<unsigned long long>(e.total));
     }
   }
@@ -325,10 +340,12 @@ class PhaseTimer {
     std::string phase;
     double start_s = 0;
     double last_s = 0;
+    double cpu_s = 0;  // the process's CPU time (all threads, user + system) at the first report
     uint64_t done = 0;
     uint64_t total = 0;
   };
   Clock::time_point start_;
+  double start_cpu_s_;
   mutable std::mutex mu_;
   std::vector<Event> events_;
 };
