@@ -299,6 +299,9 @@ struct CopyRead {
   std::string bytes;
 };
 
+CopyRead ClassifyCopy(std::string bytes, const std::string& path, const Aead& master,
+                      const BlindIndex& mac);
+
 CopyRead ReadCopy(KeyringFiles& files, const std::string& path, const Aead& master,
                   const BlindIndex& mac) {
   CopyRead out;
@@ -309,7 +312,14 @@ CopyRead ReadCopy(KeyringFiles& files, const std::string& path, const Aead& mast
     out.error = bytes.status();
     return out;
   }
-  out.bytes = std::move(*bytes);
+  return ClassifyCopy(std::move(*bytes), path, master, mac);
+}
+
+// What the bytes of one copy hold under `master`.
+CopyRead ClassifyCopy(std::string bytes, const std::string& path, const Aead& master,
+                      const BlindIndex& mac) {
+  CopyRead out;
+  out.bytes = std::move(bytes);
   std::optional<Image> best;
   for (int which : {0, 1}) {
     auto image = ParseHeader(mac, out.bytes, which);
@@ -928,6 +938,51 @@ Status Keyring::Rotate(SecretBytes new_master_key) {
   return s;
 }
 
+StatusOr<Keyring::CopyInfo> Keyring::InspectCopy(std::string_view bytes,
+                                                 const SecretBytes& master_key,
+                                                 std::string* clean) {
+  if (master_key.size() != kMasterKeyBytes) return InvalidArgument("master key must be 32 bytes");
+  PV_RETURN_IF_ERROR(InitSodium());
+  PV_ASSIGN_OR_RETURN(
+      std::unique_ptr<Aead> master,
+      Aead::Create(SecretBytes::CopyFrom(master_key.view(InsecureSecretKeyAccess::Get()),
+                                         InsecureSecretKeyAccess::Get())));
+  PV_ASSIGN_OR_RETURN(std::unique_ptr<BlindIndex> mac, DeriveMacKey(*master));
+  CopyRead read = ClassifyCopy(std::string(bytes), "(copy)", *master, *mac);
+  switch (read.kind) {
+    case CopyRead::Kind::kValid:
+      break;
+    case CopyRead::Kind::kWrongKey:
+      return FailedPrecondition("master key does not match the keyring");
+    case CopyRead::Kind::kMissing:
+    case CopyRead::Kind::kCorrupt:
+      return DataLoss(
+          "the keyring copy failed authentication (altered, zeroed, truncated or "
+          "torn)");
+  }
+  if (read.image.format1) {
+    return FailedPrecondition("a format-1 keyring: open it with phivaultd once to migrate it");
+  }
+  CopyInfo info;
+  info.generation = read.image.generation;
+  for (const Slot& s : read.image.slots) {
+    if (s.id == kVaultIdId && !s.destroyed) {
+      auto payload = UnwrapKey(*master, s.sealed, SlotAad(s.id));
+      if (!payload.ok()) return DataLoss("keyring vault id slot failed authentication");
+      info.vault_id =
+          HexEncode(payload->view(InsecureSecretKeyAccess::Get()).substr(0, kVaultIdBytes));
+    } else if (!IsServiceId(s.id)) {
+      if (!s.destroyed && !UnwrapKey(*master, s.sealed, SlotAad(s.id)).ok()) {
+        return DataLoss("keyring slot " + s.id + " failed authentication");
+      }
+      ++(s.destroyed ? info.destroyed_epochs : info.live_epochs);
+    }
+  }
+  if (info.vault_id.empty()) return DataLoss("the keyring copy has no vault id");
+  if (clean != nullptr) *clean = Render(*mac, read.image, 0);
+  return info;
+}
+
 std::vector<Keyring::EpochInfo> Keyring::ListEpochs() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<EpochInfo> out;
@@ -936,6 +991,18 @@ std::vector<Keyring::EpochInfo> Keyring::ListEpochs() const {
     out.push_back(EpochInfo{s.id, s.destroyed, s.created_unix, s.destroyed_unix});
   }
   return out;
+}
+
+uint64_t Keyring::generation() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_->image.generation;
+}
+
+bool Keyring::SealedUnder(const SecretBytes& master_key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ConstantTimeEquals(
+      state_->master->key(InsecureSecretKeyAccess::Get()).view(InsecureSecretKeyAccess::Get()),
+      master_key.view(InsecureSecretKeyAccess::Get()));
 }
 
 const Aead& Keyring::audit_key() const { return *state_->audit_key; }

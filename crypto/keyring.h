@@ -128,6 +128,12 @@ class Keyring {
   // the old master key until a later call succeeds. InvalidArgument if not 32 bytes.
   [[nodiscard]] Status Rotate(SecretBytes new_master_key);
 
+  // The generation of the state in force (each update adds one).
+  uint64_t generation() const;
+  // True if `master_key` is the key the keyring is sealed under now (constant-time): tells a
+  // caller whose Rotate failed whether the new key took effect.
+  bool SealedUnder(const SecretBytes& master_key) const;
+
   struct EpochInfo {
     std::string id;
     bool destroyed = false;
@@ -135,6 +141,22 @@ class Keyring {
     int64_t destroyed_unix = 0;  // 0 unless destroyed
   };
   std::vector<EpochInfo> ListEpochs() const;
+
+  // What one keyring copy holds (a file read while phivaultd may be updating it, or one
+  // restored from an export), checked under `master_key` without writing anything: every header
+  // and slot authenticated, every live key unsealed. FailedPrecondition "master key does not
+  // match the keyring" if no part of it was written with this key; DataLoss if it does not
+  // authenticate (a torn read of a copy being updated also looks like this: read it again).
+  // `clean`, if not null, receives the copy as Open leaves it: the current state only, with no
+  // leftovers of an interrupted update. InvalidArgument if the key is not 32 bytes.
+  struct CopyInfo {
+    uint64_t generation = 0;
+    std::string vault_id;  // 32 hex characters
+    size_t live_epochs = 0;
+    size_t destroyed_epochs = 0;
+  };
+  static StatusOr<CopyInfo> InspectCopy(std::string_view bytes, const SecretBytes& master_key,
+                                        std::string* clean);
 
   // The vault id as 32 lowercase hex characters; fixed for the keyring's life (Rotate keeps it).
   const std::string& vault_id() const;

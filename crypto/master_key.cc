@@ -57,11 +57,10 @@ Status WriteAll(int fd, const uint8_t* data, size_t size) {
   return Status::Ok();
 }
 
-Status WriteKeyFile(int fd) {
+Status WriteKeyFile(int fd, const SecretBytes& key) {
   if (::fchmod(fd, S_IRUSR) != 0) {
     return Unavailable(std::string("fchmod failed: ") + std::strerror(errno));
   }
-  const SecretBytes key = SecretBytes::Random(kMasterKeyBytes);
   PV_RETURN_IF_ERROR(WriteAll(fd, key.data(InsecureSecretKeyAccess::Get()), key.size()));
   if (::fsync(fd) != 0) return Unavailable(std::string("fsync failed: ") + std::strerror(errno));
   return Status::Ok();
@@ -105,13 +104,18 @@ StatusOr<SecretBytes> LoadKey(const std::string& path, bool check_mode) {
 }  // namespace
 
 Status CreateMasterKeyFile(const std::string& path) {
+  return WriteMasterKeyFile(path, SecretBytes::Random(kMasterKeyBytes));
+}
+
+Status WriteMasterKeyFile(const std::string& path, const SecretBytes& key) {
+  if (key.size() != kMasterKeyBytes) return InvalidArgument("master key must be 32 bytes");
   const int fd =
       ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, S_IRUSR);
   if (fd < 0) {
     if (errno == EEXIST) return AlreadyExists("master key file already exists: " + path);
     return ErrnoStatus("cannot create master key file", path, errno);
   }
-  Status written = WriteKeyFile(fd);
+  Status written = WriteKeyFile(fd, key);
   if (::close(fd) != 0 && written.ok()) {
     written = Unavailable(std::string("close failed: ") + std::strerror(errno));
   }
@@ -124,6 +128,32 @@ Status CreateMasterKeyFile(const std::string& path) {
 }
 
 StatusOr<SecretBytes> LoadMasterKeyFile(const std::string& path) { return LoadKey(path, true); }
+
+std::string PendingMasterKeyPath(const std::string& data_dir) {
+  return data_dir + "/master-key.next";
+}
+
+Status ShredMasterKeyFile(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return ErrnoStatus("cannot stat", path, errno);
+  }
+  if (!S_ISREG(st.st_mode)) return InvalidArgument("not a regular file: " + path);
+  // The owner may write a file it made read-only once it makes it writable again.
+  if (::chmod(path.c_str(), S_IRUSR | S_IWUSR) != 0) {
+    return ErrnoStatus("cannot make writable", path, errno);
+  }
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return ErrnoStatus("cannot open", path, errno);
+  const std::string zeros(static_cast<size_t>(st.st_size), '\0');
+  Status s = WriteAll(fd, reinterpret_cast<const uint8_t*>(zeros.data()), zeros.size());
+  if (s.ok() && ::fdatasync(fd) != 0) s = ErrnoStatus("cannot sync", path, errno);
+  ::close(fd);
+  PV_RETURN_IF_ERROR(s);
+  if (::unlink(path.c_str()) != 0) return ErrnoStatus("cannot remove", path, errno);
+  return FsyncDir(ParentDir(path));
+}
 
 StatusOr<SecretBytes> LoadMasterKeyCredential(const std::string& name) {
   const char* dir = std::getenv("CREDENTIALS_DIRECTORY");

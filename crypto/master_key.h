@@ -19,6 +19,16 @@ inline constexpr size_t kMasterKeyBytes = 32;
 // removed, so the call can be retried).
 [[nodiscard]] Status CreateMasterKeyFile(const std::string& path);
 
+// As CreateMasterKeyFile, but writes `key` (a key restored from a recovery kit, or a rotation's
+// new key). InvalidArgument "master key must be 32 bytes".
+[[nodiscard]] Status WriteMasterKeyFile(const std::string& path, const SecretBytes& key);
+
+// Overwrites the key file at `path` with zeros in place, syncs, unlinks it and syncs its
+// directory: for a key that must not outlive its use (a rotation's pending key once installed).
+// OK if nothing is at `path`; InvalidArgument if it is not a regular file; Unavailable on an I/O
+// failure.
+[[nodiscard]] Status ShredMasterKeyFile(const std::string& path);
+
 // Reads a 32-byte key file. NotFound if missing; InvalidArgument "master key file must be
 // exactly 32 bytes" (or if it is not a regular file); PermissionDenied "master key file must not be
 // readable by group or others" if its mode allows group/other access.
@@ -29,6 +39,14 @@ inline constexpr size_t kMasterKeyBytes = 32;
 // LoadMasterKeyFile (the mode check is skipped: systemd owns that directory). InvalidArgument
 // if `name` is not a plain file name.
 [[nodiscard]] StatusOr<SecretBytes> LoadMasterKeyCredential(const std::string& name);
+
+// Where phivaultd keeps the new master key of a rotation (`phivault key rotate`) for the key
+// file and systemd credential sources, from before the keyring is re-sealed until an
+// administrator has installed it where the configuration loads the key from:
+// <data_dir>/master-key.next (0400). At start, a daemon whose configured key no longer opens
+// the keyring opens it with this key instead; one whose configured key opens it shreds this file
+// (docs/keys.md).
+std::string PendingMasterKeyPath(const std::string& data_dir);
 
 struct PassphraseParams {
   std::string salt;               // 16 raw bytes (crypto_pwhash_SALTBYTES)

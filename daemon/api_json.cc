@@ -1,5 +1,7 @@
 #include "daemon/api_json.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <cmath>
 #include <ctime>
@@ -842,6 +844,37 @@ StatusOr<HoldSearch> DecodeHoldSearch(std::string_view body) {
   PV_RETURN_IF_ERROR(GetOptionalString(j, "patient_id", r.patient_id));
   PV_RETURN_IF_ERROR(GetBool(j, "include_released", r.include_released));
   return r;
+}
+
+StatusOr<KeyRotateRequest> DecodeKeyRotate(std::string body) {
+  const crypto::InsecureSecretKeyAccess access = crypto::InsecureSecretKeyAccess::Get();
+  auto wipe = [](std::string& s) { sodium_memzero(s.data(), s.size()); };
+  auto parsed = ParseJsonObject(body);
+  wipe(body);
+  PV_RETURN_IF_ERROR(parsed.status());
+  json& j = *parsed;
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"new_passphrase"}));
+  KeyRotateRequest r;
+  std::optional<std::string> passphrase;
+  Status got = GetOptionalString(j, "new_passphrase", passphrase);
+  if (passphrase) {
+    r.new_passphrase = crypto::SecretBytes::CopyFrom(*passphrase, access);
+    wipe(*passphrase);
+  }
+  if (j.contains("new_passphrase") && j["new_passphrase"].is_string()) {
+    wipe(j["new_passphrase"].get_ref<std::string&>());
+  }
+  PV_RETURN_IF_ERROR(got);
+  return r;
+}
+
+json EncodeKeyRotateResult(const KeyRotateResult& result) {
+  return json{{"source", result.source},
+              {"keyring_generation", result.keyring_generation},
+              {"keyring_copies", result.keyring_copies},
+              {"pending_key_path",
+               result.pending_key_path.empty() ? json(nullptr) : json(result.pending_key_path)},
+              {"audit_seq", result.audit_seq}};
 }
 
 StatusOr<SweepRequest> DecodeSweep(std::string_view body) {

@@ -137,6 +137,12 @@ StatusOr<HoldSearch> DecodeHoldSearch(std::string_view body);
 // POST /v1/retention/sweep: "dry_run" (required: a destroying sweep is only ever asked for in
 // so many words) and optional "until".
 StatusOr<SweepRequest> DecodeSweep(std::string_view body);
+// POST /v1/keys/rotate: optional "new_passphrase" (the passphrase source), moved into locked
+// memory; the parsed copies are wiped.
+StatusOr<KeyRotateRequest> DecodeKeyRotate(std::string body);
+// {"source","keyring_generation","keyring_copies","pending_key_path" (null for the passphrase
+//  source),"audit_seq"}.
+nlohmann::json EncodeKeyRotateResult(const KeyRotateResult& result);
 
 // {"patient_id","date_of_birth","date_of_death","last_encounter" (each null when unknown),
 //  "updated_at","updated_by"}.

@@ -593,7 +593,7 @@ std::vector<std::string> KnownActions() {
           "request.extend",   "request.close",      "request.list",      "contact.set",
           "contact.show",     "patient.facts",      "retention.show",    "retention.sweep",
           "hold.place",       "hold.release",       "hold.list",         "certificate.read",
-          "status",           "backup.create"};
+          "status",           "backup.create",      "key.rotate"};
 }
 
 StatusOr<Config> LoadConfig(const std::string& path) {

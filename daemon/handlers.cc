@@ -858,6 +858,15 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         for (const auto& c : *list) out.push_back(EncodeCertificateSummary(c));
         return SendJson(resp, ex, 200, json{{"certificates", std::move(out)}});
       }
+      case RouteId::kRotateMasterKey: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodeKeyRotate(std::move(body));
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto rotated = service.RotateMasterKey(ctx, std::move(*decoded));
+        if (!rotated.ok()) return SendProblem(resp, ex, ProblemFromStatus(rotated.status()));
+        return SendJson(resp, ex, 200, EncodeKeyRotateResult(*rotated));
+      }
       case RouteId::kGetCertificate: {
         if (params.size() != 1 || !IsCertificateId(params[0])) {
           return SendProblem(

@@ -167,6 +167,49 @@ StatusOr<std::unique_ptr<crypto::Keyring>> OpenBoundKeyring(storage::Store& stor
   return keyring;
 }
 
+// OpenBoundKeyring, allowing for a master-key rotation (`phivault key rotate`, docs/keys.md)
+// whose new key waits at crypto::PendingMasterKeyPath to be installed: if the configured key no
+// longer opens the keyring, that key is tried; if the configured key opens it, the pending key
+// is either installed already or belongs to a rotation that never reached the keyring, and is
+// shredded.
+StatusOr<std::unique_ptr<crypto::Keyring>> OpenKeyringAfterRotation(
+    storage::Store& store, const std::string& db_path, const crypto::KeyringOptions& options,
+    const std::string& data_dir, crypto::SecretBytes master_key) {
+  const auto access = crypto::InsecureSecretKeyAccess::Get();
+  const std::string pending = crypto::PendingMasterKeyPath(data_dir);
+  struct stat st;
+  const bool has_pending = ::lstat(pending.c_str(), &st) == 0;
+  auto keyring = OpenBoundKeyring(store, db_path, options, std::move(master_key));
+  if (keyring.ok()) {
+    if (has_pending) {
+      if (Status s = crypto::ShredMasterKeyFile(pending); !s.ok()) {
+        spdlog::warn("cannot remove the rotation's pending master key {}: {}", pending,
+                     s.message());
+      } else {
+        spdlog::info("the configured master key opens the keyring; removed {}", pending);
+      }
+    }
+    return keyring;
+  }
+  if (!has_pending || keyring.status().code() != StatusCode::kFailedPrecondition ||
+      keyring.status().message().rfind("master key does not match the keyring", 0) != 0) {
+    return keyring;
+  }
+  auto next = crypto::LoadMasterKeyFile(pending);
+  if (!next.ok()) {
+    return FailedPrecondition(keyring.status().message() + "; the pending key of a rotation at " +
+                              pending + " cannot be used either: " + next.status().message());
+  }
+  auto rotated = OpenBoundKeyring(store, db_path, options,
+                                  crypto::SecretBytes::CopyFrom(next->view(access), access));
+  if (!rotated.ok()) return keyring;
+  spdlog::warn(
+      "the configured master key no longer opens the keyring: opened it with the key of the last "
+      "rotation at {}; install that key where the configuration loads the key from (docs/keys.md)",
+      pending);
+  return rotated;
+}
+
 // Signs a checkpoint of the audit log unless it is empty. Failures are logged (the code and the
 // storage message, which never carries PHI); the next attempt may succeed.
 void MakeAuditCheckpoint(storage::AuditLog& audit_log) {
@@ -389,8 +432,8 @@ int Run(int argc, char** argv) {
   crypto::KeyringOptions keyring_options;
   keyring_options.path = (std::filesystem::path(config->data_dir) / "keyring").string();
   keyring_options.mirrors = config->keyring_mirrors;
-  auto keyring =
-      OpenBoundKeyring(**store, store_options.path, keyring_options, std::move(master_key).value());
+  auto keyring = OpenKeyringAfterRotation(**store, store_options.path, keyring_options,
+                                          config->data_dir, std::move(master_key).value());
   if (!keyring.ok()) return Fail(kExitStartFailed, keyring.status().message());
 
   auto audit_log =

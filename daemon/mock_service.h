@@ -91,6 +91,8 @@ class MockVaultService : public VaultService {
               (const RequestContext& ctx, ConfidentialContact contact), (override));
   MOCK_METHOD(StatusOr<ConfidentialContact>, GetContact,
               (const RequestContext& ctx, const std::string& patient_id), (override));
+  MOCK_METHOD(StatusOr<KeyRotateResult>, RotateMasterKey,
+              (const RequestContext& ctx, KeyRotateRequest req), (override));
   MOCK_METHOD(Status, AuditRejected,
               (const RequestContext& ctx, const std::string& action, const std::string& reason,
                uint64_t count),

@@ -100,6 +100,7 @@ const std::vector<RouteSpec>& Routes() {
       {RouteId::kListCertificates, "GET", "/v1/certificates", A::kPhi, "certificate.read"},
       {RouteId::kGetCertificate, "GET", "/v1/certificates/{id}", A::kPhi, "certificate.read"},
       {RouteId::kCreateBackup, "POST", "/v1/admin/backups", A::kPhi, "backup.create"},
+      {RouteId::kRotateMasterKey, "POST", "/v1/keys/rotate", A::kPhi, "key.rotate"},
   };
   return kRoutes;
 }

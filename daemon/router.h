@@ -55,6 +55,7 @@ enum class RouteId {
   kListCertificates,
   kGetCertificate,
   kCreateBackup,
+  kRotateMasterKey,
 };
 
 struct RouteSpec {

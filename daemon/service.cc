@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/hash.h"
+#include "crypto/master_key.h"
 #include "daemon/patient_export.h"
 #include "daemon/policy_loader.h"
 #include "daemon/problem.h"
@@ -986,6 +987,94 @@ class VaultServiceImpl final : public VaultService {
           return true;
         });
     return recorded.status();
+  }
+
+  StatusOr<KeyRotateResult> RotateMasterKey(const RequestContext& ctx,
+                                            KeyRotateRequest req) override {
+    std::unique_lock<std::mutex> running(rotate_mu_, std::try_to_lock);
+    return Guarded<KeyRotateResult>(
+        ctx, "key.rotate", "admin", [&](Pass& pass) -> StatusOr<KeyRotateResult> {
+          if (!running.owns_lock()) return FailedPrecondition("a key rotation is already running");
+          pass.entry.records = {"keyring"};
+          const MasterKeySource& source = config_.master_key;
+          KeyRotateResult result;
+          crypto::SecretBytes new_key;
+          if (source.kind == MasterKeySource::Kind::kPassphrase) {
+            result.source = "passphrase";
+            if (!req.new_passphrase || req.new_passphrase->empty()) {
+              return InvalidArgument(
+                  "field 'new_passphrase' is required: the master key comes from a passphrase");
+            }
+            PV_ASSIGN_OR_RETURN(std::string salt, crypto::Base64Decode(source.salt_base64));
+            crypto::PassphraseParams params;
+            params.salt = std::move(salt);
+            params.opslimit = source.opslimit;
+            params.memlimit = source.memlimit;
+            PV_ASSIGN_OR_RETURN(
+                new_key,
+                crypto::DeriveMasterKeyFromPassphrase(
+                    req.new_passphrase->view(crypto::InsecureSecretKeyAccess::Get()), params));
+            if (keyring_.SealedUnder(new_key)) {
+              return InvalidArgument("field 'new_passphrase': it gives the master key in use");
+            }
+          } else {
+            result.source = source.kind == MasterKeySource::Kind::kFile ? "file" : "credential";
+            if (req.new_passphrase) {
+              return InvalidArgument("field 'new_passphrase': the master key comes from a " +
+                                     result.source +
+                                     ", not a passphrase; phivaultd makes the new key itself");
+            }
+            result.pending_key_path = crypto::PendingMasterKeyPath(config_.data_dir);
+            new_key = crypto::SecretBytes::Random(crypto::kMasterKeyBytes);
+            // Durable before the keyring changes: a crash after the re-seal must not lose the
+            // only copy of the key that opens it.
+            if (Status s = crypto::WriteMasterKeyFile(result.pending_key_path, new_key); !s.ok()) {
+              if (s.code() == StatusCode::kAlreadyExists) {
+                return FailedPrecondition(
+                    "the new master key of an earlier rotation is waiting at " +
+                    result.pending_key_path +
+                    " to be installed; install it where the configuration loads the key from and "
+                    "restart phivaultd before rotating again (docs/keys.md)");
+              }
+              return s;
+            }
+          }
+          const crypto::InsecureSecretKeyAccess access = crypto::InsecureSecretKeyAccess::Get();
+          Status rotated =
+              keyring_.Rotate(crypto::SecretBytes::CopyFrom(new_key.view(access), access));
+          const bool took_effect = keyring_.SealedUnder(new_key);
+          if (!rotated.ok()) {
+            if (!took_effect) {
+              if (!result.pending_key_path.empty()) {
+                (void)crypto::ShredMasterKeyFile(result.pending_key_path);
+              }
+              return Unavailable("the master key was not rotated; the old key stays in force (" +
+                                 rotated.message() + ")");
+            }
+            pass.entry.reason = "master key rotated (source " + result.source +
+                                "), a keyring copy not yet re-sealed: " + rotated.message();
+            return Unavailable(
+                "the master key was rotated, but a keyring copy could not be re-sealed (" +
+                rotated.message() + "); the daemon retries it at every change and at start" +
+                (result.pending_key_path.empty()
+                     ? std::string()
+                     : "; the new key is at " + result.pending_key_path + ": install it"));
+          }
+          result.keyring_generation = keyring_.generation();
+          result.keyring_copies = 1 + config_.keyring_mirrors.size();
+          pass.entry.reason =
+              "master key rotated (source " + result.source + "), keyring generation " +
+              std::to_string(result.keyring_generation) +
+              ", keyring copies re-sealed: " + std::to_string(result.keyring_copies);
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          result.audit_seq = pass.entry.seq;
+          spdlog::warn("master key rotated (source {}, keyring generation {}){}", result.source,
+                       result.keyring_generation,
+                       result.pending_key_path.empty()
+                           ? std::string()
+                           : "; install the new key from " + result.pending_key_path);
+          return result;
+        });
   }
 
  private:
@@ -3204,6 +3293,7 @@ class VaultServiceImpl final : public VaultService {
   std::mutex encounter_mu_;
   std::unordered_map<std::string, KnownEncounter> encounters_;  // GUARDED_BY(encounter_mu_)
   std::mutex sweep_mu_;
+  std::mutex rotate_mu_;  // one master-key rotation at a time
   std::function<Status(std::string_view)> sweep_fault_;
 };
 

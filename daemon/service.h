@@ -301,6 +301,24 @@ struct BackupRequest {
   std::string dir;  // the backups directory, absolute, outside the data directory
 };
 
+// ---- Master-key rotation (docs/keys.md)
+
+struct KeyRotateRequest {
+  // The passphrase source: the new passphrase (required; refused for the other sources). The
+  // new key is derived from it with the configured salt and Argon2id limits.
+  std::optional<crypto::SecretBytes> new_passphrase;
+};
+
+struct KeyRotateResult {
+  std::string source;  // "file", "credential" or "passphrase"
+  uint64_t keyring_generation = 0;
+  size_t keyring_copies = 0;  // the primary and every mirror, all re-sealed
+  // For the file and credential sources: where the new key waits to be installed (empty for
+  // the passphrase source).
+  std::string pending_key_path;
+  uint64_t audit_seq = 0;
+};
+
 struct VaultStatus {
   std::string version;
   int64_t uptime_seconds = 0;
@@ -497,6 +515,18 @@ class VaultService {
     (void)marker;
     return FailedPrecondition("this service cannot record restores");
   }
+  // Rotates the master key while the vault serves requests (audited, key.rotate; policy action
+  // "admin"): the keyring — every slot and both headers, in the primary and every mirror — is
+  // re-sealed under a new key; no record is touched. For the file and credential sources the
+  // daemon makes the new key and writes it to crypto::PendingMasterKeyPath(data_dir) before the
+  // keyring changes, so a crash at any point leaves a keyring that the old or the new key opens
+  // and a daemon that finds it at its next start; for the passphrase source the key comes from
+  // `req.new_passphrase`. FailedPrecondition "a key rotation is already running", or naming the
+  // pending key of an earlier rotation that is not installed yet; InvalidArgument for a missing
+  // or unexpected new_passphrase; Unavailable naming the keyring copy that failed (the message
+  // says whether the new key took effect).
+  virtual StatusOr<KeyRotateResult> RotateMasterKey(const RequestContext& ctx,
+                                                    KeyRotateRequest req) = 0;
 
   // Audits a request that failed authentication or header validation before reaching one of
   // the methods above (`action` is the route's action). `count` > 1 summarises that many

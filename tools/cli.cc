@@ -1368,6 +1368,7 @@ int RunCli(int argc, char** argv) {
   PatientCommands patient(app, *audit);
   RetentionCommands retention(app);
   BackupCommands backup(app);
+  KeyCommands keys(app);
   BenchCommand bench(app);
 
   try {
@@ -1391,6 +1392,7 @@ int RunCli(int argc, char** argv) {
   if (auto rc = policy.RunLocal(g)) return *rc;
   if (auto rc = retention.RunLocal(g)) return *rc;
   if (auto rc = backup.RunLocal(g)) return *rc;
+  if (auto rc = keys.RunLocal(g)) return *rc;
 
   if (g.role.empty()) return UsageError("--role is required (or set PHIVAULT_ROLE)");
   if (g.user.empty()) return UsageError("--as must not be empty");
@@ -1444,6 +1446,7 @@ int RunCli(int argc, char** argv) {
   if (auto rc = patient.Run(c, actor, g)) return *rc;
   if (auto rc = retention.Run(c, actor, g)) return *rc;
   if (auto rc = backup.Run(c, actor, g)) return *rc;
+  if (auto rc = keys.Run(c, actor, g)) return *rc;
   return UsageError("unknown command");
 }
 

@@ -1735,6 +1735,46 @@ Result<std::vector<LegalHold>> Client::ListHolds(const Actor& actor,
                                 LegalHoldFromJson);
 }
 
+Result<KeyRotation> Client::RotateMasterKey(const Actor& actor,
+                                            const crypto::SecretBytes* new_passphrase) {
+  const crypto::InsecureSecretKeyAccess access = crypto::InsecureSecretKeyAccess::Get();
+  // The passphrase goes into the body from locked memory: escaped in a locked buffer, never in
+  // a std::string of this process.
+  crypto::SecretBytes escaped;
+  std::vector<std::string_view> body;
+  if (new_passphrase != nullptr) {
+    const std::string_view p = new_passphrase->view(access);
+    escaped = crypto::SecretBytes::Zeros(6 * p.size() + 1);
+    char* out = reinterpret_cast<char*>(escaped.mutable_data(access));
+    size_t n = 0;
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (char ch : p) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c == '"' || c == '\\') {
+        out[n++] = '\\';
+        out[n++] = static_cast<char>(c);
+      } else if (c < 0x20) {
+        for (char e : {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]}) out[n++] = e;
+      } else {
+        out[n++] = static_cast<char>(c);
+      }
+    }
+    body = {"{\"new_passphrase\":\"", std::string_view(out, n), "\"}"};
+  } else {
+    body = {"{}"};
+  }
+  auto j = JsonOrError(Exchange("POST", "/v1/keys/rotate", &actor, body));
+  if (!j.ok()) return j.error();
+  if (!j->is_object()) return ProtocolError("the rotation result is not an object");
+  KeyRotation r;
+  PV_CLIENT_ASSIGN(r.source, Field<std::string>(*j, "source"));
+  PV_CLIENT_ASSIGN(r.keyring_generation, Field<uint64_t>(*j, "keyring_generation"));
+  PV_CLIENT_ASSIGN(r.keyring_copies, Field<uint64_t>(*j, "keyring_copies"));
+  PV_CLIENT_ASSIGN(r.pending_key_path, NullableString(*j, "pending_key_path"));
+  PV_CLIENT_ASSIGN(r.audit_seq, Field<uint64_t>(*j, "audit_seq"));
+  return r;
+}
+
 Result<SweepResult> Client::Sweep(const Actor& actor, bool dry_run,
                                   const std::optional<std::string>& until) {
   auto body = SweepBody(dry_run, until);

@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/status.h"
+#include "crypto/secret.h"
 
 namespace phivault::client {
 
@@ -606,6 +607,15 @@ struct ClientOptions {
   uint64_t max_response_bytes = 128ull << 20;
 };
 
+// POST /v1/keys/rotate's answer (docs/keys.md).
+struct KeyRotation {
+  std::string source;  // "file", "credential" or "passphrase"
+  uint64_t keyring_generation = 0;
+  uint64_t keyring_copies = 0;
+  std::optional<std::string> pending_key_path;  // where the new key waits to be installed
+  uint64_t audit_seq = 0;
+};
+
 class Client {
  public:
   // Does not connect: the first call does. Never fails.
@@ -786,6 +796,11 @@ class Client {
   // POST /v1/admin/backups: the daemon backs the vault up, while serving, into a new directory
   // under `dir` (absolute, on the daemon's machine) and returns what it made.
   Result<BackupCreated> CreateBackup(const Actor& actor, const std::string& dir);
+  // POST /v1/keys/rotate: re-seals the keyring under a new master key. `new_passphrase` only for
+  // a daemon whose key comes from a passphrase (sent from locked memory, JSON-escaped there).
+  // kConflict if a rotation is running or an earlier one's key is not installed yet.
+  Result<KeyRotation> RotateMasterKey(const Actor& actor,
+                                      const crypto::SecretBytes* new_passphrase = nullptr);
 
   // Number of connections opened so far (keep-alive observability for tests and benchmarks).
   uint64_t connections_opened() const;

@@ -246,6 +246,43 @@ TEST_F(KeyringFaultTest, CrashDuringRotationLeavesTheOldOrTheNewMasterKeyWorking
                new_master);
 }
 
+// After a crash at any write of a rotation exactly one of the two keys opens the keyring (and
+// its mirror, once repaired): never neither, and never the old key once the new one is in force.
+TEST_F(KeyringFaultTest, AfterACrashDuringRotationExactlyOneMasterKeyOpensTheKeyring) {
+  const std::string new_master = RandomBytes(32);
+  for (CrashMode mode : {CrashMode::kFail, CrashMode::kTear, CrashMode::kDropUnsynced}) {
+    for (int k = 0;; ++k) {
+      SCOPED_TRACE("crash at operation " + std::to_string(k) + " mode " +
+                   std::to_string(static_cast<int>(mode)));
+      Prepare();
+      FaultyFiles faults;
+      {
+        auto keyring = Keyring::Open(Options(&faults), Secret(master_));
+        ASSERT_TRUE(keyring.ok());
+        faults.Arm(k, mode);
+        (void)(*keyring)->Rotate(Secret(new_master));
+      }
+      const bool old_opens = Keyring::Open(Options(), Secret(master_)).ok();
+      bool new_opens = false;
+      {
+        auto with_new = Keyring::Open(Options(), Secret(new_master));
+        new_opens = with_new.ok();
+        if (new_opens) {
+          EXPECT_EQ((*with_new)->GetEpoch("d20300101").value()->Decrypt(ct_, "aad").value(), "dek");
+        }
+      }
+      EXPECT_NE(old_opens, new_opens);
+      if (new_opens) {
+        // Repaired at that open: the mirror too is under the new key only.
+        EXPECT_EQ(Keyring::Open({mirror(), {}}, Secret(master_)).status().code(),
+                  StatusCode::kFailedPrecondition);
+      }
+      if (!faults.crashed()) break;
+      ASSERT_LT(k, 200);
+    }
+  }
+}
+
 TEST_F(KeyringFaultTest, FullDiskRefusesNewEpochsButStillDestroys) {
   Prepare();
   FaultyFiles faults;

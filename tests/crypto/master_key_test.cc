@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <optional>
 #include <string>
 
@@ -46,6 +47,23 @@ TEST(MasterKeyFileTest, NeverOverwritesAnExistingFile) {
   WriteFileBytes(plain, "not a key", 0600);
   EXPECT_EQ(CreateMasterKeyFile(plain).code(), StatusCode::kAlreadyExists);
   EXPECT_EQ(ReadFileBytes(plain), "not a key");
+}
+
+TEST(MasterKeyFileTest, WriteStoresAGivenKeyAndShredRemovesIt) {
+  TempDir dir;
+  const std::string path = dir.Sub("restored.key");
+  const std::string key = RandomBytes(32);
+  ASSERT_TRUE(WriteMasterKeyFile(path, testing::Secret(key)).ok());
+  EXPECT_EQ(FileMode(path), 0400u);
+  EXPECT_EQ(ReadFileBytes(path), key);
+  EXPECT_EQ(WriteMasterKeyFile(path, testing::Secret(RandomBytes(32))).code(),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(ReadFileBytes(path), key);
+  EXPECT_EQ(WriteMasterKeyFile(dir.Sub("short"), testing::Secret(RandomBytes(31))).code(),
+            StatusCode::kInvalidArgument);
+  ASSERT_TRUE(ShredMasterKeyFile(path).ok());
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_TRUE(ShredMasterKeyFile(path).ok());  // nothing there: done
 }
 
 TEST(MasterKeyFileTest, CreateInMissingDirectoryIsNotFound) {

@@ -251,6 +251,35 @@ TEST(RetentionDecodeTest, SweepNeedsAnExplicitDryRun) {
   EXPECT_EQ(dry->until, std::optional<std::string>("2027-01-31"));
 }
 
+TEST(KeyRotateDecodeTest, NewPassphraseIsOptionalAndMovesIntoLockedMemory) {
+  auto none = DecodeKeyRotate("{}");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->new_passphrase.has_value());
+  auto given = DecodeKeyRotate(R"({"new_passphrase":"new \"synthetic\" phrase"})");
+  ASSERT_TRUE(given.ok());
+  ASSERT_TRUE(given->new_passphrase.has_value());
+  EXPECT_EQ(given->new_passphrase->view(crypto::InsecureSecretKeyAccess::Get()),
+            "new \"synthetic\" phrase");
+  EXPECT_THAT(DecodeKeyRotate(R"({"new_key":"x"})").status().message(), HasSubstr("new_key"));
+  EXPECT_EQ(DecodeKeyRotate(R"({"new_passphrase":7})").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(DecodeKeyRotate("[").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(KeyRotateEncodeTest, PendingKeyPathIsNullForThePassphraseSource) {
+  KeyRotateResult r;
+  r.source = "passphrase";
+  r.keyring_generation = 9;
+  r.keyring_copies = 2;
+  r.audit_seq = 41;
+  const nlohmann::json j = EncodeKeyRotateResult(r);
+  EXPECT_EQ(j["source"], "passphrase");
+  EXPECT_TRUE(j["pending_key_path"].is_null());
+  EXPECT_EQ(j["keyring_copies"], 2);
+  r.pending_key_path = "/var/lib/phivault/master-key.next";
+  EXPECT_EQ(EncodeKeyRotateResult(r)["pending_key_path"], "/var/lib/phivault/master-key.next");
+}
+
 TEST(RetentionEncodeTest, UnknownDatesAndMissingCertificatesAreNull) {
   PatientFacts f;
   f.patient_id = "p";
