@@ -200,47 +200,49 @@ class BackupCommands {
   CLI::App* verify_ = nullptr;
   CLI::App* ls_ = nullptr;
   CLI::App* restore_ = nullptr;
-  // `phivault key rotate` (asks the daemon), and the offline key-custody commands
-  // (tools/cli_keys.cc): `recovery-kit create|combine`, `keyring export|import` (docs/keys.md).
-  class KeyCommands {
-   public:
-    explicit KeyCommands(CLI::App& app);
-    // The exit code of an offline command if one was parsed.
-    std::optional<int> RunLocal(const Globals& g) const;
-    // The exit code of `key rotate` if it was parsed.
-    std::optional<int> Run(client::Client& c, const client::Actor& actor, const Globals& g) const;
+};
 
-   private:
-    struct Args {
-      int shares = 0, threshold = 0;
-      std::string key_file, out, keyring, file, to, new_passphrase_file;
-    };
-    Args a_;
-    CLI::App* rotate_ = nullptr;
-    CLI::App* kit_create_ = nullptr;
-    CLI::App* kit_combine_ = nullptr;
-    CLI::App* export_ = nullptr;
-    CLI::App* import_ = nullptr;
+// `phivault key rotate` (asks the daemon), and the offline key-custody commands
+// (tools/cli_keys.cc): `recovery-kit create|combine`, `keyring export|import` (docs/keys.md).
+class KeyCommands {
+ public:
+  explicit KeyCommands(CLI::App& app);
+  // The exit code of an offline command if one was parsed.
+  std::optional<int> RunLocal(const Globals& g) const;
+  // The exit code of `key rotate` if it was parsed.
+  std::optional<int> Run(client::Client& c, const client::Actor& actor, const Globals& g) const;
+
+ private:
+  struct Args {
+    int shares = 0, threshold = 0;
+    std::string key_file, out, keyring, file, to, new_passphrase_file;
   };
+  Args a_;
+  CLI::App* rotate_ = nullptr;
+  CLI::App* kit_create_ = nullptr;
+  CLI::App* kit_combine_ = nullptr;
+  CLI::App* export_ = nullptr;
+  CLI::App* import_ = nullptr;
+};
 
-  // `phivault bench` (tools/cli_bench.cc): the load generator over the daemon's socket, with its
-  // own connections (one per client thread) rather than the CLI's client.
-  class BenchCommand {
-   public:
-    explicit BenchCommand(CLI::App& app);
-    // The exit code of `bench` if it was parsed.
-    std::optional<int> Run(const Globals& g) const;
+// `phivault bench` (tools/cli_bench.cc): the load generator over the daemon's socket, with its
+// own connections (one per client thread) rather than the CLI's client.
+class BenchCommand {
+ public:
+  explicit BenchCommand(CLI::App& app);
+  // The exit code of `bench` if it was parsed.
+  std::optional<int> Run(const Globals& g) const;
 
-   private:
-    struct Args {
-      std::string workload = "create", size = "1KiB", data_dir;
-      int clients = 16;
-      double duration_s = 10;
-      uint64_t ops = 0, warmup_records = 0;
-      int daemon_pid = 0;
-    };
-    Args a_;
-    CLI::App* cmd_ = nullptr;
+ private:
+  struct Args {
+    std::string workload = "create", size = "1KiB", data_dir;
+    int clients = 16;
+    double duration_s = 10;
+    uint64_t ops = 0, warmup_records = 0;
+    int daemon_pid = 0;
   };
+  Args a_;
+  CLI::App* cmd_ = nullptr;
+};
 
 }  // namespace phivault::tools
