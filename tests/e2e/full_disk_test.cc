@@ -29,8 +29,8 @@ namespace fs = std::filesystem;
 const client::Actor kOfficer{
     .user = "co.synthetic", .role = "compliance_officer", .purpose = "HOPERAT"};
 
-constexpr uint64_t kReserve = 8ull << 20;
-constexpr size_t kFillerBytes = 16ull << 20;
+constexpr uint64_t kReserve = 16ull << 20;
+constexpr size_t kFillerBytes = 8ull << 20;
 constexpr size_t kNoteBytes = 256 << 10;
 
 class E2eFullDiskTest : public VaultTest {
@@ -94,10 +94,10 @@ TEST_F(E2eFullDiskTest, RefusesCreatesBeforeTheDiskFillsKeepsReadingAndResumes) 
   WriteFile(filler, std::string(kFillerBytes, 'f'));
   ASSERT_TRUE(vault_.Start());
 
-  // Fill: 256 KiB notes until the daemon refuses. 48 MiB cannot hold 200 of them.
+  // Fill: 256 KiB notes until the daemon refuses. 48 MiB cannot hold 400 of them.
   std::vector<std::pair<std::string, std::string>> acknowledged;  // record id, content
   client::Error refusal;
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 400; ++i) {
     std::string content = "Synthetic note " + std::to_string(i) + " " + RandomHex(kNoteBytes / 2);
     auto created = Create(content);
     if (!created.ok()) {
@@ -136,9 +136,27 @@ TEST_F(E2eFullDiskTest, RefusesCreatesBeforeTheDiskFillsKeepsReadingAndResumes) 
   for (const auto& [id, content] : acknowledged) EXPECT_EQ(ReadNote(id), content) << id;
   EXPECT_EQ(AuditedReads(), reads_before + kReads + static_cast<int>(acknowledged.size()));
 
+  // Something else fills the disk into the reserve: 12 MiB left of the 16 MiB reserve. Creates
+  // stay refused; reads go on, their audit entries written into the reserve (not below 4 MiB).
+  const int reads_in_reserve_before = AuditedReads();
+  const std::string filler2 = vault_.data_dir() + "/filler2";
+  const uint64_t free_now = fs::space(vault_.data_dir()).available;
+  ASSERT_GT(free_now, 13ull << 20);
+  WriteFile(filler2, std::string(free_now - (12ull << 20), 'g'));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // past the free-space cache
+  auto in_reserve = Create("Synthetic note in the reserve");
+  ASSERT_FALSE(in_reserve.ok());
+  EXPECT_EQ(in_reserve.error().http_status, 507);
+  for (int i = 0; i < kReads; ++i) {
+    const auto& [id, content] = acknowledged[static_cast<size_t>(i) % acknowledged.size()];
+    EXPECT_EQ(ReadNote(id), content) << "read " << i << " inside the reserve";
+  }
+  EXPECT_FALSE(vault_.daemon().Exited()) << "phivaultd exited with the disk inside the reserve";
+
   // Space returns: creates resume without a restart (free space is re-read at least every
   // 100 ms, so the first few attempts may still see the old figure).
   fs::remove(filler);
+  fs::remove(filler2);
   client::Result<client::RecordMetadata> resumed = Create("Synthetic note after space returned");
   for (int attempt = 0; attempt < 50 && !resumed.ok(); ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -146,6 +164,9 @@ TEST_F(E2eFullDiskTest, RefusesCreatesBeforeTheDiskFillsKeepsReadingAndResumes) 
   }
   ASSERT_TRUE(resumed.ok()) << resumed.error().Message();
   EXPECT_EQ(ReadNote(resumed->record_id), "Synthetic note after space returned");
+  // The reads made inside the reserve were audited. (An audit export writes more than its own
+  // audit entry, so it is counted only now that space is back.)
+  EXPECT_EQ(AuditedReads(), reads_in_reserve_before + kReads + 1);
 }
 
 }  // namespace
