@@ -64,8 +64,9 @@ StatusOr<uint64_t> DecodeHead(std::string_view value) {
 struct Pending {
   WriteBatch changes;
   AuditEntry entry;
-  bool done = false;      // GUARDED_BY(LedgerImpl::mu_)
-  bool rejected = false;  // failed on its own (bad entry); the rest of its group went ahead
+  bool done = false;        // GUARDED_BY(LedgerImpl::mu_)
+  bool rejected = false;    // failed on its own (bad entry); the rest of its group went ahead
+  bool audit_only = false;  // no changes: may be written into the disk reserve (WriteClass)
   StatusOr<uint64_t> result = Internal("ledger request was not processed");
   std::condition_variable cv;
 };
@@ -83,6 +84,7 @@ class LedgerImpl final : public Ledger {
 
   StatusOr<uint64_t> Commit(WriteBatch changes, AuditEntry entry) override {
     Pending p;
+    p.audit_only = changes.empty();
     p.changes = std::move(changes);
     p.entry = std::move(entry);
 
@@ -127,6 +129,7 @@ class LedgerImpl final : public Ledger {
     WriteBatch batch;
     std::vector<Pending*> included;
     Status failure;
+    bool any_changes = false;
     heads_in_group_.clear();
     for (Pending* p : group) {
       AuditEntry& e = p->entry;
@@ -160,6 +163,7 @@ class LedgerImpl final : public Ledger {
         failure = observer_->OnAppend(e.seq, *bytes, own);
         if (!failure.ok()) break;
       }
+      any_changes = any_changes || !p->audit_only;
       batch.Append(std::move(p->changes));
       batch.Put(Cf::kAudit, AuditKey(e.seq), *bytes);
       batch.Append(std::move(own));
@@ -173,12 +177,21 @@ class LedgerImpl final : public Ledger {
         batch.Put(Cf::kIndexes, key, BigEndian64(head));
       }
       batch.Put(Cf::kState, std::string(kLedgerHeadKey), BigEndian64(seq) + hash);
+      if (!any_changes) batch.set_write_class(WriteClass::kAuditOnly);
       failure = store_.Write(batch, /*sync=*/true);
     }
     if (!failure.ok()) {
       if (observer_ != nullptr) observer_->OnAborted();
+      std::vector<Pending*> audit_only;
       for (Pending* p : group) {
-        if (!p->rejected) p->result = failure;
+        if (p->rejected) continue;
+        p->result = failure;
+        if (p->audit_only) audit_only.push_back(p);
+      }
+      // On a full disk the changes are refused, but the audited reads grouped with them may still
+      // use the reserve: write those alone (the retry has no changes, so it does not recurse).
+      if (failure.code() == StatusCode::kResourceExhausted && any_changes && !audit_only.empty()) {
+        CommitGroup(audit_only);
       }
       return;
     }

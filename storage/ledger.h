@@ -68,6 +68,8 @@ class Ledger {
   // entry. On any error nothing of this call was written and no sequence number was consumed.
   // InvalidArgument if the entry cannot be encoded (invalid UTF-8, a NUL in `user`, a
   // `patient_bid` that is not 64 hex digits); otherwise the store's error (e.g. ResourceExhausted).
+  // A commit without changes is written as WriteClass::kAuditOnly (it may use the disk reserve),
+  // also when grouped with commits whose changes the full disk refuses.
   virtual StatusOr<uint64_t> Commit(WriteBatch changes, AuditEntry entry) = 0;
 
   // Number of audit entries committed so far (= the last sequence number).

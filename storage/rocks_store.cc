@@ -15,6 +15,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
 #include <rocksdb/transaction_log.h>
 #include <rocksdb/utilities/checkpoint.h>
@@ -58,29 +59,37 @@ StatusOr<uint64_t> FreeBytes(const std::string& path) {
 rocksdb::Slice ToSlice(std::string_view v) { return {v.data(), v.size()}; }
 std::string_view ToView(const rocksdb::Slice& s) { return {s.data(), s.size()}; }
 
-// Admits a write only if it leaves the reserve free. The filesystem is asked cheaply
-// often; in between, the bytes admitted since the last look count against the free space.
+// Admits a write only if it leaves the reserve free (audit-only writes: the last quarter of it).
+// The filesystem is asked cheaply often; in between, the bytes admitted since the last look count
+// against the free space.
 class SpaceGuard {
  public:
   using FreeSpaceFn = std::function<StatusOr<uint64_t>(const std::string& path)>;
-  SpaceGuard(std::string path, uint64_t reserve, FreeSpaceFn free_space)
+  // `unflushed` returns the bytes held in memtables: data that is on disk only in the WAL and
+  // that a flush (at the latest on shutdown or restart) will write again into table and blob files.
+  SpaceGuard(std::string path, uint64_t reserve, FreeSpaceFn free_space,
+             std::function<uint64_t()> unflushed)
       : path_(std::move(path)),
         reserve_(reserve),
-        free_space_(free_space ? std::move(free_space) : FreeSpaceFn(FreeBytes)) {}
+        free_space_(free_space ? std::move(free_space) : FreeSpaceFn(FreeBytes)),
+        unflushed_(std::move(unflushed)) {}
 
-  Status Admit(uint64_t batch_bytes) {
+  Status Admit(uint64_t batch_bytes, WriteClass write_class) {
     std::lock_guard<std::mutex> lock(mu_);
     const auto now = std::chrono::steady_clock::now();
     if (!have_free_ || now - refreshed_ >= kSpaceRefreshInterval ||
         written_since_refresh_ >= kSpaceRefreshBytes || batch_bytes >= kLargeBatch) {
       PV_ASSIGN_OR_RETURN(free_, free_space_(path_));
+      unflushed_at_refresh_ = unflushed_();
       have_free_ = true;
       refreshed_ = now;
       written_since_refresh_ = 0;
     }
     // Each byte lands twice before compaction can reclaim anything: WAL, then SST/blob file.
-    const uint64_t used = 2 * (written_since_refresh_ + batch_bytes);
-    if (free_ < used || free_ - used < reserve_) {
+    // Bytes already in the WAL are in `free_`; their flush is still to come.
+    const uint64_t used = unflushed_at_refresh_ + 2 * (written_since_refresh_ + batch_bytes);
+    const uint64_t keep = write_class == WriteClass::kAuditOnly ? audit_floor() : reserve_;
+    if (free_ < used || free_ - used < keep) {
       return ResourceExhausted("disk space below reserve");
     }
     written_since_refresh_ += batch_bytes;
@@ -88,15 +97,19 @@ class SpaceGuard {
   }
 
   uint64_t reserve() const { return reserve_; }
+  // What no write may take: headroom for RocksDB's own files (MANIFEST, info log, a flush).
+  uint64_t audit_floor() const { return reserve_ / 4; }
   StatusOr<uint64_t> FreeNow() const { return free_space_(path_); }
 
  private:
   const std::string path_;
   const uint64_t reserve_;
   const FreeSpaceFn free_space_;
+  const std::function<uint64_t()> unflushed_;
   std::mutex mu_;
   bool have_free_ = false;                           // GUARDED_BY(mu_)
   uint64_t free_ = 0;                                // GUARDED_BY(mu_)
+  uint64_t unflushed_at_refresh_ = 0;                // GUARDED_BY(mu_)
   uint64_t written_since_refresh_ = 0;               // GUARDED_BY(mu_)
   std::chrono::steady_clock::time_point refreshed_;  // GUARDED_BY(mu_)
 };
@@ -149,6 +162,16 @@ class RocksStore final : public Store {
     db.max_background_jobs = 2;
     db.keep_log_file_num = 4;
     db.max_log_file_size = 4ull << 20;
+    // With an SstFileManager, a background flush or compaction that hits ENOSPC leaves the
+    // database writable again by itself once space returns (RocksDB's automatic recovery), and
+    // after such an error compactions wait until the reserve is free beside their output. No
+    // SetMaxAllowedSpaceUsage: reaching that limit is a hard error in RocksDB 7.8 that only a
+    // manual Resume() clears, and the free space, not the database size, is what runs out; the
+    // admission check in Write keeps writes below both.
+    std::shared_ptr<rocksdb::SstFileManager> sfm(
+        rocksdb::NewSstFileManager(rocksdb::Env::Default()));
+    sfm->SetCompactionBufferSize(options.reserve_bytes);
+    db.sst_file_manager = sfm;
 
     auto cache = rocksdb::NewLRUCache(64ull << 20);
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -192,7 +215,7 @@ class RocksStore final : public Store {
 
   Status Write(const WriteBatch& batch, bool sync) override {
     if (batch.empty()) return Status::Ok();
-    PV_RETURN_IF_ERROR(space_.Admit(batch.bytes()));
+    PV_RETURN_IF_ERROR(space_.Admit(batch.bytes(), batch.write_class()));
     rocksdb::WriteBatch wb;
     for (const auto& op : batch.ops()) {
       rocksdb::Status s;
@@ -249,9 +272,11 @@ class RocksStore final : public Store {
   }
 
   Status CompactAll() override {
-    // A full compaction may briefly need as much space again as the live data.
+    // A full compaction may briefly need as much space again as the live data, and must leave
+    // the reserve to audited reads.
     PV_ASSIGN_OR_RETURN(SpaceInfo space, Space());
-    if (space.free_bytes < space.live_data_bytes) {
+    if (space.free_bytes < space.live_data_bytes ||
+        space.free_bytes - space.live_data_bytes < space.reserve_bytes) {
       return ResourceExhausted("not enough free disk space to compact");
     }
     // Flushing every column family at once lets every old WAL file become obsolete.
@@ -301,7 +326,13 @@ class RocksStore final : public Store {
              std::vector<rocksdb::ColumnFamilyHandle*> handles)
       : db_(std::move(db)),
         handles_(std::move(handles)),
-        space_(options.path, options.reserve_bytes, options.free_space) {}
+        space_(options.path, options.reserve_bytes, options.free_space, [this] {
+          uint64_t bytes = 0;
+          return db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables,
+                                               &bytes)
+                     ? bytes
+                     : 0;
+        }) {}
 
   // handles_[0] is the default column family; Cf values follow in declaration order.
   rocksdb::ColumnFamilyHandle* Handle(Cf cf) const { return handles_[static_cast<size_t>(cf) + 1]; }

@@ -27,6 +27,16 @@ enum class Cf : uint8_t {
 inline constexpr int kNumCfs = 6;
 std::string_view CfName(Cf cf);
 
+// What a batch is for, which decides how far into the disk reserve Store::Write admits it.
+enum class WriteClass : uint8_t {
+  // Refused when it would leave less than the reserve free.
+  kNormal = 0,
+  // Audit entries that carry no changes (an audited read, a denial): may use the reserve down to
+  // its last quarter, so that reads keep working and keep being audited on a full disk. Nothing
+  // else may use this class, or record creates would eat the space kept for audits.
+  kAuditOnly,
+};
+
 // An engine-neutral list of puts and deletes, applied all-or-nothing by Store::Write.
 class WriteBatch {
  public:
@@ -60,10 +70,14 @@ class WriteBatch {
   const std::vector<Op>& ops() const { return ops_; }
   size_t bytes() const { return bytes_; }
   bool empty() const { return ops_.empty(); }
+  // kNormal unless set; Append leaves it as it is.
+  WriteClass write_class() const { return class_; }
+  void set_write_class(WriteClass c) { class_ = c; }
 
  private:
   std::vector<Op> ops_;
   size_t bytes_ = 0;
+  WriteClass class_ = WriteClass::kNormal;
 };
 
 struct SpaceInfo {
@@ -86,8 +100,10 @@ class Store {
 
   // Applies `batch` atomically. With `sync`, returns only once the batch is durable (synced
   // WAL); concurrent synced writes share syncs. ResourceExhausted "disk space below reserve"
-  // (nothing written) when free space minus the batch would fall below the reserve: refusing is
-  // required because Debian's RocksDB aborts the process on ENOSPC.
+  // (nothing written) when free space minus what the batch and the not yet flushed data will
+  // take would fall below the reserve (a quarter of it for WriteClass::kAuditOnly): refusing is
+  // required because Debian's RocksDB aborts the process on ENOSPC. Engines without a reserve
+  // ignore the class.
   [[nodiscard]] virtual Status Write(const WriteBatch& batch, bool sync) = 0;
 
   // Calls `fn(key, value)` for every key in [begin, end) in key order (end empty = no bound),
@@ -105,8 +121,8 @@ class Store {
   // Rewrites every file of every column family so that deleted values are gone from all live
   // files (bottommost level compaction forced, blob files garbage collected), and cuts the WAL so
   // that no WAL file holding them remains. ResourceExhausted "not enough free disk space to
-  // compact" (nothing done) if free space is below the live data size, which a full compaction
-  // may need.
+  // compact" (nothing done) if free space is below the live data size (which a full compaction
+  // may need) plus the reserve: a compaction must never eat the space kept for audited reads.
   [[nodiscard]] virtual Status CompactAll() = 0;
 
   virtual StatusOr<SpaceInfo> Space() = 0;
@@ -126,9 +142,11 @@ class Store {
 };
 
 struct RocksStoreOptions {
-  std::string path;                       // data directory, created if missing
-  uint64_t reserve_bytes = 256ull << 20;  // refuse writes below this much free space
-  uint64_t min_blob_size = 4096;          // values at least this big go to blob files
+  std::string path;  // data directory, created if missing
+  // Refuse writes below this much free space (audit-only writes: below a quarter of it). Also
+  // the compaction buffer of RocksDB's SstFileManager, so background compactions keep it free.
+  uint64_t reserve_bytes = 256ull << 20;
+  uint64_t min_blob_size = 4096;  // values at least this big go to blob files
   bool create_if_missing = true;
   // Free bytes available on the filesystem holding `path`; empty = statvfs (f_bavail * f_frsize).
   // Replaceable where the filesystem's own numbers are not the limit (quotas) and in tests.

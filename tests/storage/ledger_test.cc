@@ -239,6 +239,61 @@ TEST_F(LedgerTest, ConcurrentCommitsWithFailingWritesStayGapless) {
   for (const auto& e : chain) EXPECT_TRUE(Get(Cf::kRecords, e.request_id).has_value());
 }
 
+// On a disk whose free space is inside the reserve, commits with changes (record creates) are
+// refused while audit-only commits (audited reads) go through, also when the ledger groups both
+// into one write.
+TEST(LedgerFullDiskTest, AuditOnlyCommitsUseTheReserveThatChangesMayNot) {
+  phivault::testing::TempDir dir;
+  RocksStoreOptions options;
+  options.path = dir.Sub("db");
+  options.reserve_bytes = 1ull << 30;  // audit-only floor 256 MiB
+  options.free_space = [](const std::string&) -> StatusOr<uint64_t> { return 512ull << 20; };
+  auto store = OpenRocksStore(options);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  RecordingObserver observer;
+  auto ledger = Ledger::Open(**store, &observer);
+  ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
+
+  std::atomic<int> reads_failed{0};
+  std::atomic<int> creates_admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) {
+        const std::string id = std::to_string(t) + "/" + std::to_string(i);
+        if (t % 2 == 0) {
+          auto seq = (*ledger)->Commit(Change(id), Entry(id));
+          if (seq.ok()) {
+            ++creates_admitted;
+          } else {
+            EXPECT_EQ(seq.status().code(), StatusCode::kResourceExhausted);
+          }
+        } else {
+          auto seq = (*ledger)->Commit({}, Entry(id));
+          if (!seq.ok()) {
+            ++reads_failed;
+            ADD_FAILURE() << seq.status().ToString();
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(creates_admitted.load(), 0);
+  EXPECT_EQ(reads_failed.load(), 0);
+  EXPECT_EQ((*ledger)->size(), 400u);
+  std::set<uint64_t> committed(observer.committed.begin(), observer.committed.end());
+  EXPECT_EQ(committed.size(), 400u);
+  Status scanned = ScanAuditEntries(**store, 1, UINT64_MAX, [&](const AuditEntry& e, auto) {
+    EXPECT_EQ(std::stoi(e.request_id.substr(0, e.request_id.find('/'))) % 2, 1) << e.request_id;
+    return true;
+  });
+  EXPECT_TRUE(scanned.ok()) << scanned.ToString();
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(*(*store)->Get(Cf::kRecords, "0/" + std::to_string(i)), std::nullopt);
+  }
+}
+
 TEST_F(LedgerTest, ObserverFailureFailsTheCommitAndWritesNothing) {
   observer_.fail_next_append = true;
   auto seq = ledger_->Commit(Change("x"), Entry("x"));
