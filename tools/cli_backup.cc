@@ -22,27 +22,6 @@
 namespace phivault::tools {
 namespace {
 
-// The verifier key in a file as `phivault audit pubkey` prints it (surrounding space ignored).
-std::optional<crypto::NoteVerifier> PubkeyFromFile(const std::string& path, int* rc) {
-  std::string error;
-  auto text = ReadInput(path, &error);
-  if (!text) {
-    PrintError("cannot read the verifier key", error);
-    *rc = kExitError;
-    return std::nullopt;
-  }
-  const auto space = [](char ch) { return std::isspace(static_cast<unsigned char>(ch)) != 0; };
-  const auto first = std::find_if_not(text->begin(), text->end(), space);
-  const auto last = std::find_if_not(text->rbegin(), text->rend(), space).base();
-  auto verifier =
-      crypto::ParseNoteVerifierKey(first < last ? std::string(first, last) : std::string());
-  if (!verifier.ok()) {
-    *rc = UsageError("--pubkey " + path + " is not a verifier key: " + verifier.status().message());
-    return std::nullopt;
-  }
-  return std::move(verifier).value();
-}
-
 // A progress bar on standard error, only on a terminal and never with --json.
 storage::BackupProgressFn ProgressBar(const Globals& g, bool* drawn) {
   if (g.json || ::isatty(STDERR_FILENO) != 1) return nullptr;
@@ -268,7 +247,7 @@ std::optional<int> BackupCommands::RunLocal(const Globals& g) const {
   int rc = kExitOk;
   std::optional<crypto::NoteVerifier> key;
   if (!a_.pubkey.empty()) {
-    key = PubkeyFromFile(a_.pubkey, &rc);
+    key = KeyFromFile(a_.pubkey, &rc);
     if (!key) return rc;
   }
   if (verify_->parsed()) return RunVerify(a_.dir, a_.id, key, g);

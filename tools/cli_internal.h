@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "crypto/signing.h"
 #include "tools/cli.h"
 #include "tools/client.h"
 
@@ -147,6 +148,10 @@ class PatientCommands {
 // One line of `retention sweep`'s progress bar on a terminal: "\r<phase> [###...] done/total
 // N%" and an erase to the end of the line, so that each redraws the last.
 std::string SweepProgressBar(const client::SweepProgress& progress);
+// The verifier key in the file at `path` as `phivault audit pubkey` prints it (surrounding space
+// ignored), for the offline --pubkey checks (certificates, backups). On failure prints the error,
+// sets *rc (a usage error for a malformed key) and returns nullopt.
+std::optional<crypto::NoteVerifier> KeyFromFile(const std::string& path, int* rc);
 
 // `phivault retention|hold|certificate ...` (tools/cli_retention.cc). `certificate verify
 // --file F --pubkey K` runs offline.

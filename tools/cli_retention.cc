@@ -259,27 +259,6 @@ int RunCertificateShow(client::Client& c, const client::Actor& actor, const Glob
   return kExitOk;
 }
 
-// The verifier key in a file as `phivault audit pubkey` prints it (surrounding space ignored).
-std::optional<crypto::NoteVerifier> KeyFromFile(const std::string& path, int* rc) {
-  std::string error;
-  auto text = ReadInput(path, &error);
-  if (!text) {
-    PrintError("cannot read the verifier key", error);
-    *rc = kExitError;
-    return std::nullopt;
-  }
-  const auto space = [](char ch) { return std::isspace(static_cast<unsigned char>(ch)) != 0; };
-  const auto first = std::find_if_not(text->begin(), text->end(), space);
-  const auto last = std::find_if_not(text->rbegin(), text->rend(), space).base();
-  const std::string key = first < last ? std::string(first, last) : std::string();
-  auto verifier = crypto::ParseNoteVerifierKey(key);
-  if (!verifier.ok()) {
-    *rc = UsageError("--pubkey " + path + " is not a verifier key: " + verifier.status().message());
-    return std::nullopt;
-  }
-  return std::move(verifier).value();
-}
-
 // Verifies `note` and says what was checked; exit 7 with the reason if it does not verify.
 int VerifyCertificateNote(const std::string& note, const crypto::NoteVerifier& verifier,
                           const std::string& key_source, const Globals& g) {
@@ -339,6 +318,26 @@ std::optional<std::string> ReadNoteFile(const std::string& path, int* rc) {
 }
 
 }  // namespace
+
+std::optional<crypto::NoteVerifier> KeyFromFile(const std::string& path, int* rc) {
+  std::string error;
+  auto text = ReadInput(path, &error);
+  if (!text) {
+    PrintError("cannot read the verifier key", error);
+    *rc = kExitError;
+    return std::nullopt;
+  }
+  const auto space = [](char ch) { return std::isspace(static_cast<unsigned char>(ch)) != 0; };
+  const auto first = std::find_if_not(text->begin(), text->end(), space);
+  const auto last = std::find_if_not(text->rbegin(), text->rend(), space).base();
+  const std::string key = first < last ? std::string(first, last) : std::string();
+  auto verifier = crypto::ParseNoteVerifierKey(key);
+  if (!verifier.ok()) {
+    *rc = UsageError("--pubkey " + path + " is not a verifier key: " + verifier.status().message());
+    return std::nullopt;
+  }
+  return std::move(verifier).value();
+}
 
 std::string SweepProgressBar(const client::SweepProgress& p) {
   constexpr size_t kWidth = 30;
