@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <unordered_map>
@@ -61,14 +60,19 @@ StatusOr<uint64_t> DecodeHead(std::string_view value) {
   return ReadBigEndian64(value);
 }
 
+// What a queued request waits for: the leader of its group to finish it, or to hand it the lead.
+enum PendingState : int { kWaiting = 0, kDone, kLead };
+
 struct Pending {
   WriteBatch changes;
   AuditEntry entry;
-  bool done = false;        // GUARDED_BY(LedgerImpl::mu_)
   bool rejected = false;    // failed on its own (bad entry); the rest of its group went ahead
   bool audit_only = false;  // no changes: may be written into the disk reserve (WriteClass)
   StatusOr<uint64_t> result = Internal("ledger request was not processed");
-  std::condition_variable cv;
+  // Set once, by a leader, after `result` is final (release); waited on without LedgerImpl::mu_,
+  // so that a woken follower returns at once instead of queueing for the mutex behind the next
+  // group's leader.
+  std::atomic<int> state{kWaiting};
 };
 
 class LedgerImpl final : public Ledger {
@@ -89,9 +93,17 @@ class LedgerImpl final : public Ledger {
     p.entry = std::move(entry);
 
     std::unique_lock<std::mutex> lock(mu_);
+    const bool leads = queue_.empty();
     queue_.push_back(&p);
-    while (!p.done && queue_.front() != &p) p.cv.wait(lock);
-    if (p.done) return std::move(p.result);
+    if (!leads) {
+      lock.unlock();
+      int state = kWaiting;
+      while ((state = p.state.load(std::memory_order_acquire)) == kWaiting) {
+        p.state.wait(kWaiting, std::memory_order_acquire);
+      }
+      if (state == kDone) return std::move(p.result);
+      lock.lock();
+    }
 
     // This thread leads: it takes the requests queued so far and writes them as one group.
     std::vector<Pending*> group;
@@ -108,13 +120,23 @@ class LedgerImpl final : public Ledger {
     CommitGroup(group);
     lock.lock();
     for (size_t i = 0; i < group.size(); ++i) queue_.pop_front();
-    // Followers' Pending live on their stacks: notify while holding the lock, before they can
-    // wake up and return.
+    Pending* const next = queue_.empty() ? nullptr : queue_.front();
+    lock.unlock();
+    // A follower's Pending lives on its stack and may be gone as soon as its state is stored:
+    // nothing of it is read after that (notify_one only wakes the address's waiters; the atomic
+    // itself is not touched). The next leader is woken last, so that requests arriving while the
+    // followers are woken still join its group (starting it first made groups smaller: more
+    // syncs and more CPU per request).
     for (Pending* q : group) {
-      q->done = true;
-      if (q != &p) q->cv.notify_one();
+      if (q == &p) continue;
+      std::atomic<int>& state = q->state;
+      state.store(kDone, std::memory_order_release);
+      state.notify_one();
     }
-    if (!queue_.empty()) queue_.front()->cv.notify_one();
+    if (next != nullptr) {
+      next->state.store(kLead, std::memory_order_release);
+      next->state.notify_one();
+    }
     return std::move(p.result);
   }
 
