@@ -3,7 +3,8 @@
 # libraries, phivaultd, phivault and the tsan_* test binaries of tests/tsan into build/tsan with
 # clang -fsanitize=thread, runs the tests that exercise threads against shared state, and fails
 # on the first data race, lock-order inversion or other report of any process (the e2e tests'
-# phivaultd included). PHIVAULT_TSAN_DIR overrides the build directory.
+# phivaultd included). PHIVAULT_TSAN_DIR overrides the build directory; --build-only stops after
+# the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,7 @@ cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE= -DCMAKE_CXX_COMPILER=clang++ \
   -DPHIVAULT_BUILD_BENCHMARKS=OFF -DPHIVAULT_TEST_DIRS=tsan >/dev/null
 cmake --build "$dir" -j "$jobs" --target tsan_crypto_test tsan_storage_test tsan_service_test \
   tsan_e2e_test
+if [[ "${1:-}" == "--build-only" ]]; then exit 0; fi
 
 reports=$(realpath "$dir")/tsan-reports
 rm -rf "$reports"
