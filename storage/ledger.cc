@@ -3,12 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
+#include "base/mutex.h"
 #include "crypto/hash.h"
 #include "crypto/secret.h"
 #include "storage/key_encoding.h"
@@ -68,7 +67,7 @@ struct Pending {
   bool rejected = false;    // failed on its own (bad entry); the rest of its group went ahead
   bool audit_only = false;  // no changes: may be written into the disk reserve (WriteClass)
   StatusOr<uint64_t> result = Internal("ledger request was not processed");
-  std::condition_variable cv;
+  CondVar cv;
 };
 
 class LedgerImpl final : public Ledger {
@@ -88,9 +87,9 @@ class LedgerImpl final : public Ledger {
     p.changes = std::move(changes);
     p.entry = std::move(entry);
 
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     queue_.push_back(&p);
-    while (!p.done && queue_.front() != &p) p.cv.wait(lock);
+    while (!p.done && queue_.front() != &p) p.cv.Wait(mu_);
     if (p.done) return std::move(p.result);
 
     // This thread leads: it takes the requests queued so far and writes them as one group.
@@ -104,17 +103,17 @@ class LedgerImpl final : public Ledger {
       bytes += q->changes.bytes();
       group.push_back(q);
     }
-    lock.unlock();
+    lock.Unlock();
     CommitGroup(group);
-    lock.lock();
+    lock.Lock();
     for (size_t i = 0; i < group.size(); ++i) queue_.pop_front();
     // Followers' Pending live on their stacks: notify while holding the lock, before they can
     // wake up and return.
     for (Pending* q : group) {
       q->done = true;
-      if (q != &p) q->cv.notify_one();
+      if (q != &p) q->cv.Signal();
     }
-    if (!queue_.empty()) queue_.front()->cv.notify_one();
+    if (!queue_.empty()) queue_.front()->cv.Signal();
     return std::move(p.result);
   }
 
@@ -227,8 +226,8 @@ class LedgerImpl final : public Ledger {
 
   Store& store_;
   LedgerObserver* const observer_;
-  std::mutex mu_;
-  std::deque<Pending*> queue_;  // GUARDED_BY(mu_); front() is the leader
+  Mutex mu_;
+  std::deque<Pending*> queue_ GUARDED_BY(mu_);  // front() is the leader
   uint64_t last_seq_;
   std::string last_hash_;  // raw SHA-256 of the last entry's bytes
   // Chain heads (head key -> seq): of the group being written, and of committed groups. A cache
