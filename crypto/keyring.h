@@ -55,8 +55,8 @@
 #include <string_view>
 #include <vector>
 
-#include "base/status.h"
 #include "base/mutex.h"
+#include "base/status.h"
 #include "crypto/aead.h"
 #include "crypto/hash.h"
 #include "crypto/keyring_file.h"

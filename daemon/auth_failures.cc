@@ -147,7 +147,7 @@ void AuthFailureLimiter::Run() {
     lock.Lock();
     // After a refused write the summary stays due; do not spin on a failing ledger.
     wake_.WaitFor(mu_, std::min<std::chrono::steady_clock::duration>(options_.summary_window,
-                                                                   std::chrono::seconds(1)));
+                                                                     std::chrono::seconds(1)));
   }
 }
 
