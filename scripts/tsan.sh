@@ -26,8 +26,13 @@ rm -rf "$reports"
 mkdir -p "$reports"
 # Every process writes its reports to $reports/report.<pid>: the daemons the e2e tests start
 # inherit this environment, and their stderr is not shown otherwise.
-export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 log_path=$reports/report \
-suppressions=$PWD/scripts/tsan-suppressions.txt"
+# ignore_noninstrumented_modules: Debian's RocksDB is not built with TSan, and its write group
+# (WriteThread) hands the merged batch from leader to leader with atomics TSan cannot see; the
+# memcpy calls libstdc++ makes on RocksDB's behalf were then reported as races between two
+# phivault threads calling Store::Write. Accesses made by phivault's own (instrumented) code are
+# still checked.
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ignore_noninstrumented_modules=1 \
+log_path=$reports/report suppressions=$PWD/scripts/tsan-suppressions.txt"
 
 failed=0
 run() {
