@@ -413,10 +413,6 @@ struct Keyring::State {
   std::vector<Copy> copies;                                                    // [0] is the primary
   std::map<std::string, std::shared_ptr<const Aead>, std::less<>> epoch_keys;  // live only
   bool copies_stale = false;  // some copy is not in sync
-  std::unique_ptr<Aead> audit_key;
-  std::unique_ptr<BlindIndex> blind_index;
-  std::unique_ptr<Ed25519Signer> audit_signer;
-  std::string vault_id;  // hex
 
   // Brings a copy that is not in sync to Render(image): first everything but the inactive
   // header region, then that region (zeros). When the file held this image already, only
@@ -780,6 +776,7 @@ StatusOr<std::unique_ptr<Keyring>> Keyring::Open(const KeyringOptions& options,
 
 StatusOr<std::unique_ptr<Keyring>> Keyring::Load(std::unique_ptr<State> state) {
   std::unique_ptr<Keyring> keyring(new Keyring());
+  MutexLock lock(keyring->mu_);  // uncontended: no other thread has `keyring` yet
   keyring->state_ = std::move(state);
   State& st = *keyring->state_;
   for (const Slot& s : st.image.slots) {
@@ -790,17 +787,17 @@ StatusOr<std::unique_ptr<Keyring>> Keyring::Load(std::unique_ptr<State> state) {
     auto key = UnwrapKey(*st.master, s.sealed, SlotAad(s.id));
     if (!key.ok()) return DataLoss("keyring slot " + s.id + " failed authentication");
     if (s.id == kBlindIndexId) {
-      PV_ASSIGN_OR_RETURN(st.blind_index, BlindIndex::Create(std::move(*key)));
+      PV_ASSIGN_OR_RETURN(keyring->blind_index_, BlindIndex::Create(std::move(*key)));
     } else if (s.id == kAuditKeyId) {
-      PV_ASSIGN_OR_RETURN(st.audit_key, Aead::Create(std::move(*key)));
+      PV_ASSIGN_OR_RETURN(keyring->audit_key_, Aead::Create(std::move(*key)));
     } else if (s.id == kAuditSignId) {
-      PV_ASSIGN_OR_RETURN(st.audit_signer, Ed25519Signer::Create(std::move(*key)));
+      PV_ASSIGN_OR_RETURN(keyring->audit_signer_, Ed25519Signer::Create(std::move(*key)));
     } else if (s.id == kVaultIdId) {
       const std::string_view payload = key->view(InsecureSecretKeyAccess::Get());
       if (!AllZero(payload.substr(kVaultIdBytes))) {
         return DataLoss("keyring vault id slot is malformed");
       }
-      st.vault_id = HexEncode(payload.substr(0, kVaultIdBytes));
+      keyring->vault_id_ = HexEncode(payload.substr(0, kVaultIdBytes));
     } else if (IsServiceId(s.id)) {
       return DataLoss("keyring has an unknown service key " + s.id);
     } else {
@@ -808,7 +805,8 @@ StatusOr<std::unique_ptr<Keyring>> Keyring::Load(std::unique_ptr<State> state) {
       st.epoch_keys.emplace(s.id, std::move(aead));
     }
   }
-  if (!st.blind_index || !st.audit_key || !st.audit_signer || st.vault_id.empty()) {
+  if (!keyring->blind_index_ || !keyring->audit_key_ || !keyring->audit_signer_ ||
+      keyring->vault_id_.empty()) {
     return DataLoss("keyring lacks a service key");
   }
   return keyring;
@@ -818,7 +816,7 @@ StatusOr<std::shared_ptr<const Aead>> Keyring::GetOrCreateEpoch(std::string_view
   if (!IsValidEpochId(epoch_id)) {
     return InvalidArgument("epoch id must be d<YYYYMMDD> or h<hold id of 1-40 [A-Za-z0-9_-]>");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   State& st = *state_;
   if (auto it = st.epoch_keys.find(epoch_id); it != st.epoch_keys.end()) {
     if (st.copies_stale) PV_RETURN_IF_ERROR(st.SyncCopies());
@@ -848,7 +846,7 @@ StatusOr<std::shared_ptr<const Aead>> Keyring::GetEpoch(std::string_view epoch_i
   if (!IsValidEpochId(epoch_id)) {
     return InvalidArgument("epoch id must be d<YYYYMMDD> or h<hold id of 1-40 [A-Za-z0-9_-]>");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = state_->epoch_keys.find(epoch_id); it != state_->epoch_keys.end()) {
     return it->second;
   }
@@ -860,7 +858,7 @@ Status Keyring::DestroyEpoch(std::string_view epoch_id) {
   if (!IsValidEpochId(epoch_id)) {
     return InvalidArgument("epoch id must be d<YYYYMMDD> or h<hold id of 1-40 [A-Za-z0-9_-]>");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   State& st = *state_;
   const std::optional<size_t> index = st.Find(epoch_id);
   if (!index) return NotFound("epoch key does not exist");
@@ -885,7 +883,7 @@ Status Keyring::DestroyEpochs(const std::vector<std::string>& epoch_ids) {
       return InvalidArgument("epoch id must be d<YYYYMMDD> or h<hold id of 1-40 [A-Za-z0-9_-]>");
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   State& st = *state_;
   std::vector<size_t> live;
   for (const auto& id : epoch_ids) {
@@ -918,7 +916,7 @@ Status Keyring::Rotate(SecretBytes new_master_key) {
   }
   PV_ASSIGN_OR_RETURN(std::unique_ptr<Aead> new_master, Aead::Create(std::move(new_master_key)));
   PV_ASSIGN_OR_RETURN(std::unique_ptr<BlindIndex> new_mac, DeriveMacKey(*new_master));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   State& st = *state_;
   Image next = st.NextImage();
   for (size_t i = 0; i < next.slots.size(); ++i) {
@@ -984,7 +982,7 @@ StatusOr<Keyring::CopyInfo> Keyring::InspectCopy(std::string_view bytes,
 }
 
 std::vector<Keyring::EpochInfo> Keyring::ListEpochs() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<EpochInfo> out;
   for (const Slot& s : state_->image.slots) {
     if (IsServiceId(s.id)) continue;
@@ -994,20 +992,20 @@ std::vector<Keyring::EpochInfo> Keyring::ListEpochs() const {
 }
 
 uint64_t Keyring::generation() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return state_->image.generation;
 }
 
 bool Keyring::SealedUnder(const SecretBytes& master_key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return ConstantTimeEquals(
       state_->master->key(InsecureSecretKeyAccess::Get()).view(InsecureSecretKeyAccess::Get()),
       master_key.view(InsecureSecretKeyAccess::Get()));
 }
 
-const Aead& Keyring::audit_key() const { return *state_->audit_key; }
-const BlindIndex& Keyring::blind_index() const { return *state_->blind_index; }
-const Ed25519Signer& Keyring::audit_signer() const { return *state_->audit_signer; }
-const std::string& Keyring::vault_id() const { return state_->vault_id; }
+const Aead& Keyring::audit_key() const { return *audit_key_; }
+const BlindIndex& Keyring::blind_index() const { return *blind_index_; }
+const Ed25519Signer& Keyring::audit_signer() const { return *audit_signer_; }
+const std::string& Keyring::vault_id() const { return vault_id_; }
 
 }  // namespace phivault::crypto

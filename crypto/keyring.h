@@ -51,11 +51,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "crypto/aead.h"
 #include "crypto/hash.h"
@@ -173,8 +173,14 @@ class Keyring {
   // Unseals the keys of `state`'s slots into memory. DataLoss if a slot does not open or a
   // service key is missing.
   static StatusOr<std::unique_ptr<Keyring>> Load(std::unique_ptr<State> state);
-  mutable std::mutex mu_;
-  std::unique_ptr<State> state_;  // GUARDED_BY(mu_) for mutable parts
+  mutable Mutex mu_;
+  std::unique_ptr<State> state_ PT_GUARDED_BY(mu_);
+  // Unsealed once by Load and never changed (Rotate re-seals them on disk, keeping the keys):
+  // read without the mutex.
+  std::unique_ptr<Aead> audit_key_;
+  std::unique_ptr<BlindIndex> blind_index_;
+  std::unique_ptr<Ed25519Signer> audit_signer_;
+  std::string vault_id_;  // hex
 };
 
 }  // namespace phivault::crypto

@@ -9,11 +9,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "crypto/secret_testing.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -69,8 +69,8 @@ class SlotPool {
   size_t slot_bytes() const { return slot_bytes_; }
 
   // A zeroed slot with its first `size` bytes usable, or nullptr if no slab can be mapped.
-  uint8_t* Allocate(size_t size) {
-    std::lock_guard<std::mutex> lock(mu_);
+  uint8_t* Allocate(size_t size) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     if (free_.empty() && !AddSlabLocked()) return nullptr;
     uint8_t* slot = free_.back();
     free_.pop_back();
@@ -81,16 +81,16 @@ class SlotPool {
 
   // Wipes the slot, then makes it available again. The wipe happens before the slot is on the
   // free list, so no other thread can be handed it with key bytes still in it.
-  void Release(uint8_t* slot) {
+  void Release(uint8_t* slot) EXCLUDES(mu_) {
     Unpoison(slot, slot_bytes_);
     sodium_memzero(slot, slot_bytes_);
     Poison(slot, slot_bytes_);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     free_.push_back(slot);
   }
 
-  SecretSlotState Inspect(const uint8_t* address) {
-    std::lock_guard<std::mutex> lock(mu_);
+  SecretSlotState Inspect(const uint8_t* address) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
     // Compared as integers: `address` may point anywhere, even outside every slab.
     const auto a = reinterpret_cast<uintptr_t>(address);
     const bool in_slab = std::any_of(slabs_.begin(), slabs_.end(), [&](const uint8_t* slab) {
@@ -108,7 +108,7 @@ class SlotPool {
   }
 
  private:
-  bool AddSlabLocked() {
+  bool AddSlabLocked() REQUIRES(mu_) {
     // One sodium_malloc per slab instead of per key: guard pages around the slab, mlock'd on a
     // best-effort basis (beyond RLIMIT_MEMLOCK it is still wiped, just swappable) and excluded
     // from core dumps (MADV_DONTDUMP). sodium_malloc fills with garbage, hence the wipe.
@@ -126,9 +126,9 @@ class SlotPool {
   }
 
   const size_t slot_bytes_;
-  std::mutex mu_;
-  std::vector<uint8_t*> free_;   // GUARDED_BY(mu_)
-  std::vector<uint8_t*> slabs_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::vector<uint8_t*> free_ GUARDED_BY(mu_);
+  std::vector<uint8_t*> slabs_ GUARDED_BY(mu_);
 };
 
 // The slot classes, smallest first: 32 bytes for AEAD, KDF and master keys, 64 for Ed25519

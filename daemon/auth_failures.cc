@@ -26,10 +26,10 @@ AuthFailureLimiter::AuthFailureLimiter(AuthFailureOptions options, VaultService*
 
 AuthFailureLimiter::~AuthFailureLimiter() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   if (thread_.joinable()) thread_.join();
   if (const uint64_t lost = FlushDue(/*all=*/true); lost > 0) {
     spdlog::error("{} failed authentication attempts could not be audited at shutdown", lost);
@@ -56,7 +56,7 @@ AuthFailureLimiter::Outcome AuthFailureLimiter::RecordFailure(const RequestConte
                                                               const std::string& reason) {
   Outcome outcome;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const SteadyTime now = options_.now();
     outcome.throttled = !SpendAttempt(ctx.peer_uid, now);
     if (outcome.throttled && !action.empty()) {
@@ -70,7 +70,7 @@ AuthFailureLimiter::Outcome AuthFailureLimiter::RecordFailure(const RequestConte
       }
       s.last_at = wall;
       ++s.count;
-      if (inserted) wake_.notify_all();
+      if (inserted) wake_.SignalAll();
     }
   }
   if (!outcome.throttled && !action.empty()) {
@@ -92,7 +92,7 @@ Status AuthFailureLimiter::WriteSummary(const SummaryKey& key, const Summary& s)
 uint64_t AuthFailureLimiter::FlushDue(bool all) {
   std::vector<std::pair<SummaryKey, Summary>> due;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const SteadyTime now = options_.now();
     for (auto it = summaries_.begin(); it != summaries_.end();) {
       if (all || now - it->second.opened >= options_.summary_window) {
@@ -116,7 +116,7 @@ uint64_t AuthFailureLimiter::FlushDue(bool all) {
                   summary.count, StatusCodeName(s.code()));
     unwritten += summary.count;
     // Put back (merged with any attempts counted meanwhile) to be retried next time.
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto [it, inserted] = summaries_.try_emplace(key, summary);
     if (!inserted) {
       it->second.count += summary.count;
@@ -129,25 +129,25 @@ uint64_t AuthFailureLimiter::FlushDue(bool all) {
 }
 
 void AuthFailureLimiter::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
     if (summaries_.empty()) {
-      wake_.wait(lock);
+      wake_.Wait(mu_);
       continue;
     }
     SteadyTime earliest = SteadyTime::max();
     for (const auto& [key, s] : summaries_) earliest = std::min(earliest, s.opened);
     const auto wait = earliest + options_.summary_window - options_.now();
     if (wait > std::chrono::steady_clock::duration::zero()) {
-      wake_.wait_for(lock, wait);
+      wake_.WaitFor(mu_, wait);
       continue;
     }
-    lock.unlock();
+    lock.Unlock();
     FlushDue();
-    lock.lock();
+    lock.Lock();
     // After a refused write the summary stays due; do not spin on a failing ledger.
-    wake_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(options_.summary_window,
-                                                                       std::chrono::seconds(1)));
+    wake_.WaitFor(mu_, std::min<std::chrono::steady_clock::duration>(options_.summary_window,
+                                                                     std::chrono::seconds(1)));
   }
 }
 

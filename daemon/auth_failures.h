@@ -15,15 +15,14 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <tuple>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "daemon/service.h"
 
@@ -60,7 +59,7 @@ class AuthFailureLimiter {
 
   // Writes the summaries whose window has ended (every pending one if `all`). Returns the number
   // of attempts still unwritten because the audit log refused them.
-  uint64_t FlushDue(bool all = false);
+  uint64_t FlushDue(bool all = false) EXCLUDES(mu_);
 
  private:
   struct Bucket {
@@ -76,18 +75,18 @@ class AuthFailureLimiter {
   };
   using SummaryKey = std::tuple<uint32_t, std::string, std::string>;  // uid, action, reason
 
-  bool SpendAttempt(uint32_t uid, std::chrono::steady_clock::time_point now);  // needs mu_
-  void Run();
+  bool SpendAttempt(uint32_t uid, std::chrono::steady_clock::time_point now) REQUIRES(mu_);
+  void Run() EXCLUDES(mu_);
   Status WriteSummary(const SummaryKey& key, const Summary& s);
 
   const AuthFailureOptions options_;
   VaultService* const service_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::map<uint32_t, Bucket> buckets_;       // guarded by mu_
-  std::map<SummaryKey, Summary> summaries_;  // guarded by mu_
-  bool stopping_ = false;                    // guarded by mu_
-  std::thread thread_;                       // last: starts once the rest is initialised
+  Mutex mu_;
+  CondVar wake_;
+  std::map<uint32_t, Bucket> buckets_ GUARDED_BY(mu_);
+  std::map<SummaryKey, Summary> summaries_ GUARDED_BY(mu_);
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: starts once the rest is initialised
 };
 
 }  // namespace phivault::daemon

@@ -128,7 +128,7 @@ class CountedConnection final : public Poco::Net::HTTPServerConnection {
         state_(std::move(state)) {}
   ~CountedConnection() override {
     {
-      std::lock_guard lock(counter_->mu);
+      MutexLock lock(counter_->mu);
       counter_->live.erase(state_);
       if (!state_->operator_peer) {
         auto it = counter_->by_uid.find(state_->uid);
@@ -208,7 +208,7 @@ class CountingConnectionFactory final : public Poco::Net::TCPServerConnectionFac
     state->operator_peer = is_operator;
     state->budget = &counter_->budget;
     {
-      std::lock_guard lock(counter_->mu);
+      MutexLock lock(counter_->mu);
       if (counter_->stopping.load()) {
         return new RefusedConnection(socket, "the server is shutting down");
       }
@@ -600,7 +600,7 @@ bool HttpServer::Stop(std::chrono::milliseconds grace) {
   // sending a request's head) close now. No connection waits on another: each is told on its
   // own, without taking any lock a request in progress holds.
   {
-    std::lock_guard lock(counter_->mu);
+    MutexLock lock(counter_->mu);
     for (const auto& c : counter_->live) {
       c->stop_requested.store(true);
       if (!c->in_handler.load() && c->fd >= 0) ::shutdown(c->fd, SHUT_RD);

@@ -20,7 +20,6 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -34,6 +33,7 @@
 #include <Poco/SharedPtr.h>
 #include <Poco/ThreadPool.h>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "daemon/config.h"
 
@@ -159,9 +159,9 @@ class HttpServer {
     std::chrono::milliseconds request_timeout{0};
     uint64_t min_body_rate = 0;  // bytes per second; 0: none
     RequestBytesBudget budget{0};
-    std::mutex mu;  // guards the two below
-    std::map<uid_t, size_t> by_uid;
-    std::set<std::shared_ptr<ConnectionState>> live;
+    Mutex mu;
+    std::map<uid_t, size_t> by_uid GUARDED_BY(mu);
+    std::set<std::shared_ptr<ConnectionState>> live GUARDED_BY(mu);
     explicit ConnectionCounter(uint64_t budget_bytes) : budget(budget_bytes) {}
   };
 

@@ -12,19 +12,18 @@
 
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include "base/mutex.h"
 #include "crypto/hash.h"
 #include "crypto/keyring.h"
 #include "crypto/master_key.h"
@@ -221,8 +220,33 @@ void MakeAuditCheckpoint(storage::AuditLog& audit_log) {
   }
 }
 
+// What a timer thread sleeps on: Stop() wakes it at once, even mid-interval.
+class StopSignal {
+ public:
+  void Stop() EXCLUDES(mu_) {
+    {
+      MutexLock lock(mu_);
+      stopped_ = true;
+    }
+    wake_.SignalAll();
+  }
+  // Sleeps for `interval` or until Stop(); true once Stop() was called.
+  bool WaitFor(std::chrono::steady_clock::duration interval) EXCLUDES(mu_) {
+    const auto deadline = std::chrono::steady_clock::now() + interval;
+    MutexLock lock(mu_);
+    while (!stopped_ && wake_.WaitUntil(mu_, deadline)) {
+    }
+    return stopped_;
+  }
+
+ private:
+  Mutex mu_;
+  CondVar wake_;
+  bool stopped_ GUARDED_BY(mu_) = false;
+};
+
 // Checkpoints the audit log every `interval` on its own thread, so that verifiers always find
-// a recent signed tree head. Stop() wakes the thread at once, even mid-interval.
+// a recent signed tree head.
 class CheckpointTimer {
  public:
   CheckpointTimer(storage::AuditLog& audit_log, std::chrono::seconds interval)
@@ -233,30 +257,19 @@ class CheckpointTimer {
 
   // Returns once the thread has ended (after the checkpoint in progress, if any).
   void Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
+    stop_.Stop();
     if (thread_.joinable()) thread_.join();
   }
 
  private:
   void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!wake_.wait_for(lock, interval_, [this] { return stopping_; })) {
-      lock.unlock();
-      MakeAuditCheckpoint(audit_log_);
-      lock.lock();
-    }
+    while (!stop_.WaitFor(interval_)) MakeAuditCheckpoint(audit_log_);
   }
 
   storage::AuditLog& audit_log_;
   const std::chrono::seconds interval_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  bool stopping_ = false;  // guarded by mu_
-  std::thread thread_;     // last: starts once everything above is initialised
+  StopSignal stop_;
+  std::thread thread_;  // last: starts once everything above is initialised
 };
 
 // Closes expired break-glass windows (each with its end audit entry) every few seconds.
@@ -266,32 +279,23 @@ class BreakGlassTimer {
     thread_ = std::thread([this] { Run(); });
   }
   ~BreakGlassTimer() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
+    stop_.Stop();
     thread_.join();
   }
 
  private:
   void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!wake_.wait_for(lock, std::chrono::seconds(5), [this] { return stopping_; })) {
-      lock.unlock();
+    while (!stop_.WaitFor(std::chrono::seconds(5))) {
       if (Status s = service_.CloseExpiredBreakGlass(); !s.ok()) {
         spdlog::error("expired break-glass windows could not be closed: {}",
                       StatusCodeName(s.code()));
       }
-      lock.lock();
     }
   }
 
   VaultService& service_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  bool stopping_ = false;  // guarded by mu_
-  std::thread thread_;     // last
+  StopSignal stop_;
+  std::thread thread_;  // last
 };
 
 // Runs the daily retention sweep at `at` ("HH:MM" UTC), through the same service path as
@@ -305,25 +309,20 @@ class RetentionSweepTimer {
     thread_ = std::thread([this] { Run(); });
   }
   ~RetentionSweepTimer() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
+    stop_.Stop();
     thread_.join();
   }
 
  private:
   void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
+    std::chrono::sys_days last_day{};
     do {
       using namespace std::chrono;
       const auto now = system_clock::now();
       const auto day = floor<days>(now);
       const auto minute = duration_cast<minutes>(now - day).count();
-      if (day != last_day_ && minute >= minute_of_day_) {
-        last_day_ = day;
-        lock.unlock();
+      if (day != last_day && minute >= minute_of_day_) {
+        last_day = day;
         SweepRequest req;
         req.dry_run = false;
         auto r = service_.Sweep(nullptr, req, nullptr);
@@ -337,18 +336,14 @@ class RetentionSweepTimer {
           spdlog::error("retention sweep failed ({}): {}", StatusCodeName(r.status().code()),
                         r.status().message());
         }
-        lock.lock();
       }
-    } while (!wake_.wait_for(lock, std::chrono::seconds(30), [this] { return stopping_; }));
+    } while (!stop_.WaitFor(std::chrono::seconds(30)));
   }
 
   VaultService& service_;
   const int minute_of_day_;
-  std::chrono::sys_days last_day_{};
-  std::mutex mu_;
-  std::condition_variable wake_;
-  bool stopping_ = false;  // guarded by mu_
-  std::thread thread_;     // last
+  StopSignal stop_;
+  std::thread thread_;  // last
 };
 
 // Waits for a termination signal; SIGHUP reloads the access policy (the configuration itself is

@@ -536,7 +536,7 @@ Status PatientState::Load() {
         l.facts[std::string(key.substr(Prefix(kFactsKind).size()))] = std::move(f);
         return Status::Ok();
       }));
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   restrictions_ = std::move(l.restrictions);
   windows_ = std::move(l.windows);
   taken_.clear();
@@ -592,7 +592,7 @@ StatusOr<Restriction> PatientState::StageEndRestriction(std::string_view patient
   const std::string patient_key = PatientKey(kRestrictionKind, patient_id);
   Restriction r;
   {
-    std::shared_lock lock(mu_);
+    ReaderMutexLock lock(mu_);
     auto list = restrictions_.find(patient_key.substr(Prefix(kRestrictionKind).size()));
     if (list == restrictions_.end()) return NotFound("no such restriction");
     auto it = std::find_if(list->second.begin(), list->second.end(),
@@ -610,7 +610,7 @@ StatusOr<Restriction> PatientState::StageEndRestriction(std::string_view patient
 
 void PatientState::ApplyRestriction(Restriction restriction) {
   const std::string bid = crypto::HexEncode(blind_id_(restriction.patient_id));
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   auto& list = restrictions_[bid];
   auto it = std::find_if(list.begin(), list.end(),
                          [&](const Restriction& x) { return x.id == restriction.id; });
@@ -625,7 +625,7 @@ std::vector<Restriction> PatientState::RestrictionsOf(std::string_view patient_i
                                                       bool include_ended) const {
   const std::string bid = crypto::HexEncode(blind_id_(patient_id));
   std::vector<Restriction> out;
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(mu_);
   auto list = restrictions_.find(bid);
   if (list == restrictions_.end()) return out;
   for (const Restriction& r : list->second) {
@@ -661,7 +661,7 @@ StatusOr<BreakGlassWindow> PatientState::StageOpenWindow(BreakGlassWindow w,
 }
 
 void PatientState::ApplyOpenWindow(BreakGlassWindow window) {
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   std::string id = window.id;
   windows_.insert_or_assign(std::move(id), std::move(window));
 }
@@ -669,7 +669,7 @@ void PatientState::ApplyOpenWindow(BreakGlassWindow window) {
 std::optional<BreakGlassWindow> PatientState::FindOpen(std::string_view user,
                                                        std::string_view patient_id,
                                                        int64_t now_us) const {
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(mu_);
   for (const auto& [id, w] : windows_) {
     if (w.user == user && w.patient_id == patient_id && !w.closed_us && now_us < w.expires_us) {
       return w;
@@ -680,7 +680,7 @@ std::optional<BreakGlassWindow> PatientState::FindOpen(std::string_view user,
 
 Status PatientState::StageAccess(std::string_view window_id, storage::WriteBatch& batch) const {
   {
-    std::shared_lock lock(mu_);
+    ReaderMutexLock lock(mu_);
     if (!windows_.contains(window_id)) return NotFound("no such break-glass window");
   }
   StageSealed(kAccessKind,
@@ -691,13 +691,13 @@ Status PatientState::StageAccess(std::string_view window_id, storage::WriteBatch
 }
 
 void PatientState::ApplyAccess(std::string_view window_id) {
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   if (auto it = windows_.find(window_id); it != windows_.end()) ++it->second.accesses;
 }
 
 std::vector<BreakGlassWindow> PatientState::TakeExpired(int64_t now_us) {
   std::vector<BreakGlassWindow> out;
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   for (const auto& [id, w] : windows_) {
     if (!w.closed_us && w.expires_us <= now_us && !taken_.contains(id)) {
       taken_.insert(id);
@@ -711,7 +711,7 @@ std::vector<BreakGlassWindow> PatientState::TakeExpired(int64_t now_us) {
 }
 
 void PatientState::ReleaseExpired(std::string_view window_id) {
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   if (auto it = taken_.find(window_id); it != taken_.end()) taken_.erase(it);
 }
 
@@ -744,7 +744,7 @@ StatusOr<BreakGlassWindow> PatientState::StageSignOff(std::string_view window_id
 }
 
 void PatientState::ApplyWindow(BreakGlassWindow window) {
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   auto it = windows_.find(window.id);
   if (it == windows_.end()) {
     std::string id = window.id;
@@ -759,7 +759,7 @@ void PatientState::ApplyWindow(BreakGlassWindow window) {
 std::vector<BreakGlassWindow> PatientState::ListWindows(bool pending_only) const {
   std::vector<BreakGlassWindow> out;
   {
-    std::shared_lock lock(mu_);
+    ReaderMutexLock lock(mu_);
     for (const auto& [id, w] : windows_) {
       if (!pending_only || StatusOf(w) == WindowStatus::kPending) out.push_back(w);
     }
@@ -771,7 +771,7 @@ std::vector<BreakGlassWindow> PatientState::ListWindows(bool pending_only) const
 }
 
 std::optional<BreakGlassWindow> PatientState::GetWindow(std::string_view window_id) const {
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(mu_);
   auto it = windows_.find(window_id);
   if (it == windows_.end()) return std::nullopt;
   return it->second;
@@ -831,13 +831,13 @@ StatusOr<PatientRequest> PatientState::StageCloseRequest(std::string_view id,
 }
 
 void PatientState::ApplyRequest(PatientRequest request) {
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   std::string id = request.id;
   requests_.insert_or_assign(std::move(id), std::move(request));
 }
 
 std::optional<PatientRequest> PatientState::GetRequest(std::string_view id) const {
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(mu_);
   auto it = requests_.find(id);
   if (it == requests_.end()) return std::nullopt;
   return it->second;
@@ -848,7 +848,7 @@ std::vector<PatientRequest> PatientState::ListRequests(const std::optional<std::
                                                        bool include_closed) const {
   std::vector<PatientRequest> out;
   {
-    std::shared_lock lock(mu_);
+    ReaderMutexLock lock(mu_);
     for (const auto& [id, r] : requests_) {
       if (patient_id && r.patient_id != *patient_id) continue;
       if (!include_closed && r.closed) continue;
@@ -876,13 +876,13 @@ StatusOr<ConfidentialContact> PatientState::StageSetContact(ConfidentialContact 
 
 void PatientState::ApplyContact(ConfidentialContact contact) {
   std::string bid = crypto::HexEncode(blind_id_(contact.patient_id));
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   contacts_.insert_or_assign(std::move(bid), std::move(contact));
 }
 
 std::optional<ConfidentialContact> PatientState::GetContact(std::string_view patient_id) const {
   const std::string bid = crypto::HexEncode(blind_id_(patient_id));
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(mu_);
   auto it = contacts_.find(bid);
   if (it == contacts_.end()) return std::nullopt;
   return it->second;
@@ -939,7 +939,7 @@ StatusOr<LegalHold> PatientState::StageRelease(std::string_view id, std::string_
 }
 
 void PatientState::ApplyHold(LegalHold hold) {
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   auto& list = holds_[hold.patient_id];
   auto it =
       std::find_if(list.begin(), list.end(), [&](const LegalHold& x) { return x.id == hold.id; });
@@ -951,7 +951,7 @@ void PatientState::ApplyHold(LegalHold hold) {
 }
 
 std::optional<LegalHold> PatientState::GetHold(std::string_view id) const {
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(mu_);
   for (const auto& [patient, list] : holds_) {
     for (const LegalHold& h : list) {
       if (h.id == id) return h;
@@ -964,7 +964,7 @@ std::vector<LegalHold> PatientState::ListHolds(const std::optional<std::string>&
                                                bool include_released) const {
   std::vector<LegalHold> out;
   {
-    std::shared_lock lock(mu_);
+    ReaderMutexLock lock(mu_);
     for (const auto& [patient, list] : holds_) {
       if (patient_id && patient != *patient_id) continue;
       for (const LegalHold& h : list) {
@@ -979,7 +979,7 @@ std::vector<LegalHold> PatientState::ListHolds(const std::optional<std::string>&
 std::vector<LegalHold> PatientState::IsHeld(std::string_view patient_id,
                                             std::string_view record_id) const {
   std::vector<LegalHold> out;
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(mu_);
   auto list = holds_.find(patient_id);
   if (list == holds_.end()) return out;
   for (const LegalHold& h : list->second) {
@@ -1015,13 +1015,13 @@ StatusOr<PatientFacts> PatientState::StageSetFacts(PatientFacts f, std::string_v
 
 void PatientState::ApplyFacts(PatientFacts facts) {
   std::string bid = crypto::HexEncode(blind_id_(facts.patient_id));
-  std::unique_lock lock(mu_);
+  WriterMutexLock lock(mu_);
   facts_.insert_or_assign(std::move(bid), std::move(facts));
 }
 
 std::optional<PatientFacts> PatientState::GetFacts(std::string_view patient_id) const {
   const std::string bid = crypto::HexEncode(blind_id_(patient_id));
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(mu_);
   auto it = facts_.find(bid);
   if (it == facts_.end()) return std::nullopt;
   return it->second;
@@ -1041,7 +1041,7 @@ StatusOr<PolicyVersion> PatientState::StagePolicyVersion(std::string_view name,
   if (!IsValidUtf8(text)) return InvalidArgument("text must be valid UTF-8");
   if (from_us < 0) return InvalidArgument("from must not be before 1970");
   {
-    std::shared_lock lock(mu_);
+    ReaderMutexLock lock(mu_);
     if (!policies_.empty() && from_us <= policies_.back().from_us) {
       return FailedPrecondition("policy versions must be added in time order");
     }
@@ -1056,7 +1056,7 @@ Status PatientState::ApplyPolicyVersion(PolicyVersion version, uint64_t audit_se
   storage::WriteBatch batch;
   StageSealed(kPolicyKind, PolicyKey(version.from_us), ToJson(version).dump(), batch);
   {
-    std::unique_lock lock(mu_);
+    WriterMutexLock lock(mu_);
     auto it =
         std::lower_bound(policies_.begin(), policies_.end(), version.from_us,
                          [](const PolicyVersion& p, int64_t from) { return p.from_us < from; });
@@ -1070,12 +1070,12 @@ Status PatientState::ApplyPolicyVersion(PolicyVersion version, uint64_t audit_se
 }
 
 std::vector<PolicyVersion> PatientState::PolicyHistory() const {
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(mu_);
   return policies_;
 }
 
 std::optional<PolicyVersion> PatientState::PolicyAt(int64_t time_us) const {
-  std::shared_lock lock(mu_);
+  ReaderMutexLock lock(mu_);
   auto it = std::upper_bound(policies_.begin(), policies_.end(), time_us,
                              [](int64_t t, const PolicyVersion& p) { return t < p.from_us; });
   if (it == policies_.begin()) return std::nullopt;

@@ -24,12 +24,12 @@
 #include <map>
 #include <optional>
 #include <set>
-#include <shared_mutex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "crypto/aead.h"
 #include "storage/store.h"
@@ -381,18 +381,18 @@ class PatientState {
   const crypto::Aead& key_;
   const BlindIdFn blind_id_;
 
-  mutable std::shared_mutex mu_;
+  mutable SharedMutex mu_;
   // Keyed by hex blind id; each vector oldest first.
-  std::map<std::string, std::vector<Restriction>> restrictions_;  // GUARDED_BY(mu_)
-  std::map<std::string, BreakGlassWindow, std::less<>> windows_;  // GUARDED_BY(mu_)
-  std::set<std::string, std::less<>> taken_;                      // GUARDED_BY(mu_)
-  std::map<std::string, PatientRequest, std::less<>> requests_;   // GUARDED_BY(mu_)
-  std::map<std::string, ConfidentialContact> contacts_;           // GUARDED_BY(mu_)
-  std::vector<PolicyVersion> policies_;                           // GUARDED_BY(mu_)
+  std::map<std::string, std::vector<Restriction>> restrictions_ GUARDED_BY(mu_);
+  std::map<std::string, BreakGlassWindow, std::less<>> windows_ GUARDED_BY(mu_);
+  std::set<std::string, std::less<>> taken_ GUARDED_BY(mu_);
+  std::map<std::string, PatientRequest, std::less<>> requests_ GUARDED_BY(mu_);
+  std::map<std::string, ConfidentialContact> contacts_ GUARDED_BY(mu_);
+  std::vector<PolicyVersion> policies_ GUARDED_BY(mu_);
   // Keyed by patient id (not its blind id: IsHeld runs once per record in a sweep); each vector
   // ordered as ListHolds.
-  std::map<std::string, std::vector<LegalHold>, std::less<>> holds_;  // GUARDED_BY(mu_)
-  std::map<std::string, PatientFacts> facts_;                         // GUARDED_BY(mu_)
+  std::map<std::string, std::vector<LegalHold>, std::less<>> holds_ GUARDED_BY(mu_);
+  std::map<std::string, PatientFacts> facts_ GUARDED_BY(mu_);
 };
 
 }  // namespace phivault::daemon

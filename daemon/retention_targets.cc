@@ -120,52 +120,52 @@ RetentionTarget DecideTarget(const policies::RetentionTable& table,
 
 RetentionGate::Section::~Section() {
   if (gate_ == nullptr) return;
-  std::lock_guard<std::mutex> lock(gate_->mu_);
-  if (--gate_->active_ == 0) gate_->cv_.notify_all();
+  MutexLock lock(gate_->mu_);
+  if (--gate_->active_ == 0) gate_->cv_.SignalAll();
 }
 
 RetentionGate::Section RetentionGate::Enter(std::string_view patient_id) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return !closed_ && !closing_; });
+  MutexLock lock(mu_);
+  while (closed_ || closing_) cv_.Wait(mu_);
   ++active_;
   if (watching_ && !patient_id.empty()) touched_.emplace(patient_id);
   return Section(this);
 }
 
 void RetentionGate::Touch(std::string_view patient_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (watching_ && !patient_id.empty()) touched_.emplace(patient_id);
 }
 
 void RetentionGate::Watch() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   watching_ = true;
   touched_.clear();
 }
 
 std::set<std::string> RetentionGate::TakeTouched() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return std::exchange(touched_, {});
 }
 
 void RetentionGate::Unwatch() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   watching_ = false;
   touched_.clear();
 }
 
 void RetentionGate::Close() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   closing_ = true;
-  cv_.wait(lock, [&] { return active_ == 0; });
+  while (active_ != 0) cv_.Wait(mu_);
   closing_ = false;
   closed_ = true;
 }
 
 void RetentionGate::Open() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   closed_ = false;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 }  // namespace phivault::daemon

@@ -15,14 +15,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/mutex.h"
 #include "daemon/patient_state.h"
 #include "policies/retention.h"
 #include "storage/records.h"
@@ -99,13 +98,13 @@ class RetentionGate {
   void Open();
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int active_ = 0;       // GUARDED_BY(mu_)
-  bool closed_ = false;  // GUARDED_BY(mu_)
-  bool closing_ = false;
-  bool watching_ = false;
-  std::set<std::string> touched_;
+  Mutex mu_;
+  CondVar cv_;
+  int active_ GUARDED_BY(mu_) = 0;
+  bool closed_ GUARDED_BY(mu_) = false;
+  bool closing_ GUARDED_BY(mu_) = false;
+  bool watching_ GUARDED_BY(mu_) = false;
+  std::set<std::string> touched_ GUARDED_BY(mu_);
 };
 
 }  // namespace phivault::daemon

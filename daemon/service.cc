@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "base/mutex.h"
 #include "crypto/hash.h"
 #include "crypto/master_key.h"
 #include "daemon/patient_export.h"
@@ -218,7 +219,7 @@ class VaultServiceImpl final : public VaultService {
           PV_RETURN_IF_ERROR(ValidateAmend(req));
           // Versions of one record are numbered under its stripe lock so two concurrent
           // amendments cannot both claim the same version.
-          std::lock_guard<std::mutex> lock(StripeFor(record_id));
+          MutexLock lock(StripeFor(record_id));
           PV_ASSIGN_OR_RETURN(uint32_t latest, records_.LatestVersion(record_id));
           PV_ASSIGN_OR_RETURN(storage::Record previous,
                               records_.ReadVersion(record_id, latest, /*with_content=*/false));
@@ -651,7 +652,7 @@ class VaultServiceImpl final : public VaultService {
         [&](Pass& pass) -> StatusOr<std::pair<PatientFacts, uint64_t>> {
           PV_RETURN_IF_ERROR(ValidatePatientId(update.patient_id));
           RetentionGate::Section section = gate_.Enter(update.patient_id);
-          std::lock_guard<std::mutex> lock(state_mu_);
+          MutexLock lock(state_mu_);
           PatientFacts facts = state_.GetFacts(update.patient_id).value_or(PatientFacts{});
           facts.patient_id = update.patient_id;
           auto apply = [](std::optional<std::string>& field,
@@ -773,7 +774,7 @@ class VaultServiceImpl final : public VaultService {
           draft.placed_us = Now();
           LegalHold hold;
           {
-            std::lock_guard<std::mutex> lock(state_mu_);
+            MutexLock lock(state_mu_);
             PV_ASSIGN_OR_RETURN(hold, state_.StageHold(draft, pass.batch));
             // The hold's own key exists before anything refers to it.
             PV_RETURN_IF_ERROR(keyring_.GetOrCreateEpoch("h" + hold.id).status());
@@ -811,7 +812,7 @@ class VaultServiceImpl final : public VaultService {
           RetentionGate::Section section = gate_.Enter(existing->patient_id);
           LegalHold released;
           {
-            std::lock_guard<std::mutex> lock(state_mu_);
+            MutexLock lock(state_mu_);
             PV_ASSIGN_OR_RETURN(
                 released,
                 state_.StageRelease(hold_id, ctx.user.empty() ? ctx.principal.name : ctx.user,
@@ -1113,14 +1114,14 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<std::optional<std::chrono::year_month_day>> PatientLastEncounter(
       const std::string& patient_id) {
     {
-      std::lock_guard<std::mutex> lock(encounter_mu_);
+      MutexLock lock(encounter_mu_);
       auto it = encounters_.find(patient_id);
       if (it != encounters_.end() && it->second.complete) return it->second.last;
     }
     PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all, records_.ListPatient(patient_id));
     std::optional<std::chrono::year_month_day> last;
     for (const auto& m : all) MergeDay(last, ParseDay(m.encounter_date));
-    std::lock_guard<std::mutex> lock(encounter_mu_);
+    MutexLock lock(encounter_mu_);
     KnownEncounter& k = encounters_[patient_id];
     MergeDay(k.last, last);
     k.complete = true;
@@ -1134,7 +1135,7 @@ class VaultServiceImpl final : public VaultService {
   // longer now).
   bool NoteEncounter(const std::string& patient_id, std::string_view date) {
     const auto day = ParseDay(date);
-    std::lock_guard<std::mutex> lock(encounter_mu_);
+    MutexLock lock(encounter_mu_);
     KnownEncounter& k = encounters_[patient_id];
     const bool later =
         day && (!k.last || std::chrono::sys_days(*day) > std::chrono::sys_days(*k.last));
@@ -1142,7 +1143,7 @@ class VaultServiceImpl final : public VaultService {
     return later;
   }
   void ForgetEncounters(const std::string& patient_id) {
-    std::lock_guard<std::mutex> lock(encounter_mu_);
+    MutexLock lock(encounter_mu_);
     encounters_.erase(patient_id);
   }
 
@@ -1202,7 +1203,7 @@ class VaultServiceImpl final : public VaultService {
     return moved;
   }
   StatusOr<uint32_t> Settle(std::string_view record_id) {
-    std::lock_guard<std::mutex> lock(StripeFor(record_id));
+    MutexLock lock(StripeFor(record_id));
     return SettleLocked(record_id);
   }
   // Re-settles every record of the patient. Failures are logged (no PHI) and left to the
@@ -1564,7 +1565,7 @@ class VaultServiceImpl final : public VaultService {
     std::mutex report_mu;
     Status rechecked = ParallelFor(ids.size(), [&](size_t i) -> Status {
       {
-        std::lock_guard<std::mutex> lock(StripeFor(ids[i]));
+        MutexLock lock(StripeFor(ids[i]));
         auto checked = RecheckLocked(ids[i], until, doomed_epochs, apply);
         if (!checked.ok()) {
           if (!IsShredded(checked.status())) return checked.status();
@@ -1699,7 +1700,7 @@ class VaultServiceImpl final : public VaultService {
         if (touched_bids.count(d.patient_bid) > 0) again.push_back(id);
       }
       for (const auto& id : again) {
-        std::lock_guard<std::mutex> lock(StripeFor(id));
+        MutexLock lock(StripeFor(id));
         auto checked = RecheckLocked(id, j_until, epoch_set, /*apply=*/true);
         if (!checked.ok()) {
           if (IsShredded(checked.status())) continue;
@@ -1755,7 +1756,7 @@ class VaultServiceImpl final : public VaultService {
       std::mutex report_mu;
       Status verified = ParallelFor(doomed.size(), [&](size_t i) -> Status {
         Doomed& d = doomed[i];
-        std::lock_guard<std::mutex> lock(StripeFor(d.record_id));
+        MutexLock lock(StripeFor(d.record_id));
         // The head is authenticated without any epoch key: every version it counts is checked
         // and certified, whatever the recheck saw.
         PV_ASSIGN_OR_RETURN(uint32_t latest, records_.LatestVersion(d.record_id));
@@ -1822,7 +1823,7 @@ class VaultServiceImpl final : public VaultService {
           const Doomed& d = doomed[i];
           // The read-back above counted its versions from the head after the erasure.
           PV_ASSIGN_OR_RETURN(std::string bid, crypto::HexDecode(d.patient_bid));
-          std::lock_guard<std::mutex> lock(StripeFor(d.record_id));
+          MutexLock lock(StripeFor(d.record_id));
           PV_RETURN_IF_ERROR(
               records_.StageShredErased(d.record_id, d.versions, bid, j.id, now, batch));
         }
@@ -2163,7 +2164,7 @@ class VaultServiceImpl final : public VaultService {
     uint64_t moved_records = 0;
     for (size_t i = 0; i < ids.size(); ++i) {
       {
-        std::lock_guard<std::mutex> lock(StripeFor(ids[i]));
+        MutexLock lock(StripeFor(ids[i]));
         auto latest = records_.LatestVersion(ids[i]);
         if (!latest.ok()) {
           if (IsShredded(latest.status())) continue;
@@ -2322,7 +2323,7 @@ class VaultServiceImpl final : public VaultService {
         ctx, "audit.sign-off", "review",
         [&](Pass& pass) -> StatusOr<std::pair<BreakGlassWindow, uint64_t>> {
           pass.entry.records = {"window:" + window_id};
-          std::lock_guard<std::mutex> lock(state_mu_);
+          MutexLock lock(state_mu_);
           auto window = state_.GetWindow(window_id);
           if (!window) return NotFound("no such break-glass window");
           AttachPatient(pass, window->patient_id);
@@ -2344,7 +2345,7 @@ class VaultServiceImpl final : public VaultService {
     };
     for (size_t i = 0; i < expired.size(); ++i) {
       const BreakGlassWindow& w = expired[i];
-      std::lock_guard<std::mutex> lock(state_mu_);
+      MutexLock lock(state_mu_);
       storage::WriteBatch batch;
       auto closed = state_.StageCloseWindow(w.id, std::min(now, w.expires_us), batch);
       if (!closed.ok()) {
@@ -2403,7 +2404,7 @@ class VaultServiceImpl final : public VaultService {
           }
           draft.created_by = ctx.user;
           draft.created_us = Now();
-          std::lock_guard<std::mutex> lock(state_mu_);
+          MutexLock lock(state_mu_);
           PV_ASSIGN_OR_RETURN(Restriction added,
                               state_.StageAddRestriction(std::move(draft), pass.batch));
           pass.entry.records = {"restriction:" + added.id};
@@ -2440,7 +2441,7 @@ class VaultServiceImpl final : public VaultService {
           pass.entry.records = {"restriction:" + id};
           if (ValidatePatientId(patient_id).ok()) AttachPatient(pass, patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(patient_id));
-          std::lock_guard<std::mutex> lock(state_mu_);
+          MutexLock lock(state_mu_);
           PV_ASSIGN_OR_RETURN(
               Restriction ended,
               state_.StageEndRestriction(patient_id, id, ctx.user, reason, Now(), pass.batch));
@@ -2466,7 +2467,7 @@ class VaultServiceImpl final : public VaultService {
           if (day.size() == today.size() && day > policies::FormatUtcDate(Now() + 86400000000LL)) {
             return InvalidArgument("field 'received' must not be in the future");
           }
-          std::lock_guard<std::mutex> lock(state_mu_);
+          MutexLock lock(state_mu_);
           PV_ASSIGN_OR_RETURN(PatientRequest opened,
                               state_.StageOpenRequest(patient_id, k, day, note, pass.batch));
           pass.entry.records = {"request:" + opened.id};
@@ -2484,7 +2485,7 @@ class VaultServiceImpl final : public VaultService {
         ctx, "request.extend", "request",
         [&](Pass& pass) -> StatusOr<std::pair<PatientRequest, uint64_t>> {
           pass.entry.records = {"request:" + id};
-          std::lock_guard<std::mutex> lock(state_mu_);
+          MutexLock lock(state_mu_);
           auto existing = state_.GetRequest(id);
           if (existing) AttachPatient(pass, existing->patient_id);
           PV_ASSIGN_OR_RETURN(PatientRequest extended,
@@ -2505,7 +2506,7 @@ class VaultServiceImpl final : public VaultService {
         [&](Pass& pass) -> StatusOr<std::pair<PatientRequest, uint64_t>> {
           pass.entry.records = {"request:" + id};
           PV_ASSIGN_OR_RETURN(RequestOutcome o, ParseRequestOutcome(outcome));
-          std::lock_guard<std::mutex> lock(state_mu_);
+          MutexLock lock(state_mu_);
           auto existing = state_.GetRequest(id);
           if (existing) AttachPatient(pass, existing->patient_id);
           PV_ASSIGN_OR_RETURN(PatientRequest closed,
@@ -2540,7 +2541,7 @@ class VaultServiceImpl final : public VaultService {
           if (ValidatePatientId(contact.patient_id).ok()) AttachPatient(pass, contact.patient_id);
           PV_RETURN_IF_ERROR(ValidatePatientId(contact.patient_id));
           contact.updated_us = Now();
-          std::lock_guard<std::mutex> lock(state_mu_);
+          MutexLock lock(state_mu_);
           PV_ASSIGN_OR_RETURN(ConfidentialContact set, state_.StageSetContact(contact, pass.batch));
           pass.phi["channel"] = std::string(ContactChannelName(set.channel));
           pass.after_commit.push_back([this, set] { state_.ApplyContact(set); });
@@ -3074,7 +3075,7 @@ class VaultServiceImpl final : public VaultService {
   // into force is audited (by `ctx`, or the daemon) together with the new history version.
   StatusOr<PolicyInfo> InstallPolicy(const RequestContext* ctx,
                                      std::shared_ptr<const policies::AccessPolicy> policy) {
-    std::lock_guard<std::mutex> lock(state_mu_);
+    MutexLock lock(state_mu_);
     const auto history = state_.PolicyHistory();
     PolicyInfo info;
     info.name = policy->name();
@@ -3149,7 +3150,7 @@ class VaultServiceImpl final : public VaultService {
   // Returns the window's reason.
   StatusOr<std::string> EnterBreakGlass(Pass& pass, const RequestContext& ctx,
                                         const std::string& patient_id) {
-    std::lock_guard<std::mutex> lock(state_mu_);
+    MutexLock lock(state_mu_);
     const int64_t now = Now();
     std::optional<BreakGlassWindow> window = state_.FindOpen(ctx.user, patient_id, now);
     if (window && !WindowIsFor(*window, ctx)) {
@@ -3228,7 +3229,7 @@ class VaultServiceImpl final : public VaultService {
     return Unavailable("the audit log could not be written; nothing was done");
   }
 
-  std::mutex& StripeFor(std::string_view record_id) {
+  Mutex& StripeFor(std::string_view record_id) {
     return stripes_[std::hash<std::string_view>{}(record_id) % stripes_.size()];
   }
 
@@ -3276,11 +3277,11 @@ class VaultServiceImpl final : public VaultService {
   storage::RecordRepository records_;
   PatientState state_;
   // Serialises Stage -> Commit -> Apply on state_ (daemon/patient_state.h), and reloads.
-  std::mutex state_mu_;
+  Mutex state_mu_;
   std::shared_ptr<const policies::AccessPolicy> policy_;  // atomic_load/atomic_store only
   std::function<int64_t()> clock_;
   std::chrono::steady_clock::time_point started_;
-  std::array<std::mutex, 64> stripes_;
+  std::array<Mutex, 64> stripes_;
   // Retention (docs/retention.md): the table in force (atomic_load/atomic_store only), the gate
   // that keeps a sweep's erasure apart from changes that move records, the patients' latest
   // encounters (computed once from their records, then kept up to date), one sweep at a time.
@@ -3290,8 +3291,8 @@ class VaultServiceImpl final : public VaultService {
     std::optional<std::chrono::year_month_day> last;
     bool complete = false;  // `last` covers every stored record of the patient
   };
-  std::mutex encounter_mu_;
-  std::unordered_map<std::string, KnownEncounter> encounters_;  // GUARDED_BY(encounter_mu_)
+  Mutex encounter_mu_;
+  std::unordered_map<std::string, KnownEncounter> encounters_ GUARDED_BY(encounter_mu_);
   std::mutex sweep_mu_;
   std::mutex rotate_mu_;  // one master-key rotation at a time
   std::function<Status(std::string_view)> sweep_fault_;

@@ -71,7 +71,7 @@ std::string AuditLog::VerifierKey() const {
 }
 
 StatusOr<std::string> AuditLog::MakeCheckpoint(CheckpointKind kind) {
-  std::lock_guard<std::mutex> lock(checkpoint_mu_);
+  MutexLock lock(checkpoint_mu_);
   // Stored nodes never change once written, so the root at this size stays right while
   // appends continue.
   const uint64_t size = tree_->size();

@@ -21,11 +21,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "crypto/signing.h"
 #include "storage/checkpoint.h"
@@ -63,7 +63,7 @@ class AuditLog {
   // handed out; it replaces a stored one of the same size (staying scheduled if that one was),
   // and older handed-out ones are thinned (see above). An empty log is not checkpointed:
   // FailedPrecondition "the audit log is empty".
-  StatusOr<std::string> MakeCheckpoint(CheckpointKind kind);
+  StatusOr<std::string> MakeCheckpoint(CheckpointKind kind) EXCLUDES(checkpoint_mu_);
   // The newest stored checkpoint note; NotFound if none was made yet.
   StatusOr<std::string> LatestCheckpoint();
   // Every stored checkpoint note of a tree smaller than `below` (all if nullopt), oldest first.
@@ -73,8 +73,7 @@ class AuditLog {
   AuditLog(Store& store, const crypto::Ed25519Signer& signer, std::string origin, Clock clock)
       : store_(store), signer_(signer), origin_(std::move(origin)), clock_(std::move(clock)) {}
   // Deletes the handed-out checkpoints that the retention rule above no longer keeps at `now`.
-  // Caller holds checkpoint_mu_.
-  Status ThinHandedOut(int64_t now);
+  Status ThinHandedOut(int64_t now) REQUIRES(checkpoint_mu_);
   StatusOr<bool> IsHandedOut(uint64_t size);
 
   Store& store_;
@@ -84,13 +83,13 @@ class AuditLog {
   std::unique_ptr<MerkleTree> tree_;
   std::unique_ptr<MerkleLedgerObserver> observer_;
   std::unique_ptr<Ledger> ledger_;
-  std::mutex checkpoint_mu_;  // one checkpoint at a time
-  // Guarded by checkpoint_mu_: the hours before `thinned_before_` (unix seconds of a whole UTC
-  // hour) hold one handed-out checkpoint each, and no checkpoint of a size below
-  // `thinned_size_` needs looking at again. The first thinning after Open scans from the start;
-  // each later one only what has since fallen behind the horizon.
-  int64_t thinned_before_ = 0;
-  uint64_t thinned_size_ = 0;
+  Mutex checkpoint_mu_;  // one checkpoint at a time
+  // The hours before `thinned_before_` (unix seconds of a whole UTC hour) hold one handed-out
+  // checkpoint each, and no checkpoint of a size below `thinned_size_` needs looking at again.
+  // The first thinning after Open scans from the start; each later one only what has since
+  // fallen behind the horizon.
+  int64_t thinned_before_ GUARDED_BY(checkpoint_mu_) = 0;
+  uint64_t thinned_size_ GUARDED_BY(checkpoint_mu_) = 0;
 };
 
 }  // namespace phivault::storage

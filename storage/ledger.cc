@@ -4,10 +4,10 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
 
+#include "base/mutex.h"
 #include "crypto/hash.h"
 #include "crypto/secret.h"
 #include "storage/key_encoding.h"
@@ -92,17 +92,17 @@ class LedgerImpl final : public Ledger {
     p.changes = std::move(changes);
     p.entry = std::move(entry);
 
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const bool leads = queue_.empty();
     queue_.push_back(&p);
     if (!leads) {
-      lock.unlock();
+      lock.Unlock();
       int state = kWaiting;
       while ((state = p.state.load(std::memory_order_acquire)) == kWaiting) {
         p.state.wait(kWaiting, std::memory_order_acquire);
       }
       if (state == kDone) return std::move(p.result);
-      lock.lock();
+      lock.Lock();
     }
 
     // This thread leads: it takes the requests queued so far and writes them as one group.
@@ -116,12 +116,12 @@ class LedgerImpl final : public Ledger {
       bytes += q->changes.bytes();
       group.push_back(q);
     }
-    lock.unlock();
+    lock.Unlock();
     CommitGroup(group);
-    lock.lock();
+    lock.Lock();
     for (size_t i = 0; i < group.size(); ++i) queue_.pop_front();
     Pending* const next = queue_.empty() ? nullptr : queue_.front();
-    lock.unlock();
+    lock.Unlock();
     // A follower's Pending lives on its stack and may be gone as soon as its state is stored:
     // nothing of it is read after that (notify_one only wakes the address's waiters; the atomic
     // itself is not touched). The next leader is woken last, so that requests arriving while the
@@ -249,8 +249,8 @@ class LedgerImpl final : public Ledger {
 
   Store& store_;
   LedgerObserver* const observer_;
-  std::mutex mu_;
-  std::deque<Pending*> queue_;  // GUARDED_BY(mu_); front() is the leader
+  Mutex mu_;
+  std::deque<Pending*> queue_ GUARDED_BY(mu_);  // front() is the leader
   uint64_t last_seq_;
   std::string last_hash_;  // raw SHA-256 of the last entry's bytes
   // Chain heads (head key -> seq): of the group being written, and of committed groups. A cache

@@ -212,12 +212,14 @@ StatusOr<std::unique_ptr<MerkleTree>> MerkleTree::Open(Store& store) {
     nodes.push_back(node);
     offset += uint64_t{1} << level;
   }
-  PV_ASSIGN_OR_RETURN(tree->committed_, CompactRange::FromNodes(size, std::move(nodes)));
+  PV_ASSIGN_OR_RETURN(CompactRange committed, CompactRange::FromNodes(size, std::move(nodes)));
+  MutexLock lock(tree->mu_);  // uncontended: no other thread has `tree` yet
+  tree->committed_ = std::move(committed);
   return tree;
 }
 
 uint64_t MerkleTree::Append(const MerkleHash& leaf_hash, WriteBatch& batch) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!pending_) pending_ = committed_;
   const uint64_t index = pending_->size();
   pending_->Append(leaf_hash, [&](uint8_t level, uint64_t node_index, const MerkleHash& hash) {
@@ -227,29 +229,29 @@ uint64_t MerkleTree::Append(const MerkleHash& leaf_hash, WriteBatch& batch) {
 }
 
 void MerkleTree::Commit() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!pending_) return;
   committed_ = std::move(*pending_);
   pending_.reset();
 }
 
 void MerkleTree::Abort() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   pending_.reset();
 }
 
 uint64_t MerkleTree::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return committed_.size();
 }
 
 uint64_t MerkleTree::pending_size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return pending_ ? pending_->size() : committed_.size();
 }
 
 MerkleHash MerkleTree::Root() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return committed_.Root();
 }
 

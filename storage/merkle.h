@@ -17,13 +17,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "crypto/hash.h"
 #include "storage/ledger.h"
@@ -142,9 +142,9 @@ class MerkleTree {
                                std::vector<MerkleHash>& out) const;
 
   Store& store_;
-  mutable std::mutex mu_;
-  CompactRange committed_;               // guarded by mu_
-  std::optional<CompactRange> pending_;  // guarded by mu_; set while leaves are staged
+  mutable Mutex mu_;
+  CompactRange committed_ GUARDED_BY(mu_);
+  std::optional<CompactRange> pending_ GUARDED_BY(mu_);  // set while leaves are staged
 };
 
 // Feeds every audit entry the ledger writes into a MerkleTree, in the ledger's batch: leaf

@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -22,6 +21,7 @@
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
+#include "base/mutex.h"
 #include "storage/store.h"
 
 namespace phivault::storage {
@@ -76,7 +76,7 @@ class SpaceGuard {
         unflushed_(std::move(unflushed)) {}
 
   Status Admit(uint64_t batch_bytes, WriteClass write_class) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const auto now = std::chrono::steady_clock::now();
     if (!have_free_ || now - refreshed_ >= kSpaceRefreshInterval ||
         written_since_refresh_ >= kSpaceRefreshBytes || batch_bytes >= kLargeBatch) {
@@ -107,12 +107,12 @@ class SpaceGuard {
   const uint64_t reserve_;
   const FreeSpaceFn free_space_;
   const std::function<uint64_t()> unflushed_;
-  std::mutex mu_;
-  bool have_free_ = false;                           // GUARDED_BY(mu_)
-  uint64_t free_ = 0;                                // GUARDED_BY(mu_)
-  uint64_t unflushed_at_refresh_ = 0;                // GUARDED_BY(mu_)
-  uint64_t written_since_refresh_ = 0;               // GUARDED_BY(mu_)
-  std::chrono::steady_clock::time_point refreshed_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  bool have_free_ GUARDED_BY(mu_) = false;
+  uint64_t free_ GUARDED_BY(mu_) = 0;
+  uint64_t unflushed_at_refresh_ GUARDED_BY(mu_) = 0;
+  uint64_t written_since_refresh_ GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point refreshed_ GUARDED_BY(mu_);
 };
 
 // Where a key goes in the memtable is found by a search down its skip list, the leader's largest

@@ -18,6 +18,8 @@
 #include <sstream>
 #include <thread>
 
+#include "base/mutex.h"
+
 namespace phivault::loadgen {
 namespace {
 
@@ -61,11 +63,11 @@ double Percentile(const std::vector<uint64_t>& sorted_ns, double p) {
 
 struct ErrorSink {
   std::atomic<uint64_t> count{0};
-  std::mutex mu;
-  std::string first;  // GUARDED_BY(mu)
+  Mutex mu;
+  std::string first GUARDED_BY(mu);
   void Add(const std::string& e) {
     if (count.fetch_add(1) == 0) {
-      std::lock_guard<std::mutex> lock(mu);
+      MutexLock lock(mu);
       first = e;
     }
   }
@@ -273,7 +275,7 @@ Report Run(const std::string& backend, Target& target, ServerProbe* probe, const
   r.ops = r.creates + r.reads;
   r.errors = errors.count.load();
   {
-    std::lock_guard<std::mutex> lock(errors.mu);
+    MutexLock lock(errors.mu);
     r.first_error = errors.first;
   }
   r.ops_per_s = r.elapsed_s > 0 ? static_cast<double>(r.ops) / r.elapsed_s : 0;

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -530,6 +531,81 @@ TEST(PolicyReloadTest, ABadFileKeepsTheOldPolicyAndAGoodOneIsAuditedAndKeptInThe
   EXPECT_EQ(same->audit_seq, good->audit_seq);
   EXPECT_EQ(ledger.size(), before);
   EXPECT_EQ(service.PolicyHistory(check_as)->size(), 2u);
+}
+
+// SIGHUP reloads arrive while requests are being served: no request may fail or be decided
+// under half a policy, and every policy that came into force is in the history.
+TEST(PolicyReloadTest, ReloadsBesideTrafficFailNoRequestAndEachIsKeptInTheHistory) {
+  std::atomic<int64_t> now{kStartUs};
+  testing::InProcessVault vault;
+  vault.clock = [&now] { return now.load(); };
+  const std::string path = vault.dir.Sub("policy.toml");
+  const std::string original(policies::DefaultPolicyToml());
+  std::ofstream(path) << original;
+  vault.config.policy_file = path;
+  ASSERT_NO_FATAL_FAILURE(vault.Open());
+  VaultService& service = *vault.service;
+  RequestContext physician;
+  physician.principal.name = "test-app";
+  physician.principal.actions = KnownActions();
+  physician.user = "dr.synthetic";
+  physician.role = "physician";
+  physician.purpose = "TREAT";
+
+  constexpr int kClients = 3;
+  constexpr int kRequestsPerClient = 15;
+  constexpr int kReloads = 6;
+  std::atomic<bool> reloads_done{false};
+  std::vector<std::string> failures[kClients];
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      // At least kRequestsPerClient, and on until the last reload is in force.
+      for (int i = 0; i < kRequestsPerClient || !reloads_done.load(); ++i) {
+        const std::string content = "note " + std::to_string(c) + "/" + std::to_string(i);
+        auto created = service.CreateRecord(
+            physician, {"synthetic-reload-" + std::to_string(c), "clinical_note", "text/plain",
+                        "2026-10-20", "Dr. Synthetic", content});
+        if (!created.ok()) {
+          failures[c].push_back("create: " + created.status().ToString());
+          continue;
+        }
+        auto read = service.ReadRecord(physician, created->record_id, std::nullopt, true);
+        if (!read.ok() || read->content != content) {
+          failures[c].push_back("read " + created->record_id + ": " + read.status().ToString());
+        }
+      }
+    });
+  }
+  std::vector<std::string> loaded;
+  const std::string old_name = "name = \"small-practice-default\"";
+  for (int r = 1; r <= kReloads; ++r) {
+    std::string changed = original;
+    loaded.push_back("small-practice-v" + std::to_string(r));
+    changed.replace(changed.find(old_name), old_name.size(), "name = \"" + loaded.back() + "\"");
+    std::ofstream(path) << changed;
+    now += kMinuteUs;
+    auto reloaded = service.ReloadPolicy(nullptr);
+    if (!reloaded.ok()) {
+      ADD_FAILURE() << "reload " << r << ": " << reloaded.status().ToString();
+      break;  // the clients must still be joined
+    }
+    EXPECT_TRUE(reloaded->changed);
+    EXPECT_EQ(reloaded->name, loaded.back());
+  }
+  reloads_done = true;
+  for (std::thread& t : clients) t.join();
+  for (int c = 0; c < kClients; ++c) {
+    EXPECT_TRUE(failures[c].empty()) << "client " << c << ": " << failures[c].front();
+  }
+  RequestContext officer = physician;
+  officer.user = "co.synthetic";
+  officer.role = "compliance_officer";
+  officer.purpose = "HOPERAT";
+  auto history = service.PolicyHistory(officer);
+  ASSERT_TRUE(history.ok()) << history.status().ToString();
+  ASSERT_EQ(history->size(), 1u + kReloads);
+  for (int r = 0; r < kReloads; ++r) EXPECT_EQ((*history)[r + 1].name, loaded[r]);
 }
 
 // A check on a category decides on someone else's record unless it says the user wrote it: the

@@ -61,7 +61,7 @@ class ServiceTest : public ::testing::Test {
   storage::Ledger* ledger_ = nullptr;
   testing::FaultyLedger* faulty_ = nullptr;
   VaultService* service_ = nullptr;
-  int requests_ = 0;
+  std::atomic<int> requests_{0};  // Ctx() is called from the concurrency tests' threads
 };
 
 TEST_F(ServiceTest, CreateThenReadReturnsWhatWasStoredAndAuditsBoth) {

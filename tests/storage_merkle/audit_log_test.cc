@@ -2,14 +2,18 @@
 // (scheduled ones all kept, handed-out ones thinned), however many are asked for.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "crypto/secret.h"
 #include "crypto/signing.h"
 #include "storage/audit_entry.h"
 #include "storage/audit_log.h"
 #include "storage/checkpoint.h"
+#include "storage/merkle.h"
 #include "tests/storage_merkle/memory_store.h"
 
 namespace phivault::storage {
@@ -175,6 +179,40 @@ TEST_F(AuditLogTest, CheckpointsBelowASize) {
   EXPECT_EQ(log_->Checkpoints(3)->size(), 2u);
   EXPECT_EQ(log_->Checkpoints()->size(), 3u);
   EXPECT_EQ(Open(*log_->LatestCheckpoint()).size, 3u);
+}
+
+// The daemon's checkpoint timer signs tree heads while requests append entries: every checkpoint
+// signed meanwhile must describe a prefix of the final log, or a verifier holding it would
+// report tampering that never happened.
+TEST_F(AuditLogTest, CheckpointsSignedWhileEntriesAreAppendedArePrefixesOfTheFinalLog) {
+  Append();
+  constexpr int kWriters = 4;
+  constexpr int kEntriesPerWriter = 40;
+  std::atomic<int> writers_done{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&] {
+      for (int i = 0; i < kEntriesPerWriter; ++i) Append();
+      writers_done.fetch_add(1);
+    });
+  }
+  std::vector<std::string> notes;
+  while (writers_done.load() < kWriters) notes.push_back(Make(CheckpointKind::kHandedOut));
+  for (std::thread& t : writers) t.join();
+  notes.push_back(Make(CheckpointKind::kHandedOut));
+
+  const uint64_t final_size = log_->tree().size();
+  ASSERT_EQ(final_size, 1u + kWriters * kEntriesPerWriter);
+  ASSERT_GE(notes.size(), 2u);
+  const MerkleHash final_root = log_->tree().Root();
+  for (const std::string& note : notes) {
+    const Checkpoint cp = Open(note);
+    ASSERT_GE(cp.size, 1u);
+    StatusOr<std::vector<MerkleHash>> proof = log_->tree().ConsistencyProof(cp.size, final_size);
+    ASSERT_TRUE(proof.ok()) << proof.status().ToString();
+    EXPECT_TRUE(VerifyConsistencyProof(cp.size, final_size, *proof, cp.root, final_root).ok())
+        << "checkpoint of size " << cp.size;
+  }
 }
 
 }  // namespace
