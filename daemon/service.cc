@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -1516,11 +1517,30 @@ class VaultServiceImpl final : public VaultService {
     bool rewrapped = false;
     bool held = false;
   };
+  // `seen`, if given, is the record's latest metadata opened by this sweep moments ago (without
+  // the lock): if the head still names that version, only the stored headers are read again
+  // (where its DEKs are now, and the fingerprints), since a version's metadata never changes.
   StatusOr<Recheck> RecheckLocked(std::string_view record_id, std::chrono::year_month_day until,
-                                  const std::set<std::string>& doomed_epochs, bool apply) {
+                                  const std::set<std::string>& doomed_epochs, bool apply,
+                                  const storage::RecordMetadata* seen = nullptr) {
     Recheck out;
-    PV_ASSIGN_OR_RETURN(uint32_t latest, records_.LatestVersion(record_id));
-    PV_ASSIGN_OR_RETURN(storage::Record rec, records_.ReadVersion(record_id, latest, false));
+    uint32_t latest = 0;
+    if (seen != nullptr && !apply) {
+      latest = seen->version;
+    } else {
+      PV_ASSIGN_OR_RETURN(latest, records_.LatestVersion(record_id));
+    }
+    storage::Record rec;
+    std::optional<storage::RecordRepository::StoredVersions> stored;
+    if (seen != nullptr && seen->version == latest) {
+      rec.meta = *seen;
+      if (apply) {
+        PV_ASSIGN_OR_RETURN(stored, records_.ReadStoredVersions(record_id, latest));
+        rec.meta.epoch_id = stored->epoch_ids.back();
+      }
+    } else {
+      PV_ASSIGN_OR_RETURN(rec, records_.ReadVersion(record_id, latest, false));
+    }
     PV_ASSIGN_OR_RETURN(RetentionTarget t, TargetFor(rec.meta));
     if (t.ExpiredBy(until) && doomed_epochs.count(rec.meta.epoch_id) > 0) {
       Doomed d;
@@ -1532,14 +1552,18 @@ class VaultServiceImpl final : public VaultService {
       d.expires_on = FormatDay(*t.expires);
       d.reason = t.reason;
       if (apply) {
+        uint32_t moved = 0;
         if (latest > 1) {
           // Every version under the one epoch that is erased.
           storage::WriteBatch batch;
-          PV_ASSIGN_OR_RETURN(uint32_t moved,
-                              records_.StageRewrap(record_id, rec.meta.epoch_id, batch));
+          PV_ASSIGN_OR_RETURN(moved, records_.StageRewrap(record_id, rec.meta.epoch_id, batch));
           if (moved > 0) PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/true));
         }
-        PV_ASSIGN_OR_RETURN(d.fingerprints, records_.Fingerprints(record_id, latest));
+        if (stored && moved == 0) {
+          d.fingerprints = std::move(stored->fingerprints);
+        } else {
+          PV_ASSIGN_OR_RETURN(d.fingerprints, records_.Fingerprints(record_id, latest));
+        }
       }
       out.doomed = std::move(d);
       return out;
@@ -1563,20 +1587,77 @@ class VaultServiceImpl final : public VaultService {
     std::vector<std::optional<Recheck>> checks(ids.size());
     std::atomic<uint64_t> done{0};
     std::mutex report_mu;
+    auto progress = [&] {
+      // Each record counts half when opened and half when decided.
+      if (const uint64_t n = ++done; n % 2000 == 0) {
+        std::lock_guard<std::mutex> lock(report_mu);
+        report("recheck", n / 2, ids.size());
+      }
+    };
+    // 1. Every record's latest metadata, opened once (a record already shredded stays nullopt).
+    std::vector<std::optional<storage::RecordMetadata>> seen(ids.size());
+    PV_RETURN_IF_ERROR(ParallelFor(ids.size(), [&](size_t i) -> Status {
+      auto latest = records_.LatestVersion(ids[i]);
+      auto rec = latest.ok() ? records_.ReadVersion(ids[i], *latest, false)
+                             : StatusOr<storage::Record>(latest.status());
+      if (rec.ok()) {
+        seen[i] = std::move(rec->meta);
+      } else if (!IsShredded(rec.status())) {
+        return rec.status();
+      }
+      progress();
+      return Status::Ok();
+    }));
+    // 2. The encounter cache of each of their patients, reading only the records not opened
+    // above (the patient's later encounters may keep these longer).
+    struct Opened {
+      std::set<std::string, std::less<>> ids;
+      std::optional<std::chrono::year_month_day> last;
+    };
+    std::map<std::string, Opened> by_patient;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!seen[i]) continue;
+      Opened& o = by_patient[seen[i]->patient_id];
+      o.ids.insert(ids[i]);
+      MergeDay(o.last, ParseDay(seen[i]->encounter_date));
+    }
+    std::vector<std::pair<const std::string, Opened>*> patients;
+    patients.reserve(by_patient.size());
+    for (auto& entry : by_patient) patients.push_back(&entry);
+    PV_RETURN_IF_ERROR(ParallelFor(patients.size(), [&](size_t p) -> Status {
+      auto& [patient_id, opened] = *patients[p];
+      {
+        std::lock_guard<std::mutex> lock(encounter_mu_);
+        auto it = encounters_.find(patient_id);
+        if (it != encounters_.end() && it->second.complete) return Status::Ok();
+      }
+      PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> others,
+                          records_.ListPatientExcept(patient_id, opened.ids));
+      std::optional<std::chrono::year_month_day> last = opened.last;
+      for (const auto& m : others) MergeDay(last, ParseDay(m.encounter_date));
+      std::lock_guard<std::mutex> lock(encounter_mu_);
+      KnownEncounter& k = encounters_[patient_id];
+      MergeDay(k.last, last);
+      k.complete = true;
+      return Status::Ok();
+    }));
+    by_patient.clear();
+    // 3. The decision, under each record's lock.
     Status rechecked = ParallelFor(ids.size(), [&](size_t i) -> Status {
       {
-        MutexLock lock(StripeFor(ids[i]));
-        auto checked = RecheckLocked(ids[i], until, doomed_epochs, apply);
+        // A dry run decides from what pass 1 opened, without the lock.
+        std::optional<MutexLock> lock;
+        if (apply) lock.emplace(StripeFor(ids[i]));
+        auto checked =
+            RecheckLocked(ids[i], until, doomed_epochs, apply, seen[i] ? &*seen[i] : nullptr);
         if (!checked.ok()) {
           if (!IsShredded(checked.status())) return checked.status();
         } else {
           checks[i] = std::move(checked).value();
         }
       }
-      if (const uint64_t n = ++done; n % 1000 == 0) {
-        std::lock_guard<std::mutex> lock(report_mu);
-        report("recheck", n, ids.size());
-      }
+      seen[i].reset();
+      progress();
       return Status::Ok();
     });
     PV_RETURN_IF_ERROR(rechecked);
@@ -1814,18 +1895,43 @@ class VaultServiceImpl final : public VaultService {
       PV_RETURN_IF_ERROR(store_.Write(indexes, /*sync=*/false));
       constexpr size_t kPerTask = 2048;
       const size_t tasks = (doomed.size() + kPerTask - 1) / kPerTask;
+      // Records in the order of their stored keys (the raw id bytes, not the id's text), and each
+      // batch's keys sorted: the memtable then takes most keys right after the one before
+      // (its skip list reuses the last insert's position) instead of searching for each.
+      std::vector<std::pair<std::string, size_t>> order;
+      order.reserve(doomed.size());
+      for (size_t i = 0; i < doomed.size(); ++i) {
+        PV_ASSIGN_OR_RETURN(std::string raw, crypto::Base64UrlDecode(doomed[i].record_id));
+        order.emplace_back(std::move(raw), i);
+      }
+      std::sort(order.begin(), order.end());
       std::atomic<uint64_t> done{0};
       std::mutex report_mu;
       Status deleted = ParallelFor(tasks, [&](size_t t) -> Status {
-        storage::WriteBatch batch;
+        storage::WriteBatch staged;
         const size_t end = std::min(doomed.size(), (t + 1) * kPerTask);
-        for (size_t i = t * kPerTask; i < end; ++i) {
-          const Doomed& d = doomed[i];
+        for (size_t k = t * kPerTask; k < end; ++k) {
+          const Doomed& d = doomed[order[k].second];
           // The read-back above counted its versions from the head after the erasure.
           PV_ASSIGN_OR_RETURN(std::string bid, crypto::HexDecode(d.patient_bid));
           MutexLock lock(StripeFor(d.record_id));
           PV_RETURN_IF_ERROR(
-              records_.StageShredErased(d.record_id, d.versions, bid, j.id, now, batch));
+              records_.StageShredErased(d.record_id, d.versions, bid, j.id, now, staged));
+        }
+        // Every key occurs once (distinct records), so the order within the batch is free.
+        std::vector<const storage::WriteBatch::Op*> ops;
+        ops.reserve(staged.ops().size());
+        for (const auto& op : staged.ops()) ops.push_back(&op);
+        std::sort(ops.begin(), ops.end(), [](const auto* a, const auto* b) {
+          return std::tie(a->cf, a->key) < std::tie(b->cf, b->key);
+        });
+        storage::WriteBatch batch;
+        for (const auto* op : ops) {
+          if (op->kind == storage::WriteBatch::Kind::kPut) {
+            batch.Put(op->cf, op->key, op->value);
+          } else {
+            batch.Delete(op->cf, op->key);
+          }
         }
         // Unsynced: the journal's synced update below makes every earlier write durable (one
         // WAL), and a crash before it repeats this idempotent step.

@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <map>
 #include <optional>
-#include <set>
 #include <tuple>
+#include <unordered_set>
 
 #include "crypto/hash.h"
 #include "storage/checkpoint.h"
@@ -260,7 +260,9 @@ std::string MethodStatement(const DestructionCertificate& certificate) {
 }
 
 DestructionCounts CountDestroyed(const DestructionCertificate& certificate) {
-  std::set<std::string_view> records, patients;
+  // Hash sets: a sweep's certificate names up to millions of versions.
+  std::unordered_set<std::string_view> records, patients;
+  records.reserve(certificate.records.size());
   std::map<std::string, uint64_t> by_category;
   for (const DestroyedRecordVersion& r : certificate.records) {
     records.insert(r.record_id);
@@ -276,9 +278,15 @@ DestructionCounts CountDestroyed(const DestructionCertificate& certificate) {
 StatusOr<std::string> DestructionCertificateText(const DestructionCertificate& certificate,
                                                  std::string_view origin) {
   if (!IsToken(origin)) return Bad("origin must be a key name: non-empty, without spaces");
-  DestructionCertificate c = certificate;
-  std::sort(c.epoch_ids.begin(), c.epoch_ids.end());
-  std::sort(c.records.begin(), c.records.end(), RecordLess);
+  // A sweep passes its records sorted already: no copy of a million of them then.
+  std::optional<DestructionCertificate> sorted;
+  if (!std::is_sorted(certificate.epoch_ids.begin(), certificate.epoch_ids.end()) ||
+      !std::is_sorted(certificate.records.begin(), certificate.records.end(), RecordLess)) {
+    sorted = certificate;
+    std::sort(sorted->epoch_ids.begin(), sorted->epoch_ids.end());
+    std::sort(sorted->records.begin(), sorted->records.end(), RecordLess);
+  }
+  const DestructionCertificate& c = sorted ? *sorted : certificate;
   PV_RETURN_IF_ERROR(Validate(c));
   std::string text = std::string(origin) + "\n" + std::string(kFormatLine) + "\n";
   const auto line = [&](std::string_view key, std::string_view value) {
@@ -292,9 +300,10 @@ StatusOr<std::string> DestructionCertificateText(const DestructionCertificate& c
   line("finished", FormatMicros(c.finished_unix_us));
   line("method", MethodStatement(c));
   line("media", c.media);
+  text.reserve(text.size() + c.records.size() * 128);
   for (const DestroyedRecordVersion& r : c.records) {
-    line("record",
-         r.record_id + " " + std::to_string(r.version) + " " + r.category + " " + r.patient_bid);
+    text.append("record ").append(r.record_id).append(" ").append(std::to_string(r.version));
+    text.append(" ").append(r.category).append(" ").append(r.patient_bid).append("\n");
   }
   line("counts", CountsLine(CountDestroyed(c)));
   line("verification", c.verification);

@@ -5,12 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 namespace phivault::storage {
@@ -128,57 +130,63 @@ std::string ErrnoText(int error) { return std::generic_category().message(error)
 
 bool Vanished(int error) { return error == ENOENT || error == ENOTDIR; }
 
-class Search {
- public:
-  Search(std::span<const std::string> needles, size_t max_len, size_t max_hits)
-      : index_(needles), keep_(max_len - 1), max_hits_(max_hits) {}
-
-  bool full() const { return hits_.size() >= max_hits_; }
-  std::vector<FileHit> TakeHits() { return std::move(hits_); }
-
-  // Searches one directory and everything under it.
-  Status Directory(const fs::path& dir, bool is_root) {
-    std::error_code ec;
-    fs::directory_iterator it(dir, ec);
-    if (ec) {
-      if (!is_root && Vanished(ec.value())) return Status::Ok();
-      if (is_root && ec.value() == ENOENT) return NotFound("no such directory: " + dir.string());
-      return Unavailable("cannot read directory " + dir.string() + ": " + ec.message());
-    }
-    std::vector<std::pair<fs::path, bool>> entries;  // (path, is directory)
-    for (; it != fs::directory_iterator(); it.increment(ec)) {
-      const fs::file_type type = it->symlink_status(ec).type();
-      if (ec) {
-        if (Vanished(ec.value())) continue;
-        return Unavailable("cannot stat " + it->path().string() + ": " + ec.message());
-      }
-      if (type == fs::file_type::directory || type == fs::file_type::regular) {
-        entries.emplace_back(it->path(), type == fs::file_type::directory);
-      }
-    }
-    if (ec && !Vanished(ec.value())) {
-      return Unavailable("cannot read directory " + dir.string() + ": " + ec.message());
-    }
-    std::sort(entries.begin(), entries.end());
-    for (const auto& [path, is_directory] : entries) {
-      if (full()) break;
-      PV_RETURN_IF_ERROR(is_directory ? Directory(path, false) : File(path.string()));
-    }
-    return Status::Ok();
+// Lists the regular files under a directory tree, in name order within each directory.
+Status ListFiles(const fs::path& dir, bool is_root, std::vector<std::string>& out) {
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) {
+    if (!is_root && Vanished(ec.value())) return Status::Ok();
+    if (is_root && ec.value() == ENOENT) return NotFound("no such directory: " + dir.string());
+    return Unavailable("cannot read directory " + dir.string() + ": " + ec.message());
   }
+  std::vector<std::pair<fs::path, bool>> entries;  // (path, is directory)
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    const fs::file_type type = it->symlink_status(ec).type();
+    if (ec) {
+      if (Vanished(ec.value())) continue;
+      return Unavailable("cannot stat " + it->path().string() + ": " + ec.message());
+    }
+    if (type == fs::file_type::directory || type == fs::file_type::regular) {
+      entries.emplace_back(it->path(), type == fs::file_type::directory);
+    }
+  }
+  if (ec && !Vanished(ec.value())) {
+    return Unavailable("cannot read directory " + dir.string() + ": " + ec.message());
+  }
+  std::sort(entries.begin(), entries.end());
+  for (const auto& [path, is_directory] : entries) {
+    if (is_directory) {
+      PV_RETURN_IF_ERROR(ListFiles(path, false, out));
+    } else {
+      out.push_back(path.string());
+    }
+  }
+  return Status::Ok();
+}
 
- private:
-  Status File(const std::string& path) {
+// Searches one file at a time with its own buffer; several may share one index.
+class FileSearcher {
+ public:
+  FileSearcher(const NeedleIndex& index, size_t max_len, size_t max_hits)
+      : index_(index), keep_(max_len - 1), max_hits_(max_hits) {}
+
+  // The file's hits, at most max_hits, in offset order.
+  StatusOr<std::vector<FileHit>> File(const std::string& path) {
+    hits_.clear();
     const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
       // Gone, or replaced by a symbolic link (ELOOP) since the directory was read.
-      if (errno == ENOENT || errno == ELOOP) return Status::Ok();
+      if (errno == ENOENT || errno == ELOOP) return std::vector<FileHit>();
       return Unavailable("cannot open " + path + ": " + ErrnoText(errno));
     }
     Status s = Read(fd, path);
     close(fd);
-    return s;
+    PV_RETURN_IF_ERROR(s);
+    return std::move(hits_);
   }
+
+ private:
+  bool full() const { return hits_.size() >= max_hits_; }
 
   Status Read(int fd, const std::string& path) {
     struct stat st {};
@@ -225,7 +233,7 @@ class Search {
     return Status::Ok();
   }
 
-  NeedleIndex index_;
+  const NeedleIndex& index_;
   const size_t keep_;
   const size_t max_hits_;
   std::string buffer_;
@@ -250,9 +258,43 @@ StatusOr<std::vector<FileHit>> FindInFiles(const std::string& dir,
     if (!fs::is_directory(dir, ec)) return NotFound("no such directory: " + dir);
     return std::vector<FileHit>();
   }
-  Search search(needles, max_len, max_hits);
-  PV_RETURN_IF_ERROR(search.Directory(dir, /*is_root=*/true));
-  return search.TakeHits();
+  std::vector<std::string> files;
+  PV_RETURN_IF_ERROR(ListFiles(dir, /*is_root=*/true, files));
+  const NeedleIndex index(needles);
+  // Files are taken in order; once the files taken so far hold max_hits hits, no more are taken,
+  // so every file before the last one taken was searched and the first max_hits in file order
+  // are exact.
+  std::vector<StatusOr<std::vector<FileHit>>> per_file(files.size(), std::vector<FileHit>());
+  std::atomic<size_t> next{0};
+  std::atomic<size_t> found{0};
+  std::atomic<bool> failed{false};
+  auto work = [&] {
+    FileSearcher searcher(index, max_len, max_hits);
+    for (size_t i = next++; i < files.size() && found < max_hits && !failed; i = next++) {
+      per_file[i] = searcher.File(files[i]);
+      if (!per_file[i].ok()) {
+        failed = true;
+      } else {
+        found += per_file[i]->size();
+      }
+    }
+  };
+  const size_t threads =
+      std::min<size_t>({kFileScanThreads, std::max(1u, std::thread::hardware_concurrency()),
+                        std::max<size_t>(1, files.size())});
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  std::vector<FileHit> hits;
+  for (auto& file_hits : per_file) {
+    PV_RETURN_IF_ERROR(file_hits.status());
+    for (auto& hit : *file_hits) {
+      if (hits.size() == max_hits) return hits;
+      hits.push_back(std::move(hit));
+    }
+  }
+  return hits;
 }
 
 }  // namespace phivault::storage

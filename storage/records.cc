@@ -346,6 +346,11 @@ StatusOr<Record> RecordRepository::ReadVersionGated(std::string_view record_id, 
 }
 
 StatusOr<std::vector<RecordMetadata>> RecordRepository::ListPatient(std::string_view patient_id) {
+  return ListPatientExcept(patient_id, {});
+}
+
+StatusOr<std::vector<RecordMetadata>> RecordRepository::ListPatientExcept(
+    std::string_view patient_id, const std::set<std::string, std::less<>>& known) {
   const std::string prefix = "p" + PatientBlindId(patient_id);
   std::vector<std::pair<uint64_t, std::string>> found;  // (created_us of version 1, raw id)
   bool malformed = false;
@@ -365,6 +370,7 @@ StatusOr<std::vector<RecordMetadata>> RecordRepository::ListPatient(std::string_
   out.reserve(found.size());
   for (const auto& [created, raw_id] : found) {
     const std::string id = crypto::Base64UrlEncode(raw_id);
+    if (known.count(id) > 0) continue;
     auto latest = LatestVersion(id);
     if (!latest.ok()) {
       // Deletion removes the index entry with the record: an entry for a record that is gone
@@ -445,14 +451,22 @@ Status RecordRepository::ScanEpoch(
 
 StatusOr<std::vector<std::string>> RecordRepository::Fingerprints(
     std::string_view record_id, std::optional<uint32_t> known_latest) {
-  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
   uint32_t latest = 0;
   if (known_latest) {
     latest = *known_latest;
   } else {
     PV_ASSIGN_OR_RETURN(latest, LatestVersion(record_id));
   }
-  std::vector<std::string> out;
+  PV_ASSIGN_OR_RETURN(StoredVersions stored, ReadStoredVersions(record_id, latest));
+  return std::move(stored.fingerprints);
+}
+
+StatusOr<RecordRepository::StoredVersions> RecordRepository::ReadStoredVersions(
+    std::string_view record_id, uint32_t latest) {
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
+  StoredVersions stored;
+  stored.epoch_ids.reserve(latest);
+  std::vector<std::string>& out = stored.fingerprints;
   out.reserve(size_t{3} * latest);
   for (uint32_t version = 1; version <= latest; ++version) {
     PV_ASSIGN_OR_RETURN(Header header, ReadHeader(store_, raw_id, version));
@@ -465,8 +479,9 @@ StatusOr<std::vector<std::string>> RecordRepository::Fingerprints(
     out.push_back(content->substr(0, kFingerprintBytes));
     out.push_back(header.sealed_meta.substr(0, kFingerprintBytes));
     out.push_back(std::move(header.wrapped_dek));
+    stored.epoch_ids.push_back(std::move(header.epoch_id));
   }
-  return out;
+  return stored;
 }
 
 Status RecordRepository::StageShred(std::string_view record_id, std::string_view certificate_id,

@@ -40,6 +40,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -115,6 +116,11 @@ class RecordRepository {
   // pending); deleted records are not in the patient index. DataLoss as ReadVersion if any of
   // them fails its integrity check, or if the index names a record that was deleted.
   StatusOr<std::vector<RecordMetadata>> ListPatient(std::string_view patient_id);
+  // As ListPatient, but the records named in `known` (ids whose latest metadata the caller has
+  // already opened and checked to be this patient's) are neither read nor returned. A retention
+  // sweep that opened a patient's expired records reads only the others for their encounters.
+  StatusOr<std::vector<RecordMetadata>> ListPatientExcept(
+      std::string_view patient_id, const std::set<std::string, std::less<>>& known);
 
   // Moves every version of the record to the epoch `new_epoch_id` (created on demand,
   // Keyring::GetOrCreateEpoch): stages, per version not already in it, its header with the DEK
@@ -149,6 +155,15 @@ class RecordRepository {
   // the record's lock (saves reading the head again).
   StatusOr<std::vector<std::string>> Fingerprints(std::string_view record_id,
                                                   std::optional<uint32_t> latest = std::nullopt);
+  // Fingerprints(record_id, latest) and, from the same stored headers, each version's epoch id
+  // (epoch_ids[v - 1] for version v), read without any epoch key and unauthenticated: for a
+  // sweep that opened the latest version moments ago and holds the record's lock, to learn where
+  // its DEKs are now. Errors as Fingerprints.
+  struct StoredVersions {
+    std::vector<std::string> epoch_ids;
+    std::vector<std::string> fingerprints;
+  };
+  StatusOr<StoredVersions> ReadStoredVersions(std::string_view record_id, uint32_t latest);
 
   // Stages the deletion of everything stored for the record — every version's header and
   // content, its head, its patient index entry and its epoch index entries — and a tombstone

@@ -260,6 +260,36 @@ TEST_F(RecordsTest, ListPatientReturnsLatestVersionsOldestRecordFirst) {
   EXPECT_TRUE(repo_->ListPatient("synthetic-patient-nobody")->empty());
 }
 
+TEST_F(RecordsTest, ListPatientExceptLeavesOutTheKnownRecords) {
+  std::vector<Record> mine;
+  for (int i = 0; i < 3; ++i) {
+    mine.push_back(MakeRecord("synthetic-patient-30", "note " + std::to_string(i)));
+    StoreRecord(mine.back());
+  }
+  auto rest = repo_->ListPatientExcept("synthetic-patient-30",
+                                       {mine[0].meta.record_id, mine[2].meta.record_id});
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].record_id, mine[1].meta.record_id);
+  EXPECT_EQ(repo_->ListPatientExcept("synthetic-patient-30", {})->size(), 3u);
+}
+
+TEST_F(RecordsTest, ReadStoredVersionsNamesEachVersionsEpochWithItsFingerprints) {
+  Record v1 = MakeRecord("synthetic-patient-31", "first", 1, NewRecordId(), "d20400101");
+  Record v2 = MakeRecord("synthetic-patient-31", "second", 2, v1.meta.record_id, "d20410101");
+  StoreRecord(v1);
+  StoreRecord(v2);
+  auto stored = repo_->ReadStoredVersions(v1.meta.record_id, 2);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(stored->epoch_ids, (std::vector<std::string>{"d20400101", "d20410101"}));
+  EXPECT_EQ(stored->fingerprints, *repo_->Fingerprints(v1.meta.record_id));
+  // Read without the epoch keys: a destroyed epoch still names where the versions were.
+  ASSERT_TRUE(keyring_->DestroyEpoch("d20400101").ok());
+  auto after = repo_->ReadStoredVersions(v1.meta.record_id, 2);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(after->epoch_ids[0], "d20400101");
+}
+
 TEST_F(RecordsTest, ListPatientSkipsShreddedRecords) {
   StoreRecord(MakeRecord("synthetic-patient-6", "kept", 1, NewRecordId(), "d20401231"));
   StoreRecord(MakeRecord("synthetic-patient-6", "shredded", 1, NewRecordId(), "d20300101"));
