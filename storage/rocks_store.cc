@@ -26,14 +26,21 @@
 namespace phivault::storage {
 namespace {
 
-constexpr std::array<Cf, kNumCfs> kAllCfs = {Cf::kRecords,   Cf::kIndexes, Cf::kAudit,
-                                             Cf::kAuditTree, Cf::kHolds,   Cf::kState};
+constexpr std::array<Cf, kNumCfs> kAllCfs = {Cf::kRecords, Cf::kIndexes, Cf::kAudit,
+                                             Cf::kAuditTree, Cf::kHolds, Cf::kState,
+                                             Cf::kArchive};
 
 // Free space is re-read from the filesystem at most this often, or sooner when this much was
 // written since, or always for a batch at least kLargeBatch big.
 constexpr auto kSpaceRefreshInterval = std::chrono::milliseconds(100);
 constexpr uint64_t kSpaceRefreshBytes = 8ull << 20;
 constexpr uint64_t kLargeBatch = 1ull << 20;
+
+// The archive column family's table blocks and zstd level (docs/archive.md has the measurements
+// behind them: above level 9 zstd spends several times the CPU on sealed bytes for nothing, and
+// every sweep's full compaction pays it again).
+constexpr size_t kArchiveBlockBytes = 256 << 10;
+constexpr int kArchiveZstdLevel = 9;
 
 Status FromRocks(const rocksdb::Status& s) {
   if (s.ok()) return Status::Ok();
@@ -123,8 +130,23 @@ rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const RocksStoreOptions& options,
   // first entry, an unknown record id's head): Bloom filters answer them without reading each
   // level's index and data blocks.
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  if (cf == Cf::kArchive) {
+    // Written once, read rarely (docs/archive.md): large blocks keep the index small, and their
+    // reads bypass the shared cache so that an archive read does not push hot records out.
+    table.block_size = kArchiveBlockBytes;
+    table.no_block_cache = true;
+  }
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-  if (cf == Cf::kRecords) {
+  if (cf == Cf::kArchive) {
+    // No blob files: values sit in the tables, where zstd sees them with their keys. RocksDB
+    // keeps a block uncompressed unless zstd saves at least an eighth of it, so sealed content
+    // (random bytes) stays byte for byte as sealed, where the destruction's byte search finds it.
+    o.compression = rocksdb::kZSTD;
+    o.compression_opts.level = kArchiveZstdLevel;
+    o.bottommost_compression = rocksdb::kZSTD;
+    o.bottommost_compression_opts.level = kArchiveZstdLevel;
+    o.bottommost_compression_opts.enabled = true;
+  } else if (cf == Cf::kRecords) {
     // Sealed values are random bytes: compression only costs CPU.
     o.compression = rocksdb::kNoCompression;
     o.bottommost_compression = rocksdb::kNoCompression;
