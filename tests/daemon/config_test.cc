@@ -310,7 +310,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"ArchiveUnknownKey", "[master_key]",
                  "[archive]\nafter_days = 365\nzstd_level = 19\n[master_key]",
                  "unknown key archive.zstd_level"},
-        BadValue{"EmptyCategories", kDataDir, kDataDir + "\ncategories = [],
+        BadValue{"EmptyCategories", kDataDir, kDataDir + "\ncategories = []",
                  "categories must not be empty"},
         BadValue{"BadCategoryName", kDataDir, kDataDir + "\ncategories = [\"Lab Results\"]",
                  "categories[0] must be 1 to 64 characters"},

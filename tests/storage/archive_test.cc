@@ -273,9 +273,9 @@ TEST_F(ArchiveTest, ShredStagesArchiveDeletesOnlyOnceTheArchiveIsUsed) {
 TEST_F(ArchiveTest, FootprintPerStoredByte) {
   const char* env = std::getenv("PHIVAULT_ARCHIVE_FOOTPRINT_RECORDS");
   const size_t n = env != nullptr ? std::strtoull(env, nullptr, 10) : 2000;
-  std::printf("%-10s %8s %12s %10s %10s %14s\n", "content", "records", "content MiB",
-              "live B/B", "archive B/B", "compact CPU s");
-  for (size_t size : {256u, 2048u, 16384u}) {
+  std::printf("%-10s %8s %12s %10s %11s %14s %8s\n", "content", "records", "content MiB",
+              "live B/B", "archive B/B", "compact CPU s", "hidden");
+  for (size_t size : {16u, 256u, 2048u, 16384u}) {
     store_.reset();
     repo_.reset();
     std::filesystem::remove_all(db_path_);
@@ -303,8 +303,22 @@ TEST_F(ArchiveTest, FootprintPerStoredByte) {
     const uint64_t archived = store_->Space()->live_data_bytes;
     const double per_live = static_cast<double>(live) / static_cast<double>(content_bytes);
     const double per_archive = static_cast<double>(archived) / static_cast<double>(content_bytes);
-    std::printf("%-10zu %8zu %12.1f %10.4f %10.4f %14.2f\n", size, n,
-                static_cast<double>(content_bytes) / (1 << 20), per_live, per_archive, cpu);
+    // The destruction's byte search must see every archived value as stored: a compressed block
+    // would hide its values from it.
+    std::vector<std::string> needles;
+    for (size_t i = 0; i < ids.size(); i += 10) {
+      auto f = repo_->Fingerprints(ids[i]);
+      ASSERT_TRUE(f.ok());
+      needles.push_back(f->front());  // the sealed content's first 32 bytes
+    }
+    auto hits = FindInFiles(db_path_, needles, needles.size() * 4);
+    ASSERT_TRUE(hits.ok());
+    std::set<size_t> seen;
+    for (const auto& hit : *hits) seen.insert(hit.needle);
+    const size_t hidden = needles.size() - seen.size();
+    std::printf("%-10zu %8zu %12.2f %10.4f %11.4f %14.2f %8zu\n", size, n,
+                static_cast<double>(content_bytes) / (1 << 20), per_live, per_archive, cpu, hidden);
+    EXPECT_EQ(hidden, 0u) << size << "-byte records: archived values the byte search cannot see";
     EXPECT_LE(per_archive, per_live * 1.01) << size << "-byte records";
     EXPECT_TRUE(repo_->ReadVersion(ids.front(), 1, true)->archived);
   }
