@@ -36,11 +36,8 @@ constexpr auto kSpaceRefreshInterval = std::chrono::milliseconds(100);
 constexpr uint64_t kSpaceRefreshBytes = 8ull << 20;
 constexpr uint64_t kLargeBatch = 1ull << 20;
 
-// The archive column family's table blocks and zstd level (docs/archive.md has the measurements
-// behind them: above level 9 zstd spends several times the CPU on sealed bytes for nothing, and
-// every sweep's full compaction pays it again).
+// The archive column family's table blocks (docs/archive.md).
 constexpr size_t kArchiveBlockBytes = 256 << 10;
-constexpr int kArchiveZstdLevel = 9;
 
 Status FromRocks(const rocksdb::Status& s) {
   if (s.ok()) return Status::Ok();
@@ -138,14 +135,12 @@ rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const RocksStoreOptions& options,
   }
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   if (cf == Cf::kArchive) {
-    // No blob files: values sit in the tables, where zstd sees them with their keys. RocksDB
-    // keeps a block uncompressed unless zstd saves at least an eighth of it, so sealed content
-    // (random bytes) stays byte for byte as sealed, where the destruction's byte search finds it.
-    o.compression = rocksdb::kZSTD;
-    o.compression_opts.level = kArchiveZstdLevel;
-    o.bottommost_compression = rocksdb::kZSTD;
-    o.bottommost_compression_opts.level = kArchiveZstdLevel;
-    o.bottommost_compression_opts.enabled = true;
+    // No blob files (values sit in the tables, without blob headers and blob indexes) and no
+    // compression. Sealed content is random bytes: zstd saved nothing measurable on it, cost
+    // CPU at every full compaction, and where a block of small values did compress it hid their
+    // sealed bytes from the destruction's byte search (docs/archive.md, measured).
+    o.compression = rocksdb::kNoCompression;
+    o.bottommost_compression = rocksdb::kNoCompression;
   } else if (cf == Cf::kRecords) {
     // Sealed values are random bytes: compression only costs CPU.
     o.compression = rocksdb::kNoCompression;

@@ -288,7 +288,9 @@ TEST_F(ArchiveTest, FootprintPerStoredByte) {
       Record r = MakeRecord("synthetic-patient-" + std::to_string(i % 97), RandomHex(size / 2));
       content_bytes += r.content.size();
       ids.push_back(r.meta.record_id);
-      StoreRecord(r);
+      WriteBatch b;
+      ASSERT_TRUE(repo_->StageVersion(r, b).ok());
+      ASSERT_TRUE(store_->Write(b, /*sync=*/false).ok());
     }
     ASSERT_TRUE(store_->CompactAll().ok());
     const uint64_t live = store_->Space()->live_data_bytes;
