@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -121,7 +122,8 @@ TEST_F(E2eArchiveTest, ColdRecordsRoundTripThroughTheArchiveAndShredFromIt) {
       if (id == doomed) doomed_sealed = (*archived)->substr(0, 32);
     }
   }
-  auto before = storage::FindInFiles(vault_.db_path(), {doomed_sealed});
+  const std::vector<std::string> needles = {doomed_sealed};
+  auto before = storage::FindInFiles(vault_.db_path(), needles);
   ASSERT_TRUE(before.ok());
   EXPECT_FALSE(before->empty()) << "the search sees the archive's files";
 
@@ -144,7 +146,7 @@ TEST_F(E2eArchiveTest, ColdRecordsRoundTripThroughTheArchiveAndShredFromIt) {
   EXPECT_EQ(gone.error().http_status, 410);
   EXPECT_EQ(Get(kept).value("content_base64", ""), crypto::Base64Encode(scan));
   vault_.Stop();
-  auto after = storage::FindInFiles(vault_.dir(), {doomed_sealed});
+  auto after = storage::FindInFiles(vault_.dir(), needles);
   ASSERT_TRUE(after.ok());
   EXPECT_TRUE(after->empty()) << after->front().path;
 }
