@@ -977,7 +977,8 @@ class VaultServiceImpl final : public VaultService {
         });
   }
 
-  StatusOr<ArchiveResult> RunArchive(const RequestContext& ctx, const ArchiveRequest& req) override {
+  StatusOr<ArchiveResult> RunArchive(const RequestContext& ctx,
+                                     const ArchiveRequest& req) override {
     std::unique_lock<std::mutex> running(archive_mu_, std::try_to_lock);
     return Guarded<ArchiveResult>(
         ctx, "archive.run", "admin", [&](Pass& pass) -> StatusOr<ArchiveResult> {
@@ -988,8 +989,8 @@ class VaultServiceImpl final : public VaultService {
           }
           ArchiveResult result;
           result.dry_run = req.dry_run;
-          const std::chrono::sys_days cutoff = std::chrono::sys_days(DayOf(Now())) -
-                                               std::chrono::days(config_.archive.after_days);
+          const std::chrono::sys_days cutoff =
+              std::chrono::sys_days(DayOf(Now())) - std::chrono::days(config_.archive.after_days);
           result.cutoff = FormatDay(std::chrono::year_month_day(cutoff));
           PV_RETURN_IF_ERROR(ArchiveDue(cutoff, req.dry_run, result));
           if (!req.dry_run && result.archived_versions > 0) {
@@ -1175,8 +1176,7 @@ class VaultServiceImpl final : public VaultService {
   // The records named by a successful audit entry since `since_us`: every access to a record
   // (create, read, amend, disclose, ...) is audited with its id, so the log is where the last
   // access is found, and reads need not write anything for it. `read` counts the entries.
-  StatusOr<std::unordered_set<std::string>> RecordsAccessedSince(int64_t since_us,
-                                                                 uint64_t& read) {
+  StatusOr<std::unordered_set<std::string>> RecordsAccessedSince(int64_t since_us, uint64_t& read) {
     std::unordered_set<std::string> ids;
     const uint64_t size = ledger_.size();
     // Commit times rise with sequence numbers: the first entry at or after `since_us`.

@@ -33,9 +33,8 @@ constexpr std::string_view kManifestMagic = "phivault-backup 1";
 constexpr size_t kMaxManifestBytes = 64u << 20;
 constexpr size_t kMaxMarkerBytes = 64u << 10;
 constexpr size_t kChunk = 1u << 20;
-constexpr std::array<Cf, kNumCfs> kAllCfs = {Cf::kRecords, Cf::kIndexes, Cf::kAudit,
-                                             Cf::kAuditTree, Cf::kHolds, Cf::kState,
-                                             Cf::kArchive};
+constexpr std::array<Cf, kNumCfs> kAllCfs = {
+    Cf::kRecords, Cf::kIndexes, Cf::kAudit, Cf::kAuditTree, Cf::kHolds, Cf::kState, Cf::kArchive};
 
 int64_t Now(const std::function<int64_t()>& clock) {
   if (clock) return clock();

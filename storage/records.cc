@@ -585,8 +585,7 @@ StatusOr<uint32_t> RecordRepository::StageArchive(std::string_view record_id, Wr
   return StageMove(record_id, Cf::kRecords, Cf::kArchive, batch);
 }
 
-StatusOr<uint32_t> RecordRepository::StageUnarchive(std::string_view record_id,
-                                                    WriteBatch& batch) {
+StatusOr<uint32_t> RecordRepository::StageUnarchive(std::string_view record_id, WriteBatch& batch) {
   return StageMove(record_id, Cf::kArchive, Cf::kRecords, batch);
 }
 

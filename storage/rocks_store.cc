@@ -26,9 +26,8 @@
 namespace phivault::storage {
 namespace {
 
-constexpr std::array<Cf, kNumCfs> kAllCfs = {Cf::kRecords, Cf::kIndexes, Cf::kAudit,
-                                             Cf::kAuditTree, Cf::kHolds, Cf::kState,
-                                             Cf::kArchive};
+constexpr std::array<Cf, kNumCfs> kAllCfs = {
+    Cf::kRecords, Cf::kIndexes, Cf::kAudit, Cf::kAuditTree, Cf::kHolds, Cf::kState, Cf::kArchive};
 
 // Free space is re-read from the filesystem at most this often, or sooner when this much was
 // written since, or always for a batch at least kLargeBatch big.

@@ -651,7 +651,9 @@ Result<Record> RecordFromJson(const nlohmann::json& j) {
   if (!decoded.ok()) return ProtocolError("content_base64 is not valid base64");
   record.content = std::move(decoded).value();
   // Daemons before the archive tier do not send it.
-  if (auto a = j.find("archived"); a != j.end() && a->is_boolean()) record.archived = a->get<bool>();
+  if (auto a = j.find("archived"); a != j.end() && a->is_boolean()) {
+    record.archived = a->get<bool>();
+  }
   return record;
 }
 
@@ -1861,8 +1863,8 @@ nlohmann::json ToJson(const ArchiveRun& r) {
           {"archived_versions", r.archived_versions},
           {"already_archived", r.already_archived},
           {"compacted", r.compacted},
-          {"compaction_error",
-           r.compaction_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.compaction_error)},
+          {"compaction_error", r.compaction_error.empty() ? nlohmann::json(nullptr)
+                                                          : nlohmann::json(r.compaction_error)},
           {"audit_seq", r.audit_seq}};
 }
 

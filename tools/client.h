@@ -149,7 +149,7 @@ struct RecordMetadata {
 
 struct Record {
   RecordMetadata metadata;
-  std::string content;  // raw bytes
+  std::string content;    // raw bytes
   bool archived = false;  // read from the archive tier (docs/archive.md)
 };
 

@@ -48,13 +48,13 @@ class E2eArchiveTest : public VaultTest {
   }
   std::string Store(const std::string& patient, const std::string& encounter,
                     const std::string& content) {
-    auto m = vault_.AppClient().CreateRecord(Physician(),
-                                             client::NewRecord{.patient_id = patient,
-                                                               .category = "clinical_note",
-                                                               .content_type = "text/plain",
-                                                               .encounter_date = encounter,
-                                                               .author = "Dr. Synthetic",
-                                                               .content = content});
+    auto m =
+        vault_.AppClient().CreateRecord(Physician(), client::NewRecord{.patient_id = patient,
+                                                                       .category = "clinical_note",
+                                                                       .content_type = "text/plain",
+                                                                       .encounter_date = encounter,
+                                                                       .author = "Dr. Synthetic",
+                                                                       .content = content});
     EXPECT_TRUE(m.ok()) << (m.ok() ? "" : m.error().Message());
     return m.ok() ? m->record_id : "";
   }
@@ -69,8 +69,8 @@ class E2eArchiveTest : public VaultTest {
   }
   // `phivault --json get ID` as the physician.
   nlohmann::json Get(const std::string& id) {
-    const ProcessResult r = vault_.Cli({"--json", "get", id},
-                                       {{"PHIVAULT_ROLE", "physician"}, {"PHIVAULT_USER", "dr.e2e"}});
+    const ProcessResult r = vault_.Cli(
+        {"--json", "get", id}, {{"PHIVAULT_ROLE", "physician"}, {"PHIVAULT_USER", "dr.e2e"}});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     auto j = nlohmann::json::parse(r.out, nullptr, false);
     EXPECT_FALSE(j.is_discarded()) << r.out;

@@ -51,8 +51,8 @@ class ArchiveServiceTest : public ::testing::Test {
 
   storage::RecordMetadata Create(const std::string& patient, const std::string& encounter,
                                  const std::string& content) {
-    auto m = service_->CreateRecord(Physician(), {patient, "clinical_note", "text/plain",
-                                                  encounter, "Dr. Synthetic", content});
+    auto m = service_->CreateRecord(
+        Physician(), {patient, "clinical_note", "text/plain", encounter, "Dr. Synthetic", content});
     EXPECT_TRUE(m.ok()) << m.status().ToString();
     return m.ok() ? *m : storage::RecordMetadata{};
   }

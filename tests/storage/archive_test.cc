@@ -106,8 +106,8 @@ TEST_F(ArchiveTest, ArchivedRecordsRoundTripWithTheSameSealedBytes) {
   const std::string patient = "synthetic-patient-" + RandomHex(8);
   Record small = MakeRecord(patient, "Synthetic note " + RandomHex(100));
   Record large1 = MakeRecord(patient, "Synthetic scan " + RandomHex(20000));  // a blob file
-  Record large2 = MakeRecord(patient, "Synthetic rescan " + RandomHex(9000), 2,
-                             large1.meta.record_id);
+  Record large2 =
+      MakeRecord(patient, "Synthetic rescan " + RandomHex(9000), 2, large1.meta.record_id);
   for (const Record* r : {&small, &large1, &large2}) StoreRecord(*r);
   const std::string& id = large1.meta.record_id;
   const std::string sealed1 = *Stored(Cf::kRecords, ContentKey(id, 1));
@@ -188,12 +188,12 @@ TEST_F(ArchiveTest, ContentInNeitherTierIsAnIntegrityFailureAndStagesNothing) {
 TEST_F(ArchiveTest, ArchivedRecordsShredLeavingNoStoredByteInAnyFile) {
   const std::string patient = "synthetic-patient-" + RandomHex(8);
   Record a = MakeRecord(patient, "Synthetic note " + RandomHex(300), 1, NewRecordId(), "d20300103");
-  Record b1 = MakeRecord(patient, "Synthetic scan " + RandomHex(20000), 1, NewRecordId(),
-                         "d20300103");
+  Record b1 =
+      MakeRecord(patient, "Synthetic scan " + RandomHex(20000), 1, NewRecordId(), "d20300103");
   Record b2 = MakeRecord(patient, "Synthetic rescan " + RandomHex(20000), 2, b1.meta.record_id,
                          "d20300103");
-  Record kept = MakeRecord(patient, "Synthetic kept " + RandomHex(300), 1, NewRecordId(),
-                           "d20300104");
+  Record kept =
+      MakeRecord(patient, "Synthetic kept " + RandomHex(300), 1, NewRecordId(), "d20300104");
   for (const Record* r : {&a, &b1, &b2, &kept}) StoreRecord(*r);
   for (const Record* r : {&a, &b1, &kept}) ASSERT_GT(Move(r->meta.record_id, true), 0u);
   ASSERT_TRUE(store_->CompactAll().ok());
@@ -215,8 +215,9 @@ TEST_F(ArchiveTest, ArchivedRecordsShredLeavingNoStoredByteInAnyFile) {
   WriteBatch shred;
   ASSERT_TRUE(repo_->StageShred(a.meta.record_id, certificate, 1800000000000000, shred).ok());
   ASSERT_TRUE(keyring_->DestroyEpoch("d20300103").ok());
-  ASSERT_TRUE(repo_->StageShredErased(b1.meta.record_id, 2, repo_->PatientBlindId(patient),
-                                      certificate, 1800000000000000, shred)
+  ASSERT_TRUE(repo_
+                  ->StageShredErased(b1.meta.record_id, 2, repo_->PatientBlindId(patient),
+                                     certificate, 1800000000000000, shred)
                   .ok());
   ASSERT_TRUE(repo_->StageEpochIndexErase("d20300103", shred).ok());
   ASSERT_TRUE(store_->Write(shred, true).ok());
