@@ -118,7 +118,7 @@ TEST_F(ArchiveServiceTest, ColdRecordsMoveAndReadBackTheSameSayingArchived) {
   EXPECT_EQ(dry->examined_records, 4u);
   EXPECT_EQ(dry->archived_records, 2u);
   EXPECT_EQ(dry->archived_versions, 2u);
-  EXPECT_GT(dry->audit_entries_read, 0u);
+  EXPECT_EQ(dry->audit_entries_read, 0u);  // all before the cutoff: the binary search skips them
   EXPECT_FALSE(InArchive(cold.record_id, 1)) << "a dry run moves nothing";
 
   auto run = Run(/*dry_run=*/false);
