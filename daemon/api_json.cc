@@ -992,6 +992,32 @@ StatusOr<BackupRequest> DecodeBackupRequest(std::string_view body) {
   return r;
 }
 
+StatusOr<ArchiveRequest> DecodeArchiveRequest(std::string_view body) {
+  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_RETURN_IF_ERROR(CheckMembers(j, {"dry_run"}));
+  if (!j.contains("dry_run")) {
+    return InvalidArgument(
+        "field 'dry_run' is required: true to count what is due for the archive, false to move "
+        "it");
+  }
+  ArchiveRequest r;
+  PV_RETURN_IF_ERROR(GetBool(j, "dry_run", r.dry_run));
+  return r;
+}
+
+json EncodeArchiveResult(const ArchiveResult& r) {
+  return {{"dry_run", r.dry_run},
+          {"cutoff", r.cutoff},
+          {"audit_entries_read", r.audit_entries_read},
+          {"examined_records", r.examined_records},
+          {"archived_records", r.archived_records},
+          {"archived_versions", r.archived_versions},
+          {"already_archived", r.already_archived},
+          {"compacted", r.compacted},
+          {"compaction_error", OptionalText(r.compaction_error)},
+          {"audit_seq", r.audit_seq}};
+}
+
 json EncodeBackupManifest(const storage::BackupManifest& m, const std::string& dir) {
   std::string path = dir;
   while (path.size() > 1 && path.back() == '/') path.pop_back();

@@ -193,6 +193,13 @@ StatusOr<BackupRequest> DecodeBackupRequest(std::string_view body);
 nlohmann::json EncodeBackupManifest(const storage::BackupManifest& manifest,
                                     const std::string& dir);
 
+// POST /v1/admin/archive/run: {"dry_run": bool} (required, as for a sweep).
+StatusOr<ArchiveRequest> DecodeArchiveRequest(std::string_view body);
+// {"dry_run","cutoff","audit_entries_read","examined_records","archived_records",
+//  "archived_versions","already_archived","compacted","compaction_error" (string or null),
+//  "audit_seq"}.
+nlohmann::json EncodeArchiveResult(const ArchiveResult& result);
+
 // Serialises a response document (UTF-8; invalid bytes, which cannot come from validated
 // input, are replaced rather than thrown on).
 std::string DumpJson(const nlohmann::json& j);

@@ -317,6 +317,19 @@ Status ParseLog(const Reader& r, const toml::table& t, Config& c) {
   return r.Path(t, "log", "file", c.log_file);
 }
 
+Status ParseArchive(const Reader& r, const toml::table& t, ArchiveConfig& a) {
+  PV_RETURN_IF_ERROR(r.CheckKeys(t, "archive", {"after_days", "restore_on_read"}));
+  // At least a month: an archive run moves bytes, and a record read last week is not cold.
+  PV_RETURN_IF_ERROR(r.Integer(t, "archive", "after_days", a.after_days, 30, 36600));
+  if (!t.contains("after_days")) return r.Error("archive.after_days", "is required");
+  if (const toml::node* n = t.get("restore_on_read"); n != nullptr) {
+    const auto* b = n->as_boolean();
+    if (b == nullptr) return r.Error("archive.restore_on_read", "must be true or false");
+    a.restore_on_read = b->get();
+  }
+  return Status::Ok();
+}
+
 Status ParseActions(const Reader& r, const toml::table& t, const std::string& prefix,
                     std::vector<std::string>& actions) {
   const std::vector<std::string> known = KnownActions();
@@ -485,7 +498,8 @@ Status Parse(const Reader& r, const toml::table& root, Config& c) {
                                   "limits",
                                   "log",
                                   "applications",
-                                  "operators"}));
+                                  "operators",
+                                  "archive"}));
 
   PV_RETURN_IF_ERROR(r.Path(root, "", "data_dir", c.data_dir, /*required=*/true));
   PV_RETURN_IF_ERROR(r.Path(root, "", "socket_path", c.socket_path, /*required=*/true));
@@ -566,6 +580,11 @@ Status Parse(const Reader& r, const toml::table& root, Config& c) {
   }
   PV_RETURN_IF_ERROR(st);
 
+  if (const toml::table* archive = r.Table(root, "archive", st); archive != nullptr) {
+    PV_RETURN_IF_ERROR(ParseArchive(r, *archive, c.archive));
+  }
+  PV_RETURN_IF_ERROR(st);
+
   PV_RETURN_IF_ERROR(ParseApplications(r, root, c));
   PV_RETURN_IF_ERROR(ParseOperators(r, root, c));
   return Status::Ok();
@@ -593,7 +612,7 @@ std::vector<std::string> KnownActions() {
           "request.extend",   "request.close",      "request.list",      "contact.set",
           "contact.show",     "patient.facts",      "retention.show",    "retention.sweep",
           "hold.place",       "hold.release",       "hold.list",         "certificate.read",
-          "status",           "backup.create",      "key.rotate"};
+          "status",           "backup.create",      "key.rotate",        "archive.run"};
 }
 
 StatusOr<Config> LoadConfig(const std::string& path) {

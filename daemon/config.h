@@ -82,6 +82,15 @@ struct OperatorConfig {
   std::vector<std::string> actions;
 };
 
+// [archive] (docs/archive.md).
+struct ArchiveConfig {
+  // Records whose last access and whose patient's last encounter are this many days old move to
+  // the archive tier when `phivault archive run` runs; 0 (the default): no archive tier.
+  uint32_t after_days = 0;
+  // A read of an archived record moves it back to the live tier (after the read is audited).
+  bool restore_on_read = false;
+};
+
 struct Config {
   std::string config_path;  // where it was loaded from
   std::string data_dir;     // RocksDB lives in <data_dir>/db, the keyring at <data_dir>/keyring
@@ -116,6 +125,7 @@ struct Config {
   std::string log_file;  // optional, in addition to stderr
   std::vector<ApplicationConfig> applications;
   std::vector<OperatorConfig> operators;
+  ArchiveConfig archive;
 };
 
 std::vector<std::string> DefaultCategories();

@@ -452,9 +452,13 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         const bool with_content = route.id != RouteId::kReadMetadata;
         auto record = service.ReadRecord(ctx, params[0], version, with_content);
         if (!record.ok()) return SendProblem(resp, ex, ProblemFromStatus(record.status()));
-        if (route.id == RouteId::kReadContent) return SendContent(resp, ex, *record);
+        if (route.id == RouteId::kReadContent) {
+          if (record->archived) resp.set("X-Phivault-Archived", "true");
+          return SendContent(resp, ex, *record);
+        }
         json j = EncodeMetadata(record->meta);
         if (with_content) j["content_base64"] = crypto::Base64Encode(record->content);
+        j["archived"] = record->archived;
         return SendJson(resp, ex, 200, j);
       }
       case RouteId::kAmendRecord: {
@@ -483,6 +487,7 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         if (!record.ok()) return SendProblem(resp, ex, ProblemFromStatus(record.status()));
         json j = EncodeMetadata(record->meta);
         j["content_base64"] = crypto::Base64Encode(record->content);
+        j["archived"] = record->archived;
         return SendJson(resp, ex, 200, j);
       }
       case RouteId::kRecordDisclosure: {
@@ -884,6 +889,15 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         auto made = service.CreateBackup(ctx, *decoded);
         if (!made.ok()) return SendProblem(resp, ex, ProblemFromStatus(made.status()));
         return SendJson(resp, ex, 201, EncodeBackupManifest(*made, decoded->dir));
+      }
+      case RouteId::kArchiveRun: {
+        std::string body;
+        if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
+        auto decoded = DecodeArchiveRequest(body);
+        if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        auto run = service.RunArchive(ctx, *decoded);
+        if (!run.ok()) return SendProblem(resp, ex, ProblemFromStatus(run.status()));
+        return SendJson(resp, ex, 200, EncodeArchiveResult(*run));
       }
     }
     SendProblem(resp, ex, MakeProblem(500, "internal", "unhandled route"));

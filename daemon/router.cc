@@ -101,6 +101,7 @@ const std::vector<RouteSpec>& Routes() {
       {RouteId::kGetCertificate, "GET", "/v1/certificates/{id}", A::kPhi, "certificate.read"},
       {RouteId::kCreateBackup, "POST", "/v1/admin/backups", A::kPhi, "backup.create"},
       {RouteId::kRotateMasterKey, "POST", "/v1/keys/rotate", A::kPhi, "key.rotate"},
+      {RouteId::kArchiveRun, "POST", "/v1/admin/archive/run", A::kPhi, "archive.run"},
   };
   return kRoutes;
 }

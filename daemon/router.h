@@ -56,6 +56,7 @@ enum class RouteId {
   kGetCertificate,
   kCreateBackup,
   kRotateMasterKey,
+  kArchiveRun,
 };
 
 struct RouteSpec {

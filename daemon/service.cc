@@ -14,6 +14,7 @@
 #include <thread>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -184,13 +185,38 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<storage::Record> ReadRecord(const RequestContext& ctx, const std::string& record_id,
                                        std::optional<uint32_t> version,
                                        bool with_content) override {
-    return ReadAudited(ctx, "record.read", "read", record_id, version, with_content, nullptr);
+    auto read = ReadAudited(ctx, "record.read", "read", record_id, version, with_content, nullptr);
+    if (read.ok()) AfterArchivedRead(record_id, *read, with_content);
+    return read;
   }
 
   StatusOr<storage::Record> DiscloseRecord(const RequestContext& ctx, const std::string& record_id,
                                            std::optional<uint32_t> version,
                                            const DisclosureInfo& disclosure) override {
-    return ReadAudited(ctx, "record.disclose", "disclose", record_id, version, true, &disclosure);
+    auto read =
+        ReadAudited(ctx, "record.disclose", "disclose", record_id, version, true, &disclosure);
+    if (read.ok()) AfterArchivedRead(record_id, *read, true);
+    return read;
+  }
+
+  // A read that succeeded (and was audited): says whether the version lies in the archive and,
+  // with [archive] restore_on_read, moves an archived record back. The move is best effort and
+  // not synced (a lost move leaves the record archived and readable); under the record's lock it
+  // re-reads what is stored, so a record shredded meanwhile gets nothing back.
+  void AfterArchivedRead(const std::string& record_id, storage::Record& read, bool with_content) {
+    if (!with_content) {
+      auto archived = records_.IsArchived(record_id, read.meta.version);
+      read.archived = archived.ok() && *archived;
+    }
+    if (!read.archived || !config_.archive.restore_on_read) return;
+    std::lock_guard<std::mutex> lock(StripeFor(record_id));
+    storage::WriteBatch batch;
+    auto moved = records_.StageUnarchive(record_id, batch);
+    Status written = moved.ok() ? store_.Write(batch, /*sync=*/false) : moved.status();
+    if (!written.ok() && !IsShredded(written)) {
+      spdlog::warn("archive: moving record {} back after a read failed: {}", record_id,
+                   written.message());
+    }
   }
 
   StatusOr<storage::RecordMetadata> AmendRecord(const RequestContext& ctx,
@@ -953,6 +979,42 @@ class VaultServiceImpl final : public VaultService {
         });
   }
 
+  StatusOr<ArchiveResult> RunArchive(const RequestContext& ctx,
+                                     const ArchiveRequest& req) override {
+    std::unique_lock<std::mutex> running(archive_mu_, std::try_to_lock);
+    return Guarded<ArchiveResult>(
+        ctx, "archive.run", "admin", [&](Pass& pass) -> StatusOr<ArchiveResult> {
+          if (!running.owns_lock()) return FailedPrecondition("an archive run is already running");
+          if (config_.archive.after_days == 0) {
+            return FailedPrecondition(
+                "no archive tier is configured: set [archive] after_days (docs/archive.md)");
+          }
+          ArchiveResult result;
+          result.dry_run = req.dry_run;
+          const std::chrono::sys_days cutoff =
+              std::chrono::sys_days(DayOf(Now())) - std::chrono::days(config_.archive.after_days);
+          result.cutoff = FormatDay(std::chrono::year_month_day(cutoff));
+          PV_RETURN_IF_ERROR(ArchiveDue(cutoff, req.dry_run, result));
+          if (!req.dry_run && result.archived_versions > 0) {
+            // The moved values stay in the live tier's files until they are compacted.
+            if (Status s = store_.CompactAll(); s.ok()) {
+              result.compacted = true;
+            } else {
+              result.compaction_error = s.message();
+            }
+          }
+          pass.entry.reason = std::string(req.dry_run ? "dry-run " : "") + "cutoff " +
+                              result.cutoff + ": " + std::to_string(result.archived_records) +
+                              " records (" + std::to_string(result.archived_versions) +
+                              " versions) " + (req.dry_run ? "due" : "archived") + ", " +
+                              std::to_string(result.already_archived) + " already archived, " +
+                              std::to_string(result.examined_records) + " examined";
+          PV_RETURN_IF_ERROR(CommitPass(pass));
+          result.audit_seq = pass.entry.seq;
+          return result;
+        });
+  }
+
   Status RecordRestore(const StatusOr<storage::RestoreMarker>& marker) override {
     RequestContext ctx = SystemContext("backup.restore");
     ctx.principal.name = "phivaultd:restore";
@@ -1109,6 +1171,87 @@ class VaultServiceImpl final : public VaultService {
     c.role = "system";
     c.purpose = "HOPERAT";
     return c;
+  }
+
+  // ---- Archive tier (docs/archive.md)
+
+  // The records named by a successful audit entry since `since_us`: every access to a record
+  // (create, read, amend, disclose, ...) is audited with its id, so the log is where the last
+  // access is found, and reads need not write anything for it. `read` counts the entries.
+  StatusOr<std::unordered_set<std::string>> RecordsAccessedSince(int64_t since_us, uint64_t& read) {
+    std::unordered_set<std::string> ids;
+    const uint64_t size = ledger_.size();
+    // Commit times rise with sequence numbers: the first entry at or after `since_us`.
+    uint64_t lo = 1, hi = size + 1;
+    while (lo < hi) {
+      const uint64_t mid = lo + (hi - lo) / 2;
+      PV_ASSIGN_OR_RETURN(storage::AuditEntry e, storage::ReadAuditEntry(store_, mid));
+      if (e.time_unix_us < since_us) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    PV_RETURN_IF_ERROR(storage::ScanAuditEntries(
+        store_, lo, size, [&](const storage::AuditEntry& e, std::string_view) {
+          ++read;
+          if (e.outcome != "success") return true;
+          for (const std::string& r : e.records) ids.insert(r.substr(0, r.find('@')));
+          return true;
+        }));
+    return ids;
+  }
+
+  // Finds (and unless `dry_run`, archives) every record due at `cutoff`.
+  Status ArchiveDue(std::chrono::sys_days cutoff, bool dry_run, ArchiveResult& result) {
+    const int64_t cutoff_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(cutoff.time_since_epoch()).count();
+    PV_ASSIGN_OR_RETURN(auto recent, RecordsAccessedSince(cutoff_us, result.audit_entries_read));
+    return records_.ForEachRecord([&](const std::string& id, int64_t created_us) -> Status {
+      ++result.examined_records;
+      if (created_us >= cutoff_us || recent.count(id) > 0) return Status::Ok();
+      std::lock_guard<std::mutex> lock(StripeFor(id));
+      Status due = ArchiveOneLocked(id, cutoff, cutoff_us, dry_run, result);
+      return IsShredded(due) ? Status::Ok() : due;
+    });
+  }
+
+  // One record, under its lock: due if its latest version is older than the cutoff and the
+  // patient's last encounter (the records' encounter dates and the patient's facts) is too.
+  Status ArchiveOneLocked(const std::string& id, std::chrono::sys_days cutoff, int64_t cutoff_us,
+                          bool dry_run, ArchiveResult& result) {
+    PV_ASSIGN_OR_RETURN(uint32_t latest, records_.LatestVersion(id));
+    PV_ASSIGN_OR_RETURN(storage::Record rec, records_.ReadVersion(id, latest, false));
+    if (rec.meta.created_unix_us >= cutoff_us) return Status::Ok();
+    PV_ASSIGN_OR_RETURN(auto last, PatientLastEncounter(rec.meta.patient_id));
+    if (auto facts = state_.GetFacts(rec.meta.patient_id); facts && facts->last_encounter) {
+      MergeDay(last, ParseDay(*facts->last_encounter));
+    }
+    if (last && std::chrono::sys_days(*last) >= cutoff) return Status::Ok();
+    if (dry_run) {
+      uint32_t due = 0;
+      for (uint32_t v = 1; v <= latest; ++v) {
+        PV_ASSIGN_OR_RETURN(bool archived, records_.IsArchived(id, v));
+        if (!archived) ++due;
+      }
+      CountArchived(due, result);
+      return Status::Ok();
+    }
+    storage::WriteBatch batch;
+    PV_ASSIGN_OR_RETURN(uint32_t moved, records_.StageArchive(id, batch));
+    // Not synced one by one: the run's audit entry is, and its sync makes every move before it
+    // durable. A move lost in a crash leaves the record in the live tier, readable as before.
+    if (moved > 0) PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/false));
+    CountArchived(moved, result);
+    return Status::Ok();
+  }
+  static void CountArchived(uint32_t versions, ArchiveResult& result) {
+    if (versions == 0) {
+      ++result.already_archived;
+      return;
+    }
+    ++result.archived_records;
+    result.archived_versions += versions;
   }
 
   // The patient's latest encounter known to the vault (the records' encounter dates), cached.
@@ -3400,7 +3543,8 @@ class VaultServiceImpl final : public VaultService {
   Mutex encounter_mu_;
   std::unordered_map<std::string, KnownEncounter> encounters_ GUARDED_BY(encounter_mu_);
   std::mutex sweep_mu_;
-  std::mutex rotate_mu_;  // one master-key rotation at a time
+  std::mutex rotate_mu_;   // one master-key rotation at a time
+  std::mutex archive_mu_;  // one archive run at a time
   std::function<Status(std::string_view)> sweep_fault_;
 };
 

@@ -319,6 +319,29 @@ struct KeyRotateResult {
   uint64_t audit_seq = 0;
 };
 
+// ---- Archive tier (docs/archive.md)
+
+struct ArchiveRequest {
+  bool dry_run = true;
+};
+
+struct ArchiveResult {
+  bool dry_run = true;
+  // YYYY-MM-DD: records last accessed and with the patient's last encounter before this day
+  // (today minus [archive] after_days) are archived.
+  std::string cutoff;
+  uint64_t audit_entries_read = 0;  // the entries since the cutoff, read to find recent access
+  uint64_t examined_records = 0;    // every record in the patient index
+  uint64_t archived_records = 0;    // moved now (dry run: would be moved)
+  uint64_t archived_versions = 0;
+  uint64_t already_archived = 0;  // due, but every version was in the archive already
+  // A real run that moved anything compacts the store, so that the moved bytes leave the live
+  // tier's files; false if it did not (compaction_error says why).
+  bool compacted = false;
+  std::string compaction_error;
+  uint64_t audit_seq = 0;  // the run's archive.run entry
+};
+
 struct VaultStatus {
   std::string version;
   int64_t uptime_seconds = 0;
@@ -515,6 +538,18 @@ class VaultService {
     (void)marker;
     return FailedPrecondition("this service cannot record restores");
   }
+  // Moves the records due for the archive tier (last access and the patient's last encounter
+  // before today minus [archive] after_days) to the archive column family, each in one atomic
+  // step, without decrypting their content (storage/records.h StageArchive); a dry run only
+  // counts them. Audited (archive.run, policy action "admin"; the reason carries the counts and
+  // no PHI). FailedPrecondition "no archive tier is configured ..." without after_days, or
+  // "an archive run is already running". Services without it: FailedPrecondition.
+  virtual StatusOr<ArchiveResult> RunArchive(const RequestContext& ctx, const ArchiveRequest& req) {
+    (void)ctx;
+    (void)req;
+    return FailedPrecondition("this service cannot archive");
+  }
+
   // Rotates the master key while the vault serves requests (audited, key.rotate; policy action
   // "admin"): the keyring — every slot and both headers, in the primary and every mirror — is
   // re-sealed under a new key; no record is touched. For the file and credential sources the

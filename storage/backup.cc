@@ -33,8 +33,8 @@ constexpr std::string_view kManifestMagic = "phivault-backup 1";
 constexpr size_t kMaxManifestBytes = 64u << 20;
 constexpr size_t kMaxMarkerBytes = 64u << 10;
 constexpr size_t kChunk = 1u << 20;
-constexpr std::array<Cf, kNumCfs> kAllCfs = {Cf::kRecords,   Cf::kIndexes, Cf::kAudit,
-                                             Cf::kAuditTree, Cf::kHolds,   Cf::kState};
+constexpr std::array<Cf, kNumCfs> kAllCfs = {
+    Cf::kRecords, Cf::kIndexes, Cf::kAudit, Cf::kAuditTree, Cf::kHolds, Cf::kState, Cf::kArchive};
 
 int64_t Now(const std::function<int64_t()>& clock) {
   if (clock) return clock();
@@ -250,10 +250,18 @@ class ReadOnlyRocksStore final : public Store {
     rocksdb::DBOptions db;
     db.info_log = std::make_shared<SilentLogger>();
     db.paranoid_checks = true;
+    // A database written before a column family existed (e.g. the archive's) lacks it, and a
+    // read-only open cannot create it: such a family reads as empty.
+    std::vector<std::string> existing;
+    rocksdb::DB::ListColumnFamilies(db, path, &existing).PermitUncheckedError();
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
     descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
+    std::array<int, kNumCfs> slot{};
     for (Cf cf : kAllCfs) {
-      descriptors.emplace_back(std::string(CfName(cf)), rocksdb::ColumnFamilyOptions());
+      const std::string name(CfName(cf));
+      const bool present = std::find(existing.begin(), existing.end(), name) != existing.end();
+      slot[static_cast<size_t>(cf)] = present ? static_cast<int>(descriptors.size()) : -1;
+      if (present) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
     }
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* raw = nullptr;
@@ -261,7 +269,7 @@ class ReadOnlyRocksStore final : public Store {
         rocksdb::DB::OpenForReadOnly(db, path, descriptors, &handles, &raw, false);
     if (!s.ok()) return Unavailable("cannot open the database at " + path + ": " + s.ToString());
     return std::unique_ptr<ReadOnlyRocksStore>(
-        new ReadOnlyRocksStore(std::unique_ptr<rocksdb::DB>(raw), std::move(handles)));
+        new ReadOnlyRocksStore(std::unique_ptr<rocksdb::DB>(raw), std::move(handles), slot));
   }
   ~ReadOnlyRocksStore() override {
     for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
@@ -269,6 +277,7 @@ class ReadOnlyRocksStore final : public Store {
   }
 
   StatusOr<std::optional<std::string>> Get(Cf cf, std::string_view key) override {
+    if (Handle(cf) == nullptr) return std::optional<std::string>();
     std::string value;
     const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), Handle(cf),
                                        rocksdb::Slice(key.data(), key.size()), &value);
@@ -278,6 +287,7 @@ class ReadOnlyRocksStore final : public Store {
   }
   Status Write(const WriteBatch&, bool) override { return FailedPrecondition("read-only store"); }
   Status Scan(Cf cf, std::string_view begin, std::string_view end, const ScanFn& fn) override {
+    if (Handle(cf) == nullptr) return Status::Ok();
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), Handle(cf)));
     for (it->Seek(rocksdb::Slice(begin.data(), begin.size())); it->Valid(); it->Next()) {
       const std::string_view k(it->key().data(), it->key().size());
@@ -288,6 +298,7 @@ class ReadOnlyRocksStore final : public Store {
   }
   Status ScanReverse(Cf cf, std::string_view begin, std::string_view end,
                      const ScanFn& fn) override {
+    if (Handle(cf) == nullptr) return Status::Ok();
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), Handle(cf)));
     if (end.empty()) {
       it->SeekToLast();
@@ -308,11 +319,17 @@ class ReadOnlyRocksStore final : public Store {
 
  private:
   ReadOnlyRocksStore(std::unique_ptr<rocksdb::DB> db,
-                     std::vector<rocksdb::ColumnFamilyHandle*> handles)
-      : db_(std::move(db)), handles_(std::move(handles)) {}
-  rocksdb::ColumnFamilyHandle* Handle(Cf cf) { return handles_[static_cast<size_t>(cf) + 1]; }
+                     std::vector<rocksdb::ColumnFamilyHandle*> handles,
+                     std::array<int, kNumCfs> slot)
+      : db_(std::move(db)), handles_(std::move(handles)), slot_(slot) {}
+  // nullptr for a column family the database does not have.
+  rocksdb::ColumnFamilyHandle* Handle(Cf cf) {
+    const int i = slot_[static_cast<size_t>(cf)];
+    return i < 0 ? nullptr : handles_[static_cast<size_t>(i)];
+  }
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::array<int, kNumCfs> slot_;
 };
 
 struct DbFacts {

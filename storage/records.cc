@@ -335,7 +335,7 @@ StatusOr<Record> RecordRepository::ReadVersionGated(std::string_view record_id, 
   record.meta = std::move(*meta);
   if (with_content) {
     PV_RETURN_IF_ERROR(gate(record.meta));
-    PV_ASSIGN_OR_RETURN(auto sealed, store_.Get(Cf::kRecords, VersionKey('c', raw_id, version)));
+    PV_ASSIGN_OR_RETURN(auto sealed, GetContent(raw_id, version, &record.archived));
     if (!sealed) return IntegrityFailure();
     auto content =
         (*aead)->Decrypt(*sealed, SealAad(kContentAad, raw_id, version, header->blind_id));
@@ -470,7 +470,8 @@ StatusOr<RecordRepository::StoredVersions> RecordRepository::ReadStoredVersions(
   out.reserve(size_t{3} * latest);
   for (uint32_t version = 1; version <= latest; ++version) {
     PV_ASSIGN_OR_RETURN(Header header, ReadHeader(store_, raw_id, version));
-    PV_ASSIGN_OR_RETURN(auto content, store_.Get(Cf::kRecords, VersionKey('c', raw_id, version)));
+    bool archived = false;
+    PV_ASSIGN_OR_RETURN(auto content, GetContent(raw_id, version, &archived));
     if (!content || content->size() < kFingerprintBytes ||
         header.sealed_meta.size() < kFingerprintBytes ||
         header.wrapped_dek.size() < kFingerprintBytes) {
@@ -513,9 +514,11 @@ Status RecordRepository::StageShred(std::string_view record_id, std::string_view
   // records). The head counts every version a write ever committed (StageVersion puts a version
   // and its head in one batch); a value beyond it could only have been planted, is never read,
   // and is not the record's.
+  const bool archive = ArchiveMayHoldContent();
   for (uint32_t version = 1; version <= latest; ++version) {
     own.Delete(Cf::kRecords, VersionKey('m', raw_id, version));
     own.Delete(Cf::kRecords, VersionKey('c', raw_id, version));
+    if (archive) own.Delete(Cf::kArchive, VersionKey('c', raw_id, version));
   }
   own.Delete(Cf::kRecords, "h" + raw_id);
   own.Put(Cf::kIndexes, TombstoneKey(raw_id),
@@ -539,9 +542,11 @@ Status RecordRepository::StageShredErased(std::string_view record_id, uint32_t v
                            std::to_string(crypto::BlindIndex::kOutputBytes) + " bytes");
   }
   batch.Delete(Cf::kIndexes, "p" + std::string(patient_blind_id) + raw_id);
+  const bool archive = ArchiveMayHoldContent();
   for (uint32_t version = 1; version <= versions; ++version) {
     batch.Delete(Cf::kRecords, VersionKey('m', raw_id, version));
     batch.Delete(Cf::kRecords, VersionKey('c', raw_id, version));
+    if (archive) batch.Delete(Cf::kArchive, VersionKey('c', raw_id, version));
   }
   batch.Delete(Cf::kRecords, "h" + raw_id);
   batch.Put(Cf::kIndexes, TombstoneKey(raw_id),
@@ -554,6 +559,99 @@ Status RecordRepository::StageEpochIndexErase(std::string_view epoch_id, WriteBa
   const std::string prefix = "e" + std::string(epoch_id) + std::string(1, '\0');
   batch.DeleteRange(Cf::kIndexes, prefix, PrefixEnd(prefix));
   return Status::Ok();
+}
+
+StatusOr<std::optional<std::string>> RecordRepository::GetContent(std::string_view raw_id,
+                                                                  uint32_t version,
+                                                                  bool* archived) {
+  const std::string key = VersionKey('c', raw_id, version);
+  PV_ASSIGN_OR_RETURN(auto live, store_.Get(Cf::kRecords, key));
+  *archived = false;
+  if (live) return live;
+  PV_ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kArchive, key));
+  *archived = stored.has_value();
+  return stored;
+}
+
+StatusOr<uint32_t> RecordRepository::StageMove(std::string_view record_id, Cf from, Cf to,
+                                               WriteBatch& batch) {
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
+  PV_ASSIGN_OR_RETURN(uint32_t latest, LatestVersion(record_id));
+  WriteBatch own;
+  uint32_t moved = 0;
+  for (uint32_t version = 1; version <= latest; ++version) {
+    std::string key = VersionKey('c', raw_id, version);
+    PV_ASSIGN_OR_RETURN(auto value, store_.Get(from, key));
+    if (!value) {
+      PV_ASSIGN_OR_RETURN(auto there, store_.Get(to, key));
+      if (!there) return IntegrityFailure();
+      continue;
+    }
+    own.Delete(from, key);
+    own.Put(to, std::move(key), std::move(*value));
+    ++moved;
+  }
+  if (moved > 0 && to == Cf::kArchive) archive_state_.store(kArchiveUsed);
+  batch.Append(std::move(own));
+  return moved;
+}
+
+StatusOr<uint32_t> RecordRepository::StageArchive(std::string_view record_id, WriteBatch& batch) {
+  return StageMove(record_id, Cf::kRecords, Cf::kArchive, batch);
+}
+
+StatusOr<uint32_t> RecordRepository::StageUnarchive(std::string_view record_id, WriteBatch& batch) {
+  return StageMove(record_id, Cf::kArchive, Cf::kRecords, batch);
+}
+
+Status RecordRepository::ForEachRecord(
+    const std::function<Status(const std::string& record_id, int64_t created_unix_us)>& fn) {
+  constexpr size_t kPiece = 4096;
+  const size_t key_size = 1 + crypto::BlindIndex::kOutputBytes + kRawIdBytes;
+  std::string from = "p";
+  const std::string end = PrefixEnd("p");
+  for (;;) {
+    std::vector<std::pair<std::string, int64_t>> piece;
+    std::string last;
+    bool malformed = false;
+    PV_RETURN_IF_ERROR(
+        store_.Scan(Cf::kIndexes, from, end, [&](std::string_view key, std::string_view value) {
+          if (key.size() != key_size || value.size() != 8) {
+            malformed = true;
+            return false;
+          }
+          piece.emplace_back(crypto::Base64UrlEncode(key.substr(key_size - kRawIdBytes)),
+                             static_cast<int64_t>(ReadBigEndian64(value)));
+          last.assign(key);
+          return piece.size() < kPiece;
+        }));
+    if (malformed) return IntegrityFailure();
+    for (const auto& [id, created] : piece) PV_RETURN_IF_ERROR(fn(id, created));
+    if (piece.size() < kPiece) return Status::Ok();
+    from = last + std::string(1, '\0');
+  }
+}
+
+StatusOr<bool> RecordRepository::IsArchived(std::string_view record_id, uint32_t version) {
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
+  if (!ArchiveMayHoldContent()) return false;
+  PV_ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kArchive, VersionKey('c', raw_id, version)));
+  return stored.has_value();
+}
+
+bool RecordRepository::ArchiveMayHoldContent() {
+  const int state = archive_state_.load();
+  if (state != kArchiveUnknown) return state == kArchiveUsed;
+  bool any = false;
+  const Status scanned = store_.Scan(Cf::kArchive, "", "", [&](std::string_view, std::string_view) {
+    any = true;
+    return false;
+  });
+  int expected = kArchiveUnknown;
+  // Only from unknown: a StageArchive meanwhile has already said "used", and that stands.
+  archive_state_.compare_exchange_strong(expected,
+                                         any || !scanned.ok() ? kArchiveUsed : kArchiveEmpty);
+  return archive_state_.load() == kArchiveUsed;
 }
 
 StatusOr<std::optional<std::string>> RecordRepository::ShreddedBy(std::string_view record_id) {

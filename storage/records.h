@@ -34,8 +34,13 @@
 // authenticated tombstone. A shredded record reads as FailedPrecondition "record was
 // crypto-shredded" (the words of daemon/problem.h kShreddedMessage, HTTP 410), followed by
 // " (certificate <id>)" once it is deleted.
+//
+// The archive tier (docs/archive.md): StageArchive moves a record's sealed content values, byte
+// for byte, to Cf::kArchive under the same 'c' keys; everything else stays. Reads find content
+// in either family and say where (Record::archived); the shred steps delete both.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -72,6 +77,9 @@ struct RecordMetadata {
 struct Record {
   RecordMetadata meta;
   std::string content;  // empty when read without content
+  // The version's content was read from the archive column family (content reads only;
+  // IsArchived answers it without the content).
+  bool archived = false;
 };
 
 // A new random record id (16 bytes from the CSPRNG, URL-safe base64), never starting with '-' or
@@ -196,6 +204,24 @@ class RecordRepository {
   // malformed epoch id.
   [[nodiscard]] Status StageEpochIndexErase(std::string_view epoch_id, WriteBatch& batch);
 
+  // Moves the sealed content of every version of the record that is not archived yet from
+  // Cf::kRecords to Cf::kArchive (the same key and the very same bytes: nothing is decrypted or
+  // re-sealed). Returns the number of versions moved; 0 stages nothing. Errors as LatestVersion;
+  // DataLoss "record failed integrity check" if a version's content is in neither family. On any
+  // error nothing is staged. The caller holds the record's lock and writes `batch`, which moves
+  // each value in one atomic step. StageUnarchive moves them back.
+  StatusOr<uint32_t> StageArchive(std::string_view record_id, WriteBatch& batch);
+  StatusOr<uint32_t> StageUnarchive(std::string_view record_id, WriteBatch& batch);
+
+  // Calls `fn(record_id, created_unix_us of version 1)` for every record in the patient index,
+  // in key order, until `fn` returns an error (which is returned). The index is read in pieces
+  // and no iterator is open while `fn` runs, so `fn` may write (and take its time).
+  [[nodiscard]] Status ForEachRecord(
+      const std::function<Status(const std::string& record_id, int64_t created_unix_us)>& fn);
+
+  // Whether the version's content lies in the archive. InvalidArgument for a malformed id.
+  StatusOr<bool> IsArchived(std::string_view record_id, uint32_t version);
+
   // The certificate id in the record's tombstone; std::nullopt if it has none (never shredded,
   // or no such record). DataLoss "record failed integrity check" if the tombstone does not
   // authenticate. InvalidArgument for a malformed record id.
@@ -210,8 +236,21 @@ class RecordRepository {
   // authenticate.
   StatusOr<std::optional<std::string>> ReadTombstone(std::string_view raw_id);
 
+  // The sealed content of a version from whichever family holds it (records first); archived
+  // says which. std::nullopt if neither does.
+  StatusOr<std::optional<std::string>> GetContent(std::string_view raw_id, uint32_t version,
+                                                  bool* archived);
+  StatusOr<uint32_t> StageMove(std::string_view record_id, Cf from, Cf to, WriteBatch& batch);
+  // False only while Cf::kArchive is known to be empty, so that the read-free shred of a vault
+  // that never archived stages no deletes in it. Turns true, for good, before the first
+  // StageArchive stages anything (the caller's record lock orders that before any shred of the
+  // record); an unreadable family counts as not empty.
+  bool ArchiveMayHoldContent();
+
   Store& store_;
   crypto::Keyring& keyring_;
+  enum : int { kArchiveUnknown, kArchiveEmpty, kArchiveUsed };
+  std::atomic<int> archive_state_{kArchiveUnknown};
 };
 
 }  // namespace phivault::storage

@@ -27,14 +27,17 @@
 namespace phivault::storage {
 namespace {
 
-constexpr std::array<Cf, kNumCfs> kAllCfs = {Cf::kRecords,   Cf::kIndexes, Cf::kAudit,
-                                             Cf::kAuditTree, Cf::kHolds,   Cf::kState};
+constexpr std::array<Cf, kNumCfs> kAllCfs = {
+    Cf::kRecords, Cf::kIndexes, Cf::kAudit, Cf::kAuditTree, Cf::kHolds, Cf::kState, Cf::kArchive};
 
 // Free space is re-read from the filesystem at most this often, or sooner when this much was
 // written since, or always for a batch at least kLargeBatch big.
 constexpr auto kSpaceRefreshInterval = std::chrono::milliseconds(100);
 constexpr uint64_t kSpaceRefreshBytes = 8ull << 20;
 constexpr uint64_t kLargeBatch = 1ull << 20;
+
+// The archive column family's table blocks (docs/archive.md).
+constexpr size_t kArchiveBlockBytes = 256 << 10;
 
 Status FromRocks(const rocksdb::Status& s) {
   if (s.ok()) return Status::Ok();
@@ -162,11 +165,24 @@ rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const RocksStoreOptions& options,
   // first entry, an unknown record id's head): Bloom filters answer them without reading each
   // level's index and data blocks.
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  if (cf == Cf::kArchive) {
+    // Written once, read rarely (docs/archive.md): large blocks keep the index small, and their
+    // reads bypass the shared cache so that an archive read does not push hot records out.
+    table.block_size = kArchiveBlockBytes;
+    table.no_block_cache = true;
+  }
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   if (cf == Cf::kAudit || cf == Cf::kAuditTree || cf == Cf::kIndexes) {
     o.memtable_insert_with_hint_prefix_extractor = std::make_shared<SequentialFamilyPrefix>(cf);
   }
-  if (cf == Cf::kRecords) {
+  if (cf == Cf::kArchive) {
+    // No blob files (values sit in the tables, without blob headers and blob indexes) and no
+    // compression. Sealed content is random bytes: zstd saved nothing measurable on it, cost
+    // CPU at every full compaction, and where a block of small values did compress it hid their
+    // sealed bytes from the destruction's byte search (docs/archive.md, measured).
+    o.compression = rocksdb::kNoCompression;
+    o.bottommost_compression = rocksdb::kNoCompression;
+  } else if (cf == Cf::kRecords) {
     // Sealed values are random bytes: compression only costs CPU.
     o.compression = rocksdb::kNoCompression;
     o.bottommost_compression = rocksdb::kNoCompression;

@@ -16,6 +16,8 @@ std::string_view CfName(Cf cf) {
       return "holds";
     case Cf::kState:
       return "state";
+    case Cf::kArchive:
+      return "archive";
   }
   return "unknown";
 }

@@ -23,8 +23,9 @@ enum class Cf : uint8_t {
   kAuditTree,    // Merkle tree nodes and checkpoints over the audit entries
   kHolds,        // legal holds
   kState,        // counters and small vault-wide state
+  kArchive,      // archived sealed content, same keys as in kRecords (storage/records.h)
 };
-inline constexpr int kNumCfs = 6;
+inline constexpr int kNumCfs = 7;
 std::string_view CfName(Cf cf);
 
 // What a batch is for, which decides how far into the disk reserve Store::Write admits it.

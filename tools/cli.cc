@@ -495,6 +495,7 @@ int RunGet(client::Client& c, const client::Actor& actor, const Globals& g, cons
     if (!r.ok()) return Fail(r.error());
     if (!g.json) return Emit(a.output, r->content, "content");
     nlohmann::json j = client::ToJson(r->metadata);
+    j["archived"] = r->archived;
     if (!a.output.empty()) {
       if (int rc = Emit(a.output, r->content, "content"); rc != kExitOk) return rc;
     } else {
@@ -1369,6 +1370,7 @@ int RunCli(int argc, char** argv) {
   RetentionCommands retention(app);
   BackupCommands backup(app);
   KeyCommands keys(app);
+  ArchiveCommands archive(app);
   BenchCommand bench(app);
 
   try {
@@ -1422,7 +1424,9 @@ int RunCli(int argc, char** argv) {
 
   client::ClientOptions options{.socket_path = g.socket, .token = g.token};
   // A sweep's compaction and verification may run for minutes between two progress lines.
-  if (retention.LongRunning() || backup.LongRunning()) options.timeout = std::chrono::hours(1);
+  if (retention.LongRunning() || backup.LongRunning() || archive.LongRunning()) {
+    options.timeout = std::chrono::hours(1);
+  }
   client::Client c(options);
   client::Actor actor{.user = g.user, .role = g.role, .purpose = g.purpose};
   if (!break_glass_reason.empty()) actor.break_glass_reason = break_glass_reason;
@@ -1447,6 +1451,7 @@ int RunCli(int argc, char** argv) {
   if (auto rc = retention.Run(c, actor, g)) return *rc;
   if (auto rc = backup.Run(c, actor, g)) return *rc;
   if (auto rc = keys.Run(c, actor, g)) return *rc;
+  if (auto rc = archive.Run(c, actor, g)) return *rc;
   return UsageError("unknown command");
 }
 

@@ -230,6 +230,20 @@ class KeyCommands {
   CLI::App* import_ = nullptr;
 };
 
+// `phivault archive run [--dry-run]` (tools/cli_archive.cc; asks the daemon).
+class ArchiveCommands {
+ public:
+  explicit ArchiveCommands(CLI::App& app);
+  // The exit code of `archive run` if it was parsed.
+  std::optional<int> Run(client::Client& c, const client::Actor& actor, const Globals& g) const;
+  // True for `archive run`, which compacts the store and may take minutes.
+  bool LongRunning() const;
+
+ private:
+  bool dry_run_ = false;
+  CLI::App* run_ = nullptr;
+};
+
 // `phivault bench` (tools/cli_bench.cc): the load generator over the daemon's socket, with its
 // own connections (one per client thread) rather than the CLI's client.
 class BenchCommand {

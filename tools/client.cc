@@ -650,6 +650,10 @@ Result<Record> RecordFromJson(const nlohmann::json& j) {
   auto decoded = crypto::Base64Decode(encoded);
   if (!decoded.ok()) return ProtocolError("content_base64 is not valid base64");
   record.content = std::move(decoded).value();
+  // Daemons before the archive tier do not send it.
+  if (auto a = j.find("archived"); a != j.end() && a->is_boolean()) {
+    record.archived = a->get<bool>();
+  }
   return record;
 }
 
@@ -1848,6 +1852,41 @@ Result<BackupCreated> Client::CreateBackup(const Actor& actor, const std::string
   PV_CLIENT_ASSIGN(b.files, Field<uint64_t>(*j, "files"));
   PV_CLIENT_ASSIGN(b.bytes, Field<uint64_t>(*j, "bytes"));
   return b;
+}
+
+nlohmann::json ToJson(const ArchiveRun& r) {
+  return {{"dry_run", r.dry_run},
+          {"cutoff", r.cutoff},
+          {"audit_entries_read", r.audit_entries_read},
+          {"examined_records", r.examined_records},
+          {"archived_records", r.archived_records},
+          {"archived_versions", r.archived_versions},
+          {"already_archived", r.already_archived},
+          {"compacted", r.compacted},
+          {"compaction_error", r.compaction_error.empty() ? nlohmann::json(nullptr)
+                                                          : nlohmann::json(r.compaction_error)},
+          {"audit_seq", r.audit_seq}};
+}
+
+Result<ArchiveRun> Client::RunArchive(const Actor& actor, bool dry_run) {
+  auto body = DumpBody(nlohmann::json{{"dry_run", dry_run}});
+  if (!body.ok()) return body.error();
+  auto j = JsonOrError(Exchange("POST", "/v1/admin/archive/run", &actor, {*body}));
+  if (!j.ok()) return j.error();
+  ArchiveRun r;
+  PV_CLIENT_ASSIGN(r.dry_run, Field<bool>(*j, "dry_run"));
+  PV_CLIENT_ASSIGN(r.cutoff, Field<std::string>(*j, "cutoff"));
+  PV_CLIENT_ASSIGN(r.audit_entries_read, Field<uint64_t>(*j, "audit_entries_read"));
+  PV_CLIENT_ASSIGN(r.examined_records, Field<uint64_t>(*j, "examined_records"));
+  PV_CLIENT_ASSIGN(r.archived_records, Field<uint64_t>(*j, "archived_records"));
+  PV_CLIENT_ASSIGN(r.archived_versions, Field<uint64_t>(*j, "archived_versions"));
+  PV_CLIENT_ASSIGN(r.already_archived, Field<uint64_t>(*j, "already_archived"));
+  PV_CLIENT_ASSIGN(r.compacted, Field<bool>(*j, "compacted"));
+  if (auto e = j->find("compaction_error"); e != j->end() && e->is_string()) {
+    r.compaction_error = e->get<std::string>();
+  }
+  PV_CLIENT_ASSIGN(r.audit_seq, Field<uint64_t>(*j, "audit_seq"));
+  return r;
 }
 
 }  // namespace phivault::client

@@ -149,7 +149,8 @@ struct RecordMetadata {
 
 struct Record {
   RecordMetadata metadata;
-  std::string content;  // raw bytes
+  std::string content;    // raw bytes
+  bool archived = false;  // read from the archive tier (docs/archive.md)
 };
 
 // Raw content as served by GET /v1/records/{id}/content.
@@ -578,6 +579,21 @@ struct BackupCreated {
 };
 nlohmann::json ToJson(const BackupCreated& b);
 
+// An archive run (POST /v1/admin/archive/run; docs/archive.md).
+struct ArchiveRun {
+  bool dry_run = true;
+  std::string cutoff;  // YYYY-MM-DD
+  uint64_t audit_entries_read = 0;
+  uint64_t examined_records = 0;
+  uint64_t archived_records = 0;  // dry run: due
+  uint64_t archived_versions = 0;
+  uint64_t already_archived = 0;
+  bool compacted = false;
+  std::string compaction_error;  // empty if none
+  uint64_t audit_seq = 0;
+};
+nlohmann::json ToJson(const ArchiveRun& r);
+
 // The forms GET /v1/certificates/{id} comes in: the signed note (what `certificate verify`
 // checks), or, verified by the daemon first, its printable HTML or JSON rendering.
 enum class CertificateFormat { kNote, kHtml, kJson };
@@ -796,6 +812,9 @@ class Client {
   // POST /v1/admin/backups: the daemon backs the vault up, while serving, into a new directory
   // under `dir` (absolute, on the daemon's machine) and returns what it made.
   Result<BackupCreated> CreateBackup(const Actor& actor, const std::string& dir);
+  // POST /v1/admin/archive/run: moves the records due to the archive tier (a dry run counts
+  // them). kConflict if a run is already going or no archive tier is configured.
+  Result<ArchiveRun> RunArchive(const Actor& actor, bool dry_run);
   // POST /v1/keys/rotate: re-seals the keyring under a new master key. `new_passphrase` only for
   // a daemon whose key comes from a passphrase (sent from locked memory, JSON-escaped there).
   // kConflict if a rotation is running or an earlier one's key is not installed yet.

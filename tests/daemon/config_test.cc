@@ -59,6 +59,10 @@ auth_failures_per_connection = 2
 level = "debug"
 file = "/var/log/phivault/phivaultd.log"
 
+[archive]
+after_days = 730
+restore_on_read = true
+
 [[applications]]
 name = "ehr"
 token_sha256 = ")" +
@@ -149,6 +153,8 @@ TEST_F(ConfigTest, CompleteFileLoadsEveryValue) {
   EXPECT_EQ(c->limits.auth_failures_per_connection, 2u);
   EXPECT_EQ(c->log_level, "debug");
   EXPECT_EQ(c->log_file, "/var/log/phivault/phivaultd.log");
+  EXPECT_EQ(c->archive.after_days, 730u);
+  EXPECT_TRUE(c->archive.restore_on_read);
   ASSERT_EQ(c->applications.size(), 1u);
   EXPECT_EQ(c->applications[0].name, "ehr");
   EXPECT_EQ(c->applications[0].token_sha256_hex, kHash);  // normalised to lower case
@@ -172,6 +178,9 @@ TEST_F(ConfigTest, MinimalFileGetsTheDocumentedDefaults) {
   // No retention file: the shipped us-federal preset; no sweep scheduled by the daemon.
   EXPECT_TRUE(c->retention_file.empty());
   EXPECT_TRUE(c->retention_sweep_at.empty());
+  // No [archive]: no archive tier.
+  EXPECT_EQ(c->archive.after_days, 0u);
+  EXPECT_FALSE(c->archive.restore_on_read);
   EXPECT_EQ(c->categories, DefaultCategories());
   EXPECT_EQ(c->roles, DefaultRoles());
   EXPECT_EQ(c->master_key.kind, MasterKeySource::Kind::kFile);
@@ -290,6 +299,18 @@ INSTANTIATE_TEST_SUITE_P(
                  "retention_sweep_at must not be empty"},
         BadValue{"SweepAtInteger", kDataDir, kDataDir + "\nretention_sweep_at = 300",
                  "retention_sweep_at must be a string"},
+        BadValue{"ArchiveAfterTooFewDays", "[master_key]",
+                 "[archive]\nafter_days = 7\n[master_key]",
+                 "archive.after_days must be an integer between 30 and 36600"},
+        BadValue{"ArchiveWithoutAfterDays", "[master_key]",
+                 "[archive]\nrestore_on_read = true\n[master_key]",
+                 "archive.after_days is required"},
+        BadValue{"ArchiveRestoreOnReadNotBool", "[master_key]",
+                 "[archive]\nafter_days = 365\nrestore_on_read = \"yes\"\n[master_key]",
+                 "archive.restore_on_read must be true or false"},
+        BadValue{"ArchiveUnknownKey", "[master_key]",
+                 "[archive]\nafter_days = 365\nzstd_level = 19\n[master_key]",
+                 "unknown key archive.zstd_level"},
         BadValue{"EmptyCategories", kDataDir, kDataDir + "\ncategories = []",
                  "categories must not be empty"},
         BadValue{"BadCategoryName", kDataDir, kDataDir + "\ncategories = [\"Lab Results\"]",
