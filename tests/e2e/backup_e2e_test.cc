@@ -519,8 +519,8 @@ TEST_F(E2eBackupTest, IncrementalBackupsShareFilesStreamJsonProgressAndSurvivePr
   EXPECT_NE(table.out.find("SHARED"), std::string::npos) << table.out;
 
   for (const auto& b : {one, two}) {
-    const ProcessResult v =
-        vault_.Cli({"--json", "backup", "verify", b["path"].get<std::string>(), "--pubkey", pubkey});
+    const ProcessResult v = vault_.Cli(
+        {"--json", "backup", "verify", b["path"].get<std::string>(), "--pubkey", pubkey});
     EXPECT_EQ(v.exit_code, 0) << v.err;
     EXPECT_EQ(ProgressPhases(v.out), std::set<std::string>{"verify"}) << v.out;
     EXPECT_TRUE(ResultLine(v.out)["ok"].get<bool>()) << v.out;
