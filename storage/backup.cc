@@ -566,6 +566,18 @@ StatusOr<BackupManifest> CreateBackup(Store& store, const CreateBackupOptions& o
   const int64_t now = Now(options.clock);
   BackupManifest m;
   m.id = NewBackupId(now);
+  // Ids order the backups (newest, prune): within one second the suffix must sort after the
+  // newest one's.
+  for (const auto& e : fs::directory_iterator(options.dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (IsBackupId(name) && name.size() == m.id.size() && name.compare(0, 17, m.id, 0, 17) == 0 &&
+        name >= m.id && IsLowerHex(name.substr(17), 8)) {
+      char next[9];
+      std::snprintf(next, sizeof next, "%08lx",
+                    (std::stoul(name.substr(17), nullptr, 16) + 1) & 0xffffffffUL);
+      m.id = m.id.substr(0, 17) + next;
+    }
+  }
   m.created_unix = now;
   const std::string bdir = (fs::path(options.dir) / m.id).string();
   if (::mkdir(bdir.c_str(), 0700) != 0) return Unavailable(Errno("cannot create", bdir));
