@@ -1030,7 +1030,8 @@ json EncodeBackupManifest(const storage::BackupManifest& m, const std::string& d
           {"audit_root", crypto::Base64Encode(crypto::AsView(m.audit_root))},
           {"verifier_key", m.verifier_key},
           {"files", m.files.size()},
-          {"bytes", m.TotalBytes()}};
+          {"bytes", m.TotalBytes()},
+          {"shared_bytes", m.shared_bytes}};
 }
 
 }  // namespace phivault::daemon

@@ -886,6 +886,9 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         if (!CheckNoQuery(resp, ex, query) || !ReadJsonBody(req, resp, ex, body)) return;
         auto decoded = DecodeBackupRequest(body);
         if (!decoded.ok()) return SendProblem(resp, ex, ProblemFromStatus(decoded.status()));
+        if (Accepts(req, "application/x-ndjson")) {
+          return StreamBackup(req, resp, ex, ctx, std::move(*decoded));
+        }
         auto made = service.CreateBackup(ctx, *decoded);
         if (!made.ok()) return SendProblem(resp, ex, ProblemFromStatus(made.status()));
         return SendJson(resp, ex, 201, EncodeBackupManifest(*made, decoded->dir));
@@ -903,13 +906,37 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     SendProblem(resp, ex, MakeProblem(500, "internal", "unhandled route"));
   }
 
-  // A sweep asked for as NDJSON: a {"progress":...} line per progress report, then
-  // {"result":...}, chunked, the status line going out with the first line. A sweep refused
-  // before it reports anything is a problem response; one that fails after that ends with an
-  // {"error": <problem>} line instead of a result (the status cannot change any more). A client
-  // that stops reading does not stop the sweep: a sweep runs to its end or fails closed.
+  // A sweep asked for as NDJSON (StreamWithProgress).
   void StreamSweep(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
                    const RequestContext& ctx, const SweepRequest& sweep) {
+    StreamWithProgress(req, resp, ex, "sweep", [&](const SweepProgressFn& progress) {
+      auto result = deps_.service->Sweep(&ctx, sweep, progress);
+      return result.ok() ? StatusOr<json>(EncodeSweepResult(*result))
+                         : StatusOr<json>(result.status());
+    });
+  }
+
+  // A backup asked for as NDJSON (StreamWithProgress); the result is what the plain 201 holds.
+  void StreamBackup(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
+                    const RequestContext& ctx, BackupRequest backup) {
+    StreamWithProgress(req, resp, ex, "backup", [&](const SweepProgressFn& progress) {
+      backup.progress = [&](std::string_view phase, uint64_t done, uint64_t total) {
+        progress(SweepProgress{std::string(phase), done, total});
+      };
+      auto made = deps_.service->CreateBackup(ctx, backup);
+      return made.ok() ? StatusOr<json>(EncodeBackupManifest(*made, backup.dir))
+                       : StatusOr<json>(made.status());
+    });
+  }
+
+  // A long operation streamed as NDJSON: a {"progress":...} line per progress report, then
+  // {"result":...}, chunked, the status line going out with the first line. An operation refused
+  // before it reports anything is a problem response; one that fails after that ends with an
+  // {"error": <problem>} line instead of a result (the status cannot change any more). A client
+  // that stops reading does not stop it: it runs to its end or fails closed.
+  void StreamWithProgress(HTTPServerRequest& req, HTTPServerResponse& resp, Exchange& ex,
+                          std::string_view what,
+                          const std::function<StatusOr<json>(const SweepProgressFn&)>& run) {
     std::ostream* out = nullptr;
     bool client_gone = false;
     const auto send_line = [&](const json& line) {
@@ -925,24 +952,25 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
       out->flush();
       client_gone = !out->good();
     };
-    auto result = deps_.service->Sweep(&ctx, sweep, [&](const SweepProgress& progress) {
+    auto result = run([&](const SweepProgress& progress) {
       send_line(json{{"progress", EncodeSweepProgress(progress)}});
     });
     if (!result.ok() && out == nullptr) {
       return SendProblem(resp, ex, ProblemFromStatus(result.status()));
     }
     if (result.ok()) {
-      send_line(json{{"result", EncodeSweepResult(*result)}});
+      send_line(json{{"result", *result}});
     } else {
       const Problem problem = ProblemFromStatus(result.status());
       ex.problem = problem.type;
-      spdlog::error("request id={} sweep failed after it began: {}", ex.request_id,
+      spdlog::error("request id={} {} failed after it began: {}", ex.request_id, what,
                     StatusCodeName(result.status().code()));
       send_line(json{{"error", json::parse(ProblemJson(problem, ex.request_id))}});
     }
     if (client_gone) {
       ex.problem = "client-gone";
-      spdlog::warn("request id={} the client stopped reading the sweep's progress", ex.request_id);
+      spdlog::warn("request id={} the client stopped reading the {}'s progress", ex.request_id,
+                   what);
       try {
         dynamic_cast<Poco::Net::HTTPServerRequestImpl&>(req).socket().shutdown();
       } catch (const Poco::Exception&) {

@@ -947,8 +947,10 @@ class VaultServiceImpl final : public VaultService {
 
   StatusOr<storage::BackupManifest> CreateBackup(const RequestContext& ctx,
                                                  const BackupRequest& req) override {
+    std::unique_lock<std::mutex> running(backup_mu_, std::try_to_lock);
     return Guarded<storage::BackupManifest>(
         ctx, "backup.create", "admin", [&](Pass& pass) -> StatusOr<storage::BackupManifest> {
+          if (!running.owns_lock()) return FailedPrecondition("a backup is already running");
           if (req.dir.empty() || req.dir.front() != '/') {
             return InvalidArgument("field 'dir' must be an absolute path");
           }
@@ -968,12 +970,17 @@ class VaultServiceImpl final : public VaultService {
           options.keyring_path = (std::filesystem::path(config_.data_dir) / "keyring").string();
           options.signer = &keyring_.audit_signer();
           options.origin = audit_log_->origin();
+          // On the database's filesystem, so that the checkpoint is hard links, not a copy.
+          options.staging_dir =
+              (std::filesystem::path(config_.data_dir) / "backup-staging").string();
+          options.progress = req.progress;
           auto made = storage::CreateBackup(store_, options);
           if (made.ok()) {
             pass.entry.reason = "backup " + made->id + ": " + std::to_string(made->files.size()) +
-                                " files, " + std::to_string(made->TotalBytes()) +
-                                " bytes, audit log at " + std::to_string(made->audit_size) +
-                                " entries";
+                                " files, " + std::to_string(made->TotalBytes()) + " bytes (" +
+                                std::to_string(made->shared_bytes) +
+                                " shared with earlier backups), audit log at " +
+                                std::to_string(made->audit_size) + " entries";
           }
           return made;
         });
@@ -3545,6 +3552,7 @@ class VaultServiceImpl final : public VaultService {
   std::mutex sweep_mu_;
   std::mutex rotate_mu_;   // one master-key rotation at a time
   std::mutex archive_mu_;  // one archive run at a time
+  std::mutex backup_mu_;   // one backup at a time: they share the staging directory
   std::function<Status(std::string_view)> sweep_fault_;
 };
 

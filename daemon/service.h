@@ -299,6 +299,7 @@ struct CertificateSummary {
 
 struct BackupRequest {
   std::string dir;  // the backups directory, absolute, outside the data directory
+  storage::BackupProgressFn progress;  // not from the request: called as the backup proceeds
 };
 
 // ---- Master-key rotation (docs/keys.md)
@@ -522,8 +523,8 @@ class VaultService {
 
   // Makes a backup while the vault serves (storage/backup.h CreateBackup) under req.dir and
   // returns its manifest. Audited (backup.create, policy action "admin"). InvalidArgument for a
-  // relative dir or one inside the data directory; the backup's errors otherwise. Services that
-  // cannot back up: FailedPrecondition.
+  // relative dir or one inside the data directory; FailedPrecondition while another backup runs;
+  // the backup's errors otherwise. Services that cannot back up: FailedPrecondition.
   virtual StatusOr<storage::BackupManifest> CreateBackup(const RequestContext& ctx,
                                                          const BackupRequest& req) {
     (void)ctx;

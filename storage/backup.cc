@@ -384,9 +384,59 @@ StatusOr<Tree> ListTree(const std::string& root) {
   return t;
 }
 
-std::string NoteText(std::string_view note) {
+// The manifest a note's text claims, signature NOT checked.
+StatusOr<BackupManifest> ParseManifestNote(std::string_view note) {
   const size_t blank = note.find("\n\n");
-  return blank == std::string_view::npos ? std::string() : std::string(note.substr(0, blank + 1));
+  if (note.empty() || blank == std::string_view::npos || note.back() != '\n') {
+    return InvalidArgument(
+        "the manifest is cut short or is not a signed note (it ends before its signature line)");
+  }
+  return ParseBackupManifestText(note.substr(0, blank + 1));
+}
+
+// Passes a progress report on when the phase changes, at its end, and when it has advanced by a
+// percent: a report per MiB copied would flood a terminal or an NDJSON stream.
+class ProgressThrottle {
+ public:
+  explicit ProgressThrottle(const BackupProgressFn& fn) : fn_(fn) {}
+  void operator()(std::string_view phase, uint64_t done, uint64_t total) {
+    if (!fn_) return;
+    const uint64_t percent =
+        total == 0 ? 100 : static_cast<uint64_t>(static_cast<double>(done) * 100.0 / total);
+    const bool same_phase = phase == phase_;
+    if (same_phase && done == done_) return;
+    if (same_phase && percent == percent_ && done != total) return;
+    phase_ = std::string(phase);
+    percent_ = percent;
+    done_ = done;
+    fn_(phase, done, total);
+  }
+
+ private:
+  const BackupProgressFn& fn_;
+  std::string phase_;
+  uint64_t percent_ = 0;
+  uint64_t done_ = 0;
+};
+
+// The files of the backups in `dir` by (BLAKE2b-256, size), as paths; the newest backup's copy
+// when several hold one. Only files whose size on disk is the manifest's are offered.
+std::map<std::pair<std::string, uint64_t>, std::string> ShareableFiles(const std::string& dir) {
+  std::map<std::pair<std::string, uint64_t>, std::string> out;
+  auto listing = ListBackups(dir);
+  if (!listing.ok()) return out;
+  for (const BackupListing& b : *listing) {
+    if (!b.manifest) continue;
+    for (const BackupFile& f : b.manifest->files) {
+      const std::string path = b.dir + "/" + f.path;
+      struct stat st {};
+      if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+          static_cast<uint64_t>(st.st_size) == f.size) {
+        out[{f.blake2b, f.size}] = path;
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -417,6 +467,14 @@ StatusOr<BackupManifest> ParseBackupManifestText(std::string_view text) {
     const size_t nl = text.find('\n', at);
     lines.push_back(text.substr(at, nl - at));
     at = nl + 1;
+  }
+  if (!lines.empty() && lines[0].rfind("phivault-backup ", 0) == 0 && lines[0] != kManifestMagic) {
+    const auto format = ParseU64(lines[0].substr(std::string_view("phivault-backup ").size()));
+    if (format && *format > 1) {
+      return FailedPrecondition("the backup is in format " + std::to_string(*format) +
+                                ", newer than this phivault reads (format 1): use the phivault "
+                                "version that made it, or a later one");
+    }
   }
   if (lines.empty() || lines[0] != kManifestMagic) {
     return InvalidArgument("manifest line 1 is not \"" + std::string(kManifestMagic) + "\"");
@@ -513,25 +571,44 @@ StatusOr<BackupManifest> CreateBackup(Store& store, const CreateBackupOptions& o
     return InvalidArgument("the backup directory must be an absolute path");
   }
   std::error_code ec;
+  if (fs::exists(fs::path(options.dir) / kBackupManifestName, ec)) {
+    return InvalidArgument(options.dir +
+                           " is a backup, not a backups directory: give the directory holding it");
+  }
   fs::create_directories(options.dir, ec);
   if (ec) return Unavailable("cannot create " + options.dir + ": " + ec.message());
+  // What the earlier backups here hold, by content, to hard-link instead of copying.
+  const std::map<std::pair<std::string, uint64_t>, std::string> shareable =
+      ShareableFiles(options.dir);
   const int64_t now = Now(options.clock);
   BackupManifest m;
   m.id = NewBackupId(now);
+  // Ids order the backups (newest, prune): within one second the suffix must sort after the
+  // newest one's.
+  for (const auto& e : fs::directory_iterator(options.dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (IsBackupId(name) && name.size() == m.id.size() && name.compare(0, 17, m.id, 0, 17) == 0 &&
+        name >= m.id && IsLowerHex(name.substr(17), 8)) {
+      char next[9];
+      std::snprintf(next, sizeof next, "%08lx",
+                    (std::stoul(name.substr(17), nullptr, 16) + 1) & 0xffffffffUL);
+      m.id = m.id.substr(0, 17) + next;
+    }
+  }
   m.created_unix = now;
   const std::string bdir = (fs::path(options.dir) / m.id).string();
   if (::mkdir(bdir.c_str(), 0700) != 0) return Unavailable(Errno("cannot create", bdir));
+  const std::string staging =
+      options.staging_dir.empty() ? bdir + "/.checkpoint" : options.staging_dir;
+  ProgressThrottle report(options.progress);
   auto made = [&]() -> Status {
-    auto report = [&](std::string_view phase, uint64_t done, uint64_t total) {
-      if (options.progress) options.progress(phase, done, total);
-    };
+    fs::remove_all(staging, ec);  // a crash during an earlier backup may have left it
     report("checkpoint", 0, 1);
-    const std::string db_dir = bdir + "/db";
-    PV_RETURN_IF_ERROR(store.CreateCheckpoint(db_dir));
+    PV_RETURN_IF_ERROR(store.CreateCheckpoint(staging));
     report("checkpoint", 1, 1);
     {
       // The audit head of the copy itself, not of the live log: writes go on meanwhile.
-      PV_ASSIGN_OR_RETURN(auto copy, ReadOnlyRocksStore::Open(db_dir));
+      PV_ASSIGN_OR_RETURN(auto copy, ReadOnlyRocksStore::Open(staging));
       PV_ASSIGN_OR_RETURN(DbFacts facts, ReadDbFacts(*copy));
       if (!facts.vault_id) return FailedPrecondition("the database is not bound to a keyring");
       m.vault_id = *facts.vault_id;
@@ -540,23 +617,49 @@ StatusOr<BackupManifest> CreateBackup(Store& store, const CreateBackupOptions& o
     }
     PV_ASSIGN_OR_RETURN(m.keyring_generation, PeekKeyringGeneration(options.keyring_path));
     m.verifier_key = crypto::NoteVerifierKey(options.origin, options.signer->public_key());
-    PV_ASSIGN_OR_RETURN(Tree tree, ListTree(bdir));
+    PV_ASSIGN_OR_RETURN(Tree tree, ListTree(staging));
     if (!tree.others.empty()) return Internal("the checkpoint holds a file that is not regular");
     uint64_t total = 0;
-    for (const auto& rel : tree.files) total += fs::file_size(bdir + "/" + rel, ec);
+    for (const auto& rel : tree.files) total += fs::file_size(staging + "/" + rel, ec);
     uint64_t done = 0;
     for (const auto& rel : tree.files) {
-      PV_ASSIGN_OR_RETURN(Hashed h, HashFile(bdir + "/" + rel, nullptr, [&](uint64_t n) {
+      const std::string src = staging + "/" + rel;
+      const std::string dst = bdir + "/db/" + rel;
+      fs::create_directories(fs::path(dst).parent_path(), ec);
+      if (ec) return Unavailable("cannot create " + fs::path(dst).parent_path().string());
+      const uint64_t base = done;
+      PV_ASSIGN_OR_RETURN(Hashed h, HashFile(src, nullptr, [&](uint64_t n) {
                             done += n;
-                            report("hash", done, total);
+                            report("backup", std::min(done, total), total);
                           }));
-      m.files.push_back({rel, h.size, h.blake2b});
+      // An identical file an earlier backup holds is linked, not written again; else the
+      // checkpoint's own file is linked when the backups are on the database's filesystem, and
+      // copied (re-hashed as it is written) otherwise.
+      bool stored = false;
+      if (auto it = shareable.find({h.blake2b, h.size}); it != shareable.end()) {
+        stored = ::link(it->second.c_str(), dst.c_str()) == 0;
+        if (stored) m.shared_bytes += h.size;
+      }
+      if (!stored) stored = ::link(src.c_str(), dst.c_str()) == 0;
+      if (!stored) {
+        PV_ASSIGN_OR_RETURN(Hashed copied, HashFile(src, &dst, nullptr));
+        if (copied.size != h.size || copied.blake2b != h.blake2b) {
+          return DataLoss("db/" + rel + " changed while it was backed up");
+        }
+      }
+      done = base + h.size;
+      m.files.push_back({"db/" + rel, h.size, h.blake2b});
     }
+    report("backup", total, total);
+    fs::remove_all(staging, ec);
+    if (ec) return Unavailable("cannot remove " + staging + ": " + ec.message());
+    PV_RETURN_IF_ERROR(FsyncPath(bdir + "/db", /*directory=*/true));
     PV_ASSIGN_OR_RETURN(std::string note,
                         crypto::SignNote(BackupManifestText(m), options.origin, *options.signer));
     return WriteFileDurably(bdir + "/" + std::string(kBackupManifestName), note);
   }();
   if (!made.ok()) {
+    fs::remove_all(staging, ec);
     fs::remove_all(bdir, ec);
     return made;
   }
@@ -600,7 +703,7 @@ StatusOr<BackupVerification> VerifyBackup(const std::string& backup_dir,
                           std::string(kBackupManifestName), note.status().message()});
     return v;
   }
-  auto manifest = ParseBackupManifestText(NoteText(*note));
+  auto manifest = ParseManifestNote(*note);
   if (!manifest.ok()) {
     v.problems.push_back(
         {"manifest", std::string(kBackupManifestName), manifest.status().message()});
@@ -629,6 +732,7 @@ StatusOr<BackupVerification> VerifyBackup(const std::string& backup_dir,
     v.signature_ok = true;
   }
   const uint64_t total = v.manifest->TotalBytes();
+  ProgressThrottle report(progress);
   std::set<std::string> listed;
   for (const BackupFile& f : v.manifest->files) {
     listed.insert(f.path);
@@ -647,7 +751,7 @@ StatusOr<BackupVerification> VerifyBackup(const std::string& backup_dir,
     const uint64_t base = v.bytes_checked;
     auto h = HashFile(path, nullptr, [&](uint64_t n) {
       v.bytes_checked += n;
-      if (progress) progress("verify", std::min(v.bytes_checked, total), total);
+      report("verify", std::min(v.bytes_checked, total), total);
     });
     v.bytes_checked = base + f.size;
     ++v.files_checked;
@@ -660,7 +764,7 @@ StatusOr<BackupVerification> VerifyBackup(const std::string& backup_dir,
       v.problems.push_back({"altered", f.path, "BLAKE2b-256 or size differs from the manifest"});
     }
   }
-  if (progress) progress("verify", total, total);
+  report("verify", total, total);
   PV_ASSIGN_OR_RETURN(Tree tree, ListTree(backup_dir));
   for (const auto& rel : tree.files) {
     if (rel != kBackupManifestName && listed.count(rel) == 0) {
@@ -694,14 +798,76 @@ StatusOr<std::vector<BackupListing>> ListBackups(const std::string& dir) {
     auto note = ReadSmallFile(d + "/" + std::string(kBackupManifestName), kMaxManifestBytes);
     if (!note.ok()) {
       l.error = note.status().message();
-    } else if (auto m = ParseBackupManifestText(NoteText(*note)); m.ok()) {
+    } else if (auto m = ParseManifestNote(*note); m.ok()) {
       l.manifest = std::move(m).value();
     } else {
       l.error = m.status().message();
     }
     out.push_back(std::move(l));
   }
+  // Shared = the same inode as a file of an earlier backup (CreateBackup's hard links).
+  std::set<std::pair<dev_t, ino_t>> earlier;
+  for (BackupListing& l : out) {
+    if (!l.manifest) continue;
+    std::vector<std::pair<dev_t, ino_t>> mine;
+    for (const BackupFile& f : l.manifest->files) {
+      struct stat st {};
+      if (::lstat((l.dir + "/" + f.path).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      const std::pair<dev_t, ino_t> inode{st.st_dev, st.st_ino};
+      (earlier.count(inode) != 0 ? l.shared_bytes : l.new_bytes) += f.size;
+      if (st.st_nlink == 1) l.unique_bytes += f.size;
+      mine.push_back(inode);
+    }
+    earlier.insert(mine.begin(), mine.end());
+  }
   return out;
+}
+
+StatusOr<PruneReport> PruneBackups(const std::string& dir, size_t keep, bool dry_run) {
+  if (keep == 0) return InvalidArgument("--keep must be at least 1");
+  std::error_code ec;
+  if (fs::exists(fs::path(dir) / kBackupManifestName, ec)) {
+    return InvalidArgument(dir + " is one backup, not a backups directory");
+  }
+  PV_ASSIGN_OR_RETURN(std::vector<BackupListing> listing, ListBackups(dir));
+  std::vector<std::string> ids;
+  for (const BackupListing& l : listing) {
+    const std::string name = fs::path(l.dir).filename().string();
+    if (IsBackupId(name)) ids.push_back(name);
+  }
+  PruneReport r;
+  const size_t remove = ids.size() > keep ? ids.size() - keep : 0;
+  r.removed.assign(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(remove));
+  r.kept.assign(ids.begin() + static_cast<std::ptrdiff_t>(remove), ids.end());
+  // A file is freed when every one of its links is in a backup that goes.
+  struct Links {
+    nlink_t in_removed = 0;
+    nlink_t total = 0;
+    uint64_t size = 0;
+  };
+  std::map<std::pair<dev_t, ino_t>, Links> links;
+  for (const std::string& id : r.removed) {
+    PV_ASSIGN_OR_RETURN(Tree tree, ListTree((fs::path(dir) / id).string()));
+    for (const std::string& rel : tree.files) {
+      struct stat st {};
+      if (::lstat((fs::path(dir) / id / rel).c_str(), &st) != 0) continue;
+      Links& l = links[{st.st_dev, st.st_ino}];
+      ++l.in_removed;
+      l.total = st.st_nlink;
+      l.size = static_cast<uint64_t>(st.st_size);
+    }
+  }
+  for (const auto& [inode, l] : links) {
+    if (l.in_removed >= l.total) r.freed_bytes += l.size;
+  }
+  if (dry_run) return r;
+  for (const std::string& id : r.removed) {
+    fs::remove_all(fs::path(dir) / id, ec);
+    if (ec)
+      return Unavailable("cannot remove " + (fs::path(dir) / id).string() + ": " + ec.message());
+  }
+  PV_RETURN_IF_ERROR(FsyncPath(dir, /*directory=*/true));
+  return r;
 }
 
 namespace {
@@ -737,9 +903,7 @@ StatusOr<RestoreReport> RestoreBackup(const RestoreOptions& options) {
   fs::create_directories(options.data_dir, ec);
   if (ec) return Unavailable("cannot create " + options.data_dir + ": " + ec.message());
   const std::string db_dir = options.data_dir + "/db";
-  auto report = [&](std::string_view phase, uint64_t done, uint64_t total) {
-    if (options.progress) options.progress(phase, done, total);
-  };
+  ProgressThrottle report(options.progress);
 
   // What is there now, read without writing to it; the lock keeps a daemon from starting on it.
   std::unique_ptr<DbLock> lock;
@@ -776,6 +940,7 @@ StatusOr<RestoreReport> RestoreBackup(const RestoreOptions& options) {
     std::string why;
     for (const auto& p : v.problems) {
       why += (why.empty() ? "" : "; ") + p.kind + (p.path.empty() ? "" : " " + p.path);
+      if (p.kind == "manifest" || p.kind == "signature") why += ": " + p.detail;
     }
     return FailedPrecondition("the backup does not verify (" + why + "); nothing was restored");
   }

@@ -58,6 +58,9 @@ struct BackupManifest {
   std::string verifier_key;  // crypto::NoteVerifierKey form
   std::vector<BackupFile> files;
   uint64_t TotalBytes() const;
+  // Not part of the manifest text: of TotalBytes(), what CreateBackup hard-linked from earlier
+  // backups in the same directory instead of writing.
+  uint64_t shared_bytes = 0;
 };
 
 // The manifest's note text (format above). Parse: InvalidArgument naming the line that is
@@ -65,7 +68,7 @@ struct BackupManifest {
 std::string BackupManifestText(const BackupManifest& manifest);
 StatusOr<BackupManifest> ParseBackupManifestText(std::string_view text);
 
-// Progress of a long step: `phase` ("checkpoint", "hash", "verify", "copy"), bytes or files done
+// Progress of a long step: `phase` ("checkpoint", "backup", "verify", "copy"), bytes or files done
 // of `total`.
 using BackupProgressFn = std::function<void(std::string_view phase, uint64_t done, uint64_t total)>;
 
@@ -74,13 +77,20 @@ struct CreateBackupOptions {
   std::string keyring_path;  // the primary keyring, whose generation the manifest names
   const crypto::Ed25519Signer* signer = nullptr;  // the audit signing key
   std::string origin;                             // the audit log origin (the note's key name)
-  BackupProgressFn progress;
+  // Where the checkpoint is made first: a directory (not existing, or left by an interrupted
+  // backup, and then removed first) on the database's filesystem, so that the checkpoint is
+  // hard links rather than a copy. Removed afterwards. Empty: inside the new backup.
+  std::string staging_dir;
+  BackupProgressFn progress;       // phases "checkpoint", then "backup" in bytes
   std::function<int64_t()> clock;  // unix seconds; null = the system clock
 };
 
 // Makes a backup of `store` (which may be serving writes) in a new directory under options.dir
-// and returns its manifest; on any error the partial directory is removed. InvalidArgument for a
-// relative dir; Unavailable naming the path that could not be written; the store's errors.
+// and returns its manifest; on any error the partial directory is removed. Incremental: a file
+// identical (BLAKE2b-256 and size) to one an earlier backup in options.dir lists is hard-linked
+// to it, not written again, so every backup stays complete on its own and removing one never
+// breaks another. InvalidArgument for a relative dir or one that is itself a backup; Unavailable
+// naming the path that could not be written; the store's errors.
 StatusOr<BackupManifest> CreateBackup(Store& store, const CreateBackupOptions& options);
 
 // A backup directory given either as the backup itself (holding a manifest) or as the backups
@@ -118,10 +128,28 @@ struct BackupListing {
   std::string dir;  // the backup directory
   std::optional<BackupManifest> manifest;
   std::string error;  // why the manifest could not be parsed (signature NOT checked)
+  // Of the listed files present: bytes in no earlier backup of the listing (written for this
+  // one), bytes shared with (hard links to) an earlier one, and bytes no other link holds (what
+  // removing this backup frees).
+  uint64_t new_bytes = 0;
+  uint64_t shared_bytes = 0;
+  uint64_t unique_bytes = 0;
 };
 // The backups in a backups directory (or the one backup `dir` is), oldest first, from their
 // manifests WITHOUT checking signatures or files (that is VerifyBackup's job).
 StatusOr<std::vector<BackupListing>> ListBackups(const std::string& dir);
+
+struct PruneReport {
+  std::vector<std::string> removed;  // backup ids, oldest first
+  std::vector<std::string> kept;
+  uint64_t freed_bytes = 0;  // files whose every link was in a removed backup
+};
+// Removes every backup in the backups directory `dir` but the newest `keep` (ids sort by time);
+// `dry_run` only reports. The kept ones stay complete: what they share with a removed one is a
+// hard link, which outlives it. Directories without a manifest are left alone. InvalidArgument
+// for keep 0 or a dir that is one backup; NotFound for no directory; Unavailable naming what
+// could not be removed.
+StatusOr<PruneReport> PruneBackups(const std::string& dir, size_t keep, bool dry_run);
 
 // The generation of the keyring file at `path` as its header says, without the master key (so
 // not authenticated: advisory, for refusing a keyring copy evidently older than a backup).

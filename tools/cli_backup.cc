@@ -1,6 +1,6 @@
-// `phivault backup create|verify|ls|restore` (docs/backups.md). `create` asks the daemon, which
-// backs up while it serves; `verify`, `ls` and `restore` work offline, without the daemon or the
-// keyring (restore needs the daemon stopped).
+// `phivault backup create|verify|ls|restore|prune` (docs/backups.md). `create` asks the daemon,
+// which backs up while it serves; `verify`, `ls`, `restore` and `prune` work offline, without the
+// daemon or the keyring (restore needs the daemon stopped).
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,18 +22,51 @@
 namespace phivault::tools {
 namespace {
 
-// A progress bar on standard error, only on a terminal and never with --json.
-storage::BackupProgressFn ProgressBar(const Globals& g, bool* drawn) {
-  if (g.json || ::isatty(STDERR_FILENO) != 1) return nullptr;
-  return [drawn](std::string_view phase, uint64_t done, uint64_t total) {
-    *drawn = true;
-    std::cerr << SweepProgressBar(client::SweepProgress{std::string(phase), done, total})
-              << std::flush;
-  };
+// One NDJSON line on standard output, as `retention sweep --json` prints them.
+void JsonLine(const nlohmann::json& j) {
+  std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n"
+            << std::flush;
 }
 
-void EndBar(bool drawn) {
-  if (drawn) std::cerr << "\n";
+// Progress as `retention sweep` shows it: with --json a {"progress":{"phase","done","total"}}
+// line on standard output per report; otherwise a bar on standard error, only on a terminal.
+class Progress {
+ public:
+  explicit Progress(const Globals& g)
+      : json_(g.json), bar_(!g.json && ::isatty(STDERR_FILENO) == 1) {}
+  ~Progress() { End(); }
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+
+  void operator()(const client::SweepProgress& p) {
+    if (json_) {
+      JsonLine({{"progress", client::ToJson(p)}});
+    } else if (bar_) {
+      std::cerr << SweepProgressBar(p) << std::flush;
+      drawn_ = true;
+    }
+  }
+  storage::BackupProgressFn Fn() {
+    if (!json_ && !bar_) return nullptr;
+    return [this](std::string_view phase, uint64_t done, uint64_t total) {
+      (*this)(client::SweepProgress{std::string(phase), done, total});
+    };
+  }
+  // Ends the bar's line, so that what follows starts on a line of its own.
+  void End() {
+    if (drawn_) std::cerr << "\n";
+    drawn_ = false;
+  }
+
+ private:
+  bool json_;
+  bool bar_;
+  bool drawn_ = false;
+};
+
+// With --json, the final line of a command that streams progress: {"error":{...}}.
+void JsonErrorLine(std::string_view title, std::string_view detail) {
+  JsonLine({{"error", {{"title", title}, {"detail", detail}}}});
 }
 
 std::string Bytes(uint64_t n) {
@@ -65,13 +98,15 @@ int RunVerify(const std::string& dir, const std::string& id,
               const std::optional<crypto::NoteVerifier>& key, const Globals& g) {
   auto backup = storage::ResolveBackupDir(dir, id);
   if (!backup.ok()) {
+    if (g.json) JsonErrorLine("no backup", backup.status().message());
     PrintError("no backup", backup.status().message());
     return kExitNotFound;
   }
-  bool drawn = false;
-  auto v = storage::VerifyBackup(*backup, key, ProgressBar(g, &drawn));
-  EndBar(drawn);
+  Progress progress(g);
+  auto v = storage::VerifyBackup(*backup, key, progress.Fn());
+  progress.End();
   if (!v.ok()) {
+    if (g.json) JsonErrorLine("cannot verify the backup", v.status().message());
     PrintError("cannot verify the backup", v.status().message());
     return kExitError;
   }
@@ -80,14 +115,15 @@ int RunVerify(const std::string& dir, const std::string& id,
     for (const auto& p : v->problems) {
       problems.push_back({{"kind", p.kind}, {"path", p.path}, {"detail", p.detail}});
     }
-    PrintJson({{"ok", v->ok()},
-               {"backup", *backup},
-               {"signature_ok", v->signature_ok},
-               {"key_source", v->key_source},
-               {"manifest", v->manifest ? ManifestJson(*v->manifest) : nlohmann::json()},
-               {"files_checked", v->files_checked},
-               {"bytes_checked", v->bytes_checked},
-               {"problems", problems}});
+    JsonLine({{"result",
+               {{"ok", v->ok()},
+                {"backup", *backup},
+                {"signature_ok", v->signature_ok},
+                {"key_source", v->key_source},
+                {"manifest", v->manifest ? ManifestJson(*v->manifest) : nlohmann::json()},
+                {"files_checked", v->files_checked},
+                {"bytes_checked", v->bytes_checked},
+                {"problems", problems}}}});
   } else if (v->ok()) {
     std::cout << "ok: backup " << Printable(v->manifest->id) << " verified\n"
               << "  signature: Ed25519 over the manifest (" << v->key_source << ")\n"
@@ -118,32 +154,69 @@ int RunList(const std::string& dir, const Globals& g) {
     PrintError("cannot list backups", list.status().message());
     return kExitNotFound;
   }
+  if (list->empty()) {
+    PrintError("no backup", "no backup in " + Printable(dir) +
+                                " (no directory there holds a manifest.phivault)");
+    return kExitNotFound;
+  }
   if (g.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& b : *list) {
       nlohmann::json item = b.manifest ? ManifestJson(*b.manifest) : nlohmann::json::object();
       item["path"] = b.dir;
+      if (b.manifest) {
+        item["new_bytes"] = b.new_bytes;
+        item["shared_bytes"] = b.shared_bytes;
+        item["unique_bytes"] = b.unique_bytes;
+      }
       if (!b.error.empty()) item["error"] = b.error;
       out.push_back(std::move(item));
     }
     PrintJson({{"backups", out}, {"signatures_checked", false}});
     return kExitOk;
   }
-  std::vector<std::vector<std::string>> rows = {
-      {"ID", "CREATED", "FILES", "SIZE", "AUDIT ENTRIES", "KEYRING GEN"}};
+  std::vector<std::vector<std::string>> rows = {{"ID", "CREATED", "FILES", "SIZE", "NEW", "SHARED",
+                                                 "ONLY HERE", "AUDIT ENTRIES", "KEYRING GEN"}};
   for (const auto& b : *list) {
     if (!b.manifest) {
-      rows.push_back({Printable(b.dir), "unreadable: " + Printable(b.error), "-", "-", "-", "-"});
+      rows.push_back({Printable(b.dir), "unreadable: " + Printable(b.error), "-", "-", "-", "-",
+                      "-", "-", "-"});
       continue;
     }
     const auto& m = *b.manifest;
     rows.push_back({Printable(m.id), storage::Rfc3339Utc(m.created_unix),
-                    std::to_string(m.files.size()), Bytes(m.TotalBytes()),
-                    std::to_string(m.audit_size), std::to_string(m.keyring_generation)});
+                    std::to_string(m.files.size()), Bytes(m.TotalBytes()), Bytes(b.new_bytes),
+                    Bytes(b.shared_bytes), Bytes(b.unique_bytes), std::to_string(m.audit_size),
+                    std::to_string(m.keyring_generation)});
   }
   PrintTable(rows);
   std::cerr << "phivault: note: read from the manifests without checking them; `phivault backup "
-               "verify` checks a backup\n";
+               "verify` checks a backup. NEW: not in an earlier backup here; SHARED: the same "
+               "file as an earlier one (hard link); ONLY HERE: freed if this backup is removed\n";
+  return kExitOk;
+}
+
+int RunPrune(const std::string& dir, size_t keep, bool dry_run, const Globals& g) {
+  auto r = storage::PruneBackups(dir, keep, dry_run);
+  if (!r.ok()) {
+    PrintError("cannot prune", Printable(r.status().message()));
+    return r.status().code() == StatusCode::kNotFound          ? kExitNotFound
+           : r.status().code() == StatusCode::kInvalidArgument ? kExitUsage
+                                                               : kExitError;
+  }
+  if (g.json) {
+    PrintJson({{"dry_run", dry_run},
+               {"removed", r->removed},
+               {"kept", r->kept},
+               {"freed_bytes", r->freed_bytes}});
+    return kExitOk;
+  }
+  for (const auto& id : r->removed) {
+    std::cout << (dry_run ? "would remove " : "removed ") << Printable(id) << "\n";
+  }
+  std::cout << (dry_run ? "would free " : "freed ") << Bytes(r->freed_bytes) << "; kept "
+            << r->kept.size() << " backup" << (r->kept.size() == 1 ? "" : "s")
+            << " (each still complete)\n";
   return kExitOk;
 }
 
@@ -151,36 +224,38 @@ int RunRestore(const std::string& dir, const std::string& id, const std::string&
                const std::optional<crypto::NoteVerifier>& key, const Globals& g) {
   auto backup = storage::ResolveBackupDir(dir, id);
   if (!backup.ok()) {
+    if (g.json) JsonErrorLine("no backup", backup.status().message());
     PrintError("no backup", backup.status().message());
     return kExitNotFound;
   }
-  bool drawn = false;
+  Progress progress(g);
   storage::RestoreOptions options;
   options.backup_dir = *backup;
   options.data_dir = data_dir;
   options.key = key;
-  options.progress = ProgressBar(g, &drawn);
+  options.progress = progress.Fn();
   auto r = storage::RestoreBackup(options);
-  EndBar(drawn);
+  progress.End();
   if (!r.ok()) {
-    if (g.json) PrintJson({{"ok", false}, {"problem", r.status().message()}});
+    if (g.json) JsonErrorLine("restore refused", r.status().message());
     PrintError("restore refused", Printable(r.status().message()));
     return r.status().message().find("does not verify") != std::string::npos ? kExitVerifyFailed
                                                                              : kExitError;
   }
   if (g.json) {
-    PrintJson({{"ok", true},
-               {"backup", *backup},
-               {"manifest", ManifestJson(r->manifest)},
-               {"key_source", r->key_source},
-               {"had_database", r->had_database},
-               {"previous_audit_size", r->previous_audit_size},
-               {"previous_extends_backup", r->previous_extends_backup},
-               {"lacking_entries", r->lacking_entries},
-               {"set_aside", r->set_aside},
-               {"keyring_generation",
-                r->keyring_generation ? nlohmann::json(*r->keyring_generation) : nlohmann::json()},
-               {"marker", r->marker_path}});
+    JsonLine({{"result",
+               {{"ok", true},
+                {"backup", *backup},
+                {"manifest", ManifestJson(r->manifest)},
+                {"key_source", r->key_source},
+                {"had_database", r->had_database},
+                {"previous_audit_size", r->previous_audit_size},
+                {"previous_extends_backup", r->previous_extends_backup},
+                {"lacking_entries", r->lacking_entries},
+                {"set_aside", r->set_aside},
+                {"keyring_generation",
+                 r->keyring_generation ? nlohmann::json(*r->keyring_generation) : nlohmann::json()},
+                {"marker", r->marker_path}}}});
   } else {
     std::cout << "restored backup " << Printable(r->manifest.id) << " into " << Printable(data_dir)
               << "/db\n"
@@ -222,7 +297,18 @@ BackupCommands::BackupCommands(CLI::App& app) {
       "verify",
       "check a backup offline: manifest signature, every file's size and BLAKE2b-256, no foreign "
       "file; exit 7 if it does not verify");
-  ls_ = backup->add_subcommand("ls", "list the backups in DIR (from their manifests, unchecked)");
+  ls_ = backup->add_subcommand(
+      "ls",
+      "list the backups in DIR with their new and shared bytes (from their manifests, "
+      "unchecked)");
+  prune_ = backup->add_subcommand(
+      "prune",
+      "remove all but the newest N backups in DIR; the kept ones stay complete (what they share "
+      "with a removed one is a hard link)");
+  prune_->add_option("dir", a_.dir, "the backups directory")->required();
+  prune_->add_option("--keep", a_.keep, "how many of the newest backups to keep (at least 1)")
+      ->required();
+  prune_->add_flag("--dry-run", a_.dry_run, "say what would be removed and freed; remove nothing");
   restore_ = backup->add_subcommand(
       "restore",
       "verify a backup, then put its database in place of DATA_DIR/db (the daemon must be "
@@ -242,8 +328,11 @@ BackupCommands::BackupCommands(CLI::App& app) {
 bool BackupCommands::LongRunning() const { return create_->parsed(); }
 
 std::optional<int> BackupCommands::RunLocal(const Globals& g) const {
-  if (!verify_->parsed() && !ls_->parsed() && !restore_->parsed()) return std::nullopt;
+  if (!verify_->parsed() && !ls_->parsed() && !restore_->parsed() && !prune_->parsed()) {
+    return std::nullopt;
+  }
   if (ls_->parsed()) return RunList(a_.dir, g);
+  if (prune_->parsed()) return RunPrune(a_.dir, a_.keep, a_.dry_run, g);
   int rc = kExitOk;
   std::optional<crypto::NoteVerifier> key;
   if (!a_.pubkey.empty()) {
@@ -260,17 +349,29 @@ std::optional<int> BackupCommands::Run(client::Client& c, const client::Actor& a
   if (a_.dir.empty() || a_.dir.front() != '/') {
     return UsageError("backup create needs an absolute DIR (the daemon resolves it)");
   }
-  if (!g.json && ::isatty(STDERR_FILENO) == 1) {
-    std::cerr << "phivault: the daemon is backing up (it keeps serving)...\n";
+  Progress progress(g);
+  auto made =
+      c.CreateBackup(actor, a_.dir, [&progress](const client::SweepProgress& p) { progress(p); });
+  progress.End();
+  if (!made.ok()) {
+    if (g.json) {
+      const client::Error& e = made.error();
+      JsonLine({{"error",
+                 {{"type", e.type},
+                  {"title", e.title},
+                  {"status", e.http_status},
+                  {"detail", e.detail}}}});
+    }
+    return Fail(made.error());
   }
-  auto made = c.CreateBackup(actor, a_.dir);
-  if (!made.ok()) return Fail(made.error());
   if (g.json) {
-    PrintJson(client::ToJson(*made));
+    JsonLine({{"result", client::ToJson(*made)}});
     return kExitOk;
   }
   std::cout << "backup " << Printable(made->id) << " at " << Printable(made->path) << "\n"
-            << "  " << made->files << " files, " << Bytes(made->bytes) << "; audit log at "
+            << "  " << made->files << " files, " << Bytes(made->bytes) << " ("
+            << Bytes(made->bytes - std::min(made->shared_bytes, made->bytes))
+            << " new, the rest shared with earlier backups in the directory); audit log at "
             << made->audit_size << " entries; needs keyring generation " << made->keyring_generation
             << " or later\n"
             << "  check it with: phivault backup verify " << Printable(made->path)

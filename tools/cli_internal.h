@@ -184,12 +184,12 @@ class RetentionCommands {
   CLI::App* cert_verify_ = nullptr;
 };
 
-// `phivault backup create|verify|ls|restore` (tools/cli_backup.cc). verify, ls and restore run
-// offline; create asks the daemon.
+// `phivault backup create|verify|ls|restore|prune` (tools/cli_backup.cc). verify, ls, restore
+// and prune run offline; create asks the daemon.
 class BackupCommands {
  public:
   explicit BackupCommands(CLI::App& app);
-  // The exit code of an offline command (verify, ls, restore) if one was parsed.
+  // The exit code of an offline command (verify, ls, restore, prune) if one was parsed.
   std::optional<int> RunLocal(const Globals& g) const;
   // The exit code of `backup create` if it was parsed.
   std::optional<int> Run(client::Client& c, const client::Actor& actor, const Globals& g) const;
@@ -199,12 +199,15 @@ class BackupCommands {
  private:
   struct Args {
     std::string dir, id, pubkey, data_dir;
+    size_t keep = 0;
+    bool dry_run = false;
   };
   Args a_;
   CLI::App* create_ = nullptr;
   CLI::App* verify_ = nullptr;
   CLI::App* ls_ = nullptr;
   CLI::App* restore_ = nullptr;
+  CLI::App* prune_ = nullptr;
 };
 
 // `phivault key rotate` (asks the daemon), and the offline key-custody commands

@@ -1517,13 +1517,19 @@ Result<std::string> SweepBody(bool dry_run, const std::optional<std::string>& un
   return DumpBody(fields);
 }
 
-// Reads a streamed sweep's NDJSON lines as they arrive: progress goes to the callback, the
-// result or error line is kept. The first malformed line is kept as the outcome, and the rest of
-// the stream is read (so that the connection stays usable) but ignored.
-class SweepStreamReader {
+// Reads a streamed operation's NDJSON lines (a sweep's, a backup's) as they arrive: progress
+// goes to the callback, the result or error line is kept. The first malformed line is kept as
+// the outcome, and the rest of the stream is read (so that the connection stays usable) but
+// ignored.
+template <typename T>
+class ProgressStreamReader {
  public:
-  explicit SweepStreamReader(const SweepProgressCallback& on_progress)
-      : on_progress_(on_progress) {}
+  using Parse = Result<T> (*)(const nlohmann::json&);
+  ProgressStreamReader(const SweepProgressCallback& on_progress, Parse parse,
+                       std::string ended_without_result)
+      : on_progress_(on_progress),
+        parse_(parse),
+        ended_without_result_(std::move(ended_without_result)) {}
 
   bool Consume(std::string_view chunk) {
     pending_.append(chunk);
@@ -1536,13 +1542,11 @@ class SweepStreamReader {
 
   bool has_outcome() const { return outcome_.has_value(); }
 
-  // The sweep's outcome once the response has ended.
-  Result<SweepResult> Finish() {
+  // The operation's outcome once the response has ended.
+  Result<T> Finish() {
     if (!outcome_ && !pending_.empty()) Line(pending_);
     if (outcome_) return std::move(*outcome_);
-    return UnavailableError(
-        "the sweep's progress stream ended without its result: whether the sweep finished is "
-        "not known (see `phivault certificate ls` and the audit log)");
+    return UnavailableError(ended_without_result_);
   }
 
  private:
@@ -1550,7 +1554,7 @@ class SweepStreamReader {
     if (outcome_ || line.empty()) return;
     const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) {
-      outcome_.emplace(ProtocolError("a sweep progress line is not a JSON object"));
+      outcome_.emplace(ProtocolError("a progress line is not a JSON object"));
     } else if (auto p = j.find("progress"); p != j.end()) {
       auto progress = SweepProgressFromJson(*p);
       if (!progress.ok()) {
@@ -1559,19 +1563,38 @@ class SweepStreamReader {
         on_progress_(*progress);
       }
     } else if (auto r = j.find("result"); r != j.end()) {
-      outcome_.emplace(SweepResultFromJson(*r));
+      outcome_.emplace(parse_(*r));
     } else if (auto e = j.find("error"); e != j.end() && e->is_object()) {
       const int status = e->value("status", 500);
       outcome_.emplace(ErrorFromResponse(status, "application/problem+json", e->dump()));
     } else {
-      outcome_.emplace(ProtocolError("unknown line in the sweep's progress stream"));
+      outcome_.emplace(ProtocolError("unknown line in a progress stream"));
     }
   }
 
   const SweepProgressCallback& on_progress_;
+  Parse parse_;
+  std::string ended_without_result_;
   std::string pending_;
-  std::optional<Result<SweepResult>> outcome_;
+  std::optional<Result<T>> outcome_;
 };
+
+Result<BackupCreated> BackupCreatedFromJson(const nlohmann::json& j) {
+  if (!j.is_object()) return ProtocolError("the backup is not an object");
+  BackupCreated b;
+  PV_CLIENT_ASSIGN(b.id, Field<std::string>(j, "id"));
+  PV_CLIENT_ASSIGN(b.path, Field<std::string>(j, "path"));
+  PV_CLIENT_ASSIGN(b.vault_id, Field<std::string>(j, "vault_id"));
+  PV_CLIENT_ASSIGN(b.created, Field<std::string>(j, "created"));
+  PV_CLIENT_ASSIGN(b.keyring_generation, Field<uint64_t>(j, "keyring_generation"));
+  PV_CLIENT_ASSIGN(b.audit_size, Field<uint64_t>(j, "audit_size"));
+  PV_CLIENT_ASSIGN(b.audit_root, Field<std::string>(j, "audit_root"));
+  PV_CLIENT_ASSIGN(b.verifier_key, Field<std::string>(j, "verifier_key"));
+  PV_CLIENT_ASSIGN(b.files, Field<uint64_t>(j, "files"));
+  PV_CLIENT_ASSIGN(b.bytes, Field<uint64_t>(j, "bytes"));
+  PV_CLIENT_ASSIGN(b.shared_bytes, Field<uint64_t>(j, "shared_bytes"));
+  return b;
+}
 
 }  // namespace
 
@@ -1793,7 +1816,10 @@ Result<SweepResult> Client::Sweep(const Actor& actor, bool dry_run,
                                   const SweepProgressCallback& on_progress) {
   auto body = SweepBody(dry_run, until);
   if (!body.ok()) return body.error();
-  SweepStreamReader reader(on_progress);
+  ProgressStreamReader<SweepResult> reader(
+      on_progress, SweepResultFromJson,
+      "the sweep's progress stream ended without its result: whether the sweep finished is not "
+      "known (see `phivault certificate ls` and the audit log)");
   const ChunkSink sink = [&reader](std::string_view chunk) { return reader.Consume(chunk); };
   auto r = OkOrError(Exchange("POST", "/v1/retention/sweep", &actor, {*body}, &sink,
                               "application/x-ndjson, application/problem+json"));
@@ -1832,7 +1858,8 @@ nlohmann::json ToJson(const BackupCreated& b) {
           {"audit_root", b.audit_root},
           {"verifier_key", b.verifier_key},
           {"files", b.files},
-          {"bytes", b.bytes}};
+          {"bytes", b.bytes},
+          {"shared_bytes", b.shared_bytes}};
 }
 
 Result<BackupCreated> Client::CreateBackup(const Actor& actor, const std::string& dir) {
@@ -1840,18 +1867,28 @@ Result<BackupCreated> Client::CreateBackup(const Actor& actor, const std::string
   if (!body.ok()) return body.error();
   auto j = JsonOrError(Exchange("POST", "/v1/admin/backups", &actor, {*body}));
   if (!j.ok()) return j.error();
-  BackupCreated b;
-  PV_CLIENT_ASSIGN(b.id, Field<std::string>(*j, "id"));
-  PV_CLIENT_ASSIGN(b.path, Field<std::string>(*j, "path"));
-  PV_CLIENT_ASSIGN(b.vault_id, Field<std::string>(*j, "vault_id"));
-  PV_CLIENT_ASSIGN(b.created, Field<std::string>(*j, "created"));
-  PV_CLIENT_ASSIGN(b.keyring_generation, Field<uint64_t>(*j, "keyring_generation"));
-  PV_CLIENT_ASSIGN(b.audit_size, Field<uint64_t>(*j, "audit_size"));
-  PV_CLIENT_ASSIGN(b.audit_root, Field<std::string>(*j, "audit_root"));
-  PV_CLIENT_ASSIGN(b.verifier_key, Field<std::string>(*j, "verifier_key"));
-  PV_CLIENT_ASSIGN(b.files, Field<uint64_t>(*j, "files"));
-  PV_CLIENT_ASSIGN(b.bytes, Field<uint64_t>(*j, "bytes"));
-  return b;
+  return BackupCreatedFromJson(*j);
+}
+
+Result<BackupCreated> Client::CreateBackup(const Actor& actor, const std::string& dir,
+                                           const SweepProgressCallback& on_progress) {
+  auto body = DumpBody(nlohmann::json{{"dir", dir}});
+  if (!body.ok()) return body.error();
+  ProgressStreamReader<BackupCreated> reader(
+      on_progress, BackupCreatedFromJson,
+      "the backup's progress stream ended without its result: whether the backup was made is "
+      "not known (see `phivault backup ls` and the audit log)");
+  const ChunkSink sink = [&reader](std::string_view chunk) { return reader.Consume(chunk); };
+  auto r = OkOrError(Exchange("POST", "/v1/admin/backups", &actor, {*body}, &sink,
+                              "application/x-ndjson, application/problem+json"));
+  if (!r.ok()) {
+    if (reader.has_outcome()) return reader.Finish();
+    return r.error();
+  }
+  if (r->content_type.rfind("application/x-ndjson", 0) != 0) {
+    return ProtocolError("a streamed backup must come as application/x-ndjson");
+  }
+  return reader.Finish();
 }
 
 nlohmann::json ToJson(const ArchiveRun& r) {

@@ -576,6 +576,7 @@ struct BackupCreated {
   std::string verifier_key;
   uint64_t files = 0;
   uint64_t bytes = 0;
+  uint64_t shared_bytes = 0;  // of `bytes`, hard-linked from earlier backups in the directory
 };
 nlohmann::json ToJson(const BackupCreated& b);
 
@@ -812,6 +813,10 @@ class Client {
   // POST /v1/admin/backups: the daemon backs the vault up, while serving, into a new directory
   // under `dir` (absolute, on the daemon's machine) and returns what it made.
   Result<BackupCreated> CreateBackup(const Actor& actor, const std::string& dir);
+  // As above, streamed (Accept: application/x-ndjson) as Sweep is: `on_progress` is called for
+  // each progress line ("checkpoint", then "backup" in bytes).
+  Result<BackupCreated> CreateBackup(const Actor& actor, const std::string& dir,
+                                     const SweepProgressCallback& on_progress);
   // POST /v1/admin/archive/run: moves the records due to the archive tier (a dry run counts
   // them). kConflict if a run is already going or no archive tier is configured.
   Result<ArchiveRun> RunArchive(const Actor& actor, bool dry_run);

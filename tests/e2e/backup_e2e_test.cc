@@ -32,6 +32,39 @@ nlohmann::json ParseJson(const std::string& text) {
   return nlohmann::json::parse(text, nullptr, false);
 }
 
+// The NDJSON lines a long command prints with --json, as `retention sweep --json` does.
+std::vector<nlohmann::json> JsonLines(const std::string& out) {
+  std::vector<nlohmann::json> lines;
+  for (size_t at = 0; at < out.size();) {
+    const size_t nl = std::min(out.find('\n', at), out.size());
+    if (nl > at) lines.push_back(ParseJson(out.substr(at, nl - at)));
+    at = nl + 1;
+  }
+  return lines;
+}
+
+// The {"result":...} that ends such output (null if it does not end in one).
+nlohmann::json ResultLine(const std::string& out) {
+  const auto lines = JsonLines(out);
+  if (lines.empty() || !lines.back().is_object() || !lines.back().contains("result")) return {};
+  return lines.back()["result"];
+}
+
+// Every line but the last is {"progress":{"phase","done","total"}} with done <= total, reported
+// in order; the phases seen.
+std::set<std::string> ProgressPhases(const std::string& out) {
+  const auto lines = JsonLines(out);
+  std::set<std::string> phases;
+  for (size_t i = 0; i + 1 < lines.size(); ++i) {
+    const auto& p = lines[i]["progress"];
+    EXPECT_TRUE(p.is_object()) << lines[i].dump();
+    if (!p.is_object()) continue;
+    EXPECT_LE(p["done"].get<uint64_t>(), p["total"].get<uint64_t>()) << lines[i].dump();
+    phases.insert(p["phase"].get<std::string>());
+  }
+  return phases;
+}
+
 // Every file under `dir` with its bytes: what "untouched" is compared on.
 std::map<std::string, std::string> Snapshot(const std::string& dir) {
   std::map<std::string, std::string> out;
@@ -87,13 +120,13 @@ class E2eBackupTest : public VaultTest {
   std::string Backup(const std::string& dir) {
     const ProcessResult made = Admin({"--json", "backup", "create", dir});
     EXPECT_EQ(made.exit_code, 0) << made.err;
-    const auto j = ParseJson(made.out);
+    const auto j = ResultLine(made.out);
     EXPECT_TRUE(j.is_object() && j.contains("path")) << made.out;
     return j.is_object() ? j.value("path", "") : "";
   }
   int Verify(const std::string& backup, const std::string& pubkey, nlohmann::json* out = nullptr) {
     const ProcessResult v = vault_.Cli({"--json", "backup", "verify", backup, "--pubkey", pubkey});
-    if (out != nullptr) *out = ParseJson(v.out);
+    if (out != nullptr) *out = ResultLine(v.out);
     return v.exit_code;
   }
   ProcessResult Restore(const std::string& backup, const std::string& data_dir,
@@ -122,6 +155,17 @@ class E2eBackupTest : public VaultTest {
     auto r = vault_.AppClient().ReadRecord(Physician(), id);
     return r.ok() ? 200 : r.error().http_status;
   }
+  // A record destroyed after the backup, read in the restored vault: gone (410 record-shredded),
+  // never an integrity failure or a decrypt error, and absent from its patient's records.
+  void ExpectGoneAfterRestore(const std::string& id, const std::string& patient) {
+    auto r = vault_.AppClient().ReadRecord(Physician(), id);
+    ASSERT_FALSE(r.ok()) << "a shredded record read back";
+    EXPECT_EQ(r.error().http_status, 410) << r.error().Message();
+    EXPECT_TRUE(r.error().type.ends_with("record-shredded")) << r.error().type;
+    auto listed = vault_.AppClient().SearchPatient(Physician(), patient);
+    ASSERT_TRUE(listed.ok()) << listed.error().Message();
+    for (const auto& m : *listed) EXPECT_NE(m.record_id, id);
+  }
   // The sweep that destroys what StoreOld stored, two days on; stops the daemon afterwards.
   void SweepTwoDaysOn() {
     ASSERT_NO_FATAL_FAILURE(StartDaysAhead(2));
@@ -147,6 +191,7 @@ TEST_F(E2eBackupTest, RestoreBeforeSweepKeepsShreddedRecordsGoneAndTheRestByteId
   const std::string canary = "synthetic-backup-canary-7c1f";
   const std::vector<std::string> gone = {StoreOld("synthetic-bk-1", canary + "-a"),
                                          StoreOld("synthetic-bk-2", canary + "-b")};
+  const std::vector<std::string> gone_patients = {"synthetic-bk-1", "synthetic-bk-2"};
   std::map<std::string, std::string> kept;
   for (int i = 0; i < 4; ++i) {
     const std::string content = "synthetic kept note " + std::to_string(i) + " " + RandomHex(600);
@@ -197,7 +242,7 @@ TEST_F(E2eBackupTest, RestoreBeforeSweepKeepsShreddedRecordsGoneAndTheRestByteId
 
   const ProcessResult restored = Restore(backup, vault_.data_dir(), pubkey);
   ASSERT_EQ(restored.exit_code, 0) << restored.err;
-  const auto report = ParseJson(restored.out);
+  const auto report = ResultLine(restored.out);
   ASSERT_TRUE(report.is_object()) << restored.out;
   const uint64_t backup_size = report["manifest"]["audit_size"].get<uint64_t>();
   EXPECT_TRUE(report["previous_extends_backup"].get<bool>());
@@ -209,7 +254,10 @@ TEST_F(E2eBackupTest, RestoreBeforeSweepKeepsShreddedRecordsGoneAndTheRestByteId
   EXPECT_TRUE(fs::is_directory(report["set_aside"].get<std::string>()));
 
   ASSERT_NO_FATAL_FAILURE(StartDaysAhead(2));
-  for (const auto& id : gone) EXPECT_EQ(HttpStatusOfRead(id), 410) << "shredded stays shredded";
+  for (size_t i = 0; i < gone.size(); ++i) {
+    SCOPED_TRACE("shredded stays shredded");
+    ExpectGoneAfterRestore(gone[i], gone_patients[i]);
+  }
   for (const auto& [id, content] : kept) EXPECT_EQ(ReadNote(id), content);
   const auto entries = AuditEntries();
   EXPECT_TRUE(HasEntry(entries, "backup.restore", "lacks " + std::to_string(lacking)))
@@ -251,10 +299,10 @@ TEST_F(E2eBackupTest, BackupCopiedToAnotherMachineRestoresWithTheCurrentKeyring)
   EXPECT_EQ(Verify(offsite, pubkey), 0);
   const ProcessResult restored = Restore(offsite, fresh, pubkey);
   ASSERT_EQ(restored.exit_code, 0) << restored.err;
-  EXPECT_FALSE(ParseJson(restored.out)["had_database"].get<bool>());
+  EXPECT_FALSE(ResultLine(restored.out)["had_database"].get<bool>());
   vault_.EditConfig("data_dir = \"" + vault_.data_dir() + "\"", "data_dir = \"" + fresh + "\"");
   ASSERT_NO_FATAL_FAILURE(StartDaysAhead(2));
-  EXPECT_EQ(HttpStatusOfRead(gone), 410);
+  ExpectGoneAfterRestore(gone, "synthetic-bk-far-1");
   EXPECT_EQ(ReadNote(kept), content);
   EXPECT_TRUE(HasEntry(AuditEntries(), "backup.restore", "is the one this database holds"));
 }
@@ -415,6 +463,87 @@ TEST_F(E2eBackupTest, OnlineBackupWhileClientsWriteLosesNothing) {
       EXPECT_EQ(ReadNote(id), content);
     }
   }
+}
+
+TEST_F(E2eBackupTest, IncrementalBackupsShareFilesStreamJsonProgressAndSurvivePruning) {
+  ASSERT_TRUE(vault_.ok());
+  ASSERT_TRUE(vault_.Start());
+  std::map<std::string, std::string> notes;
+  const std::string big = RandomBytes(400 * 1024);  // a blob file the second backup shares
+  notes[StoreNote("synthetic-bk-inc-big", big)] = big;
+  for (int i = 0; i < 3; ++i) {
+    const std::string content = "synthetic incremental note " + std::to_string(i);
+    notes[StoreNote("synthetic-bk-inc", content)] = content;
+  }
+  const std::string pubkey = SavePubkey();
+  const std::string dir = vault_.ScratchPath("backups");
+
+  const ProcessResult first = Admin({"--json", "backup", "create", dir});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(ProgressPhases(first.out), (std::set<std::string>{"checkpoint", "backup"}))
+      << first.out;
+  const auto one = ResultLine(first.out);
+  ASSERT_TRUE(one.is_object()) << first.out;
+  EXPECT_EQ(one["shared_bytes"].get<uint64_t>(), 0u);
+
+  const std::string small = "synthetic note written between the backups";
+  notes[StoreNote("synthetic-bk-inc", small)] = small;
+  const ProcessResult second = Admin({"--json", "backup", "create", dir});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  const auto two = ResultLine(second.out);
+  ASSERT_TRUE(two.is_object()) << second.out;
+  EXPECT_GE(two["shared_bytes"].get<uint64_t>(), big.size()) << "the unchanged blob is linked";
+  EXPECT_LT(two["bytes"].get<uint64_t>() - two["shared_bytes"].get<uint64_t>(),
+            one["bytes"].get<uint64_t>() / 2);
+  EXPECT_TRUE(HasEntry(AuditEntries(), "backup.create", "shared with earlier backups"));
+  // Refused before it began: a problem, as the last and only line.
+  const ProcessResult nested =
+      Admin({"--json", "backup", "create", two["path"].get<std::string>()});
+  EXPECT_NE(nested.exit_code, 0);
+  const auto nested_lines = JsonLines(nested.out);
+  ASSERT_EQ(nested_lines.size(), 1u) << nested.out;
+  EXPECT_NE(nested_lines[0]["error"]["detail"].get<std::string>().find("is a backup"),
+            std::string::npos)
+      << nested.out;
+  vault_.Stop();
+
+  const ProcessResult listed = vault_.Cli({"--json", "backup", "ls", dir});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  const auto backups = ParseJson(listed.out)["backups"];
+  ASSERT_EQ(backups.size(), 2u) << listed.out;
+  EXPECT_EQ(backups[0]["shared_bytes"].get<uint64_t>(), 0u);
+  EXPECT_EQ(backups[1]["shared_bytes"].get<uint64_t>(), two["shared_bytes"].get<uint64_t>());
+  EXPECT_EQ(backups[1]["new_bytes"].get<uint64_t>() + backups[1]["shared_bytes"].get<uint64_t>(),
+            two["bytes"].get<uint64_t>());
+  const ProcessResult table = vault_.Cli({"backup", "ls", dir});
+  EXPECT_NE(table.out.find("SHARED"), std::string::npos) << table.out;
+
+  for (const auto& b : {one, two}) {
+    const ProcessResult v = vault_.Cli(
+        {"--json", "backup", "verify", b["path"].get<std::string>(), "--pubkey", pubkey});
+    EXPECT_EQ(v.exit_code, 0) << v.err;
+    EXPECT_EQ(ProgressPhases(v.out), std::set<std::string>{"verify"}) << v.out;
+    EXPECT_TRUE(ResultLine(v.out)["ok"].get<bool>()) << v.out;
+  }
+  const ProcessResult not_a_backup =
+      vault_.Cli({"--json", "backup", "verify", vault_.ScratchPath("nothing-here")});
+  EXPECT_EQ(not_a_backup.exit_code, 4);
+  EXPECT_TRUE(JsonLines(not_a_backup.out).back().contains("error")) << not_a_backup.out;
+
+  const ProcessResult pruned = vault_.Cli({"--json", "backup", "prune", dir, "--keep", "1"});
+  ASSERT_EQ(pruned.exit_code, 0) << pruned.err;
+  EXPECT_EQ(ParseJson(pruned.out)["removed"], nlohmann::json::array({one["id"]})) << pruned.out;
+  EXPECT_FALSE(fs::exists(one["path"].get<std::string>()));
+  EXPECT_EQ(Verify(two["path"].get<std::string>(), pubkey), 0)
+      << "removing the older backup leaves the newer one complete";
+
+  const ProcessResult restored = Restore(two["path"].get<std::string>(), vault_.data_dir(), pubkey);
+  ASSERT_EQ(restored.exit_code, 0) << restored.err;
+  EXPECT_EQ(ProgressPhases(restored.out), (std::set<std::string>{"verify", "copy"}))
+      << restored.out;
+  EXPECT_TRUE(ResultLine(restored.out)["ok"].get<bool>());
+  ASSERT_TRUE(vault_.Start());
+  for (const auto& [id, content] : notes) EXPECT_EQ(ReadNote(id), content);
 }
 
 }  // namespace
