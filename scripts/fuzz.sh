@@ -30,8 +30,8 @@ usage() {
 
 build_fuzzers() {
   if [[ ! -f $build/build.ninja ]]; then
-    CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DCMAKE_CXX_COMPILER=clang++ -DPHIVAULT_FUZZ=ON -DPHIVAULT_BUILD_TESTS=OFF \
+    CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CXX_COMPILER=clang++-14 -DPHIVAULT_FUZZ=ON -DPHIVAULT_BUILD_TESTS=OFF \
       -DPHIVAULT_BUILD_BENCHMARKS=OFF >/dev/null
   fi
   nice -n 5 cmake --build "$build" --target fuzzers
