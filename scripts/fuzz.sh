@@ -47,15 +47,24 @@ run_target() {
   if [[ -f $root/tests/fuzz/${t%_fuzzer}.dict ]]; then
     dict=(-dict="$root/tests/fuzz/${t%_fuzzer}.dict")
   fi
-  local start end rc=0
+  local start end rc=0 cpu
   start=$(date +%s.%N)
   # The scratch files some targets write (a config, a manifest, the HTTP socket) go to tmpfs.
-  TMPDIR=${FUZZ_TMPDIR:-/dev/shm} ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$build/tests/fuzz/$t" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="$artifacts/" "${dict[@]}" "$@" "$work" "$root/tests/fuzz/corpus/$t" \
-    >"$log" 2>&1 || rc=$?
+  # CPU seconds are reported beside wall-clock ones: on a shared machine they are the figure
+  # that says how long a run takes.
+  cpu=$({
+    TIMEFORMAT='%U %S'
+    time TMPDIR=${FUZZ_TMPDIR:-/dev/shm} ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      "$build/tests/fuzz/$t" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+      -artifact_prefix="$artifacts/" "${dict[@]}" "$@" "$work" "$root/tests/fuzz/corpus/$t" \
+      >"$log" 2>&1 || echo "rc=$?" >"$log.rc"
+  } 2>&1)
   end=$(date +%s.%N)
+  if [[ -f $log.rc ]]; then
+    rc=$(sed 's/rc=//' "$log.rc")
+    rm -f "$log.rc"
+  fi
   local execs corpus crashes status
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   corpus=$(find "$work" "$root/tests/fuzz/corpus/$t" -type f | wc -l)
@@ -65,7 +74,9 @@ run_target() {
     status="FAILED (exit $rc, $log)"
     failed=1
   fi
-  printf '%-24s %12s %8.0f %8s %8s  %s\n' "$t" "${execs:-?}" "$(awk "BEGIN { print $end - $start }")" \
+  printf '%-24s %12s %8.0f %8.0f %10.0f %8s %8s  %s\n' "$t" "${execs:-0}" \
+    "$(awk "BEGIN { print $end - $start }")" "$(echo "$cpu" | awk '{ print $1 + $2 }')" \
+    "$(echo "$cpu ${execs:-0}" | awk '{ print ($1 + $2 > 0) ? $3 / ($1 + $2) : 0 }')" \
     "$crashes" "$corpus" "$status" | tee -a "$build/summary.txt"
 }
 
@@ -74,7 +85,8 @@ run_all() {
   if [[ -n ${only:-} ]]; then selected=("$only"); fi
   build_fuzzers
   mkdir -p "$build/logs"
-  printf '%-24s %12s %8s %8s %8s  %s\n' target execs seconds crashes corpus status |
+  printf '%-24s %12s %8s %8s %10s %8s %8s  %s\n' target execs seconds cpu-s execs/cpu-s crashes \
+    corpus status |
     tee "$build/summary.txt"
   failed=0
   for t in "${selected[@]}"; do
