@@ -118,9 +118,9 @@ void BackupSeeds(const std::string& tmp) {
                                                   .signer = signer->get(),
                                                   .origin = "clinic.example/vault"});
   Check(manifest.ok(), "CreateBackup");
-  Seed("backup_manifest_fuzzer", "real",
-       ReadFile(tmp + "/backups/" + manifest->id + "/" +
-                std::string(storage::kBackupManifestName)));
+  Seed(
+      "backup_manifest_fuzzer", "real",
+      ReadFile(tmp + "/backups/" + manifest->id + "/" + std::string(storage::kBackupManifestName)));
 }
 
 }  // namespace

@@ -14,10 +14,10 @@
 
 namespace phivault::fuzz {
 
-// One directory for the whole run (removed at exit), on the TMPDIR the script points at tmpfs.
+// One directory for the whole run, removed at exit (scripts/fuzz.sh points TMPDIR at tmpfs).
 inline const std::string& ScratchDir() {
-  static phivault::testing::TempDir* dir = new phivault::testing::TempDir();
-  static const std::string path = dir->path().string();
+  static const phivault::testing::TempDir dir;
+  static const std::string path = dir.path().string();
   return path;
 }
 
@@ -44,7 +44,8 @@ inline void SplitFirstLine(std::string_view in, std::string_view* first, std::st
 // The master key of the keyring target (32 bytes of 0x42): its seed keyrings are sealed under it,
 // so mutated copies reach the code past authentication only where the format lets them.
 inline crypto::SecretBytes FuzzMasterKey() {
-  return crypto::SecretBytes::CopyFrom(std::string(32, '\x42'), crypto::InsecureSecretKeyAccess::Get());
+  return crypto::SecretBytes::CopyFrom(std::string(32, '\x42'),
+                                       crypto::InsecureSecretKeyAccess::Get());
 }
 
 inline void InitOrDie() {

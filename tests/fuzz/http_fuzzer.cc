@@ -81,10 +81,10 @@ Server* StartServer() {
   RefuseEvery<ConfidentialContact, InclusionProofResult, KeyRotateResult, PatientFacts,
               PolicyCheckResult, PolicyInfo, RecordList, RenderedReport, RetentionTableInfo,
               SweepResult, VaultStatus, std::string, std::vector<BreakGlassWindow>,
-              std::vector<CertificateSummary>, std::vector<LegalHold>,
-              std::vector<PatientRequest>, std::vector<PolicyInfo>, std::vector<RecordRetention>,
-              std::vector<Restriction>, std::vector<std::string>, Record, RecordMetadata,
-              uint64_t, std::pair<BreakGlassWindow, uint64_t>, std::pair<Restriction, uint64_t>,
+              std::vector<CertificateSummary>, std::vector<LegalHold>, std::vector<PatientRequest>,
+              std::vector<PolicyInfo>, std::vector<RecordRetention>, std::vector<Restriction>,
+              std::vector<std::string>, Record, RecordMetadata, uint64_t,
+              std::pair<BreakGlassWindow, uint64_t>, std::pair<Restriction, uint64_t>,
               std::pair<PatientRequest, uint64_t>, std::pair<PatientFacts, uint64_t>,
               std::pair<LegalHold, uint64_t>, phivault::storage::BackupManifest>();
   s->service = std::make_unique<::testing::NiceMock<d::MockVaultService>>();

@@ -27,8 +27,8 @@ const phivault::daemon::Config& DefaultConfig() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const phivault::daemon::Config& config = DefaultConfig();
-  auto loaded = phivault::daemon::ParseRetention(
-      config, "retention.toml", std::string(phivault::fuzz::AsText(data, size)));
+  auto loaded = phivault::daemon::ParseRetention(config, "retention.toml",
+                                                 std::string(phivault::fuzz::AsText(data, size)));
   if (!loaded.ok()) return 0;
   phivault::policies::RetentionFacts facts;
   facts.date_of_birth = year_month_day{year{2010}, month{2}, day{29}};
