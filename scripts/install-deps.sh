@@ -15,10 +15,11 @@ packages=(
 # (tests/e2e/retention_e2e_test.cc: records expire), and curl already above. PostgreSQL 15
 # (pgcrypto is in postgresql-15), libpq, SQLCipher and gnuplot for the side-by-side benchmark's
 # smoke run (scripts/bench-compare.sh --smoke, ctest bench_compare_smoke; docs/benchmarks.md).
-# clang (14) and its sanitizer runtimes for the ThreadSanitizer build and the -Wthread-safety
-# check (scripts/tsan.sh; docs/reliability-concurrency.md).
+# clang (14) with its sanitizer and libFuzzer runtimes (libclang-rt-14-dev) and llvm-symbolizer
+# (llvm-14): the ThreadSanitizer build, the -Wthread-safety check and the fuzz targets
+# (scripts/tsan.sh, scripts/fuzz.sh; docs/reliability-concurrency.md, docs/reliability-fuzz.md).
 test_packages=(clang-format chromium jq faketime postgresql-15 libpq-dev libsqlcipher-dev gnuplot-nox
-  clang libclang-rt-14-dev)
+  clang clang-14 libclang-rt-14-dev llvm-14)
 # Node.js runs the FHIR R4 schema validator of tests/compliance_e2e; a machine may already have a
 # newer Node.js from elsewhere, so Debian's is added only when `node` is absent.
 node_packages=(nodejs npm)
