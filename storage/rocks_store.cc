@@ -13,6 +13,9 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/sst_file_manager.h>
@@ -114,6 +117,57 @@ class SpaceGuard {
   std::chrono::steady_clock::time_point refreshed_;  // GUARDED_BY(mu_)
 };
 
+// Takes the database out of RocksDB's read-only background-error state once the fault behind it
+// has cleared, so that the daemon recovers without a restart. RocksDB stops every write after a
+// failed WAL write or sync, or a failed flush or compaction, and in 7.8 resumes by itself only
+// after out-of-space and retryable errors; the rest wait for DB::Resume(), which this calls
+// before a write, at most once per backoff interval (doubling up to kMaxResumeBackoff while the
+// fault lasts). A failed write is never acknowledged: RocksDB fails every writer of a commit
+// group whose WAL write or sync failed, and Resume() starts a new WAL after flushing the
+// memtables, so no later write is acknowledged on a log whose unsynced tail may have been lost.
+class ErrorRecovery final : public rocksdb::EventListener {
+ public:
+  static constexpr auto kMinResumeBackoff = std::chrono::milliseconds(50);
+  static constexpr auto kMaxResumeBackoff = std::chrono::seconds(5);
+
+  const char* Name() const override { return "PhivaultErrorRecovery"; }
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
+    if (error != nullptr && !error->ok()) MarkFailed();
+  }
+
+  void MarkFailed() { failed_.store(true, std::memory_order_release); }
+  void AfterWrite(const rocksdb::Status& s) {
+    if (s.IsIOError() || s.IsCorruption()) MarkFailed();
+  }
+
+  // OK if the database is writable (again); otherwise the error that keeps it read-only, or
+  // Unavailable while waiting for the next attempt.
+  Status BeforeWrite(rocksdb::DB& db) {
+    if (!failed_.load(std::memory_order_acquire)) return Status::Ok();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!failed_.load(std::memory_order_relaxed)) return Status::Ok();
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_attempt_) {
+      return Unavailable("storage is recovering from an I/O error; retry later");
+    }
+    rocksdb::Status s = db.Resume();
+    if (s.ok()) {
+      failed_.store(false, std::memory_order_release);
+      backoff_ = kMinResumeBackoff;
+      return Status::Ok();
+    }
+    next_attempt_ = now + backoff_;
+    backoff_ = std::min<std::chrono::steady_clock::duration>(2 * backoff_, kMaxResumeBackoff);
+    return Unavailable("storage is recovering from an I/O error: " + s.ToString());
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point next_attempt_;                // GUARDED_BY(mu_)
+  std::chrono::steady_clock::duration backoff_ = kMinResumeBackoff;  // GUARDED_BY(mu_)
+};
+
 rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const RocksStoreOptions& options,
                                        const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::ColumnFamilyOptions o;
@@ -148,7 +202,13 @@ class RocksStore final : public Store {
     if (options.create_if_missing) std::filesystem::create_directories(options.path, ec);
     if (ec) return Unavailable("cannot create store directory: " + ec.message());
 
+    std::unique_ptr<rocksdb::Env> env;
+    if (options.file_system) env = rocksdb::NewCompositeEnv(options.file_system);
+    auto recovery = std::make_shared<ErrorRecovery>();
+
     rocksdb::DBOptions db;
+    if (env) db.env = env.get();
+    db.listeners.push_back(recovery);
     db.create_if_missing = options.create_if_missing;
     db.create_missing_column_families = true;
     db.paranoid_checks = true;
@@ -169,7 +229,7 @@ class RocksStore final : public Store {
     // manual Resume() clears, and the free space, not the database size, is what runs out; the
     // admission check in Write keeps writes below both.
     std::shared_ptr<rocksdb::SstFileManager> sfm(
-        rocksdb::NewSstFileManager(rocksdb::Env::Default()));
+        rocksdb::NewSstFileManager(db.env));
     sfm->SetCompactionBufferSize(options.reserve_bytes);
     db.sst_file_manager = sfm;
 
@@ -196,8 +256,9 @@ class RocksStore final : public Store {
       Status st = FromRocks(s);
       return st.code() == StatusCode::kDataLoss ? st : Unavailable(st.message());
     }
-    return std::unique_ptr<Store>(
-        new RocksStore(options, std::unique_ptr<rocksdb::DB>(raw), std::move(handles)));
+    return std::unique_ptr<Store>(new RocksStore(options, std::move(env), std::move(recovery),
+                                                 std::unique_ptr<rocksdb::DB>(raw),
+                                                 std::move(handles)));
   }
 
   ~RocksStore() override {
@@ -215,6 +276,7 @@ class RocksStore final : public Store {
 
   Status Write(const WriteBatch& batch, bool sync) override {
     if (batch.empty()) return Status::Ok();
+    PV_RETURN_IF_ERROR(recovery_->BeforeWrite(*db_));
     PV_RETURN_IF_ERROR(space_.Admit(batch.bytes(), batch.write_class()));
     rocksdb::WriteBatch wb;
     for (const auto& op : batch.ops()) {
@@ -234,7 +296,9 @@ class RocksStore final : public Store {
     }
     rocksdb::WriteOptions wo;
     wo.sync = sync;
-    Status written = FromRocks(db_->Write(wo, &wb));
+    const rocksdb::Status rs = db_->Write(wo, &wb);
+    recovery_->AfterWrite(rs);
+    Status written = FromRocks(rs);
     if (sync && written.ok()) synced_writes_.fetch_add(1, std::memory_order_relaxed);
     return written;
   }
@@ -322,9 +386,12 @@ class RocksStore final : public Store {
   }
 
  private:
-  RocksStore(const RocksStoreOptions& options, std::unique_ptr<rocksdb::DB> db,
+  RocksStore(const RocksStoreOptions& options, std::unique_ptr<rocksdb::Env> env,
+             std::shared_ptr<ErrorRecovery> recovery, std::unique_ptr<rocksdb::DB> db,
              std::vector<rocksdb::ColumnFamilyHandle*> handles)
-      : db_(std::move(db)),
+      : env_(std::move(env)),
+        recovery_(std::move(recovery)),
+        db_(std::move(db)),
         handles_(std::move(handles)),
         space_(options.path, options.reserve_bytes, options.free_space, [this] {
           uint64_t bytes = 0;
@@ -337,6 +404,8 @@ class RocksStore final : public Store {
   // handles_[0] is the default column family; Cf values follow in declaration order.
   rocksdb::ColumnFamilyHandle* Handle(Cf cf) const { return handles_[static_cast<size_t>(cf) + 1]; }
 
+  std::unique_ptr<rocksdb::Env> env_;  // null: Env::Default(); outlives db_
+  std::shared_ptr<ErrorRecovery> recovery_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   SpaceGuard space_;
