@@ -24,6 +24,7 @@
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
+#include "storage/rocks_store.h"
 #include "storage/store.h"
 
 namespace phivault::storage {
@@ -196,14 +197,15 @@ rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const RocksStoreOptions& options,
 
 class RocksStore final : public Store {
  public:
-  static StatusOr<std::unique_ptr<Store>> Open(const RocksStoreOptions& options) {
+  static StatusOr<std::unique_ptr<Store>> Open(const RocksStoreOptions& options,
+                                               std::shared_ptr<rocksdb::FileSystem> file_system) {
     if (options.path.empty()) return InvalidArgument("store path must not be empty");
     std::error_code ec;
     if (options.create_if_missing) std::filesystem::create_directories(options.path, ec);
     if (ec) return Unavailable("cannot create store directory: " + ec.message());
 
     std::unique_ptr<rocksdb::Env> env;
-    if (options.file_system) env = rocksdb::NewCompositeEnv(options.file_system);
+    if (file_system) env = rocksdb::NewCompositeEnv(file_system);
     auto recovery = std::make_shared<ErrorRecovery>();
 
     rocksdb::DBOptions db;
@@ -415,7 +417,12 @@ class RocksStore final : public Store {
 }  // namespace
 
 StatusOr<std::unique_ptr<Store>> OpenRocksStore(const RocksStoreOptions& options) {
-  return RocksStore::Open(options);
+  return RocksStore::Open(options, nullptr);
+}
+
+StatusOr<std::unique_ptr<Store>> OpenRocksStoreOn(
+    const RocksStoreOptions& options, std::shared_ptr<rocksdb::FileSystem> file_system) {
+  return RocksStore::Open(options, std::move(file_system));
 }
 
 }  // namespace phivault::storage

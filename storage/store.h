@@ -14,10 +14,6 @@
 
 #include "base/status.h"
 
-namespace rocksdb {
-class FileSystem;
-}
-
 namespace phivault::storage {
 
 enum class Cf : uint8_t {
@@ -155,9 +151,6 @@ struct RocksStoreOptions {
   // Free bytes available on the filesystem holding `path`; empty = statvfs (f_bavail * f_frsize).
   // Replaceable where the filesystem's own numbers are not the limit (quotas) and in tests.
   std::function<StatusOr<uint64_t>(const std::string& path)> free_space;
-  // Tests only: the file system RocksDB goes through (fault injection, simulated power cuts,
-  // tests/storage/power_cut_fs.h); null = the real one.
-  std::shared_ptr<rocksdb::FileSystem> file_system;
 };
 
 // Opens (or creates) the RocksDB store with every column family and the purge-safe options:

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "storage/rocks_store.h"
 #include "storage/store.h"
 #include "tests/storage/power_cut_fs.h"
 #include "tests/testing/power_switch.h"
@@ -31,8 +32,7 @@ class PowerLossStoreTest : public ::testing::Test {
     RocksStoreOptions options;
     options.path = dir_.Sub("db");
     options.reserve_bytes = 1 << 20;
-    options.file_system = fs_;
-    auto store = OpenRocksStore(options);
+    auto store = OpenRocksStoreOn(options, fs_);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
   }
@@ -100,8 +100,7 @@ TEST_F(PowerLossStoreTest, ACutAtAnyPointKeepsEveryAcknowledgedWrite) {
     RocksStoreOptions options;
     options.path = dir_.Sub("db");
     options.reserve_bytes = 1 << 20;
-    options.file_system = fs_;
-    auto store = OpenRocksStore(options);
+    auto store = OpenRocksStoreOn(options, fs_);
     std::string in_flight;
     if (store.ok()) {
       store_ = std::move(*store);
