@@ -15,7 +15,6 @@
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
-#include <rocksdb/listener.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/sst_file_manager.h>
@@ -118,39 +117,124 @@ class SpaceGuard {
   std::chrono::steady_clock::time_point refreshed_;  // GUARDED_BY(mu_)
 };
 
-// Takes the database out of RocksDB's read-only background-error state once the fault behind it
-// has cleared, so that the daemon recovers without a restart. RocksDB stops every write after a
-// failed WAL write or sync, or a failed flush or compaction, and in 7.8 resumes by itself only
-// after out-of-space and retryable errors; the rest wait for DB::Resume(), which this calls
+// A failed write or sync of a database file, as RocksDB 7.8 (with paranoid_checks) takes it: a
+// failed WAL write or sync is a fatal background error, and the database stays read-only until
+// it is reopened — the daemon would need a restart after any transient disk fault. Flagged
+// retryable, the same error is a hard error that DB::Resume() clears once the disk works again
+// (ErrorRecovery below): it flushes every memtable, so the WAL that held the failed write is no
+// longer needed, and writes on in a new WAL. That matters because a
+// failed fsync loses the unsynced pages (Linux marks them clean) and a later fsync of the same
+// file reports success: no write may be acknowledged on that log again. Out-of-space errors keep
+// their own recovery (the SstFileManager's) and are left as they are.
+rocksdb::IOStatus Retryable(rocksdb::IOStatus s) {
+  if (s.IsIOError() && !s.IsNoSpace()) s.SetRetryable(true);
+  return s;
+}
+
+class RetryableWritableFile final : public rocksdb::FSWritableFileOwnerWrapper {
+ public:
+  using FSWritableFileOwnerWrapper::FSWritableFileOwnerWrapper;
+  rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
+                           rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Append(data, o, dbg));
+  }
+  rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
+                           const rocksdb::DataVerificationInfo& info,
+                           rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Append(data, o, info, dbg));
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                     const rocksdb::IOOptions& o,
+                                     rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->PositionedAppend(data, offset, o, dbg));
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                     const rocksdb::IOOptions& o,
+                                     const rocksdb::DataVerificationInfo& info,
+                                     rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->PositionedAppend(data, offset, o, info, dbg));
+  }
+  rocksdb::IOStatus Flush(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Flush(o, dbg));
+  }
+  rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Sync(o, dbg));
+  }
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Fsync(o, dbg));
+  }
+  rocksdb::IOStatus Close(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Close(o, dbg));
+  }
+};
+
+class RetryableDirectory final : public rocksdb::FSDirectoryWrapper {
+ public:
+  using FSDirectoryWrapper::FSDirectoryWrapper;
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(FSDirectoryWrapper::Fsync(o, dbg));
+  }
+  rocksdb::IOStatus FsyncWithDirOptions(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg,
+                                        const rocksdb::DirFsyncOptions& d) override {
+    return Retryable(FSDirectoryWrapper::FsyncWithDirOptions(o, dbg, d));
+  }
+};
+
+class RetryableWriteErrors final : public rocksdb::FileSystemWrapper {
+ public:
+  using FileSystemWrapper::FileSystemWrapper;
+  const char* Name() const override { return "PhivaultRetryableWriteErrors"; }
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    auto s = Retryable(target()->NewWritableFile(f, o, &file, dbg));
+    if (s.ok()) *r = std::make_unique<RetryableWritableFile>(std::move(file));
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                       rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    auto s = Retryable(target()->ReopenWritableFile(f, o, &file, dbg));
+    if (s.ok()) *r = std::make_unique<RetryableWritableFile>(std::move(file));
+    return s;
+  }
+  rocksdb::IOStatus NewDirectory(const std::string& name, const rocksdb::IOOptions& o,
+                                 std::unique_ptr<rocksdb::FSDirectory>* r,
+                                 rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSDirectory> dir;
+    auto s = target()->NewDirectory(name, o, &dir, dbg);
+    if (s.ok()) *r = std::make_unique<RetryableDirectory>(std::move(dir));
+    return s;
+  }
+  rocksdb::IOStatus RenameFile(const std::string& src, const std::string& dst,
+                               const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->RenameFile(src, dst, o, dbg));
+  }
+};
+
+// Takes the database out of the read-only state a retryable error left it in, by DB::Resume()
 // before a write, at most once per backoff interval (doubling up to kMaxResumeBackoff while the
-// fault lasts). A failed write is never acknowledged: RocksDB fails every writer of a commit
-// group whose WAL write or sync failed, and Resume() starts a new WAL after flushing the
-// memtables, so no later write is acknowledged on a log whose unsynced tail may have been lost.
-class ErrorRecovery final : public rocksdb::EventListener {
+// fault lasts). RocksDB's own retry thread (max_bgerror_resume_count) is not used: in 7.8 a
+// DB::Close() while it runs against a disk that still fails waits for ever.
+class ErrorRecovery {
  public:
   static constexpr auto kMinResumeBackoff = std::chrono::milliseconds(50);
   static constexpr auto kMaxResumeBackoff = std::chrono::seconds(5);
 
-  const char* Name() const override { return "PhivaultErrorRecovery"; }
-  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
-    if (error != nullptr && !error->ok()) MarkFailed();
-  }
-
-  void MarkFailed() { failed_.store(true, std::memory_order_release); }
   void AfterWrite(const rocksdb::Status& s) {
-    if (s.IsIOError() || s.IsCorruption()) MarkFailed();
+    if (s.IsIOError() && !s.IsNoSpace()) failed_.store(true, std::memory_order_release);
   }
 
-  // OK if the database is writable (again); otherwise the error that keeps it read-only, or
-  // Unavailable while waiting for the next attempt.
+  // OK if the database is writable (again); otherwise Unavailable with the error that keeps it
+  // read-only, or while waiting for the next attempt.
   Status BeforeWrite(rocksdb::DB& db) {
     if (!failed_.load(std::memory_order_acquire)) return Status::Ok();
     std::lock_guard<std::mutex> lock(mu_);
     if (!failed_.load(std::memory_order_relaxed)) return Status::Ok();
     const auto now = std::chrono::steady_clock::now();
-    if (now < next_attempt_) {
-      return Unavailable("storage is recovering from an I/O error; retry later");
-    }
+    if (now < next_attempt_) return Unavailable("storage is recovering from an I/O error");
     rocksdb::Status s = db.Resume();
     if (s.ok()) {
       failed_.store(false, std::memory_order_release);
@@ -204,13 +288,12 @@ class RocksStore final : public Store {
     if (options.create_if_missing) std::filesystem::create_directories(options.path, ec);
     if (ec) return Unavailable("cannot create store directory: " + ec.message());
 
-    std::unique_ptr<rocksdb::Env> env;
-    if (file_system) env = rocksdb::NewCompositeEnv(file_system);
-    auto recovery = std::make_shared<ErrorRecovery>();
+    auto env = rocksdb::NewCompositeEnv(std::make_shared<RetryableWriteErrors>(
+        file_system ? std::move(file_system) : rocksdb::FileSystem::Default()));
 
     rocksdb::DBOptions db;
-    if (env) db.env = env.get();
-    db.listeners.push_back(recovery);
+    db.env = env.get();
+    db.max_bgerror_resume_count = 0;  // ErrorRecovery resumes instead
     db.create_if_missing = options.create_if_missing;
     db.create_missing_column_families = true;
     db.paranoid_checks = true;
@@ -258,7 +341,7 @@ class RocksStore final : public Store {
       Status st = FromRocks(s);
       return st.code() == StatusCode::kDataLoss ? st : Unavailable(st.message());
     }
-    return std::unique_ptr<Store>(new RocksStore(options, std::move(env), std::move(recovery),
+    return std::unique_ptr<Store>(new RocksStore(options, std::move(env),
                                                  std::unique_ptr<rocksdb::DB>(raw),
                                                  std::move(handles)));
   }
@@ -278,7 +361,7 @@ class RocksStore final : public Store {
 
   Status Write(const WriteBatch& batch, bool sync) override {
     if (batch.empty()) return Status::Ok();
-    PV_RETURN_IF_ERROR(recovery_->BeforeWrite(*db_));
+    PV_RETURN_IF_ERROR(recovery_.BeforeWrite(*db_));
     PV_RETURN_IF_ERROR(space_.Admit(batch.bytes(), batch.write_class()));
     rocksdb::WriteBatch wb;
     for (const auto& op : batch.ops()) {
@@ -299,7 +382,7 @@ class RocksStore final : public Store {
     rocksdb::WriteOptions wo;
     wo.sync = sync;
     const rocksdb::Status rs = db_->Write(wo, &wb);
-    recovery_->AfterWrite(rs);
+    recovery_.AfterWrite(rs);
     Status written = FromRocks(rs);
     if (sync && written.ok()) synced_writes_.fetch_add(1, std::memory_order_relaxed);
     return written;
@@ -389,10 +472,8 @@ class RocksStore final : public Store {
 
  private:
   RocksStore(const RocksStoreOptions& options, std::unique_ptr<rocksdb::Env> env,
-             std::shared_ptr<ErrorRecovery> recovery, std::unique_ptr<rocksdb::DB> db,
-             std::vector<rocksdb::ColumnFamilyHandle*> handles)
+             std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles)
       : env_(std::move(env)),
-        recovery_(std::move(recovery)),
         db_(std::move(db)),
         handles_(std::move(handles)),
         space_(options.path, options.reserve_bytes, options.free_space, [this] {
@@ -406,11 +487,11 @@ class RocksStore final : public Store {
   // handles_[0] is the default column family; Cf values follow in declaration order.
   rocksdb::ColumnFamilyHandle* Handle(Cf cf) const { return handles_[static_cast<size_t>(cf) + 1]; }
 
-  std::unique_ptr<rocksdb::Env> env_;  // null: Env::Default(); outlives db_
-  std::shared_ptr<ErrorRecovery> recovery_;
+  std::unique_ptr<rocksdb::Env> env_;  // outlives db_
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   SpaceGuard space_;
+  ErrorRecovery recovery_;
   std::atomic<uint64_t> synced_writes_{0};
 };
 
