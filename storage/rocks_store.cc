@@ -235,6 +235,21 @@ class ErrorRecovery {
     if (!failed_.load(std::memory_order_relaxed)) return Status::Ok();
     const auto now = std::chrono::steady_clock::now();
     if (now < next_attempt_) return Unavailable("storage is recovering from an I/O error");
+    // Resume() moves to a new WAL only by flushing a memtable that holds something. With every
+    // memtable empty (the error came right after a flush) it succeeds without doing so, and the
+    // next write goes to the WAL writer that failed: Debian's RocksDB (built with assertions)
+    // aborts there, a release build fails every write again. Nothing can fill a memtable while
+    // the database refuses writes, so only a restart (a fresh WAL) recovers from that.
+    uint64_t active = 0, immutable = 0;
+    if (!db.GetAggregatedIntProperty(rocksdb::DB::Properties::kNumEntriesActiveMemTable,
+                                     &active) ||
+        !db.GetAggregatedIntProperty(rocksdb::DB::Properties::kNumEntriesImmMemTables,
+                                     &immutable) ||
+        active + immutable == 0) {
+      next_attempt_ = now + kMaxResumeBackoff;
+      return Unavailable(
+          "storage failed with an I/O error right after a flush; restart the daemon to recover");
+    }
     rocksdb::Status s = db.Resume();
     if (s.ok()) {
       failed_.store(false, std::memory_order_release);
