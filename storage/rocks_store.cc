@@ -241,8 +241,7 @@ class ErrorRecovery {
     // aborts there, a release build fails every write again. Nothing can fill a memtable while
     // the database refuses writes, so only a restart (a fresh WAL) recovers from that.
     uint64_t active = 0, immutable = 0;
-    if (!db.GetAggregatedIntProperty(rocksdb::DB::Properties::kNumEntriesActiveMemTable,
-                                     &active) ||
+    if (!db.GetAggregatedIntProperty(rocksdb::DB::Properties::kNumEntriesActiveMemTable, &active) ||
         !db.GetAggregatedIntProperty(rocksdb::DB::Properties::kNumEntriesImmMemTables,
                                      &immutable) ||
         active + immutable == 0) {
@@ -264,7 +263,7 @@ class ErrorRecovery {
  private:
   std::atomic<bool> failed_{false};
   std::mutex mu_;
-  std::chrono::steady_clock::time_point next_attempt_;                // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point next_attempt_;               // GUARDED_BY(mu_)
   std::chrono::steady_clock::duration backoff_ = kMinResumeBackoff;  // GUARDED_BY(mu_)
 };
 
@@ -328,8 +327,7 @@ class RocksStore final : public Store {
     // SetMaxAllowedSpaceUsage: reaching that limit is a hard error in RocksDB 7.8 that only a
     // manual Resume() clears, and the free space, not the database size, is what runs out; the
     // admission check in Write keeps writes below both.
-    std::shared_ptr<rocksdb::SstFileManager> sfm(
-        rocksdb::NewSstFileManager(db.env));
+    std::shared_ptr<rocksdb::SstFileManager> sfm(rocksdb::NewSstFileManager(db.env));
     sfm->SetCompactionBufferSize(options.reserve_bytes);
     db.sst_file_manager = sfm;
 
@@ -356,9 +354,8 @@ class RocksStore final : public Store {
       Status st = FromRocks(s);
       return st.code() == StatusCode::kDataLoss ? st : Unavailable(st.message());
     }
-    return std::unique_ptr<Store>(new RocksStore(options, std::move(env),
-                                                 std::unique_ptr<rocksdb::DB>(raw),
-                                                 std::move(handles)));
+    return std::unique_ptr<Store>(new RocksStore(
+        options, std::move(env), std::unique_ptr<rocksdb::DB>(raw), std::move(handles)));
   }
 
   ~RocksStore() override {

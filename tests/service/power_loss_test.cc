@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -39,6 +40,7 @@
 #include "storage/records.h"
 #include "storage/rocks_store.h"
 #include "storage/store.h"
+#include "storage/vault_id.h"
 #include "tests/crypto/power_cut_keyring_files.h"
 #include "tests/storage/power_cut_fs.h"
 #include "tests/testing/power_switch.h"
@@ -108,6 +110,8 @@ class PowerCutVault {
     auto s = storage::OpenRocksStoreOn(so, fs);
     if (!s.ok()) return s.status();
     store = std::move(*s);
+    // As phivaultd binds a database to its keyring at start (backups name the vault id).
+    PV_RETURN_IF_ERROR(storage::BindVaultId(*store, keyring->vault_id()));
     auto log = storage::AuditLog::Open(*store, keyring->audit_signer(), config.audit_origin);
     if (!log.ok()) return log.status();
     audit_log = std::move(*log);
@@ -202,7 +206,7 @@ struct OpLog {
   };
   struct Pending {  // a write whose outcome the client never learnt
     std::string request_id;
-    std::string patient;  // creates
+    std::string patient;    // creates
     std::string record_id;  // amends
     uint32_t version = 0;   // the version it would have made
     std::string content;
@@ -256,7 +260,8 @@ class PowerLossTest : public ::testing::Test {
       return false;
     };
     for (const auto& op : log.acked) {
-      ASSERT_TRUE(audited(op.request_id, op.action, op.record_id + "@" + std::to_string(op.version)))
+      ASSERT_TRUE(
+          audited(op.request_id, op.action, op.record_id + "@" + std::to_string(op.version)))
           << "no audit entry for acknowledged " << op.action << " " << op.request_id;
     }
     for (const auto& p : log.pending) {
@@ -283,8 +288,8 @@ class PowerLossTest : public ::testing::Test {
         auto r = svc.ReadRecord(Physician("check"), p.record_id, p.version, true);
         ASSERT_TRUE(r.ok()) << "unacknowledged amend half there: " << r.status().ToString();
         ASSERT_EQ(r->content, p.content) << "unacknowledged amend stored altered";
-        ASSERT_TRUE(audited(p.request_id, "record.amend",
-                            p.record_id + "@" + std::to_string(p.version)))
+        ASSERT_TRUE(
+            audited(p.request_id, "record.amend", p.record_id + "@" + std::to_string(p.version)))
             << "unacknowledged amend stored without its audit entry";
         contents.push_back(p.content);
       }
@@ -296,10 +301,11 @@ class PowerLossTest : public ::testing::Test {
   void CheckAuditVerifies() {
     std::string exported;
     ASSERT_TRUE(vault_->service
-                    ->ExportAudit(Officer(), {}, [&](std::string_view chunk) {
-                      exported.append(chunk);
-                      return true;
-                    })
+                    ->ExportAudit(Officer(), {},
+                                  [&](std::string_view chunk) {
+                                    exported.append(chunk);
+                                    return true;
+                                  })
                     .ok());
     auto key = vault_->service->AuditVerifierKey(Officer());
     ASSERT_TRUE(key.ok()) << key.status().ToString();
@@ -387,13 +393,16 @@ TEST_F(PowerLossTest, RandomCutsUnderConcurrentRequestsLoseNothingAcknowledged) 
   uint64_t acked_total = 0;
   for (uint64_t cycle = 0; cycle < cuts; ++cycle) {
     SCOPED_TRACE("seed " + std::to_string(seed) + " cycle " + std::to_string(cycle));
-    // Some cycles start on a new day, so that records land in a new epoch (a keyring update).
-    if (rng() % 4 == 0) now_us_ += 86400LL * 1000000;
+    // Each cycle's records have an encounter date of their own, hence a retention day and an
+    // epoch key of their own: the cycle's first create updates the keyring.
+    char encounter[11];
+    std::snprintf(encounter, sizeof encounter, "2024-%02d-%02d",
+                  static_cast<int>(1 + cycle / 28 % 12), static_cast<int>(1 + cycle % 28));
     vault_->power->CutAfter(1 + rng() % 400);
     std::atomic<uint64_t> counter{0};
     std::vector<std::thread> clients;
     for (int t = 0; t < 4; ++t) {
-      clients.emplace_back([&, t, client_seed = rng()] {
+      clients.emplace_back([&, t, encounter, client_seed = rng()] {
         std::mt19937_64 r(client_seed);
         std::vector<std::string> mine;
         while (!vault_->power->off()) {
@@ -402,17 +411,19 @@ TEST_F(PowerLossTest, RandomCutsUnderConcurrentRequestsLoseNothingAcknowledged) 
           const int pick = static_cast<int>(r() % 10);
           if (pick < 4 || mine.empty()) {
             const std::string patient = "synthetic-power-" + rid;
-            const std::string content = "synthetic note " + rid + " " + std::string(r() % 3000, 'x');
+            const std::string content =
+                "synthetic note " + rid + " " + std::string(r() % 3000, 'x');
             {
               std::lock_guard<std::mutex> lock(log.mu);
               log.pending.push_back({rid, patient, "", 1, content});
             }
             auto m = vault_->service->CreateRecord(
                 Physician(rid),
-                {patient, "clinical_note", "text/plain", "2026-10-01", "Dr. Synthetic", content});
+                {patient, "clinical_note", "text/plain", encounter, "Dr. Synthetic", content});
             if (!m.ok()) break;
             std::lock_guard<std::mutex> lock(log.mu);
-            std::erase_if(log.pending, [&](const OpLog::Pending& p) { return p.request_id == rid; });
+            std::erase_if(log.pending,
+                          [&](const OpLog::Pending& p) { return p.request_id == rid; });
             log.versions[m->record_id] = {content};
             log.patient_of[m->record_id] = patient;
             log.acked.push_back({rid, "record.create", m->record_id, 1});
@@ -427,10 +438,11 @@ TEST_F(PowerLossTest, RandomCutsUnderConcurrentRequestsLoseNothingAcknowledged) 
               log.pending.push_back({rid, "", id, next, content});
             }
             auto m = vault_->service->AmendRecord(Physician(rid), id,
-                                                 {content, "synthetic correction", {}, {}, {}});
+                                                  {content, "synthetic correction", {}, {}, {}});
             if (!m.ok()) break;
             std::lock_guard<std::mutex> lock(log.mu);
-            std::erase_if(log.pending, [&](const OpLog::Pending& p) { return p.request_id == rid; });
+            std::erase_if(log.pending,
+                          [&](const OpLog::Pending& p) { return p.request_id == rid; });
             EXPECT_EQ(m->version, next);
             log.versions[id].push_back(content);
             log.acked.push_back({rid, "record.amend", id, m->version});
@@ -468,8 +480,10 @@ TEST_F(PowerLossTest, RandomCutsUnderConcurrentRequestsLoseNothingAcknowledged) 
 TEST_F(PowerLossTest, ACutAnywhereInASweepIsCompletedByTheNextSweep) {
   std::vector<std::string> fingerprints;
   auto setup = [&](OpLog& log) -> std::string {
-    const auto gone = MustCreate(log, "synthetic-sweep-gone", "2011-01-01", "synthetic sweep note gone");
-    auto fp = storage::RecordRepository(*vault_->store, *vault_->keyring).Fingerprints(gone.record_id);
+    const auto gone =
+        MustCreate(log, "synthetic-sweep-gone", "2011-01-01", "synthetic sweep note gone");
+    auto fp =
+        storage::RecordRepository(*vault_->store, *vault_->keyring).Fingerprints(gone.record_id);
     EXPECT_TRUE(fp.ok());
     if (fp.ok()) fingerprints = *fp;
     MustCreate(log, "synthetic-sweep-held", "2011-01-01", "synthetic sweep note held");
@@ -593,14 +607,19 @@ TEST_F(PowerLossTest, ACutAnywhereInABackupLeavesTheVaultIntactAndNoPartialBacku
 TEST_F(PowerLossTest, ACutAnywhereInAKeyringUpdateLeavesTheOldOrTheNewKeyring) {
   OpLog log;
   MustCreate(log, "synthetic-keyring-0", "2026-10-01", "synthetic keyring note 0");
-  uint64_t n_create = 0;
-  now_us_ += 86400LL * 1000000;  // a new day: the next record needs a new epoch key
-  n_create = ChangesOf(
-      [&] { MustCreate(log, "synthetic-keyring-1", "2026-10-01", "synthetic keyring note 1"); });
+  // Records are sealed under the epoch of their retention day, so each encounter date of its own
+  // makes the create add an epoch key to the keyring first.
+  auto encounter = [](uint64_t i) {
+    char date[11];
+    std::snprintf(date, sizeof date, "2025-%02d-%02d", static_cast<int>(1 + (i / 28) % 12),
+                  static_cast<int>(1 + i % 28));
+    return std::string(date);
+  };
+  uint64_t n_create = ChangesOf(
+      [&] { MustCreate(log, "synthetic-keyring-1", encounter(200), "synthetic keyring note 1"); });
   uint64_t cuts = 0;
   for (uint64_t k = 0; k <= n_create; ++k) {
     SCOPED_TRACE("create: cut after change " + std::to_string(k));
-    now_us_ += 86400LL * 1000000;
     const std::string rid = "keyring-create-" + std::to_string(k);
     const std::string patient = "synthetic-keyring-cut-" + std::to_string(k);
     const std::string content = "synthetic keyring cut note " + std::to_string(k);
@@ -609,7 +628,7 @@ TEST_F(PowerLossTest, ACutAnywhereInAKeyringUpdateLeavesTheOldOrTheNewKeyring) {
     vault_->power->CutAfter(k);
     auto m = vault_->service->CreateRecord(
         Physician(rid),
-        {patient, "clinical_note", "text/plain", "2026-10-01", "Dr. Synthetic", content});
+        {patient, "clinical_note", "text/plain", encounter(k), "Dr. Synthetic", content});
     if (m.ok()) {
       log.pending.pop_back();
       log.versions[m->record_id] = {content};

@@ -20,6 +20,8 @@ std::string WithoutTrailingSlash(std::string dir) {
 }
 
 std::optional<std::string> ReadWhole(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return std::nullopt;
   std::ifstream in(path, std::ios::binary);
   if (!in) return std::nullopt;
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -273,6 +275,8 @@ rocksdb::IOStatus PowerCutFs::RenameFile(const std::string& src, const std::stri
                                          rocksdb::IODebugContext* dbg) {
   auto s = Check(FsOp::kRename, src + " -> " + dst);
   if (!s.ok()) return s;
+  std::error_code ec;
+  if (fs::is_directory(src, ec)) return target()->RenameFile(src, dst, o, dbg);  // durable at once
   std::optional<std::string> old_target;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -51,9 +51,9 @@ inline constexpr uint32_t operator|(FsOp a, FsOp b) {
 }
 
 struct FsFault {
-  uint32_t ops = 0;  // FsOp bits
-  uint64_t skip = 0;                        // matching operations that pass first
-  uint64_t count = UINT64_MAX;              // then this many fail (each with `probability`)
+  uint32_t ops = 0;             // FsOp bits
+  uint64_t skip = 0;            // matching operations that pass first
+  uint64_t count = UINT64_MAX;  // then this many fail (each with `probability`)
   double probability = 1.0;
   uint64_t seed = 1;
 };

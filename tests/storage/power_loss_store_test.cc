@@ -168,8 +168,8 @@ TEST_F(PowerLossStoreTest, AFailedGroupSyncFailsEveryWriterOfTheGroup) {
     for (int t = 0; t < 8; ++t) {
       writers.emplace_back([&, t] {
         for (int i = 0; i < 150; ++i) {
-          const std::string key = "r" + std::to_string(round) + "-t" + std::to_string(t) + "-" +
-                                  std::to_string(i);
+          const std::string key =
+              "r" + std::to_string(round) + "-t" + std::to_string(t) + "-" + std::to_string(i);
           const bool ok = store_->Write(Pair(key, "value of " + key), true).ok();
           std::lock_guard<std::mutex> lock(mu);
           tried.push_back(key);
