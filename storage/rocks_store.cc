@@ -12,6 +12,8 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice_transform.h>
@@ -22,6 +24,7 @@
 #include <rocksdb/write_batch.h>
 
 #include "base/mutex.h"
+#include "storage/rocks_store.h"
 #include "storage/store.h"
 
 namespace phivault::storage {
@@ -156,6 +159,156 @@ class SequentialFamilyPrefix final : public rocksdb::SliceTransform {
   const Cf cf_;
 };
 
+// A failed write or sync of a database file, as RocksDB 7.8 (with paranoid_checks) takes it: a
+// failed WAL write or sync is a fatal background error, and the database stays read-only until
+// it is reopened — the daemon would need a restart after any transient disk fault. Flagged
+// retryable, the same error is a hard error that DB::Resume() clears once the disk works again
+// (ErrorRecovery below): it flushes every memtable, so the WAL that held the failed write is no
+// longer needed, and writes on in a new WAL. That matters because a
+// failed fsync loses the unsynced pages (Linux marks them clean) and a later fsync of the same
+// file reports success: no write may be acknowledged on that log again. Out-of-space errors keep
+// their own recovery (the SstFileManager's) and are left as they are.
+rocksdb::IOStatus Retryable(rocksdb::IOStatus s) {
+  if (s.IsIOError() && !s.IsNoSpace()) s.SetRetryable(true);
+  return s;
+}
+
+class RetryableWritableFile final : public rocksdb::FSWritableFileOwnerWrapper {
+ public:
+  using FSWritableFileOwnerWrapper::FSWritableFileOwnerWrapper;
+  rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
+                           rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Append(data, o, dbg));
+  }
+  rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& o,
+                           const rocksdb::DataVerificationInfo& info,
+                           rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Append(data, o, info, dbg));
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                     const rocksdb::IOOptions& o,
+                                     rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->PositionedAppend(data, offset, o, dbg));
+  }
+  rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                     const rocksdb::IOOptions& o,
+                                     const rocksdb::DataVerificationInfo& info,
+                                     rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->PositionedAppend(data, offset, o, info, dbg));
+  }
+  rocksdb::IOStatus Flush(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Flush(o, dbg));
+  }
+  rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Sync(o, dbg));
+  }
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Fsync(o, dbg));
+  }
+  rocksdb::IOStatus Close(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->Close(o, dbg));
+  }
+};
+
+class RetryableDirectory final : public rocksdb::FSDirectoryWrapper {
+ public:
+  using FSDirectoryWrapper::FSDirectoryWrapper;
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(FSDirectoryWrapper::Fsync(o, dbg));
+  }
+  rocksdb::IOStatus FsyncWithDirOptions(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg,
+                                        const rocksdb::DirFsyncOptions& d) override {
+    return Retryable(FSDirectoryWrapper::FsyncWithDirOptions(o, dbg, d));
+  }
+};
+
+class RetryableWriteErrors final : public rocksdb::FileSystemWrapper {
+ public:
+  using FileSystemWrapper::FileSystemWrapper;
+  const char* Name() const override { return "PhivaultRetryableWriteErrors"; }
+  rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    auto s = Retryable(target()->NewWritableFile(f, o, &file, dbg));
+    if (s.ok()) *r = std::make_unique<RetryableWritableFile>(std::move(file));
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                       rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    auto s = Retryable(target()->ReopenWritableFile(f, o, &file, dbg));
+    if (s.ok()) *r = std::make_unique<RetryableWritableFile>(std::move(file));
+    return s;
+  }
+  rocksdb::IOStatus NewDirectory(const std::string& name, const rocksdb::IOOptions& o,
+                                 std::unique_ptr<rocksdb::FSDirectory>* r,
+                                 rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSDirectory> dir;
+    auto s = target()->NewDirectory(name, o, &dir, dbg);
+    if (s.ok()) *r = std::make_unique<RetryableDirectory>(std::move(dir));
+    return s;
+  }
+  rocksdb::IOStatus RenameFile(const std::string& src, const std::string& dst,
+                               const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+    return Retryable(target()->RenameFile(src, dst, o, dbg));
+  }
+};
+
+// Takes the database out of the read-only state a retryable error left it in, by DB::Resume()
+// before a write, at most once per backoff interval (doubling up to kMaxResumeBackoff while the
+// fault lasts). RocksDB's own retry thread (max_bgerror_resume_count) is not used: in 7.8 a
+// DB::Close() while it runs against a disk that still fails waits for ever.
+class ErrorRecovery {
+ public:
+  static constexpr auto kMinResumeBackoff = std::chrono::milliseconds(50);
+  static constexpr auto kMaxResumeBackoff = std::chrono::seconds(5);
+
+  void AfterWrite(const rocksdb::Status& s) {
+    if (s.IsIOError() && !s.IsNoSpace()) failed_.store(true, std::memory_order_release);
+  }
+
+  // OK if the database is writable (again); otherwise Unavailable with the error that keeps it
+  // read-only, or while waiting for the next attempt.
+  Status BeforeWrite(rocksdb::DB& db) {
+    if (!failed_.load(std::memory_order_acquire)) return Status::Ok();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!failed_.load(std::memory_order_relaxed)) return Status::Ok();
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_attempt_) return Unavailable("storage is recovering from an I/O error");
+    // Resume() moves to a new WAL only by flushing a memtable that holds something. With every
+    // memtable empty (the error came right after a flush) it succeeds without doing so, and the
+    // next write goes to the WAL writer that failed: Debian's RocksDB (built with assertions)
+    // aborts there, a release build fails every write again. Nothing can fill a memtable while
+    // the database refuses writes, so only a restart (a fresh WAL) recovers from that.
+    uint64_t active = 0, immutable = 0;
+    if (!db.GetAggregatedIntProperty(rocksdb::DB::Properties::kNumEntriesActiveMemTable, &active) ||
+        !db.GetAggregatedIntProperty(rocksdb::DB::Properties::kNumEntriesImmMemTables,
+                                     &immutable) ||
+        active + immutable == 0) {
+      next_attempt_ = now + kMaxResumeBackoff;
+      return Unavailable(
+          "storage failed with an I/O error right after a flush; restart the daemon to recover");
+    }
+    rocksdb::Status s = db.Resume();
+    if (s.ok()) {
+      failed_.store(false, std::memory_order_release);
+      backoff_ = kMinResumeBackoff;
+      return Status::Ok();
+    }
+    next_attempt_ = now + backoff_;
+    backoff_ = std::min<std::chrono::steady_clock::duration>(2 * backoff_, kMaxResumeBackoff);
+    return Unavailable("storage is recovering from an I/O error: " + s.ToString());
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point next_attempt_;               // GUARDED_BY(mu_)
+  std::chrono::steady_clock::duration backoff_ = kMinResumeBackoff;  // GUARDED_BY(mu_)
+};
+
 rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const RocksStoreOptions& options,
                                        const std::shared_ptr<rocksdb::Cache>& cache) {
   rocksdb::ColumnFamilyOptions o;
@@ -200,13 +353,19 @@ rocksdb::ColumnFamilyOptions CfOptions(Cf cf, const RocksStoreOptions& options,
 
 class RocksStore final : public Store {
  public:
-  static StatusOr<std::unique_ptr<Store>> Open(const RocksStoreOptions& options) {
+  static StatusOr<std::unique_ptr<Store>> Open(const RocksStoreOptions& options,
+                                               std::shared_ptr<rocksdb::FileSystem> file_system) {
     if (options.path.empty()) return InvalidArgument("store path must not be empty");
     std::error_code ec;
     if (options.create_if_missing) std::filesystem::create_directories(options.path, ec);
     if (ec) return Unavailable("cannot create store directory: " + ec.message());
 
+    auto env = rocksdb::NewCompositeEnv(std::make_shared<RetryableWriteErrors>(
+        file_system ? std::move(file_system) : rocksdb::FileSystem::Default()));
+
     rocksdb::DBOptions db;
+    db.env = env.get();
+    db.max_bgerror_resume_count = 0;  // ErrorRecovery resumes instead
     db.create_if_missing = options.create_if_missing;
     db.create_missing_column_families = true;
     db.paranoid_checks = true;
@@ -226,8 +385,7 @@ class RocksStore final : public Store {
     // SetMaxAllowedSpaceUsage: reaching that limit is a hard error in RocksDB 7.8 that only a
     // manual Resume() clears, and the free space, not the database size, is what runs out; the
     // admission check in Write keeps writes below both.
-    std::shared_ptr<rocksdb::SstFileManager> sfm(
-        rocksdb::NewSstFileManager(rocksdb::Env::Default()));
+    std::shared_ptr<rocksdb::SstFileManager> sfm(rocksdb::NewSstFileManager(db.env));
     sfm->SetCompactionBufferSize(options.reserve_bytes);
     db.sst_file_manager = sfm;
 
@@ -254,8 +412,8 @@ class RocksStore final : public Store {
       Status st = FromRocks(s);
       return st.code() == StatusCode::kDataLoss ? st : Unavailable(st.message());
     }
-    return std::unique_ptr<Store>(
-        new RocksStore(options, std::unique_ptr<rocksdb::DB>(raw), std::move(handles)));
+    return std::unique_ptr<Store>(new RocksStore(
+        options, std::move(env), std::unique_ptr<rocksdb::DB>(raw), std::move(handles)));
   }
 
   ~RocksStore() override {
@@ -273,6 +431,7 @@ class RocksStore final : public Store {
 
   Status Write(const WriteBatch& batch, bool sync) override {
     if (batch.empty()) return Status::Ok();
+    PV_RETURN_IF_ERROR(recovery_.BeforeWrite(*db_));
     PV_RETURN_IF_ERROR(space_.Admit(batch.bytes(), batch.write_class()));
     // Sized up front: a group's batch would otherwise grow by reallocating and copying.
     constexpr size_t kHeaderBytes = 12;
@@ -295,7 +454,9 @@ class RocksStore final : public Store {
     }
     rocksdb::WriteOptions wo;
     wo.sync = sync;
-    Status written = FromRocks(db_->Write(wo, &wb));
+    const rocksdb::Status rs = db_->Write(wo, &wb);
+    recovery_.AfterWrite(rs);
+    Status written = FromRocks(rs);
     if (sync && written.ok()) synced_writes_.fetch_add(1, std::memory_order_relaxed);
     return written;
   }
@@ -383,9 +544,10 @@ class RocksStore final : public Store {
   }
 
  private:
-  RocksStore(const RocksStoreOptions& options, std::unique_ptr<rocksdb::DB> db,
-             std::vector<rocksdb::ColumnFamilyHandle*> handles)
-      : db_(std::move(db)),
+  RocksStore(const RocksStoreOptions& options, std::unique_ptr<rocksdb::Env> env,
+             std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles)
+      : env_(std::move(env)),
+        db_(std::move(db)),
         handles_(std::move(handles)),
         space_(options.path, options.reserve_bytes, options.free_space, [this] {
           uint64_t bytes = 0;
@@ -398,16 +560,23 @@ class RocksStore final : public Store {
   // handles_[0] is the default column family; Cf values follow in declaration order.
   rocksdb::ColumnFamilyHandle* Handle(Cf cf) const { return handles_[static_cast<size_t>(cf) + 1]; }
 
+  std::unique_ptr<rocksdb::Env> env_;  // outlives db_
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   SpaceGuard space_;
+  ErrorRecovery recovery_;
   std::atomic<uint64_t> synced_writes_{0};
 };
 
 }  // namespace
 
 StatusOr<std::unique_ptr<Store>> OpenRocksStore(const RocksStoreOptions& options) {
-  return RocksStore::Open(options);
+  return RocksStore::Open(options, nullptr);
+}
+
+StatusOr<std::unique_ptr<Store>> OpenRocksStoreOn(
+    const RocksStoreOptions& options, std::shared_ptr<rocksdb::FileSystem> file_system) {
+  return RocksStore::Open(options, std::move(file_system));
 }
 
 }  // namespace phivault::storage
