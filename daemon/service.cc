@@ -209,7 +209,7 @@ class VaultServiceImpl final : public VaultService {
       read.archived = archived.ok() && *archived;
     }
     if (!read.archived || !config_.archive.restore_on_read) return;
-    std::lock_guard<std::mutex> lock(StripeFor(record_id));
+    MutexLock lock(StripeFor(record_id));
     storage::WriteBatch batch;
     auto moved = records_.StageUnarchive(record_id, batch);
     Status written = moved.ok() ? store_.Write(batch, /*sync=*/false) : moved.status();
@@ -1217,7 +1217,7 @@ class VaultServiceImpl final : public VaultService {
     return records_.ForEachRecord([&](const std::string& id, int64_t created_us) -> Status {
       ++result.examined_records;
       if (created_us >= cutoff_us || recent.count(id) > 0) return Status::Ok();
-      std::lock_guard<std::mutex> lock(StripeFor(id));
+      MutexLock lock(StripeFor(id));
       Status due = ArchiveOneLocked(id, cutoff, cutoff_us, dry_run, result);
       return IsShredded(due) ? Status::Ok() : due;
     });
@@ -1777,7 +1777,7 @@ class VaultServiceImpl final : public VaultService {
     PV_RETURN_IF_ERROR(ParallelFor(patients.size(), [&](size_t p) -> Status {
       auto& [patient_id, opened] = *patients[p];
       {
-        std::lock_guard<std::mutex> lock(encounter_mu_);
+        MutexLock lock(encounter_mu_);
         auto it = encounters_.find(patient_id);
         if (it != encounters_.end() && it->second.complete) return Status::Ok();
       }
@@ -1785,7 +1785,7 @@ class VaultServiceImpl final : public VaultService {
                           records_.ListPatientExcept(patient_id, opened.ids));
       std::optional<std::chrono::year_month_day> last = opened.last;
       for (const auto& m : others) MergeDay(last, ParseDay(m.encounter_date));
-      std::lock_guard<std::mutex> lock(encounter_mu_);
+      MutexLock lock(encounter_mu_);
       KnownEncounter& k = encounters_[patient_id];
       MergeDay(k.last, last);
       k.complete = true;
