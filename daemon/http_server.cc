@@ -177,6 +177,16 @@ class RefusedConnection final : public Poco::Net::TCPServerConnection {
     try {
       socket().sendBytes(response.data(), static_cast<int>(response.size()));
       socket().shutdownSend();
+      // A lingering close: the client may still be sending its request. Closing with that
+      // unread, or before it arrives, resets the connection and the client never reads the
+      // 503; read and drop what comes for a moment (bounded in time and bytes) instead.
+      socket().setReceiveTimeout(Poco::Timespan(0, kLingerMicros));
+      char sink[4096];
+      for (size_t drained = 0; drained < kLingerMaxBytes;) {
+        const int n = socket().receiveBytes(sink, sizeof sink);
+        if (n <= 0) break;
+        drained += static_cast<size_t>(n);
+      }
     } catch (const Poco::Exception&) {
       // The client is gone; nothing to tell it.
     }
@@ -184,6 +194,8 @@ class RefusedConnection final : public Poco::Net::TCPServerConnection {
   }
 
  private:
+  static constexpr long kLingerMicros = 100'000;
+  static constexpr size_t kLingerMaxBytes = 64 * 1024;
   std::string detail_;
 };
 
