@@ -1313,6 +1313,9 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     resp.set("X-Content-Type-Options", "nosniff");
     // Unread body bytes would be taken for the next request: close instead.
     if (ex.body_pending || ex.close) resp.setKeepAlive(false);
+    if (ex.body_pending) {
+      if (ConnectionState* c = CurrentConnection(); c != nullptr) c->linger_before_close = true;
+    }
     // The server is stopping: this is the connection's last response.
     if (const ConnectionState* c = CurrentConnection(); c != nullptr && c->stop_requested.load()) {
       resp.setKeepAlive(false);

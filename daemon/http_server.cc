@@ -155,6 +155,31 @@ class CountedConnection final : public Poco::Net::HTTPServerConnection {
   std::shared_ptr<ConnectionState> state_;
 };
 
+// A lingering close (RFC 9112 §9.6): the client may still be sending its request when the
+// server answers it early and closes. Closing with that data unread, or before it arrives, resets
+// the connection and the client never reads the answer; read and drop what comes for a moment
+// instead, bounded in time (100 ms in all) and bytes (1 MiB). Ends early once the client closes.
+void DrainBeforeClose(int fd) {
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kLinger = std::chrono::milliseconds(100);
+  constexpr size_t kMaxBytes = size_t{1} << 20;
+  const Clock::time_point deadline = Clock::now() + kLinger;
+  char sink[16384];
+  for (size_t drained = 0; drained < kMaxBytes;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return;
+    pollfd p{fd, POLLIN, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(left));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc <= 0) return;
+    const ssize_t n = ::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+    if (n <= 0) return;
+    drained += static_cast<size_t>(n);
+  }
+}
+
 // Answers a connection over the limit (or arriving during shutdown) with 503 and closes it.
 class RefusedConnection final : public Poco::Net::TCPServerConnection {
  public:
@@ -177,16 +202,7 @@ class RefusedConnection final : public Poco::Net::TCPServerConnection {
     try {
       socket().sendBytes(response.data(), static_cast<int>(response.size()));
       socket().shutdownSend();
-      // A lingering close: the client may still be sending its request. Closing with that
-      // unread, or before it arrives, resets the connection and the client never reads the
-      // 503; read and drop what comes for a moment (bounded in time and bytes) instead.
-      socket().setReceiveTimeout(Poco::Timespan(0, kLingerMicros));
-      char sink[4096];
-      for (size_t drained = 0; drained < kLingerMaxBytes;) {
-        const int n = socket().receiveBytes(sink, sizeof sink);
-        if (n <= 0) break;
-        drained += static_cast<size_t>(n);
-      }
+      DrainBeforeClose(socket().impl()->sockfd());
     } catch (const Poco::Exception&) {
       // The client is gone; nothing to tell it.
     }
@@ -194,8 +210,6 @@ class RefusedConnection final : public Poco::Net::TCPServerConnection {
   }
 
  private:
-  static constexpr long kLingerMicros = 100'000;
-  static constexpr size_t kLingerMaxBytes = 64 * 1024;
   std::string detail_;
 };
 
@@ -464,6 +478,7 @@ class GuardedHandler final : public Poco::Net::HTTPRequestHandler {
     if (std::optional<std::string> error = FramingError(request); error.has_value()) {
       spdlog::warn("request refused: {}", *error);
       SendFramingProblem(response, *error);
+      if (c != nullptr && c->fd >= 0) DrainBeforeClose(c->fd);
       return;
     }
     if (c != nullptr) {
@@ -485,7 +500,13 @@ class GuardedHandler final : public Poco::Net::HTTPRequestHandler {
         if (c->stop_requested.load() && c->fd >= 0) ::shutdown(c->fd, SHUT_RD);
       }
     } done{c};
+    if (c != nullptr) c->linger_before_close = false;
     if (handler != nullptr) handler->handleRequest(request, response);
+    // The handler answered with part of the body unread (it is not kept alive then).
+    if (c != nullptr && c->linger_before_close && c->fd >= 0 && !response.getKeepAlive()) {
+      c->linger_before_close = false;
+      DrainBeforeClose(c->fd);
+    }
   }
 
  private:

@@ -102,6 +102,10 @@ struct ConnectionState {
   uint64_t body_bytes = 0;                                  // received while in the handler
   std::atomic<bool> in_handler{false};
   std::atomic<bool> stop_requested{false};
+  // The response is sent with body bytes still unread (a 413, a refused framing): the server
+  // reads and drops what the client still sends for a moment before closing, so that the client,
+  // still writing its request, reads the response instead of a reset connection.
+  bool linger_before_close = false;
 };
 ConnectionState* CurrentConnection();
 
