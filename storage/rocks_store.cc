@@ -275,9 +275,19 @@ class ErrorRecovery {
     if (s.IsIOError() && !s.IsNoSpace()) failed_.store(true, std::memory_order_release);
   }
 
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
+
+  // The database was reopened: it is writable (a fresh WAL, no background error).
+  void Reopened() {
+    std::lock_guard<std::mutex> lock(mu_);
+    failed_.store(false, std::memory_order_release);
+    backoff_ = kMinResumeBackoff;
+  }
+
   // OK if the database is writable (again); otherwise Unavailable with the error that keeps it
-  // read-only, or while waiting for the next attempt.
-  Status BeforeWrite(rocksdb::DB& db) {
+  // read-only, or while waiting for the next attempt. Sets *reopen when only reopening the
+  // database can make it writable again.
+  Status BeforeWrite(rocksdb::DB& db, bool* reopen) {
     if (!failed_.load(std::memory_order_acquire)) return Status::Ok();
     std::lock_guard<std::mutex> lock(mu_);
     if (!failed_.load(std::memory_order_relaxed)) return Status::Ok();
@@ -285,17 +295,21 @@ class ErrorRecovery {
     if (now < next_attempt_) return Unavailable("storage is recovering from an I/O error");
     // Resume() moves to a new WAL only by flushing a memtable that holds something. With every
     // memtable empty (the error came right after a flush) it succeeds without doing so, and the
-    // next write goes to the WAL writer that failed: Debian's RocksDB (built with assertions)
-    // aborts there, a release build fails every write again. Nothing can fill a memtable while
-    // the database refuses writes, so only a restart (a fresh WAL) recovers from that.
+    // next write goes to the log writer that failed: Debian's RocksDB (built with assertions)
+    // aborts there, a release build fails every write again. A memtable cannot be filled to
+    // force the switch either (the flush first writes out the failed writer's buffer and fails
+    // the same way). Only a new WAL from reopening the database recovers from that: the caller
+    // reopens it (RocksStore::Reopen) when told so. Everything acknowledged is synced, so the
+    // reopen loses nothing.
     uint64_t active = 0, immutable = 0;
     if (!db.GetAggregatedIntProperty(rocksdb::DB::Properties::kNumEntriesActiveMemTable, &active) ||
         !db.GetAggregatedIntProperty(rocksdb::DB::Properties::kNumEntriesImmMemTables,
                                      &immutable) ||
         active + immutable == 0) {
-      next_attempt_ = now + kMaxResumeBackoff;
-      return Unavailable(
-          "storage failed with an I/O error right after a flush; restart the daemon to recover");
+      if (reopen != nullptr) *reopen = true;
+      next_attempt_ = now + backoff_;
+      backoff_ = std::min<std::chrono::steady_clock::duration>(2 * backoff_, kMaxResumeBackoff);
+      return Unavailable("storage failed with an I/O error right after a flush; reopening it");
     }
     rocksdb::Status s = db.Resume();
     if (s.ok()) {
@@ -377,8 +391,20 @@ class RocksStore final : public Store {
     auto env = rocksdb::NewCompositeEnv(std::make_shared<RetryableWriteErrors>(
         file_system ? std::move(file_system) : rocksdb::FileSystem::Default()));
 
+    std::unique_ptr<rocksdb::DB> db;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    PV_RETURN_IF_ERROR(OpenDb(options, env.get(), db, handles));
+    return std::unique_ptr<Store>(
+        new RocksStore(options, std::move(env), std::move(db), std::move(handles)));
+  }
+
+  // Opens the database at options.path with the store's options; on success `db` and
+  // `handles` hold it (handles[0] is the default column family).
+  static Status OpenDb(const RocksStoreOptions& options, rocksdb::Env* env,
+                       std::unique_ptr<rocksdb::DB>& out,
+                       std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
     rocksdb::DBOptions db;
-    db.env = env.get();
+    db.env = env;
     db.max_bgerror_resume_count = 0;  // ErrorRecovery resumes instead
     db.create_if_missing = options.create_if_missing;
     db.create_missing_column_families = true;
@@ -426,23 +452,24 @@ class RocksStore final : public Store {
       }
     }
 
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* raw = nullptr;
     rocksdb::Status s = rocksdb::DB::Open(db, options.path, descriptors, &handles, &raw);
     if (!s.ok()) {
       Status st = FromRocks(s);
       return st.code() == StatusCode::kDataLoss ? st : Unavailable(st.message());
     }
-    return std::unique_ptr<Store>(new RocksStore(
-        options, std::move(env), std::unique_ptr<rocksdb::DB>(raw), std::move(handles)));
+    out.reset(raw);
+    return Status::Ok();
   }
 
   ~RocksStore() override {
-    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
-    db_->Close().PermitUncheckedError();
+    WriterMutexLock lock(db_mu_);
+    CloseDb();
   }
 
   StatusOr<std::optional<std::string>> Get(Cf cf, std::string_view key) override {
+    ReaderMutexLock lock(db_mu_);
+    PV_RETURN_IF_ERROR(Ready());
     std::string value;
     rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), Handle(cf), ToSlice(key), &value);
     if (s.IsNotFound()) return std::optional<std::string>();
@@ -452,7 +479,102 @@ class RocksStore final : public Store {
 
   Status Write(const WriteBatch& batch, bool sync) override {
     if (batch.empty()) return Status::Ok();
-    PV_RETURN_IF_ERROR(recovery_.BeforeWrite(*db_));
+    bool reopen = false;
+    {
+      ReaderMutexLock lock(db_mu_);
+      if (db_ != nullptr) {
+        Status ready = recovery_.BeforeWrite(*db_, &reopen);
+        if (ready.ok()) return WriteLocked(batch, sync);
+        if (!reopen) return ready;
+      }
+    }
+    // Only a new WAL recovers (ErrorRecovery::BeforeWrite), or an earlier reopen failed.
+    PV_RETURN_IF_ERROR(Reopen());
+    ReaderMutexLock lock(db_mu_);
+    PV_RETURN_IF_ERROR(Ready());
+    return WriteLocked(batch, sync);
+  }
+
+  Status Scan(Cf cf, std::string_view begin, std::string_view end, const ScanFn& fn) override {
+    ReaderMutexLock lock(db_mu_);
+    PV_RETURN_IF_ERROR(Ready());
+    return ScanLocked(cf, begin, end, fn);
+  }
+
+  Status ScanReverse(Cf cf, std::string_view begin, std::string_view end,
+                     const ScanFn& fn) override {
+    ReaderMutexLock lock(db_mu_);
+    PV_RETURN_IF_ERROR(Ready());
+    return ScanReverseLocked(cf, begin, end, fn);
+  }
+
+  Status Flush() override {
+    ReaderMutexLock lock(db_mu_);
+    PV_RETURN_IF_ERROR(Ready());
+    return FlushLocked();
+  }
+
+  Status CompactAll() override {
+    ReaderMutexLock lock(db_mu_);
+    PV_RETURN_IF_ERROR(Ready());
+    return CompactAllLocked();
+  }
+
+  Status CreateCheckpoint(const std::string& dir) override {
+    ReaderMutexLock lock(db_mu_);
+    PV_RETURN_IF_ERROR(Ready());
+    return CreateCheckpointLocked(dir);
+  }
+
+  uint64_t synced_writes() const override { return synced_writes_.load(std::memory_order_relaxed); }
+
+  StatusOr<SpaceInfo> Space() override {
+    ReaderMutexLock lock(db_mu_);
+    PV_RETURN_IF_ERROR(Ready());
+    return SpaceLocked();
+  }
+
+ private:
+  // The database is open (a failed reopen leaves it closed until the next write reopens it).
+  Status Ready() const REQUIRES_SHARED(db_mu_) {
+    if (db_ == nullptr) {
+      return Unavailable("storage is recovering from an I/O error: the database is closed");
+    }
+    return Status::Ok();
+  }
+
+  void CloseDb() REQUIRES(db_mu_) {
+    if (db_ == nullptr) return;
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    handles_.clear();
+    db_->Close().PermitUncheckedError();
+    db_.reset();
+  }
+
+  // Closes and opens the database again, for a new WAL after a failed log write. Every
+  // acknowledged write was synced, so nothing acknowledged is lost; what the failed write left
+  // in its log is a torn tail that recovery drops. Waits for the backoff between attempts.
+  Status Reopen() EXCLUDES(db_mu_) {
+    WriterMutexLock lock(db_mu_);
+    if (db_ != nullptr && !recovery_.failed()) return Status::Ok();  // another writer did it
+    CloseDb();
+    std::unique_ptr<rocksdb::DB> db;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    RocksStoreOptions options = options_;
+    options.create_if_missing = false;
+    Status opened = OpenDb(options, env_.get(), db, handles);
+    if (!opened.ok()) {
+      return Unavailable(
+          "storage is recovering from an I/O error: reopening the database failed: " +
+          opened.message());
+    }
+    db_ = std::move(db);
+    handles_ = std::move(handles);
+    recovery_.Reopened();
+    return Status::Ok();
+  }
+
+  Status WriteLocked(const WriteBatch& batch, bool sync) REQUIRES_SHARED(db_mu_) {
     PV_RETURN_IF_ERROR(space_.Admit(batch.bytes(), batch.write_class()));
     // Sized up front: a group's batch would otherwise grow by reallocating and copying.
     constexpr size_t kHeaderBytes = 12;
@@ -482,7 +604,8 @@ class RocksStore final : public Store {
     return written;
   }
 
-  Status Scan(Cf cf, std::string_view begin, std::string_view end, const ScanFn& fn) override {
+  Status ScanLocked(Cf cf, std::string_view begin, std::string_view end, const ScanFn& fn)
+      REQUIRES_SHARED(db_mu_) {
     rocksdb::ReadOptions ro;
     rocksdb::Slice upper = ToSlice(end);
     if (!end.empty()) ro.iterate_upper_bound = &upper;
@@ -493,8 +616,8 @@ class RocksStore final : public Store {
     return FromRocks(it->status());
   }
 
-  Status ScanReverse(Cf cf, std::string_view begin, std::string_view end,
-                     const ScanFn& fn) override {
+  Status ScanReverseLocked(Cf cf, std::string_view begin, std::string_view end, const ScanFn& fn)
+      REQUIRES_SHARED(db_mu_) {
     rocksdb::ReadOptions ro;
     rocksdb::Slice lower = ToSlice(begin);
     rocksdb::Slice upper = ToSlice(end);
@@ -507,23 +630,23 @@ class RocksStore final : public Store {
     return FromRocks(it->status());
   }
 
-  Status Flush() override {
+  Status FlushLocked() REQUIRES_SHARED(db_mu_) {
     rocksdb::FlushOptions fo;
     fo.wait = true;
     fo.allow_write_stall = true;
     return FromRocks(db_->Flush(fo, handles_));
   }
 
-  Status CompactAll() override {
+  Status CompactAllLocked() REQUIRES_SHARED(db_mu_) {
     // A full compaction may briefly need as much space again as the live data, and must leave
     // the reserve to audited reads.
-    PV_ASSIGN_OR_RETURN(SpaceInfo space, Space());
+    PV_ASSIGN_OR_RETURN(SpaceInfo space, SpaceLocked());
     if (space.free_bytes < space.live_data_bytes ||
         space.free_bytes - space.live_data_bytes < space.reserve_bytes) {
       return ResourceExhausted("not enough free disk space to compact");
     }
     // Flushing every column family at once lets every old WAL file become obsolete.
-    PV_RETURN_IF_ERROR(Flush());
+    PV_RETURN_IF_ERROR(FlushLocked());
     for (auto* h : handles_) {
       rocksdb::CompactRangeOptions cro;
       cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
@@ -534,7 +657,7 @@ class RocksStore final : public Store {
     return FromRocks(db_->FlushWAL(/*sync=*/true));
   }
 
-  Status CreateCheckpoint(const std::string& dir) override {
+  Status CreateCheckpointLocked(const std::string& dir) REQUIRES_SHARED(db_mu_) {
     rocksdb::Checkpoint* raw = nullptr;
     PV_RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw)));
     std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
@@ -542,9 +665,7 @@ class RocksStore final : public Store {
     return FromRocks(checkpoint->CreateCheckpoint(dir, /*log_size_for_flush=*/0));
   }
 
-  uint64_t synced_writes() const override { return synced_writes_.load(std::memory_order_relaxed); }
-
-  StatusOr<SpaceInfo> Space() override {
+  StatusOr<SpaceInfo> SpaceLocked() REQUIRES_SHARED(db_mu_) {
     SpaceInfo info;
     PV_ASSIGN_OR_RETURN(info.free_bytes, space_.FreeNow());
     info.reserve_bytes = space_.reserve();
@@ -564,26 +685,33 @@ class RocksStore final : public Store {
     return info;
   }
 
- private:
   RocksStore(const RocksStoreOptions& options, std::unique_ptr<rocksdb::Env> env,
              std::unique_ptr<rocksdb::DB> db, std::vector<rocksdb::ColumnFamilyHandle*> handles)
-      : env_(std::move(env)),
+      : options_(options),
+        env_(std::move(env)),
         db_(std::move(db)),
         handles_(std::move(handles)),
-        space_(options.path, options.reserve_bytes, options.free_space, [this] {
-          uint64_t bytes = 0;
-          return db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables,
-                                               &bytes)
-                     ? bytes
-                     : 0;
-        }) {}
+        // Called by Admit, inside Write, with db_mu_ held.
+        space_(options.path, options.reserve_bytes, options.free_space,
+               [this]() NO_THREAD_SAFETY_ANALYSIS {
+                 uint64_t bytes = 0;
+                 return db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables,
+                                                      &bytes)
+                            ? bytes
+                            : 0;
+               }) {}
 
   // handles_[0] is the default column family; Cf values follow in declaration order.
-  rocksdb::ColumnFamilyHandle* Handle(Cf cf) const { return handles_[static_cast<size_t>(cf) + 1]; }
+  rocksdb::ColumnFamilyHandle* Handle(Cf cf) const REQUIRES_SHARED(db_mu_) {
+    return handles_[static_cast<size_t>(cf) + 1];
+  }
 
+  const RocksStoreOptions options_;
   std::unique_ptr<rocksdb::Env> env_;  // outlives db_
-  std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  // Held shared by every use of the database, exclusively to reopen it (Reopen).
+  mutable SharedMutex db_mu_;
+  std::unique_ptr<rocksdb::DB> db_ GUARDED_BY(db_mu_);  // null after a failed reopen
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_ GUARDED_BY(db_mu_);
   SpaceGuard space_;
   ErrorRecovery recovery_;
   std::atomic<uint64_t> synced_writes_{0};
