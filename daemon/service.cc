@@ -1217,6 +1217,9 @@ class VaultServiceImpl final : public VaultService {
     return records_.ForEachRecord([&](const std::string& id, int64_t created_us) -> Status {
       ++result.examined_records;
       if (created_us >= cutoff_us || recent.count(id) > 0) return Status::Ok();
+      // A move changes the stored bytes (compression re-seals them): a sweep watching must
+      // decide the patient again and take the new fingerprints (Touch below).
+      RetentionGate::Section section = gate_.Enter({});
       MutexLock lock(StripeFor(id));
       Status due = ArchiveOneLocked(id, cutoff, cutoff_us, dry_run, result);
       return IsShredded(due) ? Status::Ok() : due;
@@ -1244,6 +1247,7 @@ class VaultServiceImpl final : public VaultService {
       CountArchived(due, result);
       return Status::Ok();
     }
+    gate_.Touch(rec.meta.patient_id);
     storage::WriteBatch batch;
     PV_ASSIGN_OR_RETURN(uint32_t moved, records_.StageArchive(id, batch));
     // Not synced one by one: the run's audit entry is, and its sync makes every move before it
