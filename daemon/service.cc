@@ -1206,7 +1206,7 @@ class VaultServiceImpl final : public VaultService {
     std::string compaction_error;
     std::set<std::string> certificates;  // from the previous database's tombstones
     std::set<std::string> purge_ids;     // named where there was none (no certificate behind it)
-    std::vector<std::string> records;  // "<id>@1-<versions>", ascending
+    std::vector<std::string> records;    // "<id>@1-<versions>", ascending
     std::string Describe() const {
       std::string out = "purged the stored ciphertext, metadata and index entries of " +
                         std::to_string(purged_records) + " records (" +
@@ -1230,11 +1230,11 @@ class VaultServiceImpl final : public VaultService {
         for (const auto& c : purge_ids) out += " " + c;
       }
       out += compacted ? "; compacted" : "; NOT compacted (" + compaction_error + ")";
-      out += hits == 0 ? "; byte search: none of their " + std::to_string(fingerprints) +
-                             " ciphertext fingerprints is in any database file"
-                       : "; byte search FOUND " + std::to_string(hits) + " of " +
-                             std::to_string(fingerprints) + " fingerprints (first in " +
-                             hit_path + ")";
+      out += hits == 0
+                 ? "; byte search: none of their " + std::to_string(fingerprints) +
+                       " ciphertext fingerprints is in any database file"
+                 : "; byte search FOUND " + std::to_string(hits) + " of " +
+                       std::to_string(fingerprints) + " fingerprints (first in " + hit_path + ")";
       return out;
     }
   };
@@ -1272,9 +1272,10 @@ class VaultServiceImpl final : public VaultService {
         aside = std::move(opened).value();
         aside_records = std::make_unique<storage::RecordRepository>(*aside, keyring_);
       } else {
-        spdlog::warn("restore purge: the previous database cannot be read ({}); the purged "
-                     "records' tombstones name the purge",
-                     opened.status().message());
+        spdlog::warn(
+            "restore purge: the previous database cannot be read ({}); the purged "
+            "records' tombstones name the purge",
+            opened.status().message());
       }
     }
     std::string own_id;  // a certificate-id-shaped name of this purge, made when first needed
@@ -1340,8 +1341,8 @@ class VaultServiceImpl final : public VaultService {
             at = sp + 1;
           }
           uint32_t versions = 0;
-          auto [p, ec] = std::from_chars(fields[0].data(), fields[0].data() + fields[0].size(),
-                                         versions);
+          auto [p, ec] =
+              std::from_chars(fields[0].data(), fields[0].data() + fields[0].size(), versions);
           if (fields.size() < 2 || ec != std::errc() || versions == 0) {
             parsed = DataLoss("a restore purge progress key is malformed");
             return false;
@@ -1387,10 +1388,11 @@ class VaultServiceImpl final : public VaultService {
       if (found.insert(h.needle).second && summary.hit_path.empty()) summary.hit_path = h.path;
     }
     summary.hits = found.size();
-    spdlog::info("restore purge: {} records ({} versions) whose keys were destroyed since the "
-                 "backup deleted{}",
-                 summary.purged_records, summary.purged_versions,
-                 summary.hits == 0 ? "" : "; ciphertext still found in a file");
+    spdlog::info(
+        "restore purge: {} records ({} versions) whose keys were destroyed since the "
+        "backup deleted{}",
+        summary.purged_records, summary.purged_versions,
+        summary.hits == 0 ? "" : "; ciphertext still found in a file");
     return summary;
   }
 

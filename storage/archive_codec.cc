@@ -56,8 +56,8 @@ StatusOr<std::optional<std::string>> EncodeArchivePayload(std::string_view conte
   std::string payload(kLengthBytes + bound, '\0');
   std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx(ZSTD_createCCtx_advanced(kWipingMem));
   if (!cctx) return Internal("zstd: cannot create a compression context");
-  if (ZSTD_isError(ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel,
-                                          kArchiveZstdLevel)) ||
+  if (ZSTD_isError(
+          ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, kArchiveZstdLevel)) ||
       ZSTD_isError(ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_contentSizeFlag, 1)) ||
       ZSTD_isError(ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 0))) {
     return Internal("zstd: cannot set the compression parameters");

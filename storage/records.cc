@@ -636,8 +636,7 @@ StatusOr<uint32_t> RecordRepository::StageArchive(std::string_view record_id, Wr
     PV_ASSIGN_OR_RETURN(crypto::SecretBytes dek, UnwrapDek(keyring_, raw_id, version, header));
     auto aead = crypto::Aead::Create(std::move(dek));
     if (!aead.ok()) return IntegrityFailure();
-    auto content =
-        (*aead)->Decrypt(*value, SealAad(kContentAad, raw_id, version, header.blind_id));
+    auto content = (*aead)->Decrypt(*value, SealAad(kContentAad, raw_id, version, header.blind_id));
     if (!content.ok()) return IntegrityFailure();
     Wipe wipe_content{*content};
     PV_ASSIGN_OR_RETURN(std::optional<std::string> payload, EncodeArchivePayload(*content));
@@ -646,8 +645,8 @@ StatusOr<uint32_t> RecordRepository::StageArchive(std::string_view record_id, Wr
       Wipe wipe_payload{*payload};
       // Same DEK, a fresh nonce (Encrypt makes it), the archived format's own AAD.
       own.Put(Cf::kArchive, VersionKey('z', raw_id, version),
-              (*aead)->Encrypt(*payload, SealAad(kArchivedContentAad, raw_id, version,
-                                                 header.blind_id)));
+              (*aead)->Encrypt(*payload,
+                               SealAad(kArchivedContentAad, raw_id, version, header.blind_id)));
     } else {
       own.Put(Cf::kArchive, std::move(key), std::move(*value));
     }
@@ -732,8 +731,7 @@ Status RecordRepository::ForEachRecord(
 StatusOr<bool> RecordRepository::IsArchived(std::string_view record_id, uint32_t version) {
   PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
   if (!ArchiveMayHoldContent()) return false;
-  PV_ASSIGN_OR_RETURN(auto compressed,
-                      store_.Get(Cf::kArchive, VersionKey('z', raw_id, version)));
+  PV_ASSIGN_OR_RETURN(auto compressed, store_.Get(Cf::kArchive, VersionKey('z', raw_id, version)));
   if (compressed) return true;
   PV_ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kArchive, VersionKey('c', raw_id, version)));
   return stored.has_value();

@@ -319,7 +319,8 @@ TEST_F(E2eBackupTest, RestoreBeforeSweepKeepsShreddedRecordsGoneAndTheRestByteId
   EXPECT_TRUE(HasEntry(entries, "backup.restore", "is the one this database holds"));
   EXPECT_TRUE(HasEntry(entries, "backup.restore",
                        "ciphertext, metadata and index entries of 2 records (2 versions)"));
-  EXPECT_TRUE(HasEntry(entries, "backup.restore", "certificates of their destruction: " + certificate));
+  EXPECT_TRUE(
+      HasEntry(entries, "backup.restore", "certificates of their destruction: " + certificate));
   EXPECT_TRUE(HasEntry(entries, "backup.restore", "none of their 6 ciphertext fingerprints"));
   EXPECT_FALSE(fs::exists(vault_.data_dir() + "/restore-marker.json"));
   // The restored vault sweeps as before; what it brought back under destroyed keys stays 410.

@@ -39,14 +39,29 @@ std::string BE32(uint32_t v) {
 // Synthetic clinical-note-like text of about `bytes` bytes (no real patient): the phrases,
 // numbers and dates a progress note repeats, which compress the way real notes do.
 std::string SyntheticNote(size_t bytes) {
-  static const std::vector<std::string> phrases = {
-      "Patient seen for follow-up of ", "hypertension", "type 2 diabetes mellitus",
-      "chronic low back pain", ". Reports ", "no chest pain, no shortness of breath",
-      "intermittent headaches", "improved sleep", ". Vitals: BP ", " mmHg, HR ", " bpm, T ",
-      " C, SpO2 ", "%. Medications reviewed: ", "metformin 500 mg twice daily",
-      "lisinopril 10 mg daily", "ibuprofen as needed", ". Assessment: stable. Plan: ",
-      "continue current regimen", "recheck HbA1c in 3 months", "refer to physiotherapy",
-      ". Next visit on 20", "-", ". Counselled on diet and exercise. "};
+  static const std::vector<std::string> phrases = {"Patient seen for follow-up of ",
+                                                   "hypertension",
+                                                   "type 2 diabetes mellitus",
+                                                   "chronic low back pain",
+                                                   ". Reports ",
+                                                   "no chest pain, no shortness of breath",
+                                                   "intermittent headaches",
+                                                   "improved sleep",
+                                                   ". Vitals: BP ",
+                                                   " mmHg, HR ",
+                                                   " bpm, T ",
+                                                   " C, SpO2 ",
+                                                   "%. Medications reviewed: ",
+                                                   "metformin 500 mg twice daily",
+                                                   "lisinopril 10 mg daily",
+                                                   "ibuprofen as needed",
+                                                   ". Assessment: stable. Plan: ",
+                                                   "continue current regimen",
+                                                   "recheck HbA1c in 3 months",
+                                                   "refer to physiotherapy",
+                                                   ". Next visit on 20",
+                                                   "-",
+                                                   ". Counselled on diet and exercise. "};
   std::string out = "SUBJECTIVE: ";
   uint32_t n = 0;
   while (out.size() < bytes) {
@@ -148,12 +163,12 @@ class ArchiveTest : public ::testing::Test {
     }
     auto epoch = keyring_->GetEpoch(fields[0]);
     EXPECT_TRUE(epoch.ok());
-    auto dek = crypto::UnwrapKey(**epoch, fields[1],
-                                 "phivault/dek/v1" + raw + BE32(version) + fields[0]);
+    auto dek =
+        crypto::UnwrapKey(**epoch, fields[1], "phivault/dek/v1" + raw + BE32(version) + fields[0]);
     EXPECT_TRUE(dek.ok());
     auto aead = crypto::Aead::Create(std::move(*dek));
-    return (*aead)->Encrypt(payload, "phivault/content/archived-zstd/v1" + raw + BE32(version) +
-                                         fields[2]);
+    return (*aead)->Encrypt(payload,
+                            "phivault/content/archived-zstd/v1" + raw + BE32(version) + fields[2]);
   }
   void ExpectIntegrityFailure(const std::string& id, uint32_t version) {
     auto read = repo_->ReadVersion(id, version, true);
@@ -193,8 +208,8 @@ TEST_F(ArchiveTest, CompressibleRecordsArchiveSmallerAndRoundTripIdentical) {
   auto z2 = Stored(Cf::kArchive, CompressedKey(id, 2));
   ASSERT_TRUE(z1 && z2);
   EXPECT_LT(z1->size(), sealed1.size() / 2) << "clinical text compresses at least 2:1";
-  EXPECT_EQ(z1->size(), ArchivePaddedSize(z1->size() - crypto::Aead::kOverhead) +
-                            crypto::Aead::kOverhead)
+  EXPECT_EQ(z1->size(),
+            ArchivePaddedSize(z1->size() - crypto::Aead::kOverhead) + crypto::Aead::kOverhead)
       << "the sealed payload is a padded bucket size";
   EXPECT_EQ(z1->find(sealed1.substr(0, 32)), std::string::npos) << "sealed anew";
   // The fingerprints name the stored archived bytes (what the byte search must find).
@@ -324,8 +339,8 @@ TEST(ArchiveCodecTest, PadsToBucketsAndRefusesMalformedPayloads) {
   EXPECT_EQ(ArchivePaddedSize(256), 256u);
   EXPECT_EQ(ArchivePaddedSize(257), 512u);
   EXPECT_EQ(ArchivePaddedSize(4096), 4096u);
-  EXPECT_EQ(ArchivePaddedSize(4097), 4352u);  // granule 256 up to 8 KiB
-  EXPECT_EQ(ArchivePaddedSize(8193), 8704u);  // granule 512 from 8 KiB
+  EXPECT_EQ(ArchivePaddedSize(4097), 4352u);        // granule 256 up to 8 KiB
+  EXPECT_EQ(ArchivePaddedSize(8193), 8704u);        // granule 512 from 8 KiB
   EXPECT_EQ(ArchivePaddedSize(1000000), 1015808u);  // granule 32 KiB
   for (size_t n = 1; n < 3000000; n = n * 3 + 7) {
     const size_t p = ArchivePaddedSize(n);
@@ -349,7 +364,7 @@ TEST(ArchiveCodecTest, PadsToBucketsAndRefusesMalformedPayloads) {
   refused(**payload, note.size() + 1);
   refused("", 0);
   refused(std::string(3, '\0'), 10);
-  refused(std::string(256, '\0'), 10);              // frame length 0
+  refused(std::string(256, '\0'), 10);               // frame length 0
   refused(BE32(1000) + std::string(252, '\0'), 10);  // frame beyond the payload
   std::string padded = **payload;
   padded.back() = 1;  // non-zero padding
@@ -425,8 +440,7 @@ TEST_F(ArchiveTest, ArchivedRecordsShredLeavingNoStoredByteInAnyFile) {
   Record b1 =
       MakeRecord(patient, "Synthetic scan " + RandomHex(20000), 1, NewRecordId(), "d20300103");
   // Random bytes do not compress: archived byte for byte beside b1's compressed version.
-  Record b2 = MakeRecord(patient, crypto::RandomBytes(20000), 2, b1.meta.record_id,
-                         "d20300103");
+  Record b2 = MakeRecord(patient, crypto::RandomBytes(20000), 2, b1.meta.record_id, "d20300103");
   Record kept =
       MakeRecord(patient, "Synthetic kept " + RandomHex(300), 1, NewRecordId(), "d20300104");
   for (const Record* r : {&a, &b1, &b2, &kept}) StoreRecord(*r);
@@ -568,8 +582,8 @@ TEST_F(ArchiveTest, FootprintPerStoredByte) {
     for (const auto& hit : *hits) seen.insert(hit.needle);
     const size_t hidden = needles.size() - seen.size();
     std::printf("%-7s %8zu %8zu %12.2f %9.4f %11.4f %13.1f %14.2f %7zu\n", row.kind, row.size, n,
-                static_cast<double>(content_bytes) / (1 << 20), per_live, per_archive, move_us,
-                cpu, hidden);
+                static_cast<double>(content_bytes) / (1 << 20), per_live, per_archive, move_us, cpu,
+                hidden);
     EXPECT_EQ(hidden, 0u) << row.size << "-byte records: archived values the search cannot see";
     EXPECT_LE(per_archive, per_live * 1.01) << row.size << "-byte records";
     if (text && row.size >= 2048) {
