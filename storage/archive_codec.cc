@@ -51,7 +51,11 @@ size_t ArchivePaddedSize(size_t n) {
 }
 
 StatusOr<std::optional<std::string>> EncodeArchivePayload(std::string_view content) {
-  if (content.empty() || content.size() > UINT32_MAX) return std::optional<std::string>();
+  // Nothing up to one granule can shrink (its bucket is the granule), and trying would cost a
+  // level-19 context (allocated and wiped) per record.
+  if (content.size() <= kArchivePadGranule || content.size() > UINT32_MAX) {
+    return std::optional<std::string>();
+  }
   const size_t bound = ZSTD_compressBound(content.size());
   std::string payload(kLengthBytes + bound, '\0');
   std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx(ZSTD_createCCtx_advanced(kWipingMem));
