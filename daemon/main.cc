@@ -442,8 +442,17 @@ int Run(int argc, char** argv) {
     return Fail(kExitStartFailed, "cannot start the vault service: " + opened.status().message());
   }
   std::unique_ptr<VaultService> service = std::move(opened).value();
-  // A restore (phivault backup restore) leaves a marker: its audit entry is written before the
-  // vault serves anything, and the daemon does not serve if it cannot be.
+  // A backup or restore cut short leaves hard links to (or copies of) database files beside the
+  // database, where no sweep looks: removed now that the database lock is held.
+  auto removed = storage::RemoveStaleStaging(config->data_dir);
+  if (!removed.ok()) return Fail(kExitStartFailed, removed.status().message());
+  for (const auto& path : *removed) {
+    spdlog::info("removed {}, left by an interrupted backup or restore", path);
+  }
+  // A restore (phivault backup restore) leaves a marker. Before the vault serves anything, the
+  // records shredded since the backup are purged from the restored database and the restore is
+  // audited (Service::RecordRestore); the marker goes only then, so a purge cut short by a crash
+  // is completed at the next start, and the daemon does not serve if either fails.
   if (auto marker = storage::ReadRestoreMarker(config->data_dir);
       !marker.ok() || marker->has_value()) {
     const StatusOr<storage::RestoreMarker> found =

@@ -972,7 +972,7 @@ class VaultServiceImpl final : public VaultService {
           options.origin = audit_log_->origin();
           // On the database's filesystem, so that the checkpoint is hard links, not a copy.
           options.staging_dir =
-              (std::filesystem::path(config_.data_dir) / "backup-staging").string();
+              (std::filesystem::path(config_.data_dir) / storage::kBackupStagingName).string();
           options.progress = req.progress;
           auto made = storage::CreateBackup(store_, options);
           if (made.ok()) {
@@ -1025,6 +1025,11 @@ class VaultServiceImpl final : public VaultService {
   Status RecordRestore(const StatusOr<storage::RestoreMarker>& marker) override {
     RequestContext ctx = SystemContext("backup.restore");
     ctx.principal.name = "phivaultd:restore";
+    // First the deletion layer the backup lacks: what was shredded since it was taken.
+    std::optional<PurgeSummary> purge;
+    if (marker.ok()) {
+      PV_ASSIGN_OR_RETURN(purge, PurgeRestoredShredded(*marker));
+    }
     auto recorded =
         Guarded<bool>(ctx, "backup.restore", "admin", [&](Pass& pass) -> StatusOr<bool> {
           if (!marker.ok()) {
@@ -1053,6 +1058,11 @@ class VaultServiceImpl final : public VaultService {
                                                 : " (it did NOT extend the backup's log)";
           }
           if (!m.set_aside.empty()) reason += "; the previous database was kept as " + m.set_aside;
+          if (purge) {
+            reason += "; " + purge->Describe();
+            pass.entry.records = purge->records;
+            PV_RETURN_IF_ERROR(StageDeletePrefix(kRestorePurgePrefix, pass.batch));
+          }
           pass.entry.reason = std::move(reason);
           if (!matches) MarkFailure(pass.entry, DataLoss("restore marker does not match"));
           return true;
@@ -1180,6 +1190,225 @@ class VaultServiceImpl final : public VaultService {
     return c;
   }
 
+  // ---- Purge after a restore (docs/backups.md)
+
+  static constexpr std::string_view kRestorePurgePrefix = "restore/purged/";
+
+  struct PurgeSummary {
+    uint64_t purged_records = 0;
+    uint64_t purged_versions = 0;
+    uint64_t partial_records = 0;  // some versions under destroyed keys, others readable: kept
+    uint64_t damaged_records = 0;  // failed their integrity check: left for reads to report
+    uint64_t fingerprints = 0;
+    uint64_t hits = 0;  // fingerprints the byte search still found
+    std::string hit_path;
+    bool compacted = false;
+    std::string compaction_error;
+    std::set<std::string> certificates;  // from the previous database's tombstones
+    std::set<std::string> purge_ids;     // named where there was none (no certificate behind it)
+    std::vector<std::string> records;    // "<id>@1-<versions>", ascending
+    std::string Describe() const {
+      std::string out = "purged the stored ciphertext, metadata and index entries of " +
+                        std::to_string(purged_records) + " records (" +
+                        std::to_string(purged_versions) +
+                        " versions) whose epoch keys were destroyed since the backup";
+      if (partial_records > 0) {
+        out += "; " + std::to_string(partial_records) +
+               " records with only some versions under destroyed keys were kept";
+      }
+      if (damaged_records > 0) {
+        out += "; " + std::to_string(damaged_records) +
+               " records that failed their integrity check were left as they are";
+      }
+      if (purged_records == 0) return out;
+      if (!certificates.empty()) {
+        out += "; certificates of their destruction:";
+        for (const auto& c : certificates) out += " " + c;
+      }
+      if (!purge_ids.empty()) {
+        out += "; records without one (no previous database) name this purge:";
+        for (const auto& c : purge_ids) out += " " + c;
+      }
+      out += compacted ? "; compacted" : "; NOT compacted (" + compaction_error + ")";
+      out += hits == 0
+                 ? "; byte search: none of their " + std::to_string(fingerprints) +
+                       " ciphertext fingerprints is in any database file"
+                 : "; byte search FOUND " + std::to_string(hits) + " of " +
+                       std::to_string(fingerprints) + " fingerprints (first in " + hit_path + ")";
+      return out;
+    }
+  };
+
+  // At the first start after a restore: every record whose versions all lie under epoch keys the
+  // keyring reports destroyed (shredded since the backup was taken) is deleted as a sweep deletes
+  // it (StageShred: ciphertext, headers, head, patient and epoch index entries), with a tombstone
+  // naming the certificate the previous database's tombstone names (its certificate is copied
+  // over), or, where there is none (a restore on another machine), this purge's own id. Each
+  // record's deletion is written with a progress key holding its fingerprints, so a purge cut
+  // short is completed at the next start (the marker stays until the audit entry is written,
+  // which removes the keys); then the store is compacted and searched for the fingerprints.
+  StatusOr<PurgeSummary> PurgeRestoredShredded(const storage::RestoreMarker& marker) {
+    PurgeSummary summary;
+    std::set<std::string> destroyed;
+    for (const auto& e : keyring_.ListEpochs()) {
+      if (e.destroyed) destroyed.insert(e.id);
+    }
+    std::set<std::string> candidates;
+    for (const auto& epoch : destroyed) {
+      PV_RETURN_IF_ERROR(records_.ScanEpoch(epoch, [&](std::string_view id, uint32_t) {
+        candidates.insert(std::string(id));
+        return true;
+      }));
+    }
+    // The previous database (set aside by the restore) holds the tombstones and certificates
+    // of the sweeps that shredded them.
+    std::unique_ptr<storage::Store> aside;
+    std::unique_ptr<storage::RecordRepository> aside_records;
+    if (!candidates.empty() && !marker.set_aside.empty()) {
+      const std::string path =
+          (std::filesystem::path(config_.data_dir) / marker.set_aside).string();
+      auto opened = storage::OpenDatabaseReadOnly(path);
+      if (opened.ok()) {
+        aside = std::move(opened).value();
+        aside_records = std::make_unique<storage::RecordRepository>(*aside, keyring_);
+      } else {
+        spdlog::warn(
+            "restore purge: the previous database cannot be read ({}); the purged "
+            "records' tombstones name the purge",
+            opened.status().message());
+      }
+    }
+    std::string own_id;  // a certificate-id-shaped name of this purge, made when first needed
+    const int64_t now = Now();
+    storage::WriteBatch batch;
+    size_t in_batch = 0;
+    for (const std::string& id : candidates) {
+      MutexLock lock(StripeFor(id));
+      auto latest = records_.LatestVersion(id);
+      if (!latest.ok()) {
+        if (IsShredded(latest.status())) continue;  // already has its tombstone
+        // Damage is for `audit verify` and reads to report; it must not keep the vault down.
+        ++summary.damaged_records;
+        continue;
+      }
+      auto read = records_.ReadStoredVersions(id, *latest);
+      if (!read.ok()) {
+        ++summary.damaged_records;
+        continue;
+      }
+      storage::RecordRepository::StoredVersions& stored = *read;
+      const bool all_destroyed =
+          std::all_of(stored.epoch_ids.begin(), stored.epoch_ids.end(),
+                      [&](const std::string& e) { return destroyed.count(e) > 0; });
+      if (!all_destroyed) {
+        ++summary.partial_records;
+        continue;
+      }
+      std::optional<std::string> certificate;
+      if (aside_records) {
+        auto by = aside_records->ShreddedBy(id);
+        if (by.ok() && *by) certificate = **by;
+      }
+      if (certificate) {
+        PV_RETURN_IF_ERROR(CopyCertificate(*aside, *certificate, batch));
+      } else {
+        if (own_id.empty()) own_id = storage::NewDestructionCertificateId();
+        certificate = own_id;
+      }
+      PV_RETURN_IF_ERROR(records_.StageShred(id, *certificate, now, batch));
+      std::string value = std::to_string(*latest) + " " + *certificate;
+      for (const auto& f : stored.fingerprints) value += " " + crypto::HexEncode(f);
+      batch.Put(storage::Cf::kState, std::string(kRestorePurgePrefix) + id, std::move(value));
+      if (++in_batch == kSweepBatch) {
+        PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/false));
+        batch = storage::WriteBatch();
+        in_batch = 0;
+      }
+    }
+    if (!batch.empty()) PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/false));
+
+    // What this start and any cut-short earlier one purged.
+    std::vector<std::string> needles;
+    Status parsed = Status::Ok();
+    PV_RETURN_IF_ERROR(store_.Scan(
+        storage::Cf::kState, kRestorePurgePrefix, PrefixEnd(kRestorePurgePrefix),
+        [&](std::string_view key, std::string_view value) {
+          const std::string id(key.substr(kRestorePurgePrefix.size()));
+          std::vector<std::string> fields;
+          for (size_t at = 0; at <= value.size();) {
+            const size_t sp = std::min(value.find(' ', at), value.size());
+            fields.emplace_back(value.substr(at, sp - at));
+            at = sp + 1;
+          }
+          uint32_t versions = 0;
+          auto [p, ec] =
+              std::from_chars(fields[0].data(), fields[0].data() + fields[0].size(), versions);
+          if (fields.size() < 2 || ec != std::errc() || versions == 0) {
+            parsed = DataLoss("a restore purge progress key is malformed");
+            return false;
+          }
+          ++summary.purged_records;
+          summary.purged_versions += versions;
+          summary.records.push_back(id + "@1-" + std::to_string(versions));
+          summary.certificates.insert(fields[1]);
+          for (size_t i = 2; i < fields.size(); ++i) {
+            auto raw = crypto::HexDecode(fields[i]);
+            if (!raw.ok()) {
+              parsed = DataLoss("a restore purge progress key is malformed");
+              return false;
+            }
+            needles.push_back(std::move(*raw));
+          }
+          return true;
+        }));
+    PV_RETURN_IF_ERROR(parsed);
+    std::sort(summary.records.begin(), summary.records.end());
+    // A certificate copied from the previous database is here; a purge's own id has none.
+    for (auto it = summary.certificates.begin(); it != summary.certificates.end();) {
+      PV_ASSIGN_OR_RETURN(auto note,
+                          store_.Get(storage::Cf::kState, std::string(kCertPrefix) + *it));
+      if (note) {
+        ++it;
+      } else {
+        summary.purge_ids.insert(*it);
+        it = summary.certificates.erase(it);
+      }
+    }
+    if (summary.purged_records == 0) return summary;
+    if (Status s = store_.CompactAll(); s.ok()) {
+      summary.compacted = true;
+    } else {
+      summary.compaction_error = s.message();
+    }
+    summary.fingerprints = needles.size();
+    PV_ASSIGN_OR_RETURN(std::vector<storage::FileHit> hits,
+                        storage::FindInFiles(config_.data_dir + "/db", needles, needles.size()));
+    std::set<size_t> found;
+    for (const auto& h : hits) {
+      if (found.insert(h.needle).second && summary.hit_path.empty()) summary.hit_path = h.path;
+    }
+    summary.hits = found.size();
+    spdlog::info(
+        "restore purge: {} records ({} versions) whose keys were destroyed since the "
+        "backup deleted{}",
+        summary.purged_records, summary.purged_versions,
+        summary.hits == 0 ? "" : "; ciphertext still found in a file");
+    return summary;
+  }
+
+  // Copies a destruction certificate (note and summary) from `from` into `batch` unless this
+  // database has it.
+  Status CopyCertificate(storage::Store& from, const std::string& id, storage::WriteBatch& batch) {
+    for (std::string_view prefix : {kCertPrefix, kCertSummaryPrefix}) {
+      const std::string key = std::string(prefix) + id;
+      PV_ASSIGN_OR_RETURN(auto here, store_.Get(storage::Cf::kState, key));
+      if (here) continue;
+      PV_ASSIGN_OR_RETURN(auto there, from.Get(storage::Cf::kState, key));
+      if (there) batch.Put(storage::Cf::kState, key, *there);
+    }
+    return Status::Ok();
+  }
+
   // ---- Archive tier (docs/archive.md)
 
   // The records named by a successful audit entry since `since_us`: every access to a record
@@ -1217,6 +1446,9 @@ class VaultServiceImpl final : public VaultService {
     return records_.ForEachRecord([&](const std::string& id, int64_t created_us) -> Status {
       ++result.examined_records;
       if (created_us >= cutoff_us || recent.count(id) > 0) return Status::Ok();
+      // A move changes the stored bytes (compression re-seals them): a sweep watching must
+      // decide the patient again and take the new fingerprints (Touch below).
+      RetentionGate::Section section = gate_.Enter({});
       MutexLock lock(StripeFor(id));
       Status due = ArchiveOneLocked(id, cutoff, cutoff_us, dry_run, result);
       return IsShredded(due) ? Status::Ok() : due;
@@ -1244,6 +1476,7 @@ class VaultServiceImpl final : public VaultService {
       CountArchived(due, result);
       return Status::Ok();
     }
+    gate_.Touch(rec.meta.patient_id);
     storage::WriteBatch batch;
     PV_ASSIGN_OR_RETURN(uint32_t moved, records_.StageArchive(id, batch));
     // Not synced one by one: the run's audit entry is, and its sync makes every move before it

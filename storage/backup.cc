@@ -1046,6 +1046,27 @@ StatusOr<RestoreReport> RestoreBackup(const RestoreOptions& options) {
   return r;
 }
 
+StatusOr<std::unique_ptr<Store>> OpenDatabaseReadOnly(const std::string& path) {
+  PV_ASSIGN_OR_RETURN(auto store, ReadOnlyRocksStore::Open(path));
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+StatusOr<std::vector<std::string>> RemoveStaleStaging(const std::string& data_dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(data_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name != kBackupStagingName && name.rfind(kRestoringPrefix, 0) != 0) continue;
+    std::error_code rm;
+    fs::remove_all(entry.path(), rm);
+    if (rm) return Unavailable("cannot remove " + entry.path().string() + ": " + rm.message());
+    removed.push_back(entry.path().string());
+  }
+  if (ec) return Unavailable("cannot list " + data_dir + ": " + ec.message());
+  if (!removed.empty()) PV_RETURN_IF_ERROR(FsyncPath(data_dir, /*directory=*/true));
+  return removed;
+}
+
 std::string RestoreMarkerJson(const RestoreMarker& m) {
   return nlohmann::json{{"backup_id", m.backup_id},
                         {"audit_size", m.audit_size},

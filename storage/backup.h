@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -186,6 +187,22 @@ struct RestoreReport {
 // checks the copy's audit log against the manifest, moves the previous database aside to
 // <data_dir>/db.before-restore-<backup id>, puts the copy in place and writes the marker.
 StatusOr<RestoreReport> RestoreBackup(const RestoreOptions& options);
+
+// The database at `path` opened read-only (no writes, no lock): for the daemon's purge after a
+// restore, which reads the tombstones and certificates of the database the restore set aside.
+// Unavailable if it cannot be opened.
+StatusOr<std::unique_ptr<Store>> OpenDatabaseReadOnly(const std::string& path);
+
+// Where the daemon makes a backup's checkpoint (CreateBackupOptions::staging_dir), inside
+// data_dir; and the prefix of a restore's copy in progress ("db.restoring-<backup id>").
+inline constexpr std::string_view kBackupStagingName = "backup-staging";
+inline constexpr std::string_view kRestoringPrefix = "db.restoring-";
+// Removes what a crashed backup or restore left in `data_dir`: the backup staging directory
+// (hard links to database files, which would keep ciphertext of records shredded later on disk
+// where no sweep looks) and restore copies in progress. For the daemon's start, which holds the
+// database lock (so neither can be running). Returns the paths removed; Unavailable naming one
+// that could not be.
+StatusOr<std::vector<std::string>> RemoveStaleStaging(const std::string& data_dir);
 
 // What a restore left for the daemon (kRestoreMarkerName in data_dir).
 struct RestoreMarker {

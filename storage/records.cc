@@ -1,5 +1,7 @@
 #include "storage/records.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -8,6 +10,7 @@
 #include "crypto/aead.h"
 #include "crypto/hash.h"
 #include "crypto/secret.h"
+#include "storage/archive_codec.h"
 #include "storage/key_encoding.h"
 
 namespace phivault::storage {
@@ -18,6 +21,9 @@ using Json = nlohmann::json;
 constexpr std::string_view kDekAad = "phivault/dek/v1";
 constexpr std::string_view kMetaAad = "phivault/meta/v1";
 constexpr std::string_view kContentAad = "phivault/content/v1";
+// Archived-compressed format v1 (storage/archive_codec.h): its own AAD domain, so that a value
+// cannot be moved between the formats (or between the 'c' and 'z' keys) and still open.
+constexpr std::string_view kArchivedContentAad = "phivault/content/archived-zstd/v1";
 constexpr std::string_view kPatientDomain = "patient";
 // Keyed tags on record heads: a head cannot be forged to point at an older version.
 constexpr std::string_view kHeadDomain = "record-head";
@@ -32,6 +38,12 @@ constexpr char kHeaderFormat = 0x01;
 constexpr size_t kRawIdBytes = 16;
 constexpr size_t kRecordIdChars = 22;
 constexpr size_t kDekBytes = 32;
+
+// Wipes a plaintext buffer when it goes out of scope.
+struct Wipe {
+  std::string& s;
+  ~Wipe() { sodium_memzero(s.data(), s.size()); }
+};
 
 // Deliberately the same message for every kind of damage: it must not hint at what was changed,
 // and never carries record content or patient data.
@@ -335,12 +347,12 @@ StatusOr<Record> RecordRepository::ReadVersionGated(std::string_view record_id, 
   record.meta = std::move(*meta);
   if (with_content) {
     PV_RETURN_IF_ERROR(gate(record.meta));
-    PV_ASSIGN_OR_RETURN(auto sealed, GetContent(raw_id, version, &record.archived));
+    ContentForm form = ContentForm::kLive;
+    PV_ASSIGN_OR_RETURN(auto sealed, GetContent(raw_id, version, &form));
     if (!sealed) return IntegrityFailure();
-    auto content =
-        (*aead)->Decrypt(*sealed, SealAad(kContentAad, raw_id, version, header->blind_id));
-    if (!content.ok() || content->size() != record.meta.content_bytes) return IntegrityFailure();
-    record.content = std::move(*content);
+    record.archived = form != ContentForm::kLive;
+    PV_ASSIGN_OR_RETURN(record.content, OpenContent(**aead, raw_id, version, header->blind_id,
+                                                    *sealed, form, record.meta.content_bytes));
   }
   return record;
 }
@@ -470,8 +482,8 @@ StatusOr<RecordRepository::StoredVersions> RecordRepository::ReadStoredVersions(
   out.reserve(size_t{3} * latest);
   for (uint32_t version = 1; version <= latest; ++version) {
     PV_ASSIGN_OR_RETURN(Header header, ReadHeader(store_, raw_id, version));
-    bool archived = false;
-    PV_ASSIGN_OR_RETURN(auto content, GetContent(raw_id, version, &archived));
+    ContentForm form = ContentForm::kLive;
+    PV_ASSIGN_OR_RETURN(auto content, GetContent(raw_id, version, &form));
     if (!content || content->size() < kFingerprintBytes ||
         header.sealed_meta.size() < kFingerprintBytes ||
         header.wrapped_dek.size() < kFingerprintBytes) {
@@ -518,7 +530,10 @@ Status RecordRepository::StageShred(std::string_view record_id, std::string_view
   for (uint32_t version = 1; version <= latest; ++version) {
     own.Delete(Cf::kRecords, VersionKey('m', raw_id, version));
     own.Delete(Cf::kRecords, VersionKey('c', raw_id, version));
-    if (archive) own.Delete(Cf::kArchive, VersionKey('c', raw_id, version));
+    if (archive) {
+      own.Delete(Cf::kArchive, VersionKey('c', raw_id, version));
+      own.Delete(Cf::kArchive, VersionKey('z', raw_id, version));
+    }
   }
   own.Delete(Cf::kRecords, "h" + raw_id);
   own.Put(Cf::kIndexes, TombstoneKey(raw_id),
@@ -546,7 +561,10 @@ Status RecordRepository::StageShredErased(std::string_view record_id, uint32_t v
   for (uint32_t version = 1; version <= versions; ++version) {
     batch.Delete(Cf::kRecords, VersionKey('m', raw_id, version));
     batch.Delete(Cf::kRecords, VersionKey('c', raw_id, version));
-    if (archive) batch.Delete(Cf::kArchive, VersionKey('c', raw_id, version));
+    if (archive) {
+      batch.Delete(Cf::kArchive, VersionKey('c', raw_id, version));
+      batch.Delete(Cf::kArchive, VersionKey('z', raw_id, version));
+    }
   }
   batch.Delete(Cf::kRecords, "h" + raw_id);
   batch.Put(Cf::kIndexes, TombstoneKey(raw_id),
@@ -563,45 +581,123 @@ Status RecordRepository::StageEpochIndexErase(std::string_view epoch_id, WriteBa
 
 StatusOr<std::optional<std::string>> RecordRepository::GetContent(std::string_view raw_id,
                                                                   uint32_t version,
-                                                                  bool* archived) {
+                                                                  ContentForm* form) {
   const std::string key = VersionKey('c', raw_id, version);
   PV_ASSIGN_OR_RETURN(auto live, store_.Get(Cf::kRecords, key));
-  *archived = false;
+  *form = ContentForm::kLive;
   if (live) return live;
+  // Compressed first: what an archive run leaves for text-like content.
+  PV_ASSIGN_OR_RETURN(auto compressed, store_.Get(Cf::kArchive, VersionKey('z', raw_id, version)));
+  if (compressed) {
+    *form = ContentForm::kArchivedCompressed;
+    return compressed;
+  }
   PV_ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kArchive, key));
-  *archived = stored.has_value();
+  if (stored) *form = ContentForm::kArchivedRaw;
   return stored;
 }
 
-StatusOr<uint32_t> RecordRepository::StageMove(std::string_view record_id, Cf from, Cf to,
-                                               WriteBatch& batch) {
+StatusOr<std::string> RecordRepository::OpenContent(const crypto::Aead& aead,
+                                                    std::string_view raw_id, uint32_t version,
+                                                    std::string_view blind_id,
+                                                    std::string_view sealed, ContentForm form,
+                                                    uint64_t content_bytes) {
+  if (form != ContentForm::kArchivedCompressed) {
+    auto content = aead.Decrypt(sealed, SealAad(kContentAad, raw_id, version, blind_id));
+    if (!content.ok() || content->size() != content_bytes) return IntegrityFailure();
+    return std::move(*content);
+  }
+  auto payload = aead.Decrypt(sealed, SealAad(kArchivedContentAad, raw_id, version, blind_id));
+  if (!payload.ok()) return IntegrityFailure();
+  Wipe wipe{*payload};
+  // Authenticated, so only a vault's own (buggy) writer could have made a bad frame; still
+  // decoded within the known size, and refused as damage.
+  auto content = DecodeArchivePayload(*payload, content_bytes);
+  if (!content.ok()) return IntegrityFailure();
+  return std::move(*content);
+}
+
+StatusOr<uint32_t> RecordRepository::StageArchive(std::string_view record_id, WriteBatch& batch) {
   PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
   PV_ASSIGN_OR_RETURN(uint32_t latest, LatestVersion(record_id));
   WriteBatch own;
   uint32_t moved = 0;
   for (uint32_t version = 1; version <= latest; ++version) {
     std::string key = VersionKey('c', raw_id, version);
-    PV_ASSIGN_OR_RETURN(auto value, store_.Get(from, key));
+    PV_ASSIGN_OR_RETURN(auto value, store_.Get(Cf::kRecords, key));
     if (!value) {
-      PV_ASSIGN_OR_RETURN(auto there, store_.Get(to, key));
+      ContentForm form = ContentForm::kLive;
+      PV_ASSIGN_OR_RETURN(auto there, GetContent(raw_id, version, &form));
       if (!there) return IntegrityFailure();
       continue;
     }
-    own.Delete(from, key);
-    own.Put(to, std::move(key), std::move(*value));
+    // Compress before sealing: open the content under its DEK, as a read does.
+    PV_ASSIGN_OR_RETURN(Header header, ReadHeader(store_, raw_id, version));
+    PV_ASSIGN_OR_RETURN(crypto::SecretBytes dek, UnwrapDek(keyring_, raw_id, version, header));
+    auto aead = crypto::Aead::Create(std::move(dek));
+    if (!aead.ok()) return IntegrityFailure();
+    auto content = (*aead)->Decrypt(*value, SealAad(kContentAad, raw_id, version, header.blind_id));
+    if (!content.ok()) return IntegrityFailure();
+    Wipe wipe_content{*content};
+    PV_ASSIGN_OR_RETURN(std::optional<std::string> payload, EncodeArchivePayload(*content));
+    own.Delete(Cf::kRecords, key);
+    if (payload) {
+      Wipe wipe_payload{*payload};
+      // Same DEK, a fresh nonce (Encrypt makes it), the archived format's own AAD.
+      own.Put(Cf::kArchive, VersionKey('z', raw_id, version),
+              (*aead)->Encrypt(*payload,
+                               SealAad(kArchivedContentAad, raw_id, version, header.blind_id)));
+    } else {
+      own.Put(Cf::kArchive, std::move(key), std::move(*value));
+    }
     ++moved;
   }
-  if (moved > 0 && to == Cf::kArchive) archive_state_.store(kArchiveUsed);
+  if (moved > 0) archive_state_.store(kArchiveUsed);
   batch.Append(std::move(own));
   return moved;
 }
 
-StatusOr<uint32_t> RecordRepository::StageArchive(std::string_view record_id, WriteBatch& batch) {
-  return StageMove(record_id, Cf::kRecords, Cf::kArchive, batch);
-}
-
 StatusOr<uint32_t> RecordRepository::StageUnarchive(std::string_view record_id, WriteBatch& batch) {
-  return StageMove(record_id, Cf::kArchive, Cf::kRecords, batch);
+  PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
+  PV_ASSIGN_OR_RETURN(uint32_t latest, LatestVersion(record_id));
+  WriteBatch own;
+  uint32_t moved = 0;
+  for (uint32_t version = 1; version <= latest; ++version) {
+    std::string key = VersionKey('c', raw_id, version);
+    ContentForm form = ContentForm::kLive;
+    PV_ASSIGN_OR_RETURN(auto value, GetContent(raw_id, version, &form));
+    if (!value) return IntegrityFailure();
+    if (form == ContentForm::kLive) continue;
+    if (form == ContentForm::kArchivedRaw) {
+      own.Delete(Cf::kArchive, key);
+      own.Put(Cf::kRecords, std::move(key), std::move(*value));
+      ++moved;
+      continue;
+    }
+    // Back in the live tier's one format: opened, decompressed and sealed again as content v1
+    // (same DEK, fresh nonce). Needs the version's size, from its metadata.
+    PV_ASSIGN_OR_RETURN(Header header, ReadHeader(store_, raw_id, version));
+    PV_ASSIGN_OR_RETURN(crypto::SecretBytes dek, UnwrapDek(keyring_, raw_id, version, header));
+    auto aead = crypto::Aead::Create(std::move(dek));
+    if (!aead.ok()) return IntegrityFailure();
+    auto meta_json =
+        (*aead)->Decrypt(header.sealed_meta, SealAad(kMetaAad, raw_id, version, header.blind_id));
+    if (!meta_json.ok()) return IntegrityFailure();
+    auto meta = MetadataFromJson(*meta_json);
+    if (!meta || meta->record_id != record_id || meta->version != version) {
+      return IntegrityFailure();
+    }
+    PV_ASSIGN_OR_RETURN(std::string content,
+                        OpenContent(**aead, raw_id, version, header.blind_id, *value,
+                                    ContentForm::kArchivedCompressed, meta->content_bytes));
+    Wipe wipe{content};
+    own.Delete(Cf::kArchive, VersionKey('z', raw_id, version));
+    own.Put(Cf::kRecords, std::move(key),
+            (*aead)->Encrypt(content, SealAad(kContentAad, raw_id, version, header.blind_id)));
+    ++moved;
+  }
+  batch.Append(std::move(own));
+  return moved;
 }
 
 Status RecordRepository::ForEachRecord(
@@ -635,6 +731,8 @@ Status RecordRepository::ForEachRecord(
 StatusOr<bool> RecordRepository::IsArchived(std::string_view record_id, uint32_t version) {
   PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
   if (!ArchiveMayHoldContent()) return false;
+  PV_ASSIGN_OR_RETURN(auto compressed, store_.Get(Cf::kArchive, VersionKey('z', raw_id, version)));
+  if (compressed) return true;
   PV_ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kArchive, VersionKey('c', raw_id, version)));
   return stored.has_value();
 }

@@ -35,9 +35,16 @@
 // crypto-shredded" (the words of daemon/problem.h kShreddedMessage, HTTP 410), followed by
 // " (certificate <id>)" once it is deleted.
 //
-// The archive tier (docs/archive.md): StageArchive moves a record's sealed content values, byte
-// for byte, to Cf::kArchive under the same 'c' keys; everything else stays. Reads find content
-// in either family and say where (Record::archived); the shred steps delete both.
+// The archive tier (docs/archive.md): StageArchive moves a record's content to Cf::kArchive;
+// everything else stays. Content that compresses is opened under its DEK, compressed, padded and
+// sealed again under the same DEK (fresh nonce) in the archived-compressed format v1:
+//   kArchive  'z' id(16) ver(BE32) -> sealed archive payload (storage/archive_codec.h),
+//                                     AAD = "phivault/content/archived-zstd/v1" || record id ||
+//                                           version (BE32) || patient blind id
+// Content that would not shrink moves byte for byte:
+//   kArchive  'c' id(16) ver(BE32) -> the live tier's sealed content, unchanged
+// Reads find content in either family and form and say where (Record::archived); the shred steps
+// delete every key of every form.
 #pragma once
 
 #include <atomic>
@@ -204,12 +211,16 @@ class RecordRepository {
   // malformed epoch id.
   [[nodiscard]] Status StageEpochIndexErase(std::string_view epoch_id, WriteBatch& batch);
 
-  // Moves the sealed content of every version of the record that is not archived yet from
-  // Cf::kRecords to Cf::kArchive (the same key and the very same bytes: nothing is decrypted or
-  // re-sealed). Returns the number of versions moved; 0 stages nothing. Errors as LatestVersion;
-  // DataLoss "record failed integrity check" if a version's content is in neither family. On any
-  // error nothing is staged. The caller holds the record's lock and writes `batch`, which moves
-  // each value in one atomic step. StageUnarchive moves them back.
+  // Moves the content of every version of the record that is not archived yet from Cf::kRecords
+  // to Cf::kArchive: opened under its epoch key, zstd-compressed, padded and sealed again under
+  // its DEK as a 'z' value (layout above), or, if that would not be smaller, the very sealed
+  // bytes under the same 'c' key. Plaintext buffers are wiped. Returns the number of versions
+  // moved; 0 stages nothing. Errors as LatestVersion; DataLoss "record failed integrity check"
+  // if a version's content is in neither family or does not open; FailedPrecondition "record was
+  // crypto-shredded" if a version's epoch key is destroyed. On any error nothing is staged. The
+  // caller holds the record's lock and writes `batch`, which moves each value in one atomic step.
+  // StageUnarchive moves them back: a byte-for-byte value as it is, a compressed one opened and
+  // sealed again in the live format (content v1, fresh nonce), so the live tier has one format.
   StatusOr<uint32_t> StageArchive(std::string_view record_id, WriteBatch& batch);
   StatusOr<uint32_t> StageUnarchive(std::string_view record_id, WriteBatch& batch);
 
@@ -236,11 +247,18 @@ class RecordRepository {
   // authenticate.
   StatusOr<std::optional<std::string>> ReadTombstone(std::string_view raw_id);
 
-  // The sealed content of a version from whichever family holds it (records first); archived
-  // says which. std::nullopt if neither does.
+  enum class ContentForm { kLive, kArchivedRaw, kArchivedCompressed };
+  // The stored content value of a version from whichever family and form holds it (records
+  // first, then the archive's 'z', then its 'c'); `form` says which. std::nullopt if none does.
   StatusOr<std::optional<std::string>> GetContent(std::string_view raw_id, uint32_t version,
-                                                  bool* archived);
-  StatusOr<uint32_t> StageMove(std::string_view record_id, Cf from, Cf to, WriteBatch& batch);
+                                                  ContentForm* form);
+  // The content of a stored value of `form`, exactly `content_bytes` long; DataLoss "record
+  // failed integrity check" for anything else (a failed seal, a wrong size, a malformed or
+  // oversized compressed frame).
+  static StatusOr<std::string> OpenContent(const crypto::Aead& aead, std::string_view raw_id,
+                                           uint32_t version, std::string_view blind_id,
+                                           std::string_view sealed, ContentForm form,
+                                           uint64_t content_bytes);
   // False only while Cf::kArchive is known to be empty, so that the read-free shred of a vault
   // that never archived stages no deletes in it. Turns true, for good, before the first
   // StageArchive stages anything (the caller's record lock orders that before any shred of the

@@ -85,7 +85,9 @@ TEST_F(E2eArchiveTest, ColdRecordsRoundTripThroughTheArchiveAndShredFromIt) {
   const std::string scan = "synthetic archived scan " + std::string(12000, 'x');
   const std::string kept = Store("synthetic-arc-e2e-1", "2025-06-01", scan);
   // Its retention ends the day after it is stored: a sweep 400 days on destroys it.
-  const std::string doomed = Store("synthetic-arc-e2e-2", "2005-05-05", "synthetic doomed note");
+  std::string doomed_note;
+  for (int i = 0; i < 100; ++i) doomed_note += "synthetic doomed note " + std::to_string(i) + "; ";
+  const std::string doomed = Store("synthetic-arc-e2e-2", "2005-05-05", doomed_note);
   vault_.Stop();
 
   ASSERT_NO_FATAL_FAILURE(StartDaysAhead(400));
@@ -111,14 +113,17 @@ TEST_F(E2eArchiveTest, ColdRecordsRoundTripThroughTheArchiveAndShredFromIt) {
   EXPECT_EQ(content->bytes, scan);
   vault_.Stop();
 
-  // In the archive column family, not the live one; the sealed bytes of the doomed record noted.
+  // In the archive column family, not the live one, compressed before sealing (key 'z', far
+  // smaller than the content); the sealed bytes of the doomed record noted.
   std::string doomed_sealed;
   {
     auto store = OpenStoreOrDie(vault_.db_path());
     for (const std::string& id : {kept, doomed}) {
       EXPECT_FALSE(store->Get(storage::Cf::kRecords, RecordKey('c', id, 1))->has_value());
-      auto archived = store->Get(storage::Cf::kArchive, RecordKey('c', id, 1));
+      EXPECT_FALSE(store->Get(storage::Cf::kArchive, RecordKey('c', id, 1))->has_value());
+      auto archived = store->Get(storage::Cf::kArchive, RecordKey('z', id, 1));
       ASSERT_TRUE(archived.ok() && archived->has_value());
+      EXPECT_LT((*archived)->size(), (id == kept ? scan : doomed_note).size() / 2);
       if (id == doomed) doomed_sealed = (*archived)->substr(0, 32);
     }
   }

@@ -18,7 +18,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "crypto/hash.h"
 #include "crypto/signing.h"
+#include "storage/backup.h"
 #include "tests/e2e/harness.h"
 
 namespace phivault::e2e {
@@ -166,11 +168,45 @@ class E2eBackupTest : public VaultTest {
     ASSERT_TRUE(listed.ok()) << listed.error().Message();
     for (const auto& m : *listed) EXPECT_NE(m.record_id, id);
   }
-  // The sweep that destroys what StoreOld stored, two days on; stops the daemon afterwards.
-  void SweepTwoDaysOn() {
+  // The sweep that destroys what StoreOld stored, two days on (the daemon keeps running); its
+  // certificate id in `certificate` if given.
+  void SweepTwoDaysOn(std::string* certificate = nullptr) {
     ASSERT_NO_FATAL_FAILURE(StartDaysAhead(2));
     const ProcessResult swept = Admin({"--json", "retention", "sweep", "--destroy"});
     ASSERT_EQ(swept.exit_code, 0) << swept.err;
+    if (certificate != nullptr) {
+      *certificate = ResultLine(swept.out).value("certificate_id", "");
+      ASSERT_EQ(certificate->size(), 32u) << swept.out;
+    }
+  }
+  // The first 32 bytes of each version's sealed content and the whole sealed header of
+  // `ids` (version 1) as the database at `db` holds them: what must be in no file once purged.
+  std::vector<std::string> StoredCiphertext(const std::string& db,
+                                            const std::vector<std::string>& ids) {
+    std::vector<std::string> out;
+    auto store = storage::OpenDatabaseReadOnly(db);
+    EXPECT_TRUE(store.ok()) << store.status().ToString();
+    if (!store.ok()) return out;
+    for (const auto& id : ids) {
+      const std::string raw = *crypto::Base64UrlDecode(id);
+      const std::string v1("\0\0\0\1", 4);
+      auto content = (*store)->Get(storage::Cf::kRecords, "c" + raw + v1);
+      auto header = (*store)->Get(storage::Cf::kRecords, "m" + raw + v1);
+      EXPECT_TRUE(content.ok() && content->has_value() && header.ok() && header->has_value());
+      if (!content.ok() || !*content || !header.ok() || !*header) continue;
+      out.push_back((*content)->substr(0, 32));
+      out.push_back((*header)->substr((*header)->size() - 32));  // the sealed metadata's tag
+    }
+    return out;
+  }
+  // Files under `dir` holding any of `needles`.
+  static std::vector<std::string> FilesWithAny(const std::string& dir,
+                                               const std::vector<std::string>& needles) {
+    std::vector<std::string> hits;
+    for (const auto& n : needles) {
+      for (auto& f : FilesWithBytes(dir, n)) hits.push_back(std::move(f));
+    }
+    return hits;
   }
 };
 
@@ -228,7 +264,8 @@ TEST_F(E2eBackupTest, RestoreBeforeSweepKeepsShreddedRecordsGoneAndTheRestByteId
   EXPECT_TRUE(FilesWithBytes(backup, keyring.substr(header, 48)).empty());
   EXPECT_TRUE(FilesWithBytes(backup, canary).empty()) << "content is only ever sealed";
 
-  ASSERT_NO_FATAL_FAILURE(SweepTwoDaysOn());
+  std::string certificate;
+  ASSERT_NO_FATAL_FAILURE(SweepTwoDaysOn(&certificate));
   for (const auto& id : gone) EXPECT_EQ(HttpStatusOfRead(id), 410);
   const uint64_t entries_before_restore = AuditEntries().size();
   vault_.Stop();
@@ -252,17 +289,39 @@ TEST_F(E2eBackupTest, RestoreBeforeSweepKeepsShreddedRecordsGoneAndTheRestByteId
   EXPECT_EQ(lacking, previous - backup_size);
   EXPECT_GT(lacking, 0u);
   EXPECT_TRUE(fs::is_directory(report["set_aside"].get<std::string>()));
+  // The restored database brought the shredded records' ciphertext back (unreadable: its keys
+  // are gone) ...
+  const std::vector<std::string> ciphertext = StoredCiphertext(vault_.data_dir() + "/db", gone);
+  ASSERT_EQ(ciphertext.size(), 2 * gone.size());
+  EXPECT_FALSE(FilesWithAny(vault_.data_dir() + "/db", ciphertext).empty());
+  // ... and a backup cut short left its staging directory of hard links behind.
+  const std::string staging = vault_.data_dir() + "/backup-staging";
+  fs::create_directories(staging);
+  WriteFile(staging + "/000123.sst", ReadFile(AllFiles(vault_.data_dir() + "/db").front()));
 
   ASSERT_NO_FATAL_FAILURE(StartDaysAhead(2));
+  // ... which the first start purges: no byte of it in any file of the data directory.
+  EXPECT_FALSE(fs::exists(staging));
+  EXPECT_EQ(FilesWithAny(vault_.data_dir(), ciphertext), std::vector<std::string>{});
   for (size_t i = 0; i < gone.size(); ++i) {
     SCOPED_TRACE("shredded stays shredded");
     ExpectGoneAfterRestore(gone[i], gone_patients[i]);
+    // Still 410 naming the sweep's certificate, which the restored vault now holds too.
+    auto r = vault_.AppClient().ReadRecord(Physician(), gone[i]);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().certificate, certificate) << r.error().Message();
   }
+  EXPECT_EQ(Admin({"certificate", "show", certificate}).exit_code, 0);
   for (const auto& [id, content] : kept) EXPECT_EQ(ReadNote(id), content);
   const auto entries = AuditEntries();
   EXPECT_TRUE(HasEntry(entries, "backup.restore", "lacks " + std::to_string(lacking)))
       << "the restore is audited with what the restored log lacks";
   EXPECT_TRUE(HasEntry(entries, "backup.restore", "is the one this database holds"));
+  EXPECT_TRUE(HasEntry(entries, "backup.restore",
+                       "ciphertext, metadata and index entries of 2 records (2 versions)"));
+  EXPECT_TRUE(
+      HasEntry(entries, "backup.restore", "certificates of their destruction: " + certificate));
+  EXPECT_TRUE(HasEntry(entries, "backup.restore", "none of their 6 ciphertext fingerprints"));
   EXPECT_FALSE(fs::exists(vault_.data_dir() + "/restore-marker.json"));
   // The restored vault sweeps as before; what it brought back under destroyed keys stays 410.
   const ProcessResult swept = Admin({"--json", "retention", "sweep", "--destroy"});
@@ -301,10 +360,20 @@ TEST_F(E2eBackupTest, BackupCopiedToAnotherMachineRestoresWithTheCurrentKeyring)
   ASSERT_EQ(restored.exit_code, 0) << restored.err;
   EXPECT_FALSE(ResultLine(restored.out)["had_database"].get<bool>());
   vault_.EditConfig("data_dir = \"" + vault_.data_dir() + "\"", "data_dir = \"" + fresh + "\"");
+  const std::vector<std::string> ciphertext = StoredCiphertext(fresh + "/db", {gone});
+  ASSERT_EQ(ciphertext.size(), 2u);
   ASSERT_NO_FATAL_FAILURE(StartDaysAhead(2));
   ExpectGoneAfterRestore(gone, "synthetic-bk-far-1");
   EXPECT_EQ(ReadNote(kept), content);
-  EXPECT_TRUE(HasEntry(AuditEntries(), "backup.restore", "is the one this database holds"));
+  EXPECT_EQ(FilesWithAny(fresh, ciphertext), std::vector<std::string>{});
+  // No previous database there, so no certificate to name: the tombstone names the purge.
+  auto r = vault_.AppClient().ReadRecord(Physician(), gone);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().http_status, 410);
+  EXPECT_EQ(r.error().certificate.size(), 32u) << r.error().Message();
+  const auto entries = AuditEntries();
+  EXPECT_TRUE(HasEntry(entries, "backup.restore", "is the one this database holds"));
+  EXPECT_TRUE(HasEntry(entries, "backup.restore", "name this purge: " + r.error().certificate));
 }
 
 TEST_F(E2eBackupTest, DamagedBackupsFailVerifyAndRestoreWithoutTouchingTheVault) {
