@@ -1,6 +1,7 @@
 // The RocksDB engine behind Store.
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -8,6 +9,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include <rocksdb/cache.h>
@@ -647,14 +650,44 @@ class RocksStore final : public Store {
     }
     // Flushing every column family at once lets every old WAL file become obsolete.
     PV_RETURN_IF_ERROR(FlushLocked());
+    // The column families are compacted two at a time, largest first (the free-space check
+    // above already allows for all of them at once). A manual compaction runs on RocksDB's
+    // compaction pool, which max_background_jobs = 2 sizes to one thread, so the pool is
+    // raised for the duration and lowered again after: automatic compactions are limited to
+    // their usual share again, beside the vault's traffic. One CompactAll at a time.
+    MutexLock one(compact_mu_);
+    std::vector<std::pair<uint64_t, rocksdb::ColumnFamilyHandle*>> order;
     for (auto* h : handles_) {
-      rocksdb::CompactRangeOptions cro;
-      cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
-      cro.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kForce;
-      cro.blob_garbage_collection_age_cutoff = 1.0;
-      PV_RETURN_IF_ERROR(FromRocks(db_->CompactRange(cro, h, nullptr, nullptr)));
+      uint64_t sst = 0, blob = 0;
+      db_->GetIntProperty(h, rocksdb::DB::Properties::kLiveSstFilesSize, &sst);
+      db_->GetIntProperty(h, rocksdb::DB::Properties::kLiveBlobFileSize, &blob);
+      order.emplace_back(sst + blob, h);
     }
-    return FromRocks(db_->FlushWAL(/*sync=*/true));
+    std::sort(order.begin(), order.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    rocksdb::DB* db = db_.get();
+    // Only the speed depends on the pool's size: a failure to change it is not the compaction's.
+    db->SetDBOptions({{"max_background_jobs", "4"}}).PermitUncheckedError();
+    std::atomic<size_t> next{0};
+    std::vector<rocksdb::Status> results(order.size());
+    auto work = [&] {
+      for (size_t i = next++; i < order.size(); i = next++) {
+        rocksdb::CompactRangeOptions cro;
+        cro.exclusive_manual_compaction = false;
+        cro.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+        cro.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kForce;
+        cro.blob_garbage_collection_age_cutoff = 1.0;
+        results[i] = db->CompactRange(cro, order[i].second, nullptr, nullptr);
+      }
+    };
+    {
+      std::thread other(work);
+      work();
+      other.join();
+    }
+    db->SetDBOptions({{"max_background_jobs", "2"}}).PermitUncheckedError();
+    for (const auto& r : results) PV_RETURN_IF_ERROR(FromRocks(r));
+    return FromRocks(db->FlushWAL(/*sync=*/true));
   }
 
   Status CreateCheckpointLocked(const std::string& dir) REQUIRES_SHARED(db_mu_) {
@@ -712,6 +745,7 @@ class RocksStore final : public Store {
   mutable SharedMutex db_mu_;
   std::unique_ptr<rocksdb::DB> db_ GUARDED_BY(db_mu_);  // null after a failed reopen
   std::vector<rocksdb::ColumnFamilyHandle*> handles_ GUARDED_BY(db_mu_);
+  Mutex compact_mu_;  // one CompactAll at a time (it raises and lowers the compaction pool)
   SpaceGuard space_;
   ErrorRecovery recovery_;
   std::atomic<uint64_t> synced_writes_{0};
