@@ -46,6 +46,38 @@ class PowerLossStoreTest : public ::testing::Test {
     power_->Restore();
     return report;
   }
+  // One failing operation of kind `op` (after a flush of every memtable if `flush_first`): the
+  // write fails with Unavailable, reads go on, and once the fault has cleared (count 1) the
+  // store takes writes again by itself; after a cut, everything acknowledged is there and the
+  // failed write is all or nothing.
+  void ExpectRecoversFromOneFault(FsOp op, bool flush_first) {
+    ASSERT_NO_FATAL_FAILURE(Open());
+    ASSERT_TRUE(store_->Write(Pair("before", "v0"), true).ok());
+    if (flush_first) {
+      ASSERT_TRUE(store_->Flush().ok());
+    }
+    fs_->Fail({.ops = static_cast<uint32_t>(op), .count = 1});
+    Status failed = store_->Write(Pair("failed", "v1"), true);
+    EXPECT_FALSE(failed.ok());
+    EXPECT_EQ(failed.code(), StatusCode::kUnavailable) << failed.ToString();
+    EXPECT_EQ(fs_->failures_injected(), 1u);
+    EXPECT_TRUE(Present("before", "v0"));
+    Status last;
+    for (int i = 0; i < 300; ++i) {
+      last = store_->Write(Pair("after", "v2"), true);
+      if (last.ok()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(last.ok()) << last.ToString();
+    ASSERT_TRUE(store_->Write(Pair("after2", "v3"), true).ok());
+    CutAndReboot();
+    ASSERT_NO_FATAL_FAILURE(Open());
+    EXPECT_TRUE(Present("before", "v0"));
+    EXPECT_TRUE(Present("after", "v2"));
+    EXPECT_TRUE(Present("after2", "v3"));
+    EXPECT_TRUE(AllOrNothing("failed", "v1"));
+  }
+
   // A batch of two puts in two column families, so that a torn batch would show.
   static WriteBatch Pair(const std::string& key, const std::string& value) {
     WriteBatch b;
@@ -124,65 +156,22 @@ TEST_F(PowerLossStoreTest, ACutAtAnyPointKeepsEveryAcknowledgedWrite) {
   EXPECT_GT(acked.size(), 30u);
 }
 
-// A failed WAL sync: the write fails, later writes fail while the fault lasts, and once it clears
-// the store takes writes again without being reopened. The bytes of the failed sync are lost
-// (as Linux drops them after a writeback error) even though a later sync of the same file would
-// succeed: nothing acknowledged afterwards may sit behind that hole.
+// One failing operation of kind `op` (after a flush of every memtable if `flush_first`): the
+// write fails with 503-class Unavailable, reads go on, and once the fault has cleared (count 1)
+// the store takes writes again by itself, without being reopened by its owner; after a cut,
+// everything acknowledged is there and the failed write is all or nothing.
+// A failed WAL sync. The bytes of the failed sync are lost (as Linux drops them after a
+// writeback error) even though a later sync of the same file would succeed: nothing
+// acknowledged afterwards may sit behind that hole.
 TEST_F(PowerLossStoreTest, RecoversByItselfAfterAFailedSyncAndLosesNothingAcknowledged) {
-  ASSERT_NO_FATAL_FAILURE(Open());
-  ASSERT_TRUE(store_->Write(Pair("before", "v0"), true).ok());
-  fs_->Fail({.ops = static_cast<uint32_t>(FsOp::kSync), .count = 1});
-  Status failed = store_->Write(Pair("failed", "v1"), true);
-  EXPECT_FALSE(failed.ok());
-  EXPECT_EQ(failed.code(), StatusCode::kUnavailable) << failed.ToString();
-  EXPECT_EQ(fs_->failures_injected(), 1u);
-  // Reads go on.
-  EXPECT_TRUE(Present("before", "v0"));
-  // The fault has cleared (count 1); within the backoff the store recovers by itself.
-  Status last;
-  for (int i = 0; i < 200; ++i) {
-    last = store_->Write(Pair("after", "v2"), true);
-    if (last.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(last.ok()) << last.ToString();
-  ASSERT_TRUE(store_->Write(Pair("after2", "v3"), true).ok());
-  CutAndReboot();
-  ASSERT_NO_FATAL_FAILURE(Open());
-  EXPECT_TRUE(Present("before", "v0"));
-  EXPECT_TRUE(Present("after", "v2"));
-  EXPECT_TRUE(Present("after2", "v3"));
-  EXPECT_TRUE(AllOrNothing("failed", "v1"));
+  ExpectRecoversFromOneFault(FsOp::kSync, /*flush_first=*/false);
 }
 
 // A failed WAL append right after a flush (every memtable empty): RocksDB's Resume() then moves
 // to a new WAL only if a memtable holds something, and the next write would go to the log writer
-// that failed (Debian's RocksDB aborts there). The store must still recover by itself once the
-// fault clears, without a restart, and lose nothing acknowledged.
+// that failed (Debian's RocksDB aborts there); the store reopens the database instead.
 TEST_F(PowerLossStoreTest, RecoversByItselfAfterAFailedAppendRightAfterAFlush) {
-  ASSERT_NO_FATAL_FAILURE(Open());
-  ASSERT_TRUE(store_->Write(Pair("before", "v0"), true).ok());
-  ASSERT_TRUE(store_->Flush().ok());
-  fs_->Fail({.ops = static_cast<uint32_t>(FsOp::kAppend), .count = 1});
-  Status failed = store_->Write(Pair("failed", "v1"), true);
-  EXPECT_FALSE(failed.ok());
-  EXPECT_EQ(failed.code(), StatusCode::kUnavailable) << failed.ToString();
-  EXPECT_EQ(fs_->failures_injected(), 1u);
-  EXPECT_TRUE(Present("before", "v0"));
-  Status last;
-  for (int i = 0; i < 300; ++i) {
-    last = store_->Write(Pair("after", "v2"), true);
-    if (last.ok()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(last.ok()) << last.ToString();
-  ASSERT_TRUE(store_->Write(Pair("after2", "v3"), true).ok());
-  CutAndReboot();
-  ASSERT_NO_FATAL_FAILURE(Open());
-  EXPECT_TRUE(Present("before", "v0"));
-  EXPECT_TRUE(Present("after", "v2"));
-  EXPECT_TRUE(Present("after2", "v3"));
-  EXPECT_TRUE(AllOrNothing("failed", "v1"));
+  ExpectRecoversFromOneFault(FsOp::kAppend, /*flush_first=*/true);
 }
 
 // Many writers share WAL syncs (group commit) while syncs fail at random: a writer
