@@ -121,6 +121,7 @@ RetentionTarget DecideTarget(const policies::RetentionTable& table,
 RetentionGate::Section::~Section() {
   if (gate_ == nullptr) return;
   MutexLock lock(gate_->mu_);
+  if (generation_ != gate_->generation_ && --gate_->before_watch_ == 0) gate_->cv_.SignalAll();
   if (--gate_->active_ == 0) gate_->cv_.SignalAll();
 }
 
@@ -129,7 +130,7 @@ RetentionGate::Section RetentionGate::Enter(std::string_view patient_id) {
   while (closed_ || closing_) cv_.Wait(mu_);
   ++active_;
   if (watching_ && !patient_id.empty()) touched_.emplace(patient_id);
-  return Section(this);
+  return Section(this, generation_);
 }
 
 void RetentionGate::Touch(std::string_view patient_id) {
@@ -137,20 +138,33 @@ void RetentionGate::Touch(std::string_view patient_id) {
   if (watching_ && !patient_id.empty()) touched_.emplace(patient_id);
 }
 
+void RetentionGate::TouchAll() {
+  MutexLock lock(mu_);
+  if (watching_) touched_all_ = true;
+}
+
 void RetentionGate::Watch() {
   MutexLock lock(mu_);
   watching_ = true;
+  touched_all_ = false;
   touched_.clear();
+  // Sections of the previous generation that are still running did not announce their patient
+  // to this watch; the sweep reads nothing until they are done.
+  ++generation_;
+  before_watch_ = active_;
+  while (before_watch_ != 0) cv_.Wait(mu_);
 }
 
-std::set<std::string> RetentionGate::TakeTouched() {
+std::set<std::string> RetentionGate::TakeTouched(bool* all) {
   MutexLock lock(mu_);
+  if (all != nullptr) *all = touched_all_;
   return std::exchange(touched_, {});
 }
 
 void RetentionGate::Unwatch() {
   MutexLock lock(mu_);
   watching_ = false;
+  touched_all_ = false;
   touched_.clear();
 }
 

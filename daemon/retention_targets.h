@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <set>
 #include <string>
@@ -73,8 +74,10 @@ class RetentionGate {
  public:
   class Section {
    public:
-    explicit Section(RetentionGate* gate) : gate_(gate) {}
-    Section(Section&& other) noexcept : gate_(other.gate_) { other.gate_ = nullptr; }
+    Section(RetentionGate* gate, uint64_t generation) : gate_(gate), generation_(generation) {}
+    Section(Section&& other) noexcept : gate_(other.gate_), generation_(other.generation_) {
+      other.gate_ = nullptr;
+    }
     Section(const Section&) = delete;
     Section& operator=(const Section&) = delete;
     Section& operator=(Section&&) = delete;
@@ -82,6 +85,7 @@ class RetentionGate {
 
    private:
     RetentionGate* gate_;
+    uint64_t generation_;  // the gate's watch generation when the section began
   };
   // Enters a shared section for a change to `patient_id`'s records (remembered while a sweep
   // watches). Waits while a sweep is erasing.
@@ -89,9 +93,14 @@ class RetentionGate {
 
   // Remembers `patient_id` as touched (while a sweep watches) by a section that learned it late.
   void Touch(std::string_view patient_id);
-  // Sweep side: remember touched patients from now on; take what was touched so far.
+  // Remembers that every patient may have been touched (a retention table change), while a
+  // sweep watches.
+  void TouchAll();
+  // Sweep side: remember touched patients from now on, then wait until every section that began
+  // before has ended, so that what the sweep reads afterwards is either final or remembered.
   void Watch();
-  std::set<std::string> TakeTouched();
+  // What was touched so far; `all` is set (and stays set until the next Watch) after TouchAll.
+  std::set<std::string> TakeTouched(bool* all = nullptr);
   void Unwatch();
   // Waits until no shared section is running and keeps new ones out until Open().
   void Close();
@@ -104,7 +113,10 @@ class RetentionGate {
   bool closed_ GUARDED_BY(mu_) = false;
   bool closing_ GUARDED_BY(mu_) = false;
   bool watching_ GUARDED_BY(mu_) = false;
+  bool touched_all_ GUARDED_BY(mu_) = false;
   std::set<std::string> touched_ GUARDED_BY(mu_);
+  uint64_t generation_ GUARDED_BY(mu_) = 0;  // one more at each Watch
+  int before_watch_ GUARDED_BY(mu_) = 0;     // active sections of an earlier generation
 };
 
 }  // namespace phivault::daemon

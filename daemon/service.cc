@@ -209,6 +209,8 @@ class VaultServiceImpl final : public VaultService {
       read.archived = archived.ok() && *archived;
     }
     if (!read.archived || !config_.archive.restore_on_read) return;
+    // The move re-seals the content (new bytes): a sweep watching must take its new fingerprints.
+    RetentionGate::Section section = gate_.Enter(read.meta.patient_id);
     MutexLock lock(StripeFor(record_id));
     storage::WriteBatch batch;
     auto moved = records_.StageUnarchive(record_id, batch);
@@ -1900,28 +1902,30 @@ class VaultServiceImpl final : public VaultService {
     bool rewrapped = false;
     bool held = false;
   };
-  // `seen`, if given, is the record's latest metadata opened by this sweep moments ago (without
-  // the lock): if the head still names that version, only the stored headers are read again
-  // (where its DEKs are now, and the fingerprints), since a version's metadata never changes.
+  // `seen`, if given, is what this sweep read of the record moments ago (RecheckAll, pass 1): the
+  // decision is made from it without reading again (a real sweep needs its stored versions too).
+  // Taken from (moved out of).
+  struct Seen {
+    storage::RecordMetadata meta;  // of the latest version
+    // Where every version's DEK is wrapped and the fingerprints (a real sweep only).
+    std::optional<storage::RecordRepository::StoredVersions> stored;
+  };
   StatusOr<Recheck> RecheckLocked(std::string_view record_id, std::chrono::year_month_day until,
                                   const std::set<std::string>& doomed_epochs, bool apply,
-                                  const storage::RecordMetadata* seen = nullptr) {
+                                  Seen* seen = nullptr) {
     Recheck out;
-    uint32_t latest = 0;
-    if (seen != nullptr && !apply) {
-      latest = seen->version;
-    } else {
-      PV_ASSIGN_OR_RETURN(latest, records_.LatestVersion(record_id));
-    }
     storage::Record rec;
     std::optional<storage::RecordRepository::StoredVersions> stored;
-    if (seen != nullptr && seen->version == latest) {
-      rec.meta = *seen;
-      if (apply) {
-        PV_ASSIGN_OR_RETURN(stored, records_.ReadStoredVersions(record_id, latest));
+    uint32_t latest = 0;
+    if (seen != nullptr && (!apply || seen->stored)) {
+      latest = seen->meta.version;
+      rec.meta = std::move(seen->meta);
+      if (seen->stored) {
+        stored = std::move(seen->stored);
         rec.meta.epoch_id = stored->epoch_ids.back();
       }
     } else {
+      PV_ASSIGN_OR_RETURN(latest, records_.LatestVersion(record_id));
       PV_ASSIGN_OR_RETURN(rec, records_.ReadVersion(record_id, latest, false));
     }
     PV_ASSIGN_OR_RETURN(RetentionTarget t, TargetFor(rec.meta));
@@ -1977,14 +1981,23 @@ class VaultServiceImpl final : public VaultService {
         report("recheck", n / 2, ids.size());
       }
     };
-    // 1. Every record's latest metadata, opened once (a record already shredded stays nullopt).
-    std::vector<std::optional<storage::RecordMetadata>> seen(ids.size());
+    // 1. Every record read once, without its lock: the latest metadata and, for a real sweep,
+    // where each version's DEK is wrapped and the fingerprints (a record already shredded stays
+    // nullopt). Nothing read here goes stale unnoticed: every change that moves a record or
+    // re-seals its bytes runs in a gate section, which names its patient to the watching sweep
+    // (decided again under the closed gate before anything is erased), and Watch() waited for
+    // the sections that began before it.
+    std::vector<std::optional<Seen>> seen(ids.size());
     PV_RETURN_IF_ERROR(ParallelFor(ids.size(), [&](size_t i) -> Status {
       auto latest = records_.LatestVersion(ids[i]);
       auto rec = latest.ok() ? records_.ReadVersion(ids[i], *latest, false)
                              : StatusOr<storage::Record>(latest.status());
-      if (rec.ok()) {
-        seen[i] = std::move(rec->meta);
+      if (rec.ok() && apply) {
+        auto stored = records_.ReadStoredVersions(ids[i], *latest);
+        if (!stored.ok()) return stored.status();
+        seen[i] = Seen{std::move(rec->meta), std::move(*stored)};
+      } else if (rec.ok()) {
+        seen[i] = Seen{std::move(rec->meta), std::nullopt};
       } else if (!IsShredded(rec.status())) {
         return rec.status();
       }
@@ -2000,9 +2013,9 @@ class VaultServiceImpl final : public VaultService {
     std::map<std::string, Opened> by_patient;
     for (size_t i = 0; i < ids.size(); ++i) {
       if (!seen[i]) continue;
-      Opened& o = by_patient[seen[i]->patient_id];
+      Opened& o = by_patient[seen[i]->meta.patient_id];
       o.ids.insert(ids[i]);
-      MergeDay(o.last, ParseDay(seen[i]->encounter_date));
+      MergeDay(o.last, ParseDay(seen[i]->meta.encounter_date));
     }
     std::vector<std::pair<const std::string, Opened>*> patients;
     patients.reserve(by_patient.size());
@@ -2028,7 +2041,8 @@ class VaultServiceImpl final : public VaultService {
     // 3. The decision, under each record's lock.
     Status rechecked = ParallelFor(ids.size(), [&](size_t i) -> Status {
       {
-        // A dry run decides from what pass 1 opened, without the lock.
+        // From what pass 1 read; a real sweep takes the lock for the re-wraps it writes, a dry
+        // run writes nothing.
         std::optional<MutexLock> lock;
         if (apply) lock.emplace(StripeFor(ids[i]));
         auto checked =
@@ -2155,8 +2169,15 @@ class VaultServiceImpl final : public VaultService {
       } reopen{gate_};
       // Only chosen records can be in the epochs being erased (nothing is ever wrapped into today
       // or earlier), so only the touched patients' chosen records are decided again.
+      bool touched_all = false;
+      std::set<std::string> touched = gate_.TakeTouched(&touched_all);
+      if (touched_all) {
+        return Unavailable(
+            "sweep: the retention table changed while the sweep was deciding; nothing was "
+            "erased; run the sweep again");
+      }
       std::set<std::string> touched_bids;
-      for (const auto& patient : gate_.TakeTouched()) {
+      for (const auto& patient : touched) {
         touched_bids.insert(crypto::HexEncode(records_.PatientBlindId(patient)));
       }
       std::vector<std::string> again;
@@ -2470,42 +2491,61 @@ class VaultServiceImpl final : public VaultService {
                           store_.Get(storage::Cf::kState, std::string(kShredMarkPrefix) + bid));
       if (!mark) todo.emplace_back(bid, std::move(list));
     }
+    // The entries go to the ledger in chunks, each one group (one write, one sync): one commit per
+    // entry from many threads spent most of this step waking and waiting (docs/benchmarks.md).
+    // A few writers keep the next chunk ready while the ledger writes the one before.
+    constexpr size_t kPerChunk = 256;
+    const size_t chunks = (todo.size() + kPerChunk - 1) / kPerChunk;
     std::atomic<size_t> next{0};
     std::atomic<uint64_t> done{0};
     std::mutex err_mu;
     Status error;
+    auto fail = [&](const Status& s) {
+      std::lock_guard<std::mutex> lock(err_mu);
+      if (error.ok()) error = s;
+    };
     auto worker = [&] {
-      for (size_t i = next++; i < todo.size(); i = next++) {
-        storage::AuditEntry e = NewEntry(ctx, "record.shred");
-        e.patient_bid = todo[i].first;
-        for (const Doomed* d : todo[i].second) {
-          e.records.push_back(d->record_id + "@1-" + std::to_string(d->versions));
+      for (size_t c = next++; c < chunks; c = next++) {
+        const size_t begin = c * kPerChunk;
+        const size_t end = std::min(todo.size(), begin + kPerChunk);
+        std::vector<std::pair<storage::WriteBatch, storage::AuditEntry>> commits;
+        commits.reserve(end - begin);
+        for (size_t i = begin; i < end; ++i) {
+          storage::AuditEntry e = NewEntry(ctx, "record.shred");
+          e.patient_bid = todo[i].first;
+          for (const Doomed* d : todo[i].second) {
+            e.records.push_back(d->record_id + "@1-" + std::to_string(d->versions));
+          }
+          e.reason = "retention expired; certificate " + j.id;
+          storage::WriteBatch batch;
+          batch.Put(storage::Cf::kState, std::string(kShredMarkPrefix) + todo[i].first, "");
+          commits.emplace_back(std::move(batch), std::move(e));
         }
-        e.reason = "retention expired; certificate " + j.id;
-        storage::WriteBatch batch;
-        batch.Put(storage::Cf::kState, std::string(kShredMarkPrefix) + todo[i].first, "");
-        // The marker's value is the entry's seq, which the ledger assigns: written after.
-        auto seq = CommitWithEntry(std::move(batch), std::move(e));
-        if (!seq.ok()) {
-          std::lock_guard<std::mutex> lock(err_mu);
-          error = seq.status();
+        // A marker's value is its entry's seq, which the ledger assigns: written after.
+        std::vector<StatusOr<uint64_t>> seqs = ledger_.CommitAll(std::move(commits));
+        storage::WriteBatch marks;
+        for (size_t i = begin; i < end; ++i) {
+          const StatusOr<uint64_t>& seq = seqs[i - begin];
+          if (!seq.ok()) {
+            fail(seq.status().code() == StatusCode::kResourceExhausted
+                     ? seq.status()
+                     : Unavailable("the audit log could not be written; nothing was done"));
+            return;
+          }
+          marks.Put(storage::Cf::kState, std::string(kShredMarkPrefix) + todo[i].first,
+                    std::to_string(*seq));
+        }
+        if (Status s = store_.Write(marks, /*sync=*/false); !s.ok()) {
+          fail(s);
           return;
         }
-        storage::WriteBatch mark;
-        mark.Put(storage::Cf::kState, std::string(kShredMarkPrefix) + todo[i].first,
-                 std::to_string(*seq));
-        if (Status s = store_.Write(mark, /*sync=*/false); !s.ok()) {
-          std::lock_guard<std::mutex> lock(err_mu);
-          error = s;
-          return;
-        }
-        const uint64_t n = ++done;
-        if (n % 1000 == 0) report("audit", n, todo.size());
+        const uint64_t n = done += end - begin;
+        std::lock_guard<std::mutex> lock(err_mu);
+        report("audit", n, todo.size());
       }
     };
     std::vector<std::thread> threads;
-    // Each entry is committed durably; enough writers at once let one sync cover many.
-    const size_t n_threads = std::min<size_t>(32, todo.size());
+    const size_t n_threads = std::min<size_t>(4, chunks);
     for (size_t t = 0; t < n_threads; ++t) threads.emplace_back(worker);
     for (auto& t : threads) t.join();
     if (!error.ok()) {
@@ -2606,6 +2646,9 @@ class VaultServiceImpl final : public VaultService {
       }
     }
     RetentionGate::Section section = gate_.Enter({});
+    // Every record's retention may grow: a sweep watching must not erase what it decided under
+    // the table before (it stops before erasing; the next sweep decides afresh).
+    gate_.TouchAll();
     storage::WriteBatch batch;
     batch.Put(storage::Cf::kState, std::string(kRetentionTableKey),
               SealStateValue(kRetentionTableKey, nlohmann::json{{"source", next->source},

@@ -63,15 +63,24 @@ StatusOr<uint64_t> DecodeHead(std::string_view value) {
 // What a queued request waits for: the leader of its group to finish it, or to hand it the lead.
 enum PendingState : int { kWaiting = 0, kDone, kLead };
 
-struct Pending {
+// One entry to commit, with the changes that go in its batch.
+struct Item {
   WriteBatch changes;
   AuditEntry entry;
   bool rejected = false;    // failed on its own (bad entry); the rest of its group went ahead
   bool audit_only = false;  // no changes: may be written into the disk reserve (WriteClass)
   StatusOr<uint64_t> result = Internal("ledger request was not processed");
-  // Set once, by a leader, after `result` is final (release); waited on without LedgerImpl::mu_,
-  // so that a woken follower returns at once instead of queueing for the mutex behind the next
-  // group's leader.
+};
+
+// One caller's request in the queue: one item (Commit) or several in order (CommitAll), which
+// always go into the same group.
+struct Pending {
+  Item* items = nullptr;
+  size_t count = 0;
+  size_t bytes = 0;  // of every item's changes
+  // Set once, by a leader, after the items' results are final (release); waited on without
+  // LedgerImpl::mu_, so that a woken follower returns at once instead of queueing for the mutex
+  // behind the next group's leader.
   std::atomic<int> state{kWaiting};
 };
 
@@ -87,11 +96,44 @@ class LedgerImpl final : public Ledger {
         size_(last_seq) {}
 
   StatusOr<uint64_t> Commit(WriteBatch changes, AuditEntry entry) override {
+    Item item;
+    item.audit_only = changes.empty();
+    item.changes = std::move(changes);
+    item.entry = std::move(entry);
     Pending p;
-    p.audit_only = changes.empty();
-    p.changes = std::move(changes);
-    p.entry = std::move(entry);
+    p.items = &item;
+    p.count = 1;
+    p.bytes = item.changes.bytes();
+    Run(p);
+    return std::move(item.result);
+  }
 
+  std::vector<StatusOr<uint64_t>> CommitAll(
+      std::vector<std::pair<WriteBatch, AuditEntry>> commits) override {
+    std::vector<StatusOr<uint64_t>> out;
+    if (commits.empty()) return out;
+    std::vector<Item> items(commits.size());
+    Pending p;
+    for (size_t i = 0; i < commits.size(); ++i) {
+      items[i].audit_only = commits[i].first.empty();
+      items[i].changes = std::move(commits[i].first);
+      items[i].entry = std::move(commits[i].second);
+      p.bytes += items[i].changes.bytes();
+    }
+    p.items = items.data();
+    p.count = items.size();
+    Run(p);
+    out.reserve(items.size());
+    for (Item& item : items) out.push_back(std::move(item.result));
+    return out;
+  }
+
+  uint64_t size() const override { return size_.load(std::memory_order_acquire); }
+
+ private:
+  // Queues `p` and returns once its items are final: written by this thread as leader of its
+  // group, or by the leader of the group it joined.
+  void Run(Pending& p) {
     MutexLock lock(mu_);
     const bool leads = queue_.empty();
     queue_.push_back(&p);
@@ -101,23 +143,30 @@ class LedgerImpl final : public Ledger {
       while ((state = p.state.load(std::memory_order_acquire)) == kWaiting) {
         p.state.wait(kWaiting, std::memory_order_acquire);
       }
-      if (state == kDone) return std::move(p.result);
+      if (state == kDone) return;
       lock.Lock();
     }
 
     // This thread leads: it takes the requests queued so far and writes them as one group.
     std::vector<Pending*> group;
+    size_t requests = 0;
     size_t bytes = 0;
     for (Pending* q : queue_) {
       if (!group.empty() &&
-          (group.size() == kMaxGroupRequests || bytes + q->changes.bytes() > kMaxGroupBytes)) {
+          (requests + q->count > kMaxGroupRequests || bytes + q->bytes > kMaxGroupBytes)) {
         break;
       }
-      bytes += q->changes.bytes();
+      requests += q->count;
+      bytes += q->bytes;
       group.push_back(q);
     }
     lock.Unlock();
-    CommitGroup(group);
+    std::vector<Item*> items;
+    items.reserve(requests);
+    for (Pending* q : group) {
+      for (size_t i = 0; i < q->count; ++i) items.push_back(&q->items[i]);
+    }
+    CommitGroup(items);
     lock.Lock();
     for (size_t i = 0; i < group.size(); ++i) queue_.pop_front();
     Pending* const next = queue_.empty() ? nullptr : queue_.front();
@@ -137,23 +186,19 @@ class LedgerImpl final : public Ledger {
       next->state.store(kLead, std::memory_order_release);
       next->state.notify_one();
     }
-    return std::move(p.result);
   }
 
-  uint64_t size() const override { return size_.load(std::memory_order_acquire); }
-
- private:
   // Runs on the leader only, so last_* need no lock: leaders are serialised by the queue.
-  void CommitGroup(const std::vector<Pending*>& group) {
+  void CommitGroup(const std::vector<Item*>& group) {
     const int64_t now = std::max(NowUnixMicros(), last_time_us_);
     uint64_t seq = last_seq_;
     std::string hash = last_hash_;
     WriteBatch batch;
-    std::vector<Pending*> included;
+    std::vector<Item*> included;
     Status failure;
     bool any_changes = false;
     heads_in_group_.clear();
-    for (Pending* p : group) {
+    for (Item* p : group) {
       AuditEntry& e = p->entry;
       e.seq = seq + 1;
       e.time_unix_us = now;
@@ -204,8 +249,8 @@ class LedgerImpl final : public Ledger {
     }
     if (!failure.ok()) {
       if (observer_ != nullptr) observer_->OnAborted();
-      std::vector<Pending*> audit_only;
-      for (Pending* p : group) {
+      std::vector<Item*> audit_only;
+      for (Item* p : group) {
         if (p->rejected) continue;
         p->result = failure;
         if (p->audit_only) audit_only.push_back(p);
@@ -223,7 +268,7 @@ class LedgerImpl final : public Ledger {
     last_time_us_ = now;
     size_.store(seq, std::memory_order_release);
     if (observer_ != nullptr) observer_->OnCommitted(seq);
-    for (Pending* p : included) p->result = p->entry.seq;
+    for (Item* p : included) p->result = p->entry.seq;
     if (head_cache_.size() + heads_in_group_.size() > kMaxCachedHeads) head_cache_.clear();
     for (auto& [key, head] : heads_in_group_) head_cache_[key] = head;
   }

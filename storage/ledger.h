@@ -29,6 +29,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "base/status.h"
 #include "storage/audit_entry.h"
@@ -71,6 +73,21 @@ class Ledger {
   // A commit without changes is written as WriteClass::kAuditOnly (it may use the disk reserve),
   // also when grouped with commits whose changes the full disk refuses.
   virtual StatusOr<uint64_t> Commit(WriteBatch changes, AuditEntry entry) = 0;
+
+  // Commits each (changes, entry) pair as Commit would, in order and with consecutive sequence
+  // numbers, all in one group: one write and one sync for all of them (for bulk work such as a
+  // retention sweep's entries; keep it to hundreds, other requests wait behind the group).
+  // Returns one result per pair, as Commit's: a pair whose entry cannot be encoded fails alone;
+  // a store error fails every pair. The default commits them one by one.
+  virtual std::vector<StatusOr<uint64_t>> CommitAll(
+      std::vector<std::pair<WriteBatch, AuditEntry>> commits) {
+    std::vector<StatusOr<uint64_t>> out;
+    out.reserve(commits.size());
+    for (auto& [changes, entry] : commits) {
+      out.push_back(Commit(std::move(changes), std::move(entry)));
+    }
+    return out;
+  }
 
   // Number of audit entries committed so far (= the last sequence number).
   virtual uint64_t size() const = 0;

@@ -239,6 +239,85 @@ TEST_F(LedgerTest, ConcurrentCommitsWithFailingWritesStayGapless) {
   for (const auto& e : chain) EXPECT_TRUE(Get(Cf::kRecords, e.request_id).has_value());
 }
 
+// A retention sweep's bulk entries: one call, one synced write, consecutive numbers, even with
+// other requests committing at the same time.
+TEST_F(LedgerTest, CommitAllWritesItsEntriesInOneSyncedWriteWithConsecutiveNumbers) {
+  ASSERT_TRUE(ledger_->Commit(Change("first"), Entry("first")).ok());
+  std::vector<std::pair<WriteBatch, AuditEntry>> bulk;
+  for (int i = 0; i < 300; ++i) {
+    const std::string id = "bulk/" + std::to_string(i);
+    bulk.emplace_back(i % 2 == 0 ? Change(id) : WriteBatch{}, Entry(id, "system"));
+  }
+  const uint64_t synced_before = store_->synced_writes();
+  auto seqs = ledger_->CommitAll(std::move(bulk));
+  EXPECT_EQ(store_->synced_writes(), synced_before + 1);
+  ASSERT_EQ(seqs.size(), 300u);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    ASSERT_TRUE(seqs[i].ok()) << seqs[i].status().ToString();
+    EXPECT_EQ(*seqs[i], 2 + i);
+  }
+
+  std::atomic<bool> stop{false};
+  std::thread other([&] {
+    for (int i = 0; !stop; ++i) {
+      const std::string id = "other/" + std::to_string(i);
+      ASSERT_TRUE(ledger_->Commit(Change(id), Entry(id)).ok());
+    }
+  });
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::pair<WriteBatch, AuditEntry>> more;
+    for (int i = 0; i < 50; ++i) {
+      const std::string id = "round/" + std::to_string(round) + "/" + std::to_string(i);
+      more.emplace_back(Change(id), Entry(id, "system"));
+    }
+    auto got = ledger_->CommitAll(std::move(more));
+    ASSERT_EQ(got.size(), 50u);
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_TRUE(got[i].ok());
+      EXPECT_EQ(*got[i], *got[0] + i) << "round " << round;  // nobody else's entry in between
+    }
+  }
+  stop = true;
+  other.join();
+
+  const std::vector<AuditEntry> chain = ReadChain();
+  EXPECT_EQ(chain.size(), ledger_->size());
+  for (const AuditEntry& e : chain) {
+    const bool audit_only =
+        e.request_id.rfind("bulk/", 0) == 0 && std::stoi(e.request_id.substr(5)) % 2 == 1;
+    EXPECT_EQ(Get(Cf::kRecords, e.request_id).has_value(), !audit_only) << e.request_id;
+  }
+  EXPECT_EQ(observer_.committed.size(), chain.size());
+}
+
+TEST_F(LedgerTest, CommitAllFailsABadEntryAloneAndAFailedWriteWhole) {
+  std::vector<std::pair<WriteBatch, AuditEntry>> bulk;
+  bulk.emplace_back(Change("a"), Entry("a"));
+  bulk.emplace_back(Change("bad"), Entry("bad", std::string("nul\0user", 8)));
+  bulk.emplace_back(Change("b"), Entry("b"));
+  auto seqs = ledger_->CommitAll(std::move(bulk));
+  ASSERT_EQ(seqs.size(), 3u);
+  EXPECT_EQ(*seqs[0], 1u);
+  EXPECT_EQ(seqs[1].status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(*seqs[2], 2u);  // the bad entry's number went to the next one
+  EXPECT_EQ(Get(Cf::kRecords, "bad"), std::nullopt);
+  EXPECT_EQ(Get(Cf::kRecords, "b"), "value of b");
+
+  fault_->FailNextWrites(1, Unavailable("injected write failure"));
+  std::vector<std::pair<WriteBatch, AuditEntry>> lost;
+  lost.emplace_back(Change("lost1"), Entry("lost1"));
+  lost.emplace_back(Change("lost2"), Entry("lost2"));
+  auto failed = ledger_->CommitAll(std::move(lost));
+  ASSERT_EQ(failed.size(), 2u);
+  for (const auto& f : failed) EXPECT_EQ(f.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(Get(Cf::kRecords, "lost1"), std::nullopt);
+  EXPECT_EQ(Get(Cf::kRecords, "lost2"), std::nullopt);
+  EXPECT_EQ(ledger_->size(), 2u);
+  EXPECT_EQ(*ledger_->Commit({}, Entry("after")), 3u);
+  EXPECT_EQ(ReadChain().size(), 3u);
+  EXPECT_TRUE(ledger_->CommitAll({}).empty());
+}
+
 // On a disk whose free space is inside the reserve, commits with changes (record creates) are
 // refused while audit-only commits (audited reads) go through, also when the ledger groups both
 // into one write.
