@@ -497,6 +497,61 @@ StatusOr<RecordRepository::StoredVersions> RecordRepository::ReadStoredVersions(
   return stored;
 }
 
+StatusOr<std::vector<RecordRepository::ErasureCheck>> RecordRepository::CheckErased(
+    const std::vector<std::string>& record_ids) {
+  std::vector<std::string> raw_ids;
+  std::vector<std::string> head_keys;
+  raw_ids.reserve(record_ids.size());
+  head_keys.reserve(record_ids.size());
+  for (const auto& id : record_ids) {
+    PV_ASSIGN_OR_RETURN(std::string raw, RawId(id));
+    head_keys.push_back("h" + raw);
+    raw_ids.push_back(std::move(raw));
+  }
+  PV_ASSIGN_OR_RETURN(auto heads, store_.MultiGet(Cf::kRecords, head_keys));
+  std::vector<ErasureCheck> out(record_ids.size());
+  std::vector<std::string> version_keys;
+  std::vector<std::pair<size_t, uint32_t>> version_of;  // (record index, version)
+  for (size_t i = 0; i < record_ids.size(); ++i) {
+    const auto& head = heads[i];
+    uint32_t latest = 0;
+    if (!head) {
+      // No head: LatestVersion tells a tombstone, a missing record and a deleted head apart.
+      PV_ASSIGN_OR_RETURN(latest, LatestVersion(record_ids[i]));
+    } else {
+      if (head->size() != 4 + crypto::BlindIndex::kOutputBytes) return IntegrityFailure();
+      latest = ReadBigEndian32(*head);
+      if (latest == 0 || !crypto::ConstantTimeEquals(*head, EncodeHead(raw_ids[i], latest))) {
+        return IntegrityFailure();
+      }
+    }
+    out[i].latest = latest;
+    out[i].erased = true;
+    for (uint32_t v = 1; v <= latest; ++v) {
+      version_keys.push_back(VersionKey('m', raw_ids[i], v));
+      version_of.emplace_back(i, v);
+    }
+  }
+  PV_ASSIGN_OR_RETURN(auto versions, store_.MultiGet(Cf::kRecords, version_keys));
+  for (size_t k = 0; k < versions.size(); ++k) {
+    const auto [i, v] = version_of[k];
+    auto fail = [&, i = i, v = v](std::string_view why) {
+      return DataLoss("record " + record_ids[i] + " version " + std::to_string(v) + " " +
+                      std::string(why));
+    };
+    if (!versions[k]) return fail("is missing");
+    auto header = DecodeHeader(*versions[k]);
+    if (!header) return fail("is malformed");
+    auto dek = UnwrapDek(keyring_, raw_ids[i], v, *header);
+    if (dek.ok()) {
+      out[i].erased = false;
+    } else if (dek.status().code() != StatusCode::kFailedPrecondition) {
+      return fail("neither opens nor reads as erased: " + dek.status().message());
+    }
+  }
+  return out;
+}
+
 Status RecordRepository::StageShred(std::string_view record_id, std::string_view certificate_id,
                                     int64_t destroyed_unix_us, WriteBatch& batch) {
   PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));

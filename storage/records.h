@@ -180,6 +180,18 @@ class RecordRepository {
   };
   StatusOr<StoredVersions> ReadStoredVersions(std::string_view record_id, uint32_t latest);
 
+  // A sweep's read-back after destroying epoch keys, for each of `record_ids`: its latest version
+  // (as LatestVersion reads it from the authenticated head) and whether none of its versions up
+  // to that opens any more, because the epoch key its DEK is wrapped under is destroyed. A version
+  // whose DEK still unwraps counts as not erased. Heads and versions are read in batches
+  // (Store::MultiGet). Errors as LatestVersion's, and DataLoss naming the record and version if a
+  // version is missing, malformed, or names an epoch that never existed.
+  struct ErasureCheck {
+    uint32_t latest = 0;
+    bool erased = false;
+  };
+  StatusOr<std::vector<ErasureCheck>> CheckErased(const std::vector<std::string>& record_ids);
+
   // Stages the deletion of everything stored for the record — every version's header and
   // content, its head, its patient index entry and its epoch index entries — and a tombstone
   // naming `certificate_id` (the destruction certificate, 32 lowercase hex digits) and

@@ -495,6 +495,26 @@ class RocksStore final : public Store {
     return std::optional<std::string>(std::move(value));
   }
 
+  StatusOr<std::vector<std::optional<std::string>>> MultiGet(
+      Cf cf, const std::vector<std::string>& keys) override {
+    ReaderMutexLock lock(db_mu_);
+    PV_RETURN_IF_ERROR(Ready());
+    std::vector<rocksdb::Slice> slices;
+    slices.reserve(keys.size());
+    for (const auto& key : keys) slices.emplace_back(key);
+    std::vector<rocksdb::PinnableSlice> values(keys.size());
+    std::vector<rocksdb::Status> statuses(keys.size());
+    db_->MultiGet(rocksdb::ReadOptions(), Handle(cf), keys.size(), slices.data(), values.data(),
+                  statuses.data());
+    std::vector<std::optional<std::string>> out(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (statuses[i].IsNotFound()) continue;
+      if (!statuses[i].ok()) return FromRocks(statuses[i]);
+      out[i] = values[i].ToString();
+    }
+    return out;
+  }
+
   Status Write(const WriteBatch& batch, bool sync) override {
     if (batch.empty()) return Status::Ok();
     bool reopen = false;

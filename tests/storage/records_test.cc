@@ -426,6 +426,46 @@ TEST_F(RecordsTest, DestroyedEpochMeansCryptoShredded) {
             StatusCode::kFailedPrecondition);
 }
 
+// The sweep's read-back: a record counts as erased only if no version it has opens any more.
+TEST_F(RecordsTest, CheckErasedTellsErasedRecordsFromOnesThatStillOpen) {
+  Record gone = MakeRecord("synthetic-patient-20", "gone", 1, NewRecordId(), "d20300101");
+  Record gone2 =
+      MakeRecord("synthetic-patient-20", "gone too", 2, gone.meta.record_id, "d20300101");
+  // One version still under a live epoch: the record still opens.
+  Record half = MakeRecord("synthetic-patient-21", "half", 1, NewRecordId(), "d20300101");
+  Record half2 = MakeRecord("synthetic-patient-21", "half v2", 2, half.meta.record_id, "d20400101");
+  Record live = MakeRecord("synthetic-patient-22", "live", 1, NewRecordId(), "d20400101");
+  for (const Record* r : {&gone, &gone2, &half, &half2, &live}) StoreRecord(*r);
+  ASSERT_TRUE(keyring_->DestroyEpoch("d20300101").ok());
+
+  auto checked =
+      repo_->CheckErased({gone.meta.record_id, half.meta.record_id, live.meta.record_id});
+  ASSERT_TRUE(checked.ok()) << checked.status().ToString();
+  ASSERT_EQ(checked->size(), 3u);
+  EXPECT_EQ((*checked)[0].latest, 2u);
+  EXPECT_TRUE((*checked)[0].erased);
+  EXPECT_EQ((*checked)[1].latest, 2u);
+  EXPECT_FALSE((*checked)[1].erased);
+  EXPECT_EQ((*checked)[2].latest, 1u);
+  EXPECT_FALSE((*checked)[2].erased);
+  EXPECT_TRUE(repo_->CheckErased({})->empty());
+
+  // A forged head (pointing back at version 1) or a missing version is not taken for erased.
+  const std::string raw = *crypto::Base64UrlDecode(gone.meta.record_id);
+  const std::string head = Value("h" + raw);
+  Overwrite("h" + raw, BE32(1) + head.substr(4));
+  EXPECT_EQ(repo_->CheckErased({gone.meta.record_id}).status().code(), StatusCode::kDataLoss);
+  Overwrite("h" + raw, head);
+  DeleteRaw(Cf::kRecords, RawKey('m', gone.meta.record_id, 2));
+  auto missing = repo_->CheckErased({live.meta.record_id, gone.meta.record_id});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(missing.status().message().find(gone.meta.record_id + " version 2 is missing"),
+            std::string::npos)
+      << missing.status().message();
+  EXPECT_EQ(repo_->CheckErased({NewRecordId()}).status().code(), StatusCode::kNotFound);
+}
+
 TEST_F(RecordsTest, NoPlaintextPatientIdOrDekBytesInAnyStoreFile) {
   // Random, so that any 32-byte piece found in a file can only have come from these values.
   const std::string patient = "synthetic-patient-" + RandomHex(24);
