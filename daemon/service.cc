@@ -1988,22 +1988,39 @@ class VaultServiceImpl final : public VaultService {
     // (decided again under the closed gate before anything is erased), and Watch() waited for
     // the sections that began before it.
     std::vector<std::optional<Seen>> seen(ids.size());
-    PV_RETURN_IF_ERROR(ParallelFor(ids.size(), [&](size_t i) -> Status {
-      auto latest = records_.LatestVersion(ids[i]);
-      auto rec = latest.ok() ? records_.ReadVersion(ids[i], *latest, false)
-                             : StatusOr<storage::Record>(latest.status());
-      if (rec.ok() && apply) {
-        auto stored = records_.ReadStoredVersions(ids[i], *latest);
-        if (!stored.ok()) return stored.status();
-        seen[i] = Seen{std::move(rec->meta), std::move(*stored)};
-      } else if (rec.ok()) {
-        seen[i] = Seen{std::move(rec->meta), std::nullopt};
-      } else if (!IsShredded(rec.status())) {
-        return rec.status();
-      }
-      progress();
-      return Status::Ok();
-    }));
+    if (apply) {
+      // In batches: every head, header and content prefix of a batch in three batched reads.
+      constexpr size_t kPerBatch = 512;
+      PV_RETURN_IF_ERROR(ParallelFor((ids.size() + kPerBatch - 1) / kPerBatch, [&](size_t b) {
+        const size_t begin = b * kPerBatch;
+        const size_t end = std::min(ids.size(), begin + kPerBatch);
+        std::vector<std::string> batch(ids.begin() + begin, ids.begin() + end);
+        auto reads = records_.ReadLatestForSweep(batch);
+        for (size_t i = begin; i < end; ++i) {
+          auto& read = reads[i - begin];
+          if (read.ok()) {
+            seen[i] = Seen{std::move(read->meta), std::move(read->stored)};
+          } else if (!IsShredded(read.status())) {
+            return read.status();
+          }
+          progress();
+        }
+        return Status::Ok();
+      }));
+    } else {
+      PV_RETURN_IF_ERROR(ParallelFor(ids.size(), [&](size_t i) -> Status {
+        auto latest = records_.LatestVersion(ids[i]);
+        auto rec = latest.ok() ? records_.ReadVersion(ids[i], *latest, false)
+                               : StatusOr<storage::Record>(latest.status());
+        if (rec.ok()) {
+          seen[i] = Seen{std::move(rec->meta), std::nullopt};
+        } else if (!IsShredded(rec.status())) {
+          return rec.status();
+        }
+        progress();
+        return Status::Ok();
+      }));
+    }
     // 2. The encounter cache of each of their patients, reading only the records not opened
     // above (the patient's later encounters may keep these longer).
     struct Opened {

@@ -303,9 +303,14 @@ StatusOr<uint32_t> RecordRepository::LatestVersion(std::string_view record_id) {
     if (any_version) return IntegrityFailure();
     return NotFound("no such record");
   }
-  if (head->size() != 4 + crypto::BlindIndex::kOutputBytes) return IntegrityFailure();
-  const uint32_t version = ReadBigEndian32(*head);
-  if (version == 0 || !crypto::ConstantTimeEquals(*head, EncodeHead(raw_id, version))) {
+  return DecodeHead(raw_id, *head);
+}
+
+StatusOr<uint32_t> RecordRepository::DecodeHead(std::string_view raw_id,
+                                                std::string_view head) const {
+  if (head.size() != 4 + crypto::BlindIndex::kOutputBytes) return IntegrityFailure();
+  const uint32_t version = ReadBigEndian32(head);
+  if (version == 0 || !crypto::ConstantTimeEquals(head, EncodeHead(raw_id, version))) {
     return IntegrityFailure();
   }
   return version;
@@ -316,6 +321,33 @@ StatusOr<Record> RecordRepository::ReadVersion(std::string_view record_id, uint3
   if (!with_content) return ReadVersionGated(record_id, version, nullptr);
   return ReadVersionGated(record_id, version, [](const RecordMetadata&) { return Status::Ok(); });
 }
+
+namespace {
+
+// A version's metadata, opened from its stored header, and the AEAD of its DEK (for the content).
+struct OpenedMeta {
+  RecordMetadata meta;
+  std::unique_ptr<crypto::Aead> aead;
+};
+StatusOr<OpenedMeta> OpenMeta(const crypto::Keyring& keyring, const RecordRepository& repo,
+                              std::string_view record_id, std::string_view raw_id, uint32_t version,
+                              const Header& header) {
+  PV_ASSIGN_OR_RETURN(crypto::SecretBytes dek, UnwrapDek(keyring, raw_id, version, header));
+  auto aead = crypto::Aead::Create(std::move(dek));
+  if (!aead.ok()) return IntegrityFailure();
+  auto meta_json =
+      (*aead)->Decrypt(header.sealed_meta, SealAad(kMetaAad, raw_id, version, header.blind_id));
+  if (!meta_json.ok()) return IntegrityFailure();
+  auto meta = MetadataFromJson(*meta_json);
+  if (!meta || meta->record_id != record_id || meta->version != version ||
+      !crypto::ConstantTimeEquals(repo.PatientBlindId(meta->patient_id), header.blind_id)) {
+    return IntegrityFailure();
+  }
+  meta->epoch_id = header.epoch_id;
+  return OpenedMeta{std::move(*meta), std::move(*aead)};
+}
+
+}  // namespace
 
 StatusOr<Record> RecordRepository::ReadVersionGated(std::string_view record_id, uint32_t version,
                                                     const ContentGate& gate) {
@@ -329,29 +361,19 @@ StatusOr<Record> RecordRepository::ReadVersionGated(std::string_view record_id, 
   }
   auto header = DecodeHeader(*stored);
   if (!header) return IntegrityFailure();
-
-  PV_ASSIGN_OR_RETURN(crypto::SecretBytes dek, UnwrapDek(keyring_, raw_id, version, *header));
-  auto aead = crypto::Aead::Create(std::move(dek));
-  if (!aead.ok()) return IntegrityFailure();
-  auto meta_json =
-      (*aead)->Decrypt(header->sealed_meta, SealAad(kMetaAad, raw_id, version, header->blind_id));
-  if (!meta_json.ok()) return IntegrityFailure();
-  auto meta = MetadataFromJson(*meta_json);
-  if (!meta || meta->record_id != record_id || meta->version != version ||
-      !crypto::ConstantTimeEquals(PatientBlindId(meta->patient_id), header->blind_id)) {
-    return IntegrityFailure();
-  }
-  meta->epoch_id = header->epoch_id;
+  PV_ASSIGN_OR_RETURN(OpenedMeta opened,
+                      OpenMeta(keyring_, *this, record_id, raw_id, version, *header));
+  auto& aead = opened.aead;
 
   Record record;
-  record.meta = std::move(*meta);
+  record.meta = std::move(opened.meta);
   if (with_content) {
     PV_RETURN_IF_ERROR(gate(record.meta));
     ContentForm form = ContentForm::kLive;
     PV_ASSIGN_OR_RETURN(auto sealed, GetContent(raw_id, version, &form));
     if (!sealed) return IntegrityFailure();
     record.archived = form != ContentForm::kLive;
-    PV_ASSIGN_OR_RETURN(record.content, OpenContent(**aead, raw_id, version, header->blind_id,
+    PV_ASSIGN_OR_RETURN(record.content, OpenContent(*aead, raw_id, version, header->blind_id,
                                                     *sealed, form, record.meta.content_bytes));
   }
   return record;
@@ -497,6 +519,81 @@ StatusOr<RecordRepository::StoredVersions> RecordRepository::ReadStoredVersions(
   return stored;
 }
 
+std::vector<StatusOr<RecordRepository::SweepRead>> RecordRepository::ReadLatestForSweep(
+    const std::vector<std::string>& record_ids) {
+  const size_t n = record_ids.size();
+  std::vector<StatusOr<SweepRead>> out(n, Internal("not read"));
+  std::vector<std::string> raw_ids(n);
+  std::vector<uint32_t> latest(n, 0);
+  std::vector<std::string> head_keys;
+  head_keys.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto raw = RawId(record_ids[i]);
+    if (raw.ok()) raw_ids[i] = std::move(*raw);
+    head_keys.push_back("h" + raw_ids[i]);
+    if (!raw.ok()) out[i] = raw.status();
+  }
+  auto heads = store_.MultiGet(Cf::kRecords, head_keys);
+  if (!heads.ok()) return std::vector<StatusOr<SweepRead>>(n, heads.status());
+  std::vector<std::string> m_keys, c_keys;
+  std::vector<size_t> first(n + 1, 0);  // record i's versions are [first[i], first[i + 1])
+  for (size_t i = 0; i < n; ++i) {
+    first[i] = m_keys.size();
+    if (raw_ids[i].empty()) continue;
+    auto version = (*heads)[i] ? DecodeHead(raw_ids[i], *(*heads)[i])
+                               : LatestVersion(record_ids[i]);  // a tombstone, or damage
+    if (!version.ok()) {
+      out[i] = version.status();
+      continue;
+    }
+    latest[i] = *version;
+    for (uint32_t v = 1; v <= latest[i]; ++v) {
+      m_keys.push_back(VersionKey('m', raw_ids[i], v));
+      c_keys.push_back(VersionKey('c', raw_ids[i], v));
+    }
+  }
+  first[n] = m_keys.size();
+  auto headers = store_.MultiGet(Cf::kRecords, m_keys);
+  auto contents = headers.ok() ? store_.MultiGet(Cf::kRecords, c_keys) : headers;
+  if (!contents.ok()) return std::vector<StatusOr<SweepRead>>(n, contents.status());
+  for (size_t i = 0; i < n; ++i) {
+    if (latest[i] == 0) continue;
+    auto read = [&]() -> StatusOr<SweepRead> {
+      SweepRead r;
+      r.stored.epoch_ids.reserve(latest[i]);
+      r.stored.fingerprints.reserve(size_t{3} * latest[i]);
+      std::optional<Header> newest;
+      for (uint32_t v = 1; v <= latest[i]; ++v) {
+        const size_t k = first[i] + v - 1;
+        if (!(*headers)[k]) return IntegrityFailure();
+        auto header = DecodeHeader(*(*headers)[k]);
+        if (!header) return IntegrityFailure();
+        std::optional<std::string>& content = (*contents)[k];
+        if (!content) {
+          ContentForm form = ContentForm::kLive;  // archived: not in the batch
+          PV_ASSIGN_OR_RETURN(content, GetContent(raw_ids[i], v, &form));
+        }
+        if (!content || content->size() < kFingerprintBytes ||
+            header->sealed_meta.size() < kFingerprintBytes ||
+            header->wrapped_dek.size() < kFingerprintBytes) {
+          return IntegrityFailure();
+        }
+        r.stored.fingerprints.push_back(content->substr(0, kFingerprintBytes));
+        r.stored.fingerprints.push_back(header->sealed_meta.substr(0, kFingerprintBytes));
+        r.stored.fingerprints.push_back(header->wrapped_dek);
+        r.stored.epoch_ids.push_back(header->epoch_id);
+        if (v == latest[i]) newest = std::move(header);
+      }
+      PV_ASSIGN_OR_RETURN(OpenedMeta opened,
+                          OpenMeta(keyring_, *this, record_ids[i], raw_ids[i], latest[i], *newest));
+      r.meta = std::move(opened.meta);
+      return r;
+    };
+    out[i] = read();
+  }
+  return out;
+}
+
 StatusOr<std::vector<RecordRepository::ErasureCheck>> RecordRepository::CheckErased(
     const std::vector<std::string>& record_ids) {
   std::vector<std::string> raw_ids;
@@ -519,11 +616,7 @@ StatusOr<std::vector<RecordRepository::ErasureCheck>> RecordRepository::CheckEra
       // No head: LatestVersion tells a tombstone, a missing record and a deleted head apart.
       PV_ASSIGN_OR_RETURN(latest, LatestVersion(record_ids[i]));
     } else {
-      if (head->size() != 4 + crypto::BlindIndex::kOutputBytes) return IntegrityFailure();
-      latest = ReadBigEndian32(*head);
-      if (latest == 0 || !crypto::ConstantTimeEquals(*head, EncodeHead(raw_ids[i], latest))) {
-        return IntegrityFailure();
-      }
+      PV_ASSIGN_OR_RETURN(latest, DecodeHead(raw_ids[i], *head));
     }
     out[i].latest = latest;
     out[i].erased = true;

@@ -186,6 +186,16 @@ class RecordRepository {
   // whose DEK still unwraps counts as not erased. Heads and versions are read in batches
   // (Store::MultiGet). Errors as LatestVersion's, and DataLoss naming the record and version if a
   // version is missing, malformed, or names an epoch that never existed.
+  // A sweep's recheck, for each of `record_ids`: the latest version's metadata (as
+  // ReadVersion(id, LatestVersion(id), false) opens it) and ReadStoredVersions of it, every key
+  // read in batches (Store::MultiGet). A record's own error (crypto-shredded, integrity, not
+  // found) is in its slot; a store error in every slot.
+  struct SweepRead {
+    RecordMetadata meta;
+    StoredVersions stored;
+  };
+  std::vector<StatusOr<SweepRead>> ReadLatestForSweep(const std::vector<std::string>& record_ids);
+
   struct ErasureCheck {
     uint32_t latest = 0;
     bool erased = false;
@@ -252,6 +262,8 @@ class RecordRepository {
 
  private:
   std::string EncodeHead(std::string_view raw_id, uint32_t version) const;
+  // The version a stored head names, DataLoss if it does not authenticate for `raw_id`.
+  StatusOr<uint32_t> DecodeHead(std::string_view raw_id, std::string_view head) const;
   // Tombstone value for `raw_id` (layout above); the tag covers the id and the body.
   std::string EncodeTombstone(std::string_view raw_id, std::string_view certificate_id,
                               int64_t destroyed_unix_us) const;

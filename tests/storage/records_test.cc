@@ -426,6 +426,40 @@ TEST_F(RecordsTest, DestroyedEpochMeansCryptoShredded) {
             StatusCode::kFailedPrecondition);
 }
 
+// The sweep's batched recheck read gives what ReadVersion and ReadStoredVersions give one by one.
+TEST_F(RecordsTest, ReadLatestForSweepMatchesTheOneByOneReads) {
+  Record a1 = MakeRecord("synthetic-patient-23", "first", 1, NewRecordId(), "d20300101");
+  Record a2 = MakeRecord("synthetic-patient-23", "second", 2, a1.meta.record_id, "d20400101");
+  Record b = MakeRecord("synthetic-patient-24", "other", 1, NewRecordId(), "d20400101");
+  Record shredded = MakeRecord("synthetic-patient-25", "shredded", 1, NewRecordId(), "d20300202");
+  for (const Record* r : {&a1, &a2, &b, &shredded}) StoreRecord(*r);
+  ASSERT_TRUE(keyring_->DestroyEpoch("d20300202").ok());
+  const std::vector<std::string> ids = {a1.meta.record_id, b.meta.record_id,
+                                        shredded.meta.record_id, NewRecordId(), "not-an-id"};
+  auto reads = repo_->ReadLatestForSweep(ids);
+  ASSERT_EQ(reads.size(), ids.size());
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_TRUE(reads[i].ok()) << reads[i].status().ToString();
+    const uint32_t latest = *repo_->LatestVersion(ids[i]);
+    ExpectSameMetadata(reads[i]->meta, repo_->ReadVersion(ids[i], latest, false)->meta);
+    auto stored = repo_->ReadStoredVersions(ids[i], latest);
+    ASSERT_TRUE(stored.ok());
+    EXPECT_EQ(reads[i]->stored.epoch_ids, stored->epoch_ids);
+    EXPECT_EQ(reads[i]->stored.fingerprints, stored->fingerprints);
+  }
+  EXPECT_EQ(reads[0]->stored.epoch_ids, (std::vector<std::string>{"d20300101", "d20400101"}));
+  EXPECT_EQ(reads[2].status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reads[3].status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(reads[4].ok());
+
+  // An older version without its content is damage, as ReadStoredVersions says too; the other
+  // records of the batch are read as usual.
+  DeleteRaw(Cf::kRecords, RawKey('c', a1.meta.record_id, 1));
+  auto damaged = repo_->ReadLatestForSweep({a1.meta.record_id, b.meta.record_id});
+  EXPECT_EQ(damaged[0].status().code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(damaged[1].ok());
+}
+
 // The sweep's read-back: a record counts as erased only if no version it has opens any more.
 TEST_F(RecordsTest, CheckErasedTellsErasedRecordsFromOnesThatStillOpen) {
   Record gone = MakeRecord("synthetic-patient-20", "gone", 1, NewRecordId(), "d20300101");
