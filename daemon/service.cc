@@ -1884,14 +1884,18 @@ class VaultServiceImpl final : public VaultService {
 
   // Every record with a version in `epochs`, with its versions counted.
   StatusOr<std::vector<std::string>> RecordsIn(const std::vector<std::string>& epochs) {
-    std::set<std::string> ids;
+    std::vector<std::string> ids;
     for (const auto& e : epochs) {
       PV_RETURN_IF_ERROR(records_.ScanEpoch(e, [&](std::string_view id, uint32_t) {
-        ids.emplace(id);
+        ids.emplace_back(id);
         return true;
       }));
     }
-    return std::vector<std::string>(ids.begin(), ids.end());
+    // Sorted and unique (a record's versions may sit in several of the epochs). In id order,
+    // records next to each other are next to each other in the store too.
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    return ids;
   }
 
   // Decides one record for a sweep up to `until`. Expired: returns it (consolidating its versions

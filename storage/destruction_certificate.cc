@@ -260,17 +260,26 @@ std::string MethodStatement(const DestructionCertificate& certificate) {
 }
 
 DestructionCounts CountDestroyed(const DestructionCertificate& certificate) {
-  // Hash sets: a sweep's certificate names up to millions of versions.
+  // A sweep's certificate names up to millions of versions, sorted by record: its records are
+  // counted by comparing neighbours; hash sets otherwise (and for the patients).
+  const auto& list = certificate.records;
+  const bool sorted = std::is_sorted(list.begin(), list.end(), RecordLess);
   std::unordered_set<std::string_view> records, patients;
-  records.reserve(certificate.records.size());
+  if (!sorted) records.reserve(list.size());
+  uint64_t distinct = 0;
   std::map<std::string, uint64_t> by_category;
-  for (const DestroyedRecordVersion& r : certificate.records) {
-    records.insert(r.record_id);
+  for (size_t i = 0; i < list.size(); ++i) {
+    const DestroyedRecordVersion& r = list[i];
+    if (sorted) {
+      distinct += i == 0 || list[i - 1].record_id != r.record_id ? 1 : 0;
+    } else {
+      records.insert(r.record_id);
+    }
     patients.insert(r.patient_bid);
     ++by_category[r.category];
   }
-  return DestructionCounts{records.size(),
-                           certificate.records.size(),
+  return DestructionCounts{sorted ? distinct : records.size(),
+                           list.size(),
                            patients.size(),
                            {by_category.begin(), by_category.end()}};
 }

@@ -110,6 +110,13 @@ TEST(DestructionCertificateTest, EncodingIsIndependentOfInputOrder) {
   std::swap(shuffled.epoch_ids[0], shuffled.epoch_ids[1]);
   EXPECT_EQ(DestructionCertificateText(shuffled, kOrigin).value(),
             DestructionCertificateText(Sample(), kOrigin).value());
+  // Counted by neighbours when sorted, with hash sets when not: the same counts.
+  const DestructionCounts a = CountDestroyed(shuffled), b = CountDestroyed(Sample());
+  EXPECT_EQ(a.records, 2u);
+  EXPECT_EQ(a.records, b.records);
+  EXPECT_EQ(a.versions, b.versions);
+  EXPECT_EQ(a.patients, b.patients);
+  EXPECT_EQ(a.versions_by_category, b.versions_by_category);
 }
 
 TEST(DestructionCertificateTest, SignThenVerifyRoundTrips) {
