@@ -1,0 +1,31 @@
+// The daemon's heap: how the allocator is tuned at start, how freed memory is handed back to the
+// kernel once the daemon is idle, and the figures GET /v1/status reports (docs/configuration.md,
+// "Memory"). Keys never come from this heap: they live in sodium_malloc'd, locked pages
+// (crypto/secret.h), which these calls do not touch.
+#pragma once
+
+#include <cstdint>
+
+namespace phivault::daemon {
+
+// Tunes glibc malloc for a daemon with a thread per connection; call first thing in main(),
+// before other threads start. Few arenas (each thread otherwise gets one of up to 8 x cores, and
+// every arena keeps its own freed memory), and fixed mmap and trim thresholds: blocks of 128 KiB
+// or more (request bodies, memtable arena blocks) are mapped and unmapped on their own, and the
+// top of an arena is returned once 128 KiB of it is free. glibc's default raises both thresholds
+// each time a large block is freed, after which large buffers stay in the heap for good.
+void TuneAllocator();
+
+// Returns freed heap pages of every arena to the kernel (malloc_trim). Takes arena locks in turn;
+// a few milliseconds for a heap of a few hundred MiB. Call when idle.
+void ReleaseFreedMemory();
+
+struct MemoryFigures {
+  uint64_t rss_bytes = 0;          // resident set (VmRSS)
+  uint64_t heap_in_use_bytes = 0;  // allocated and not freed (arenas and mapped blocks)
+  uint64_t heap_free_bytes = 0;    // freed but still held by the allocator's arenas
+};
+// Now; zeros where the system does not say.
+MemoryFigures ReadMemoryFigures();
+
+}  // namespace phivault::daemon
