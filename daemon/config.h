@@ -95,10 +95,10 @@ struct ArchiveConfig {
 struct MemoryConfig {
   // RocksDB's one LRU block cache: data, index and filter blocks of every column family (the
   // archive's apart), with the memtables charged to it.
-  uint64_t block_cache_bytes = 64ull << 20;
+  uint64_t block_cache_bytes = 128ull << 20;
   // The part of the block cache all column families' memtables may take together before the
   // largest is flushed; less than block_cache_bytes.
-  uint64_t memtable_budget_bytes = 32ull << 20;
+  uint64_t memtable_budget_bytes = 64ull << 20;
   // Patients whose latest encounter the service keeps in memory (daemon/encounter_cache.h),
   // about 200 bytes each; least recently used first out. A retention sweep holds its candidate
   // patients in addition while it runs.

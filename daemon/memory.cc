@@ -9,8 +9,8 @@ namespace phivault::daemon {
 namespace {
 
 constexpr int kArenas = 2;
-constexpr int kMmapThresholdBytes = 128 * 1024;
-constexpr int kTrimThresholdBytes = 128 * 1024;
+constexpr int kMmapThresholdBytes = 4 << 20;
+constexpr int kTrimThresholdBytes = 8 << 20;
 
 }  // namespace
 

@@ -9,11 +9,13 @@
 namespace phivault::daemon {
 
 // Tunes glibc malloc for a daemon with a thread per connection; call first thing in main(),
-// before other threads start. Few arenas (each thread otherwise gets one of up to 8 x cores, and
-// every arena keeps its own freed memory), and fixed mmap and trim thresholds: blocks of 128 KiB
-// or more (request bodies, memtable arena blocks) are mapped and unmapped on their own, and the
-// top of an arena is returned once 128 KiB of it is free. glibc's default raises both thresholds
-// each time a large block is freed, after which large buffers stay in the heap for good.
+// before other threads start. Two arenas (each thread otherwise gets one of up to 8 x cores, and
+// every arena keeps its own freed memory), and fixed thresholds: blocks of 4 MiB or more
+// (memtable arena blocks, the largest request bodies) are mapped and unmapped on their own, and
+// an arena's top is returned once 8 MiB of it is free. glibc's default raises both thresholds each
+// time a large block is freed, after which such blocks stay in the heap for good. Not lower: a
+// 128 KiB threshold mapped every filter block RocksDB read (about 1 MiB at 1M records) and cost
+// 5x the CPU per request in page faults (docs/benchmarks.md, daemon memory).
 void TuneAllocator();
 
 // Returns freed heap pages of every arena to the kernel (malloc_trim). Takes arena locks in turn;

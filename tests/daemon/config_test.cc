@@ -500,8 +500,8 @@ TEST_F(ConfigTest, RetentionAndHoldActionsCanBeGranted) {
 TEST_F(ConfigTest, MemoryDefaultsAndValues) {
   auto defaults = Load(MinimalConfig());
   ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
-  EXPECT_EQ(defaults->memory.block_cache_bytes, 64ull << 20);
-  EXPECT_EQ(defaults->memory.memtable_budget_bytes, 32ull << 20);
+  EXPECT_EQ(defaults->memory.block_cache_bytes, 128ull << 20);
+  EXPECT_EQ(defaults->memory.memtable_budget_bytes, 64ull << 20);
   EXPECT_EQ(defaults->memory.encounter_cache_patients, 50000u);
   EXPECT_EQ(defaults->memory.release_after_idle_seconds, 5u);
 
