@@ -13,9 +13,10 @@ namespace phivault::daemon {
 // every arena keeps its own freed memory), and fixed thresholds: blocks of 4 MiB or more
 // (memtable arena blocks, the largest request bodies) are mapped and unmapped on their own, and
 // an arena's top is returned once 8 MiB of it is free. glibc's default raises both thresholds each
-// time a large block is freed, after which such blocks stay in the heap for good. Not lower: a
-// 128 KiB threshold mapped every filter block RocksDB read (about 1 MiB at 1M records) and cost
-// 5x the CPU per request in page faults (docs/benchmarks.md, daemon memory).
+// time a large block is freed, after which such blocks stay in the heap for good. Not lower: with
+// a 128 KiB threshold every filter block RocksDB read outside its cache (about 1 MiB at 1M
+// records) was a fresh mapping, and 15 % of the daemon's CPU went to faulting it in (perf;
+// docs/benchmarks.md, daemon memory).
 void TuneAllocator();
 
 // Returns freed heap pages of every arena to the kernel (malloc_trim). Takes arena locks in turn;
