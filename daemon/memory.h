@@ -19,8 +19,8 @@ namespace phivault::daemon {
 // docs/benchmarks.md, daemon memory).
 void TuneAllocator();
 
-// Returns freed heap pages of every arena to the kernel (malloc_trim). Takes arena locks in turn;
-// a few milliseconds for a heap of a few hundred MiB. Call when idle.
+// Returns freed heap pages of every arena to the kernel (malloc_trim(0)). Takes each arena's lock
+// in turn while it walks that arena's free chunks: call when idle.
 void ReleaseFreedMemory();
 
 struct MemoryFigures {
