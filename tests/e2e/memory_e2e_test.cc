@@ -84,11 +84,10 @@ TEST_F(E2eMemoryTest, AnIdleDaemonGivesBackWhatALoadTook) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     now = ResidentBytes(pid);
   }
-  std::printf("RSS before %llu MiB, peak %llu MiB, after %llu MiB (bound %llu MiB)\n",
-              static_cast<unsigned long long>(before / kMiB),
-              static_cast<unsigned long long>(peak / kMiB),
-              static_cast<unsigned long long>(now / kMiB),
-              static_cast<unsigned long long>(bound / kMiB));
+  std::printf(
+      "RSS before %llu MiB, peak %llu MiB, after %llu MiB (bound %llu MiB)\n",
+      static_cast<unsigned long long>(before / kMiB), static_cast<unsigned long long>(peak / kMiB),
+      static_cast<unsigned long long>(now / kMiB), static_cast<unsigned long long>(bound / kMiB));
   EXPECT_LE(now, bound) << "RSS " << now / kMiB << " MiB after load (before " << before / kMiB
                         << " MiB, peak " << peak / kMiB << " MiB)";
 }
