@@ -330,6 +330,29 @@ Status ParseArchive(const Reader& r, const toml::table& t, ArchiveConfig& a) {
   return Status::Ok();
 }
 
+Status ParseMemory(const Reader& r, const toml::table& t, MemoryConfig& m) {
+  constexpr std::string_view p = "memory";
+  PV_RETURN_IF_ERROR(r.CheckKeys(t, p,
+                                 {"block_cache_bytes", "memtable_budget_bytes",
+                                  "encounter_cache_patients", "release_after_idle_seconds"}));
+  PV_RETURN_IF_ERROR(
+      r.Integer(t, p, "block_cache_bytes", m.block_cache_bytes, 8ull << 20, 1ull << 40));
+  // Given alone, the block cache carries the budget along at half its size.
+  if (!t.contains("memtable_budget_bytes")) {
+    m.memtable_budget_bytes = m.block_cache_bytes / 2;
+  }
+  PV_RETURN_IF_ERROR(
+      r.Integer(t, p, "memtable_budget_bytes", m.memtable_budget_bytes, 4ull << 20, 1ull << 40));
+  if (m.memtable_budget_bytes >= m.block_cache_bytes) {
+    return r.Error("memory.memtable_budget_bytes",
+                   "must be less than memory.block_cache_bytes (the memtables are charged to the "
+                   "block cache, and reads need some of it)");
+  }
+  PV_RETURN_IF_ERROR(
+      r.Integer(t, p, "encounter_cache_patients", m.encounter_cache_patients, 100, 100000000));
+  return r.Integer(t, p, "release_after_idle_seconds", m.release_after_idle_seconds, 0, 86400);
+}
+
 Status ParseActions(const Reader& r, const toml::table& t, const std::string& prefix,
                     std::vector<std::string>& actions) {
   const std::vector<std::string> known = KnownActions();
@@ -499,7 +522,8 @@ Status Parse(const Reader& r, const toml::table& root, Config& c) {
                                   "log",
                                   "applications",
                                   "operators",
-                                  "archive"}));
+                                  "archive",
+                                  "memory"}));
 
   PV_RETURN_IF_ERROR(r.Path(root, "", "data_dir", c.data_dir, /*required=*/true));
   PV_RETURN_IF_ERROR(r.Path(root, "", "socket_path", c.socket_path, /*required=*/true));
@@ -582,6 +606,11 @@ Status Parse(const Reader& r, const toml::table& root, Config& c) {
 
   if (const toml::table* archive = r.Table(root, "archive", st); archive != nullptr) {
     PV_RETURN_IF_ERROR(ParseArchive(r, *archive, c.archive));
+  }
+  PV_RETURN_IF_ERROR(st);
+
+  if (const toml::table* memory = r.Table(root, "memory", st); memory != nullptr) {
+    PV_RETURN_IF_ERROR(ParseMemory(r, *memory, c.memory));
   }
   PV_RETURN_IF_ERROR(st);
 

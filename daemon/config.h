@@ -91,6 +91,23 @@ struct ArchiveConfig {
   bool restore_on_read = false;
 };
 
+// [memory] (docs/configuration.md, "Memory"): what bounds the daemon's resident memory.
+struct MemoryConfig {
+  // RocksDB's one LRU block cache: data, index and filter blocks of every column family (the
+  // archive's apart), with the memtables charged to it.
+  uint64_t block_cache_bytes = 128ull << 20;
+  // The part of the block cache all column families' memtables may take together before the
+  // largest is flushed; less than block_cache_bytes.
+  uint64_t memtable_budget_bytes = 64ull << 20;
+  // Patients whose latest encounter the service keeps in memory (daemon/encounter_cache.h),
+  // about 200 bytes each; least recently used first out. A retention sweep holds its candidate
+  // patients in addition while it runs.
+  uint32_t encounter_cache_patients = 50000;
+  // After this many seconds without a request the daemon hands freed heap back to the kernel
+  // (malloc_trim); 0: never.
+  uint32_t release_after_idle_seconds = 5;
+};
+
 struct Config {
   std::string config_path;  // where it was loaded from
   std::string data_dir;     // RocksDB lives in <data_dir>/db, the keyring at <data_dir>/keyring
@@ -126,6 +143,7 @@ struct Config {
   std::vector<ApplicationConfig> applications;
   std::vector<OperatorConfig> operators;
   ArchiveConfig archive;
+  MemoryConfig memory;
 };
 
 std::vector<std::string> DefaultCategories();

@@ -30,6 +30,7 @@
 #include "daemon/auth_failures.h"
 #include "daemon/http_server.h"
 #include "daemon/logging.h"
+#include "daemon/memory.h"
 #include "daemon/problem.h"
 #include "daemon/router.h"
 #include "policies/certificate_render.h"
@@ -417,7 +418,18 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         if (!CheckNoBodyOrQuery(resp, ex, query)) return;
         auto status = service.GetStatus(ctx);
         if (!status.ok()) return SendProblem(resp, ex, ProblemFromStatus(status.status()));
-        return SendJson(resp, ex, 200, EncodeStatus(*status));
+        json body = EncodeStatus(*status);
+        const MemoryFigures memory = ReadMemoryFigures();
+        body["memory"] = {
+            {"rss_bytes", memory.rss_bytes},
+            {"heap_in_use_bytes", memory.heap_in_use_bytes},
+            {"heap_free_bytes", memory.heap_free_bytes},
+            {"block_cache_bytes", deps_.config->memory.block_cache_bytes},
+            {"memtable_budget_bytes", deps_.config->memory.memtable_budget_bytes},
+            {"encounter_cache_patients", status->encounter_cache_patients},
+            {"encounter_cache_capacity", status->encounter_cache_capacity},
+        };
+        return SendJson(resp, ex, 200, body);
       }
       case RouteId::kCreateRecord: {
         std::string body;

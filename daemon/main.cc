@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -33,6 +34,7 @@
 #include "daemon/handlers.h"
 #include "daemon/http_server.h"
 #include "daemon/logging.h"
+#include "daemon/memory.h"
 #include "daemon/policy_loader.h"
 #include "daemon/service.h"
 #include "daemon/systemd_integration.h"
@@ -272,6 +274,50 @@ class CheckpointTimer {
   std::thread thread_;  // last: starts once everything above is initialised
 };
 
+// Hands freed heap back to the kernel once no connection has been open for `idle` (the server
+// closes keep-alive connections after limits.idle_timeout_ms), and again each minute it stays
+// idle: background flushes and compactions free memory after the last request.
+class IdleMemoryReleaser {
+ public:
+  IdleMemoryReleaser(const HttpServer& server, std::chrono::seconds idle)
+      : server_(server), idle_(idle) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~IdleMemoryReleaser() {
+    stop_.Stop();
+    thread_.join();
+  }
+  IdleMemoryReleaser(const IdleMemoryReleaser&) = delete;
+  IdleMemoryReleaser& operator=(const IdleMemoryReleaser&) = delete;
+
+ private:
+  void Run() {
+    using Clock = std::chrono::steady_clock;
+    std::optional<Clock::time_point> idle_since;
+    Clock::time_point next_release;
+    while (!stop_.WaitFor(std::chrono::seconds(1))) {
+      const auto now = Clock::now();
+      if (server_.active_connections() > 0) {
+        idle_since.reset();
+        continue;
+      }
+      if (!idle_since) {
+        idle_since = now;
+        next_release = now + idle_;
+      }
+      if (now >= next_release) {
+        ReleaseFreedMemory();
+        next_release = now + std::chrono::minutes(1);
+      }
+    }
+  }
+
+  const HttpServer& server_;
+  const std::chrono::seconds idle_;
+  StopSignal stop_;
+  std::thread thread_;  // last
+};
+
 // Closes expired break-glass windows (each with its end audit entry) every few seconds.
 class BreakGlassTimer {
  public:
@@ -380,6 +426,7 @@ int Run(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
 
+  TuneAllocator();
   // Signals are handled by sigwait in this thread; every thread started later inherits the mask.
   sigset_t signals;
   sigemptyset(&signals);
@@ -419,6 +466,8 @@ int Run(int argc, char** argv) {
   storage::RocksStoreOptions store_options;
   store_options.path = (std::filesystem::path(config->data_dir) / "db").string();
   store_options.reserve_bytes = config->limits.disk_reserve_bytes;
+  store_options.block_cache_bytes = config->memory.block_cache_bytes;
+  store_options.memtable_budget_bytes = config->memory.memtable_budget_bytes;
   auto store = storage::OpenRocksStore(store_options);
   if (!store.ok()) {
     return Fail(kExitStartFailed, "cannot open the database at " + store_options.path + ": " +
@@ -487,6 +536,11 @@ int Run(int argc, char** argv) {
     spdlog::warn("readiness notification failed: {}", s.message());
   }
 
+  std::unique_ptr<IdleMemoryReleaser> releaser;
+  if (config->memory.release_after_idle_seconds > 0) {
+    releaser = std::make_unique<IdleMemoryReleaser>(
+        **server, std::chrono::seconds(config->memory.release_after_idle_seconds));
+  }
   std::unique_ptr<CheckpointTimer> checkpoints;
   if (config->audit_checkpoint_interval_seconds > 0) {
     checkpoints = std::make_unique<CheckpointTimer>(
@@ -503,6 +557,7 @@ int Run(int argc, char** argv) {
   WaitForTermination(signals, *service);
   (void)SdNotify("STOPPING=1\nSTATUS=finishing requests in progress");
   checkpoints.reset();
+  releaser.reset();
   sweeper.reset();
   break_glass.reset();
   const bool finished = (*server)->Stop(kShutdownGrace);

@@ -23,6 +23,7 @@
 #include "base/mutex.h"
 #include "crypto/hash.h"
 #include "crypto/master_key.h"
+#include "daemon/encounter_cache.h"
 #include "daemon/patient_export.h"
 #include "daemon/policy_loader.h"
 #include "daemon/problem.h"
@@ -118,6 +119,7 @@ class VaultServiceImpl final : public VaultService {
         policy_(deps.policy),
         clock_(deps.clock),
         started_(std::chrono::steady_clock::now()),
+        encounters_(deps.config->memory.encounter_cache_patients),
         sweep_fault_(deps.sweep_fault) {
     if (deps.retention) retention_ = std::make_shared<const LoadedRetention>(*deps.retention);
     if (policy_ == nullptr) {
@@ -320,6 +322,8 @@ class VaultServiceImpl final : public VaultService {
                             .count();
     st.audit_entries = ledger_.size();
     st.synced_writes = store_.synced_writes();
+    st.encounter_cache_patients = encounters_.size();
+    st.encounter_cache_capacity = encounters_.capacity();
     st.epochs = 0;
     for (const auto& e : keyring_.ListEpochs()) {
       if (!e.destroyed) ++st.epochs;
@@ -1496,42 +1500,27 @@ class VaultServiceImpl final : public VaultService {
     result.archived_versions += versions;
   }
 
-  // The patient's latest encounter known to the vault (the records' encounter dates), cached.
+  // The patient's latest encounter known to the vault (the records' encounter dates), cached
+  // (daemon/encounter_cache.h: bounded, and a patient it does not know is read from the store).
   StatusOr<std::optional<std::chrono::year_month_day>> PatientLastEncounter(
       const std::string& patient_id) {
-    {
-      MutexLock lock(encounter_mu_);
-      auto it = encounters_.find(patient_id);
-      if (it != encounters_.end() && it->second.complete) return it->second.last;
-    }
+    if (auto known = encounters_.Lookup(patient_id)) return *known;
+    const EncounterCache::Fill fill = encounters_.Begin(patient_id);
     PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> all, records_.ListPatient(patient_id));
     std::optional<std::chrono::year_month_day> last;
     for (const auto& m : all) MergeDay(last, ParseDay(m.encounter_date));
-    MutexLock lock(encounter_mu_);
-    KnownEncounter& k = encounters_[patient_id];
-    MergeDay(k.last, last);
-    k.complete = true;
-    return k.last;
+    return encounters_.Finish(fill, last);
   }
   static void MergeDay(std::optional<std::chrono::year_month_day>& into,
                        std::optional<std::chrono::year_month_day> day) {
     if (day && (!into || std::chrono::sys_days(*day) > std::chrono::sys_days(*into))) into = day;
   }
   // Returns true if `day` is later than what was known (the patient's other records may keep
-  // longer now).
+  // longer now); always for a patient the cache does not know.
   bool NoteEncounter(const std::string& patient_id, std::string_view date) {
-    const auto day = ParseDay(date);
-    MutexLock lock(encounter_mu_);
-    KnownEncounter& k = encounters_[patient_id];
-    const bool later =
-        day && (!k.last || std::chrono::sys_days(*day) > std::chrono::sys_days(*k.last));
-    MergeDay(k.last, day);
-    return later;
+    return encounters_.Note(patient_id, ParseDay(date));
   }
-  void ForgetEncounters(const std::string& patient_id) {
-    MutexLock lock(encounter_mu_);
-    encounters_.erase(patient_id);
-  }
+  void ForgetEncounters(const std::string& patient_id) { encounters_.Forget(patient_id); }
 
   StatusOr<RetentionTarget> TargetFor(const storage::RecordMetadata& latest,
                                       std::optional<std::string_view> extra_encounter = {}) {
@@ -1976,6 +1965,9 @@ class VaultServiceImpl final : public VaultService {
       const std::vector<std::string>& ids, std::chrono::year_month_day until,
       const std::set<std::string>& doomed_epochs, bool apply, const Report& report) {
     std::vector<std::optional<Recheck>> checks(ids.size());
+    // Open before pass 1 reads any record, so that pass 2 caches nothing an amendment changed
+    // meanwhile; and room for every candidate patient's entry until pass 3 has read it back.
+    EncounterCache::Window window = encounters_.OpenWindow();
     std::atomic<uint64_t> done{0};
     std::mutex report_mu;
     auto progress = [&] {
@@ -2040,22 +2032,17 @@ class VaultServiceImpl final : public VaultService {
     }
     std::vector<std::pair<const std::string, Opened>*> patients;
     patients.reserve(by_patient.size());
+    window.Reserve(by_patient.size());
     for (auto& entry : by_patient) patients.push_back(&entry);
     PV_RETURN_IF_ERROR(ParallelFor(patients.size(), [&](size_t p) -> Status {
       auto& [patient_id, opened] = *patients[p];
-      {
-        MutexLock lock(encounter_mu_);
-        auto it = encounters_.find(patient_id);
-        if (it != encounters_.end() && it->second.complete) return Status::Ok();
-      }
+      if (encounters_.Lookup(patient_id)) return Status::Ok();
+      const EncounterCache::Fill fill = window.Begin(patient_id);
       PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> others,
                           records_.ListPatientExcept(patient_id, opened.ids));
       std::optional<std::chrono::year_month_day> last = opened.last;
       for (const auto& m : others) MergeDay(last, ParseDay(m.encounter_date));
-      MutexLock lock(encounter_mu_);
-      KnownEncounter& k = encounters_[patient_id];
-      MergeDay(k.last, last);
-      k.complete = true;
+      encounters_.Finish(fill, last);
       return Status::Ok();
     }));
     by_patient.clear();
@@ -3844,12 +3831,7 @@ class VaultServiceImpl final : public VaultService {
   // encounters (computed once from their records, then kept up to date), one sweep at a time.
   std::shared_ptr<const LoadedRetention> retention_;
   RetentionGate gate_;
-  struct KnownEncounter {
-    std::optional<std::chrono::year_month_day> last;
-    bool complete = false;  // `last` covers every stored record of the patient
-  };
-  Mutex encounter_mu_;
-  std::unordered_map<std::string, KnownEncounter> encounters_ GUARDED_BY(encounter_mu_);
+  EncounterCache encounters_;
   std::mutex sweep_mu_;
   std::mutex rotate_mu_;   // one master-key rotation at a time
   std::mutex archive_mu_;  // one archive run at a time

@@ -352,6 +352,9 @@ struct VaultStatus {
   uint64_t patients = 0;       // distinct patients with at least one record
   uint64_t synced_writes = 0;  // synced store writes since start (group commits: one sync each)
   storage::SpaceInfo space;
+  // Patients in the encounter cache, and its configured capacity (memory.encounter_cache_patients).
+  uint64_t encounter_cache_patients = 0;
+  uint64_t encounter_cache_capacity = 0;
 };
 
 class VaultService {

@@ -34,11 +34,6 @@
 namespace phivault::storage {
 namespace {
 
-// The store's memory: the block cache, and the part of it the memtables of all column families
-// may take together before the largest is flushed.
-constexpr size_t kStoreCacheBytes = 128ull << 20;
-constexpr size_t kMemtableBudgetBytes = 64ull << 20;
-
 constexpr std::array<Cf, kNumCfs> kAllCfs = {
     Cf::kRecords, Cf::kIndexes, Cf::kAudit, Cf::kAuditTree, Cf::kHolds, Cf::kState, Cf::kArchive};
 
@@ -452,9 +447,9 @@ class RocksStore final : public Store {
     // through one write-buffer budget. Without it each of the seven families could keep two
     // 64 MiB memtables, and the index and filter blocks of every table file lived outside the
     // cache: the soak's RSS rose with the data stored (77 -> 535 MiB in an hour).
-    auto cache = rocksdb::NewLRUCache(kStoreCacheBytes);
+    auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
     db.write_buffer_manager =
-        std::make_shared<rocksdb::WriteBufferManager>(kMemtableBudgetBytes, cache);
+        std::make_shared<rocksdb::WriteBufferManager>(options.memtable_budget_bytes, cache);
     std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
     descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
     for (Cf cf : kAllCfs) {

@@ -162,6 +162,11 @@ struct RocksStoreOptions {
   // the compaction buffer of RocksDB's SstFileManager, so background compactions keep it free.
   uint64_t reserve_bytes = 256ull << 20;
   uint64_t min_blob_size = 4096;  // values at least this big go to blob files
+  // The store's memory: one LRU block cache for data, index and filter blocks, and the part of
+  // it the memtables of all column families may take together before the largest is flushed
+  // (less than the cache). phivaultd sets both from [memory] (docs/configuration.md).
+  uint64_t block_cache_bytes = 128ull << 20;
+  uint64_t memtable_budget_bytes = 64ull << 20;
   bool create_if_missing = true;
   // Free bytes available on the filesystem holding `path`; empty = statvfs (f_bavail * f_frsize).
   // Replaceable where the filesystem's own numbers are not the limit (quotas) and in tests.

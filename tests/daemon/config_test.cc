@@ -497,6 +497,60 @@ TEST_F(ConfigTest, RetentionAndHoldActionsCanBeGranted) {
                  "applications[0].actions[0] must be one of:");
 }
 
+TEST_F(ConfigTest, MemoryDefaultsAndValues) {
+  auto defaults = Load(MinimalConfig());
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_EQ(defaults->memory.block_cache_bytes, 128ull << 20);
+  EXPECT_EQ(defaults->memory.memtable_budget_bytes, 64ull << 20);
+  EXPECT_EQ(defaults->memory.encounter_cache_patients, 50000u);
+  EXPECT_EQ(defaults->memory.release_after_idle_seconds, 5u);
+
+  auto given = Load(MinimalConfig() +
+                    "[memory]\nblock_cache_bytes = 268435456\nmemtable_budget_bytes = 67108864\n"
+                    "encounter_cache_patients = 200000\nrelease_after_idle_seconds = 0\n");
+  ASSERT_TRUE(given.ok()) << given.status().ToString();
+  EXPECT_EQ(given->memory.block_cache_bytes, 256ull << 20);
+  EXPECT_EQ(given->memory.memtable_budget_bytes, 64ull << 20);
+  EXPECT_EQ(given->memory.encounter_cache_patients, 200000u);
+  EXPECT_EQ(given->memory.release_after_idle_seconds, 0u);
+
+  // A block cache given alone keeps the memtables at half of it, below it either way.
+  auto cache_only = Load(MinimalConfig() + "[memory]\nblock_cache_bytes = 16777216\n");
+  ASSERT_TRUE(cache_only.ok()) << cache_only.status().ToString();
+  EXPECT_EQ(cache_only->memory.memtable_budget_bytes, 8ull << 20);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Memory, ConfigBadValueTest,
+    ::testing::Values(
+        BadValue{"BlockCacheTooSmall", kSource, kSource + "\n[memory]\nblock_cache_bytes = 1048576",
+                 "memory.block_cache_bytes must be an integer between 8388608 and 1099511627776"},
+        BadValue{"BlockCacheNotInteger", kSource,
+                 kSource + "\n[memory]\nblock_cache_bytes = \"64MiB\"",
+                 "memory.block_cache_bytes must be an integer between"},
+        BadValue{"MemtablesNotBelowCache", kSource,
+                 kSource + "\n[memory]\nblock_cache_bytes = 33554432\nmemtable_budget_bytes = "
+                           "33554432",
+                 "memory.memtable_budget_bytes must be less than memory.block_cache_bytes"},
+        BadValue{"MemtablesOverDefaultCache", kSource,
+                 kSource + "\n[memory]\nmemtable_budget_bytes = 134217728",
+                 "memory.memtable_budget_bytes must be less than memory.block_cache_bytes"},
+        BadValue{"MemtablesTooSmall", kSource, kSource + "\n[memory]\nmemtable_budget_bytes = 1024",
+                 "memory.memtable_budget_bytes must be an integer between 4194304 and"},
+        BadValue{"EncounterCacheTooSmall", kSource,
+                 kSource + "\n[memory]\nencounter_cache_patients = 10",
+                 "memory.encounter_cache_patients must be an integer between 100 and 100000000"},
+        BadValue{"EncounterCacheNegative", kSource,
+                 kSource + "\n[memory]\nencounter_cache_patients = -5",
+                 "memory.encounter_cache_patients must be an integer between 100 and 100000000"},
+        BadValue{"ReleaseAfterIdleTooLong", kSource,
+                 kSource + "\n[memory]\nrelease_after_idle_seconds = 100000",
+                 "memory.release_after_idle_seconds must be an integer between 0 and 86400"},
+        BadValue{"UnknownMemoryKey", kSource, kSource + "\n[memory]\ncache_bytes = 1",
+                 "unknown key memory.cache_bytes"},
+        BadValue{"MemoryNotTable", kDataDir, kDataDir + "\nmemory = 5", "memory must be a table"}),
+    [](const ::testing::TestParamInfo<BadValue>& p) { return p.param.name; });
+
 // A route needing an action the config cannot grant could never be called.
 TEST(KnownActionsTest, IncludeEveryActionARouteNeeds) {
   const std::vector<std::string> known = KnownActions();
