@@ -1522,10 +1522,17 @@ class VaultServiceImpl final : public VaultService {
   }
   void ForgetEncounters(const std::string& patient_id) { encounters_.Forget(patient_id); }
 
-  StatusOr<RetentionTarget> TargetFor(const storage::RecordMetadata& latest,
-                                      std::optional<std::string_view> extra_encounter = {}) {
+  // `known_last`, if given, is the patient's latest encounter as the caller knows it (a sweep).
+  StatusOr<RetentionTarget> TargetFor(
+      const storage::RecordMetadata& latest, std::optional<std::string_view> extra_encounter = {},
+      const std::optional<std::chrono::year_month_day>* known_last = nullptr) {
     auto loaded = std::atomic_load(&retention_);
-    PV_ASSIGN_OR_RETURN(auto last, PatientLastEncounter(latest.patient_id));
+    std::optional<std::chrono::year_month_day> last;
+    if (known_last != nullptr) {
+      last = *known_last;
+    } else {
+      PV_ASSIGN_OR_RETURN(last, PatientLastEncounter(latest.patient_id));
+    }
     if (extra_encounter) MergeDay(last, ParseDay(*extra_encounter));
     return DecideTarget(*loaded->table, latest, state_.GetFacts(latest.patient_id), last,
                         state_.IsHeld(latest.patient_id, latest.record_id), DayOf(Now()));
@@ -1903,9 +1910,10 @@ class VaultServiceImpl final : public VaultService {
     // Where every version's DEK is wrapped and the fingerprints (a real sweep only).
     std::optional<storage::RecordRepository::StoredVersions> stored;
   };
-  StatusOr<Recheck> RecheckLocked(std::string_view record_id, std::chrono::year_month_day until,
-                                  const std::set<std::string>& doomed_epochs, bool apply,
-                                  Seen* seen = nullptr) {
+  StatusOr<Recheck> RecheckLocked(
+      std::string_view record_id, std::chrono::year_month_day until,
+      const std::set<std::string>& doomed_epochs, bool apply, Seen* seen = nullptr,
+      const std::optional<std::chrono::year_month_day>* last = nullptr) {
     Recheck out;
     storage::Record rec;
     std::optional<storage::RecordRepository::StoredVersions> stored;
@@ -1921,7 +1929,7 @@ class VaultServiceImpl final : public VaultService {
       PV_ASSIGN_OR_RETURN(latest, records_.LatestVersion(record_id));
       PV_ASSIGN_OR_RETURN(rec, records_.ReadVersion(record_id, latest, false));
     }
-    PV_ASSIGN_OR_RETURN(RetentionTarget t, TargetFor(rec.meta));
+    PV_ASSIGN_OR_RETURN(RetentionTarget t, TargetFor(rec.meta, {}, last));
     if (t.ExpiredBy(until) && doomed_epochs.count(rec.meta.epoch_id) > 0) {
       Doomed d;
       d.record_id = std::string(record_id);
@@ -2022,6 +2030,7 @@ class VaultServiceImpl final : public VaultService {
     struct Opened {
       std::set<std::string, std::less<>> ids;
       std::optional<std::chrono::year_month_day> last;
+      std::optional<std::chrono::year_month_day> all;  // over every stored record (pass 2)
     };
     std::map<std::string, Opened> by_patient;
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -2036,16 +2045,22 @@ class VaultServiceImpl final : public VaultService {
     for (auto& entry : by_patient) patients.push_back(&entry);
     PV_RETURN_IF_ERROR(ParallelFor(patients.size(), [&](size_t p) -> Status {
       auto& [patient_id, opened] = *patients[p];
-      if (encounters_.Lookup(patient_id)) return Status::Ok();
-      const EncounterCache::Fill fill = window.Begin(patient_id);
-      PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> others,
-                          records_.ListPatientExcept(patient_id, opened.ids));
-      std::optional<std::chrono::year_month_day> last = opened.last;
-      for (const auto& m : others) MergeDay(last, ParseDay(m.encounter_date));
-      encounters_.Finish(fill, last);
+      if (auto known = encounters_.Lookup(patient_id)) {
+        opened.all = *known;
+      } else {
+        const EncounterCache::Fill fill = window.Begin(patient_id);
+        PV_ASSIGN_OR_RETURN(std::vector<storage::RecordMetadata> others,
+                            records_.ListPatientExcept(patient_id, opened.ids));
+        std::optional<std::chrono::year_month_day> last = opened.last;
+        for (const auto& m : others) MergeDay(last, ParseDay(m.encounter_date));
+        opened.all = encounters_.Finish(fill, last);
+      }
+      opened.ids.clear();
       return Status::Ok();
     }));
-    by_patient.clear();
+    // Pass 3 takes each patient's latest encounter from here rather than from the shared cache
+    // (one lock for everybody): an encounter stored after pass 2 came with a gate section, and
+    // its patient is decided again before anything is erased.
     // 3. The decision, under each record's lock.
     Status rechecked = ParallelFor(ids.size(), [&](size_t i) -> Status {
       {
@@ -2053,8 +2068,14 @@ class VaultServiceImpl final : public VaultService {
         // run writes nothing.
         std::optional<MutexLock> lock;
         if (apply) lock.emplace(StripeFor(ids[i]));
+        const std::optional<std::chrono::year_month_day>* last = nullptr;
+        if (seen[i]) {
+          if (auto it = by_patient.find(seen[i]->meta.patient_id); it != by_patient.end()) {
+            last = &it->second.all;
+          }
+        }
         auto checked =
-            RecheckLocked(ids[i], until, doomed_epochs, apply, seen[i] ? &*seen[i] : nullptr);
+            RecheckLocked(ids[i], until, doomed_epochs, apply, seen[i] ? &*seen[i] : nullptr, last);
         if (!checked.ok()) {
           if (!IsShredded(checked.status())) return checked.status();
         } else {
@@ -2066,6 +2087,7 @@ class VaultServiceImpl final : public VaultService {
       return Status::Ok();
     });
     PV_RETURN_IF_ERROR(rechecked);
+    by_patient.clear();
     report("recheck", ids.size(), ids.size());
     return checks;
   }
