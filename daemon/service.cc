@@ -2328,8 +2328,13 @@ class VaultServiceImpl final : public VaultService {
       const int64_t now = Now();
       // The erased epochs' indexes go whole, one range each: every version left in them belongs
       // to a record that no longer opens (one moved out took its index entry with it).
+      // Every write of this step is unlogged (no WAL: millions of small deletes, which would
+      // also make the WAL's size limit flush every family over and over), and the flush below
+      // makes it durable before the journal moves on. A crash before that loses only writes that
+      // the journal, still at "delete", makes the next sweep repeat.
       storage::WriteBatch indexes;
       for (const auto& e : j.epochs) PV_RETURN_IF_ERROR(records_.StageEpochIndexErase(e, indexes));
+      indexes.set_unlogged(true);
       PV_RETURN_IF_ERROR(store_.Write(indexes, /*sync=*/false));
       constexpr size_t kPerTask = 2048;
       const size_t tasks = (doomed.size() + kPerTask - 1) / kPerTask;
@@ -2371,8 +2376,7 @@ class VaultServiceImpl final : public VaultService {
             batch.Delete(op->cf, op->key);
           }
         }
-        // Unsynced: the journal's synced update below makes every earlier write durable (one
-        // WAL), and a crash before it repeats this idempotent step.
+        batch.set_unlogged(true);
         PV_RETURN_IF_ERROR(store_.Write(batch, /*sync=*/false));
         const uint64_t n = done += end - t * kPerTask;
         std::lock_guard<std::mutex> lock(report_mu);
@@ -2380,6 +2384,10 @@ class VaultServiceImpl final : public VaultService {
         return Status::Ok();
       });
       PV_RETURN_IF_ERROR(deleted);
+      if (Status flushed = store_.Flush(); !flushed.ok()) {
+        return Unavailable("sweep step delete: " + flushed.message() +
+                           "; no certificate was issued and the next sweep completes it");
+      }
       j.phase = "compact";
       PV_RETURN_IF_ERROR(SaveJournal(j));
     }

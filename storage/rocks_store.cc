@@ -608,6 +608,7 @@ class RocksStore final : public Store {
   }
 
   Status WriteLocked(const WriteBatch& batch, bool sync) REQUIRES_SHARED(db_mu_) {
+    if (sync && batch.unlogged()) return InvalidArgument("an unlogged write cannot be synced");
     PV_RETURN_IF_ERROR(space_.Admit(batch.bytes(), batch.write_class()));
     // Sized up front: a group's batch would otherwise grow by reallocating and copying.
     constexpr size_t kHeaderBytes = 12;
@@ -630,6 +631,7 @@ class RocksStore final : public Store {
     }
     rocksdb::WriteOptions wo;
     wo.sync = sync;
+    wo.disableWAL = batch.unlogged();
     const rocksdb::Status rs = db_->Write(wo, &wb);
     recovery_.AfterWrite(rs);
     Status written = FromRocks(rs);

@@ -74,11 +74,17 @@ class WriteBatch {
   // kNormal unless set; Append leaves it as it is.
   WriteClass write_class() const { return class_; }
   void set_write_class(WriteClass c) { class_ = c; }
+  // Unlogged: not written to the engine's log, so lost in a crash or power cut until the next
+  // Flush() returns (cannot be synced). Only for work that a journal redoes until it is flushed,
+  // such as a retention sweep's deletes. Engines without a log ignore it.
+  bool unlogged() const { return unlogged_; }
+  void set_unlogged(bool unlogged) { unlogged_ = unlogged; }
 
  private:
   std::vector<Op> ops_;
   size_t bytes_ = 0;
   WriteClass class_ = WriteClass::kNormal;
+  bool unlogged_ = false;
 };
 
 struct SpaceInfo {

@@ -123,6 +123,31 @@ TEST_F(PowerLossStoreTest, ACutLosesUnsyncedWritesAndKeepsSyncedOnes) {
   EXPECT_FALSE(store_->Get(Cf::kRecords, "unsynced")->has_value());
 }
 
+// Unlogged writes (a sweep's deletes): gone at a cut, even when a synced write came after them,
+// until a Flush() makes them durable; they can never be synced on their own.
+TEST_F(PowerLossStoreTest, UnloggedWritesLastOnlyOnceFlushed) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  WriteBatch lost = Pair("unlogged-lost", "v1");
+  lost.set_unlogged(true);
+  ASSERT_TRUE(store_->Write(lost, /*sync=*/false).ok());
+  EXPECT_TRUE(Present("unlogged-lost", "v1"));  // readable at once
+  EXPECT_EQ(store_->Write(lost, /*sync=*/true).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store_->Write(Pair("synced-after", "v2"), /*sync=*/true).ok());
+  CutAndReboot();
+  ASSERT_NO_FATAL_FAILURE(Open());
+  EXPECT_TRUE(Present("synced-after", "v2"));
+  EXPECT_FALSE(store_->Get(Cf::kRecords, "unlogged-lost")->has_value());
+  EXPECT_TRUE(AllOrNothing("unlogged-lost", "v1"));
+
+  WriteBatch kept = Pair("unlogged-kept", "v3");
+  kept.set_unlogged(true);
+  ASSERT_TRUE(store_->Write(kept, /*sync=*/false).ok());
+  ASSERT_TRUE(store_->Flush().ok());
+  CutAndReboot();
+  ASSERT_NO_FATAL_FAILURE(Open());
+  EXPECT_TRUE(Present("unlogged-kept", "v3"));
+}
+
 // Cuts at every change the store makes to its files while opening, writing and flushing.
 TEST_F(PowerLossStoreTest, ACutAtAnyPointKeepsEveryAcknowledgedWrite) {
   std::map<std::string, std::string> acked;
