@@ -825,23 +825,15 @@ StatusOr<uint32_t> RecordRepository::StageUnarchive(std::string_view record_id, 
     // Back in the live tier's one format: opened, decompressed and sealed again as content v1
     // (same DEK, fresh nonce). Needs the version's size, from its metadata.
     PV_ASSIGN_OR_RETURN(Header header, ReadHeader(store_, raw_id, version));
-    PV_ASSIGN_OR_RETURN(crypto::SecretBytes dek, UnwrapDek(keyring_, raw_id, version, header));
-    auto aead = crypto::Aead::Create(std::move(dek));
-    if (!aead.ok()) return IntegrityFailure();
-    auto meta_json =
-        (*aead)->Decrypt(header.sealed_meta, SealAad(kMetaAad, raw_id, version, header.blind_id));
-    if (!meta_json.ok()) return IntegrityFailure();
-    auto meta = MetadataFromJson(*meta_json);
-    if (!meta || meta->record_id != record_id || meta->version != version) {
-      return IntegrityFailure();
-    }
+    PV_ASSIGN_OR_RETURN(OpenedMeta opened,
+                        OpenMeta(keyring_, *this, record_id, raw_id, version, header));
     PV_ASSIGN_OR_RETURN(std::string content,
-                        OpenContent(**aead, raw_id, version, header.blind_id, *value,
-                                    ContentForm::kArchivedCompressed, meta->content_bytes));
+                        OpenContent(*opened.aead, raw_id, version, header.blind_id, *value,
+                                    ContentForm::kArchivedCompressed, opened.meta.content_bytes));
     Wipe wipe{content};
     own.Delete(Cf::kArchive, VersionKey('z', raw_id, version));
     own.Put(Cf::kRecords, std::move(key),
-            (*aead)->Encrypt(content, SealAad(kContentAad, raw_id, version, header.blind_id)));
+            opened.aead->Encrypt(content, SealAad(kContentAad, raw_id, version, header.blind_id)));
     ++moved;
   }
   batch.Append(std::move(own));
