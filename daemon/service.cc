@@ -1910,10 +1910,11 @@ class VaultServiceImpl final : public VaultService {
     // Where every version's DEK is wrapped and the fingerprints (a real sweep only).
     std::optional<storage::RecordRepository::StoredVersions> stored;
   };
-  StatusOr<Recheck> RecheckLocked(
-      std::string_view record_id, std::chrono::year_month_day until,
-      const std::set<std::string>& doomed_epochs, bool apply, Seen* seen = nullptr,
-      const std::optional<std::chrono::year_month_day>* last = nullptr) {
+  StatusOr<Recheck> RecheckLocked(std::string_view record_id, std::chrono::year_month_day until,
+                                  const std::set<std::string>& doomed_epochs, bool apply,
+                                  Seen* seen = nullptr,
+                                  const std::optional<std::chrono::year_month_day>* last = nullptr,
+                                  const std::string* patient_bid = nullptr) {
     Recheck out;
     storage::Record rec;
     std::optional<storage::RecordRepository::StoredVersions> stored;
@@ -1928,6 +1929,7 @@ class VaultServiceImpl final : public VaultService {
     } else {
       PV_ASSIGN_OR_RETURN(latest, records_.LatestVersion(record_id));
       PV_ASSIGN_OR_RETURN(rec, records_.ReadVersion(record_id, latest, false));
+      patient_bid = nullptr;  // it was the blind id of what `seen` held
     }
     PV_ASSIGN_OR_RETURN(RetentionTarget t, TargetFor(rec.meta, {}, last));
     if (t.ExpiredBy(until) && doomed_epochs.count(rec.meta.epoch_id) > 0) {
@@ -1935,7 +1937,9 @@ class VaultServiceImpl final : public VaultService {
       d.record_id = std::string(record_id);
       d.versions = latest;
       d.category = rec.meta.category;
-      d.patient_bid = crypto::HexEncode(records_.PatientBlindId(rec.meta.patient_id));
+      d.patient_bid = patient_bid != nullptr
+                          ? *patient_bid
+                          : crypto::HexEncode(records_.PatientBlindId(rec.meta.patient_id));
       d.epoch_id = rec.meta.epoch_id;
       d.expires_on = FormatDay(*t.expires);
       d.reason = t.reason;
@@ -2028,15 +2032,17 @@ class VaultServiceImpl final : public VaultService {
     // 2. The encounter cache of each of their patients, reading only the records not opened
     // above (the patient's later encounters may keep these longer).
     struct Opened {
-      std::set<std::string, std::less<>> ids;
+      std::vector<std::string_view> ids;  // into `ids`: sorted, as `ids` is
       std::optional<std::chrono::year_month_day> last;
       std::optional<std::chrono::year_month_day> all;  // over every stored record (pass 2)
+      std::string bid;                                 // the patient's blind id, hex (pass 2)
     };
-    std::map<std::string, Opened> by_patient;
+    std::unordered_map<std::string, Opened> by_patient;
+    by_patient.reserve(ids.size() / 4 + 16);
     for (size_t i = 0; i < ids.size(); ++i) {
       if (!seen[i]) continue;
       Opened& o = by_patient[seen[i]->meta.patient_id];
-      o.ids.insert(ids[i]);
+      o.ids.push_back(ids[i]);
       MergeDay(o.last, ParseDay(seen[i]->meta.encounter_date));
     }
     std::vector<std::pair<const std::string, Opened>*> patients;
@@ -2045,6 +2051,7 @@ class VaultServiceImpl final : public VaultService {
     for (auto& entry : by_patient) patients.push_back(&entry);
     PV_RETURN_IF_ERROR(ParallelFor(patients.size(), [&](size_t p) -> Status {
       auto& [patient_id, opened] = *patients[p];
+      opened.bid = crypto::HexEncode(records_.PatientBlindId(patient_id));
       if (auto known = encounters_.Lookup(patient_id)) {
         opened.all = *known;
       } else {
@@ -2055,7 +2062,7 @@ class VaultServiceImpl final : public VaultService {
         for (const auto& m : others) MergeDay(last, ParseDay(m.encounter_date));
         opened.all = encounters_.Finish(fill, last);
       }
-      opened.ids.clear();
+      opened.ids = {};
       return Status::Ok();
     }));
     // Pass 3 takes each patient's latest encounter from here rather than from the shared cache
@@ -2069,13 +2076,15 @@ class VaultServiceImpl final : public VaultService {
         std::optional<MutexLock> lock;
         if (apply) lock.emplace(StripeFor(ids[i]));
         const std::optional<std::chrono::year_month_day>* last = nullptr;
+        const std::string* bid = nullptr;
         if (seen[i]) {
           if (auto it = by_patient.find(seen[i]->meta.patient_id); it != by_patient.end()) {
             last = &it->second.all;
+            bid = &it->second.bid;
           }
         }
-        auto checked =
-            RecheckLocked(ids[i], until, doomed_epochs, apply, seen[i] ? &*seen[i] : nullptr, last);
+        auto checked = RecheckLocked(ids[i], until, doomed_epochs, apply,
+                                     seen[i] ? &*seen[i] : nullptr, last, bid);
         if (!checked.ok()) {
           if (!IsShredded(checked.status())) return checked.status();
         } else {

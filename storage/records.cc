@@ -184,40 +184,191 @@ StatusOr<std::string> MetadataToJson(const RecordMetadata& m) {
   }
 }
 
-std::optional<RecordMetadata> MetadataFromJson(std::string_view text) {
-  Json j = Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return std::nullopt;
-  RecordMetadata m;
-  for (auto [name, out] : {std::pair{"record_id", &m.record_id},
-                           {"patient_id", &m.patient_id},
-                           {"category", &m.category},
-                           {"content_type", &m.content_type},
-                           {"encounter_date", &m.encounter_date},
-                           {"author", &m.author},
-                           {"amendment_reason", &m.amendment_reason}}) {
-    auto it = j.find(name);
-    if (it == j.end() || !it->is_string()) return std::nullopt;
-    *out = it->get<std::string>();
+// Reads the metadata document with nlohmann's SAX interface: no DOM is built (the sweep and every
+// read open one of these per version, and the DOM's allocations were most of the cost). The same
+// document is accepted as before: an object whose known members have the right types (the last
+// of duplicated members counts), unknown members of any shape ignored.
+class MetadataSax {
+ public:
+  using Json = nlohmann::json;
+  explicit MetadataSax(RecordMetadata& m) : m_(m) {}
+
+  bool null() { return Scalar(Kind::kOther); }
+  bool boolean(bool) { return Scalar(Kind::kOther); }
+  bool number_integer(Json::number_integer_t v) {
+    if (Top()) {
+      signed_ = v;
+      return Scalar(Kind::kSigned);
+    }
+    return true;
   }
-  if (auto by = j.find("created_by"); by != j.end()) {
-    if (!by->is_string()) return std::nullopt;
-    m.created_by = by->get<std::string>();
+  bool number_unsigned(Json::number_unsigned_t v) {
+    if (Top()) {
+      unsigned_ = v;
+      return Scalar(Kind::kUnsigned);
+    }
+    return true;
   }
-  auto version = j.find("version");
-  auto created = j.find("created_us");
-  auto bytes = j.find("content_bytes");
-  if (version == j.end() || !version->is_number_unsigned() ||
-      version->get<uint64_t>() > UINT32_MAX || created == j.end() ||
-      !created->is_number_integer() || bytes == j.end() || !bytes->is_number_unsigned()) {
-    return std::nullopt;
+  bool number_float(Json::number_float_t, const Json::string_t&) { return Scalar(Kind::kOther); }
+  bool string(Json::string_t& v) {
+    if (Top()) {
+      if (std::string* out = StringField(field_)) {
+        *out = std::move(v);
+        seen_[field_] = true;
+        bad_[field_] = false;
+        field_ = kNone;
+        return true;
+      }
+      if (field_ == kCreatedBy) {
+        m_.created_by = std::move(v);
+        seen_[field_] = true;
+        bad_[field_] = false;
+        field_ = kNone;
+        return true;
+      }
+    }
+    return Scalar(Kind::kOther);
   }
-  m.version = static_cast<uint32_t>(version->get<uint64_t>());
-  m.created_unix_us = created->get<int64_t>();
-  m.content_bytes = bytes->get<uint64_t>();
-  return m;
-}
+  bool binary(Json::binary_t&) { return Scalar(Kind::kOther); }
+  bool start_object(std::size_t) { return Open(); }
+  bool end_object() { return Close(); }
+  bool start_array(std::size_t) {
+    if (depth_ == 0) return false;  // the document must be an object
+    return Open();
+  }
+  bool end_array() { return Close(); }
+  bool key(Json::string_t& name) {
+    if (depth_ == 1) field_ = FieldOf(name);
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
+    return false;
+  }
+
+  // Whether every required member was present with its type, and the optional one with its.
+  bool Complete() const {
+    for (int f = 0; f < kCreatedBy; ++f) {
+      if (!seen_[f]) return false;
+    }
+    return !bad_[kCreatedBy] && done_;
+  }
+
+ private:
+  enum Field : int {
+    kRecordId,
+    kPatientId,
+    kCategory,
+    kContentType,
+    kEncounterDate,
+    kAuthor,
+    kAmendmentReason,
+    kVersion,
+    kCreatedUs,
+    kContentBytes,
+    kCreatedBy,  // optional; everything before it is required
+    kNone,
+  };
+  enum class Kind { kSigned, kUnsigned, kOther };
+
+  static Field FieldOf(std::string_view name) {
+    static constexpr std::pair<std::string_view, Field> kNames[] = {
+        {"record_id", kRecordId},
+        {"patient_id", kPatientId},
+        {"category", kCategory},
+        {"content_type", kContentType},
+        {"encounter_date", kEncounterDate},
+        {"author", kAuthor},
+        {"amendment_reason", kAmendmentReason},
+        {"version", kVersion},
+        {"created_us", kCreatedUs},
+        {"content_bytes", kContentBytes},
+        {"created_by", kCreatedBy},
+    };
+    for (const auto& [n, f] : kNames) {
+      if (n == name) return f;
+    }
+    return kNone;
+  }
+  std::string* StringField(Field f) {
+    switch (f) {
+      case kRecordId:
+        return &m_.record_id;
+      case kPatientId:
+        return &m_.patient_id;
+      case kCategory:
+        return &m_.category;
+      case kContentType:
+        return &m_.content_type;
+      case kEncounterDate:
+        return &m_.encounter_date;
+      case kAuthor:
+        return &m_.author;
+      case kAmendmentReason:
+        return &m_.amendment_reason;
+      default:
+        return nullptr;
+    }
+  }
+  bool Top() const { return depth_ == 1 && field_ != kNone; }
+
+  // A member's value that is not a string, or a nested value's start: decides the member.
+  bool Scalar(Kind kind) {
+    if (depth_ == 0) return false;  // the document must be an object
+    if (depth_ != 1 || field_ == kNone) return true;
+    bool ok = false;
+    switch (field_) {
+      case kVersion:
+        ok = kind == Kind::kUnsigned && unsigned_ <= UINT32_MAX;
+        if (ok) m_.version = static_cast<uint32_t>(unsigned_);
+        break;
+      case kCreatedUs:
+        ok = kind == Kind::kSigned || kind == Kind::kUnsigned;
+        if (ok) {
+          m_.created_unix_us = kind == Kind::kSigned ? signed_ : static_cast<int64_t>(unsigned_);
+        }
+        break;
+      case kContentBytes:
+        ok = kind == Kind::kUnsigned;
+        if (ok) m_.content_bytes = unsigned_;
+        break;
+      default:
+        break;  // a string member with another type
+    }
+    seen_[field_] = ok;
+    bad_[field_] = !ok;
+    field_ = kNone;
+    return true;
+  }
+  bool Open() {
+    if (depth_ == 1 && field_ != kNone) Scalar(Kind::kOther);
+    ++depth_;
+    return true;
+  }
+  bool Close() {
+    if (--depth_ == 0) done_ = true;
+    return true;
+  }
+
+  RecordMetadata& m_;
+  int depth_ = 0;
+  Field field_ = kNone;
+  int64_t signed_ = 0;
+  uint64_t unsigned_ = 0;
+  bool seen_[kNone] = {};
+  bool bad_[kNone] = {};
+  bool done_ = false;
+};
 
 }  // namespace
+
+std::optional<RecordMetadata> MetadataFromJson(std::string_view text) {
+  RecordMetadata m;
+  MetadataSax sax(m);
+  const bool parsed = Json::sax_parse(text.begin(), text.end(), &sax,
+                                      nlohmann::detail::input_format_t::json, /*strict=*/true);
+  if (!parsed || !sax.Complete()) return std::nullopt;
+  return m;
+}
 
 std::string NewRecordId() {
   // Ids never start with '-' or '_', so that command lines do not read them as options. This
@@ -384,7 +535,7 @@ StatusOr<std::vector<RecordMetadata>> RecordRepository::ListPatient(std::string_
 }
 
 StatusOr<std::vector<RecordMetadata>> RecordRepository::ListPatientExcept(
-    std::string_view patient_id, const std::set<std::string, std::less<>>& known) {
+    std::string_view patient_id, const std::vector<std::string_view>& known) {
   const std::string prefix = "p" + PatientBlindId(patient_id);
   std::vector<std::pair<uint64_t, std::string>> found;  // (created_us of version 1, raw id)
   bool malformed = false;
@@ -404,7 +555,7 @@ StatusOr<std::vector<RecordMetadata>> RecordRepository::ListPatientExcept(
   out.reserve(found.size());
   for (const auto& [created, raw_id] : found) {
     const std::string id = crypto::Base64UrlEncode(raw_id);
-    if (known.count(id) > 0) continue;
+    if (std::binary_search(known.begin(), known.end(), std::string_view(id))) continue;
     auto latest = LatestVersion(id);
     if (!latest.ok()) {
       // Deletion removes the index entry with the record: an entry for a record that is gone

@@ -89,6 +89,10 @@ struct Record {
   bool archived = false;
 };
 
+// The metadata of a version from its sealed JSON form (exposed for its tests): nullopt unless the
+// document is an object with every member of RecordMetadata (created_by optional) of its type.
+std::optional<RecordMetadata> MetadataFromJson(std::string_view text);
+
 // A new random record id (16 bytes from the CSPRNG, URL-safe base64), never starting with '-' or
 // '_' so that command lines cannot mistake it for an option.
 std::string NewRecordId();
@@ -132,10 +136,11 @@ class RecordRepository {
   // them fails its integrity check, or if the index names a record that was deleted.
   StatusOr<std::vector<RecordMetadata>> ListPatient(std::string_view patient_id);
   // As ListPatient, but the records named in `known` (ids whose latest metadata the caller has
-  // already opened and checked to be this patient's) are neither read nor returned. A retention
-  // sweep that opened a patient's expired records reads only the others for their encounters.
+  // already opened and checked to be this patient's; sorted) are neither read nor returned. A
+  // retention sweep that opened a patient's expired records reads only the others for their
+  // encounters.
   StatusOr<std::vector<RecordMetadata>> ListPatientExcept(
-      std::string_view patient_id, const std::set<std::string, std::less<>>& known);
+      std::string_view patient_id, const std::vector<std::string_view>& known);
 
   // Moves every version of the record to the epoch `new_epoch_id` (created on demand,
   // Keyring::GetOrCreateEpoch): stages, per version not already in it, its header with the DEK

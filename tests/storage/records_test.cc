@@ -266,8 +266,9 @@ TEST_F(RecordsTest, ListPatientExceptLeavesOutTheKnownRecords) {
     mine.push_back(MakeRecord("synthetic-patient-30", "note " + std::to_string(i)));
     StoreRecord(mine.back());
   }
-  auto rest = repo_->ListPatientExcept("synthetic-patient-30",
-                                       {mine[0].meta.record_id, mine[2].meta.record_id});
+  std::vector<std::string_view> known = {mine[0].meta.record_id, mine[2].meta.record_id};
+  std::sort(known.begin(), known.end());  // as ListPatientExcept expects
+  auto rest = repo_->ListPatientExcept("synthetic-patient-30", known);
   ASSERT_TRUE(rest.ok()) << rest.status().ToString();
   ASSERT_EQ(rest->size(), 1u);
   EXPECT_EQ((*rest)[0].record_id, mine[1].meta.record_id);
@@ -1032,6 +1033,102 @@ TEST(RecordIdTest, RejectsMalformedIds) {
   EXPECT_FALSE(IsValidRecordId("AAAAAAAAAAAAAAAAAAAA/A"));
   EXPECT_FALSE(IsValidRecordId("AAAAAAAAAAAAAAAAAAAAA="));
   EXPECT_FALSE(IsValidRecordId(std::string("AAAAAAAAAAAAAAAAAAAA\0A", 22)));
+}
+
+// The sealed metadata document: MetadataFromJson (a streaming parse, no DOM) takes exactly the
+// documents with every member of its type, and refuses the rest.
+constexpr std::string_view kMetaDoc =
+    R"({"record_id":"AAAAAAAAAAAAAAAAAAAAAA","version":3,"patient_id":"synthetic-007",)"
+    R"("category":"clinical-note","content_type":"text/plain","encounter_date":"2020-01-02",)"
+    R"("author":"dr-synthetic","created_us":1700000000000000,"content_bytes":12,)"
+    R"("amendment_reason":""})";
+
+std::string WithMember(std::string_view doc, std::string_view member) {
+  std::string out(doc.substr(0, doc.size() - 1));
+  return out + "," + std::string(member) + "}";
+}
+
+TEST(MetadataJsonTest, ParsesEveryMember) {
+  auto m = MetadataFromJson(kMetaDoc);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->record_id, "AAAAAAAAAAAAAAAAAAAAAA");
+  EXPECT_EQ(m->version, 3u);
+  EXPECT_EQ(m->patient_id, "synthetic-007");
+  EXPECT_EQ(m->category, "clinical-note");
+  EXPECT_EQ(m->content_type, "text/plain");
+  EXPECT_EQ(m->encounter_date, "2020-01-02");
+  EXPECT_EQ(m->author, "dr-synthetic");
+  EXPECT_EQ(m->created_unix_us, 1700000000000000);
+  EXPECT_EQ(m->content_bytes, 12u);
+  EXPECT_EQ(m->amendment_reason, "");
+  EXPECT_EQ(m->created_by, "");
+
+  auto by = MetadataFromJson(WithMember(kMetaDoc, R"("created_by":"svc-import")"));
+  ASSERT_TRUE(by.has_value());
+  EXPECT_EQ(by->created_by, "svc-import");
+  // Unknown members of any shape are skipped, their nested keys never taken for ours.
+  auto extra = MetadataFromJson(
+      WithMember(kMetaDoc, R"("future":{"version":"x","patient_id":[1,{"a":null}]},"n":-1.5)"));
+  ASSERT_TRUE(extra.has_value());
+  EXPECT_EQ(extra->version, 3u);
+  EXPECT_EQ(extra->patient_id, "synthetic-007");
+  // The last of duplicated members counts, as in a DOM parse.
+  auto dup = MetadataFromJson(WithMember(kMetaDoc, R"("patient_id":"synthetic-008")"));
+  ASSERT_TRUE(dup.has_value());
+  EXPECT_EQ(dup->patient_id, "synthetic-008");
+  auto negative = MetadataFromJson(WithMember(kMetaDoc, R"("created_us":-5)"));
+  ASSERT_TRUE(negative.has_value());
+  EXPECT_EQ(negative->created_unix_us, -5);
+}
+
+TEST(MetadataJsonTest, RefusesWrongShapes) {
+  for (std::string_view bad : {
+           std::string_view(""),
+           std::string_view("null"),
+           std::string_view("[]"),
+           std::string_view("5"),
+           std::string_view("\"x\""),
+           std::string_view("{}"),
+           std::string_view(R"({"record_id":"A"})"),
+       }) {
+    EXPECT_FALSE(MetadataFromJson(bad).has_value()) << bad;
+  }
+  const std::string doc(kMetaDoc);
+  EXPECT_TRUE(MetadataFromJson(doc + " \n").has_value());  // trailing space is JSON
+  EXPECT_FALSE(MetadataFromJson(doc + "{}").has_value());  // a second document
+  EXPECT_FALSE(MetadataFromJson(doc.substr(0, doc.size() - 1)).has_value());  // truncated
+  EXPECT_FALSE(MetadataFromJson("[" + doc + "]").has_value());
+  for (std::string_view member : {
+           R"("version":"3")",
+           R"("version":-3)",
+           R"("version":3.0)",
+           R"("version":4294967296)",
+           R"("created_us":"1")",
+           R"("created_us":1.5)",
+           R"("content_bytes":-1)",
+           R"("content_bytes":null)",
+           R"("patient_id":7)",
+           R"("patient_id":null)",
+           R"("patient_id":{"a":"b"})",
+           R"("author":["x"])",
+           R"("created_by":false)",
+           R"("created_by":{})",
+       }) {
+    EXPECT_FALSE(MetadataFromJson(WithMember(kMetaDoc, member)).has_value()) << member;
+  }
+  // Every required member is required.
+  for (std::string_view name :
+       {"record_id", "version", "patient_id", "category", "content_type", "encounter_date",
+        "author", "created_us", "content_bytes", "amendment_reason"}) {
+    std::string without(kMetaDoc);
+    const size_t at = without.find("\"" + std::string(name) + "\"");
+    ASSERT_NE(at, std::string::npos);
+    size_t end = without.find_first_of(",}", without.find(':', at));
+    if (without[end] == ',') ++end;
+    without.erase(at, end - at);
+    if (without[without.size() - 2] == ',') without.erase(without.size() - 2, 1);
+    EXPECT_FALSE(MetadataFromJson(without).has_value()) << name << ": " << without;
+  }
 }
 
 }  // namespace
