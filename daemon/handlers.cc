@@ -421,6 +421,7 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
         json body = EncodeStatus(*status);
         const MemoryFigures memory = ReadMemoryFigures();
         body["memory"] = {
+            {"allocator", AllocatorName()},
             {"rss_bytes", memory.rss_bytes},
             {"heap_in_use_bytes", memory.heap_in_use_bytes},
             {"heap_free_bytes", memory.heap_free_bytes},
