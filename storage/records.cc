@@ -1043,6 +1043,39 @@ bool RecordRepository::ArchiveMayHoldContent() {
   return archive_state_.load() == kArchiveUsed;
 }
 
+StatusOr<std::vector<bool>> RecordRepository::ReadAsShredded(
+    const std::vector<std::string>& record_ids) {
+  std::vector<std::string> raw_ids;
+  std::vector<std::string> head_keys;
+  std::vector<std::string> tombstone_keys;
+  raw_ids.reserve(record_ids.size());
+  head_keys.reserve(record_ids.size());
+  tombstone_keys.reserve(record_ids.size());
+  for (const auto& id : record_ids) {
+    PV_ASSIGN_OR_RETURN(std::string raw, RawId(id));
+    head_keys.push_back("h" + raw);
+    tombstone_keys.push_back(TombstoneKey(raw));
+    raw_ids.push_back(std::move(raw));
+  }
+  PV_ASSIGN_OR_RETURN(auto heads, store_.MultiGet(Cf::kRecords, head_keys));
+  PV_ASSIGN_OR_RETURN(auto tombstones, store_.MultiGet(Cf::kIndexes, tombstone_keys));
+  std::vector<bool> out(record_ids.size(), false);
+  constexpr size_t kBody = kCertificateIdChars + 8;
+  for (size_t i = 0; i < record_ids.size(); ++i) {
+    const auto& stored = tombstones[i];
+    if (heads[i] || !stored || stored->size() != kBody + crypto::BlindIndex::kOutputBytes) {
+      continue;
+    }
+    const std::string_view certificate = std::string_view(*stored).substr(0, kCertificateIdChars);
+    const int64_t destroyed = static_cast<int64_t>(
+        ReadBigEndian64(std::string_view(*stored).substr(kCertificateIdChars)));
+    out[i] =
+        IsValidCertificateId(certificate) && destroyed >= 0 &&
+        crypto::ConstantTimeEquals(*stored, EncodeTombstone(raw_ids[i], certificate, destroyed));
+  }
+  return out;
+}
+
 StatusOr<std::optional<std::string>> RecordRepository::ShreddedBy(std::string_view record_id) {
   PV_ASSIGN_OR_RETURN(std::string raw_id, RawId(record_id));
   return ReadTombstone(raw_id);

@@ -207,6 +207,11 @@ class RecordRepository {
   };
   StatusOr<std::vector<ErasureCheck>> CheckErased(const std::vector<std::string>& record_ids);
 
+  // For each record, whether it reads as crypto-shredded now, as LatestVersion would say
+  // (FailedPrecondition, shredded): no head, and a tombstone that authenticates. Two batched
+  // reads (Store::MultiGet); a store error or a malformed id is returned for the whole batch.
+  StatusOr<std::vector<bool>> ReadAsShredded(const std::vector<std::string>& record_ids);
+
   // Stages the deletion of everything stored for the record — every version's header and
   // content, its head, its patient index entry and its epoch index entries — and a tombstone
   // naming `certificate_id` (the destruction certificate, 32 lowercase hex digits) and

@@ -20,6 +20,10 @@
 #include "crypto/secret.h"
 #include "tests/testing/subprocess.h"
 
+#ifndef PHIVAULT_DAEMON_FAKETIME_PATH
+#define PHIVAULT_DAEMON_FAKETIME_PATH PHIVAULT_DAEMON_PATH
+#endif
+
 namespace phivault::e2e {
 namespace {
 
@@ -148,8 +152,11 @@ void DaemonProcess::Spawn(const std::string& config_path, const std::string& log
                           const std::map<std::string, std::string>& env) {
   ASSERT_FALSE(running()) << "the daemon is already running";
   stderr_path_ = log_prefix + ".stderr";
-  pid_ = e2e::Spawn({PHIVAULT_DAEMON_PATH, "--config", config_path}, env, "/dev/null",
-                    log_prefix + ".stdout", stderr_path_);
+  // libfaketime hangs a jemalloc process at start: a daemon run under it is the glibc build.
+  const bool faketime = env.count("FAKETIME") > 0;
+  pid_ = e2e::Spawn(
+      {faketime ? PHIVAULT_DAEMON_FAKETIME_PATH : PHIVAULT_DAEMON_PATH, "--config", config_path},
+      env, "/dev/null", log_prefix + ".stdout", stderr_path_);
 }
 
 std::optional<int> DaemonProcess::WaitExit(std::chrono::milliseconds timeout) {

@@ -775,6 +775,10 @@ TEST_F(RecordsTest, ShreddedRecordLeavesNoStoredByteInAnyFile) {
   EXPECT_EQ((*list)[1].record_id, live_large.meta.record_id);
   EXPECT_EQ(EpochEntries("d20361129").size(), 2u);
   EXPECT_EQ(*repo_->ShreddedBy(live.meta.record_id), std::nullopt);
+  EXPECT_EQ(*repo_->ReadAsShredded(
+                {small.meta.record_id, live.meta.record_id, large2.meta.record_id, NewRecordId()}),
+            (std::vector<bool>{true, false, true, false}));
+  EXPECT_EQ(repo_->ReadAsShredded({"short"}).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(repo_->ReadVersion(live_large.meta.record_id, 1, true)->content, live_large.content);
 }
 
@@ -930,6 +934,10 @@ TEST_F(RecordsTest, AlteredOrForgedTombstoneIsAnIntegrityFailure) {
                       repo_->ShreddedBy(a.meta.record_id).status().code()}) {
       EXPECT_EQ(code, StatusCode::kDataLoss) << what;
     }
+    // The sweep's batched check does not take it for destroyed either.
+    EXPECT_EQ(*repo_->ReadAsShredded({a.meta.record_id, b.meta.record_id}),
+              (std::vector<bool>{false, true}))
+        << what;
     WriteBatch none;
     EXPECT_EQ(repo_->StageShred(a.meta.record_id, RandomHex(16), 0, none).code(),
               StatusCode::kDataLoss)
@@ -948,6 +956,7 @@ TEST_F(RecordsTest, AlteredOrForgedTombstoneIsAnIntegrityFailure) {
   PutRaw(Cf::kIndexes, key, original);
   EXPECT_EQ(repo_->LatestVersion(a.meta.record_id).status().code(),
             StatusCode::kFailedPrecondition);
+  EXPECT_EQ(*repo_->ReadAsShredded({a.meta.record_id}), std::vector<bool>{true});
 
   // Someone who deletes a live record and plants a tombstone cannot make it look destroyed.
   Record c = MakeRecord("synthetic-patient-27", "c");
@@ -959,6 +968,7 @@ TEST_F(RecordsTest, AlteredOrForgedTombstoneIsAnIntegrityFailure) {
   PutRaw(Cf::kIndexes, TombstoneKey(c.meta.record_id), original);
   EXPECT_EQ(repo_->ReadVersion(c.meta.record_id, 1, true).status().code(), StatusCode::kDataLoss);
   EXPECT_EQ(repo_->ShreddedBy(c.meta.record_id).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(*repo_->ReadAsShredded({c.meta.record_id}), std::vector<bool>{false});
   // Its patient index entry is still there: listing the patient reports the damage.
   EXPECT_EQ(repo_->ListPatient("synthetic-patient-27").status().code(), StatusCode::kDataLoss);
 }
