@@ -32,9 +32,10 @@ std::string_view CfName(Cf cf);
 enum class WriteClass : uint8_t {
   // Refused when it would leave less than the reserve free.
   kNormal = 0,
-  // Audit entries that carry no changes (an audited read, a denial): may use the reserve down to
-  // its last quarter, so that reads keep working and keep being audited on a full disk. Nothing
-  // else may use this class, or record creates would eat the space kept for audits.
+  // Audit entries that carry no changes (an audited read, a denial) and the audit log's signed
+  // checkpoints (an export makes one): may use the reserve down to its last quarter, so that
+  // reads keep working and keep being audited, and the log can be exported, on a full disk.
+  // Nothing else may use this class, or record creates would eat the space kept for audits.
   kAuditOnly,
 };
 
