@@ -68,6 +68,25 @@ class E2eMemoryTest : public VaultTest {
     EXPECT_FALSE(report.is_discarded()) << r.out;
     return report;
   }
+
+  // The burst: 400 audited creates of 1 MiB from 16 clients, every request holding its body, the
+  // decoded content and the sealed copy at once. The peak RSS the bench saw.
+  uint64_t Burst() {
+    const nlohmann::json load = Bench({"--workload", "create", "--size", "1MiB", "--ops", "400"});
+    EXPECT_EQ(load.value("errors", -1), 0) << load.dump();
+    return load["server"]["rss_bytes"].value("peak", uint64_t{0});
+  }
+
+  // Polls the RSS of `pid` until it is at most `bound` or `wait` has passed: the last reading.
+  static uint64_t WaitForResidentAtMost(pid_t pid, uint64_t bound, std::chrono::seconds wait) {
+    uint64_t now = ResidentBytes(pid);
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    while (now > bound && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      now = ResidentBytes(pid);
+    }
+    return now;
+  }
 };
 
 TEST_F(E2eMemoryTest, AnIdleDaemonGivesBackWhatALoadTook) {
@@ -83,21 +102,13 @@ TEST_F(E2eMemoryTest, AnIdleDaemonGivesBackWhatALoadTook) {
   const uint64_t before = ResidentBytes(pid);
   ASSERT_GT(before, 0u);
 
-  // 1 MiB records: every request holds its body, the decoded content and the sealed copy at once.
-  const nlohmann::json load = Bench({"--workload", "create", "--size", "1MiB", "--ops", "400"});
-  EXPECT_EQ(load.value("errors", -1), 0) << load.dump();
-  const uint64_t peak = load["server"]["rss_bytes"].value("peak", uint64_t{0});
+  const uint64_t peak = Burst();
   const uint64_t bound = before + kBlockCacheBytes + 32 * kMiB;
   // The load must have taken more than the bound allows, or the test shows nothing.
   ASSERT_GT(peak, bound) << "peak " << peak / kMiB << " MiB, before " << before / kMiB << " MiB";
 
   // The clients are gone; the server closes nothing more. Idle for a second, the daemon trims.
-  uint64_t now = ResidentBytes(pid);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (now > bound && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    now = ResidentBytes(pid);
-  }
+  const uint64_t now = WaitForResidentAtMost(pid, bound, std::chrono::seconds(60));
   std::printf(
       "RSS before %llu MiB, peak %llu MiB, after %llu MiB (bound %llu MiB)\n",
       static_cast<unsigned long long>(before / kMiB), static_cast<unsigned long long>(peak / kMiB),
@@ -131,18 +142,11 @@ TEST_F(E2eMemoryTest, ADaemonThatIsNeverIdleGivesBackFreedMemoryToo) {
     busy = Bench({"--workload", "mixed", "--duration", "30"}, /*clients=*/1);
     busy_done = true;
   });
-  const nlohmann::json load = Bench({"--workload", "create", "--size", "1MiB", "--ops", "400"});
-  EXPECT_EQ(load.value("errors", -1), 0) << load.dump();
-  const uint64_t peak = load["server"]["rss_bytes"].value("peak", uint64_t{0});
+  const uint64_t peak = Burst();
   const uint64_t bound = before + kBlockCacheBytes + 32 * kMiB;
   ASSERT_GT(peak, bound) << "peak " << peak / kMiB << " MiB, before " << before / kMiB << " MiB";
 
-  uint64_t now = ResidentBytes(pid);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (now > bound && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    now = ResidentBytes(pid);
-  }
+  const uint64_t now = WaitForResidentAtMost(pid, bound, std::chrono::seconds(20));
   const bool still_busy = !busy_done;
   busy_client.join();
   std::printf(
