@@ -1060,18 +1060,8 @@ StatusOr<std::vector<bool>> RecordRepository::ReadAsShredded(
   PV_ASSIGN_OR_RETURN(auto heads, store_.MultiGet(Cf::kRecords, head_keys));
   PV_ASSIGN_OR_RETURN(auto tombstones, store_.MultiGet(Cf::kIndexes, tombstone_keys));
   std::vector<bool> out(record_ids.size(), false);
-  constexpr size_t kBody = kCertificateIdChars + 8;
   for (size_t i = 0; i < record_ids.size(); ++i) {
-    const auto& stored = tombstones[i];
-    if (heads[i] || !stored || stored->size() != kBody + crypto::BlindIndex::kOutputBytes) {
-      continue;
-    }
-    const std::string_view certificate = std::string_view(*stored).substr(0, kCertificateIdChars);
-    const int64_t destroyed = static_cast<int64_t>(
-        ReadBigEndian64(std::string_view(*stored).substr(kCertificateIdChars)));
-    out[i] =
-        IsValidCertificateId(certificate) && destroyed >= 0 &&
-        crypto::ConstantTimeEquals(*stored, EncodeTombstone(raw_ids[i], certificate, destroyed));
+    out[i] = !heads[i] && tombstones[i] && OpenTombstone(raw_ids[i], *tombstones[i]).has_value();
   }
   return out;
 }
@@ -1092,16 +1082,23 @@ std::string RecordRepository::EncodeTombstone(std::string_view raw_id,
 StatusOr<std::optional<std::string>> RecordRepository::ReadTombstone(std::string_view raw_id) {
   PV_ASSIGN_OR_RETURN(auto stored, store_.Get(Cf::kIndexes, TombstoneKey(raw_id)));
   if (!stored) return std::optional<std::string>();
+  const std::optional<std::string_view> certificate = OpenTombstone(raw_id, *stored);
+  if (!certificate) return IntegrityFailure();
+  return std::optional<std::string>(*certificate);
+}
+
+std::optional<std::string_view> RecordRepository::OpenTombstone(std::string_view raw_id,
+                                                                std::string_view stored) const {
   constexpr size_t kBody = kCertificateIdChars + 8;
-  if (stored->size() != kBody + crypto::BlindIndex::kOutputBytes) return IntegrityFailure();
-  const std::string_view certificate = std::string_view(*stored).substr(0, kCertificateIdChars);
+  if (stored.size() != kBody + crypto::BlindIndex::kOutputBytes) return std::nullopt;
+  const std::string_view certificate = stored.substr(0, kCertificateIdChars);
   const int64_t destroyed =
-      static_cast<int64_t>(ReadBigEndian64(std::string_view(*stored).substr(kCertificateIdChars)));
+      static_cast<int64_t>(ReadBigEndian64(stored.substr(kCertificateIdChars)));
   if (!IsValidCertificateId(certificate) || destroyed < 0 ||
-      !crypto::ConstantTimeEquals(*stored, EncodeTombstone(raw_id, certificate, destroyed))) {
-    return IntegrityFailure();
+      !crypto::ConstantTimeEquals(stored, EncodeTombstone(raw_id, certificate, destroyed))) {
+    return std::nullopt;
   }
-  return std::optional<std::string>(certificate);
+  return certificate;
 }
 
 }  // namespace phivault::storage

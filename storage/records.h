@@ -280,6 +280,10 @@ class RecordRepository {
   // The certificate id of `raw_id`'s tombstone, std::nullopt if none; DataLoss if it does not
   // authenticate.
   StatusOr<std::optional<std::string>> ReadTombstone(std::string_view raw_id);
+  // The certificate id a stored tombstone value names, std::nullopt unless it authenticates for
+  // `raw_id` (ReadTombstone and ReadAsShredded).
+  std::optional<std::string_view> OpenTombstone(std::string_view raw_id,
+                                                std::string_view stored) const;
 
   enum class ContentForm { kLive, kArchivedRaw, kArchivedCompressed };
   // The stored content value of a version from whichever family and form holds it (records
