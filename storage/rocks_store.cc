@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -563,6 +564,16 @@ class RocksStore final : public Store {
     ReaderMutexLock lock(db_mu_);
     PV_RETURN_IF_ERROR(Ready());
     return CompactAllLocked();
+  }
+
+  // A reopen after an I/O error starts them again (OpenDb's options).
+  Status SetAutoCompactions(bool enabled) override {
+    ReaderMutexLock lock(db_mu_);
+    PV_RETURN_IF_ERROR(Ready());
+    const std::unordered_map<std::string, std::string> change{
+        {"disable_auto_compactions", enabled ? "false" : "true"}};
+    for (auto* h : handles_) PV_RETURN_IF_ERROR(FromRocks(db_->SetOptions(h, change)));
+    return Status::Ok();
   }
 
   Status CreateCheckpoint(const std::string& dir) override {

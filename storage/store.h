@@ -4,12 +4,14 @@
 // tests/storage's conformance suite.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "base/status.h"
@@ -80,6 +82,14 @@ class WriteBatch {
   // such as a retention sweep's deletes. Engines without a log ignore it.
   bool unlogged() const { return unlogged_; }
   void set_unlogged(bool unlogged) { unlogged_ = unlogged; }
+  // Puts the operations in the order of their keys (column family, then key), the order in
+  // which the engine takes them fastest. Only for batches that write each key once: the order
+  // of two operations on one key (or a range and a key in it) would otherwise change.
+  void SortByKey() {
+    std::sort(ops_.begin(), ops_.end(), [](const Op& a, const Op& b) {
+      return std::tie(a.cf, a.key) < std::tie(b.cf, b.key);
+    });
+  }
 
  private:
   std::vector<Op> ops_;
@@ -146,6 +156,15 @@ class Store {
   // compact" (nothing done) if free space is below the live data size (which a full compaction
   // may need) plus the reserve: a compaction must never eat the space kept for audited reads.
   [[nodiscard]] virtual Status CompactAll() = 0;
+  // Stops (false) or resumes (true) the engine's own background compactions; flushes and
+  // CompactAll go on. For a short burst of deletes that CompactAll will rewrite anyway (a
+  // retention sweep's): compacting the deletes as they are flushed would rewrite the same data
+  // twice. Not kept across a restart (the store opens with them running). The default does
+  // nothing.
+  [[nodiscard]] virtual Status SetAutoCompactions(bool enabled) {
+    (void)enabled;
+    return Status::Ok();
+  }
 
   virtual StatusOr<SpaceInfo> Space() = 0;
 

@@ -46,6 +46,7 @@ class FaultStore final : public Store {
   }
   Status Flush() override { return base_.Flush(); }
   Status CompactAll() override { return base_.CompactAll(); }
+  Status SetAutoCompactions(bool enabled) override { return base_.SetAutoCompactions(enabled); }
   StatusOr<SpaceInfo> Space() override { return base_.Space(); }
 
  private:

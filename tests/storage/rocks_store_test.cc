@@ -357,6 +357,60 @@ TEST_F(RocksStoreTest, DeletedValuesLeaveNoBytesInAnyFileAfterCompactAll) {
   EXPECT_EQ(*store->Get(Cf::kRecords, "blob-deleted"), std::nullopt);
 }
 
+// A sweep pauses RocksDB's own compactions while it writes its deletes (CompactAll rewrites
+// everything after them anyway). Paused, flushed files pile up; resumed, or after a restart,
+// they are merged again; CompactAll works either way.
+TEST_F(RocksStoreTest, PausedAutoCompactionsLeaveFlushedFilesUntilResumedOrReopened) {
+  constexpr size_t kFlushes = 8;  // twice RocksDB's trigger for an automatic compaction
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  auto flush_files = [&](int round) {
+    for (size_t f = 0; f < kFlushes; ++f) {
+      WriteBatch b;
+      for (int i = 0; i < 50; ++i) {
+        b.Put(Cf::kIndexes, "r" + std::to_string(round) + "-" + std::to_string(i),
+              RandomBytes(200));
+      }
+      ASSERT_TRUE(store->Write(b, true).ok());
+      ASSERT_TRUE(store->Flush().ok());
+    }
+  };
+  auto tables = [&] { return FilesWithSuffix(path_, ".sst").size(); };
+  auto merged_within = [&](size_t below, std::chrono::seconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (tables() >= below && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return tables() < below;
+  };
+
+  ASSERT_TRUE(store->SetAutoCompactions(false).ok());
+  flush_files(0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // time enough to compact
+  EXPECT_GE(tables(), kFlushes) << "flushed files were compacted while compactions were paused";
+  ASSERT_TRUE(store->SetAutoCompactions(true).ok());
+  EXPECT_TRUE(merged_within(kFlushes, std::chrono::seconds(20))) << tables() << " files";
+
+  // Paused again and not resumed: a restart runs them.
+  const size_t before = tables();
+  ASSERT_TRUE(store->SetAutoCompactions(false).ok());
+  flush_files(1);
+  EXPECT_GE(tables(), before + kFlushes);
+  store.reset();
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(merged_within(before + kFlushes, std::chrono::seconds(20))) << tables() << " files";
+
+  // CompactAll does not need them: it merges the files, paused or not.
+  ASSERT_TRUE(store->SetAutoCompactions(false).ok());
+  flush_files(2);
+  ASSERT_GE(tables(), kFlushes);
+  ASSERT_TRUE(store->CompactAll().ok());
+  EXPECT_LT(tables(), kFlushes);
+  EXPECT_TRUE(store->Get(Cf::kIndexes, "r0-7")->has_value());
+  EXPECT_TRUE(store->Get(Cf::kIndexes, "r2-49")->has_value());
+}
+
 TEST_F(RocksStoreTest, SecondOpenOfTheSameDirectoryIsUnavailable) {
   auto first = Open();
   ASSERT_NE(first, nullptr);

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -121,6 +122,36 @@ TEST_P(StoreConformanceTest, BatchAppliesEveryOpAcrossColumnFamiliesInOrder) {
   EXPECT_EQ(Get(Cf::kState, "old"), std::nullopt);
   EXPECT_EQ(Get(Cf::kHolds, "h"), "second");
   EXPECT_EQ(Get(Cf::kAuditTree, "gone"), std::nullopt);
+}
+
+// A sweep sorts its batches of distinct keys before writing them (the order RocksDB's memtable
+// takes fastest): every operation keeps its own key, value and kind.
+TEST_P(StoreConformanceTest, BatchSortedByKeyWritesTheSameOperations) {
+  Put(Cf::kRecords, "m-old", "x");
+  WriteBatch b;
+  b.Put(Cf::kIndexes, "t2", "tomb-2");
+  b.Delete(Cf::kRecords, "m-old");
+  b.Put(Cf::kRecords, "c1", "content-1");
+  b.Put(Cf::kIndexes, "p1", "index-1");
+  b.Put(Cf::kRecords, "a0", "first");
+  const size_t bytes = b.bytes();
+  b.SortByKey();
+  EXPECT_EQ(b.bytes(), bytes);
+  std::vector<std::tuple<Cf, std::string, std::string>> order;
+  for (const auto& op : b.ops()) order.emplace_back(op.cf, op.key, op.value);
+  const std::vector<std::tuple<Cf, std::string, std::string>> want{
+      {Cf::kRecords, "a0", "first"},
+      {Cf::kRecords, "c1", "content-1"},
+      {Cf::kRecords, "m-old", ""},
+      {Cf::kIndexes, "p1", "index-1"},
+      {Cf::kIndexes, "t2", "tomb-2"}};
+  ASSERT_LT(static_cast<int>(Cf::kRecords), static_cast<int>(Cf::kIndexes));
+  EXPECT_EQ(order, want);
+  EXPECT_EQ(b.ops()[2].kind, WriteBatch::Kind::kDelete);
+  ASSERT_TRUE(store_->Write(b, true).ok());
+  EXPECT_EQ(Get(Cf::kRecords, "m-old"), std::nullopt);
+  EXPECT_EQ(Get(Cf::kRecords, "c1"), "content-1");
+  EXPECT_EQ(Get(Cf::kIndexes, "t2"), "tomb-2");
 }
 
 TEST_P(StoreConformanceTest, DeleteRangeRemovesExactlyTheHalfOpenRangeInBatchOrder) {
