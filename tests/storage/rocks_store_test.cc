@@ -364,8 +364,8 @@ TEST_F(RocksStoreTest, PausedAutoCompactionsLeaveFlushedFilesUntilResumedOrReope
   constexpr size_t kFlushes = 8;  // twice RocksDB's trigger for an automatic compaction
   auto store = Open();
   ASSERT_NE(store, nullptr);
-  auto flush_files = [&](int round) {
-    for (size_t f = 0; f < kFlushes; ++f) {
+  auto flush_files = [&](int round, size_t flushes) {
+    for (size_t f = 0; f < flushes; ++f) {
       WriteBatch b;
       for (int i = 0; i < 50; ++i) {
         b.Put(Cf::kIndexes, "r" + std::to_string(round) + "-" + std::to_string(i),
@@ -384,17 +384,21 @@ TEST_F(RocksStoreTest, PausedAutoCompactionsLeaveFlushedFilesUntilResumedOrReope
     return tables() < below;
   };
 
+  // 40 files: past RocksDB's level-0 trigger that stops writes (36) when compactions run. Paused,
+  // writes must go on (a sweep writes all its deletes, and the vault its traffic, before the
+  // forced compaction): a stop here would hang this test.
+  constexpr size_t kMany = 40;
   ASSERT_TRUE(store->SetAutoCompactions(false).ok());
-  flush_files(0);
+  flush_files(0, kMany);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // time enough to compact
-  EXPECT_GE(tables(), kFlushes) << "flushed files were compacted while compactions were paused";
+  EXPECT_GE(tables(), kMany) << "flushed files were compacted while compactions were paused";
   ASSERT_TRUE(store->SetAutoCompactions(true).ok());
-  EXPECT_TRUE(merged_within(kFlushes, std::chrono::seconds(20))) << tables() << " files";
+  EXPECT_TRUE(merged_within(kMany, std::chrono::seconds(20))) << tables() << " files";
 
   // Paused again and not resumed: a restart runs them.
   const size_t before = tables();
   ASSERT_TRUE(store->SetAutoCompactions(false).ok());
-  flush_files(1);
+  flush_files(1, kFlushes);
   EXPECT_GE(tables(), before + kFlushes);
   store.reset();
   store = Open();
@@ -403,7 +407,7 @@ TEST_F(RocksStoreTest, PausedAutoCompactionsLeaveFlushedFilesUntilResumedOrReope
 
   // CompactAll does not need them: it merges the files, paused or not.
   ASSERT_TRUE(store->SetAutoCompactions(false).ok());
-  flush_files(2);
+  flush_files(2, kFlushes);
   ASSERT_GE(tables(), kFlushes);
   ASSERT_TRUE(store->CompactAll().ok());
   EXPECT_LT(tables(), kFlushes);
