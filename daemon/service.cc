@@ -1816,20 +1816,18 @@ class VaultServiceImpl final : public VaultService {
     std::vector<std::string> epochs;
     std::string principal, user, role;
     uint64_t rewrapped = 0, held = 0;
+    // How many chosen records the journal's chunks hold: a chunk deleted from the data directory
+    // (each is sealed, but the set of chunks is not) would otherwise make the sweep forget
+    // records whose keys it has erased, and certify without them.
+    uint64_t doomed = 0;
     std::string verification_result;
   };
   static std::string JournalJson(const Journal& j) {
-    return nlohmann::json{{"id", j.id},
-                          {"until", j.until},
-                          {"started_us", j.started_us},
-                          {"phase", j.phase},
-                          {"epochs", j.epochs},
-                          {"principal", j.principal},
-                          {"user", j.user},
-                          {"role", j.role},
-                          {"rewrapped", j.rewrapped},
-                          {"held", j.held},
-                          {"verification_result", j.verification_result}}
+    return nlohmann::json{
+        {"id", j.id},       {"until", j.until},   {"started_us", j.started_us},
+        {"phase", j.phase}, {"epochs", j.epochs}, {"principal", j.principal},
+        {"user", j.user},   {"role", j.role},     {"rewrapped", j.rewrapped},
+        {"held", j.held},   {"doomed", j.doomed}, {"verification_result", j.verification_result}}
         .dump();
   }
   // The sweep journal and the retention table in force are sealed under the audit key, bound to
@@ -1865,6 +1863,7 @@ class VaultServiceImpl final : public VaultService {
       out.role = j.at("role").get<std::string>();
       out.rewrapped = j.at("rewrapped").get<uint64_t>();
       out.held = j.at("held").get<uint64_t>();
+      out.doomed = j.at("doomed").get<uint64_t>();
       out.verification_result = j.at("verification_result").get<std::string>();
       if (!ParseDay(out.until)) return DataLoss("the sweep journal is malformed");
       return std::optional<Journal>(std::move(out));
@@ -1877,7 +1876,7 @@ class VaultServiceImpl final : public VaultService {
               SealStateValue(kJournalKey, JournalJson(j)));
     return store_.Write(batch, /*sync=*/true);
   }
-  StatusOr<std::vector<Doomed>> LoadDoomed() {
+  StatusOr<std::vector<Doomed>> LoadDoomed(const Journal& j) {
     std::vector<Doomed> out;
     Status bad;
     PV_RETURN_IF_ERROR(store_.Scan(storage::Cf::kState, kDoomedPrefix, PrefixEnd(kDoomedPrefix),
@@ -1888,6 +1887,10 @@ class VaultServiceImpl final : public VaultService {
                                      return bad.ok();
                                    }));
     PV_RETURN_IF_ERROR(bad);
+    if (out.size() != j.doomed) {
+      return DataLoss("the sweep journal holds " + std::to_string(out.size()) + " of its " +
+                      std::to_string(j.doomed) + " chosen records");
+    }
     return out;
   }
   Status StageDeletePrefix(std::string_view prefix, storage::WriteBatch& batch) {
@@ -2300,6 +2303,7 @@ class VaultServiceImpl final : public VaultService {
       }
       storage::WriteBatch batch;
       PV_RETURN_IF_ERROR(StageDoomed(doomed, batch));
+      j.doomed = doomed.size();
       j.phase = "erase";
       PV_RETURN_IF_ERROR(SaveJournal(j, std::move(batch)));
       // No progress is reported while the gate is closed: a slow reader of the progress stream
@@ -2313,7 +2317,7 @@ class VaultServiceImpl final : public VaultService {
       }
     }
     report("erase", j.epochs.size(), j.epochs.size());
-    PV_ASSIGN_OR_RETURN(std::vector<Doomed> doomed, LoadDoomed());
+    PV_ASSIGN_OR_RETURN(std::vector<Doomed> doomed, LoadDoomed(j));
 
     if (j.phase == "erase") {
       // Only day epochs up to the journal's day, which may not be after today.
@@ -2390,6 +2394,7 @@ class VaultServiceImpl final : public VaultService {
         }
       }
       PV_RETURN_IF_ERROR(StageDoomed(doomed, batch));
+      j.doomed = doomed.size();
       j.phase = "delete";
       PV_RETURN_IF_ERROR(SaveJournal(j, std::move(batch)));
     }

@@ -602,6 +602,28 @@ TEST_F(RetentionServiceTest, APlantedSweepJournalIsRefusedAndDestroysNothing) {
   EXPECT_EQ(read->content, "synthetic live note");
 }
 
+// Someone who can write the data directory deletes a chunk of a stopped sweep's chosen records
+// (each chunk is sealed, the set of chunks is not) after its keys were erased: the next sweep
+// must not certify without those records, and says why.
+TEST_F(RetentionServiceTest, ADeletedChunkOfTheSweepJournalIsRefusedNotForgotten) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  const auto gone = Create("patient-ret-chunk", "2011-01-01", "synthetic chunk note");
+  now_us_ += 3LL * 365 * 86400 * 1000000;
+  fail_at_ = "delete";
+  ASSERT_FALSE(Sweep(/*dry_run=*/false).ok());
+  fail_at_.clear();
+  storage::WriteBatch cut;
+  cut.Delete(storage::Cf::kState, "sweep/d/00000000");
+  ASSERT_TRUE(vault_.store->Write(cut, true).ok());
+  ASSERT_NO_FATAL_FAILURE(Restart());
+  auto swept = Sweep(/*dry_run=*/false);
+  ASSERT_FALSE(swept.ok());
+  EXPECT_EQ(swept.status().code(), StatusCode::kDataLoss) << swept.status().ToString();
+  EXPECT_NE(swept.status().message().find("0 of its 1 chosen records"), std::string::npos)
+      << swept.status().ToString();
+  EXPECT_TRUE(service_->ListCertificates(Officer())->empty());
+}
+
 // A sweep beside normal traffic: creates, reads and amendments of other records and of the very
 // records being destroyed all go on; none fails except an amendment of a record already erased
 // (410), and whatever the sweep certifies is exactly what no longer reads.
