@@ -1777,6 +1777,11 @@ class VaultServiceImpl final : public VaultService {
     }
     return Status::Ok();
   }
+  struct Journal;
+  // What a chunk of chosen records is sealed to: its key, its sweep and its staging.
+  static std::string ChunkBinding(std::string_view key, const Journal& j) {
+    return std::string(key) + '|' + j.id + '|' + std::to_string(j.doomed_generation);
+  }
   static std::string ChunkKey(size_t index) {
     char buf[16];
     std::snprintf(buf, sizeof buf, "%08zu", index);
@@ -1784,14 +1789,16 @@ class VaultServiceImpl final : public VaultService {
   }
   // Replaces the journal's chosen records with `doomed`.
   template <typename Range>
-  Status StageDoomed(const Range& doomed, storage::WriteBatch& batch) {
+  Status StageDoomed(const Range& doomed, Journal& j, storage::WriteBatch& batch) {
+    ++j.doomed_generation;
+    j.doomed = std::size(doomed);
     PV_RETURN_IF_ERROR(StageDeletePrefix(kDoomedPrefix, batch));
     DoomedWriter writer;
     size_t in_chunk = 0;
     size_t index = 0;
     auto flush = [&] {
       const std::string key = ChunkKey(index++);
-      batch.Put(storage::Cf::kState, key, SealStateValue(key, writer.Take()));
+      batch.Put(storage::Cf::kState, key, SealStateValue(ChunkBinding(key, j), writer.Take()));
       in_chunk = 0;
     };
     for (const auto& item : doomed) {
@@ -1820,14 +1827,27 @@ class VaultServiceImpl final : public VaultService {
     // (each is sealed, but the set of chunks is not) would otherwise make the sweep forget
     // records whose keys it has erased, and certify without them.
     uint64_t doomed = 0;
+    // Which staging of the chosen records the chunks belong to: each chunk is sealed bound to
+    // the sweep's id and this number, so a chunk of an earlier staging (the recheck's, before the
+    // erase step dropped the records that still open) cannot be put back in place of the current
+    // one and have a live record deleted.
+    uint64_t doomed_generation = 0;
     std::string verification_result;
   };
   static std::string JournalJson(const Journal& j) {
-    return nlohmann::json{
-        {"id", j.id},       {"until", j.until},   {"started_us", j.started_us},
-        {"phase", j.phase}, {"epochs", j.epochs}, {"principal", j.principal},
-        {"user", j.user},   {"role", j.role},     {"rewrapped", j.rewrapped},
-        {"held", j.held},   {"doomed", j.doomed}, {"verification_result", j.verification_result}}
+    return nlohmann::json{{"id", j.id},
+                          {"until", j.until},
+                          {"started_us", j.started_us},
+                          {"phase", j.phase},
+                          {"epochs", j.epochs},
+                          {"principal", j.principal},
+                          {"user", j.user},
+                          {"role", j.role},
+                          {"rewrapped", j.rewrapped},
+                          {"held", j.held},
+                          {"doomed", j.doomed},
+                          {"doomed_generation", j.doomed_generation},
+                          {"verification_result", j.verification_result}}
         .dump();
   }
   // The sweep journal and the retention table in force are sealed under the audit key, bound to
@@ -1864,6 +1884,7 @@ class VaultServiceImpl final : public VaultService {
       out.rewrapped = j.at("rewrapped").get<uint64_t>();
       out.held = j.at("held").get<uint64_t>();
       out.doomed = j.at("doomed").get<uint64_t>();
+      out.doomed_generation = j.at("doomed_generation").get<uint64_t>();
       out.verification_result = j.at("verification_result").get<std::string>();
       if (!ParseDay(out.until)) return DataLoss("the sweep journal is malformed");
       return std::optional<Journal>(std::move(out));
@@ -1879,13 +1900,13 @@ class VaultServiceImpl final : public VaultService {
   StatusOr<std::vector<Doomed>> LoadDoomed(const Journal& j) {
     std::vector<Doomed> out;
     Status bad;
-    PV_RETURN_IF_ERROR(store_.Scan(storage::Cf::kState, kDoomedPrefix, PrefixEnd(kDoomedPrefix),
-                                   [&](std::string_view key, std::string_view value) {
-                                     auto opened = OpenStateValue(key, value, "the sweep journal");
-                                     bad = opened.ok() ? ReadDoomedChunk(*opened, out)
-                                                       : opened.status();
-                                     return bad.ok();
-                                   }));
+    PV_RETURN_IF_ERROR(store_.Scan(
+        storage::Cf::kState, kDoomedPrefix, PrefixEnd(kDoomedPrefix),
+        [&](std::string_view key, std::string_view value) {
+          auto opened = OpenStateValue(ChunkBinding(key, j), value, "the sweep journal");
+          bad = opened.ok() ? ReadDoomedChunk(*opened, out) : opened.status();
+          return bad.ok();
+        }));
     PV_RETURN_IF_ERROR(bad);
     if (out.size() != j.doomed) {
       return DataLoss("the sweep journal holds " + std::to_string(out.size()) + " of its " +
@@ -2302,8 +2323,7 @@ class VaultServiceImpl final : public VaultService {
         }
       }
       storage::WriteBatch batch;
-      PV_RETURN_IF_ERROR(StageDoomed(doomed, batch));
-      j.doomed = doomed.size();
+      PV_RETURN_IF_ERROR(StageDoomed(doomed, j, batch));
       j.phase = "erase";
       PV_RETURN_IF_ERROR(SaveJournal(j, std::move(batch)));
       // No progress is reported while the gate is closed: a slow reader of the progress stream
@@ -2393,8 +2413,7 @@ class VaultServiceImpl final : public VaultService {
           return DataLoss("sweep verification: epoch key " + e + " is not destroyed");
         }
       }
-      PV_RETURN_IF_ERROR(StageDoomed(doomed, batch));
-      j.doomed = doomed.size();
+      PV_RETURN_IF_ERROR(StageDoomed(doomed, j, batch));
       j.phase = "delete";
       PV_RETURN_IF_ERROR(SaveJournal(j, std::move(batch)));
     }

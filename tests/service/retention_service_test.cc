@@ -624,6 +624,33 @@ TEST_F(RetentionServiceTest, ADeletedChunkOfTheSweepJournalIsRefusedNotForgotten
   EXPECT_TRUE(service_->ListCertificates(Officer())->empty());
 }
 
+// The same attacker puts back a chunk from an earlier staging of the chosen records (the
+// recheck's, written before the erase step confirmed which records no longer open): it no
+// longer authenticates, so it cannot bring back a record the erase step dropped.
+TEST_F(RetentionServiceTest, AChunkFromAnEarlierStagingOfTheSweepJournalIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(Open());
+  Create("patient-ret-stage", "2011-01-01", "synthetic staging note");
+  now_us_ += 3LL * 365 * 86400 * 1000000;
+  fail_at_ = "verify-erase";
+  ASSERT_FALSE(Sweep(/*dry_run=*/false).ok());
+  auto earlier = vault_.store->Get(storage::Cf::kState, "sweep/d/00000000");
+  ASSERT_TRUE(earlier.ok() && earlier->has_value());
+  fail_at_ = "delete";
+  ASSERT_FALSE(Sweep(/*dry_run=*/false).ok());
+  auto current = vault_.store->Get(storage::Cf::kState, "sweep/d/00000000");
+  ASSERT_TRUE(current.ok() && current->has_value());
+  ASSERT_NE(**earlier, **current);
+  fail_at_.clear();
+  storage::WriteBatch back;
+  back.Put(storage::Cf::kState, "sweep/d/00000000", **earlier);
+  ASSERT_TRUE(vault_.store->Write(back, true).ok());
+  ASSERT_NO_FATAL_FAILURE(Restart());
+  auto swept = Sweep(/*dry_run=*/false);
+  ASSERT_FALSE(swept.ok());
+  EXPECT_EQ(swept.status().code(), StatusCode::kDataLoss) << swept.status().ToString();
+  EXPECT_TRUE(service_->ListCertificates(Officer())->empty());
+}
+
 // A sweep beside normal traffic: creates, reads and amendments of other records and of the very
 // records being destroyed all go on; none fails except an amendment of a record already erased
 // (410), and whatever the sweep certifies is exactly what no longer reads.
