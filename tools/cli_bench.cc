@@ -323,6 +323,18 @@ class DaemonSession final : public loadgen::Session {
     return true;
   }
 
+  // GET /v1/health: no credentials checked, nothing read, stored or audited.
+  bool Ping(std::string* error) override {
+    static constexpr std::string_view kHead = "GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    HttpResponse r;
+    if (!Send({Iov(kHead)}, &r, error)) return false;
+    if (r.status != 200) {
+      *error = ErrorText(r);
+      return false;
+    }
+    return true;
+  }
+
   // GET /v1/status as parsed JSON, or nullopt with `*error` set.
   std::optional<nlohmann::json> Status(std::string* error) {
     const std::string head =
@@ -426,8 +438,10 @@ BenchCommand::BenchCommand(CLI::App& app) {
       "load generator: N keep-alive clients create and/or read synthetic records over the "
       "socket; reports throughput, latency, daemon CPU, syncs, memory and disk per request "
       "(docs/benchmarks.md). Every request is a real, audited one: use a development vault");
-  cmd_->add_option("--workload", a_.workload, "create, read, or mixed (90% read, 10% create)")
-      ->check(CLI::IsMember({"create", "read", "mixed"}))
+  cmd_->add_option("--workload", a_.workload,
+                   "create, read, mixed (90% read, 10% create), or ping (GET /v1/health: no "
+                   "store, no audit; the HTTP server's own cost per request)")
+      ->check(CLI::IsMember({"create", "read", "mixed", "ping"}))
       ->default_str("create");
   cmd_->add_option("--size", a_.size, "content bytes per record: 1KiB, 64KiB, 1MiB or a number")
       ->default_str("1KiB");

@@ -121,6 +121,7 @@ std::optional<Workload> ParseWorkload(std::string_view name) {
   if (name == "create") return Workload::kCreate;
   if (name == "read") return Workload::kRead;
   if (name == "mixed") return Workload::kMixed;
+  if (name == "ping") return Workload::kPing;
   return std::nullopt;
 }
 
@@ -132,6 +133,8 @@ std::string_view WorkloadName(Workload w) {
       return "read";
     case Workload::kMixed:
       return "mixed";
+    case Workload::kPing:
+      return "ping";
   }
   return "create";
 }
@@ -160,7 +163,7 @@ std::string CheckOptions(const Options& o) {
 }
 
 uint64_t WarmupRecords(const Options& o) {
-  if (o.workload == Workload::kCreate) return 0;
+  if (o.workload == Workload::kCreate || o.workload == Workload::kPing) return 0;
   if (o.warmup_records > 0) return o.warmup_records;
   const uint64_t by_size = std::max<uint64_t>(1, (64ull << 20) / o.size);
   return std::max<uint64_t>(o.clients, std::min<uint64_t>(1000, by_size));
@@ -178,7 +181,7 @@ Report Run(const std::string& backend, Target& target, ServerProbe* probe, const
   const uint64_t warmup = WarmupRecords(o);
   if (warmup > 0) read_ids = Warmup(target, o, warmup, errors, &r.content_bytes_written);
   r.warmup_records = read_ids.size();
-  if (o.workload != Workload::kCreate && read_ids.empty()) {
+  if ((o.workload == Workload::kRead || o.workload == Workload::kMixed) && read_ids.empty()) {
     errors.Add("warm-up stored no record to read");
   }
 
@@ -190,7 +193,7 @@ Report Run(const std::string& backend, Target& target, ServerProbe* probe, const
   }
 
   std::vector<std::vector<uint64_t>> latencies(o.clients);
-  std::vector<uint64_t> creates(o.clients, 0), reads(o.clients, 0);
+  std::vector<uint64_t> creates(o.clients, 0), reads(o.clients, 0), pings(o.clients, 0);
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> issued{0};
   std::latch start(o.clients + 1);
@@ -212,22 +215,37 @@ Report Run(const std::string& backend, Target& target, ServerProbe* probe, const
                       : stop.load(std::memory_order_relaxed)) {
           break;
         }
-        const bool create = o.workload == Workload::kCreate ||
-                            (o.workload == Workload::kMixed && rng.Next() % 10 == 0) || !can_read;
+        enum { kCreateOp, kReadOp, kPingOp } op = kReadOp;
+        if (o.workload == Workload::kPing) {
+          op = kPingOp;
+        } else if (o.workload == Workload::kCreate ||
+                   (o.workload == Workload::kMixed && rng.Next() % 10 == 0) || !can_read) {
+          op = kCreateOp;
+        }
         const auto t0 = Clock::now();
-        const bool ok = create
-                            ? session->Create(Patient(c, n), content, &id, &error)
-                            : session->Read(read_ids[rng.Next() % read_ids.size()], o.size, &error);
+        bool ok = false;
+        switch (op) {
+          case kCreateOp:
+            ok = session->Create(Patient(c, n), content, &id, &error);
+            break;
+          case kReadOp:
+            ok = session->Read(read_ids[rng.Next() % read_ids.size()], o.size, &error);
+            break;
+          case kPingOp:
+            ok = session->Ping(&error);
+            break;
+        }
         const auto t1 = Clock::now();
         if (!ok) {
-          errors.Add(std::string(create ? "create: " : "read: ") + error);
+          static constexpr const char* kWhat[] = {"create: ", "read: ", "ping: "};
+          errors.Add(kWhat[op] + error);
           ++consecutive;
           continue;
         }
         consecutive = 0;
         lat.push_back(static_cast<uint64_t>(
             std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
-        ++(create ? creates[c] : reads[c]);
+        ++(op == kCreateOp ? creates[c] : op == kReadOp ? reads[c] : pings[c]);
       }
     });
   }
@@ -269,10 +287,11 @@ Report Run(const std::string& backend, Target& target, ServerProbe* probe, const
   for (int c = 0; c < o.clients; ++c) {
     r.creates += creates[c];
     r.reads += reads[c];
+    r.pings += pings[c];
     all.insert(all.end(), latencies[c].begin(), latencies[c].end());
   }
   std::sort(all.begin(), all.end());
-  r.ops = r.creates + r.reads;
+  r.ops = r.creates + r.reads + r.pings;
   r.errors = errors.count.load();
   {
     MutexLock lock(errors.mu);
@@ -330,6 +349,7 @@ nlohmann::json ToJson(const Report& r) {
       {"ops", r.ops},
       {"creates", r.creates},
       {"reads", r.reads},
+      {"pings", r.pings},
       {"errors", r.errors},
       {"first_error",
        r.first_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.first_error)},
@@ -370,8 +390,9 @@ std::string ToTable(const Report& r) {
       {"clients", std::to_string(r.options.clients)},
       {"elapsed", num(r.elapsed_s, 2) + " s"},
       {"operations", std::to_string(r.ops) + " (" + std::to_string(r.creates) + " create, " +
-                         std::to_string(r.reads) + " read; " + std::to_string(r.warmup_records) +
-                         " warm-up records)"},
+                         std::to_string(r.reads) + " read" +
+                         (r.pings > 0 ? ", " + std::to_string(r.pings) + " ping" : "") + "; " +
+                         std::to_string(r.warmup_records) + " warm-up records)"},
       {"errors",
        std::to_string(r.errors) + (r.first_error.empty() ? "" : " (first: " + r.first_error + ")")},
       {"throughput", num(r.ops_per_s, 0) + " ops/s"},

@@ -1,7 +1,7 @@
 // The load generator behind `phivault bench` and `phivault_compare_bench`: N client threads, each
-// with its own session (connection), running a create, read or 90/10 read/create workload for a
-// duration or an operation count, and the report both print (a table, or JSON with the same
-// fields for every backend: docs/benchmarks.md).
+// with its own session (connection), running a create, read or 90/10 read/create workload (or, for
+// the daemon only, a ping: the transport's floor) for a duration or an operation count, and the
+// report both print (a table, or JSON with the same fields for every backend: docs/benchmarks.md).
 //
 // The driver measures what it can from outside the engine (ops/s, latency percentiles, content
 // bytes written); what only the engine's side knows (CPU, syncs, memory, bytes on disk) comes
@@ -21,9 +21,11 @@
 
 namespace phivault::loadgen {
 
-enum class Workload { kCreate, kRead, kMixed };  // mixed: 90% read, 10% create
+// mixed: 90% read, 10% create. ping: a request that touches no record, no store and no audit log
+// (the daemon's GET /v1/health), so that its cost is the HTTP server's and the client's alone.
+enum class Workload { kCreate, kRead, kMixed, kPing };
 
-// "create", "read", "mixed"; nullopt for anything else.
+// "create", "read", "mixed", "ping"; nullopt for anything else.
 std::optional<Workload> ParseWorkload(std::string_view name);
 std::string_view WorkloadName(Workload w);
 // "1KiB", "64KiB", "1MiB" or a plain byte count ("1024"); nullopt (0 included) otherwise.
@@ -55,6 +57,12 @@ class Session {
   // Reads the record `id` (audited where the engine audits); false with `*error` set if it could
   // not be read or did not hold `expected_bytes` bytes.
   virtual bool Read(const std::string& id, size_t expected_bytes, std::string* error) = 0;
+  // A request that reads and writes nothing (the ping workload); false with `*error` set if it
+  // was not answered. Engines without one keep this default.
+  virtual bool Ping(std::string* error) {
+    *error = "this backend has no ping request";
+    return false;
+  }
 };
 
 class Target {
@@ -91,7 +99,7 @@ struct Report {
   Options options;
   uint64_t warmup_records = 0;
   double elapsed_s = 0;
-  uint64_t ops = 0, creates = 0, reads = 0, errors = 0;
+  uint64_t ops = 0, creates = 0, reads = 0, pings = 0, errors = 0;
   std::string first_error;
   double ops_per_s = 0;
   double p50_us = 0, p95_us = 0, p99_us = 0, max_us = 0;

@@ -72,6 +72,32 @@ TEST_F(BenchTest, MixedRunReportsEveryField) {
   EXPECT_TRUE(disk["bytes_per_content_byte"].is_number());
 }
 
+TEST_F(BenchTest, PingRunTouchesNoRecordAndNoAuditLog) {
+  client::Client c = vault_.AppClient();
+  auto audit_entries = [&]() -> uint64_t {
+    auto s = c.Status(Physician());
+    EXPECT_TRUE(s.ok()) << s.error().Message();
+    return s.ok() ? s->audit_entries : 0;
+  };
+  const uint64_t audit_before = audit_entries();
+  ProcessResult r = Bench({"--workload", "ping", "--clients", "2", "--ops", "200"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["workload"], "ping");
+  EXPECT_EQ(j["errors"], 0);
+  EXPECT_EQ(j["ops"], 200);
+  EXPECT_EQ(j["pings"], 200);
+  EXPECT_EQ(j["creates"], 0);
+  EXPECT_EQ(j["reads"], 0);
+  EXPECT_EQ(j["warmup_records"], 0);
+  EXPECT_EQ(j["disk"]["content_bytes_written"], 0);
+  ASSERT_TRUE(j["server"]["cpu_us_per_op"].is_number()) << j.dump();
+  // Nothing was stored or audited: no sync was needed.
+  ASSERT_TRUE(j["server"]["syncs_per_op"].is_number()) << j.dump();
+  EXPECT_EQ(j["server"]["syncs_per_op"].get<double>(), 0);
+  EXPECT_EQ(audit_entries(), audit_before);
+}
+
 TEST_F(BenchTest, OpsCountAndTable) {
   ProcessResult r = vault_.Cli({"--as", "dr.bench", "--role", "physician", "bench", "--workload",
                                 "create", "--clients", "3", "--ops", "30", "--size", "64KiB"},
