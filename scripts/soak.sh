@@ -37,6 +37,7 @@ die() { echo "soak.sh: $*" >&2; exit 1; }
 [[ $round =~ ^[0-9]+$ && $round -ge 5 ]] || die "--round must be a whole number of seconds >= 5"
 command -v gnuplot >/dev/null || die "gnuplot is missing (scripts/install-deps.sh --test installs gnuplot-nox)"
 command -v jq >/dev/null || die "jq is missing (scripts/install-deps.sh --test installs it)"
+command -v curl >/dev/null || die "curl is missing (scripts/install-deps.sh installs it)"
 
 if ((do_build)); then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -66,10 +67,21 @@ for _ in $(seq 100); do
 done
 
 proc_status() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$daemon_pid/status"; }
+# Open descriptors, all and those of database files, counted from one listing: the daemon opens and
+# closes files while it is read (a descriptor gone between the listing and its readlink is skipped).
+count_fds() {
+  local all=0 db=0 fd target
+  for fd in "/proc/$daemon_pid/fd/"*; do
+    target=$(readlink "$fd" 2>/dev/null) || continue
+    all=$((all + 1))
+    [[ $target == "$tmp/vault/data/"* ]] && db=$((db + 1))
+  done
+  echo "$all $db"
+}
 stamp=$(date -u +%F)
 mkdir -p "$out"
 tsv=$out/soak-$stamp.tsv
-printf 'minute\tops_per_s\tp99_us\terrors\trss_kib\tfds\tthreads\tdb_files\n' >"$tsv"
+printf 'minute\tops_per_s\tp99_us\terrors\trss_kib\tfds\tthreads\tdb_files\theap_in_use_kib\theap_free_kib\n' >"$tsv"
 echo "== soak: $minutes rounds of ${round}s, $clients clients, $size, daemon pid $daemon_pid" >&2
 errors_total=0
 for ((m = 1; m <= minutes; m++)); do
@@ -82,10 +94,17 @@ for ((m = 1; m <= minutes; m++)); do
   errs=$(jq -r '.errors' "$tmp/round.json")
   errors_total=$((errors_total + errs))
   rss=$(proc_status VmRSS) threads=$(proc_status Threads)
-  all_fds=$(find "/proc/$daemon_pid/fd" -mindepth 1 -maxdepth 1 | wc -l)
-  db_files=$(find "/proc/$daemon_pid/fd" -mindepth 1 -maxdepth 1 -lname "$tmp/vault/data/*" | wc -l)
+  read -r all_fds db_files < <(count_fds)
   fds=$((all_fds - db_files))
-  printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$m" "$ops" "$p99" "$errs" "$rss" "$fds" "$threads" "$db_files" | tee -a "$tsv" >&2
+  # What the allocator holds: in use by the daemon, and freed but kept (GET /v1/status's memory
+  # object, which `phivault status` does not print).
+  curl -sf --unix-socket "$PHIVAULT_SOCKET" -H "Authorization: Bearer $PHIVAULT_TOKEN" \
+    -H 'X-Phivault-User: dr.soak' -H 'X-Phivault-Role: physician' -H 'X-Phivault-Purpose: TREAT' \
+    http://localhost/v1/status >"$tmp/status.json" || die "round $m: GET /v1/status failed"
+  heap_used=$(jq -r '(.memory.heap_in_use_bytes // 0) / 1024 | floor' "$tmp/status.json")
+  heap_free=$(jq -r '(.memory.heap_free_bytes // 0) / 1024 | floor' "$tmp/status.json")
+  printf '%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$m" "$ops" "$p99" "$errs" "$rss" "$fds" "$threads" \
+    "$db_files" "$heap_used" "$heap_free" | tee -a "$tsv" >&2
 done
 
 # Growth over the second half (the first half includes the memtables, caches and connection
@@ -108,7 +127,8 @@ jq -R -s --arg verdict "$verdict" --argjson errors "$errors_total" \
   split("\n") | map(select(length > 0) | split("\t")) | .[1:]
   | map({minute: (.[0] | tonumber), ops_per_s: (.[1] | tonumber), p99_us: (.[2] | tonumber),
          errors: (.[3] | tonumber), rss_kib: (.[4] | tonumber), fds: (.[5] | tonumber),
-         threads: (.[6] | tonumber), db_files: (.[7] | tonumber)})
+         threads: (.[6] | tonumber), db_files: (.[7] | tonumber),
+         heap_in_use_kib: (.[8] | tonumber), heap_free_kib: (.[9] | tonumber)})
   | {clients: ($clients | tonumber), size: $size, round_s: ($round | tonumber),
      errors: $errors, verdict: $verdict, samples: .}' "$tsv" >"$out/soak-$stamp.json"
 
@@ -118,7 +138,7 @@ set output "$out/soak-$stamp.png"
 set multiplot layout 3,1 title "phivault soak, $stamp: mixed 90/10, $clients clients, $size, ${round}s rounds"
 set xlabel "minute"
 set ylabel "RSS (MiB)"
-plot "$tsv" using 1:(\$5/1024) skip 1 with linespoints title "daemon RSS"
+plot "$tsv" using 1:(\$5/1024) skip 1 with linespoints title "daemon RSS", "" using 1:(\$9/1024) skip 1 with linespoints title "heap in use", "" using 1:(\$10/1024) skip 1 with linespoints title "heap freed, held"
 set ylabel "count"
 plot "$tsv" using 1:6 skip 1 with linespoints title "open fds (not database files)", "" using 1:7 skip 1 with linespoints title "threads", "" using 1:8 skip 1 with linespoints title "open database files"
 set ylabel "p99 (ms)"
