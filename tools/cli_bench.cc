@@ -437,7 +437,8 @@ BenchCommand::BenchCommand(CLI::App& app) {
       "bench",
       "load generator: N keep-alive clients create and/or read synthetic records over the "
       "socket; reports throughput, latency, daemon CPU, syncs, memory and disk per request "
-      "(docs/benchmarks.md). Every request is a real, audited one: use a development vault");
+      "(docs/benchmarks.md). Every create and read is a real, audited one: use a development "
+      "vault");
   cmd_->add_option("--workload", a_.workload,
                    "create, read, mixed (90% read, 10% create), or ping (GET /v1/health: no "
                    "store, no audit; the HTTP server's own cost per request)")
