@@ -882,7 +882,12 @@ StatusOr<std::optional<std::string>> RecordRepository::GetContent(std::string_vi
                                                                   uint32_t version,
                                                                   ContentForm* form) {
   const std::string key = VersionKey('c', raw_id, version);
-  PV_ASSIGN_OR_RETURN(auto live, store_.Get(Cf::kRecords, key));
+  auto got = store_.Get(Cf::kRecords, key);
+  // Damage the engine itself found (a checksum, a blob reference outside its file) is this
+  // record's integrity failure, said the way a failed seal says it, not in the engine's words
+  // (which name its files).
+  if (!got.ok() && got.status().code() == StatusCode::kDataLoss) return IntegrityFailure();
+  PV_ASSIGN_OR_RETURN(auto live, std::move(got));
   *form = ContentForm::kLive;
   if (live) return live;
   // Compressed first: what an archive run leaves for text-like content.

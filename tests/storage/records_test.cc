@@ -1,6 +1,9 @@
 #include "storage/records.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <set>
@@ -367,6 +370,130 @@ TEST_F(RecordsTest, SwappedValuesAndForeignBlindIdsAreDetected) {
   auto list = repo_->ListPatient("synthetic-patient-9");
   ASSERT_FALSE(list.ok());
   EXPECT_EQ(list.status().code(), StatusCode::kDataLoss);
+}
+
+// Large content as the data directory holds it, edited by someone without the keys (or by bit
+// rot): the sealed bytes in the blob file, or any byte of the table entry that locates them (its
+// key, its type, the blob's file, offset, size and compression). Each reads as an integrity
+// failure, in the vault's words, never as other bytes, a crash or a read past the file; the
+// metadata in other blocks still reads, and so do other records. This is the test that refused
+// reading large content without RocksDB's checksums (docs/benchmarks.md, 2026-12-04): with them
+// off, the flipped type byte (+21) reached an assertion in RocksDB and aborted the process.
+TEST_F(RecordsTest, EveryEditedByteOnTheWayToLargeContentIsAnIntegrityFailure) {
+  namespace fs = std::filesystem;
+  // Enough records that the target's table entry sits in a data block of 'c' keys only (the
+  // version headers, read first, are in other blocks), and the target's key is the
+  // first of them, stored whole: the smallest record id.
+  std::vector<Record> records;
+  WriteBatch all;
+  for (int i = 0; i < 150; ++i) {
+    records.push_back(MakeRecord("synthetic-patient-30", crypto::RandomBytes(5000 + i)));
+    ASSERT_TRUE(repo_->StageVersion(records.back(), all).ok());
+  }
+  ASSERT_TRUE(store_->Write(all, true).ok());
+  ASSERT_TRUE(store_->Flush().ok());
+  const Record& target =
+      *std::min_element(records.begin(), records.end(), [&](const Record& x, const Record& y) {
+        return RawKey('c', x.meta.record_id, 1) < RawKey('c', y.meta.record_id, 1);
+      });
+  const std::string& id = target.meta.record_id;
+  const Record& other = &target == &records[0] ? records[1] : records[0];
+  const std::string content_key = RawKey('c', id, 1);
+  const std::string sealed = Value(content_key);
+  ASSERT_EQ(sealed.size(), target.content.size() + crypto::Aead::kOverhead);
+  repo_.reset();
+  store_.reset();
+
+  auto read_file = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  auto write_file = [](const fs::path& p, const std::string& bytes) {
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ASSERT_TRUE(out.good());
+  };
+  // The one place in the files of `suffix` holding `needle`.
+  auto locate = [&](std::string_view suffix, const std::string& needle) {
+    std::pair<fs::path, size_t> found{{}, std::string::npos};
+    int hits = 0;
+    for (const auto& e : fs::directory_iterator(db_path_)) {
+      if (!e.path().string().ends_with(suffix)) continue;
+      const std::string bytes = read_file(e.path());
+      for (size_t at = bytes.find(needle); at != std::string::npos;
+           at = bytes.find(needle, at + 1)) {
+        found = {e.path(), at};
+        ++hits;
+      }
+    }
+    EXPECT_EQ(hits, 1) << suffix;
+    return found;
+  };
+  auto reopen = [&] {
+    RocksStoreOptions options;
+    options.path = db_path_;
+    options.reserve_bytes = 1 << 20;
+    auto store = OpenRocksStore(options);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(*store);
+    repo_ = std::make_unique<RecordRepository>(*store_, *keyring_);
+  };
+  // The file edited at `at` (XOR `mask`), reopened cold (nothing cached): the content does not
+  // come back, the metadata (another block) still does, the store's own Get of the same key
+  // reports the damage, and another record reads back whole or not at all.
+  auto expect_refused = [&](const fs::path& file, size_t at, uint8_t mask,
+                            const std::string& what) {
+    const std::string original = read_file(file);
+    std::string edited = original;
+    edited[at] = static_cast<char>(edited[at] ^ mask);
+    write_file(file, edited);
+    reopen();
+    if (store_) {
+      ExpectIntegrityFailure(id, 1, what);
+      EXPECT_TRUE(repo_->ReadVersion(id, 1, /*with_content=*/false).ok()) << what;
+      EXPECT_EQ(store_->Get(Cf::kRecords, content_key).status().code(), StatusCode::kDataLoss)
+          << what;
+      auto fine = repo_->ReadVersion(other.meta.record_id, 1, true);
+      if (fine.ok()) {
+        EXPECT_TRUE(fine->content == other.content) << what;
+      }
+    }
+    repo_.reset();
+    store_.reset();
+    write_file(file, original);
+  };
+
+  // The sealed bytes in the blob file: first (nonce), middle, last (tag).
+  const auto [blob, blob_at] = locate(".blob", sealed);
+  ASSERT_NE(blob_at, std::string::npos);
+  for (size_t i : {size_t{0}, sealed.size() / 2, sealed.size() - 1}) {
+    expect_refused(blob, blob_at + i, 0x40, "blob byte " + std::to_string(i));
+  }
+
+  // The table entry: the whole user key, then its 8-byte trailer (type 0x11, a blob index) and
+  // the value length and blob index that follow it.
+  const auto [sst, key_at] = locate(".sst", content_key + '\x11');
+  ASSERT_NE(key_at, std::string::npos);
+  // Each byte of the raw id and version (not the first key byte: the block's own entry header
+  // precedes it), the type, and the 12 bytes after the trailer: the value's length and the blob
+  // index (type, file number, offset, size, compression).
+  std::vector<size_t> offsets;
+  for (size_t i = 1; i < content_key.size(); ++i) offsets.push_back(key_at + i);
+  offsets.push_back(key_at + content_key.size());
+  for (size_t i = 8; i < 8 + 12; ++i) offsets.push_back(key_at + content_key.size() + i);
+  for (size_t at : offsets) {
+    for (uint8_t mask : {uint8_t{0x01}, uint8_t{0x80}, uint8_t{0xff}}) {
+      expect_refused(sst, at, mask,
+                     "table byte +" + std::to_string(at - key_at) + " ^" + std::to_string(mask));
+    }
+  }
+
+  // Restored, it reads back whole.
+  reopen();
+  auto read = repo_->ReadVersion(id, 1, true);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_TRUE(read->content == target.content);
+  EXPECT_EQ(Value(content_key), sealed);
 }
 
 // With write access to the database but no key, the newest version cannot be made to vanish
