@@ -72,6 +72,9 @@ using Poco::Net::HTTPServerResponse;
 // client declaring more than it sends costs no more than that; it then doubles as bytes arrive.
 constexpr size_t kMaxFirstBodyBuffer = 1 << 20;
 constexpr size_t kMaxRequestIdBytes = 64;
+// Bodies above this go out with the headers in one write (SendWholeResponse); below it, headers
+// and body fit Poco's one 4 KiB buffer, which already sends them together.
+constexpr size_t kWholeSendFromBytes = 3072;
 
 // State of one request, for the response headers and the log line.
 struct Exchange {
@@ -82,6 +85,8 @@ struct Exchange {
   std::string problem;
   bool body_pending = false;  // the request has a body that has not been read
   bool close = false;         // end the connection after this response
+  bool head = false;          // a HEAD request: its response has no body
+  bool sent_whole = false;    // SendBytes wrote the response itself (SendWholeResponse)
   bool peer_known = false;    // SO_PEERCRED succeeded: refusals can be budgeted by peer uid
   // The route's body limit and the configuration key that sets it (BodyLimitOf), and what the
   // body read holds of the server's budget of request bytes in flight.
@@ -204,6 +209,7 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     const std::string id_header = req.get("X-Request-Id", "");
     ex.request_id =
         IsValidRequestId(id_header) ? id_header : crypto::HexEncode(crypto::RandomBytes(12));
+    ex.head = req.getMethod() == Poco::Net::HTTPRequest::HTTP_HEAD;
     try {
       ex.body_pending = req.getChunkedTransferEncoding() ||
                         (req.hasContentLength() && req.getContentLength64() != 0);
@@ -213,7 +219,7 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
       // loop. Their messages name the failure, not request data.
       spdlog::error("request id={} failed with an exception: {}", ex.request_id, e.what());
       ex.body_pending = true;
-      if (!resp.sent()) {
+      if (!resp.sent() && !ex.sent_whole) {
         try {
           SendProblem(resp, ex, MakeProblem(500, "internal", "the request failed unexpectedly"));
         } catch (const std::exception&) {
@@ -1340,6 +1346,16 @@ class ApiHandler final : public Poco::Net::HTTPRequestHandler {
     PrepareHeaders(resp, ex, status);
     resp.setContentType(std::string(type));
     resp.setContentLength64(static_cast<Poco::Int64>(bytes.size()));
+    // Poco's own writes go out 4 KiB at a time: anything larger (record content, reports) is
+    // sent whole, the headers still formatted by Poco.
+    if (bytes.size() > kWholeSendFromBytes && !ex.head) {
+      const WholeSend sent = SendWholeResponse(resp, bytes);
+      if (sent != WholeSend::kNoSocket) {
+        ex.sent_whole = true;
+        if (sent == WholeSend::kFailed) ex.close = true;
+        return;
+      }
+    }
     resp.sendBuffer(bytes.data(), bytes.size());
   }
 

@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <sstream>
 #include <string_view>
 #include <thread>
 
@@ -232,6 +234,7 @@ class CountingConnectionFactory final : public Poco::Net::TCPServerConnectionFac
     auto state = std::make_shared<ConnectionState>();
     state->uid = uid;
     state->operator_peer = is_operator;
+    state->send_timeout = counter_->idle_timeout;
     state->budget = &counter_->budget;
     {
       MutexLock lock(counter_->mu);
@@ -331,6 +334,54 @@ StatusOr<std::optional<gid_t>> ResolveGroup(const std::string& name) {
 }  // namespace
 
 ConnectionState* CurrentConnection() { return current_connection; }
+
+WholeSend SendWholeResponse(Poco::Net::HTTPServerResponse& response, std::string_view body) {
+  ConnectionState* c = CurrentConnection();
+  if (c == nullptr || c->fd < 0) return WholeSend::kNoSocket;
+  response.setChunkedTransferEncoding(false);
+  std::ostringstream head_stream;
+  response.write(head_stream);
+  const std::string head = std::move(head_stream).str();
+  iovec parts[2] = {{const_cast<char*>(head.data()), head.size()},
+                    {const_cast<char*>(body.data()), body.size()}};
+  size_t first = 0;
+  // Non-blocking sends with a poll between them, so that a client that stops reading is given
+  // up on after the send timeout without relying on the socket's own options; MSG_NOSIGNAL: a
+  // client gone is an error here, not a SIGPIPE.
+  while (first < 2) {
+    if (parts[first].iov_len == 0) {
+      ++first;
+      continue;
+    }
+    msghdr msg{};
+    msg.msg_iov = parts + first;
+    msg.msg_iovlen = 2 - first;
+    const ssize_t sent = ::sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent >= 0) {
+      size_t left = static_cast<size_t>(sent);
+      while (first < 2 && left >= parts[first].iov_len) left -= parts[first++].iov_len;
+      if (first < 2) {
+        parts[first].iov_base = static_cast<char*>(parts[first].iov_base) + left;
+        parts[first].iov_len -= left;
+      }
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) break;
+    pollfd p{c->fd, POLLOUT, 0};
+    // No timeout configured: wait as Poco's own sends would (no SO_SNDTIMEO).
+    const int wait_ms = c->send_timeout.count() > 0
+                            ? static_cast<int>(std::min<int64_t>(c->send_timeout.count(), 1 << 30))
+                            : -1;
+    const int ready = ::poll(&p, 1, wait_ms);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0 || (p.revents & (POLLERR | POLLHUP)) != 0) break;
+  }
+  if (first == 2) return WholeSend::kSent;
+  response.setKeepAlive(false);
+  ::shutdown(c->fd, SHUT_RDWR);
+  return WholeSend::kFailed;
+}
 
 bool RequestBytesBudget::TryAcquire(uint64_t bytes) {
   uint64_t used = used_.load();
@@ -546,6 +597,7 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
                                                 l.max_connections > 0 ? l.max_connections - 1 : 0);
   server->counter_->per_uid = l.max_connections_per_uid;
   server->counter_->request_timeout = std::chrono::milliseconds(l.request_timeout_ms);
+  server->counter_->idle_timeout = std::chrono::milliseconds(l.idle_timeout_ms);
   server->counter_->min_body_rate = l.min_body_bytes_per_second;
   server->counter_->operator_uids.assign(l.operator_uids.begin(), l.operator_uids.end());
   if (options.implicit_operators) {

@@ -23,6 +23,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <istream>
@@ -95,6 +96,9 @@ struct ConnectionState {
 
   // Kept by the server (the connection's own thread, except where atomic).
   int fd = -1;  // the connection's socket (the server's dup of it)
+  // How long a response write may wait for the client to take more bytes (limits.idle_timeout_ms,
+  // what Poco allows each of its own sends).
+  std::chrono::milliseconds send_timeout{0};
   uid_t uid = static_cast<uid_t>(-1);
   bool operator_peer = false;
   std::chrono::steady_clock::time_point request_started{};  // {}: between requests
@@ -108,6 +112,18 @@ struct ConnectionState {
   bool linger_before_close = false;
 };
 ConnectionState* CurrentConnection();
+
+// Sends `response`'s status line and headers (as Poco formats them) and then `body`, from a
+// request handler, in as few system calls as the socket allows: usually one. Poco writes a
+// response through a 4 KiB stream buffer, one send() per 4 KiB, each of which can wake the
+// client: 17 for a 64 KiB record, 257 for 1 MiB (docs/benchmarks.md, 2026-12-04). The caller
+// sets the status and headers first (Content-Length included) and must not send anything else
+// for this request afterwards; a HEAD response must not use it (it has no body). kNoSocket:
+// nothing was sent (not on a server connection's thread); use Poco's sendBuffer. kFailed: the
+// client stopped taking bytes within the connection's send timeout or went away; part of the
+// response may be out, and the connection is closed after this request.
+enum class WholeSend { kSent, kNoSocket, kFailed };
+WholeSend SendWholeResponse(Poco::Net::HTTPServerResponse& response, std::string_view body);
 
 // A request handler factory that also implements this is told once the server has stopped
 // serving: Stop() calls OnServerStopped() just before it returns, whether or not every
@@ -161,6 +177,7 @@ class HttpServer {
     size_t per_uid = 0;   // per non-operator uid
     std::vector<uid_t> operator_uids;
     std::chrono::milliseconds request_timeout{0};
+    std::chrono::milliseconds idle_timeout{0};
     uint64_t min_body_rate = 0;  // bytes per second; 0: none
     RequestBytesBudget budget{0};
     Mutex mu;

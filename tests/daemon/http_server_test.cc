@@ -839,6 +839,63 @@ TEST_F(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   }
 }
 
+// Bodies above 3 KiB are written with their headers in one go (SendWholeResponse), not through
+// Poco's 4 KiB stream: each comes back byte for byte with the same headers as any response, and
+// the connection goes on serving.
+TEST_F(HttpServerTest, LargeResponsesArriveWholeWithTheirHeadersOnAKeptConnection) {
+  Start();
+  const std::vector<size_t> sizes = {3072, 3073, 64 << 10, (1 << 20) + 7};
+  std::vector<std::string> contents;
+  {
+    ::testing::InSequence in_order;
+    for (size_t n : sizes) {
+      contents.push_back(crypto::RandomBytes(n));
+      EXPECT_CALL(service_, ReadRecord(_, std::string(kRecordId), std::optional<uint32_t>(), true))
+          .WillOnce(Return(storage::Record{SampleMeta(1), contents.back()}));
+    }
+  }
+  RawConnection c(socket_path_);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const RawResponse r =
+        c.RoundTrip(Request("GET", std::string("/v1/records/") + kRecordId + "/content", "",
+                            "X-Request-Id: large-" + std::to_string(i) + "\r\n"));
+    ASSERT_EQ(r.status, 200) << sizes[i];
+    EXPECT_EQ(r.reason, "OK");
+    EXPECT_TRUE(r.body == contents[i]) << sizes[i] << " bytes came back as " << r.body.size();
+    EXPECT_EQ(r.Header("content-length"), std::to_string(sizes[i]));
+    EXPECT_EQ(r.Header("content-type"), "text/plain");
+    EXPECT_EQ(r.Header("x-request-id"), "large-" + std::to_string(i));
+    EXPECT_EQ(r.Header("cache-control"), "no-store");
+    EXPECT_EQ(r.Header("x-content-type-options"), "nosniff");
+    EXPECT_EQ(r.Header("x-phivault-record-id"), kRecordId);
+    EXPECT_EQ(Lower(r.Header("connection")), "keep-alive");
+  }
+  EXPECT_EQ(c.RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+}
+
+// A client that asks for a large record and never reads it does not hold its thread past the
+// send timeout (limits.idle_timeout_ms, 400 ms here): the server gives up, closes the connection,
+// and serves everyone else meanwhile.
+TEST_F(HttpServerTest, AClientThatStopsReadingALargeResponseIsCutOffAndOthersAreServed) {
+  Start();
+  EXPECT_CALL(service_, ReadRecord(_, std::string(kRecordId), std::optional<uint32_t>(), true))
+      .WillOnce(Return(storage::Record{SampleMeta(1), crypto::RandomBytes(16 << 20)}));
+  RawConnection stuck(socket_path_);
+  ASSERT_TRUE(stuck.Send(Request("GET", std::string("/v1/records/") + kRecordId + "/content")));
+  {
+    RawConnection other(socket_path_);
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(other.RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(300));
+  }
+  // Closed by the server well before 16 MiB could have been taken: the client reads what the
+  // socket buffered, then the end.
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(WaitForConnections(0));
+  EXPECT_TRUE(stuck.WaitClosed());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+}
+
 TEST_F(HttpServerTest, ConnectionsBeyondTheLimitGet503) {
   Config config = TestConfig(getuid());
   config.limits.max_connections = 3;
