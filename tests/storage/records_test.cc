@@ -56,17 +56,24 @@ class RecordsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(crypto::InitSodium().ok());
+    OpenStore();
+    auto keyring =
+        crypto::Keyring::Create({dir_.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
+    ASSERT_TRUE(keyring.ok()) << keyring.status().ToString();
+    keyring_ = std::move(*keyring);
+    repo_ = std::make_unique<RecordRepository>(*store_, *keyring_);
+  }
+
+  // The store at db_path_ (opened again after a test closed it), and a repository over it once
+  // the keyring exists.
+  void OpenStore() {
     RocksStoreOptions options;
     options.path = db_path_;
     options.reserve_bytes = 1 << 20;
     auto store = OpenRocksStore(options);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
-    auto keyring =
-        crypto::Keyring::Create({dir_.Sub("keyring"), {}}, crypto::SecretBytes::Random(32));
-    ASSERT_TRUE(keyring.ok()) << keyring.status().ToString();
-    keyring_ = std::move(*keyring);
-    repo_ = std::make_unique<RecordRepository>(*store_, *keyring_);
+    if (keyring_) repo_ = std::make_unique<RecordRepository>(*store_, *keyring_);
   }
 
   Record MakeRecord(std::string patient, std::string content, uint32_t version = 1,
@@ -429,15 +436,6 @@ TEST_F(RecordsTest, EveryEditedByteOnTheWayToLargeContentIsAnIntegrityFailure) {
     EXPECT_EQ(hits, 1) << suffix;
     return found;
   };
-  auto reopen = [&] {
-    RocksStoreOptions options;
-    options.path = db_path_;
-    options.reserve_bytes = 1 << 20;
-    auto store = OpenRocksStore(options);
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    store_ = std::move(*store);
-    repo_ = std::make_unique<RecordRepository>(*store_, *keyring_);
-  };
   // The file edited at `at` (XOR `mask`), reopened cold (nothing cached): the content does not
   // come back, the metadata (another block) still does, the store's own Get of the same key
   // reports the damage, and another record reads back whole or not at all.
@@ -447,7 +445,7 @@ TEST_F(RecordsTest, EveryEditedByteOnTheWayToLargeContentIsAnIntegrityFailure) {
     std::string edited = original;
     edited[at] = static_cast<char>(edited[at] ^ mask);
     write_file(file, edited);
-    reopen();
+    OpenStore();
     if (store_) {
       ExpectIntegrityFailure(id, 1, what);
       EXPECT_TRUE(repo_->ReadVersion(id, 1, /*with_content=*/false).ok()) << what;
@@ -489,7 +487,7 @@ TEST_F(RecordsTest, EveryEditedByteOnTheWayToLargeContentIsAnIntegrityFailure) {
   }
 
   // Restored, it reads back whole.
-  reopen();
+  OpenStore();
   auto read = repo_->ReadVersion(id, 1, true);
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_TRUE(read->content == target.content);
