@@ -1,5 +1,11 @@
 #include "daemon/api_json.h"
 
+// RapidJSON's 16-byte string scan needs only SSE2, which every x86-64 has.
+#if defined(__SSE2__) && !defined(RAPIDJSON_SSE2)
+#define RAPIDJSON_SSE2
+#endif
+#include <rapidjson/reader.h>
+
 #include <sodium.h>
 
 #include <algorithm>
@@ -346,9 +352,82 @@ StatusOr<json> ParseJsonObject(std::string_view body) {
   return j;
 }
 
+namespace {
+
+// RapidJSON's SAX events for the one shape FastFlatStringObject takes: a single object whose
+// members are distinct strings. Any other event stops the parse.
+class FlatStringsHandler final
+    : public rapidjson::BaseReaderHandler<rapidjson::UTF8<>, FlatStringsHandler> {
+ public:
+  explicit FlatStringsHandler(json& out) : out_(out) {}
+  bool Default() { return false; }  // null, booleans, numbers, arrays
+  bool StartObject() { return depth_++ == 0; }
+  bool EndObject(rapidjson::SizeType) {
+    --depth_;
+    return true;
+  }
+  bool Key(const char* s, rapidjson::SizeType n, bool) {
+    key_.assign(s, n);
+    return ++members_ <= kMaxMembers && !out_.contains(key_);
+  }
+  bool String(const char* s, rapidjson::SizeType n, bool) {
+    if (depth_ != 1) return false;
+    out_[std::move(key_)] = std::string(s, n);
+    return true;
+  }
+
+ private:
+  static constexpr size_t kMaxMembers = 16;
+  json& out_;
+  int depth_ = 0;
+  size_t members_ = 0;
+  std::string key_;
+};
+
+}  // namespace
+
+// Why a second parser: a create or amend body carries the record's content as one
+// JSON string of up to limits.max_body_bytes, and nlohmann's lexer reads it a byte at a time
+// (about 8 ms of a 1 MiB create, docs/benchmarks.md, 2026-12-04); RapidJSON (Debian's
+// rapidjson-dev) copies unescaped runs 16 bytes at a time, as a stream: no document index, so
+// memory stays proportional to the strings. It is only asked about the plainest documents so
+// that it can never accept what the strict parser refuses or read a string differently: "\u"
+// escapes are where JSON parsers disagree (unpaired surrogates), a NUL would end RapidJSON's
+// stream early, and every other rule (depth, duplicates, member count, numbers) is checked
+// before anything is taken. tests/daemon/api_json_test.cc and the api_json fuzz target check
+// that whatever it takes, the strict path takes too, as the same document.
+std::optional<json> FastFlatStringObject(std::string_view body) {
+  if (body.find('\0') != std::string_view::npos || body.find("\\u") != std::string_view::npos ||
+      !IsValidUtf8(body)) {
+    return std::nullopt;
+  }
+  // NUL-terminated, with 16 more bytes: RapidJSON's SIMD scan reads aligned 16-byte blocks and
+  // stops at the terminator, so it never reads past this buffer.
+  std::string padded;
+  padded.reserve(body.size() + 16);
+  padded.assign(body);
+  padded.append(16, '\0');
+  json out = json::object();
+  FlatStringsHandler handler(out);
+  rapidjson::Reader reader;
+  rapidjson::StringStream stream(padded.c_str());
+  if (reader.Parse<rapidjson::kParseDefaultFlags>(stream, handler).IsError()) return std::nullopt;
+  return out;
+}
+
+namespace {
+
+// The body of a route that carries record content: the fast path, else the strict one.
+StatusOr<json> ParseContentBody(std::string_view body) {
+  if (std::optional<json> flat = FastFlatStringObject(body)) return std::move(*flat);
+  return ParseJsonObject(body);
+}
+
+}  // namespace
+
 StatusOr<CreateRecordRequest> DecodeCreateRecord(std::string_view body,
                                                  uint64_t max_content_bytes) {
-  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_ASSIGN_OR_RETURN(json j, ParseContentBody(body));
   PV_RETURN_IF_ERROR(CheckMembers(j, {"patient_id", "category", "content_type", "encounter_date",
                                       "author", "content", "content_base64"}));
   CreateRecordRequest req;
@@ -362,7 +441,7 @@ StatusOr<CreateRecordRequest> DecodeCreateRecord(std::string_view body,
 }
 
 StatusOr<AmendRecordRequest> DecodeAmendRecord(std::string_view body, uint64_t max_content_bytes) {
-  PV_ASSIGN_OR_RETURN(json j, ParseJsonObject(body));
+  PV_ASSIGN_OR_RETURN(json j, ParseContentBody(body));
   PV_RETURN_IF_ERROR(CheckMembers(
       j, {"reason", "content", "content_base64", "content_type", "encounter_date", "author"}));
   AmendRecordRequest req;

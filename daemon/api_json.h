@@ -28,6 +28,11 @@ bool IsValidUtf8(std::string_view s, size_t* error_at = nullptr);
 // Parses a request body that must be one JSON object. InvalidArgument for invalid UTF-8,
 // malformed JSON, a non-object, duplicate member names or nesting deeper than 8.
 StatusOr<nlohmann::json> ParseJsonObject(std::string_view body);
+// The fast path of the routes that carry record content (create, amend): the object `body` holds
+// if it is an object of at most 16 distinct string members, in valid UTF-8, with no backslash-u
+// escape and no NUL byte anywhere; std::nullopt for anything else, which ParseJsonObject then
+// decides. Whatever it returns, ParseJsonObject returns too for the same body.
+std::optional<nlohmann::json> FastFlatStringObject(std::string_view body);
 
 // POST /v1/records. Exactly one of "content" (text) and "content_base64"; ResourceExhausted
 // "content exceeds max_content_bytes" if the decoded content is larger than `max_content_bytes`.

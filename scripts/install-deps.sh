@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config ccache git curl ca-certificates
   libsodium-dev librocksdb-dev libpoco-dev libspdlog-dev libgtest-dev libgmock-dev
-  libbenchmark-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libarchive-dev libgfshare-dev libzstd-dev libjemalloc-dev
+  libbenchmark-dev nlohmann-json3-dev rapidjson-dev libcli11-dev libtomlplusplus-dev libarchive-dev libgfshare-dev libzstd-dev libjemalloc-dev
   systemd
 )
 # Extra packages for the test suite only (passed with --test): clang-format for the format check,

@@ -1,6 +1,9 @@
 // Strict request decoding and response encoding.
 #include "daemon/api_json.h"
 
+#include <string>
+#include <vector>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -58,6 +61,79 @@ TEST_F(ApiJsonTest, ParseRejectsWhatIsNotOneWellFormedObject) {
     EXPECT_EQ(j.status().code(), StatusCode::kInvalidArgument);
   }
   EXPECT_TRUE(ParseJsonObject(R"({"a":{"a":1},"b":[1,2]})").ok());
+}
+
+// The content routes' fast parser (RapidJSON) takes only flat objects of distinct strings, and
+// what it takes the strict parser takes as the same document; everything else it leaves to the
+// strict parser, whose answer (and error message) is then the route's.
+TEST_F(ApiJsonTest, FastParserTakesOnlyWhatTheStrictOneTakesAsTheSameDocument) {
+  const std::string big = std::string(1 << 20, 'a') + "\\n\\t\\\"\\\\\\/ é 漢字 \xf0\x9f\x98\x80";
+  const std::vector<std::string> taken = {
+      "{}",
+      R"({"a":"b"})",
+      " \t\r\n{ \"a\" : \"b\" , \"c\":\"\" }\n",
+      R"({"a":"\b\f\n\r\t\"\\\/"})",
+      "{\"content\":\"" + big + "\"}",
+      R"({"":"empty key"})",
+      "{\"a\":\"del \x7f byte\"}",
+  };
+  for (const std::string& body : taken) {
+    SCOPED_TRACE(body.substr(0, 80));
+    auto fast = FastFlatStringObject(body);
+    auto strict = ParseJsonObject(body);
+    ASSERT_TRUE(fast.has_value());
+    ASSERT_TRUE(strict.ok()) << strict.status().ToString();
+    EXPECT_EQ(*fast, *strict);
+  }
+  EXPECT_EQ((*FastFlatStringObject("{\"content\":\"" + big + "\"}"))["content"].get<std::string>(),
+            std::string(1 << 20, 'a') + "\n\t\"\\/ é 漢字 \xf0\x9f\x98\x80");
+
+  // Left to the strict parser: what it refuses (with its own message), and what it takes but
+  // the fast path does not try (nesting, other types, \u escapes, a BOM, many members).
+  std::string many = "{";
+  for (int i = 0; i < 17; ++i) many += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":\"v\"";
+  many += "}";
+  const std::vector<std::string> left = {"",
+                                         "{",
+                                         "[]",
+                                         "\"x\"",
+                                         "{} {}",
+                                         "{\"a\":\"b\"} x",
+                                         "{\"a\":\"b\",}",
+                                         "{'a':'b'}",
+                                         "{\"a\":\"\x01\"}",
+                                         "{\"a\":\"b\",\"a\":\"b\"}",
+                                         "{\"a\":\"b\"}" + std::string(1, '\0'),
+                                         std::string("{\"a\":\"b") + '\0' + "c\"}",
+                                         "{\"a\":\"\\x\"}",
+                                         "{\"a\":\"\\u0041\"}",
+                                         "{\"a\":\"\\ud800\"}",
+                                         "{\"a\":1}",
+                                         "{\"a\":null}",
+                                         "{\"a\":[\"b\"]}",
+                                         "{\"a\":{\"b\":\"c\"}}",
+                                         "\xef\xbb\xbf{\"a\":\"b\"}",
+                                         "{\"a\":\"\xff\"}",
+                                         "{\"a\":\"\xed\xa0\x80\"}",
+                                         many,
+                                         "[[[[[[[[[[[[1]]]]]]]]]]]]",
+                                         "{\"a\":\"b\"",
+                                         "{\"a\" \"b\"}",
+                                         "/*c*/{\"a\":\"b\"}"};
+  for (const std::string& body : left) {
+    SCOPED_TRACE(body);
+    EXPECT_FALSE(FastFlatStringObject(body).has_value());
+  }
+  // Through the route's decoder, such a body gets the strict parser's answer.
+  auto dup = DecodeCreateRecord(R"({"patient_id":"p","patient_id":"p"})", 100);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.status().message(), "the body has a duplicate field");
+  auto escaped = DecodeCreateRecord(
+      R"({"patient_id":"p-1","category":"lab-result","content_type":"text/plain",)"
+      R"("encounter_date":"2026-01-02","author":"dr-a","content":"\u00e9"})",
+      100);
+  ASSERT_TRUE(escaped.ok()) << escaped.status().ToString();
+  EXPECT_EQ(escaped->content, "\xc3\xa9");
 }
 
 TEST_F(ApiJsonTest, ParseErrorsDoNotQuoteTheInput) {
