@@ -397,21 +397,34 @@ class FlatStringsHandler final
 // before anything is taken. tests/daemon/api_json_test.cc and the api_json fuzz target check
 // that whatever it takes, the strict path takes too, as the same document.
 std::optional<json> FastFlatStringObject(std::string_view body) {
-  if (body.find('\0') != std::string_view::npos || body.find("\\u") != std::string_view::npos ||
-      !IsValidUtf8(body)) {
+  // A control character other than the three whitespace ones is invalid anywhere in JSON; the
+  // strict parser refuses it. RapidJSON 1.1's 16-byte string scan misses 0x1A-0x1F (it compares
+  // with 0x19), so such a body must never reach it (found by the differential check of the
+  // api_json fuzz target). NUL is among them: it would also end RapidJSON's stream early.
+  // Branch-free, so that the compiler can vectorise it: it reads the whole content once.
+  unsigned control = 0;
+  for (const char c : body) {
+    const auto u = static_cast<unsigned char>(c);
+    control |= static_cast<unsigned>(u < 0x20) & static_cast<unsigned>(u != '\t') &
+               static_cast<unsigned>(u != '\n') & static_cast<unsigned>(u != '\r');
+  }
+  if (control != 0 || body.find("\\u") != std::string_view::npos || !IsValidUtf8(body)) {
     return std::nullopt;
   }
   // NUL-terminated, with 16 more bytes: RapidJSON's SIMD scan reads aligned 16-byte blocks and
-  // stops at the terminator, so it never reads past this buffer.
+  // stops at the terminator, so it never reads past this buffer. A copy, because in situ parsing
+  // writes into it.
   std::string padded;
   padded.reserve(body.size() + 16);
   padded.assign(body);
   padded.append(16, '\0');
   json out = json::object();
   FlatStringsHandler handler(out);
+  // In situ: strings are decoded within `padded`, so the reader never uses its own stack (whose
+  // first push in RapidJSON 1.1 does pointer arithmetic on null, which UBSan reports).
   rapidjson::Reader reader;
-  rapidjson::StringStream stream(padded.c_str());
-  if (reader.Parse<rapidjson::kParseDefaultFlags>(stream, handler).IsError()) return std::nullopt;
+  rapidjson::InsituStringStream stream(padded.data());
+  if (reader.Parse<rapidjson::kParseInsituFlag>(stream, handler).IsError()) return std::nullopt;
   return out;
 }
 

@@ -93,33 +93,18 @@ TEST_F(ApiJsonTest, FastParserTakesOnlyWhatTheStrictOneTakesAsTheSameDocument) {
   std::string many = "{";
   for (int i = 0; i < 17; ++i) many += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":\"v\"";
   many += "}";
-  const std::vector<std::string> left = {"",
-                                         "{",
-                                         "[]",
-                                         "\"x\"",
-                                         "{} {}",
-                                         "{\"a\":\"b\"} x",
-                                         "{\"a\":\"b\",}",
-                                         "{'a':'b'}",
-                                         "{\"a\":\"\x01\"}",
-                                         "{\"a\":\"b\",\"a\":\"b\"}",
-                                         "{\"a\":\"b\"}" + std::string(1, '\0'),
-                                         std::string("{\"a\":\"b") + '\0' + "c\"}",
-                                         "{\"a\":\"\\x\"}",
-                                         "{\"a\":\"\\u0041\"}",
-                                         "{\"a\":\"\\ud800\"}",
-                                         "{\"a\":1}",
-                                         "{\"a\":null}",
-                                         "{\"a\":[\"b\"]}",
-                                         "{\"a\":{\"b\":\"c\"}}",
-                                         "\xef\xbb\xbf{\"a\":\"b\"}",
-                                         "{\"a\":\"\xff\"}",
-                                         "{\"a\":\"\xed\xa0\x80\"}",
-                                         many,
-                                         "[[[[[[[[[[[[1]]]]]]]]]]]]",
-                                         "{\"a\":\"b\"",
-                                         "{\"a\" \"b\"}",
-                                         "/*c*/{\"a\":\"b\"}"};
+  const std::vector<std::string> left = {
+      "", "{", "[]", "\"x\"", "{} {}", "{\"a\":\"b\"} x", "{\"a\":\"b\",}", "{'a':'b'}",
+      "{\"a\":\"\x01\"}",
+      // RapidJSON's SIMD scan misses 0x1A-0x1F (fuzz finding)
+      "{\"a\":\"~~~\x1a~~~~~~~~~~~~~~~~~~~~~~~~~~~~\"}",
+      "{\"a\":\"~~~~~~~~~~~~~~~~~~~~~~~~~~~~\x1f~~~~~\"}", "{\"a\":\"\x1d\"}",
+      "{\"a\":\"b\",\"a\":\"b\"}", "{\"a\":\"b\"}" + std::string(1, '\0'),
+      std::string("{\"a\":\"b") + '\0' + "c\"}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u0041\"}",
+      "{\"a\":\"\\ud800\"}", "{\"a\":1}", "{\"a\":null}", "{\"a\":[\"b\"]}",
+      "{\"a\":{\"b\":\"c\"}}", "\xef\xbb\xbf{\"a\":\"b\"}", "{\"a\":\"\xff\"}",
+      "{\"a\":\"\xed\xa0\x80\"}", many, "[[[[[[[[[[[[1]]]]]]]]]]]]", "{\"a\":\"b\"",
+      "{\"a\" \"b\"}", "/*c*/{\"a\":\"b\"}"};
   for (const std::string& body : left) {
     SCOPED_TRACE(body);
     EXPECT_FALSE(FastFlatStringObject(body).has_value());
