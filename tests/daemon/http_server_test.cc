@@ -896,6 +896,23 @@ TEST_F(HttpServerTest, AClientThatStopsReadingALargeResponseIsCutOffAndOthersAre
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
 }
 
+// A client that hangs up in the middle of a large response: the write fails (EPIPE; the send
+// asks for no SIGPIPE), the connection is released, and the server goes on serving.
+TEST_F(HttpServerTest, AClientThatHangsUpDuringALargeResponseDoesNotHurtTheServer) {
+  Start();
+  EXPECT_CALL(service_, ReadRecord(_, std::string(kRecordId), std::optional<uint32_t>(), true))
+      .Times(3)
+      .WillRepeatedly(Return(storage::Record{SampleMeta(1), crypto::RandomBytes(16 << 20)}));
+  for (int i = 0; i < 3; ++i) {
+    RawConnection gone(socket_path_);
+    ASSERT_TRUE(gone.Send(Request("GET", std::string("/v1/records/") + kRecordId + "/content")));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the server is mid-write
+  }
+  EXPECT_TRUE(WaitForConnections(0));
+  RawConnection after(socket_path_);
+  EXPECT_EQ(after.RoundTrip(Request("GET", "/v1/health", "", "", false)).status, 200);
+}
+
 TEST_F(HttpServerTest, ConnectionsBeyondTheLimitGet503) {
   Config config = TestConfig(getuid());
   config.limits.max_connections = 3;
