@@ -336,10 +336,7 @@ class DaemonSession final : public loadgen::Session {
   bool Read(const std::string& id, size_t expected_bytes, std::string* error) override {
     const std::string head = "GET /v1/records/" + id + "/content HTTP/1.1\r\nHost: localhost\r\n" +
                              parts_.auth_headers + "\r\n";
-    // One response kept for the session's reads: its body keeps its capacity, so a 64 KiB or
-    // 1 MiB record is copied into memory already mapped. A fresh string per read cost the client
-    // a page-faulting copy each time (a quarter of its CPU at 64 KiB, perf).
-    HttpResponse& r = read_response_;
+    HttpResponse r;
     if (!Send({Iov(head)}, &r, error)) return false;
     if (r.status != 200) {
       *error = ErrorText(r);
@@ -396,7 +393,6 @@ class DaemonSession final : public loadgen::Session {
 
   const RequestParts& parts_;
   Connection conn_;
-  HttpResponse read_response_;
 };
 
 class DaemonTarget final : public loadgen::Target {
